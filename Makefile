@@ -1,0 +1,40 @@
+# Strata build and test entry points. `make test` is what CI runs.
+GO      ?= go
+BIN     := bin/strata
+# Everything the tests build or download for themselves lives here; `make
+# clean` removes it.
+CACHE   ?= $(CURDIR)/.cache
+PKGS    := ./...
+
+export CGO_ENABLED := 0
+
+.PHONY: build run test test-long bench lint clean
+
+build:
+	$(GO) build -trimpath -ldflags='-s -w' -o $(BIN) .
+
+run: build
+	./$(BIN) dev
+
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+# The race detector needs cgo.
+test: lint build
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+# Long fuzzing and crash rounds; bounded, they stop by themselves.
+FUZZTIME ?= 60s
+test-long: lint
+	CGO_ENABLED=1 STRATA_CRASH_ROUNDS=40 $(GO) test -race -count=1 -timeout 60m -run Crash ./node/log/
+	$(GO) test -run '^$$' -fuzz '^FuzzValidateBatch$$' -fuzztime $(FUZZTIME) ./node/log/
+	$(GO) test -run '^$$' -fuzz '^FuzzRecovery$$' -fuzztime $(FUZZTIME) ./node/log/
+
+BENCH ?= .
+bench:
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count=1 -timeout 30m ./node/log/
+
+clean:
+	rm -rf bin $(CACHE)

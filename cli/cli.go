@@ -1,0 +1,67 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	ucli "github.com/urfave/cli/v2"
+)
+
+// Run runs the strata command line and returns the process exit code:
+// 0, or 1 after printing a one-line error to stderr.
+func Run(args []string) int {
+	return run(args, os.Stdout, os.Stderr)
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	app := &ucli.App{
+		Name:      "strata",
+		Usage:     "a Kafka-compatible commit log that keeps history in object storage",
+		Writer:    stdout,
+		ErrWriter: stderr,
+		// Errors are printed once, here, as one line.
+		ExitErrHandler: func(*ucli.Context, error) {},
+		Commands: []*ucli.Command{
+			devCommand(),
+			logCommand(),
+		},
+	}
+	if err := app.Run(args); err != nil {
+		fmt.Fprintf(stderr, "strata: %v\n", oneLine(err))
+		return 1
+	}
+	return 0
+}
+
+// oneLine keeps an error message to its first line.
+func oneLine(err error) string {
+	msg := err.Error()
+	for i, c := range msg {
+		if c == '\n' {
+			return msg[:i]
+		}
+	}
+	return msg
+}
+
+// errNotBuilt says plainly that a command exists in the design but not yet
+// in this binary.
+var errNotBuilt = errors.New("not built yet")
+
+// envVars names the environment variable every flag also reads.
+func envVars(flag string) []string {
+	name := make([]byte, 0, len(flag)+7)
+	name = append(name, "STRATA_"...)
+	for _, c := range []byte(flag) {
+		switch {
+		case c == '-':
+			c = '_'
+		case c >= 'a' && c <= 'z':
+			c -= 'a' - 'A'
+		}
+		name = append(name, c)
+	}
+	return []string{string(name)}
+}
