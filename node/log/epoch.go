@@ -131,3 +131,19 @@ func (c *epochCache) endOffsetFor(epoch int32, logEndOffset int64) (int32, int64
 	}
 	return c.entries[hi-1].Epoch, c.entries[hi].StartOffset
 }
+
+// allows reports whether a batch at offset may carry epoch: the epoch of
+// the last entry starting at or before offset; below the first entry (a
+// history cut at the log start, or none at all), any epoch up to the first
+// one. An empty history allows anything.
+func (c *epochCache) allows(epoch int32, offset int64) bool {
+	if len(c.entries) == 0 {
+		return true
+	}
+	for i := len(c.entries) - 1; i >= 0; i-- {
+		if c.entries[i].StartOffset <= offset {
+			return c.entries[i].Epoch == epoch
+		}
+	}
+	return epoch <= c.entries[0].Epoch
+}

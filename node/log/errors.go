@@ -37,6 +37,11 @@ var (
 	// ErrClosed is returned by every method after Close.
 	ErrClosed = errors.New("log: closed")
 
+	// ErrFencedLeaderEpoch is returned by Append when the caller's leader
+	// epoch is older than one the log already holds: a stale leader
+	// (Kafka: FENCED_LEADER_EPOCH).
+	ErrFencedLeaderEpoch = errors.New("log: fenced leader epoch")
+
 	// ErrIO is returned by Append, DeleteRecordsBefore and rolls when an
 	// I/O error (a full disk, say) stopped the operation but the log could
 	// be left exactly as it was; it keeps serving and the call may be

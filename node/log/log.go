@@ -192,10 +192,11 @@ func (l *Log) load() error {
 
 	scratch := make([]byte, 0, 1<<20)
 	segs := make([]*segment, 0, len(bases))
+	checkpointed := epochCache{entries: slices.Clone(l.epochs.entries)}
 	for i, base := range bases {
 		last := i == len(bases)-1
 		trusted := clean || (!last && bases[i+1] <= recoveryPoint)
-		s, dropped, err := l.openSegment(base, trusted, scratch)
+		s, dropped, err := l.openSegment(base, trusted, scratch, &checkpointed)
 		if err != nil {
 			for _, s := range segs {
 				s.close()
@@ -203,7 +204,7 @@ func (l *Log) load() error {
 			return err
 		}
 		segs = append(segs, s)
-		if dropped > 0 || (!last && s.nextOffset.Load() > bases[i+1]) {
+		if dropped > 0 || (!last && s.nextOffset.Load() != bases[i+1]) {
 			var later int64
 			for _, b := range bases[i+1:] {
 				later += l.removeSegmentFiles(b)
@@ -272,8 +273,10 @@ func (l *Log) load() error {
 
 // openSegment opens the segment at base. A trusted segment keeps its
 // indexes if they pass their checks; any other is recovered by a full
-// scan, which also replays leader epochs from its batches.
-func (l *Log) openSegment(base int64, trusted bool, scratch []byte) (*segment, int64, error) {
+// scan, which also replays leader epochs from its batches. A batch whose
+// leader epoch (outside the CRC) disagrees with the checkpointed history,
+// which is written before the data, counts as corrupt.
+func (l *Log) openSegment(base int64, trusted bool, scratch []byte, checkpointed *epochCache) (*segment, int64, error) {
 	capacity := l.cfg.indexEntries()
 	if trusted {
 		s, err := openSegmentFiles(l.fs, l.dir, base, -1, -1, 0)
@@ -306,8 +309,12 @@ func (l *Log) openSegment(base int64, trusted bool, scratch []byte) (*segment, i
 	if err != nil {
 		return nil, 0, err
 	}
-	dropped, err := s.recover(scratch, l.cfg.IndexIntervalBytes, func(h *BatchHeader) {
+	dropped, err := s.recover(scratch, l.cfg.IndexIntervalBytes, func(h *BatchHeader) error {
+		if !checkpointed.allows(h.LeaderEpoch, h.BaseOffset) {
+			return fmt.Errorf("%w: batch at offset %d has leader epoch %d, the epoch checkpoint disagrees", ErrCorrupt, h.BaseOffset, h.LeaderEpoch)
+		}
 		l.epochs.assign(h.LeaderEpoch, h.BaseOffset)
+		return nil
 	})
 	if err != nil {
 		s.close()
@@ -409,6 +416,9 @@ func (l *Log) Append(batch []byte, leaderEpoch int32) (AppendResult, error) {
 	if int64(len(batch)) > l.cfg.SegmentBytes {
 		return AppendResult{}, fmt.Errorf("%w: batch of %d bytes exceeds segment.bytes %d", ErrTooLarge, len(batch), l.cfg.SegmentBytes)
 	}
+	if latest, ok := l.epochs.latest(); ok && leaderEpoch < latest.Epoch {
+		return AppendResult{}, fmt.Errorf("%w: append with epoch %d, log has epoch %d", ErrFencedLeaderEpoch, leaderEpoch, latest.Epoch)
+	}
 	now := l.clock.Now()
 	h := info.Header
 	h.BaseOffset = l.endOffset.Load()
@@ -437,6 +447,10 @@ func (l *Log) AppendReplicated(batches []byte) (AppendResult, error) {
 	}
 	// Validate everything first so a bad batch appends nothing.
 	next := l.endOffset.Load()
+	minEpoch := int32(-1)
+	if latest, ok := l.epochs.latest(); ok {
+		minEpoch = latest.Epoch
+	}
 	for rest := batches; len(rest) > 0; {
 		h, err := checkBatchFrame(rest)
 		if err != nil {
@@ -448,9 +462,13 @@ func (l *Log) AppendReplicated(batches []byte) (AppendResult, error) {
 		if _, err := ValidateBatch(rest[:h.Size()], 0); err != nil {
 			return AppendResult{}, err
 		}
-		if h.BaseOffset < next {
-			return AppendResult{}, fmt.Errorf("%w: replicated batch at offset %d, log end is %d", ErrOffsetOutOfRange, h.BaseOffset, next)
+		if h.BaseOffset != next {
+			return AppendResult{}, fmt.Errorf("%w: replicated batch at offset %d, expected %d", ErrOffsetOutOfRange, h.BaseOffset, next)
 		}
+		if h.LeaderEpoch < minEpoch {
+			return AppendResult{}, fmt.Errorf("%w: replicated batch at offset %d has epoch %d after epoch %d", ErrFencedLeaderEpoch, h.BaseOffset, h.LeaderEpoch, minEpoch)
+		}
+		minEpoch = h.LeaderEpoch
 		next = h.LastOffset() + 1
 		rest = rest[h.Size():]
 	}
@@ -914,8 +932,8 @@ func (l *Log) syncSealed(segs []*segment) error {
 // durable: the start of the first unsynced sealed segment, else how far
 // the active segment is flushed.
 func (l *Log) writeRecoveryPointLocked() error {
-	point := l.flushedOffset
 	segs := *l.segments.Load()
+	point := max(l.flushedOffset, segs[len(segs)-1].baseOffset)
 	for _, s := range segs[:len(segs)-1] {
 		if !s.synced {
 			point = s.baseOffset

@@ -236,9 +236,9 @@ func TestOffsetForTimestamp(t *testing.T) {
 		mustAppend(t, l, makeBatch(int64(1000*i), recs...), 0)
 	}
 	tests := []struct {
-		ts, maxOffset    int64
-		wantOff, wantTs  int64
-		wantFound        bool
+		ts, maxOffset   int64
+		wantOff, wantTs int64
+		wantFound       bool
 	}{
 		{0, -1, 0, 0, true},
 		{-5, -1, 0, 0, true},
