@@ -3,6 +3,7 @@ module github.com/strata-io/strata
 go 1.26.0
 
 require (
+	github.com/twmb/franz-go/pkg/kmsg v1.15.1
 	github.com/urfave/cli/v2 v2.27.7
 	golang.org/x/sys v0.50.0
 )
