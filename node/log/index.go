@@ -186,9 +186,16 @@ func (ix *offsetIndex) at(i int) (relOffset uint32, position uint32) {
 // lookup returns the entry with the largest offset <= offset, or the
 // segment start (baseOffset, 0) when there is none.
 func (ix *offsetIndex) lookup(offset int64) (int64, int64) {
+	o, pos, _ := ix.lookupSpan(offset)
+	return o, pos
+}
+
+// lookupSpan is lookup that also returns the position of the next entry
+// (-1 if none): the batch holding offset starts before it.
+func (ix *offsetIndex) lookupSpan(offset int64) (int64, int64, int64) {
 	n := int(ix.entries.Load())
 	if offset < ix.baseOffset || n == 0 {
-		return ix.baseOffset, 0
+		return ix.baseOffset, 0, ix.positionOf(0, n)
 	}
 	rel := uint64(offset - ix.baseOffset)
 	if rel > math.MaxUint32 {
@@ -205,10 +212,19 @@ func (ix *offsetIndex) lookup(offset int64) (int64, int64) {
 		}
 	}
 	if lo == 0 {
-		return ix.baseOffset, 0
+		return ix.baseOffset, 0, ix.positionOf(0, n)
 	}
 	r, pos := ix.at(lo - 1)
-	return ix.baseOffset + int64(r), int64(pos)
+	return ix.baseOffset + int64(r), int64(pos), ix.positionOf(lo, n)
+}
+
+// positionOf returns entry i's position, or -1 past the last of n.
+func (ix *offsetIndex) positionOf(i, n int) int64 {
+	if i >= n {
+		return -1
+	}
+	_, pos := ix.at(i)
+	return int64(pos)
 }
 
 // truncateTo drops entries for offsets >= offset.

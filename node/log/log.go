@@ -215,7 +215,7 @@ func (l *Log) load() error {
 		}
 	}
 	if len(segs) == 0 {
-		s, err := createSegment(l.fs, l.dir, logStart, l.cfg.indexEntries())
+		s, err := createSegment(l.fs, l.dir, logStart, l.cfg.indexEntries(), l.cfg.IndexIntervalBytes)
 		if err != nil {
 			return err
 		}
@@ -279,9 +279,9 @@ func (l *Log) load() error {
 func (l *Log) openSegment(base int64, trusted bool, scratch []byte, checkpointed *epochCache) (*segment, int64, error) {
 	capacity := l.cfg.indexEntries()
 	if trusted {
-		s, err := openSegmentFiles(l.fs, l.dir, base, -1, -1, 0)
+		s, err := openSegmentFiles(l.fs, l.dir, base, -1, -1, 0, l.cfg.IndexIntervalBytes)
 		if err == nil {
-			err = s.loadTrusted(scratch, l.cfg.IndexIntervalBytes)
+			err = s.loadTrusted(scratch)
 			if err == nil {
 				s.sealed = true
 				return s, 0, nil
@@ -305,11 +305,11 @@ func (l *Log) openSegment(base int64, trusted bool, scratch []byte, checkpointed
 	}
 	interval := int64(max(l.cfg.IndexIntervalBytes, minBatchLength))
 	capacity = max(capacity, int(fi.Size()/interval)+2)
-	s, err := openSegmentFiles(l.fs, l.dir, base, 0, 0, capacity)
+	s, err := openSegmentFiles(l.fs, l.dir, base, 0, 0, capacity, l.cfg.IndexIntervalBytes)
 	if err != nil {
 		return nil, 0, err
 	}
-	dropped, err := s.recover(scratch, l.cfg.IndexIntervalBytes, func(h *BatchHeader) error {
+	dropped, err := s.recover(scratch, func(h BatchHeader) error {
 		if !checkpointed.allows(h.LeaderEpoch, h.BaseOffset) {
 			return fmt.Errorf("%w: batch at offset %d has leader epoch %d, the epoch checkpoint disagrees", ErrCorrupt, h.BaseOffset, h.LeaderEpoch)
 		}
@@ -510,7 +510,7 @@ func (l *Log) appendLocked(batch []byte, h *BatchHeader, now time.Time) error {
 			return fmt.Errorf("%w: leader epoch checkpoint: %v", ErrIO, err)
 		}
 	}
-	if err := seg.append(batch, h, l.cfg.IndexIntervalBytes, now); err != nil {
+	if err := seg.append(batch, h, now); err != nil {
 		return l.writeFailedLocked(seg, err)
 	}
 	l.endOffset.Store(h.LastOffset() + 1)
@@ -547,7 +547,7 @@ func (l *Log) activeLocked() *segment {
 // the new segment cannot be created the log stays as it was.
 func (l *Log) rollLocked(base int64) (*segment, error) {
 	old := l.activeLocked()
-	s, err := createSegment(l.fs, l.dir, base, l.cfg.indexEntries())
+	s, err := createSegment(l.fs, l.dir, base, l.cfg.indexEntries(), l.cfg.IndexIntervalBytes)
 	if err != nil {
 		return nil, fmt.Errorf("%w: roll to a new segment at %d: %v", ErrIO, base, err)
 	}
@@ -1096,7 +1096,7 @@ func (l *Log) TruncateTo(offset int64) error {
 	}
 	rest := slices.Clone(segs[:i+1])
 	l.segments.Store(&rest)
-	if err := seg.truncate(newSize, newEnd, l.cfg.IndexIntervalBytes, scratch); err != nil {
+	if err := seg.truncate(newSize, newEnd, scratch); err != nil {
 		return l.fail(fmt.Errorf("truncate to %d: %w", offset, err))
 	}
 	if seg.sealed {
@@ -1141,7 +1141,7 @@ func (l *Log) truncateFullyAndStartAtLocked(offset int64) error {
 			return l.fail(fmt.Errorf("truncate fully: %w", err))
 		}
 	}
-	s, err := createSegment(l.fs, l.dir, offset, l.cfg.indexEntries())
+	s, err := createSegment(l.fs, l.dir, offset, l.cfg.indexEntries(), l.cfg.IndexIntervalBytes)
 	if err != nil {
 		return l.fail(fmt.Errorf("truncate fully: %w", err))
 	}

@@ -17,10 +17,12 @@ var errTorn = fmt.Errorf("%w: batch runs past the end of the segment", ErrCorrup
 // skips the bodies (lookups). The batch bytes it returns are valid until
 // the next call.
 type scanner struct {
-	r          io.ReaderAt
-	limit      int64 // file position where the readable bytes end
-	chunkBytes int
-	bodies     bool
+	r     io.ReaderAt
+	limit int64 // file position where the readable bytes end
+	// chunkBytes is how much each read asks for beyond what is needed;
+	// firstBytes, when set, replaces it for the first read.
+	chunkBytes, firstBytes int
+	bodies                 bool
 
 	buf      []byte // bytes read, starting at file position bufStart
 	bufStart int64
@@ -75,7 +77,11 @@ func (s *scanner) fill(pos int64, n int) ([]byte, error) {
 		off := int(pos - s.bufStart)
 		return s.buf[off : off+n], nil
 	}
-	want := int(min(int64(max(n, s.chunkBytes)), s.limit-pos))
+	chunk := s.chunkBytes
+	if s.firstBytes > 0 {
+		chunk, s.firstBytes = s.firstBytes, 0
+	}
+	want := int(min(int64(max(n, chunk)), s.limit-pos))
 	if cap(s.buf) < want {
 		s.buf = make([]byte, want)
 	}

@@ -26,10 +26,13 @@ func segmentName(baseOffset int64) string { return fmt.Sprintf("%020d", baseOffs
 // number of readers read the bytes below the published size.
 type segment struct {
 	baseOffset int64
-	logPath    string
-	log        File
-	index      offsetIndex
-	timeIndex  timeIndex
+	// intervalBytes is index.interval.bytes as it was when the segment
+	// was created or opened; fixed for the segment's life.
+	intervalBytes int
+	logPath       string
+	log           File
+	index         offsetIndex
+	timeIndex     timeIndex
 
 	// Published state: written by the appender, read by anyone.
 	// Invariant: every batch that starts below size is whole and valid,
@@ -59,7 +62,7 @@ func segmentPaths(dir string, baseOffset int64) (logPath, indexPath, timeIndexPa
 
 // createSegment makes a new, empty segment whose indexes can hold
 // capacity entries.
-func createSegment(fs FS, dir string, baseOffset int64, capacity int) (*segment, error) {
+func createSegment(fs FS, dir string, baseOffset int64, capacity, intervalBytes int) (*segment, error) {
 	logPath, indexPath, timeIndexPath := segmentPaths(dir, baseOffset)
 	// A leftover file from an interrupted roll or a truncation is stale:
 	// start from empty files.
@@ -68,7 +71,7 @@ func createSegment(fs FS, dir string, baseOffset int64, capacity int) (*segment,
 			return nil, err
 		}
 	}
-	s, err := openSegmentFiles(fs, dir, baseOffset, 0, 0, capacity)
+	s, err := openSegmentFiles(fs, dir, baseOffset, 0, 0, capacity, intervalBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -81,7 +84,7 @@ func createSegment(fs FS, dir string, baseOffset int64, capacity int) (*segment,
 // openSegmentFiles opens the three files of a segment, mapping indexes
 // with the given valid entry counts and capacity. It does not read the
 // log; the caller sets the published state.
-func openSegmentFiles(fs FS, dir string, baseOffset int64, indexEntries, timeIndexEntries, capacity int) (*segment, error) {
+func openSegmentFiles(fs FS, dir string, baseOffset int64, indexEntries, timeIndexEntries, capacity, intervalBytes int) (*segment, error) {
 	logPath, indexPath, timeIndexPath := segmentPaths(dir, baseOffset)
 	lf, err := fs.OpenFile(logPath, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
@@ -96,11 +99,12 @@ func openSegmentFiles(fs FS, dir string, baseOffset int64, indexEntries, timeInd
 		return nil, errors.Join(err, lf.Close(), ix.close())
 	}
 	s := &segment{
-		baseOffset: baseOffset,
-		logPath:    logPath,
-		log:        lf,
-		index:      offsetIndex{mmapIndex: ix, baseOffset: baseOffset},
-		timeIndex:  timeIndex{mmapIndex: tix, baseOffset: baseOffset},
+		baseOffset:    baseOffset,
+		intervalBytes: intervalBytes,
+		logPath:       logPath,
+		log:           lf,
+		index:         offsetIndex{mmapIndex: ix, baseOffset: baseOffset},
+		timeIndex:     timeIndex{mmapIndex: tix, baseOffset: baseOffset},
 	}
 	s.nextOffset.Store(baseOffset)
 	s.maxTimestamp.Store(math.MinInt64)
@@ -124,12 +128,12 @@ func (s *segment) canHold(size int64, lastOffset int64, cfg *Config) bool {
 // append writes one validated batch (its offsets already assigned) at the
 // end of the segment and publishes it. On a write error nothing is
 // published; the caller decides whether the log survives.
-func (s *segment) append(batch []byte, h *BatchHeader, intervalBytes int, now time.Time) error {
+func (s *segment) append(batch []byte, h *BatchHeader, now time.Time) error {
 	pos := s.size.Load()
 	if _, err := s.log.WriteAt(batch, pos); err != nil {
 		return err
 	}
-	s.indexBatch(pos, h, intervalBytes)
+	s.indexBatch(pos, h)
 	if s.rollStart.IsZero() {
 		s.rollStart = now
 	}
@@ -142,12 +146,12 @@ func (s *segment) append(batch []byte, h *BatchHeader, intervalBytes int, now ti
 
 // indexBatch updates the indexes and max timestamp for a batch at pos.
 // Appender and recovery only.
-func (s *segment) indexBatch(pos int64, h *BatchHeader, intervalBytes int) {
+func (s *segment) indexBatch(pos int64, h *BatchHeader) {
 	if h.MaxTimestamp > s.maxTimestamp.Load() {
 		s.maxTimestampBase.Store(h.BaseOffset)
 		s.maxTimestamp.Store(h.MaxTimestamp)
 	}
-	if s.bytesSinceIndex >= int64(intervalBytes) && !s.index.full() {
+	if s.bytesSinceIndex >= int64(s.intervalBytes) && !s.index.full() {
 		s.index.append(h.BaseOffset, pos)
 		s.timeIndex.append(s.maxTimestamp.Load(), s.maxTimestampBase.Load())
 		s.bytesSinceIndex = 0
@@ -202,7 +206,7 @@ func (s *segment) remove(fs FS) error {
 // checked (frame and CRC) and indexed afresh; the first bad batch and
 // everything after it are cut off. It returns how many bytes it dropped.
 // Indexes must be empty on entry.
-func (s *segment) recover(scratch []byte, intervalBytes int, onBatch func(*BatchHeader) error) (dropped int64, err error) {
+func (s *segment) recover(scratch []byte, onBatch func(BatchHeader) error) (dropped int64, err error) {
 	fi, err := s.log.Stat()
 	if err != nil {
 		return 0, err
@@ -222,7 +226,7 @@ func (s *segment) recover(scratch []byte, intervalBytes int, onBatch func(*Batch
 			err = fmt.Errorf("%w: batch at position %d has offsets [%d, %d], expected from %d", ErrCorrupt, pos, h.BaseOffset, h.LastOffset(), next)
 		}
 		if err == nil {
-			err = onBatch(&h)
+			err = onBatch(h)
 		}
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {
@@ -236,7 +240,7 @@ func (s *segment) recover(scratch []byte, intervalBytes int, onBatch func(*Batch
 			// gets here, and recovery sizes the index to avoid it.
 			break
 		}
-		s.indexBatch(pos, &h, intervalBytes)
+		s.indexBatch(pos, &h)
 		valid = pos + h.Size()
 		next = h.LastOffset() + 1
 	}
@@ -254,7 +258,7 @@ func (s *segment) recover(scratch []byte, intervalBytes int, onBatch func(*Batch
 // behind, after checking them against the log. It walks the batches after
 // the last index entry to find the end. Any disagreement returns an error
 // wrapping ErrCorrupt and the caller rebuilds.
-func (s *segment) loadTrusted(scratch []byte, intervalBytes int) error {
+func (s *segment) loadTrusted(scratch []byte) error {
 	fi, err := s.log.Stat()
 	if err != nil {
 		return err
@@ -320,8 +324,21 @@ func (s *segment) firstBatchTimestamp() (int64, bool) {
 // >= offset, scanning headers forward from the index's floor entry. found
 // is false when no batch below limit qualifies.
 func (s *segment) findBatch(offset, limit int64, scratch []byte) (pos int64, h BatchHeader, found bool, err error) {
-	_, from := s.index.lookup(offset)
-	sc := newScanner(s.log, from, limit, 8<<10, false, scratch)
+	_, from, next := s.index.lookupSpan(offset)
+	if next < 0 {
+		next = limit
+	}
+	// Size the first read to the span the scan may cover, so the common
+	// case is one pread: a short span (small batches) is read whole; a
+	// long one holds one big batch, whose header is all that is needed.
+	// Either way the scan reads on, an interval at a time, if it must.
+	interval := max(s.intervalBytes, 512)
+	sc := newScanner(s.log, from, limit, interval+BatchHeaderBytes, false, scratch)
+	if span := next - from; span <= int64(2*interval) {
+		sc.firstBytes = int(span) + BatchHeaderBytes
+	} else {
+		sc.firstBytes = BatchHeaderBytes
+	}
 	for {
 		pos, h, _, err := sc.next()
 		if err == io.EOF {
@@ -417,7 +434,7 @@ func checkStoredBatch(b []byte) (BatchHeader, error) {
 
 // truncate cuts the segment to size bytes ending before offset next, and
 // recomputes what the appender tracks. Readers must be held off.
-func (s *segment) truncate(size, next int64, intervalBytes int, scratch []byte) error {
+func (s *segment) truncate(size, next int64, scratch []byte) error {
 	if err := s.log.Truncate(size); err != nil {
 		return err
 	}
