@@ -152,12 +152,12 @@ func (l *Log) load() error {
 		return err
 	}
 	var bases []int64
-	clean := false
+	clean, marker := false, false
 	for _, e := range entries {
 		name := e.Name()
 		switch {
 		case name == cleanShutdownFile:
-			clean = true
+			clean, marker = true, true
 		case strings.HasSuffix(name, checkpointTmpSuffix):
 			_ = l.fs.Remove(filepath.Join(l.dir, name)) // an interrupted checkpoint write
 		case strings.HasSuffix(name, logSuffix):
@@ -179,15 +179,16 @@ func (l *Log) load() error {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		l.logger.Warn("log start offset checkpoint unreadable, using the first segment", "error", err)
 	}
-	if lines, err := readCheckpoint(l.fs, l.dir, leaderEpochFile); err == nil {
-		if l.epochs.entries, err = parseEpochEntries(lines); err != nil {
-			l.logger.Warn("leader epoch checkpoint unreadable, rebuilding from the log", "error", err)
-			l.epochs.entries = nil
-			recoveryPoint = 0 // recovery reassigns epochs from the batches it scans
-		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		l.logger.Warn("leader epoch checkpoint unreadable, rebuilding from the log", "error", err)
-		recoveryPoint = 0
+	// The epoch history is rebuilt by scanning every batch when it cannot
+	// be read: recovery reassigns epochs from the batches it scans.
+	lines, err := readCheckpoint(l.fs, l.dir, leaderEpochFile)
+	if err == nil {
+		l.epochs.entries, err = parseEpochEntries(lines)
+	}
+	if err != nil && len(bases) > 0 {
+		l.logger.Warn("leader epoch checkpoint unreadable, rebuilding it from the log", "error", err)
+		l.epochs.entries = nil
+		recoveryPoint, clean = 0, false
 	}
 
 	scratch := make([]byte, 0, 1<<20)
@@ -257,7 +258,7 @@ func (l *Log) load() error {
 	if err := l.writeEpochsLocked(); err != nil {
 		return err
 	}
-	if clean {
+	if marker {
 		if err := l.fs.Remove(filepath.Join(l.dir, cleanShutdownFile)); err != nil {
 			return err
 		}
@@ -560,18 +561,20 @@ func (l *Log) rollLocked(base int64) (*segment, error) {
 	l.segments.Store(&segs)
 	l.logger.Info("segment rolled", "segment", old.baseOffset, "size_bytes", old.size.Load(), "next_segment", base)
 	if l.onSegmentClosed != nil {
-		l.onSegmentClosed(old.info())
+		l.onSegmentClosed(old.info(true))
 	}
 	return s, nil
 }
 
-func (s *segment) info() SegmentInfo {
+// info describes the segment; sealed is passed in because the field is the
+// appender's.
+func (s *segment) info(sealed bool) SegmentInfo {
 	return SegmentInfo{
 		BaseOffset:    s.baseOffset,
 		NextOffset:    s.nextOffset.Load(),
 		Size:          s.size.Load(),
 		MaxTimestamp:  s.maxTimestamp.Load(),
-		Sealed:        s.sealed,
+		Sealed:        sealed,
 		LogPath:       s.logPath,
 		IndexPath:     s.index.path,
 		TimeIndexPath: s.timeIndex.path,
@@ -786,8 +789,7 @@ func (l *Log) Segments() []SegmentInfo {
 	segs := *l.segments.Load()
 	out := make([]SegmentInfo, len(segs))
 	for i, s := range segs {
-		out[i] = s.info()
-		out[i].Sealed = i < len(segs)-1
+		out[i] = s.info(i < len(segs)-1)
 	}
 	return out
 }
@@ -919,6 +921,9 @@ func (l *Log) syncSealed(segs []*segment) error {
 	l.segMu.RUnlock()
 	l.appendMu.Lock()
 	defer l.appendMu.Unlock()
+	if l.closed.Load() {
+		return nil // Close synced everything and wrote the last word
+	}
 	if err != nil {
 		return l.fail(fmt.Errorf("fsync sealed segment: %w", err))
 	}

@@ -688,3 +688,103 @@ func checkIndexesAgainstScan(t *testing.T, l *Log) {
 		}
 	}
 }
+
+func TestHoldFromSegmentClosedHook(t *testing.T) {
+	cfg := testConfig()
+	cfg.SegmentBytes = 2000
+	cfg.RetentionBytes = 0
+	var l *Log
+	var closed []int64
+	l = openTest(t, t.TempDir(), cfg, Options{OnSegmentClosed: func(s SegmentInfo) {
+		if !s.Sealed || s.Size == 0 {
+			t.Errorf("hook got %+v", s)
+		}
+		l.Hold(s.BaseOffset, "tier") // as the uploader will
+		closed = append(closed, s.BaseOffset)
+	}})
+	for range 6 {
+		mustAppend(t, l, makeBatchN(1, 1500, 0), 0)
+	}
+	if n, err := l.Maintain(); n != 0 || err != nil {
+		t.Fatalf("held segments deleted: %d %v", n, err)
+	}
+	for _, base := range closed[:3] {
+		l.Release(base, "tier")
+	}
+	if n, _ := l.Maintain(); n != 3 || l.StartOffset() != closed[3] {
+		t.Fatalf("after release: deleted %d, start %d", n, l.StartOffset())
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		mod  func(*Config)
+		ok   bool
+	}{
+		{"defaults", func(*Config) {}, true},
+		{"segment.bytes too small", func(c *Config) { c.SegmentBytes = 10 }, false},
+		{"segment.bytes too large", func(c *Config) { c.SegmentBytes = 1 << 31 }, false},
+		{"segment.ms zero", func(c *Config) { c.SegmentAge = 0 }, false},
+		{"max.message.bytes negative", func(c *Config) { c.MaxMessageBytes = -1 }, false},
+		{"index.interval.bytes negative", func(c *Config) { c.IndexIntervalBytes = -1 }, false},
+		{"segment.index.bytes tiny", func(c *Config) { c.IndexMaxBytes = 8 }, false},
+		{"flush.messages zero", func(c *Config) { c.FlushMessages = 0 }, false},
+		{"flush.ms negative", func(c *Config) { c.FlushInterval = -1 }, false},
+		{"unlimited retention", func(c *Config) { c.RetentionAge, c.RetentionBytes = -1, -1 }, true},
+	}
+	for _, tt := range tests {
+		c := DefaultConfig()
+		tt.mod(&c)
+		if err := c.Validate(); (err == nil) != tt.ok {
+			t.Errorf("%s: %v", tt.name, err)
+		}
+		if _, err := Open(t.TempDir(), c, Options{}); (err == nil) != tt.ok {
+			t.Errorf("%s: open: %v", tt.name, err)
+		}
+	}
+}
+
+func TestUnreadableCheckpoints(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig()
+	cfg.SegmentBytes = 2000
+	l, err := Open(dir, cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 6 {
+		mustAppend(t, l, makeBatchN(1, 1500, 0), int32(i))
+	}
+	if _, err := l.DeleteRecordsBefore(2); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	for _, name := range []string{logStartOffsetFile, recoveryPointFile, leaderEpochFile} {
+		os.WriteFile(filepath.Join(dir, name), []byte("garbage\n"), 0o644)
+	}
+	l = openTest(t, dir, cfg, Options{})
+	// The log start falls back to the first segment, the epochs are
+	// rebuilt from the batches, nothing is lost.
+	if l.StartOffset() != 2 || l.EndOffset() != 6 {
+		t.Fatalf("start %d end %d", l.StartOffset(), l.EndOffset())
+	}
+	want := []EpochEntry{{2, 2}, {3, 3}, {4, 4}, {5, 5}}
+	if got := l.Epochs(); !slices.Equal(got, want) {
+		t.Fatalf("epochs %v, want %v", got, want)
+	}
+	if e, end := l.EndOffsetForEpoch(3); e != 3 || end != 4 {
+		t.Fatalf("end offset for epoch 3: (%d, %d)", e, end)
+	}
+}
+
+func TestAppendStaleEpochFenced(t *testing.T) {
+	l := openTest(t, t.TempDir(), testConfig(), Options{})
+	mustAppend(t, l, makeBatchN(1, 1, 0), 3)
+	if _, err := l.Append(makeBatchN(1, 1, 0), 2); !errors.Is(err, ErrFencedLeaderEpoch) {
+		t.Fatalf("stale epoch: %v", err)
+	}
+	if l.EndOffset() != 1 {
+		t.Fatalf("end %d", l.EndOffset())
+	}
+}
