@@ -38,36 +38,11 @@ func BenchmarkAppend(b *testing.B) {
 		}
 	})
 	b.Run("raw-write", func(b *testing.B) {
-		dir := b.TempDir()
-		var f *os.File
-		var written int64
-		files := 0
-		roll := func() {
-			if f != nil {
-				f.Close()
-			}
-			var err error
-			if f, err = os.Create(filepath.Join(dir, fmt.Sprintf("raw-%d", files))); err != nil {
-				b.Fatal(err)
-			}
-			files++
-			written = 0
-		}
-		roll()
-		defer func() { f.Close() }()
+		w := newRawWriter(b)
 		b.SetBytes(int64(len(batch)))
 		b.ReportAllocs()
 		for b.Loop() {
-			// New files at the log's segment size, so both pay for the
-			// same page-cache growth and writeback.
-			if written >= 1<<30 {
-				roll()
-			}
-			n, err := f.WriteAt(batch, written)
-			if err != nil {
-				b.Fatal(err)
-			}
-			written += int64(n)
+			w.write(batch)
 		}
 	})
 	b.Run("log-fsync-each", func(b *testing.B) {
@@ -263,27 +238,12 @@ func lastOffsetIn(data []byte) int64 {
 func BenchmarkAppendVsRawWrite(b *testing.B) {
 	batch := benchBatch(1024, 16<<10)
 	raw := append([]byte(nil), batch...)
-	dir := b.TempDir()
-	l, err := Open(filepath.Join(dir, "log"), DefaultConfig(), Options{})
+	l, err := Open(b.TempDir(), DefaultConfig(), Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer l.Close()
-	var f *os.File
-	var written int64
-	files := 0
-	roll := func() {
-		if f != nil {
-			f.Close()
-		}
-		if f, err = os.Create(filepath.Join(dir, fmt.Sprintf("raw-%d", files))); err != nil {
-			b.Fatal(err)
-		}
-		files++
-		written = 0
-	}
-	roll()
-	defer func() { f.Close() }()
+	w := newRawWriter(b)
 	var logTime, rawTime time.Duration
 	b.SetBytes(int64(len(batch)))
 	b.ReportAllocs()
@@ -299,14 +259,7 @@ func BenchmarkAppendVsRawWrite(b *testing.B) {
 				logTime += time.Since(t0)
 			} else {
 				t0 := time.Now()
-				if written >= 1<<30 {
-					roll()
-				}
-				n, err := f.WriteAt(raw, written)
-				if err != nil {
-					b.Fatal(err)
-				}
-				written += int64(n)
+				w.write(raw)
 				rawTime += time.Since(t0)
 			}
 		}
@@ -315,4 +268,45 @@ func BenchmarkAppendVsRawWrite(b *testing.B) {
 	b.ReportMetric(total/logTime.Seconds()/1e6, "log-MB/s")
 	b.ReportMetric(total/rawTime.Seconds()/1e6, "raw-MB/s")
 	b.ReportMetric(rawTime.Seconds()/logTime.Seconds(), "log/raw")
+}
+
+// rawWriter writes bytes sequentially with plain pwrite, starting a new
+// file every 1 GiB as the log starts a new segment, so both pay for the
+// same page-cache growth and writeback.
+type rawWriter struct {
+	b       *testing.B
+	dir     string
+	f       *os.File
+	written int64
+	files   int
+}
+
+func newRawWriter(b *testing.B) *rawWriter {
+	w := &rawWriter{b: b, dir: b.TempDir()}
+	w.roll()
+	b.Cleanup(func() { w.f.Close() })
+	return w
+}
+
+func (w *rawWriter) roll() {
+	if w.f != nil {
+		w.f.Close()
+	}
+	f, err := os.Create(filepath.Join(w.dir, fmt.Sprintf("raw-%d", w.files)))
+	if err != nil {
+		w.b.Fatal(err)
+	}
+	w.f, w.written = f, 0
+	w.files++
+}
+
+func (w *rawWriter) write(p []byte) {
+	if w.written >= 1<<30 {
+		w.roll()
+	}
+	n, err := w.f.WriteAt(p, w.written)
+	if err != nil {
+		w.b.Fatal(err)
+	}
+	w.written += int64(n)
 }

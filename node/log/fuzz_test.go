@@ -57,11 +57,7 @@ func FuzzRecovery(f *testing.F) {
 	f.Fuzz(func(t *testing.T, seed uint64, batches uint8, at uint32, flip bool, mask byte) {
 		dir := t.TempDir()
 		cfg := recoveryConfig()
-		l, err := Open(dir, cfg, Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		a := fill(t, l, rand.New(rand.NewPCG(seed, seed)), int(batches))
+		l, a := openFilled(t, dir, cfg, rand.New(rand.NewPCG(seed, seed)), int(batches))
 		crash(l)
 
 		files, _ := filepath.Glob(filepath.Join(dir, "*.log"))
@@ -95,7 +91,7 @@ func FuzzRecovery(f *testing.F) {
 			}
 		}
 
-		l, err = Open(dir, cfg, Options{})
+		l, err := Open(dir, cfg, Options{})
 		if err != nil {
 			t.Fatalf("reopen: %v", err)
 		}

@@ -886,6 +886,16 @@ func (l *Log) Maintain() (int, error) {
 	if err == nil && l.unflushedRecords > 0 && now.Sub(l.lastFlush) >= l.cfg.FlushInterval {
 		err = l.flushActiveLocked(now)
 	}
+	unsynced := l.unsyncedLocked()
+	l.appendMu.Unlock()
+	if err != nil {
+		return deleted, err
+	}
+	return deleted, l.syncSealed(unsynced)
+}
+
+// unsyncedLocked lists the sealed segments not yet fsynced.
+func (l *Log) unsyncedLocked() []*segment {
 	var unsynced []*segment
 	segs := *l.segments.Load()
 	for _, s := range segs[:len(segs)-1] {
@@ -893,11 +903,7 @@ func (l *Log) Maintain() (int, error) {
 			unsynced = append(unsynced, s)
 		}
 	}
-	l.appendMu.Unlock()
-	if err != nil {
-		return deleted, err
-	}
-	return deleted, l.syncSealed(unsynced)
+	return unsynced
 }
 
 // syncSealed fsyncs sealed segments without holding up appends, then
@@ -966,13 +972,7 @@ func (l *Log) Flush() error {
 		l.appendMu.Unlock()
 		return err
 	}
-	var unsynced []*segment
-	segs := *l.segments.Load()
-	for _, s := range segs[:len(segs)-1] {
-		if !s.synced {
-			unsynced = append(unsynced, s)
-		}
-	}
+	unsynced := l.unsyncedLocked()
 	l.appendMu.Unlock()
 	return l.syncSealed(unsynced)
 }

@@ -42,6 +42,16 @@ func fill(t testing.TB, l *Log, rng *rand.Rand, n int) *appended {
 	return a
 }
 
+// openFilled opens a log in dir and fills it with n batches.
+func openFilled(t testing.TB, dir string, cfg Config, rng *rand.Rand, n int) (*Log, *appended) {
+	t.Helper()
+	l, err := Open(dir, cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l, fill(t, l, rng, n)
+}
+
 // checkPrefix checks the reopened log holds exactly a prefix of what was
 // appended, batch for batch, and returns the prefix length.
 func checkPrefix(t *testing.T, l *Log, a *appended) int {
@@ -84,11 +94,7 @@ func recoveryConfig() Config {
 func TestRecoveryAfterCrash(t *testing.T) {
 	dir := t.TempDir()
 	cfg := recoveryConfig()
-	l, err := Open(dir, cfg, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := fill(t, l, rand.New(rand.NewPCG(1, 2)), 60)
+	l, a := openFilled(t, dir, cfg, rand.New(rand.NewPCG(1, 2)), 60)
 	crash(l)
 	l = openTest(t, dir, cfg, Options{})
 	if n := checkPrefix(t, l, a); n != 60 {
@@ -162,11 +168,7 @@ func TestRecoveryCutsBadTail(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			cfg := recoveryConfig()
-			l, err := Open(dir, cfg, Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			a := fill(t, l, rand.New(rand.NewPCG(3, 4)), 60)
+			l, a := openFilled(t, dir, cfg, rand.New(rand.NewPCG(3, 4)), 60)
 			crash(l)
 			if len(segs(dir)) < 4 {
 				t.Fatalf("want several segments, have %d", len(segs(dir)))
@@ -199,11 +201,7 @@ func flipByte(t *testing.T, path string, pos int64) {
 func TestRecoveryPointSkipsSyncedSegments(t *testing.T) {
 	dir := t.TempDir()
 	cfg := recoveryConfig()
-	l, err := Open(dir, cfg, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := fill(t, l, rand.New(rand.NewPCG(5, 6)), 40)
+	l, a := openFilled(t, dir, cfg, rand.New(rand.NewPCG(5, 6)), 40)
 	if _, err := l.Maintain(); err != nil {
 		t.Fatal(err)
 	}

@@ -147,16 +147,23 @@ func (s *segment) append(batch []byte, h *BatchHeader, now time.Time) error {
 // indexBatch updates the indexes and max timestamp for a batch at pos.
 // Appender and recovery only.
 func (s *segment) indexBatch(pos int64, h *BatchHeader) {
-	if h.MaxTimestamp > s.maxTimestamp.Load() {
-		s.maxTimestampBase.Store(h.BaseOffset)
-		s.maxTimestamp.Store(h.MaxTimestamp)
-	}
+	s.noteTimestamp(h)
 	if s.bytesSinceIndex >= int64(s.intervalBytes) && !s.index.full() {
 		s.index.append(h.BaseOffset, pos)
 		s.timeIndex.append(s.maxTimestamp.Load(), s.maxTimestampBase.Load())
 		s.bytesSinceIndex = 0
 	}
 	s.bytesSinceIndex += h.Size()
+}
+
+// noteTimestamp tracks the segment's max timestamp and the first batch
+// that reached it. The base is stored before the timestamp so a reader
+// that sees the new timestamp finds its batch.
+func (s *segment) noteTimestamp(h *BatchHeader) {
+	if h.MaxTimestamp > s.maxTimestamp.Load() {
+		s.maxTimestampBase.Store(h.BaseOffset)
+		s.maxTimestamp.Store(h.MaxTimestamp)
+	}
 }
 
 // seal ends appends to the segment: the final time index entry, indexes
@@ -292,10 +299,7 @@ func (s *segment) loadTrusted(scratch []byte) error {
 		if h.BaseOffset != next {
 			return fmt.Errorf("%w: batch at position %d starts at offset %d, expected %d", ErrCorrupt, pos, h.BaseOffset, next)
 		}
-		if h.MaxTimestamp > s.maxTimestamp.Load() {
-			s.maxTimestampBase.Store(h.BaseOffset)
-			s.maxTimestamp.Store(h.MaxTimestamp)
-		}
+		s.noteTimestamp(&h)
 		s.bytesSinceIndex += h.Size()
 		next = h.LastOffset() + 1
 	}
@@ -459,10 +463,7 @@ func (s *segment) truncate(size, next int64, scratch []byte) error {
 		if err != nil {
 			return err
 		}
-		if h.MaxTimestamp > s.maxTimestamp.Load() {
-			s.maxTimestampBase.Store(h.BaseOffset)
-			s.maxTimestamp.Store(h.MaxTimestamp)
-		}
+		s.noteTimestamp(&h)
 	}
 	s.bytesSinceIndex = size
 	if n := int(s.index.entries.Load()); n > 0 {
