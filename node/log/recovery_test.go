@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -295,4 +297,21 @@ func mustHeaderOrZero(b []byte) BatchHeader {
 		h.Length = minBatchLength
 	}
 	return h
+}
+
+// TestRecoveryLogsBytesDropped checks recovery says how much it cut.
+func TestRecoveryLogsBytesDropped(t *testing.T) {
+	dir := t.TempDir()
+	cfg := recoveryConfig()
+	l, _ := openFilled(t, dir, cfg, rand.New(rand.NewPCG(9, 9)), 5)
+	crash(l)
+	f, _ := os.OpenFile(filepath.Join(dir, segmentName(0)+logSuffix), os.O_WRONLY|os.O_APPEND, 0)
+	f.Write(bytes.Repeat([]byte{1}, 77))
+	f.Close()
+	var out bytes.Buffer
+	logger := slog.New(slog.NewJSONHandler(&out, nil))
+	openTest(t, dir, cfg, Options{Logger: logger})
+	if !strings.Contains(out.String(), `"bytes_dropped":77`) {
+		t.Fatalf("recovery log lacks bytes_dropped 77:\n%s", out.String())
+	}
 }
