@@ -1,0 +1,34 @@
+package meta
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// badgerOptions are Badger's options sized for metadata: small memtables
+// and caches (a node's metadata is megabytes, and tests run several nodes
+// in one process), logs routed to slog.
+func badgerOptions(dir string, logger *slog.Logger) badger.Options {
+	return badger.DefaultOptions(dir).
+		WithLogger(badgerLogger{logger}).
+		WithMemTableSize(8 << 20).
+		WithValueLogFileSize(64 << 20).
+		WithBlockCacheSize(8 << 20).
+		WithIndexCacheSize(4 << 20).
+		WithNumMemtables(2).
+		WithNumLevelZeroTables(2).
+		WithNumLevelZeroTablesStall(8).
+		WithNumCompactors(2).
+		WithValueThreshold(1 << 10)
+}
+
+// badgerLogger adapts slog to Badger's logger; Badger's info chatter goes
+// to debug.
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, v ...any)   { b.l.Error(fmt.Sprintf(f, v...)) }
+func (b badgerLogger) Warningf(f string, v ...any) { b.l.Warn(fmt.Sprintf(f, v...)) }
+func (b badgerLogger) Infof(f string, v ...any)    { b.l.Debug(fmt.Sprintf(f, v...)) }
+func (b badgerLogger) Debugf(f string, v ...any)   { b.l.Debug(fmt.Sprintf(f, v...)) }

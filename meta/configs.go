@@ -1,0 +1,86 @@
+package meta
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+)
+
+// topicConfigs are the topic config keys Strata accepts, with their
+// validators. Anything else is rejected by name, as Kafka does.
+var topicConfigs = map[string]func(string) error{
+	"retention.ms":                   intRange(-1, math.MaxInt64),
+	"retention.bytes":                intRange(-1, math.MaxInt64),
+	"local.retention.ms":             intRange(-2, math.MaxInt64),
+	"local.retention.bytes":          intRange(-2, math.MaxInt64),
+	"segment.bytes":                  intRange(14, math.MaxInt32),
+	"segment.ms":                     intRange(1, math.MaxInt64),
+	"segment.index.bytes":            intRange(48, math.MaxInt32),
+	"index.interval.bytes":           intRange(0, math.MaxInt32),
+	"max.message.bytes":              intRange(0, math.MaxInt32),
+	"min.insync.replicas":            intRange(1, math.MaxInt16),
+	"flush.messages":                 intRange(1, math.MaxInt64),
+	"flush.ms":                       intRange(0, math.MaxInt64),
+	"message.timestamp.type":         oneOf("CreateTime", "LogAppendTime"),
+	"cleanup.policy":                 cleanupPolicy,
+	"remote.storage.enable":          oneOf("true", "false"),
+	"unclean.leader.election.enable": oneOf("true", "false"),
+	"compression.type":               oneOf("producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"),
+}
+
+// ValidateTopicConfig checks one key and value, naming what is wrong.
+func ValidateTopicConfig(key, value string) error {
+	check, ok := topicConfigs[key]
+	if !ok {
+		return fmt.Errorf("%w: unknown topic config %q", ErrInvalidConfig, key)
+	}
+	if err := check(value); err != nil {
+		return fmt.Errorf("%w: %s=%q: %v", ErrInvalidConfig, key, value, err)
+	}
+	return nil
+}
+
+// ValidateTopicConfigs checks every key of a config map, in key order so
+// the first error is the same on every node.
+func ValidateTopicConfigs(configs map[string]string) error {
+	for _, k := range sortedKeys(configs) {
+		if err := ValidateTopicConfig(k, configs[k]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func intRange(lo, hi int64) func(string) error {
+	return func(v string) error {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return fmt.Errorf("not an integer")
+		}
+		if n < lo || n > hi {
+			return fmt.Errorf("must be in [%d, %d]", lo, hi)
+		}
+		return nil
+	}
+}
+
+func oneOf(allowed ...string) func(string) error {
+	return func(v string) error {
+		for _, a := range allowed {
+			if v == a {
+				return nil
+			}
+		}
+		return fmt.Errorf("must be one of %v", allowed)
+	}
+}
+
+func cleanupPolicy(v string) error {
+	switch v {
+	case "delete":
+		return nil
+	case "compact", "compact,delete", "delete,compact":
+		return fmt.Errorf("log compaction is not supported yet; use delete")
+	}
+	return fmt.Errorf("must be delete")
+}

@@ -1,0 +1,665 @@
+package meta
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"regexp"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/hashicorp/raft"
+)
+
+// FSM is the metadata state machine: typed state in a Badger DB opened in
+// managed mode, where every batch of Raft entries commits at the Raft
+// index of its last entry. The Raft index is therefore the state's
+// version: a View reads the state as of one index, and a snapshot streams
+// Badger's backup of exactly the state at its index while later entries go
+// on applying.
+//
+// The DB is not synced: it records the index it has applied, atomically
+// with the state, and entries at or below it are skipped when Raft replays
+// them. If a crash lost unsynced writes and left the state behind the
+// newest Raft snapshot, Node restores that snapshot before starting Raft.
+type FSM struct {
+	db      *badger.DB
+	logger  *slog.Logger
+	onApply func(version uint64, applied []Command)
+
+	// applied is the Raft index the state reflects (its version).
+	applied atomic.Uint64
+
+	// pinMu guards pins: versions open views and snapshots read at.
+	// Badger may drop a key's versions at or below the discard timestamp
+	// except the newest, so it must stay at or below every pinned version.
+	pinMu sync.Mutex
+	pins  map[uint64]int
+	// discardTs is the last discard timestamp given to Badger, which
+	// requires it never to go down (a restore to an older snapshot keeps
+	// the old one). Guarded by pinMu.
+	discardTs uint64
+}
+
+// ApplyResult is what applying a command returned: Err is nil or wraps a
+// sentinel; Partition is the resulting record for partition commands.
+type ApplyResult struct {
+	Err       error
+	Partition Partition
+}
+
+// OpenFSM opens (creating) the state DB in dir. onApply, if set, is called
+// after each batch with the new version and the commands that succeeded;
+// after a restore, with no commands.
+func OpenFSM(dir string, logger *slog.Logger, onApply func(uint64, []Command)) (*FSM, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	db, err := badger.OpenManaged(badgerOptions(dir, logger))
+	if err != nil {
+		return nil, fmt.Errorf("meta: open state %s: %w", dir, err)
+	}
+	f := &FSM{db: db, logger: logger, onApply: onApply, pins: map[uint64]int{}}
+	applied, err := f.readApplied()
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	f.applied.Store(applied)
+	return f, nil
+}
+
+func (f *FSM) readApplied() (uint64, error) {
+	txn := f.db.NewTransactionAt(math.MaxUint64, false)
+	defer txn.Discard()
+	item, err := txn.Get([]byte(keyApplied))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var applied uint64
+	err = item.Value(func(v []byte) error {
+		if len(v) != 8 {
+			return fmt.Errorf("meta: applied index of %d bytes", len(v))
+		}
+		applied = binary.BigEndian.Uint64(v)
+		return nil
+	})
+	return applied, err
+}
+
+// Close closes the state DB.
+func (f *FSM) Close() error { return f.db.Close() }
+
+// Applied is the Raft index the state reflects: its version.
+func (f *FSM) Applied() uint64 { return f.applied.Load() }
+
+// Apply applies one entry (raft.FSM).
+func (f *FSM) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
+
+// ApplyBatch applies entries in one commit at the last entry's index
+// (raft.BatchingFSM). Each command is applied whole or not at all; a
+// failing command returns its error and the others go on.
+func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
+	results := make([]any, len(logs))
+	applied := f.applied.Load()
+	end := logs[len(logs)-1].Index
+	if end <= applied {
+		return results // replayed entries the state already holds
+	}
+	w := &writer{db: f.db, commitTs: end, txn: f.db.NewTransactionAt(applied, true)}
+	var done []Command
+	for i, l := range logs {
+		if l.Index <= applied || l.Type != raft.LogCommand {
+			continue
+		}
+		cmd, err := DecodeCommand(l.Data)
+		if err != nil {
+			f.logger.Warn("rejected raft entry", "index", l.Index, "error", err)
+			results[i] = &ApplyResult{Err: err}
+			continue
+		}
+		res, err := f.apply(w, cmd)
+		if err != nil {
+			w.txn.Discard()
+			// The state DB cannot take a write: the state would diverge
+			// from every other node's. Stop; a restart replays from Raft.
+			panic(fmt.Sprintf("meta: state write failed at index %d: %v", l.Index, err))
+		}
+		results[i] = res
+		if res.Err == nil {
+			done = append(done, cmd)
+		}
+	}
+	if err := w.set([]byte(keyApplied), binary.BigEndian.AppendUint64(nil, end)); err != nil {
+		panic(fmt.Sprintf("meta: state write failed at index %d: %v", end, err))
+	}
+	if err := w.commit(); err != nil {
+		panic(fmt.Sprintf("meta: state commit failed at index %d: %v", end, err))
+	}
+	f.applied.Store(end)
+	f.updateDiscardTs()
+	if f.onApply != nil && len(done) > 0 {
+		f.onApply(end, done)
+	}
+	return results
+}
+
+// apply checks a command against the state and, if it passes, writes its
+// effect. A rejected command returns its error in the result and writes
+// nothing: every check comes before the first write. The error return is
+// for the state DB failing.
+func (f *FSM) apply(w *writer, cmd Command) (*ApplyResult, error) {
+	reject := func(err error) (*ApplyResult, error) { return &ApplyResult{Err: err}, nil }
+	switch c := cmd.(type) {
+	case *RegisterNode:
+		return &ApplyResult{}, w.set(nodeKey(c.Node.ID), c.Node.encode())
+
+	case *RemoveNode:
+		return &ApplyResult{}, w.delete(nodeKey(c.ID))
+
+	case *CreateTopic:
+		if err := validTopicName(c.Topic.Name); err != nil {
+			return reject(err)
+		}
+		if _, ok, err := getRecord(w.txn, topicKey(c.Topic.Name), decodeTopic); err != nil || ok {
+			if err != nil {
+				return nil, err
+			}
+			return reject(fmt.Errorf("%w: %q", ErrTopicExists, c.Topic.Name))
+		}
+		if c.Topic.Partitions < 1 || c.Topic.ReplicationFactor < 1 || int(c.Topic.Partitions) != len(c.Assignment) {
+			return reject(fmt.Errorf("%w: %d partitions, replication factor %d, %d assigned",
+				ErrInvalidRequest, c.Topic.Partitions, c.Topic.ReplicationFactor, len(c.Assignment)))
+		}
+		if err := validAssignment(c.Assignment, c.Topic.ReplicationFactor); err != nil {
+			return reject(err)
+		}
+		if err := ValidateTopicConfigs(c.Topic.Configs); err != nil {
+			return reject(err)
+		}
+		if err := w.set(topicKey(c.Topic.Name), c.Topic.encode()); err != nil {
+			return nil, err
+		}
+		for i, replicas := range c.Assignment {
+			p := Partition{Topic: c.Topic.Name, Partition: int32(i), Replicas: replicas, Leader: replicas[0], ISR: replicas}
+			if err := w.set(partitionKey(p.Topic, p.Partition), p.encode()); err != nil {
+				return nil, err
+			}
+		}
+		return &ApplyResult{}, nil
+
+	case *DeleteTopic:
+		if _, ok, err := getRecord(w.txn, topicKey(c.Name), decodeTopic); err != nil || !ok {
+			if err != nil {
+				return nil, err
+			}
+			return reject(fmt.Errorf("%w: %q", ErrUnknownTopic, c.Name))
+		}
+		doomed := [][]byte{topicKey(c.Name)}
+		doomed = append(doomed, w.keys(partitionPrefix(c.Name))...)
+		doomed = append(doomed, w.keys(tierTopicPrefix(c.Name))...)
+		for _, k := range w.keys([]byte(keyOffset)) {
+			if _, topic, _, ok := parseOffsetKey(k); ok && topic == c.Name {
+				doomed = append(doomed, k)
+			}
+		}
+		for _, k := range doomed {
+			if err := w.delete(k); err != nil {
+				return nil, err
+			}
+		}
+		return &ApplyResult{}, nil
+
+	case *CreatePartitions:
+		t, ok, err := getRecord(w.txn, topicKey(c.Topic), decodeTopic)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return reject(fmt.Errorf("%w: %q", ErrUnknownTopic, c.Topic))
+		}
+		if len(c.Assignment) == 0 {
+			return reject(fmt.Errorf("%w: topic %q already has %d partitions", ErrInvalidRequest, c.Topic, t.Partitions))
+		}
+		if err := validAssignment(c.Assignment, t.ReplicationFactor); err != nil {
+			return reject(err)
+		}
+		for i, replicas := range c.Assignment {
+			p := Partition{Topic: c.Topic, Partition: t.Partitions + int32(i), Replicas: replicas, Leader: replicas[0], ISR: replicas}
+			if err := w.set(partitionKey(p.Topic, p.Partition), p.encode()); err != nil {
+				return nil, err
+			}
+		}
+		t.Partitions += int32(len(c.Assignment))
+		return &ApplyResult{}, w.set(topicKey(t.Name), t.encode())
+
+	case *AlterConfigs:
+		t, ok, err := getRecord(w.txn, topicKey(c.Topic), decodeTopic)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return reject(fmt.Errorf("%w: %q", ErrUnknownTopic, c.Topic))
+		}
+		if err := ValidateTopicConfigs(c.Set); err != nil {
+			return reject(err)
+		}
+		for _, k := range c.Delete {
+			if _, known := topicConfigs[k]; !known {
+				return reject(fmt.Errorf("%w: unknown topic config %q", ErrInvalidConfig, k))
+			}
+		}
+		merged := map[string]string{}
+		for k, v := range t.Configs {
+			merged[k] = v
+		}
+		for k, v := range c.Set {
+			merged[k] = v
+		}
+		for _, k := range c.Delete {
+			delete(merged, k)
+		}
+		t.Configs = merged
+		return &ApplyResult{}, w.set(topicKey(t.Name), t.encode())
+
+	case *ChangeLeader:
+		p, ok, err := getRecord(w.txn, partitionKey(c.Topic, c.Partition), decodePartition)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return reject(fmt.Errorf("%w: %s-%d", ErrUnknownTopic, c.Topic, c.Partition))
+		}
+		if c.PartitionEpoch != p.PartitionEpoch {
+			return reject(fmt.Errorf("%w: %s-%d election from partition epoch %d, current %d", ErrStaleEpoch, c.Topic, c.Partition, c.PartitionEpoch, p.PartitionEpoch))
+		}
+		if !subset(c.ISR, p.Replicas) || (c.Leader != -1 && !slices.Contains(c.ISR, c.Leader)) {
+			return reject(fmt.Errorf("%w: %s-%d leader %d, ISR %v, replicas %v", ErrInvalidRequest, c.Topic, c.Partition, c.Leader, c.ISR, p.Replicas))
+		}
+		p.Leader, p.ISR = c.Leader, c.ISR
+		p.LeaderEpoch++
+		p.PartitionEpoch++
+		return &ApplyResult{Partition: p}, w.set(partitionKey(p.Topic, p.Partition), p.encode())
+
+	case *AlterISR:
+		p, ok, err := getRecord(w.txn, partitionKey(c.Topic, c.Partition), decodePartition)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return reject(fmt.Errorf("%w: %s-%d", ErrUnknownTopic, c.Topic, c.Partition))
+		}
+		if c.Leader != p.Leader || c.LeaderEpoch != p.LeaderEpoch || c.PartitionEpoch != p.PartitionEpoch {
+			return reject(fmt.Errorf("%w: %s-%d ISR change from leader %d epoch %d partition epoch %d; current leader %d epoch %d partition epoch %d",
+				ErrStaleEpoch, c.Topic, c.Partition, c.Leader, c.LeaderEpoch, c.PartitionEpoch, p.Leader, p.LeaderEpoch, p.PartitionEpoch))
+		}
+		if !subset(c.ISR, p.Replicas) || !slices.Contains(c.ISR, p.Leader) {
+			return reject(fmt.Errorf("%w: %s-%d ISR %v must hold leader %d and only replicas %v", ErrInvalidRequest, c.Topic, c.Partition, c.ISR, p.Leader, p.Replicas))
+		}
+		p.ISR = c.ISR
+		p.PartitionEpoch++
+		return &ApplyResult{Partition: p}, w.set(partitionKey(p.Topic, p.Partition), p.encode())
+
+	case *CommitOffsets:
+		for i := range c.Offsets {
+			o := &c.Offsets[i]
+			if err := w.set(offsetKey(o.Group, o.Topic, o.Partition), o.encode()); err != nil {
+				return nil, err
+			}
+		}
+		return &ApplyResult{}, nil
+
+	case *DeleteOffsets:
+		for _, k := range w.keys(offsetGroupPrefix(c.Group)) {
+			_, topic, p, ok := parseOffsetKey(k)
+			if !ok || (c.Topic != "" && topic != c.Topic) || (len(c.Partitions) > 0 && !slices.Contains(c.Partitions, p)) {
+				continue
+			}
+			if err := w.delete(k); err != nil {
+				return nil, err
+			}
+		}
+		return &ApplyResult{}, nil
+
+	case *AddTierSegment:
+		s := c.Segment
+		p, ok, err := getRecord(w.txn, partitionKey(s.Topic, s.Partition), decodePartition)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return reject(fmt.Errorf("%w: %s-%d", ErrUnknownTopic, s.Topic, s.Partition))
+		}
+		if s.LeaderEpoch != p.LeaderEpoch {
+			return reject(fmt.Errorf("%w: %s-%d segment %d uploaded in leader epoch %d, current %d", ErrStaleEpoch, s.Topic, s.Partition, s.BaseOffset, s.LeaderEpoch, p.LeaderEpoch))
+		}
+		key := tierKey(s.Topic, s.Partition, s.BaseOffset)
+		if old, ok, err := getRecord(w.txn, key, decodeTierSegment); err != nil || ok {
+			if err != nil {
+				return nil, err
+			}
+			if bytes.Equal(old.encode(), s.encode()) {
+				return &ApplyResult{}, nil // the same upload recorded twice: once
+			}
+			return reject(fmt.Errorf("%w: %s-%d segment %d already recorded as %s", ErrInvalidRequest, s.Topic, s.Partition, s.BaseOffset, old.ObjectKey))
+		}
+		return &ApplyResult{}, w.set(key, s.encode())
+
+	case *DeleteTierSegments:
+		for _, base := range c.BaseOffsets {
+			if err := w.delete(tierKey(c.Topic, c.Partition, base)); err != nil {
+				return nil, err
+			}
+		}
+		return &ApplyResult{}, nil
+	}
+	return reject(fmt.Errorf("%w: %T", ErrUnknownCommand, cmd))
+}
+
+var topicNameRE = regexp.MustCompile(`^[a-zA-Z0-9._-]+$`)
+
+// validTopicName applies Kafka's rule: 1-249 of [a-zA-Z0-9._-], not "."
+// or "..".
+func validTopicName(name string) error {
+	if len(name) == 0 || len(name) > 249 || name == "." || name == ".." || !topicNameRE.MatchString(name) {
+		return fmt.Errorf("%w: topic name %q must be 1-249 characters of [a-zA-Z0-9._-], not . or ..", ErrInvalidRequest, name)
+	}
+	return nil
+}
+
+func validAssignment(a [][]int32, rf int16) error {
+	for i, replicas := range a {
+		if len(replicas) != int(rf) {
+			return fmt.Errorf("%w: partition %d has %d replicas, replication factor is %d", ErrInvalidRequest, i, len(replicas), rf)
+		}
+		for j, r := range replicas {
+			if r < 0 || slices.Contains(replicas[:j], r) {
+				return fmt.Errorf("%w: partition %d replicas %v must be distinct node ids", ErrInvalidRequest, i, replicas)
+			}
+		}
+	}
+	return nil
+}
+
+// subset reports whether every element of a is in b.
+func subset(a, b []int32) bool {
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			return false
+		}
+	}
+	return true
+}
+
+func parseOffsetKey(k []byte) (group, topic string, partition int32, ok bool) {
+	rest := k[len(keyOffset):]
+	i := bytes.IndexByte(rest, 0)
+	if i < 0 || len(rest) < i+1+5 {
+		return "", "", 0, false
+	}
+	group, rest = string(rest[:i]), rest[i+1:]
+	topic = string(rest[:len(rest)-5])
+	return group, topic, int32(binary.BigEndian.Uint32(rest[len(rest)-4:])), rest[len(rest)-5] == 0
+}
+
+// writer writes a batch's effects at one commit timestamp. A transaction
+// that grows too big is committed and a new one opened at the same
+// timestamp: readers only read at versions already applied, so the batch
+// still appears all at once.
+type writer struct {
+	db       *badger.DB
+	txn      *badger.Txn
+	commitTs uint64
+}
+
+func (w *writer) set(key, val []byte) error {
+	err := w.txn.Set(key, val)
+	if errors.Is(err, badger.ErrTxnTooBig) {
+		if err = w.flush(); err == nil {
+			err = w.txn.Set(key, val)
+		}
+	}
+	return err
+}
+
+func (w *writer) delete(key []byte) error {
+	err := w.txn.Delete(key)
+	if errors.Is(err, badger.ErrTxnTooBig) {
+		if err = w.flush(); err == nil {
+			err = w.txn.Delete(key)
+		}
+	}
+	return err
+}
+
+func (w *writer) flush() error {
+	if err := w.txn.CommitAt(w.commitTs, nil); err != nil {
+		return err
+	}
+	w.txn = w.db.NewTransactionAt(w.commitTs, true)
+	return nil
+}
+
+func (w *writer) commit() error { return w.txn.CommitAt(w.commitTs, nil) }
+
+// keys lists the keys under prefix, pending writes included.
+func (w *writer) keys(prefix []byte) [][]byte {
+	opts := badger.DefaultIteratorOptions
+	opts.PrefetchValues = false
+	opts.Prefix = prefix
+	it := w.txn.NewIterator(opts)
+	defer it.Close()
+	var out [][]byte
+	for it.Rewind(); it.Valid(); it.Next() {
+		out = append(out, it.Item().KeyCopy(nil))
+	}
+	return out
+}
+
+// getRecord reads and decodes one record.
+func getRecord[T any](txn *badger.Txn, key []byte, decode func([]byte) (T, error)) (T, bool, error) {
+	var zero T
+	item, err := txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return zero, false, nil
+	}
+	if err != nil {
+		return zero, false, err
+	}
+	var out T
+	err = item.Value(func(v []byte) error {
+		out, err = decode(v)
+		return err
+	})
+	return out, err == nil, err
+}
+
+// listRecords reads and decodes every record under prefix, in key order.
+func listRecords[T any](txn *badger.Txn, prefix []byte, decode func([]byte) (T, error)) ([]T, error) {
+	opts := badger.DefaultIteratorOptions
+	opts.Prefix = prefix
+	it := txn.NewIterator(opts)
+	defer it.Close()
+	var out []T
+	for it.Rewind(); it.Valid(); it.Next() {
+		err := it.Item().Value(func(v []byte) error {
+			r, err := decode(v)
+			out = append(out, r)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// pin and unpin keep Badger from discarding the versions a view or
+// snapshot reads.
+func (f *FSM) pin() uint64 {
+	f.pinMu.Lock()
+	defer f.pinMu.Unlock()
+	v := f.applied.Load()
+	f.pins[v]++
+	return v
+}
+
+func (f *FSM) unpin(v uint64) {
+	f.pinMu.Lock()
+	if f.pins[v]--; f.pins[v] <= 0 {
+		delete(f.pins, v)
+	}
+	f.pinMu.Unlock()
+	f.updateDiscardTs()
+}
+
+func (f *FSM) updateDiscardTs() {
+	f.pinMu.Lock()
+	defer f.pinMu.Unlock()
+	ts := f.applied.Load()
+	for v := range f.pins {
+		ts = min(ts, v)
+	}
+	if ts > f.discardTs {
+		f.discardTs = ts
+		f.db.SetDiscardTs(ts)
+	}
+}
+
+// Snapshot captures the state at the applied index (raft.FSM). Persist
+// streams it while applies go on.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	return &fsmSnapshot{f: f, version: f.pin()}, nil
+}
+
+type fsmSnapshot struct {
+	f       *FSM
+	version uint64
+	once    sync.Once
+}
+
+// Persist writes Badger's backup format of the state at the snapshot's
+// version.
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	stream := s.f.db.NewStreamAt(s.version)
+	stream.LogPrefix = "meta.snapshot"
+	if _, err := stream.Backup(sink, 0); err != nil {
+		sink.Cancel()
+		return fmt.Errorf("meta: snapshot at %d: %w", s.version, err)
+	}
+	return sink.Close()
+}
+
+// Release lets Badger discard the snapshot's versions.
+func (s *fsmSnapshot) Release() { s.once.Do(func() { s.f.unpin(s.version) }) }
+
+// Restore replaces the state with a snapshot's (raft.FSM).
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	if err := f.db.DropAll(); err != nil {
+		return fmt.Errorf("meta: restore: drop state: %w", err)
+	}
+	if err := f.db.Load(rc, 64); err != nil {
+		return fmt.Errorf("meta: restore: load snapshot: %w", err)
+	}
+	applied, err := f.readApplied()
+	if err != nil {
+		return fmt.Errorf("meta: restore: %w", err)
+	}
+	f.applied.Store(applied)
+	f.updateDiscardTs()
+	f.logger.Info("metadata restored from snapshot", "version", applied)
+	if f.onApply != nil {
+		f.onApply(applied, nil)
+	}
+	return nil
+}
+
+// View is a consistent read of the state at one version. Close it
+// promptly: it holds Badger's old versions.
+type View struct {
+	f       *FSM
+	txn     *badger.Txn
+	version uint64
+}
+
+// View opens a read of the current state.
+func (f *FSM) View() *View {
+	v := f.pin()
+	return &View{f: f, txn: f.db.NewTransactionAt(v, false), version: v}
+}
+
+// Close ends the read.
+func (v *View) Close() {
+	v.txn.Discard()
+	v.f.unpin(v.version)
+}
+
+// Version is the Raft index the view reflects.
+func (v *View) Version() uint64 { return v.version }
+
+// Topic reads one topic.
+func (v *View) Topic(name string) (Topic, bool, error) {
+	return getRecord(v.txn, topicKey(name), decodeTopic)
+}
+
+// Topics lists every topic by name.
+func (v *View) Topics() ([]Topic, error) { return listRecords(v.txn, []byte(keyTopic), decodeTopic) }
+
+// Partition reads one partition.
+func (v *View) Partition(topic string, p int32) (Partition, bool, error) {
+	return getRecord(v.txn, partitionKey(topic, p), decodePartition)
+}
+
+// Partitions lists a topic's partitions in order.
+func (v *View) Partitions(topic string) ([]Partition, error) {
+	return listRecords(v.txn, partitionPrefix(topic), decodePartition)
+}
+
+// AllPartitions lists every partition of every topic.
+func (v *View) AllPartitions() ([]Partition, error) {
+	return listRecords(v.txn, []byte(keyPartition), decodePartition)
+}
+
+// Nodes lists the members by id.
+func (v *View) Nodes() ([]Node, error) { return listRecords(v.txn, []byte(keyNode), decodeNode) }
+
+// Offset reads a committed offset.
+func (v *View) Offset(group, topic string, p int32) (Offset, bool, error) {
+	return getRecord(v.txn, offsetKey(group, topic, p), decodeOffset)
+}
+
+// GroupOffsets lists a group's committed offsets.
+func (v *View) GroupOffsets(group string) ([]Offset, error) {
+	return listRecords(v.txn, offsetGroupPrefix(group), decodeOffset)
+}
+
+// TierSegments lists a partition's manifest entries by base offset.
+func (v *View) TierSegments(topic string, p int32) ([]TierSegment, error) {
+	return listRecords(v.txn, tierPrefix(topic, p), decodeTierSegment)
+}
+
+// Dump returns every key and value of the state, for comparing states.
+func (v *View) Dump() (map[string][]byte, error) {
+	opts := badger.DefaultIteratorOptions
+	it := v.txn.NewIterator(opts)
+	defer it.Close()
+	out := map[string][]byte{}
+	for it.Rewind(); it.Valid(); it.Next() {
+		val, err := it.Item().ValueCopy(nil)
+		if err != nil {
+			return nil, err
+		}
+		out[string(it.Item().Key())] = val
+	}
+	return out, nil
+}

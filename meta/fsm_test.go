@@ -1,0 +1,312 @@
+package meta
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"reflect"
+	"testing"
+
+	"github.com/hashicorp/raft"
+)
+
+func openTestFSM(t *testing.T, dir string) *FSM {
+	t.Helper()
+	f, err := OpenFSM(dir, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// applier feeds commands to an FSM as Raft would, one index each.
+type applier struct {
+	t     *testing.T
+	f     *FSM
+	index uint64
+}
+
+func (a *applier) apply(cmds ...Command) []*ApplyResult {
+	a.t.Helper()
+	logs := make([]*raft.Log, len(cmds))
+	for i, c := range cmds {
+		a.index++
+		logs[i] = &raft.Log{Index: a.index, Term: 1, Type: raft.LogCommand, Data: EncodeCommand(c)}
+	}
+	out := make([]*ApplyResult, len(cmds))
+	for i, r := range a.f.ApplyBatch(logs) {
+		out[i] = r.(*ApplyResult)
+	}
+	return out
+}
+
+func (a *applier) mustApply(cmds ...Command) {
+	a.t.Helper()
+	for i, r := range a.apply(cmds...) {
+		if r.Err != nil {
+			a.t.Fatalf("command %d (%T): %v", i, cmds[i], r.Err)
+		}
+	}
+}
+
+func (a *applier) wantErr(want error, c Command) {
+	a.t.Helper()
+	if r := a.apply(c)[0]; !errors.Is(r.Err, want) {
+		a.t.Fatalf("%T: got %v, want %v", c, r.Err, want)
+	}
+}
+
+func testTopic(name string, partitions int32, rf int16) *CreateTopic {
+	a := make([][]int32, partitions)
+	for i := range a {
+		for r := range rf {
+			a[i] = append(a[i], (int32(i)+int32(r))%3)
+		}
+	}
+	return &CreateTopic{Topic: Topic{Name: name, ID: [16]byte{1, 2, 3}, Partitions: partitions, ReplicationFactor: rf,
+		Configs: map[string]string{"retention.ms": "1000"}}, Assignment: a}
+}
+
+func allCommands() []Command {
+	return []Command{
+		&RegisterNode{Node: Node{ID: 1, RaftAddr: "127.0.0.1:7001", Rack: "a"}},
+		&RemoveNode{ID: 4},
+		testTopic("orders", 3, 2),
+		&DeleteTopic{Name: "x"},
+		&CreatePartitions{Topic: "orders", Assignment: [][]int32{{2, 0}}},
+		&AlterConfigs{Topic: "orders", Set: map[string]string{"segment.bytes": "1048576"}, Delete: []string{"retention.ms"}},
+		&ChangeLeader{Topic: "orders", Partition: 1, Leader: 2, ISR: []int32{2}, PartitionEpoch: 0},
+		&AlterISR{Topic: "orders", Partition: 0, Leader: 0, LeaderEpoch: 0, ISR: []int32{0}, PartitionEpoch: 0},
+		&CommitOffsets{Offsets: []Offset{{Group: "g", Topic: "orders", Partition: 1, Offset: 42, LeaderEpoch: 3, Metadata: "m", CommitTimeMs: 7}}},
+		&DeleteOffsets{Group: "g", Topic: "orders", Partitions: []int32{1}},
+		&AddTierSegment{Segment: TierSegment{Topic: "orders", Partition: 0, BaseOffset: 0, LastOffset: 99, SizeBytes: 1 << 20,
+			LeaderEpoch: 0, MaxTimestamp: 5, ObjectKey: "k", SegmentEpochs: []EpochStart{{0, 0}}}},
+		&DeleteTierSegments{Topic: "orders", Partition: 0, BaseOffsets: []int64{0, 100}},
+	}
+}
+
+func TestCommandCodec(t *testing.T) {
+	for _, c := range allCommands() {
+		b := EncodeCommand(c)
+		got, err := DecodeCommand(b)
+		if err != nil {
+			t.Fatalf("%T: %v", c, err)
+		}
+		if !reflect.DeepEqual(got, c) {
+			t.Fatalf("%T round trip:\n got %+v\nwant %+v", c, got, c)
+		}
+		for i := range len(b) {
+			if _, err := DecodeCommand(b[:i]); err == nil {
+				t.Fatalf("%T truncated to %d bytes decoded", c, i)
+			}
+		}
+	}
+	b := EncodeCommand(&RemoveNode{ID: 1})
+	b[0] = commandVersion + 1
+	if _, err := DecodeCommand(b); !errors.Is(err, ErrUnknownCommand) {
+		t.Fatalf("newer version: %v", err)
+	}
+	b[0], b[1] = commandVersion, 200
+	if _, err := DecodeCommand(b); !errors.Is(err, ErrUnknownCommand) {
+		t.Fatalf("unknown type: %v", err)
+	}
+}
+
+func TestFSMTopics(t *testing.T) {
+	f := openTestFSM(t, t.TempDir())
+	a := &applier{t: t, f: f}
+	a.mustApply(testTopic("orders", 3, 2))
+	a.wantErr(ErrTopicExists, testTopic("orders", 1, 1))
+	a.wantErr(ErrInvalidRequest, testTopic("bad/name", 1, 1))
+	a.wantErr(ErrInvalidRequest, &CreateTopic{Topic: Topic{Name: "t", Partitions: 2, ReplicationFactor: 1}, Assignment: [][]int32{{0}}})
+	a.wantErr(ErrInvalidRequest, &CreateTopic{Topic: Topic{Name: "t", Partitions: 1, ReplicationFactor: 2}, Assignment: [][]int32{{0, 0}}})
+	bad := testTopic("t", 1, 1)
+	bad.Topic.Configs = map[string]string{"retention.ms": "soon"}
+	a.wantErr(ErrInvalidConfig, bad)
+	// A rejected command writes nothing.
+	v := f.View()
+	if _, ok, _ := v.Topic("t"); ok {
+		t.Fatal("rejected topic was written")
+	}
+	if ps, _ := v.Partitions("t"); len(ps) != 0 {
+		t.Fatal("rejected topic's partitions were written")
+	}
+	ps, _ := v.Partitions("orders")
+	v.Close()
+	if len(ps) != 3 || ps[1].Leader != ps[1].Replicas[0] || !reflect.DeepEqual(ps[1].ISR, ps[1].Replicas) {
+		t.Fatalf("partitions %+v", ps)
+	}
+
+	a.mustApply(&CreatePartitions{Topic: "orders", Assignment: [][]int32{{1, 2}}})
+	a.wantErr(ErrInvalidRequest, &CreatePartitions{Topic: "orders", Assignment: [][]int32{{1}}})
+	a.wantErr(ErrUnknownTopic, &CreatePartitions{Topic: "nope", Assignment: [][]int32{{1, 2}}})
+
+	a.wantErr(ErrInvalidConfig, &AlterConfigs{Topic: "orders", Set: map[string]string{"no.such.key": "1"}})
+	a.wantErr(ErrInvalidConfig, &AlterConfigs{Topic: "orders", Set: map[string]string{"cleanup.policy": "compact"}})
+	a.mustApply(&AlterConfigs{Topic: "orders", Set: map[string]string{"segment.bytes": "1048576"}, Delete: []string{"retention.ms"}})
+
+	a.mustApply(&CommitOffsets{Offsets: []Offset{{Group: "g", Topic: "orders", Partition: 0, Offset: 5}, {Group: "g", Topic: "other", Partition: 0, Offset: 6}}})
+	v = f.View()
+	topic, _, _ := v.Topic("orders")
+	if topic.Partitions != 4 || !reflect.DeepEqual(topic.Configs, map[string]string{"segment.bytes": "1048576"}) {
+		t.Fatalf("topic %+v", topic)
+	}
+	v.Close()
+
+	a.mustApply(&DeleteTopic{Name: "orders"})
+	a.wantErr(ErrUnknownTopic, &DeleteTopic{Name: "orders"})
+	v = f.View()
+	defer v.Close()
+	if ps, _ := v.Partitions("orders"); len(ps) != 0 {
+		t.Fatal("partitions outlive their topic")
+	}
+	offs, _ := v.GroupOffsets("g")
+	if len(offs) != 1 || offs[0].Topic != "other" {
+		t.Fatalf("offsets after delete %+v", offs)
+	}
+}
+
+func TestFSMFencing(t *testing.T) {
+	f := openTestFSM(t, t.TempDir())
+	a := &applier{t: t, f: f}
+	a.mustApply(testTopic("t", 1, 3)) // replicas 0,1,2; leader 0
+	// The controller elects 1 from partition epoch 0.
+	r := a.apply(&ChangeLeader{Topic: "t", Partition: 0, Leader: 1, ISR: []int32{1, 2}, PartitionEpoch: 0})[0]
+	if r.Err != nil || r.Partition.LeaderEpoch != 1 || r.Partition.PartitionEpoch != 1 {
+		t.Fatalf("election: %+v", r)
+	}
+	// A second election computed from the old epoch is stale.
+	a.wantErr(ErrStaleEpoch, &ChangeLeader{Topic: "t", Partition: 0, Leader: 2, ISR: []int32{2}, PartitionEpoch: 0})
+	// The old leader's ISR change is fenced; the new leader's goes in.
+	a.wantErr(ErrStaleEpoch, &AlterISR{Topic: "t", Partition: 0, Leader: 0, LeaderEpoch: 0, ISR: []int32{0}, PartitionEpoch: 1})
+	a.wantErr(ErrStaleEpoch, &AlterISR{Topic: "t", Partition: 0, Leader: 1, LeaderEpoch: 1, ISR: []int32{1}, PartitionEpoch: 0})
+	a.wantErr(ErrInvalidRequest, &AlterISR{Topic: "t", Partition: 0, Leader: 1, LeaderEpoch: 1, ISR: []int32{2}, PartitionEpoch: 1})
+	a.mustApply(&AlterISR{Topic: "t", Partition: 0, Leader: 1, LeaderEpoch: 1, ISR: []int32{0, 1, 2}, PartitionEpoch: 1})
+	// Leader -1: offline, epoch bumped.
+	r = a.apply(&ChangeLeader{Topic: "t", Partition: 0, Leader: -1, ISR: []int32{1}, PartitionEpoch: 2})[0]
+	if r.Err != nil || r.Partition.Leader != -1 || r.Partition.LeaderEpoch != 2 {
+		t.Fatalf("offline: %+v", r)
+	}
+	// Tier entries are fenced by leader epoch, recorded once.
+	seg := TierSegment{Topic: "t", Partition: 0, BaseOffset: 100, LastOffset: 199, LeaderEpoch: 1, ObjectKey: "a"}
+	a.wantErr(ErrStaleEpoch, &AddTierSegment{Segment: seg})
+	seg.LeaderEpoch = 2
+	a.mustApply(&AddTierSegment{Segment: seg}, &AddTierSegment{Segment: seg})
+	other := seg
+	other.ObjectKey = "b"
+	a.wantErr(ErrInvalidRequest, &AddTierSegment{Segment: other})
+	v := f.View()
+	defer v.Close()
+	if segs, _ := v.TierSegments("t", 0); len(segs) != 1 || segs[0].ObjectKey != "a" {
+		t.Fatalf("manifest %+v", segs)
+	}
+}
+
+func TestFSMReplaySkipsApplied(t *testing.T) {
+	dir := t.TempDir()
+	f := openTestFSM(t, dir)
+	a := &applier{t: t, f: f}
+	a.mustApply(testTopic("t", 1, 1))
+	entry := &raft.Log{Index: 2, Type: raft.LogCommand, Data: EncodeCommand(&CreatePartitions{Topic: "t", Assignment: [][]int32{{0}}})}
+	f.ApplyBatch([]*raft.Log{entry})
+	f.Close()
+	f = openTestFSM(t, dir)
+	if f.Applied() != 2 {
+		t.Fatalf("applied %d after reopen", f.Applied())
+	}
+	// Raft replays entries 1 and 2 after a restart: nothing changes.
+	res := f.ApplyBatch([]*raft.Log{{Index: 1, Type: raft.LogCommand, Data: EncodeCommand(testTopic("t", 1, 1))}, entry})
+	if res[0] != nil || res[1] != nil {
+		t.Fatalf("replay results %v", res)
+	}
+	v := f.View()
+	defer v.Close()
+	if topic, _, _ := v.Topic("t"); topic.Partitions != 2 {
+		t.Fatalf("partitions %d after replay", topic.Partitions)
+	}
+}
+
+func TestFSMHugeCommandIsAtomic(t *testing.T) {
+	f := openTestFSM(t, t.TempDir())
+	a := &applier{t: t, f: f}
+	const n = 60_000 // far past one Badger transaction
+	offs := make([]Offset, n)
+	for i := range offs {
+		offs[i] = Offset{Group: "g", Topic: "t", Partition: int32(i), Offset: int64(i), Metadata: "some metadata"}
+	}
+	before := f.View()
+	a.mustApply(&CommitOffsets{Offsets: offs})
+	if got, _ := before.GroupOffsets("g"); len(got) != 0 {
+		t.Fatalf("a view from before the command sees %d of its offsets", len(got))
+	}
+	before.Close()
+	v := f.View()
+	defer v.Close()
+	if got, _ := v.GroupOffsets("g"); len(got) != n {
+		t.Fatalf("%d offsets, want %d", len(got), n)
+	}
+}
+
+func TestFSMSnapshotRestore(t *testing.T) {
+	f := openTestFSM(t, t.TempDir())
+	a := &applier{t: t, f: f}
+	for i := range 20 {
+		a.mustApply(testTopic(fmt.Sprintf("topic-%d", i), 4, 2))
+		a.mustApply(&CommitOffsets{Offsets: []Offset{{Group: "g", Topic: "topic-0", Partition: int32(i % 4), Offset: int64(i)}}})
+	}
+	a.mustApply(&DeleteTopic{Name: "topic-3"}, &RegisterNode{Node: Node{ID: 2, RaftAddr: "x"}})
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := f.View()
+	want, err := live.Dump()
+	live.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Applies go on while the snapshot persists; it must not see them.
+	a.mustApply(testTopic("later", 1, 1), &DeleteTopic{Name: "topic-5"})
+	sink := &memSink{}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	snap.Release()
+
+	g := openTestFSM(t, t.TempDir())
+	if err := g.Restore(io.NopCloser(bytes.NewReader(sink.buf.Bytes()))); err != nil {
+		t.Fatal(err)
+	}
+	gv := g.View()
+	got, err := gv.Dump()
+	gv.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !maps.EqualFunc(got, want, bytes.Equal) {
+		t.Fatalf("restored state differs: %d keys, want %d", len(got), len(want))
+	}
+	if g.Applied() != 42 {
+		t.Fatalf("restored version %d", g.Applied())
+	}
+	// Restoring over existing state replaces it exactly.
+	if err := f.Restore(io.NopCloser(bytes.NewReader(sink.buf.Bytes()))); err != nil {
+		t.Fatal(err)
+	}
+	fv := f.View()
+	again, _ := fv.Dump()
+	fv.Close()
+	if !maps.EqualFunc(again, want, bytes.Equal) {
+		t.Fatal("restore over live state left extra keys")
+	}
+}
+
+type memSink struct{ buf bytes.Buffer }
+
+func (s *memSink) Write(p []byte) (int, error) { return s.buf.Write(p) }
+func (s *memSink) Close() error                { return nil }
+func (s *memSink) ID() string                  { return "mem" }
+func (s *memSink) Cancel() error               { return nil }
