@@ -285,8 +285,12 @@ func (f *FSM) apply(w *writer, cmd Command) (*ApplyResult, error) {
 		if !subset(c.ISR, p.Replicas) || (c.Leader != -1 && !slices.Contains(c.ISR, c.Leader)) {
 			return reject(fmt.Errorf("%w: %s-%d leader %d, ISR %v, replicas %v", ErrInvalidRequest, c.Topic, c.Partition, c.Leader, c.ISR, p.Replicas))
 		}
+		// The leader epoch moves only with the leader, so a follower set
+		// change does not fence the leader's in-flight requests.
+		if c.Leader != p.Leader {
+			p.LeaderEpoch++
+		}
 		p.Leader, p.ISR = c.Leader, c.ISR
-		p.LeaderEpoch++
 		p.PartitionEpoch++
 		return &ApplyResult{Partition: p}, w.set(partitionKey(p.Topic, p.Partition), p.encode())
 
