@@ -1,0 +1,305 @@
+package meta
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+)
+
+// ServerConfig configures one member of the metadata Raft group.
+type ServerConfig struct {
+	NodeID  int32
+	DataDir string // holds raft/, state/ and snapshots/
+	// RaftAddr is the address the Raft TCP transport listens on and
+	// advertises ("127.0.0.1:0" picks a free port).
+	RaftAddr string
+	Logger   *slog.Logger
+	// OnApply is called after each applied batch (see OpenFSM).
+	OnApply func(version uint64, applied []Command)
+
+	// Raft timing; zero takes hashicorp/raft's defaults. Tests shorten
+	// them.
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	CommitTimeout      time.Duration
+	// SnapshotThreshold is how many entries trigger a snapshot; TrailingLogs
+	// how many stay in the log after one.
+	SnapshotThreshold uint64
+	TrailingLogs      uint64
+}
+
+// Server is one member of the metadata Raft group: the Raft instance, its
+// Badger stores and the FSM.
+type Server struct {
+	cfg       ServerConfig
+	logger    *slog.Logger
+	raft      *raft.Raft
+	store     *RaftStore
+	fsm       *FSM
+	transport *raft.NetworkTransport
+	logPipe   io.Closer // ends the goroutine that forwards Raft's log
+}
+
+// OpenServer opens the member's stores and starts Raft. A member with no
+// Raft state waits to be bootstrapped or added by the leader.
+func OpenServer(cfg ServerConfig) (*Server, error) {
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	logger = logger.With("node", cfg.NodeID)
+	s := &Server{cfg: cfg, logger: logger}
+	ok := false
+	defer func() {
+		if !ok {
+			s.closeStores()
+		}
+	}()
+	var err error
+	if s.store, err = OpenRaftStore(filepath.Join(cfg.DataDir, "raft"), logger); err != nil {
+		return nil, err
+	}
+	if s.fsm, err = OpenFSM(filepath.Join(cfg.DataDir, "state"), logger, cfg.OnApply); err != nil {
+		return nil, err
+	}
+	hlog, logPipe := newHclog(logger)
+	s.logPipe = logPipe
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(cfg.DataDir, "snapshots"), 2, hlog)
+	if err != nil {
+		return nil, fmt.Errorf("meta: snapshot store: %w", err)
+	}
+	if err := s.catchUpFromSnapshot(snaps); err != nil {
+		return nil, err
+	}
+	if s.transport, err = raft.NewTCPTransportWithLogger(cfg.RaftAddr, nil, 3, 10*time.Second, hlog); err != nil {
+		return nil, fmt.Errorf("meta: raft transport on %s: %w", cfg.RaftAddr, err)
+	}
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(strconv.Itoa(int(cfg.NodeID)))
+	rc.Logger = hlog
+	// The FSM persists its own state and skips what it already holds, so
+	// Raft need not restore a snapshot on every start (see FSM).
+	rc.NoSnapshotRestoreOnStart = true
+	rc.BatchApplyCh = true
+	if cfg.HeartbeatTimeout > 0 {
+		rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+	}
+	if cfg.ElectionTimeout > 0 {
+		rc.ElectionTimeout = cfg.ElectionTimeout
+	}
+	if cfg.LeaderLeaseTimeout > 0 {
+		rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
+	}
+	if cfg.CommitTimeout > 0 {
+		rc.CommitTimeout = cfg.CommitTimeout
+	}
+	if cfg.SnapshotThreshold > 0 {
+		rc.SnapshotThreshold = cfg.SnapshotThreshold
+	}
+	if cfg.TrailingLogs > 0 {
+		rc.TrailingLogs = cfg.TrailingLogs
+	}
+	if s.raft, err = raft.NewRaft(rc, s.fsm, s.store, s.store, snaps, s.transport); err != nil {
+		return nil, fmt.Errorf("meta: start raft: %w", err)
+	}
+	ok = true
+	return s, nil
+}
+
+// catchUpFromSnapshot restores the newest snapshot if the persisted state
+// is behind it: the state DB is not synced, and Raft (told not to restore
+// on start) replays only the entries after its newest snapshot.
+func (s *Server) catchUpFromSnapshot(snaps *raft.FileSnapshotStore) error {
+	list, err := snaps.List()
+	if err != nil || len(list) == 0 {
+		return err
+	}
+	newest := list[0]
+	if newest.Index <= s.fsm.Applied() {
+		return nil
+	}
+	s.logger.Info("metadata state behind the newest snapshot, restoring it", "state_version", s.fsm.Applied(), "snapshot_index", newest.Index)
+	_, rc, err := snaps.Open(newest.ID)
+	if err != nil {
+		return fmt.Errorf("meta: open snapshot %s: %w", newest.ID, err)
+	}
+	return s.fsm.Restore(rc)
+}
+
+// Addr is the Raft address this member listens on.
+func (s *Server) Addr() string { return string(s.transport.LocalAddr()) }
+
+// ID is the member's node id.
+func (s *Server) ID() int32 { return s.cfg.NodeID }
+
+// FSM is the member's state machine, for local reads.
+func (s *Server) FSM() *FSM { return s.fsm }
+
+// Raft is the underlying Raft instance.
+func (s *Server) Raft() *raft.Raft { return s.raft }
+
+// Bootstrap starts a new group whose voters are the given members. It is
+// a no-op error (raft.ErrCantBootstrap) on a member that has state.
+func (s *Server) Bootstrap(voters map[int32]string) error {
+	var servers []raft.Server
+	for id, addr := range voters {
+		servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: serverID(id), Address: raft.ServerAddress(addr)})
+	}
+	return s.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error()
+}
+
+func serverID(id int32) raft.ServerID { return raft.ServerID(strconv.Itoa(int(id))) }
+
+// IsLeader reports whether this member leads the group (is the
+// controller).
+func (s *Server) IsLeader() bool { return s.raft.State() == raft.Leader }
+
+// Leader returns the leader's node id and Raft address, or ok=false when
+// none is known.
+func (s *Server) Leader() (id int32, addr string, ok bool) {
+	a, sid := s.raft.LeaderWithID()
+	if sid == "" {
+		return 0, "", false
+	}
+	n, err := strconv.Atoi(string(sid))
+	if err != nil {
+		return 0, "", false
+	}
+	return int32(n), string(a), true
+}
+
+// Propose applies a command through Raft and returns its result. It must
+// run on the leader; elsewhere it returns ErrNotLeader naming the leader.
+func (s *Server) Propose(ctx context.Context, cmd Command) (*ApplyResult, error) {
+	timeout := 10 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+	}
+	f := s.raft.Apply(EncodeCommand(cmd), timeout)
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {
+			id, _, ok := s.Leader()
+			if ok && id != s.cfg.NodeID {
+				return nil, fmt.Errorf("%w: leader is node %d", ErrNotLeader, id)
+			}
+			return nil, fmt.Errorf("%w: %v", ErrNotLeader, err)
+		}
+		return nil, fmt.Errorf("meta: propose %T: %w", cmd, err)
+	}
+	res, _ := f.Response().(*ApplyResult)
+	if res == nil {
+		return nil, fmt.Errorf("meta: propose %T: no result", cmd)
+	}
+	return res, nil
+}
+
+// ConsistentView returns a view that reflects every command committed
+// before the call (a linearizable read): the leader confirms it still
+// leads, then waits for its state to reach the commit index.
+func (s *Server) ConsistentView(ctx context.Context) (*View, error) {
+	commit := s.raft.CommitIndex()
+	if err := s.raft.VerifyLeader().Error(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNotLeader, err)
+	}
+	for s.fsm.Applied() < commit {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return s.fsm.View(), nil
+}
+
+// AddMember adds a node to the group, as a voter or a non-voter (a full
+// copy that does not vote). Leader only.
+func (s *Server) AddMember(id int32, addr string, voter bool) error {
+	var f raft.IndexFuture
+	if voter {
+		f = s.raft.AddVoter(serverID(id), raft.ServerAddress(addr), 0, 10*time.Second)
+	} else {
+		f = s.raft.AddNonvoter(serverID(id), raft.ServerAddress(addr), 0, 10*time.Second)
+	}
+	return f.Error()
+}
+
+// RemoveMember removes a node from the group. Leader only.
+func (s *Server) RemoveMember(id int32) error {
+	return s.raft.RemoveServer(serverID(id), 0, 10*time.Second).Error()
+}
+
+// Members returns the group's configuration: node id to whether it votes.
+func (s *Server) Members() (map[int32]bool, error) {
+	f := s.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, err
+	}
+	out := map[int32]bool{}
+	for _, srv := range f.Configuration().Servers {
+		n, err := strconv.Atoi(string(srv.ID))
+		if err != nil {
+			continue
+		}
+		out[int32(n)] = srv.Suffrage == raft.Voter
+	}
+	return out, nil
+}
+
+// Close stops Raft and closes the stores.
+func (s *Server) Close() error {
+	var err error
+	if s.raft != nil {
+		err = s.raft.Shutdown().Error()
+	}
+	if s.transport != nil {
+		err = errors.Join(err, s.transport.Close())
+	}
+	return errors.Join(err, s.closeStores())
+}
+
+func (s *Server) closeStores() error {
+	var err error
+	if s.logPipe != nil {
+		s.logPipe.Close()
+	}
+	if s.fsm != nil {
+		err = s.fsm.Close()
+	}
+	if s.store != nil {
+		err = errors.Join(err, s.store.Close())
+	}
+	return err
+}
+
+// newHclog routes hashicorp/raft's hclog output to slog. Raft's info
+// chatter (elections, heartbeats) goes to debug; warnings and errors keep
+// their level.
+func newHclog(l *slog.Logger) (hclog.Logger, io.Closer) {
+	pr, pw := io.Pipe()
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			line := sc.Text()
+			switch {
+			case strings.Contains(line, "[ERROR]"):
+				l.Error(line, "component", "raft")
+			case strings.Contains(line, "[WARN]"):
+				l.Warn(line, "component", "raft")
+			default:
+				l.Debug(line, "component", "raft")
+			}
+		}
+	}()
+	return hclog.New(&hclog.LoggerOptions{Name: "raft", Output: pw, Level: hclog.Info, DisableTime: true}), pw
+}
