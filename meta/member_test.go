@@ -1,0 +1,300 @@
+package meta
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/strata-io/strata/internal/natstest"
+)
+
+// testCluster runs metadata members over one embedded NATS server.
+type testCluster struct {
+	t       *testing.T
+	ns      *natstest.Server
+	expect  int
+	dirs    map[int32]string
+	members map[int32]*Member
+	client  *Client
+}
+
+func startCluster(t *testing.T, n, expect int) *testCluster {
+	t.Helper()
+	ns := natstest.Start(t)
+	c := &testCluster{t: t, ns: ns, expect: expect, dirs: map[int32]string{}, members: map[int32]*Member{},
+		client: NewClient(ns.Connect(t), "test")}
+	for id := int32(1); id <= int32(n); id++ {
+		c.start(id)
+	}
+	t.Cleanup(func() {
+		for _, m := range c.members {
+			m.Close()
+		}
+	})
+	c.controller()
+	return c
+}
+
+func (c *testCluster) start(id int32) {
+	c.t.Helper()
+	if c.dirs[id] == "" {
+		c.dirs[id] = c.t.TempDir()
+	}
+	cfg := MemberConfig{
+		ServerConfig:      ServerConfig{NodeID: id, DataDir: c.dirs[id], RaftAddr: "127.0.0.1:0"},
+		Cluster:           "test",
+		Conn:              c.ns.Connect(c.t),
+		BootstrapExpect:   c.expect,
+		HeartbeatInterval: 50 * time.Millisecond,
+		SessionTimeout:    600 * time.Millisecond,
+	}
+	fastConfig(&cfg.ServerConfig)
+	m, err := OpenMember(cfg)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.members[id] = m
+}
+
+func (c *testCluster) stop(id int32) {
+	c.members[id].Close()
+	delete(c.members, id)
+}
+
+// controller waits for a ready controller.
+func (c *testCluster) controller() *Member {
+	c.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, m := range c.members {
+			if m.ready.Load() {
+				return m
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.t.Fatal("no controller within 15s")
+	return nil
+}
+
+func (c *testCluster) waitFor(what string, timeout time.Duration, cond func() bool) {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			c.t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestMembershipFromHeartbeats(t *testing.T) {
+	c := startCluster(t, 3, 3)
+	ctrl := c.controller()
+	c.waitFor("three voters", 10*time.Second, func() bool {
+		m, _ := ctrl.Server().Members()
+		return len(m) == 3 && m[1] && m[2] && m[3]
+	})
+	// A fourth node joins as a non-voter with a full copy.
+	c.start(4)
+	c.waitFor("node 4 as non-voter", 10*time.Second, func() bool {
+		m, _ := c.controller().Server().Members()
+		voter, ok := m[4]
+		return ok && !voter
+	})
+	res, err := c.client.Propose(context.Background(), testTopic("t", 1, 1))
+	if err != nil || res.Err != nil {
+		t.Fatal(err, res)
+	}
+	version := c.controller().Server().FSM().Applied()
+	c.waitFor("node 4 to catch up", 10*time.Second, func() bool { return c.members[4].Server().FSM().Applied() >= version })
+	v := c.members[4].Server().FSM().View()
+	defer v.Close()
+	if _, ok, _ := v.Topic("t"); !ok {
+		t.Fatal("non-voter lacks the topic")
+	}
+	nodes, _ := v.Nodes()
+	if len(nodes) != 4 {
+		t.Fatalf("%d nodes registered", len(nodes))
+	}
+}
+
+func TestProposeReadAndEventsOverNATS(t *testing.T) {
+	c := startCluster(t, 3, 3)
+	ctx := context.Background()
+	events := make(chan Event, 16)
+	sub, err := c.client.Events(func(ev Event) { events <- ev })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	// Whichever member the queue group picks forwards to the controller.
+	for i := range 5 {
+		res, err := c.client.Propose(ctx, testTopic(fmt.Sprintf("t%d", i), 2, 2))
+		if err != nil || res.Err != nil {
+			t.Fatal(err, res)
+		}
+	}
+	res, err := c.client.Propose(ctx, testTopic("t0", 1, 1))
+	if err != nil || !errors.Is(res.Err, ErrTopicExists) {
+		t.Fatalf("duplicate over NATS: %v %v", err, res)
+	}
+	r, err := c.client.Read(ctx, ReadRequest{Kind: "topics"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Topics) != 5 || len(r.Partitions) != 10 || r.Version == 0 {
+		t.Fatalf("read %d topics %d partitions at %d", len(r.Topics), len(r.Partitions), r.Version)
+	}
+	if _, err := c.client.Read(ctx, ReadRequest{Kind: "bogus"}); !errors.Is(err, ErrInvalidRequest) {
+		t.Fatalf("bad read kind: %v", err)
+	}
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case ev := <-events:
+			for _, ch := range ev.Changes {
+				if ch.Kind == "topic" && ch.Topic == "t4" {
+					if ev.Version == 0 {
+						t.Fatal("event without a version")
+					}
+					return
+				}
+			}
+		case <-deadline:
+			t.Fatal("no event for topic t4")
+		}
+	}
+}
+
+// TestControllerMovesLeadershipOffDeadNode stops a node: within the
+// session timeout its partitions get new leaders from their ISRs, and a
+// partition whose only replica died goes offline instead of electing a
+// replica that lacks its data.
+func TestControllerMovesLeadershipOffDeadNode(t *testing.T) {
+	c := startCluster(t, 3, 3)
+	ctx := context.Background()
+	ctrl := c.controller()
+	// The victim is not the controller, so the test times the controller's
+	// election, not a Raft election.
+	var victim int32
+	for id := range c.members {
+		if id != ctrl.cfg.NodeID {
+			victim = id
+			break
+		}
+	}
+	var others []int32
+	for id := range c.members {
+		if id != victim {
+			others = append(others, id)
+		}
+	}
+	mustOK := func(res *ApplyResult, err error) {
+		t.Helper()
+		if err != nil || res.Err != nil {
+			t.Fatal(err, res)
+		}
+	}
+	mustOK(c.client.Propose(ctx, &CreateTopic{Topic: Topic{Name: "rf3", Partitions: 1, ReplicationFactor: 3},
+		Assignment: [][]int32{{victim, others[0], others[1]}}}))
+	mustOK(c.client.Propose(ctx, &CreateTopic{Topic: Topic{Name: "rf1", Partitions: 1, ReplicationFactor: 1},
+		Assignment: [][]int32{{victim}}}))
+	stopped := time.Now()
+	c.stop(victim)
+	var p Partition
+	c.waitFor("a new leader for rf3-0", 5*time.Second, func() bool {
+		r, err := c.client.Read(ctx, ReadRequest{Kind: "topics", Topic: "rf3"})
+		if err != nil || len(r.Partitions) != 1 {
+			return false
+		}
+		p = r.Partitions[0]
+		return p.Leader != victim
+	})
+	took := time.Since(stopped)
+	if p.Leader != others[0] || p.LeaderEpoch != 1 || len(p.ISR) != 2 {
+		t.Fatalf("after failover %+v", p)
+	}
+	if took > 600*time.Millisecond+time.Second {
+		t.Fatalf("failover took %v, session timeout is 600ms", took)
+	}
+	r, err := c.client.Read(ctx, ReadRequest{Kind: "topics", Topic: "rf1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q := r.Partitions[0]; q.Leader != -1 || len(q.ISR) != 1 || q.ISR[0] != victim {
+		t.Fatalf("rf1 with its only replica dead: %+v (must stay offline, ISR kept)", q)
+	}
+	// The node comes back with its data: the offline partition is led
+	// again, cleanly, by the replica that has it.
+	c.start(victim)
+	c.waitFor("rf1-0 back online", 10*time.Second, func() bool {
+		r, err := c.client.Read(ctx, ReadRequest{Kind: "topics", Topic: "rf1"})
+		return err == nil && len(r.Partitions) == 1 && r.Partitions[0].Leader == victim
+	})
+	t.Logf("leadership moved %v after the node stopped", took)
+}
+
+// TestOffsetCommitsSurviveControllerLoss commits offsets concurrently
+// through NATS, kills the controller, and reads every acknowledged commit
+// back from the new one.
+func TestOffsetCommitsSurviveControllerLoss(t *testing.T) {
+	c := startCluster(t, 3, 3)
+	ctx := context.Background()
+	var mu sync.Mutex
+	acked := map[int32]int64{}
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int64(0); ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				p := int32(w)
+				cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				res, err := c.client.Propose(cctx, &CommitOffsets{Offsets: []Offset{{Group: "g", Topic: "t", Partition: p, Offset: i}}})
+				cancel()
+				if err == nil && res.Err == nil {
+					mu.Lock()
+					acked[p] = i
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	c.stop(c.controller().cfg.NodeID)
+	time.Sleep(500 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	c.controller()
+	r, err := c.client.Read(ctx, ReadRequest{Kind: "offsets", Group: "g"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[int32]int64{}
+	for _, o := range r.Offsets {
+		got[o.Partition] = o.Offset
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for p, off := range acked {
+		// Each worker commits increasing offsets one at a time, so the
+		// stored one is the last acknowledged, or one sent after it whose
+		// answer was lost in the failover.
+		if got[p] < off {
+			t.Fatalf("partition %d: acknowledged offset %d, read back %d", p, off, got[p])
+		}
+	}
+	if len(acked) != 4 {
+		t.Fatalf("only %d workers got commits acknowledged", len(acked))
+	}
+}
