@@ -54,10 +54,12 @@ type CreateTopic struct {
 // its tier manifest entries.
 type DeleteTopic struct{ Name string }
 
-// CreatePartitions raises a topic's partition count; Assignment holds the
-// replicas of each new partition.
+// CreatePartitions raises a topic's partition count to Total; Assignment
+// holds the replicas of each new partition (the controller fills it in
+// when a request leaves it empty).
 type CreatePartitions struct {
 	Topic      string
+	Total      int32
 	Assignment [][]int32
 }
 
@@ -172,9 +174,13 @@ func (c *CreateTopic) decode(d *decoder) {
 func (c *DeleteTopic) encode(e *encoder) { e.string(c.Name) }
 func (c *DeleteTopic) decode(d *decoder) { c.Name = d.string() }
 
-func (c *CreatePartitions) encode(e *encoder) { e.string(c.Topic); encodeAssignment(e, c.Assignment) }
+func (c *CreatePartitions) encode(e *encoder) {
+	e.string(c.Topic)
+	e.varint(int64(c.Total))
+	encodeAssignment(e, c.Assignment)
+}
 func (c *CreatePartitions) decode(d *decoder) {
-	c.Topic = d.string()
+	c.Topic, c.Total = d.string(), d.int32()
 	c.Assignment = decodeAssignment(d)
 }
 

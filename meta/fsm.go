@@ -227,8 +227,8 @@ func (f *FSM) apply(w *writer, cmd Command) (*ApplyResult, error) {
 		if !ok {
 			return reject(fmt.Errorf("%w: %q", ErrUnknownTopic, c.Topic))
 		}
-		if len(c.Assignment) == 0 {
-			return reject(fmt.Errorf("%w: topic %q already has %d partitions", ErrInvalidRequest, c.Topic, t.Partitions))
+		if len(c.Assignment) == 0 || (c.Total != 0 && c.Total != t.Partitions+int32(len(c.Assignment))) {
+			return reject(fmt.Errorf("%w: topic %q has %d partitions; %d new ones cannot make %d", ErrInvalidRequest, c.Topic, t.Partitions, len(c.Assignment), c.Total))
 		}
 		if err := validAssignment(c.Assignment, t.ReplicationFactor); err != nil {
 			return reject(err)

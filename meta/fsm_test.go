@@ -76,7 +76,7 @@ func allCommands() []Command {
 		&RemoveNode{ID: 4},
 		testTopic("orders", 3, 2),
 		&DeleteTopic{Name: "x"},
-		&CreatePartitions{Topic: "orders", Assignment: [][]int32{{2, 0}}},
+		&CreatePartitions{Topic: "orders", Total: 4, Assignment: [][]int32{{2, 0}}},
 		&AlterConfigs{Topic: "orders", Set: map[string]string{"segment.bytes": "1048576"}, Delete: []string{"retention.ms"}},
 		&ChangeLeader{Topic: "orders", Partition: 1, Leader: 2, ISR: []int32{2}, PartitionEpoch: 0},
 		&AlterISR{Topic: "orders", Partition: 0, Leader: 0, LeaderEpoch: 0, ISR: []int32{0}, PartitionEpoch: 0},

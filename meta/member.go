@@ -2,6 +2,7 @@ package meta
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -74,6 +75,15 @@ type Member struct {
 	offsets *offsetBatcher
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
+	// handlers bounds the requests being answered at once. NATS delivers a
+	// subscription's messages one at a time; answering on their own
+	// goroutines lets proposals wait for Raft side by side (and so share
+	// batches).
+	handlers   chan struct{}
+	handlersWG sync.WaitGroup
+
+	// controlMu serializes controller passes with operator actions.
+	controlMu sync.Mutex
 
 	// ready is set once this leader has committed an entry of its own
 	// term: only then is its commit index current for consistent reads.
@@ -85,6 +95,11 @@ type Member struct {
 		leaderSince time.Time // zero when not leading
 		settledAt   time.Time // when the bootstrap candidate set last changed
 		candidates  []int32
+		closed      bool // no new request handlers start
+		// removed holds nodes an operator removed, with when: their
+		// heartbeats are ignored for a session timeout, so one in flight
+		// does not bring them back. A node heard after that returns.
+		removed map[int32]time.Time
 	}
 }
 
@@ -117,8 +132,9 @@ func OpenMember(cfg MemberConfig) (*Member, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	m := &Member{cfg: cfg, nc: cfg.Conn, logger: cfg.Logger.With("node", cfg.NodeID)}
+	m := &Member{cfg: cfg, nc: cfg.Conn, logger: cfg.Logger.With("node", cfg.NodeID), handlers: make(chan struct{}, maxConcurrentRequests)}
 	m.mu.seen = map[int32]seenNode{}
+	m.mu.removed = map[int32]time.Time{}
 	userOnApply := cfg.OnApply
 	cfg.ServerConfig.OnApply = func(version uint64, cmds []Command) {
 		m.publishEvents(version, cmds)
@@ -137,10 +153,10 @@ func OpenMember(cfg MemberConfig) (*Member, error) {
 		h           nats.MsgHandler
 	}{
 		{subject(cfg.Cluster, subjHeartbeat), "", m.onHeartbeat},
-		{subject(cfg.Cluster, subjApply), queueMeta, m.onApply},
-		{subject(cfg.Cluster, subjApply+"."+id), "", m.onApply},
-		{subject(cfg.Cluster, subjRead), queueMeta, m.onRead},
-		{subject(cfg.Cluster, subjRead+"."+id), "", m.onRead},
+		{subject(cfg.Cluster, subjApply), queueMeta, m.concurrently(m.onApply)},
+		{subject(cfg.Cluster, subjApply+"."+id), "", m.concurrently(m.onApply)},
+		{subject(cfg.Cluster, subjRead), queueMeta, m.concurrently(m.onRead)},
+		{subject(cfg.Cluster, subjRead+"."+id), "", m.concurrently(m.onRead)},
 	} {
 		sub, err := m.nc.QueueSubscribe(s.subj, s.queue, s.h)
 		if err != nil {
@@ -157,6 +173,30 @@ func OpenMember(cfg MemberConfig) (*Member, error) {
 	return m, nil
 }
 
+// maxConcurrentRequests bounds the apply and read requests a member
+// answers at once; past it, NATS holds the rest (and its slow-consumer
+// limit applies).
+const maxConcurrentRequests = 4096
+
+// concurrently runs a handler on its own goroutine, within the bound.
+func (m *Member) concurrently(h nats.MsgHandler) nats.MsgHandler {
+	return func(msg *nats.Msg) {
+		m.mu.Lock()
+		if m.mu.closed {
+			m.mu.Unlock()
+			return
+		}
+		m.handlersWG.Add(1)
+		m.mu.Unlock()
+		m.handlers <- struct{}{}
+		go func() {
+			defer m.handlersWG.Done()
+			defer func() { <-m.handlers }()
+			h(msg)
+		}()
+	}
+}
+
 // Server is the member's Raft server.
 func (m *Member) Server() *Server { return m.server }
 
@@ -168,6 +208,10 @@ func (m *Member) Close() error {
 	for _, s := range m.subs {
 		s.Unsubscribe()
 	}
+	m.mu.Lock()
+	m.mu.closed = true
+	m.mu.Unlock()
+	m.handlersWG.Wait()
 	m.wg.Wait()
 	if m.offsets != nil {
 		m.offsets.close()
@@ -212,8 +256,14 @@ func (m *Member) onHeartbeat(msg *nats.Msg) {
 		return
 	}
 	m.mu.Lock()
+	defer m.mu.Unlock()
+	if at, ok := m.mu.removed[hb.ID]; ok {
+		if time.Since(at) < m.cfg.SessionTimeout {
+			return
+		}
+		delete(m.mu.removed, hb.ID)
+	}
 	m.mu.seen[hb.ID] = seenNode{hb: hb, at: time.Now()}
-	m.mu.Unlock()
 }
 
 // maybeBootstrap starts the group once BootstrapExpect nodes with no group
@@ -263,7 +313,7 @@ func (m *Member) maybeBootstrap() {
 // alive reports whether a node has been heard from within the session
 // timeout. A new controller gives every member a full session timeout
 // from when it took over before judging it.
-func (m *Member) aliveFunc(now time.Time, members map[int32]bool) func(int32) bool {
+func (m *Member) aliveFunc(now time.Time, members map[int32]MemberInfo) func(int32) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	grace := now.Sub(m.mu.leaderSince) < m.cfg.SessionTimeout
@@ -313,7 +363,10 @@ func (m *Member) controllerLoop(ctx context.Context) {
 			m.ready.Store(true)
 			m.logger.Info("became the controller", "version", m.server.FSM().Applied())
 		}
-		if err := m.control(ctx); err != nil && ctx.Err() == nil {
+		m.controlMu.Lock()
+		err := m.control(ctx)
+		m.controlMu.Unlock()
+		if err != nil && ctx.Err() == nil {
 			m.logger.Warn("controller pass", "error", err)
 		}
 	}
@@ -327,8 +380,8 @@ func (m *Member) control(ctx context.Context) error {
 		return err
 	}
 	voters := 0
-	for _, v := range members {
-		if v {
+	for _, mi := range members {
+		if mi.Voter {
 			voters++
 		}
 	}
@@ -342,16 +395,26 @@ func (m *Member) control(ctx context.Context) error {
 	m.mu.Unlock()
 	slices.SortFunc(heard, func(a, b Heartbeat) int { return int(a.ID - b.ID) })
 	for _, hb := range heard {
-		if _, ok := members[hb.ID]; !ok && hb.RaftAddr != "" {
+		mi, ok := members[hb.ID]
+		switch {
+		case hb.RaftAddr == "":
+		case !ok:
 			voter := voters < m.cfg.BootstrapExpect
 			m.logger.Info("adding node to the metadata group", "id", hb.ID, "voter", voter)
 			if err := m.server.AddMember(hb.ID, hb.RaftAddr, voter); err != nil {
 				return err
 			}
-			members[hb.ID] = voter
+			members[hb.ID] = MemberInfo{Voter: voter, Addr: hb.RaftAddr}
 			if voter {
 				voters++
 			}
+		case mi.Addr != hb.RaftAddr:
+			// A node restarted on a new address: Raft must reach it there.
+			m.logger.Info("metadata member moved", "id", hb.ID, "from", mi.Addr, "to", hb.RaftAddr)
+			if err := m.server.AddMember(hb.ID, hb.RaftAddr, mi.Voter); err != nil {
+				return err
+			}
+			members[hb.ID] = MemberInfo{Voter: mi.Voter, Addr: hb.RaftAddr}
 		}
 	}
 	v := m.server.FSM().View()
@@ -427,6 +490,12 @@ func (m *Member) LiveNodes() []Node {
 // RemoveNode takes a node out of the group and the state, as an operator
 // does for a node that will not come back. Leader only.
 func (m *Member) RemoveNode(ctx context.Context, id int32) error {
+	m.controlMu.Lock()
+	defer m.controlMu.Unlock()
+	m.mu.Lock()
+	m.mu.removed[id] = time.Now()
+	delete(m.mu.seen, id)
+	m.mu.Unlock()
 	if err := m.server.RemoveMember(id); err != nil {
 		return err
 	}
@@ -434,19 +503,72 @@ func (m *Member) RemoveNode(ctx context.Context, id int32) error {
 	if err != nil {
 		return err
 	}
-	m.mu.Lock()
-	delete(m.mu.seen, id)
-	m.mu.Unlock()
 	return res.Err
 }
 
 // Propose applies a command on this member if it leads. Offset commits go
-// through the batcher.
+// through the batcher. A CreateTopic or CreatePartitions without an
+// assignment gets one here, from the live nodes: only the controller knows
+// which nodes are alive.
 func (m *Member) Propose(ctx context.Context, cmd Command) (*ApplyResult, error) {
-	if c, ok := cmd.(*CommitOffsets); ok {
+	switch c := cmd.(type) {
+	case *CommitOffsets:
 		return &ApplyResult{}, m.offsets.commit(ctx, c.Offsets)
+	case *CreateTopic:
+		if len(c.Assignment) == 0 && m.server.IsLeader() {
+			a, err := AssignReplicas(c.Topic.Name, m.LiveNodes(), 0, int(c.Topic.Partitions), int(c.Topic.ReplicationFactor), nil)
+			if err != nil {
+				return &ApplyResult{Err: err}, nil
+			}
+			filled := *c
+			filled.Assignment = a
+			if filled.Topic.ID == ([16]byte{}) {
+				if _, err := rand.Read(filled.Topic.ID[:]); err != nil {
+					return nil, err
+				}
+			}
+			cmd = &filled
+		}
+	case *CreatePartitions:
+		if len(c.Assignment) == 0 && m.server.IsLeader() {
+			filled, err := m.assignNewPartitions(c)
+			if err != nil {
+				return &ApplyResult{Err: err}, nil
+			}
+			cmd = filled
+		}
 	}
 	return m.server.Propose(ctx, cmd)
+}
+
+// assignNewPartitions places the partitions a CreatePartitions adds, given
+// only the new total, keeping the topic's balance.
+func (m *Member) assignNewPartitions(c *CreatePartitions) (*CreatePartitions, error) {
+	v := m.server.FSM().View()
+	defer v.Close()
+	t, ok, err := v.Topic(c.Topic)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownTopic, c.Topic)
+	}
+	if c.Total <= t.Partitions {
+		return nil, fmt.Errorf("%w: topic %q has %d partitions; the new count %d must be larger", ErrInvalidRequest, c.Topic, t.Partitions, c.Total)
+	}
+	parts, err := v.Partitions(c.Topic)
+	if err != nil {
+		return nil, err
+	}
+	existing := make([][]int32, len(parts))
+	for i, p := range parts {
+		existing[i] = p.Replicas
+	}
+	a, err := AssignReplicas(c.Topic, m.LiveNodes(), int(t.Partitions), int(c.Total-t.Partitions), int(t.ReplicationFactor), existing)
+	if err != nil {
+		return nil, err
+	}
+	return &CreatePartitions{Topic: c.Topic, Total: c.Total, Assignment: a}, nil
 }
 
 // ConsistentView is a linearizable read on the controller.

@@ -13,7 +13,7 @@ import (
 
 // testCluster runs metadata members over one embedded NATS server.
 type testCluster struct {
-	t       *testing.T
+	t       testing.TB
 	ns      *natstest.Server
 	expect  int
 	dirs    map[int32]string
@@ -21,7 +21,7 @@ type testCluster struct {
 	client  *Client
 }
 
-func startCluster(t *testing.T, n, expect int) *testCluster {
+func startCluster(t testing.TB, n, expect int) *testCluster {
 	t.Helper()
 	ns := natstest.Start(t)
 	c := &testCluster{t: t, ns: ns, expect: expect, dirs: map[int32]string{}, members: map[int32]*Member{},
@@ -96,14 +96,14 @@ func TestMembershipFromHeartbeats(t *testing.T) {
 	ctrl := c.controller()
 	c.waitFor("three voters", 10*time.Second, func() bool {
 		m, _ := ctrl.Server().Members()
-		return len(m) == 3 && m[1] && m[2] && m[3]
+		return len(m) == 3 && m[1].Voter && m[2].Voter && m[3].Voter
 	})
 	// A fourth node joins as a non-voter with a full copy.
 	c.start(4)
 	c.waitFor("node 4 as non-voter", 10*time.Second, func() bool {
 		m, _ := c.controller().Server().Members()
-		voter, ok := m[4]
-		return ok && !voter
+		mi, ok := m[4]
+		return ok && !mi.Voter
 	})
 	res, err := c.client.Propose(context.Background(), testTopic("t", 1, 1))
 	if err != nil || res.Err != nil {
@@ -296,5 +296,104 @@ func TestOffsetCommitsSurviveControllerLoss(t *testing.T) {
 	}
 	if len(acked) != 4 {
 		t.Fatalf("only %d workers got commits acknowledged", len(acked))
+	}
+}
+
+// TestRestartedNodeRejoins restarts a member on a new Raft address: the
+// controller updates the configuration and the node catches up.
+func TestRestartedNodeRejoins(t *testing.T) {
+	c := startCluster(t, 3, 3)
+	ctx := context.Background()
+	ctrl := c.controller()
+	var follower int32
+	for id := range c.members {
+		if id != ctrl.cfg.NodeID {
+			follower = id
+			break
+		}
+	}
+	c.stop(follower)
+	for i := range 10 {
+		if res, err := c.client.Propose(ctx, testTopic(fmt.Sprintf("t%d", i), 1, 1)); err != nil || res.Err != nil {
+			t.Fatal(err, res)
+		}
+	}
+	c.start(follower) // same data, new port
+	want := c.controller().Server().FSM().Applied()
+	c.waitFor("the restarted node to catch up", 10*time.Second, func() bool {
+		return c.members[follower].Server().FSM().Applied() >= want
+	})
+	m, _ := c.controller().Server().Members()
+	if m[follower].Addr != c.members[follower].Server().Addr() || !m[follower].Voter {
+		t.Fatalf("configuration has %+v for node %d at %s", m[follower], follower, c.members[follower].Server().Addr())
+	}
+}
+
+// TestOperatorRemovesNode removes a stopped node: it leaves the Raft
+// configuration and the node list, and the group goes on.
+func TestOperatorRemovesNode(t *testing.T) {
+	c := startCluster(t, 4, 3)
+	ctx := context.Background()
+	c.waitFor("node 4 in the group", 10*time.Second, func() bool {
+		m, _ := c.controller().Server().Members()
+		_, ok := m[4]
+		return ok
+	})
+	c.stop(4)
+	if err := c.controller().RemoveNode(ctx, 4); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := c.controller().Server().Members()
+	if _, ok := m[4]; ok || len(m) != 3 {
+		t.Fatalf("members after removal %v", m)
+	}
+	r, err := c.client.Read(ctx, ReadRequest{Kind: "nodes"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range r.Nodes {
+		if n.ID == 4 {
+			t.Fatal("removed node still registered")
+		}
+	}
+	if res, err := c.client.Propose(ctx, testTopic("after", 1, 1)); err != nil || res.Err != nil {
+		t.Fatal(err, res)
+	}
+}
+
+// TestControllerAssigns creates a topic and adds partitions without an
+// assignment: the controller places them on live nodes, evenly.
+func TestControllerAssigns(t *testing.T) {
+	c := startCluster(t, 3, 3)
+	ctx := context.Background()
+	c.waitFor("three live nodes", 5*time.Second, func() bool { return len(c.controller().LiveNodes()) == 3 })
+	res, err := c.client.Propose(ctx, &CreateTopic{Topic: Topic{Name: "auto", Partitions: 6, ReplicationFactor: 2}})
+	if err != nil || res.Err != nil {
+		t.Fatal(err, res)
+	}
+	if res, err := c.client.Propose(ctx, &CreatePartitions{Topic: "auto", Total: 9}); err != nil || res.Err != nil {
+		t.Fatal(err, res)
+	}
+	if res, _ := c.client.Propose(ctx, &CreatePartitions{Topic: "auto", Total: 9}); res == nil || !errors.Is(res.Err, ErrInvalidRequest) {
+		t.Fatalf("same count again: %+v", res)
+	}
+	if res, _ := c.client.Propose(ctx, &CreateTopic{Topic: Topic{Name: "big", Partitions: 1, ReplicationFactor: 4}}); res == nil || !errors.Is(res.Err, ErrNotEnoughNodes) {
+		t.Fatalf("rf 4 on 3 nodes: %+v", res)
+	}
+	r, err := c.client.Read(ctx, ReadRequest{Kind: "topics", Topic: "auto"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Partitions) != 9 || r.Topics[0].ID == ([16]byte{}) {
+		t.Fatalf("%d partitions, id %x", len(r.Partitions), r.Topics[0].ID)
+	}
+	leaders := map[int32]int{}
+	for _, p := range r.Partitions {
+		leaders[p.Leader]++
+	}
+	for id, n := range leaders {
+		if n != 3 {
+			t.Fatalf("node %d leads %d of 9 partitions: %v", id, n, leaders)
+		}
 	}
 }

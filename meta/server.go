@@ -212,7 +212,14 @@ func (s *Server) ConsistentView(ctx context.Context) (*View, error) {
 	if err := s.raft.VerifyLeader().Error(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNotLeader, err)
 	}
-	for s.fsm.Applied() < commit {
+	// The FSM's version is the index of the last command it applied; Raft
+	// never hands it no-ops or barriers. So wait for the last command at or
+	// below the commit index, not for the commit index itself.
+	target, err := s.lastCommandAtOrBelow(commit)
+	if err != nil {
+		return nil, err
+	}
+	for s.fsm.Applied() < target {
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
@@ -220,6 +227,26 @@ func (s *Server) ConsistentView(ctx context.Context) (*View, error) {
 		}
 	}
 	return s.fsm.View(), nil
+}
+
+// lastCommandAtOrBelow finds the newest command entry at or below index,
+// walking back over no-ops, barriers and configuration entries (rarely
+// more than a step or two). An entry compacted away is covered by the
+// snapshot the state already holds: nothing to wait for.
+func (s *Server) lastCommandAtOrBelow(index uint64) (uint64, error) {
+	var l raft.Log
+	for i := index; i > 0; i-- {
+		if err := s.store.GetLog(i, &l); err != nil {
+			if errors.Is(err, raft.ErrLogNotFound) {
+				return 0, nil
+			}
+			return 0, err
+		}
+		if l.Type == raft.LogCommand {
+			return i, nil
+		}
+	}
+	return 0, nil
 }
 
 // AddMember adds a node to the group, as a voter or a non-voter (a full
@@ -239,19 +266,25 @@ func (s *Server) RemoveMember(id int32) error {
 	return s.raft.RemoveServer(serverID(id), 0, 10*time.Second).Error()
 }
 
-// Members returns the group's configuration: node id to whether it votes.
-func (s *Server) Members() (map[int32]bool, error) {
+// Member is a group member as the Raft configuration has it.
+type MemberInfo struct {
+	Voter bool
+	Addr  string
+}
+
+// Members returns the group's configuration by node id.
+func (s *Server) Members() (map[int32]MemberInfo, error) {
 	f := s.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
 		return nil, err
 	}
-	out := map[int32]bool{}
+	out := map[int32]MemberInfo{}
 	for _, srv := range f.Configuration().Servers {
 		n, err := strconv.Atoi(string(srv.ID))
 		if err != nil {
 			continue
 		}
-		out[int32(n)] = srv.Suffrage == raft.Voter
+		out[int32(n)] = MemberInfo{Voter: srv.Suffrage == raft.Voter, Addr: string(srv.Address)}
 	}
 	return out, nil
 }
