@@ -34,7 +34,7 @@ test-long: lint
 
 BENCH ?= .
 bench:
-	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count=1 -timeout 30m ./node/log/
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count=1 -timeout 30m ./node/log/ ./meta/
 
 clean:
 	rm -rf bin $(CACHE)

@@ -163,6 +163,7 @@ func BenchmarkOneMillionOffsets(b *testing.B) {
 			b.Fatal(err)
 		}
 		size := dirBytes(b, dir)
+		stateSize, raftSize := dirBytes(b, filepath.Join(dir, "state")), dirBytes(b, filepath.Join(dir, "raft"))
 		t1 := time.Now()
 		s = open()
 		for !s.IsLeader() {
@@ -181,6 +182,8 @@ func BenchmarkOneMillionOffsets(b *testing.B) {
 		}
 		b.ReportMetric(float64(total)/commit.Seconds(), "commits/s")
 		b.ReportMetric(float64(size)/(1<<20), "disk-MiB")
+		b.ReportMetric(float64(stateSize)/(1<<20), "state-MiB")
+		b.ReportMetric(float64(raftSize)/(1<<20), "raftlog-MiB")
 		b.ReportMetric(restart.Seconds()*1000, "restart-ms")
 	}
 }
