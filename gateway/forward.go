@@ -1,0 +1,38 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/nats-io/nats.go"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/strata-io/strata/internal/rpc"
+)
+
+// forward sends a Kafka request to a node over NATS and decodes its
+// response at the same version.
+func (g *Gateway) forward(ctx context.Context, nodeID int32, req kmsg.Request) (kmsg.Response, error) {
+	msg := nats.NewMsg(rpc.KafkaSubject(g.cfg.Cluster, nodeID))
+	msg.Header.Set(rpc.HeaderAPIKey, strconv.Itoa(int(req.Key())))
+	msg.Header.Set(rpc.HeaderAPIVersion, strconv.Itoa(int(req.GetVersion())))
+	msg.Data = req.AppendTo(nil)
+	reply, err := g.cfg.Conn.RequestMsgWithContext(ctx, msg)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: node %d: %w", nodeID, err)
+	}
+	if e := reply.Header.Get(rpc.HeaderError); e != "" {
+		return nil, fmt.Errorf("gateway: node %d: %s", nodeID, e)
+	}
+	resp := req.ResponseKind()
+	resp.SetVersion(req.GetVersion())
+	if err := resp.ReadFrom(reply.Data); err != nil {
+		return nil, fmt.Errorf("gateway: node %d: decode %s: %w", nodeID, kmsg.NameForKey(req.Key()), err)
+	}
+	return resp, nil
+}
+
+// slot is where a partition sits in the client's request: topic index i,
+// partition index j.
+type slot struct{ i, j int }

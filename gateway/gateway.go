@@ -1,0 +1,345 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/strata-io/strata/meta"
+)
+
+// Config configures a gateway.
+type Config struct {
+	Cluster string
+	Conn    *nats.Conn
+	// ID is the broker id this gateway has in Metadata responses.
+	ID int32
+	// Addr is where the Kafka listener binds; AdvertisedAddr what clients
+	// are told to connect to (default: the bound address).
+	Addr           string
+	AdvertisedAddr string
+	// AutoCreateTopics creates a topic a client asks Metadata for
+	// (auto.create.topics.enable), with DefaultPartitions and
+	// DefaultReplicationFactor.
+	AutoCreateTopics         bool
+	DefaultPartitions        int32
+	DefaultReplicationFactor int16
+	// MaxRequestBytes caps a request frame (socket.request.max.bytes,
+	// default 100 MiB); a bigger one closes the connection.
+	MaxRequestBytes int
+	Logger          *slog.Logger
+}
+
+// Gateway is a Kafka listener that routes requests to partition leaders
+// over NATS and answers metadata from the controller.
+type Gateway struct {
+	cfg      Config
+	logger   *slog.Logger
+	ln       net.Listener
+	meta     *meta.Client
+	cache    *metadataCache
+	host     string
+	port     int32
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	conns    map[net.Conn]struct{}
+	closed   bool
+	eventSub *nats.Subscription
+}
+
+// Start listens and serves until Close.
+func Start(cfg Config) (*Gateway, error) {
+	if cfg.Conn == nil || cfg.Cluster == "" {
+		return nil, errors.New("gateway: needs a NATS connection and a cluster name")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxRequestBytes <= 0 {
+		cfg.MaxRequestBytes = 100 << 20
+	}
+	if cfg.DefaultPartitions <= 0 {
+		cfg.DefaultPartitions = 1
+	}
+	if cfg.DefaultReplicationFactor <= 0 {
+		cfg.DefaultReplicationFactor = 1
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: listen on %s: %w", cfg.Addr, err)
+	}
+	adv := cfg.AdvertisedAddr
+	if adv == "" {
+		adv = ln.Addr().String()
+	}
+	host, portStr, err := net.SplitHostPort(adv)
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("gateway: advertised address %q: %w", adv, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("gateway: advertised port %q: %w", portStr, err)
+	}
+	client := meta.NewClient(cfg.Conn, cfg.Cluster)
+	g := &Gateway{cfg: cfg, logger: cfg.Logger.With("gateway", cfg.ID), ln: ln, meta: client,
+		cache: newMetadataCache(client), host: host, port: int32(port), conns: map[net.Conn]struct{}{}}
+	if g.eventSub, err = client.Events(func(meta.Event) { g.cache.invalidate() }); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	g.wg.Add(1)
+	go g.acceptLoop()
+	return g, nil
+}
+
+// Addr is the listener's address.
+func (g *Gateway) Addr() string { return g.ln.Addr().String() }
+
+// Close stops listening, closes every connection and waits for them.
+func (g *Gateway) Close() error {
+	g.mu.Lock()
+	g.closed = true
+	for c := range g.conns {
+		c.Close()
+	}
+	g.mu.Unlock()
+	err := g.ln.Close()
+	g.eventSub.Unsubscribe()
+	g.wg.Wait()
+	return err
+}
+
+func (g *Gateway) acceptLoop() {
+	defer g.wg.Done()
+	for {
+		c, err := g.ln.Accept()
+		if err != nil {
+			return
+		}
+		g.mu.Lock()
+		if g.closed {
+			g.mu.Unlock()
+			c.Close()
+			return
+		}
+		g.conns[c] = struct{}{}
+		g.wg.Add(1)
+		g.mu.Unlock()
+		go g.serve(c)
+	}
+}
+
+// pending is one request's place in a connection's response order.
+type pending struct {
+	resp chan []byte // the framed response, or nil for none (acks=0)
+}
+
+// serve reads requests from one connection. Each is handled on its own
+// goroutine; a writer sends the responses back in request order. A frame
+// that is too big or does not parse closes this connection only.
+func (g *Gateway) serve(c net.Conn) {
+	defer g.wg.Done()
+	defer func() {
+		c.Close()
+		g.mu.Lock()
+		delete(g.conns, c)
+		g.mu.Unlock()
+	}()
+	order := make(chan *pending, 256)
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		w := bufio.NewWriter(c)
+		for p := range order {
+			b := <-p.resp
+			if b == nil {
+				continue
+			}
+			if _, err := w.Write(b); err != nil {
+				c.Close()
+				continue // drain the rest
+			}
+			if len(order) == 0 {
+				if err := w.Flush(); err != nil {
+					c.Close()
+				}
+			}
+		}
+		w.Flush()
+	}()
+	defer func() {
+		close(order)
+		<-writerDone
+	}()
+	r := bufio.NewReaderSize(c, 64<<10)
+	var sizeBuf [4]byte
+	for {
+		if _, err := io.ReadFull(r, sizeBuf[:]); err != nil {
+			return
+		}
+		size := int32(binary.BigEndian.Uint32(sizeBuf[:]))
+		if size < 8 || int(size) > g.cfg.MaxRequestBytes {
+			g.logger.Warn("closing connection: bad request size", "remote", c.RemoteAddr().String(), "size", size)
+			return
+		}
+		frame := make([]byte, size)
+		if _, err := io.ReadFull(r, frame); err != nil {
+			return
+		}
+		h, req, err := parseRequest(frame)
+		if err != nil {
+			g.logger.Warn("closing connection: malformed request", "remote", c.RemoteAddr().String(), "error", err)
+			return
+		}
+		p := &pending{resp: make(chan []byte, 1)}
+		order <- p
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), requestTimeout(req))
+			defer cancel()
+			resp := g.handle(ctx, h, req)
+			if resp == nil {
+				p.resp <- nil
+				return
+			}
+			p.resp <- frameResponse(h, resp)
+		}()
+	}
+}
+
+// requestTimeout bounds one request's handling: its own timeout or long
+// poll plus a margin.
+func requestTimeout(req kmsg.Request) time.Duration {
+	switch r := req.(type) {
+	case *kmsg.FetchRequest:
+		return time.Duration(r.MaxWaitMillis)*time.Millisecond + 30*time.Second
+	case *kmsg.ProduceRequest:
+		return time.Duration(r.TimeoutMillis)*time.Millisecond + 30*time.Second
+	}
+	return 60 * time.Second
+}
+
+// requestHeader is the part of a Kafka request before its body.
+type requestHeader struct {
+	key, version  int16
+	correlationID int32
+	clientID      string
+}
+
+// parseRequest reads the request header and decodes the body with kmsg.
+func parseRequest(frame []byte) (requestHeader, kmsg.Request, error) {
+	var h requestHeader
+	if len(frame) < 8 {
+		return h, nil, errors.New("frame shorter than a request header")
+	}
+	h.key = int16(binary.BigEndian.Uint16(frame[0:]))
+	h.version = int16(binary.BigEndian.Uint16(frame[2:]))
+	h.correlationID = int32(binary.BigEndian.Uint32(frame[4:]))
+	rest := frame[8:]
+	req := kmsg.RequestForKey(h.key)
+	if req == nil {
+		return h, nil, fmt.Errorf("unknown API key %d", h.key)
+	}
+	if !(h.key == 7 && h.version == 0) { // ControlledShutdown v0 has no client id
+		if len(rest) < 2 {
+			return h, nil, errors.New("truncated client id")
+		}
+		n := int16(binary.BigEndian.Uint16(rest))
+		rest = rest[2:]
+		if n > 0 {
+			if int(n) > len(rest) {
+				return h, nil, errors.New("truncated client id")
+			}
+			h.clientID, rest = string(rest[:n]), rest[n:]
+		}
+	}
+	req.SetVersion(h.version)
+	if supported(h.key, h.version) && req.IsFlexible() {
+		var err error
+		if rest, err = skipTags(rest); err != nil {
+			return h, nil, err
+		}
+	}
+	if !supported(h.key, h.version) {
+		// Answered with UNSUPPORTED_VERSION (ApiVersions) or by closing;
+		// the body is not decoded.
+		return h, req, nil
+	}
+	if err := req.ReadFrom(rest); err != nil {
+		return h, nil, fmt.Errorf("decode %s v%d: %w", kmsg.NameForKey(h.key), h.version, err)
+	}
+	return h, req, nil
+}
+
+// skipTags skips a flexible header's tagged fields.
+func skipTags(b []byte) ([]byte, error) {
+	n, l := binary.Uvarint(b)
+	if l <= 0 {
+		return nil, errors.New("bad tagged field count")
+	}
+	b = b[l:]
+	for range n {
+		if _, l = binary.Uvarint(b); l <= 0 {
+			return nil, errors.New("bad tag")
+		}
+		b = b[l:]
+		size, l := binary.Uvarint(b)
+		if l <= 0 || size > uint64(len(b)-l) {
+			return nil, errors.New("bad tag size")
+		}
+		b = b[l+int(size):]
+	}
+	return b, nil
+}
+
+// frameResponse adds the size and response header to a response body.
+// ApiVersions answers with header v0 even when flexible, so a client that
+// does not yet know the broker can read it.
+func frameResponse(h requestHeader, resp kmsg.Response) []byte {
+	b := make([]byte, 8, 256)
+	binary.BigEndian.PutUint32(b[4:], uint32(h.correlationID))
+	if resp.IsFlexible() && h.key != 18 {
+		b = append(b, 0)
+	}
+	b = resp.AppendTo(b)
+	binary.BigEndian.PutUint32(b, uint32(len(b)-4))
+	return b
+}
+
+// handle answers one request; nil means send nothing (acks=0 produce).
+func (g *Gateway) handle(ctx context.Context, h requestHeader, req kmsg.Request) kmsg.Response {
+	if !supported(h.key, h.version) {
+		if r, ok := req.(*kmsg.ApiVersionsRequest); ok {
+			return g.apiVersions(r, true)
+		}
+		g.logger.Debug("unsupported request version", "api", kmsg.NameForKey(h.key), "version", h.version)
+		return nil
+	}
+	switch r := req.(type) {
+	case *kmsg.ApiVersionsRequest:
+		return g.apiVersions(r, false)
+	case *kmsg.MetadataRequest:
+		return g.metadata(ctx, r)
+	case *kmsg.CreateTopicsRequest:
+		return g.createTopics(ctx, r)
+	case *kmsg.ProduceRequest:
+		return g.produce(ctx, r)
+	case *kmsg.FetchRequest:
+		return g.fetch(ctx, r)
+	case *kmsg.ListOffsetsRequest:
+		return g.listOffsets(ctx, r)
+	}
+	return nil
+}

@@ -1,0 +1,106 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/strata-io/strata/meta"
+)
+
+// metadata lists this gateway as the broker and as leader of every
+// online partition: any gateway routes any partition. Unknown topics are
+// created when the client allows it and auto.create.topics.enable is on.
+func (g *Gateway) metadata(ctx context.Context, req *kmsg.MetadataRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.MetadataResponse)
+	b := kmsg.NewMetadataResponseBroker()
+	b.NodeID, b.Host, b.Port = g.cfg.ID, g.host, g.port
+	resp.Brokers = []kmsg.MetadataResponseBroker{b}
+	cluster := g.cfg.Cluster
+	resp.ClusterID = &cluster
+	resp.ControllerID = g.cfg.ID
+	snap, err := g.cache.get(ctx, true)
+	if err != nil {
+		g.logger.Warn("metadata read failed", "error", err)
+		snap = &snapshot{topics: map[string]meta.Topic{}, partitions: map[string][]meta.Partition{}, byID: map[[16]byte]string{}}
+	}
+	var names []string
+	if req.Topics == nil {
+		for name := range snap.topics {
+			names = append(names, name)
+		}
+	} else {
+		for _, t := range req.Topics {
+			switch {
+			case t.Topic != nil:
+				names = append(names, *t.Topic)
+			case t.TopicID != [16]byte{}:
+				if name, ok := snap.byID[t.TopicID]; ok {
+					names = append(names, name)
+				} else {
+					mt := kmsg.NewMetadataResponseTopic()
+					mt.TopicID, mt.ErrorCode = t.TopicID, kerr.UnknownTopicID.Code
+					resp.Topics = append(resp.Topics, mt)
+				}
+			}
+		}
+	}
+	created := false
+	for _, name := range names {
+		if _, ok := snap.topics[name]; ok || req.Topics == nil || !req.AllowAutoTopicCreation || !g.cfg.AutoCreateTopics {
+			continue
+		}
+		if code := g.createTopic(ctx, name, -1, -1, nil, nil, false); code == 0 || code == kerr.TopicAlreadyExists.Code {
+			created = true
+		}
+	}
+	if created {
+		if s, err := g.cache.get(ctx, true); err == nil {
+			snap = s
+		}
+	}
+	for _, name := range names {
+		mt := kmsg.NewMetadataResponseTopic()
+		n := name
+		mt.Topic = &n
+		t, ok := snap.topics[name]
+		if !ok {
+			mt.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			if err != nil {
+				mt.ErrorCode = kerr.LeaderNotAvailable.Code
+			} else if validTopicName(name) != nil {
+				mt.ErrorCode = kerr.InvalidTopicException.Code
+			}
+			resp.Topics = append(resp.Topics, mt)
+			continue
+		}
+		mt.TopicID = t.ID
+		for _, p := range snap.partitions[name] {
+			mp := kmsg.NewMetadataResponseTopicPartition()
+			mp.Partition, mp.LeaderEpoch = p.Partition, p.LeaderEpoch
+			mp.Replicas, mp.ISR = p.Replicas, p.ISR
+			mp.Leader = g.cfg.ID
+			if p.Leader < 0 {
+				mp.Leader, mp.ErrorCode = -1, kerr.LeaderNotAvailable.Code
+			}
+			mt.Partitions = append(mt.Partitions, mp)
+		}
+		resp.Topics = append(resp.Topics, mt)
+	}
+	return resp
+}
+
+// validTopicName applies Kafka's topic name rule.
+func validTopicName(name string) error {
+	if len(name) == 0 || len(name) > 249 || name == "." || name == ".." {
+		return errors.New("invalid topic name")
+	}
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return errors.New("invalid topic name")
+		}
+	}
+	return nil
+}

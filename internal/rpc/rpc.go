@@ -1,0 +1,21 @@
+// Package rpc is the wire contract between gateways and nodes on NATS: a
+// Kafka request or response body encoded by kmsg, with the API key and
+// version in headers, on a node's Kafka subject.
+package rpc
+
+import "strconv"
+
+// NATS headers of a Kafka message carried over NATS.
+const (
+	HeaderAPIKey     = "Kafka-Api-Key"
+	HeaderAPIVersion = "Kafka-Api-Version"
+	// HeaderError carries a request-level failure: the body could not be
+	// decoded, or the API is not served there.
+	HeaderError = "Strata-Error"
+)
+
+// KafkaSubject is where node id serves Kafka requests for the partitions
+// it leads.
+func KafkaSubject(cluster string, id int32) string {
+	return "strata." + cluster + ".node." + strconv.Itoa(int(id)) + ".kafka"
+}

@@ -1,0 +1,47 @@
+package node
+
+import (
+	"strconv"
+	"time"
+
+	slog "github.com/strata-io/strata/node/log"
+)
+
+// logConfig turns a topic's configs (validated by meta) into a log
+// config over the broker defaults.
+func logConfig(defaults slog.Config, configs map[string]string) slog.Config {
+	c := defaults
+	ms := func(v string) time.Duration {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		if n < 0 {
+			return -1
+		}
+		return time.Duration(n) * time.Millisecond
+	}
+	num := func(v string) int64 { n, _ := strconv.ParseInt(v, 10, 64); return n }
+	for k, v := range configs {
+		switch k {
+		case "segment.bytes":
+			c.SegmentBytes = num(v)
+		case "segment.ms":
+			c.SegmentAge = ms(v)
+		case "retention.ms":
+			c.RetentionAge = ms(v)
+		case "retention.bytes":
+			c.RetentionBytes = num(v)
+		case "max.message.bytes":
+			c.MaxMessageBytes = int(num(v))
+		case "index.interval.bytes":
+			c.IndexIntervalBytes = int(num(v))
+		case "segment.index.bytes":
+			c.IndexMaxBytes = int(num(v))
+		case "flush.messages":
+			c.FlushMessages = num(v)
+		case "flush.ms":
+			c.FlushInterval = ms(v)
+		case "message.timestamp.type":
+			c.LogAppendTime = v == "LogAppendTime"
+		}
+	}
+	return c
+}

@@ -1,0 +1,43 @@
+package node
+
+import (
+	"errors"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	slog "github.com/strata-io/strata/node/log"
+)
+
+// logErrors maps every node/log sentinel to the Kafka error a broker
+// sends for it. A test checks none is missing.
+var logErrors = []struct {
+	err  error
+	code *kerr.Error
+}{
+	{slog.ErrCorrupt, kerr.CorruptMessage},
+	{slog.ErrTooLarge, kerr.MessageTooLarge},
+	{slog.ErrInvalidRecord, kerr.InvalidRecord},
+	{slog.ErrOffsetOutOfRange, kerr.OffsetOutOfRange},
+	{slog.ErrFencedLeaderEpoch, kerr.FencedLeaderEpoch},
+	{slog.ErrFailed, kerr.KafkaStorageError},
+	{slog.ErrIO, kerr.KafkaStorageError},
+	{slog.ErrClosed, kerr.NotLeaderForPartition},
+}
+
+// errorCode returns the Kafka error code for an error from the log, or
+// UNKNOWN_SERVER_ERROR for anything unexpected.
+func errorCode(err error) int16 {
+	if err == nil {
+		return 0
+	}
+	var ke *kerr.Error
+	if errors.As(err, &ke) {
+		return ke.Code
+	}
+	for _, m := range logErrors {
+		if errors.Is(err, m.err) {
+			return m.code.Code
+		}
+	}
+	return kerr.UnknownServerError.Code
+}

@@ -1,0 +1,77 @@
+package node
+
+import (
+	"context"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// responseOverheadBytes leaves room in a NATS message for everything but
+// record bytes.
+const responseOverheadBytes = 64 << 10
+
+// fetch reads each partition from its fetch offset, verbatim. It waits up
+// to MaxWaitMillis for MinBytes to arrive, and keeps the whole response
+// within MaxBytes and the NATS max payload (but always returns the first
+// batch it finds, so a consumer never gets stuck on a large one).
+func (n *Node) fetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.Response {
+	deadline := time.Now().Add(time.Duration(req.MaxWaitMillis) * time.Millisecond)
+	budget := int(req.MaxBytes)
+	if limit := int(n.cfg.Conn.MaxPayload()) - responseOverheadBytes; budget <= 0 || budget > limit {
+		budget = limit
+	}
+	for {
+		woken := n.appendedCh()
+		resp, bytes, failed := n.fetchOnce(req, budget)
+		if bytes >= int(req.MinBytes) || failed || !time.Now().Before(deadline) {
+			return resp
+		}
+		select {
+		case <-woken:
+		case <-time.After(time.Until(deadline)):
+		case <-ctx.Done():
+			return resp
+		}
+	}
+}
+
+func (n *Node) fetchOnce(req *kmsg.FetchRequest, budget int) (*kmsg.FetchResponse, int, bool) {
+	resp := req.ResponseKind().(*kmsg.FetchResponse)
+	total := 0
+	failed := false
+	for _, rt := range req.Topics {
+		st := kmsg.NewFetchResponseTopic()
+		st.Topic, st.TopicID = rt.Topic, rt.TopicID
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewFetchResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = -1, -1, -1
+			l, _, kerrCode := n.partition(rt.Topic, rp.Partition)
+			if kerrCode != nil {
+				sp.ErrorCode = kerrCode.Code
+				failed = true
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
+			// One replica: the log end is the high watermark.
+			hw := l.EndOffset()
+			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = hw, hw, l.StartOffset()
+			max := min(int(rp.PartitionMaxBytes), budget-total)
+			if max <= 0 && total > 0 {
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
+			data, err := l.Read(nil, rp.FetchOffset, max, hw)
+			if err != nil {
+				sp.ErrorCode = errorCode(err)
+				failed = true
+			}
+			sp.RecordBatches = data
+			total += len(data)
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp, total, failed
+}

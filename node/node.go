@@ -1,0 +1,243 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/strata-io/strata/internal/rpc"
+	"github.com/strata-io/strata/meta"
+	plog "github.com/strata-io/strata/node/log"
+)
+
+// Config configures a node.
+type Config struct {
+	ID      int32
+	Cluster string
+	DataDir string // partition logs live in DataDir/<topic>-<partition>
+	Conn    *nats.Conn
+	// Meta is this node's member of the metadata group: the node reads
+	// leadership and topic configs from its local copy.
+	Meta        *meta.Member
+	LogDefaults plog.Config
+	Logger      *slog.Logger
+	// MaintainInterval is how often logs roll, retain and flush by time
+	// (default 1s).
+	MaintainInterval time.Duration
+}
+
+// Node serves Kafka requests for the partitions it leads, over NATS.
+type Node struct {
+	cfg    Config
+	logger *slog.Logger
+	sub    *nats.Subscription
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	// handlers bounds the requests answered at once; each runs on its own
+	// goroutine so a long-polling fetch does not hold up a produce.
+	handlers chan struct{}
+
+	mu struct {
+		sync.Mutex
+		logs map[partitionKey]*plog.Log
+		// appended is closed and replaced on every append, waking
+		// long-polling fetches.
+		appended chan struct{}
+		closed   bool
+	}
+}
+
+type partitionKey struct {
+	topic     string
+	partition int32
+}
+
+const maxConcurrentRequests = 1024
+
+// Start subscribes the node to its Kafka subject and starts its
+// maintenance loop.
+func Start(cfg Config) (*Node, error) {
+	if cfg.Conn == nil || cfg.Meta == nil {
+		return nil, errors.New("node: needs a NATS connection and a metadata member")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaintainInterval <= 0 {
+		cfg.MaintainInterval = time.Second
+	}
+	n := &Node{cfg: cfg, logger: cfg.Logger.With("node", cfg.ID), handlers: make(chan struct{}, maxConcurrentRequests)}
+	n.mu.logs = map[partitionKey]*plog.Log{}
+	n.mu.appended = make(chan struct{})
+	sub, err := cfg.Conn.Subscribe(rpc.KafkaSubject(cfg.Cluster, cfg.ID), n.dispatch)
+	if err != nil {
+		return nil, fmt.Errorf("node: subscribe: %w", err)
+	}
+	n.sub = sub
+	ctx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	n.wg.Add(1)
+	go n.maintainLoop(ctx)
+	return n, nil
+}
+
+// Close stops serving and closes every log cleanly.
+func (n *Node) Close() error {
+	n.sub.Unsubscribe()
+	n.cancel()
+	n.mu.Lock()
+	n.mu.closed = true
+	n.mu.Unlock()
+	n.wg.Wait()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var err error
+	for _, l := range n.mu.logs {
+		err = errors.Join(err, l.Close())
+	}
+	return err
+}
+
+func (n *Node) dispatch(msg *nats.Msg) {
+	n.mu.Lock()
+	if n.mu.closed {
+		n.mu.Unlock()
+		return
+	}
+	n.wg.Add(1)
+	n.mu.Unlock()
+	n.handlers <- struct{}{}
+	go func() {
+		defer n.wg.Done()
+		defer func() { <-n.handlers }()
+		n.handle(msg)
+	}()
+}
+
+// handle decodes a Kafka request body from NATS, serves it and replies
+// with the response body at the same version.
+func (n *Node) handle(msg *nats.Msg) {
+	reply := nats.NewMsg(msg.Reply)
+	fail := func(err error) {
+		reply.Header.Set(rpc.HeaderError, err.Error())
+		msg.RespondMsg(reply)
+	}
+	key, err1 := strconv.Atoi(msg.Header.Get(rpc.HeaderAPIKey))
+	version, err2 := strconv.Atoi(msg.Header.Get(rpc.HeaderAPIVersion))
+	if err1 != nil || err2 != nil {
+		fail(errors.New("node: request without Kafka API key and version headers"))
+		return
+	}
+	req := kmsg.RequestForKey(int16(key))
+	if req == nil {
+		fail(fmt.Errorf("node: unknown API key %d", key))
+		return
+	}
+	req.SetVersion(int16(version))
+	if err := req.ReadFrom(msg.Data); err != nil {
+		fail(fmt.Errorf("node: decode %s v%d: %w", kmsg.NameForKey(int16(key)), version, err))
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var resp kmsg.Response
+	switch r := req.(type) {
+	case *kmsg.ProduceRequest:
+		resp = n.produce(r)
+	case *kmsg.FetchRequest:
+		resp = n.fetch(ctx, r)
+	case *kmsg.ListOffsetsRequest:
+		resp = n.listOffsets(r)
+	default:
+		fail(fmt.Errorf("node: %s is not served by nodes", kmsg.NameForKey(int16(key))))
+		return
+	}
+	reply.Header.Set(rpc.HeaderAPIKey, strconv.Itoa(key))
+	reply.Header.Set(rpc.HeaderAPIVersion, strconv.Itoa(version))
+	reply.Data = resp.AppendTo(nil)
+	if err := msg.RespondMsg(reply); err != nil {
+		n.logger.Warn("reply failed", "api", kmsg.NameForKey(int16(key)), "bytes", len(reply.Data), "error", err)
+	}
+}
+
+// partition returns the log of a partition this node leads, opening it on
+// first use, with its metadata.
+func (n *Node) partition(topic string, p int32) (*plog.Log, meta.Partition, *kerr.Error) {
+	v := n.cfg.Meta.Server().FSM().View()
+	part, ok, err := v.Partition(topic, p)
+	var t meta.Topic
+	if err == nil && ok {
+		t, _, err = v.Topic(topic)
+	}
+	v.Close()
+	switch {
+	case err != nil:
+		return nil, part, kerr.UnknownServerError
+	case !ok:
+		return nil, part, kerr.UnknownTopicOrPartition
+	case part.Leader != n.cfg.ID:
+		return nil, part, kerr.NotLeaderForPartition
+	}
+	key := partitionKey{topic, p}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if l := n.mu.logs[key]; l != nil {
+		return l, part, nil
+	}
+	dir := filepath.Join(n.cfg.DataDir, fmt.Sprintf("%s-%d", topic, p))
+	l, err := plog.Open(dir, logConfig(n.cfg.LogDefaults, t.Configs), plog.Options{Logger: n.logger.With("topic", topic, "partition", p)})
+	if err != nil {
+		n.logger.Error("open partition log", "topic", topic, "partition", p, "error", err)
+		return nil, part, kerr.KafkaStorageError
+	}
+	n.mu.logs[key] = l
+	return l, part, nil
+}
+
+func (n *Node) notifyAppended() {
+	n.mu.Lock()
+	close(n.mu.appended)
+	n.mu.appended = make(chan struct{})
+	n.mu.Unlock()
+}
+
+func (n *Node) appendedCh() <-chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.mu.appended
+}
+
+func (n *Node) maintainLoop(ctx context.Context) {
+	defer n.wg.Done()
+	t := time.NewTicker(n.cfg.MaintainInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n.mu.Lock()
+		logs := make(map[partitionKey]*plog.Log, len(n.mu.logs))
+		for k, l := range n.mu.logs {
+			logs[k] = l
+		}
+		n.mu.Unlock()
+		for k, l := range logs {
+			if deleted, err := l.Maintain(); err != nil {
+				n.logger.Warn("log maintenance", "topic", k.topic, "partition", k.partition, "error", err)
+			} else if deleted > 0 {
+				n.logger.Debug("retention deleted segments", "topic", k.topic, "partition", k.partition, "segments", deleted)
+			}
+		}
+	}
+}

@@ -1,0 +1,66 @@
+package node
+
+import (
+	"errors"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/strata-io/strata/meta"
+	plog "github.com/strata-io/strata/node/log"
+)
+
+// ProcessConfig configures a whole `strata node` process: its metadata
+// member and its partition server.
+type ProcessConfig struct {
+	ID              int32
+	Cluster         string
+	DataDir         string // meta/ and partitions/ live here
+	RaftAddr        string
+	Rack            string
+	Version         string
+	Conn            *nats.Conn
+	BootstrapExpect int
+	LogDefaults     plog.Config
+	Logger          *slog.Logger
+	// HeartbeatInterval and SessionTimeout: see meta.MemberConfig.
+	HeartbeatInterval time.Duration
+	SessionTimeout    time.Duration
+	// TuneRaft, if set, adjusts Raft timing (tests shorten it).
+	TuneRaft func(*meta.ServerConfig)
+}
+
+// Process is a running node: metadata member plus partition server.
+type Process struct {
+	Member *meta.Member
+	Node   *Node
+}
+
+// StartProcess opens the metadata member, then starts serving partitions.
+func StartProcess(cfg ProcessConfig) (*Process, error) {
+	sc := meta.ServerConfig{NodeID: cfg.ID, DataDir: filepath.Join(cfg.DataDir, "meta"), RaftAddr: cfg.RaftAddr, Logger: cfg.Logger}
+	if cfg.TuneRaft != nil {
+		cfg.TuneRaft(&sc)
+	}
+	m, err := meta.OpenMember(meta.MemberConfig{
+		ServerConfig: sc, Cluster: cfg.Cluster, Conn: cfg.Conn, Rack: cfg.Rack, Version: cfg.Version,
+		BootstrapExpect: cfg.BootstrapExpect, HeartbeatInterval: cfg.HeartbeatInterval, SessionTimeout: cfg.SessionTimeout,
+	})
+	if err != nil {
+		return nil, err
+	}
+	n, err := Start(Config{ID: cfg.ID, Cluster: cfg.Cluster, DataDir: filepath.Join(cfg.DataDir, "partitions"),
+		Conn: cfg.Conn, Meta: m, LogDefaults: cfg.LogDefaults, Logger: cfg.Logger})
+	if err != nil {
+		m.Close()
+		return nil, err
+	}
+	return &Process{Member: m, Node: n}, nil
+}
+
+// Close stops serving partitions, then leaves the metadata group.
+func (p *Process) Close() error {
+	return errors.Join(p.Node.Close(), p.Member.Close())
+}

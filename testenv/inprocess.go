@@ -1,0 +1,124 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/strata-io/strata/gateway"
+	"github.com/strata-io/strata/meta"
+	"github.com/strata-io/strata/node"
+	plog "github.com/strata-io/strata/node/log"
+)
+
+// Options adjust an in-process cluster.
+type Options struct {
+	// AutoCreateTopics turns on auto.create.topics.enable at the gateway.
+	AutoCreateTopics bool
+	// LogDefaults are the broker's log settings (default: node/log's).
+	LogDefaults *plog.Config
+}
+
+// Cluster is a Strata cluster running inside the test process.
+type Cluster struct {
+	t       testing.TB
+	NATS    *server.Server
+	Nodes   map[int32]*node.Process
+	Gateway *gateway.Gateway
+	conns   []*nats.Conn
+}
+
+// InProcess starts embedded NATS, n nodes (the first n as voters) and one
+// gateway on loopback, and stops them when the test ends. It returns once
+// a controller leads and every node is registered.
+func InProcess(t testing.TB, n int, opts Options) *Cluster {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, MaxPayload: 8 << 20, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(5 * time.Second) {
+		t.Fatal("nats not ready")
+	}
+	// Directories first: cleanups run last-registered first, so the
+	// processes must be stopped (c.close) before their directories go.
+	dirs := make([]string, n)
+	for i := range dirs {
+		dirs[i] = t.TempDir()
+	}
+	c := &Cluster{t: t, NATS: ns, Nodes: map[int32]*node.Process{}}
+	t.Cleanup(c.close)
+	logDefaults := plog.DefaultConfig()
+	if opts.LogDefaults != nil {
+		logDefaults = *opts.LogDefaults
+	}
+	for id := int32(1); id <= int32(n); id++ {
+		p, err := node.StartProcess(node.ProcessConfig{
+			ID: id, Cluster: "test", DataDir: dirs[id-1], RaftAddr: "127.0.0.1:0", Conn: c.connect(),
+			BootstrapExpect: n, LogDefaults: logDefaults,
+			HeartbeatInterval: 100 * time.Millisecond, SessionTimeout: time.Second,
+			TuneRaft: func(sc *meta.ServerConfig) {
+				sc.HeartbeatTimeout, sc.ElectionTimeout = 200*time.Millisecond, 200*time.Millisecond
+				sc.LeaderLeaseTimeout, sc.CommitTimeout = 100*time.Millisecond, 5*time.Millisecond
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Nodes[id] = p
+	}
+	g, err := gateway.Start(gateway.Config{Cluster: "test", Conn: c.connect(), ID: 0, Addr: "127.0.0.1:0", AutoCreateTopics: opts.AutoCreateTopics})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Gateway = g
+	c.waitReady(n)
+	return c
+}
+
+func (c *Cluster) connect() *nats.Conn {
+	nc, err := nats.Connect(c.NATS.ClientURL(), nats.MaxReconnects(-1))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.conns = append(c.conns, nc)
+	return nc
+}
+
+// waitReady waits for a controller with every node registered.
+func (c *Cluster) waitReady(n int) {
+	c.t.Helper()
+	client := meta.NewClient(c.conns[0], "test")
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		r, err := client.Read(ctx, meta.ReadRequest{Kind: "nodes"})
+		cancel()
+		if err == nil && len(r.Nodes) == n {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.t.Fatal(fmt.Sprintf("cluster of %d nodes not ready within 20s", n))
+}
+
+// Addr is the Kafka bootstrap address.
+func (c *Cluster) Addr() string { return c.Gateway.Addr() }
+
+func (c *Cluster) close() {
+	if c.Gateway != nil {
+		c.Gateway.Close()
+	}
+	for _, p := range c.Nodes {
+		p.Close()
+	}
+	for _, nc := range c.conns {
+		nc.Close()
+	}
+	c.NATS.Shutdown()
+}
