@@ -14,6 +14,8 @@ build:
 	$(GO) build -trimpath -ldflags='-s -w' -o $(BIN) .
 
 run: build
+	@echo "Strata dev: one process on 127.0.0.1:9092, data in ./strata-data (Ctrl-C stops it)."
+	@echo "Connect any Kafka client, e.g.: kcat -b 127.0.0.1:9092 -L"
 	./$(BIN) dev
 
 lint:

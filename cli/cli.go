@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -25,6 +24,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		ExitErrHandler: func(*ucli.Context, error) {},
 		Commands: []*ucli.Command{
 			devCommand(),
+			nodeCommand(),
+			gatewayCommand(),
 			logCommand(),
 		},
 	}
@@ -45,10 +46,6 @@ func oneLine(err error) string {
 	}
 	return msg
 }
-
-// errNotBuilt says plainly that a command exists in the design but not yet
-// in this binary.
-var errNotBuilt = errors.New("not built yet")
 
 // envVars names the environment variable every flag also reads.
 func envVars(flag string) []string {

@@ -1,23 +1,133 @@
 package cli
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
+	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	ucli "github.com/urfave/cli/v2"
+
+	"github.com/strata-io/strata/gateway"
+	"github.com/strata-io/strata/meta"
+	"github.com/strata-io/strata/node"
+	plog "github.com/strata-io/strata/node/log"
 )
 
 func devCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:  "dev",
-		Usage: "run embedded NATS, one node, one gateway and a local tier in one process",
+		Usage: "run embedded NATS, one node and one gateway in one process",
+		Description: "A single-process cluster for development: Kafka clients connect to --kafka-addr.\n" +
+			"Data lives in --data-dir; a restart on the same directory serves everything acknowledged.",
 		Flags: []ucli.Flag{
 			&ucli.StringFlag{Name: "data-dir", Value: "./strata-data", EnvVars: envVars("data-dir"), Usage: "where partition logs and metadata live"},
 			&ucli.StringFlag{Name: "kafka-addr", Value: "127.0.0.1:9092", EnvVars: envVars("kafka-addr"), Usage: "Kafka listener address"},
-			&ucli.StringFlag{Name: "admin-addr", Value: "127.0.0.1:9644", EnvVars: envVars("admin-addr"), Usage: "HTTP admin address (/metrics, /healthz, /readyz)"},
-			&ucli.StringFlag{Name: "tier-url", EnvVars: envVars("tier-url"), Usage: "object store for closed segments (default file://<data-dir>/tier)"},
+			&ucli.StringFlag{Name: "admin-addr", Value: "127.0.0.1:9644", EnvVars: envVars("admin-addr"), Usage: "HTTP admin address (/healthz, /readyz); empty to disable"},
+			&ucli.StringFlag{Name: "raft-addr", Value: "127.0.0.1:9646", EnvVars: envVars("raft-addr"), Usage: "metadata Raft address (loopback; keep it stable across restarts)"},
+			&ucli.StringFlag{Name: "tier-url", EnvVars: envVars("tier-url"), Usage: "object store for closed segments (default file://<data-dir>/tier); tiering is not built yet"},
+			debugFlag,
 		},
 		Action: func(c *ucli.Context) error {
-			return fmt.Errorf("dev: the Kafka gateway is %w; this binary has the storage engine only (try 'strata log dump --help')", errNotBuilt)
+			ctx, cancel := signalContext(c.Context)
+			defer cancel()
+			return runDev(ctx, devConfig{
+				dataDir: c.String("data-dir"), kafkaAddr: c.String("kafka-addr"), adminAddr: c.String("admin-addr"),
+				raftAddr: c.String("raft-addr"), tierURL: c.String("tier-url"), logger: newLogger(c),
+			}, nil)
 		},
+	}
+}
+
+type devConfig struct {
+	dataDir, kafkaAddr, adminAddr, raftAddr, tierURL string
+	logger                                           *slog.Logger
+}
+
+// runDev runs the single-process cluster until ctx ends; ready, if set, is
+// told the Kafka address once clients are accepted.
+func runDev(ctx context.Context, cfg devConfig, ready func(kafkaAddr string)) error {
+	logger := cfg.logger
+	start := time.Now()
+	admin, err := startAdmin(cfg.adminAddr, logger)
+	if err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
+	defer admin.close()
+	// NATS runs inside the process and listens on no port: node and
+	// gateway connect in-process.
+	ns, err := server.NewServer(&server.Options{DontListen: true, MaxPayload: 8 << 20, NoLog: true, NoSigs: true})
+	if err != nil {
+		return fmt.Errorf("dev: nats: %w", err)
+	}
+	ns.Start()
+	defer ns.Shutdown()
+	if !ns.ReadyForConnections(5 * time.Second) {
+		return fmt.Errorf("dev: embedded nats did not start")
+	}
+	connect := func() (*nats.Conn, error) { return nats.Connect("", nats.InProcessServer(ns)) }
+	nodeConn, err := connect()
+	if err != nil {
+		return fmt.Errorf("dev: nats: %w", err)
+	}
+	defer nodeConn.Close()
+	proc, err := node.StartProcess(node.ProcessConfig{
+		ID: 1, Cluster: "dev", DataDir: cfg.dataDir, RaftAddr: cfg.raftAddr, Conn: nodeConn,
+		BootstrapExpect: 1, LogDefaults: plog.DefaultConfig(), Logger: logger,
+		HeartbeatInterval: 500 * time.Millisecond, SessionTimeout: 3 * time.Second,
+	})
+	if err != nil {
+		return fmt.Errorf("dev: node: %w", err)
+	}
+	defer func() {
+		if err := proc.Close(); err != nil {
+			logger.Error("node shutdown", "error", err)
+		}
+	}()
+	if err := waitController(ctx, nodeConn, "dev"); err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
+	gwConn, err := connect()
+	if err != nil {
+		return fmt.Errorf("dev: nats: %w", err)
+	}
+	defer gwConn.Close()
+	gw, err := gateway.Start(gateway.Config{Cluster: "dev", Conn: gwConn, ID: 0, Addr: cfg.kafkaAddr,
+		AutoCreateTopics: true, Logger: logger})
+	if err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
+	defer gw.Close()
+	if cfg.tierURL != "" {
+		logger.Warn("tiered storage is not built yet: closed segments stay on local disk", "tier_url", cfg.tierURL)
+	}
+	admin.ready.Store(true)
+	logger.Info("strata dev ready: Kafka clients may connect", "kafka_addr", gw.Addr(), "data_dir", cfg.dataDir,
+		"started_in", time.Since(start).Round(time.Millisecond).String())
+	if ready != nil {
+		ready(gw.Addr())
+	}
+	<-ctx.Done()
+	logger.Info("shutting down")
+	return nil
+}
+
+// waitController waits until the metadata group answers reads.
+func waitController(ctx context.Context, nc *nats.Conn, cluster string) error {
+	client := meta.NewClient(nc, cluster)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		rctx, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := client.Read(rctx, meta.ReadRequest{Kind: "nodes"})
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			return fmt.Errorf("no metadata controller: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -12,7 +12,7 @@ import (
 
 	ucli "github.com/urfave/cli/v2"
 
-	slog "github.com/strata-io/strata/node/log"
+	plog "github.com/strata-io/strata/node/log"
 )
 
 func logCommand() *ucli.Command {
@@ -81,7 +81,7 @@ func dumpSegment(w io.Writer, path string, summary bool) (bool, error) {
 	fmt.Fprintf(w, "Dumping %s (%d bytes)\n", path, fi.Size())
 	var batches, records int64
 	first, last := int64(-1), int64(-1)
-	valid, scanErr := slog.ScanSegment(f, fi.Size(), func(pos int64, h slog.BatchHeader) bool {
+	valid, scanErr := plog.ScanSegment(f, fi.Size(), func(pos int64, h plog.BatchHeader) bool {
 		batches++
 		records += int64(h.RecordCount)
 		if first < 0 {
@@ -107,15 +107,15 @@ func dumpSegment(w io.Writer, path string, summary bool) (bool, error) {
 
 func codecName(c int) string {
 	switch c {
-	case slog.CompressionNone:
+	case plog.CompressionNone:
 		return "none"
-	case slog.CompressionGzip:
+	case plog.CompressionGzip:
 		return "gzip"
-	case slog.CompressionSnappy:
+	case plog.CompressionSnappy:
 		return "snappy"
-	case slog.CompressionLZ4:
+	case plog.CompressionLZ4:
 		return "lz4"
-	case slog.CompressionZstd:
+	case plog.CompressionZstd:
 		return "zstd"
 	}
 	return fmt.Sprintf("unknown(%d)", c)

@@ -56,6 +56,10 @@ type Gateway struct {
 	conns    map[net.Conn]struct{}
 	closed   bool
 	eventSub *nats.Subscription
+	// base is cancelled by Close, ending in-flight requests (long-polling
+	// fetches included) so shutdown does not wait for them.
+	base       context.Context
+	cancelBase context.CancelFunc
 }
 
 // Start listens and serves until Close.
@@ -96,6 +100,7 @@ func Start(cfg Config) (*Gateway, error) {
 	client := meta.NewClient(cfg.Conn, cfg.Cluster)
 	g := &Gateway{cfg: cfg, logger: cfg.Logger.With("gateway", cfg.ID), ln: ln, meta: client,
 		cache: newMetadataCache(client), host: host, port: int32(port), conns: map[net.Conn]struct{}{}}
+	g.base, g.cancelBase = context.WithCancel(context.Background())
 	if g.eventSub, err = client.Events(func(meta.Event) { g.cache.invalidate() }); err != nil {
 		ln.Close()
 		return nil, err
@@ -110,6 +115,7 @@ func (g *Gateway) Addr() string { return g.ln.Addr().String() }
 
 // Close stops listening, closes every connection and waits for them.
 func (g *Gateway) Close() error {
+	g.cancelBase()
 	g.mu.Lock()
 	g.closed = true
 	for c := range g.conns {
@@ -207,7 +213,7 @@ func (g *Gateway) serve(c net.Conn) {
 		p := &pending{resp: make(chan []byte, 1)}
 		order <- p
 		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), requestTimeout(req))
+			ctx, cancel := context.WithTimeout(g.base, requestTimeout(req))
 			defer cancel()
 			resp := g.handle(ctx, h, req)
 			if resp == nil {

@@ -47,6 +47,7 @@ func (n *Node) fetchOnce(req *kmsg.FetchRequest, budget int) (*kmsg.FetchRespons
 			sp := kmsg.NewFetchResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = -1, -1, -1
+			sp.RecordBatches = []byte{}
 			l, _, kerrCode := n.partition(rt.Topic, rp.Partition)
 			if kerrCode != nil {
 				sp.ErrorCode = kerrCode.Code
@@ -66,6 +67,11 @@ func (n *Node) fetchOnce(req *kmsg.FetchRequest, budget int) (*kmsg.FetchRespons
 			if err != nil {
 				sp.ErrorCode = errorCode(err)
 				failed = true
+			}
+			if data == nil {
+				// Kafka sends an empty record set, never a null one;
+				// librdkafka rejects null.
+				data = []byte{}
 			}
 			sp.RecordBatches = data
 			total += len(data)

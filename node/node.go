@@ -40,6 +40,8 @@ type Node struct {
 	cfg    Config
 	logger *slog.Logger
 	sub    *nats.Subscription
+	// base is cancelled by Close: long-polling fetches return at once.
+	base   context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	// handlers bounds the requests answered at once; each runs on its own
@@ -83,10 +85,9 @@ func Start(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node: subscribe: %w", err)
 	}
 	n.sub = sub
-	ctx, cancel := context.WithCancel(context.Background())
-	n.cancel = cancel
+	n.base, n.cancel = context.WithCancel(context.Background())
 	n.wg.Add(1)
-	go n.maintainLoop(ctx)
+	go n.maintainLoop(n.base)
 	return n, nil
 }
 
@@ -147,7 +148,7 @@ func (n *Node) handle(msg *nats.Msg) {
 		fail(fmt.Errorf("node: decode %s v%d: %w", kmsg.NameForKey(int16(key)), version, err))
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(n.base, 30*time.Second)
 	defer cancel()
 	var resp kmsg.Response
 	switch r := req.(type) {

@@ -1,0 +1,118 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/strata-io/strata/gateway"
+	"github.com/strata-io/strata/node"
+	plog "github.com/strata-io/strata/node/log"
+)
+
+var natsFlag = &ucli.StringFlag{Name: "nats", Value: nats.DefaultURL, EnvVars: envVars("nats"), Usage: "NATS server URL(s)"}
+
+func connectNATS(c *ucli.Context, name string) (*nats.Conn, error) {
+	nc, err := nats.Connect(c.String("nats"), nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach NATS at %s: %w", c.String("nats"), err)
+	}
+	return nc, nil
+}
+
+func nodeCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:  "node",
+		Usage: "run a storage node: partition logs and a metadata Raft member",
+		Flags: []ucli.Flag{
+			&ucli.IntFlag{Name: "id", Required: true, EnvVars: envVars("id"), Usage: "node id (unique, >= 1)"},
+			&ucli.StringFlag{Name: "data-dir", Required: true, EnvVars: envVars("data-dir"), Usage: "where partition logs and metadata live"},
+			natsFlag,
+			&ucli.StringFlag{Name: "raft-addr", Required: true, EnvVars: envVars("raft-addr"), Usage: "metadata Raft address host:port (keep it stable across restarts)"},
+			&ucli.StringFlag{Name: "rack", EnvVars: envVars("rack"), Usage: "rack for rack-aware replica placement"},
+			&ucli.IntFlag{Name: "bootstrap-expect", Value: 1, EnvVars: envVars("bootstrap-expect"), Usage: "number of metadata voters; the first nodes seen become them"},
+			&ucli.StringFlag{Name: "tier-url", EnvVars: envVars("tier-url"), Usage: "object store for closed segments; tiering is not built yet"},
+			&ucli.StringFlag{Name: "admin-addr", EnvVars: envVars("admin-addr"), Usage: "HTTP admin address (/healthz, /readyz)"},
+			clusterFlag, debugFlag,
+		},
+		Action: func(c *ucli.Context) error {
+			if c.Int("id") < 1 {
+				return errors.New("node: --id must be at least 1")
+			}
+			logger := newLogger(c)
+			ctx, cancel := signalContext(c.Context)
+			defer cancel()
+			admin, err := startAdmin(c.String("admin-addr"), logger)
+			if err != nil {
+				return fmt.Errorf("node: %w", err)
+			}
+			defer admin.close()
+			nc, err := connectNATS(c, fmt.Sprintf("strata-node-%d", c.Int("id")))
+			if err != nil {
+				return fmt.Errorf("node: %w", err)
+			}
+			defer nc.Close()
+			proc, err := node.StartProcess(node.ProcessConfig{
+				ID: int32(c.Int("id")), Cluster: c.String("cluster"), DataDir: c.String("data-dir"),
+				RaftAddr: c.String("raft-addr"), Rack: c.String("rack"), Conn: nc,
+				BootstrapExpect: c.Int("bootstrap-expect"), LogDefaults: plog.DefaultConfig(), Logger: logger,
+			})
+			if err != nil {
+				return fmt.Errorf("node: %w", err)
+			}
+			if c.String("tier-url") != "" {
+				logger.Warn("tiered storage is not built yet: closed segments stay on local disk")
+			}
+			admin.ready.Store(true)
+			logger.Info("strata node ready", "id", c.Int("id"), "raft_addr", proc.Member.Server().Addr())
+			<-ctx.Done()
+			logger.Info("shutting down")
+			return proc.Close()
+		},
+	}
+}
+
+func gatewayCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:  "gateway",
+		Usage: "run a Kafka gateway: clients connect here; requests go to partition leaders over NATS",
+		Flags: []ucli.Flag{
+			natsFlag,
+			&ucli.StringFlag{Name: "kafka-addr", Value: ":9092", EnvVars: envVars("kafka-addr"), Usage: "Kafka listener address"},
+			&ucli.StringFlag{Name: "advertised-addr", EnvVars: envVars("advertised-addr"), Usage: "address clients are told to connect to (default: the listener's)"},
+			&ucli.StringFlag{Name: "admin-addr", Value: ":9644", EnvVars: envVars("admin-addr"), Usage: "HTTP admin address (/healthz, /readyz); empty to disable"},
+			&ucli.IntFlag{Name: "id", Value: 0, EnvVars: envVars("id"), Usage: "broker id this gateway has in Metadata"},
+			&ucli.BoolFlag{Name: "auto-create-topics", EnvVars: envVars("auto-create-topics"), Usage: "create unknown topics clients ask for (auto.create.topics.enable)"},
+			clusterFlag, debugFlag,
+		},
+		Action: func(c *ucli.Context) error {
+			logger := newLogger(c)
+			ctx, cancel := signalContext(c.Context)
+			defer cancel()
+			admin, err := startAdmin(c.String("admin-addr"), logger)
+			if err != nil {
+				return fmt.Errorf("gateway: %w", err)
+			}
+			defer admin.close()
+			nc, err := connectNATS(c, "strata-gateway")
+			if err != nil {
+				return fmt.Errorf("gateway: %w", err)
+			}
+			defer nc.Close()
+			gw, err := gateway.Start(gateway.Config{Cluster: c.String("cluster"), Conn: nc, ID: int32(c.Int("id")),
+				Addr: c.String("kafka-addr"), AdvertisedAddr: c.String("advertised-addr"),
+				AutoCreateTopics: c.Bool("auto-create-topics"), Logger: logger})
+			if err != nil {
+				return fmt.Errorf("gateway: %w", err)
+			}
+			admin.ready.Store(true)
+			logger.Info("strata gateway ready: Kafka clients may connect", "kafka_addr", gw.Addr())
+			<-ctx.Done()
+			logger.Info("shutting down")
+			return gw.Close()
+		},
+	}
+}

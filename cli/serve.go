@@ -1,0 +1,77 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	ucli "github.com/urfave/cli/v2"
+)
+
+// newLogger logs to stderr, as every Strata process does.
+func newLogger(c *ucli.Context) *slog.Logger {
+	level := slog.LevelInfo
+	if c.Bool("debug") {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level}))
+}
+
+var debugFlag = &ucli.BoolFlag{Name: "debug", EnvVars: envVars("debug"), Usage: "log at debug level"}
+
+var clusterFlag = &ucli.StringFlag{Name: "cluster", Value: "strata", EnvVars: envVars("cluster"), Usage: "cluster name: the NATS subject prefix strata.<cluster>"}
+
+// signalContext is cancelled on SIGINT or SIGTERM.
+func signalContext(parent context.Context) (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+}
+
+// adminServer serves /healthz (the process is up) and /readyz (it accepts
+// Kafka clients) on addr; "" serves nothing.
+type adminServer struct {
+	srv   *http.Server
+	ready atomic.Bool
+}
+
+func startAdmin(addr string, logger *slog.Logger) (*adminServer, error) {
+	a := &adminServer{}
+	if addr == "" {
+		return a, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("admin address %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !a.ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	a.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("admin server", "error", err)
+		}
+	}()
+	return a, nil
+}
+
+func (a *adminServer) close() {
+	if a.srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		a.srv.Shutdown(ctx)
+	}
+}
