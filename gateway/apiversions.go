@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"slices"
+
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -16,6 +18,13 @@ var apis = map[int16]apiRange{
 	1:  {4, 12}, // Fetch
 	2:  {1, 8},  // ListOffsets
 	3:  {0, 12}, // Metadata
+	8:  {2, 8},  // OffsetCommit
+	9:  {1, 7},  // OffsetFetch
+	10: {0, 3},  // FindCoordinator
+	11: {0, 7},  // JoinGroup
+	12: {0, 4},  // Heartbeat
+	13: {0, 4},  // LeaveGroup
+	14: {0, 5},  // SyncGroup
 	18: {0, 4},  // ApiVersions
 	19: {2, 7},  // CreateTopics
 }
@@ -33,7 +42,12 @@ func (g *Gateway) apiVersions(req *kmsg.ApiVersionsRequest, unsupported bool) km
 		resp.SetVersion(0)
 		resp.ErrorCode = kerr.UnsupportedVersion.Code
 	}
-	for _, key := range []int16{0, 1, 2, 3, 18, 19} {
+	keys := make([]int16, 0, len(apis))
+	for k := range apis {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, key := range keys {
 		r := apis[key]
 		k := kmsg.NewApiVersionsResponseApiKey()
 		k.ApiKey, k.MinVersion, k.MaxVersion = key, r.min, r.max

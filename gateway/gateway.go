@@ -233,6 +233,9 @@ func requestTimeout(req kmsg.Request) time.Duration {
 		return time.Duration(r.MaxWaitMillis)*time.Millisecond + 30*time.Second
 	case *kmsg.ProduceRequest:
 		return time.Duration(r.TimeoutMillis)*time.Millisecond + 30*time.Second
+	case *kmsg.JoinGroupRequest, *kmsg.SyncGroupRequest:
+		// Waits for the rebalance: up to the group's rebalance timeout.
+		return 5 * time.Minute
 	}
 	return 60 * time.Second
 }
@@ -346,6 +349,11 @@ func (g *Gateway) handle(ctx context.Context, h requestHeader, req kmsg.Request)
 		return g.fetch(ctx, r)
 	case *kmsg.ListOffsetsRequest:
 		return g.listOffsets(ctx, r)
+	case *kmsg.FindCoordinatorRequest:
+		return g.findCoordinator(r)
+	case *kmsg.JoinGroupRequest, *kmsg.SyncGroupRequest, *kmsg.HeartbeatRequest, *kmsg.LeaveGroupRequest,
+		*kmsg.OffsetCommitRequest, *kmsg.OffsetFetchRequest:
+		return g.groupRequest(ctx, h, req)
 	}
 	return nil
 }

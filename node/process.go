@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/strata-io/strata/group"
 	"github.com/strata-io/strata/meta"
 	plog "github.com/strata-io/strata/node/log"
 )
@@ -32,10 +33,13 @@ type ProcessConfig struct {
 	TuneRaft func(*meta.ServerConfig)
 }
 
-// Process is a running node: metadata member plus partition server.
+// Process is a running node: metadata member, partition server and the
+// consumer-group service (which coordinates while this node is the
+// controller).
 type Process struct {
 	Member *meta.Member
 	Node   *Node
+	Groups *group.Service
 }
 
 // StartProcess opens the metadata member, then starts serving partitions.
@@ -57,10 +61,17 @@ func StartProcess(cfg ProcessConfig) (*Process, error) {
 		m.Close()
 		return nil, err
 	}
-	return &Process{Member: m, Node: n}, nil
+	g, err := group.Start(m, cfg.Conn, cfg.Cluster, cfg.ID, cfg.Logger)
+	if err != nil {
+		n.Close()
+		m.Close()
+		return nil, err
+	}
+	return &Process{Member: m, Node: n, Groups: g}, nil
 }
 
 // Close stops serving partitions, then leaves the metadata group.
 func (p *Process) Close() error {
+	p.Groups.Close()
 	return errors.Join(p.Node.Close(), p.Member.Close())
 }

@@ -19,3 +19,10 @@ const (
 func KafkaSubject(cluster string, id int32) string {
 	return "strata." + cluster + ".node." + strconv.Itoa(int(id)) + ".kafka"
 }
+
+// GroupSubject is where gateways send consumer-group requests; the
+// controller's group coordinator answers.
+func GroupSubject(cluster string) string { return "strata." + cluster + ".group" }
+
+// HeaderClientID carries the Kafka client id of a forwarded request.
+const HeaderClientID = "Kafka-Client-Id"

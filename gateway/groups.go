@@ -1,0 +1,78 @@
+package gateway
+
+import (
+	"context"
+	"strconv"
+
+	"github.com/nats-io/nats.go"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/strata-io/strata/internal/rpc"
+)
+
+// findCoordinator names this gateway: it forwards group requests to the
+// controller, which coordinates every group.
+func (g *Gateway) findCoordinator(req *kmsg.FindCoordinatorRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
+	if req.CoordinatorType != 0 {
+		// Transaction coordinators are not served.
+		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
+		return resp
+	}
+	resp.NodeID, resp.Host, resp.Port = g.cfg.ID, g.host, g.port
+	return resp
+}
+
+// groupRequest forwards a consumer-group request to the coordinator over
+// NATS. Without a controller the client hears COORDINATOR_NOT_AVAILABLE
+// and retries.
+func (g *Gateway) groupRequest(ctx context.Context, h requestHeader, req kmsg.Request) kmsg.Response {
+	msg := nats.NewMsg(rpc.GroupSubject(g.cfg.Cluster))
+	msg.Header.Set(rpc.HeaderAPIKey, strconv.Itoa(int(req.Key())))
+	msg.Header.Set(rpc.HeaderAPIVersion, strconv.Itoa(int(req.GetVersion())))
+	msg.Header.Set(rpc.HeaderClientID, h.clientID)
+	msg.Data = req.AppendTo(nil)
+	reply, err := g.cfg.Conn.RequestMsgWithContext(ctx, msg)
+	if err == nil && reply.Header.Get(rpc.HeaderError) == "" {
+		resp := req.ResponseKind()
+		resp.SetVersion(req.GetVersion())
+		if resp.ReadFrom(reply.Data) == nil {
+			return resp
+		}
+	}
+	if err == nil {
+		g.logger.Debug("group request failed", "api", kmsg.NameForKey(req.Key()), "error", reply.Header.Get(rpc.HeaderError))
+	}
+	return groupError(req, kerr.CoordinatorNotAvailable.Code)
+}
+
+// groupError answers a group request with one error everywhere.
+func groupError(req kmsg.Request, code int16) kmsg.Response {
+	resp := req.ResponseKind()
+	resp.SetVersion(req.GetVersion())
+	switch r := resp.(type) {
+	case *kmsg.JoinGroupResponse:
+		r.ErrorCode, r.Generation = code, -1
+	case *kmsg.SyncGroupResponse:
+		r.ErrorCode = code
+	case *kmsg.HeartbeatResponse:
+		r.ErrorCode = code
+	case *kmsg.LeaveGroupResponse:
+		r.ErrorCode = code
+	case *kmsg.OffsetFetchResponse:
+		r.ErrorCode = code
+	case *kmsg.OffsetCommitResponse:
+		for _, t := range req.(*kmsg.OffsetCommitRequest).Topics {
+			rt := kmsg.NewOffsetCommitResponseTopic()
+			rt.Topic = t.Topic
+			for _, p := range t.Partitions {
+				rp := kmsg.NewOffsetCommitResponseTopicPartition()
+				rp.Partition, rp.ErrorCode = p.Partition, code
+				rt.Partitions = append(rt.Partitions, rp)
+			}
+			r.Topics = append(r.Topics, rt)
+		}
+	}
+	return resp
+}

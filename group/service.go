@@ -1,0 +1,188 @@
+package group
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/strata-io/strata/internal/rpc"
+	"github.com/strata-io/strata/meta"
+)
+
+// Service answers group requests on NATS while this node is the
+// controller, and forwards them to the controller otherwise. Its
+// coordinator lives only while this node leads.
+type Service struct {
+	member  *meta.Member
+	nc      *nats.Conn
+	cluster string
+	id      int32
+	logger  *slog.Logger
+	subs    []*nats.Subscription
+
+	mu    sync.Mutex
+	coord *Coordinator
+	wg    sync.WaitGroup
+	done  bool
+}
+
+// Start subscribes the service.
+func Start(m *meta.Member, nc *nats.Conn, cluster string, id int32, logger *slog.Logger) (*Service, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Service{member: m, nc: nc, cluster: cluster, id: id, logger: logger}
+	for _, sub := range []struct{ subj, queue string }{
+		{rpc.GroupSubject(cluster), "group"},
+		{rpc.GroupSubject(cluster) + "." + strconv.Itoa(int(id)), ""},
+	} {
+		ns, err := nc.QueueSubscribe(sub.subj, sub.queue, s.dispatch)
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		s.subs = append(s.subs, ns)
+	}
+	return s, nil
+}
+
+// Close unsubscribes and drops the coordinator.
+func (s *Service) Close() {
+	for _, sub := range s.subs {
+		sub.Unsubscribe()
+	}
+	s.mu.Lock()
+	s.done = true
+	c := s.coord
+	s.coord = nil
+	s.mu.Unlock()
+	if c != nil {
+		c.Close()
+	}
+	s.wg.Wait()
+}
+
+func (s *Service) dispatch(msg *nats.Msg) {
+	s.mu.Lock()
+	if s.done {
+		s.mu.Unlock()
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		s.handle(msg)
+	}()
+}
+
+// coordinator returns the coordinator while this node leads, creating it;
+// when leadership has moved it drops it (its members get NOT_COORDINATOR).
+func (s *Service) coordinator() *Coordinator {
+	leads := s.member.Server().IsLeader()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !leads {
+		if s.coord != nil {
+			go s.coord.Close()
+			s.coord = nil
+		}
+		return nil
+	}
+	if s.coord == nil {
+		s.coord = New(memberStore{s.member}, s.logger)
+	}
+	return s.coord
+}
+
+func (s *Service) handle(msg *nats.Msg) {
+	reply := nats.NewMsg(msg.Reply)
+	fail := func(e string) {
+		reply.Header.Set(rpc.HeaderError, e)
+		msg.RespondMsg(reply)
+	}
+	coord := s.coordinator()
+	if coord == nil {
+		if msg.Header.Get("Strata-Forwarded") != "" {
+			fail("not the coordinator")
+			return
+		}
+		id, _, ok := s.member.Server().Leader()
+		if !ok {
+			fail("no controller elected")
+			return
+		}
+		fwd := nats.NewMsg(rpc.GroupSubject(s.cluster) + "." + strconv.Itoa(int(id)))
+		fwd.Header = msg.Header
+		fwd.Header.Set("Strata-Forwarded", "1")
+		fwd.Data = msg.Data
+		resp, err := s.nc.RequestMsg(fwd, 5*time.Minute)
+		if err != nil {
+			fail(err.Error())
+			return
+		}
+		msg.RespondMsg(resp)
+		return
+	}
+	key, _ := strconv.Atoi(msg.Header.Get(rpc.HeaderAPIKey))
+	version, _ := strconv.Atoi(msg.Header.Get(rpc.HeaderAPIVersion))
+	req := kmsg.RequestForKey(int16(key))
+	if req == nil {
+		fail("unknown API key")
+		return
+	}
+	req.SetVersion(int16(version))
+	if err := req.ReadFrom(msg.Data); err != nil {
+		fail(err.Error())
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var resp kmsg.Response
+	switch r := req.(type) {
+	case *kmsg.JoinGroupRequest:
+		resp = coord.JoinGroup(ctx, r, msg.Header.Get(rpc.HeaderClientID), "")
+	case *kmsg.SyncGroupRequest:
+		resp = coord.SyncGroup(ctx, r)
+	case *kmsg.HeartbeatRequest:
+		resp = coord.Heartbeat(r)
+	case *kmsg.LeaveGroupRequest:
+		resp = coord.LeaveGroup(r)
+	case *kmsg.OffsetCommitRequest:
+		resp = coord.OffsetCommit(ctx, r)
+	case *kmsg.OffsetFetchRequest:
+		resp = coord.OffsetFetch(ctx, r)
+	default:
+		fail("not a group request")
+		return
+	}
+	reply.Header.Set(rpc.HeaderAPIKey, strconv.Itoa(key))
+	reply.Header.Set(rpc.HeaderAPIVersion, strconv.Itoa(version))
+	reply.Data = resp.AppendTo(nil)
+	msg.RespondMsg(reply)
+}
+
+// memberStore keeps offsets in the metadata group through its member.
+type memberStore struct{ m *meta.Member }
+
+func (s memberStore) CommitOffsets(ctx context.Context, offsets []meta.Offset) error {
+	res, err := s.m.Propose(ctx, &meta.CommitOffsets{Offsets: offsets})
+	if err == nil {
+		err = res.Err
+	}
+	return err
+}
+
+func (s memberStore) GroupOffsets(ctx context.Context, group string) ([]meta.Offset, error) {
+	v, err := s.m.ConsistentView(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer v.Close()
+	return v.GroupOffsets(group)
+}
