@@ -27,6 +27,11 @@ var apis = map[int16]apiRange{
 	14: {0, 5},  // SyncGroup
 	18: {0, 4},  // ApiVersions
 	19: {2, 7},  // CreateTopics
+	20: {1, 6},  // DeleteTopics
+	32: {0, 4},  // DescribeConfigs
+	33: {0, 2},  // AlterConfigs
+	37: {0, 3},  // CreatePartitions
+	44: {0, 1},  // IncrementalAlterConfigs
 }
 
 func supported(key, version int16) bool {

@@ -349,6 +349,16 @@ func (g *Gateway) handle(ctx context.Context, h requestHeader, req kmsg.Request)
 		return g.fetch(ctx, r)
 	case *kmsg.ListOffsetsRequest:
 		return g.listOffsets(ctx, r)
+	case *kmsg.DeleteTopicsRequest:
+		return g.deleteTopics(ctx, r)
+	case *kmsg.CreatePartitionsRequest:
+		return g.createPartitions(ctx, r)
+	case *kmsg.DescribeConfigsRequest:
+		return g.describeConfigs(ctx, r)
+	case *kmsg.AlterConfigsRequest:
+		return g.alterConfigs(ctx, r)
+	case *kmsg.IncrementalAlterConfigsRequest:
+		return g.incrementalAlterConfigs(ctx, r)
 	case *kmsg.FindCoordinatorRequest:
 		return g.findCoordinator(r)
 	case *kmsg.JoinGroupRequest, *kmsg.SyncGroupRequest, *kmsg.HeartbeatRequest, *kmsg.LeaveGroupRequest,

@@ -84,3 +84,25 @@ func cleanupPolicy(v string) error {
 	}
 	return fmt.Errorf("must be delete")
 }
+
+// TopicConfigDefaults are the values a topic has for keys it does not set
+// (Kafka's defaults), as DescribeConfigs reports them.
+var TopicConfigDefaults = map[string]string{
+	"retention.ms":                   "604800000",
+	"retention.bytes":                "-1",
+	"local.retention.ms":             "-2",
+	"local.retention.bytes":          "-2",
+	"segment.bytes":                  "1073741824",
+	"segment.ms":                     "604800000",
+	"segment.index.bytes":            "10485760",
+	"index.interval.bytes":           "4096",
+	"max.message.bytes":              "1048588",
+	"min.insync.replicas":            "1",
+	"flush.messages":                 "9223372036854775807",
+	"flush.ms":                       "9223372036854775807",
+	"message.timestamp.type":         "CreateTime",
+	"cleanup.policy":                 "delete",
+	"remote.storage.enable":          "false",
+	"unclean.leader.election.enable": "false",
+	"compression.type":               "producer",
+}

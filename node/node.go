@@ -2,9 +2,11 @@ package node
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -50,7 +52,7 @@ type Node struct {
 
 	mu struct {
 		sync.Mutex
-		logs map[partitionKey]*plog.Log
+		logs map[partitionKey]*openLog
 		// appended is closed and replaced on every append, waking
 		// long-polling fetches.
 		appended chan struct{}
@@ -61,6 +63,13 @@ type Node struct {
 type partitionKey struct {
 	topic     string
 	partition int32
+}
+
+// openLog is an open partition log and the id of the topic it belongs to:
+// a topic deleted and created again under the same name is another topic.
+type openLog struct {
+	*plog.Log
+	topicID [16]byte
 }
 
 const maxConcurrentRequests = 1024
@@ -78,7 +87,7 @@ func Start(cfg Config) (*Node, error) {
 		cfg.MaintainInterval = time.Second
 	}
 	n := &Node{cfg: cfg, logger: cfg.Logger.With("node", cfg.ID), handlers: make(chan struct{}, maxConcurrentRequests)}
-	n.mu.logs = map[partitionKey]*plog.Log{}
+	n.mu.logs = map[partitionKey]*openLog{}
 	n.mu.appended = make(chan struct{})
 	sub, err := cfg.Conn.Subscribe(rpc.KafkaSubject(cfg.Cluster, cfg.ID), n.dispatch)
 	if err != nil {
@@ -192,16 +201,63 @@ func (n *Node) partition(topic string, p int32) (*plog.Log, meta.Partition, *ker
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if l := n.mu.logs[key]; l != nil {
-		return l, part, nil
+		if l.topicID == t.ID {
+			return l.Log, part, nil
+		}
+		n.dropLocked(key, l) // the topic was deleted and created again
 	}
-	dir := filepath.Join(n.cfg.DataDir, fmt.Sprintf("%s-%d", topic, p))
+	dir := n.partitionDir(topic, p)
+	if err := claimPartitionDir(dir, t.ID); err != nil {
+		n.logger.Error("prepare partition directory", "topic", topic, "partition", p, "error", err)
+		return nil, part, kerr.KafkaStorageError
+	}
 	l, err := plog.Open(dir, logConfig(n.cfg.LogDefaults, t.Configs), plog.Options{Logger: n.logger.With("topic", topic, "partition", p)})
 	if err != nil {
 		n.logger.Error("open partition log", "topic", topic, "partition", p, "error", err)
 		return nil, part, kerr.KafkaStorageError
 	}
-	n.mu.logs[key] = l
+	n.mu.logs[key] = &openLog{Log: l, topicID: t.ID}
 	return l, part, nil
+}
+
+func (n *Node) partitionDir(topic string, p int32) string {
+	return filepath.Join(n.cfg.DataDir, fmt.Sprintf("%s-%d", topic, p))
+}
+
+// dropLocked closes a log whose topic is gone and deletes its data.
+func (n *Node) dropLocked(key partitionKey, l *openLog) {
+	if err := l.Close(); err != nil {
+		n.logger.Warn("close deleted partition", "topic", key.topic, "partition", key.partition, "error", err)
+	}
+	delete(n.mu.logs, key)
+	if err := os.RemoveAll(n.partitionDir(key.topic, key.partition)); err != nil {
+		n.logger.Warn("remove deleted partition", "topic", key.topic, "partition", key.partition, "error", err)
+	}
+	n.logger.Info("deleted partition data", "topic", key.topic, "partition", key.partition)
+}
+
+// partitionMetadataFile names the topic id a partition directory belongs
+// to (Kafka's partition.metadata).
+const partitionMetadataFile = "partition.metadata"
+
+// claimPartitionDir makes dir belong to the topic with id: a directory
+// left by an earlier topic of the same name is emptied first.
+func claimPartitionDir(dir string, id [16]byte) error {
+	want := "version: 0\ntopic_id: " + hex.EncodeToString(id[:]) + "\n"
+	path := filepath.Join(dir, partitionMetadataFile)
+	got, err := os.ReadFile(path)
+	if err == nil && string(got) == want {
+		return nil
+	}
+	if err == nil || !errors.Is(err, os.ErrNotExist) {
+		if err := os.RemoveAll(dir); err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte(want), 0o644)
 }
 
 func (n *Node) notifyAppended() {
@@ -227,8 +283,9 @@ func (n *Node) maintainLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		n.dropDeleted()
 		n.mu.Lock()
-		logs := make(map[partitionKey]*plog.Log, len(n.mu.logs))
+		logs := make(map[partitionKey]*openLog, len(n.mu.logs))
 		for k, l := range n.mu.logs {
 			logs[k] = l
 		}
@@ -239,6 +296,20 @@ func (n *Node) maintainLoop(ctx context.Context) {
 			} else if deleted > 0 {
 				n.logger.Debug("retention deleted segments", "topic", k.topic, "partition", k.partition, "segments", deleted)
 			}
+		}
+	}
+}
+
+// dropDeleted closes and deletes the logs of topics that no longer exist.
+func (n *Node) dropDeleted() {
+	v := n.cfg.Meta.Server().FSM().View()
+	defer v.Close()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for key, l := range n.mu.logs {
+		t, ok, err := v.Topic(key.topic)
+		if err == nil && (!ok || t.ID != l.topicID) {
+			n.dropLocked(key, l)
 		}
 	}
 }
