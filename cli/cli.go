@@ -15,9 +15,14 @@ func Run(args []string) int {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	return runWith(args, os.Stdin, stdout, stderr)
+}
+
+func runWith(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	app := &ucli.App{
 		Name:      "strata",
 		Usage:     "a Kafka-compatible commit log that keeps history in object storage",
+		Reader:    stdin,
 		Writer:    stdout,
 		ErrWriter: stderr,
 		// Errors are printed once, here, as one line.
@@ -26,6 +31,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			devCommand(),
 			nodeCommand(),
 			gatewayCommand(),
+			topicCommand(),
+			produceCommand(),
+			consumeCommand(),
 			logCommand(),
 		},
 	}

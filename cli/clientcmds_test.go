@@ -1,0 +1,83 @@
+package cli
+
+import (
+	"bytes"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/strata-io/strata/testenv"
+)
+
+// strataCmd runs the strata command line in-process.
+func strataCmd(t *testing.T, stdin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = runWith(append([]string{"strata"}, args...), strings.NewReader(stdin), &out, &errOut)
+	return out.String(), errOut.String(), code
+}
+
+func TestTopicProduceConsumeCommands(t *testing.T) {
+	c := testenv.InProcess(t, 1, testenv.Options{})
+	b := "--brokers=" + c.Addr()
+	must := func(stdin string, args ...string) string {
+		t.Helper()
+		out, errOut, code := strataCmd(t, stdin, args...)
+		if code != 0 {
+			t.Fatalf("strata %v: exit %d: %s", args, code, errOut)
+		}
+		return out + errOut
+	}
+	fails := func(want string, args ...string) {
+		t.Helper()
+		_, errOut, code := strataCmd(t, "", args...)
+		if code != 1 || !strings.Contains(errOut, want) || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+			t.Fatalf("strata %v: exit %d, stderr %q; want one line containing %q", args, code, errOut, want)
+		}
+	}
+
+	if out := must("", "topic", "create", b, "-p", "3", "-c", "retention.ms=3600000", "orders"); !strings.Contains(out, "Created topic orders.") {
+		t.Fatalf("create: %s", out)
+	}
+	fails("TOPIC_ALREADY_EXISTS", "topic", "create", b, "orders")
+	fails("INVALID_CONFIG", "topic", "create", b, "-c", "no.such=1", "other")
+	fails("not key=value", "topic", "create", b, "-c", "novalue", "other")
+	if out := must("", "topic", "list", b); !strings.Contains(out, "orders") {
+		t.Fatalf("list: %s", out)
+	}
+
+	if out := must("a:1\nb:2\na:3\n", "produce", b, "--topic", "orders", "--key-sep", ":", "-H", "src=test"); !strings.Contains(out, "Produced 3 records") {
+		t.Fatalf("produce: %s", out)
+	}
+	out := must("", "consume", b, "--topic", "orders", "--from-beginning", "-n", "3", "-f", `%k=%v %h\n`)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	slices.Sort(lines)
+	if strings.Join(lines, "|") != "a=1 src=test|a=3 src=test|b=2 src=test" {
+		t.Fatalf("consume: %q", out)
+	}
+	// In a group, the commits carry over: a second run has nothing left.
+	must("", "consume", b, "--topic", "orders", "--group", "g1", "--from-beginning", "-n", "3")
+	must("c:4\n", "produce", b, "--topic", "orders", "--key-sep", ":")
+	if out := must("", "consume", b, "--topic", "orders", "--group", "g1", "--from-beginning", "-n", "1"); strings.TrimSpace(out) != "4" {
+		t.Fatalf("second group run: %q", out)
+	}
+
+	desc := must("", "topic", "describe", b, "orders")
+	for _, want := range []string{"PartitionCount: 3", "retention.ms=3600000", "LOG-END"} {
+		if !strings.Contains(desc, want) {
+			t.Fatalf("describe lacks %q:\n%s", want, desc)
+		}
+	}
+	must("", "topic", "alter", b, "-p", "4", "-c", "segment.bytes=1048576", "--delete-config", "retention.ms", "orders")
+	desc = must("", "topic", "describe", b, "orders")
+	if !strings.Contains(desc, "PartitionCount: 4") || !strings.Contains(desc, "segment.bytes=1048576") || strings.Contains(desc, "retention.ms=") {
+		t.Fatalf("describe after alter:\n%s", desc)
+	}
+	fails("INVALID_PARTITIONS", "topic", "alter", b, "-p", "2", "orders")
+	fails("nothing to change", "topic", "alter", b, "orders")
+	if out := must("", "topic", "delete", b, "orders"); !strings.Contains(out, "Deleted topic orders.") {
+		t.Fatalf("delete: %s", out)
+	}
+	fails("UNKNOWN_TOPIC_OR_PARTITION", "topic", "describe", b, "orders")
+	fails("--acks", "produce", b, "--topic", "x", "--acks", "2")
+}

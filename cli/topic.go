@@ -1,0 +1,230 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"text/tabwriter"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	ucli "github.com/urfave/cli/v2"
+)
+
+func topicCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:  "topic",
+		Usage: "create, list, describe, alter and delete topics (like kafka-topics.sh)",
+		Subcommands: []*ucli.Command{
+			{
+				Name: "create", Usage: "create topics", ArgsUsage: "TOPIC...",
+				Flags: []ucli.Flag{brokersFlag,
+					&ucli.IntFlag{Name: "partitions", Aliases: []string{"p"}, Value: 1, EnvVars: envVars("partitions"), Usage: "number of partitions"},
+					&ucli.IntFlag{Name: "replication-factor", Aliases: []string{"r"}, Value: 1, EnvVars: envVars("replication-factor"), Usage: "replicas per partition"},
+					&ucli.StringSliceFlag{Name: "config", Aliases: []string{"c"}, Usage: "topic config key=value (repeatable)"},
+				},
+				Action: topicCreate,
+			},
+			{Name: "list", Usage: "list topics", Flags: []ucli.Flag{brokersFlag}, Action: topicList},
+			{Name: "describe", Usage: "show partitions (leader, replicas, ISR, offsets) and configs", ArgsUsage: "TOPIC...",
+				Flags: []ucli.Flag{brokersFlag}, Action: topicDescribe},
+			{
+				Name: "alter", Usage: "add partitions, set or delete configs", ArgsUsage: "TOPIC",
+				Flags: []ucli.Flag{brokersFlag,
+					&ucli.IntFlag{Name: "partitions", Aliases: []string{"p"}, Usage: "new, larger partition count"},
+					&ucli.StringSliceFlag{Name: "config", Aliases: []string{"c"}, Usage: "set config key=value (repeatable)"},
+					&ucli.StringSliceFlag{Name: "delete-config", Usage: "return a config key to its default (repeatable)"},
+				},
+				Action: topicAlter,
+			},
+			{Name: "delete", Usage: "delete topics and their data", ArgsUsage: "TOPIC...", Flags: []ucli.Flag{brokersFlag}, Action: topicDelete},
+		},
+	}
+}
+
+func topicCreate(c *ucli.Context) error {
+	if c.NArg() == 0 {
+		return errors.New("topic create: name at least one topic")
+	}
+	configs, err := parseKV(c.StringSlice("config"))
+	if err != nil {
+		return fmt.Errorf("topic create: %w", err)
+	}
+	adm, done, err := newAdmin(c)
+	if err != nil {
+		return err
+	}
+	defer done()
+	res, err := adm.CreateTopics(c.Context, int32(c.Int("partitions")), int16(c.Int("replication-factor")), configs, c.Args().Slice()...)
+	if err != nil {
+		return fmt.Errorf("topic create: %w", err)
+	}
+	for _, name := range c.Args().Slice() {
+		r := res[name]
+		if r.Err != nil {
+			return fmt.Errorf("topic create %s: %v%s", name, r.Err, detail(r.ErrMessage))
+		}
+		fmt.Fprintf(c.App.Writer, "Created topic %s.\n", name)
+	}
+	return nil
+}
+
+func detail(msg string) string {
+	if msg == "" {
+		return ""
+	}
+	return " (" + msg + ")"
+}
+
+func topicList(c *ucli.Context) error {
+	adm, done, err := newAdmin(c)
+	if err != nil {
+		return err
+	}
+	defer done()
+	td, err := adm.ListTopics(c.Context)
+	if err != nil {
+		return fmt.Errorf("topic list: %w", err)
+	}
+	for _, name := range td.Names() {
+		fmt.Fprintln(c.App.Writer, name)
+	}
+	return nil
+}
+
+func topicDescribe(c *ucli.Context) error {
+	if c.NArg() == 0 {
+		return errors.New("topic describe: name at least one topic")
+	}
+	adm, done, err := newAdmin(c)
+	if err != nil {
+		return err
+	}
+	defer done()
+	names := c.Args().Slice()
+	td, err := adm.ListTopics(c.Context, names...)
+	if err != nil {
+		return fmt.Errorf("topic describe: %w", err)
+	}
+	starts, err := adm.ListStartOffsets(c.Context, names...)
+	if err != nil {
+		return fmt.Errorf("topic describe: %w", err)
+	}
+	ends, err := adm.ListEndOffsets(c.Context, names...)
+	if err != nil {
+		return fmt.Errorf("topic describe: %w", err)
+	}
+	cfgs, _ := adm.DescribeTopicConfigs(c.Context, names...)
+	w := c.App.Writer
+	for _, name := range names {
+		t := td[name]
+		if t.Err != nil {
+			return fmt.Errorf("topic describe %s: %v", name, t.Err)
+		}
+		fmt.Fprintf(w, "Topic: %s\tTopicId: %x\tPartitionCount: %d\tReplicationFactor: %d\n", name, t.ID, len(t.Partitions), t.Partitions.NumReplicas())
+		if rc, err := cfgs.On(name, nil); err == nil && rc.Err == nil {
+			var set []string
+			for _, cfg := range rc.Configs {
+				if cfg.Source == 1 {
+					set = append(set, cfg.Key+"="+cfg.MaybeValue())
+				}
+			}
+			fmt.Fprintf(w, "\tConfigs: %s\n", joinOr(set, "(defaults)"))
+		}
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "\tPARTITION\tLEADER\tREPLICAS\tISR\tLOG-START\tLOG-END\tERROR")
+		for _, p := range t.Partitions.Sorted() {
+			s, _ := starts.Lookup(name, p.Partition)
+			e, _ := ends.Lookup(name, p.Partition)
+			errStr := "-"
+			if p.Err != nil {
+				errStr = p.Err.Error()
+			}
+			fmt.Fprintf(tw, "\t%d\t%d\t%v\t%v\t%d\t%d\t%s\n", p.Partition, p.Leader, p.Replicas, p.ISR, s.Offset, e.Offset, errStr)
+		}
+		tw.Flush()
+	}
+	return nil
+}
+
+func joinOr(s []string, empty string) string {
+	if len(s) == 0 {
+		return empty
+	}
+	slices.Sort(s)
+	out := s[0]
+	for _, x := range s[1:] {
+		out += "," + x
+	}
+	return out
+}
+
+func topicAlter(c *ucli.Context) error {
+	if c.NArg() != 1 {
+		return errors.New("topic alter: name exactly one topic")
+	}
+	name := c.Args().First()
+	set, err := parseKV(c.StringSlice("config"))
+	if err != nil {
+		return fmt.Errorf("topic alter: %w", err)
+	}
+	if c.Int("partitions") == 0 && len(set) == 0 && len(c.StringSlice("delete-config")) == 0 {
+		return errors.New("topic alter: nothing to change; give --partitions, --config or --delete-config")
+	}
+	adm, done, err := newAdmin(c)
+	if err != nil {
+		return err
+	}
+	defer done()
+	if n := c.Int("partitions"); n > 0 {
+		r, err := adm.UpdatePartitions(c.Context, n, name)
+		if err != nil {
+			return fmt.Errorf("topic alter: %w", err)
+		}
+		if r[name].Err != nil {
+			return fmt.Errorf("topic alter %s: %v%s", name, r[name].Err, detail(r[name].ErrMessage))
+		}
+		fmt.Fprintf(c.App.Writer, "Topic %s now has %d partitions.\n", name, n)
+	}
+	var alters []kadm.AlterConfig
+	for k, v := range set {
+		alters = append(alters, kadm.AlterConfig{Op: kadm.SetConfig, Name: k, Value: v})
+	}
+	for _, k := range c.StringSlice("delete-config") {
+		alters = append(alters, kadm.AlterConfig{Op: kadm.DeleteConfig, Name: k})
+	}
+	if len(alters) > 0 {
+		r, err := adm.AlterTopicConfigs(c.Context, alters, name)
+		if err != nil {
+			return fmt.Errorf("topic alter: %w", err)
+		}
+		for _, x := range r {
+			if x.Err != nil {
+				return fmt.Errorf("topic alter %s: %v%s", name, x.Err, detail(x.ErrMessage))
+			}
+		}
+		fmt.Fprintf(c.App.Writer, "Updated configs of topic %s.\n", name)
+	}
+	return nil
+}
+
+func topicDelete(c *ucli.Context) error {
+	if c.NArg() == 0 {
+		return errors.New("topic delete: name at least one topic")
+	}
+	adm, done, err := newAdmin(c)
+	if err != nil {
+		return err
+	}
+	defer done()
+	r, err := adm.DeleteTopics(c.Context, c.Args().Slice()...)
+	if err != nil {
+		return fmt.Errorf("topic delete: %w", err)
+	}
+	for _, name := range c.Args().Slice() {
+		if r[name].Err != nil {
+			return fmt.Errorf("topic delete %s: %v", name, r[name].Err)
+		}
+		fmt.Fprintf(c.App.Writer, "Deleted topic %s.\n", name)
+	}
+	return nil
+}
