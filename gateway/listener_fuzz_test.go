@@ -1,0 +1,66 @@
+package gateway_test
+
+import (
+	"encoding/binary"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/strata-io/strata/testenv"
+)
+
+// apiVersionsWorks checks the listener still answers a well-formed
+// request on a fresh connection.
+func apiVersionsWorks(t testing.TB, addr string) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatalf("listener gone: %v", err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	req := kmsg.NewPtrApiVersionsRequest()
+	req.SetVersion(3)
+	req.ClientSoftwareName, req.ClientSoftwareVersion = "probe", "1"
+	if _, err := conn.Write(kmsg.NewRequestFormatter().AppendRequest(nil, req, 42)); err != nil {
+		t.Fatal(err)
+	}
+	var size [4]byte
+	if _, err := io.ReadFull(conn, size[:]); err != nil {
+		t.Fatalf("no answer after bad input: %v", err)
+	}
+	body := make([]byte, binary.BigEndian.Uint32(size[:]))
+	if _, err := io.ReadFull(conn, body); err != nil || binary.BigEndian.Uint32(body) != 42 {
+		t.Fatalf("bad answer: %v", err)
+	}
+}
+
+// FuzzListener sends random and mutated frames to a live gateway: it must
+// not crash, the bad connection is closed or answered, and other clients
+// are still served.
+func FuzzListener(f *testing.F) {
+	c := testenv.InProcess(f, 1, testenv.Options{})
+	addr := c.Addr()
+	mk := func(req kmsg.Request) []byte { return kmsg.NewRequestFormatter().AppendRequest(nil, req, 1) }
+	f.Add(mk(&kmsg.ApiVersionsRequest{Version: 3, ClientSoftwareName: "a", ClientSoftwareVersion: "1"}))
+	f.Add(mk(&kmsg.MetadataRequest{Version: 9}))
+	f.Add(mk(&kmsg.ApiVersionsRequest{Version: 99}))
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff})              // negative size
+	f.Add([]byte{0x7f, 0, 0, 0})                       // size past the limit
+	f.Add([]byte{0, 0, 0, 10, 0, 3, 0, 9, 0, 0, 0, 1}) // truncated Metadata
+	f.Add([]byte{0, 0, 0, 8, 0x40, 0, 0, 0, 0, 0, 0, 1})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		if err != nil {
+			t.Fatalf("listener gone: %v", err)
+		}
+		conn.SetDeadline(time.Now().Add(200 * time.Millisecond))
+		conn.Write(b)
+		io.Copy(io.Discard, conn) // until the gateway closes or the deadline
+		conn.Close()
+		apiVersionsWorks(t, addr)
+	})
+}
