@@ -34,6 +34,7 @@ func runWith(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			topicCommand(),
 			produceCommand(),
 			consumeCommand(),
+			groupCommand(),
 			logCommand(),
 		},
 	}

@@ -62,6 +62,29 @@ func TestTopicProduceConsumeCommands(t *testing.T) {
 		t.Fatalf("second group run: %q", out)
 	}
 
+	// Groups: list, describe with lag, reset (dry run, then execute), delete.
+	if out := must("", "group", "list", b); !strings.Contains(out, "g1") || !strings.Contains(out, "Empty") {
+		t.Fatalf("group list:\n%s", out)
+	}
+	gdesc := must("", "group", "describe", b, "g1")
+	if !strings.Contains(gdesc, "Total lag: 0") || !strings.Contains(gdesc, "COMMITTED") {
+		t.Fatalf("group describe:\n%s", gdesc)
+	}
+	fails("put flags first", "group", "reset-offsets", b, "g1", "--topic", "orders", "--to-earliest")
+	dry := must("", "group", "reset-offsets", b, "--topic", "orders", "--to-earliest", "g1")
+	if !strings.Contains(dry, "Dry run") {
+		t.Fatalf("reset dry run:\n%s", dry)
+	}
+	must("", "group", "reset-offsets", b, "--topic", "orders", "--to-earliest", "--execute", "g1")
+	if out := must("", "consume", b, "--topic", "orders", "--group", "g1", "-n", "4"); strings.Count(out, "\n") != 4 {
+		t.Fatalf("after reset to earliest, group g1 read:\n%s", out)
+	}
+	fails("exactly one of", "group", "reset-offsets", b, "--topic", "orders", "g1")
+	if out := must("", "group", "delete", b, "g1"); !strings.Contains(out, "Deleted group g1.") {
+		t.Fatalf("group delete: %s", out)
+	}
+	fails("GROUP_ID_NOT_FOUND", "group", "delete", b, "g1")
+
 	desc := must("", "topic", "describe", b, "orders")
 	for _, want := range []string{"PartitionCount: 3", "retention.ms=3600000", "LOG-END"} {
 		if !strings.Contains(desc, want) {

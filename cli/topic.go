@@ -42,6 +42,9 @@ func topicCommand() *ucli.Command {
 }
 
 func topicCreate(c *ucli.Context) error {
+	if err := flagsFirst(c); err != nil {
+		return err
+	}
 	if c.NArg() == 0 {
 		return errors.New("topic create: name at least one topic")
 	}
@@ -92,6 +95,9 @@ func topicList(c *ucli.Context) error {
 }
 
 func topicDescribe(c *ucli.Context) error {
+	if err := flagsFirst(c); err != nil {
+		return err
+	}
 	if c.NArg() == 0 {
 		return errors.New("topic describe: name at least one topic")
 	}
@@ -159,6 +165,9 @@ func joinOr(s []string, empty string) string {
 }
 
 func topicAlter(c *ucli.Context) error {
+	if err := flagsFirst(c); err != nil {
+		return err
+	}
 	if c.NArg() != 1 {
 		return errors.New("topic alter: name exactly one topic")
 	}
@@ -208,6 +217,9 @@ func topicAlter(c *ucli.Context) error {
 }
 
 func topicDelete(c *ucli.Context) error {
+	if err := flagsFirst(c); err != nil {
+		return err
+	}
 	if c.NArg() == 0 {
 		return errors.New("topic delete: name at least one topic")
 	}

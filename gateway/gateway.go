@@ -362,7 +362,8 @@ func (g *Gateway) handle(ctx context.Context, h requestHeader, req kmsg.Request)
 	case *kmsg.FindCoordinatorRequest:
 		return g.findCoordinator(r)
 	case *kmsg.JoinGroupRequest, *kmsg.SyncGroupRequest, *kmsg.HeartbeatRequest, *kmsg.LeaveGroupRequest,
-		*kmsg.OffsetCommitRequest, *kmsg.OffsetFetchRequest:
+		*kmsg.OffsetCommitRequest, *kmsg.OffsetFetchRequest, *kmsg.ListGroupsRequest, *kmsg.DescribeGroupsRequest,
+		*kmsg.DeleteGroupsRequest, *kmsg.OffsetDeleteRequest:
 		return g.groupRequest(ctx, h, req)
 	}
 	return nil

@@ -62,6 +62,22 @@ func groupError(req kmsg.Request, code int16) kmsg.Response {
 		r.ErrorCode = code
 	case *kmsg.OffsetFetchResponse:
 		r.ErrorCode = code
+	case *kmsg.ListGroupsResponse:
+		r.ErrorCode = code
+	case *kmsg.OffsetDeleteResponse:
+		r.ErrorCode = code
+	case *kmsg.DescribeGroupsResponse:
+		for _, g := range req.(*kmsg.DescribeGroupsRequest).Groups {
+			dg := kmsg.NewDescribeGroupsResponseGroup()
+			dg.Group, dg.ErrorCode = g, code
+			r.Groups = append(r.Groups, dg)
+		}
+	case *kmsg.DeleteGroupsResponse:
+		for _, g := range req.(*kmsg.DeleteGroupsRequest).Groups {
+			dg := kmsg.NewDeleteGroupsResponseGroup()
+			dg.Group, dg.ErrorCode = g, code
+			r.Groups = append(r.Groups, dg)
+		}
 	case *kmsg.OffsetCommitResponse:
 		for _, t := range req.(*kmsg.OffsetCommitRequest).Topics {
 			rt := kmsg.NewOffsetCommitResponseTopic()

@@ -19,6 +19,11 @@ import (
 type OffsetStore interface {
 	CommitOffsets(ctx context.Context, offsets []meta.Offset) error
 	GroupOffsets(ctx context.Context, group string) ([]meta.Offset, error)
+	// Groups lists the groups with committed offsets.
+	Groups(ctx context.Context) ([]string, error)
+	// DeleteOffsets deletes a group's offsets: all (topic ""), a topic's,
+	// or some partitions'.
+	DeleteOffsets(ctx context.Context, group, topic string, partitions []int32) error
 }
 
 type state int

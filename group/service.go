@@ -157,6 +157,14 @@ func (s *Service) handle(msg *nats.Msg) {
 		resp = coord.OffsetCommit(ctx, r)
 	case *kmsg.OffsetFetchRequest:
 		resp = coord.OffsetFetch(ctx, r)
+	case *kmsg.ListGroupsRequest:
+		resp = coord.ListGroups(ctx, r)
+	case *kmsg.DescribeGroupsRequest:
+		resp = coord.DescribeGroups(r)
+	case *kmsg.DeleteGroupsRequest:
+		resp = coord.DeleteGroups(ctx, r)
+	case *kmsg.OffsetDeleteRequest:
+		resp = coord.OffsetDelete(ctx, r)
 	default:
 		fail("not a group request")
 		return
@@ -185,4 +193,21 @@ func (s memberStore) GroupOffsets(ctx context.Context, group string) ([]meta.Off
 	}
 	defer v.Close()
 	return v.GroupOffsets(group)
+}
+
+func (s memberStore) Groups(ctx context.Context) ([]string, error) {
+	v, err := s.m.ConsistentView(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer v.Close()
+	return v.OffsetGroups()
+}
+
+func (s memberStore) DeleteOffsets(ctx context.Context, group, topic string, partitions []int32) error {
+	res, err := s.m.Propose(ctx, &meta.DeleteOffsets{Group: group, Topic: topic, Partitions: partitions})
+	if err == nil {
+		err = res.Err
+	}
+	return err
 }

@@ -647,6 +647,22 @@ func (v *View) GroupOffsets(group string) ([]Offset, error) {
 	return listRecords(v.txn, offsetGroupPrefix(group), decodeOffset)
 }
 
+// OffsetGroups lists the groups that have committed offsets.
+func (v *View) OffsetGroups() ([]string, error) {
+	opts := badger.DefaultIteratorOptions
+	opts.PrefetchValues = false
+	opts.Prefix = []byte(keyOffset)
+	it := v.txn.NewIterator(opts)
+	defer it.Close()
+	var out []string
+	for it.Rewind(); it.Valid(); it.Next() {
+		if g, _, _, ok := parseOffsetKey(it.Item().Key()); ok && (len(out) == 0 || out[len(out)-1] != g) {
+			out = append(out, g)
+		}
+	}
+	return out, nil
+}
+
 // TierSegments lists a partition's manifest entries by base offset.
 func (v *View) TierSegments(topic string, p int32) ([]TierSegment, error) {
 	return listRecords(v.txn, tierPrefix(topic, p), decodeTierSegment)
