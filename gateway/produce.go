@@ -24,6 +24,14 @@ func (g *Gateway) produce(ctx context.Context, req *kmsg.ProduceRequest) kmsg.Re
 		}
 		resp.Topics = append(resp.Topics, st)
 	}
+	if req.Acks != 0 && req.Acks != 1 && req.Acks != -1 {
+		for i := range resp.Topics {
+			for j := range resp.Topics[i].Partitions {
+				resp.Topics[i].Partitions[j].ErrorCode = kerr.InvalidRequiredAcks.Code
+			}
+		}
+		return resp
+	}
 	var todo []slot
 	for i, rt := range req.Topics {
 		for j := range rt.Partitions {

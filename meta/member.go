@@ -67,14 +67,16 @@ type MemberConfig struct {
 // heartbeats, and, while it leads, the controller. It answers proposals,
 // consistent reads and publishes change events on NATS.
 type Member struct {
-	cfg     MemberConfig
-	server  *Server
-	nc      *nats.Conn
-	logger  *slog.Logger
-	subs    []*nats.Subscription
-	offsets *offsetBatcher
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	cfg       MemberConfig
+	server    *Server
+	nc        *nats.Conn
+	logger    *slog.Logger
+	subs      []*nats.Subscription
+	offsets   *offsetBatcher
+	closeOnce sync.Once
+	closeErr  error
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
 	// handlers bounds the requests being answered at once. NATS delivers a
 	// subscription's messages one at a time; answering on their own
 	// goroutines lets proposals wait for Raft side by side (and so share
@@ -200,8 +202,14 @@ func (m *Member) concurrently(h nats.MsgHandler) nats.MsgHandler {
 // Server is the member's Raft server.
 func (m *Member) Server() *Server { return m.server }
 
-// Close stops the loops, unsubscribes and closes the server.
+// Close stops the loops, unsubscribes and closes the server. Safe to call
+// more than once.
 func (m *Member) Close() error {
+	m.closeOnce.Do(func() { m.closeErr = m.close() })
+	return m.closeErr
+}
+
+func (m *Member) close() error {
 	if m.cancel != nil {
 		m.cancel()
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -40,6 +41,9 @@ type Process struct {
 	Member *meta.Member
 	Node   *Node
 	Groups *group.Service
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // StartProcess opens the metadata member, then starts serving partitions.
@@ -70,8 +74,12 @@ func StartProcess(cfg ProcessConfig) (*Process, error) {
 	return &Process{Member: m, Node: n, Groups: g}, nil
 }
 
-// Close stops serving partitions, then leaves the metadata group.
+// Close stops serving partitions, then leaves the metadata group. Safe to
+// call more than once.
 func (p *Process) Close() error {
-	p.Groups.Close()
-	return errors.Join(p.Node.Close(), p.Member.Close())
+	p.closeOnce.Do(func() {
+		p.Groups.Close()
+		p.closeErr = errors.Join(p.Node.Close(), p.Member.Close())
+	})
+	return p.closeErr
 }

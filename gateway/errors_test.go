@@ -1,0 +1,207 @@
+package gateway_test
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"hash/crc32"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/strata-io/strata/testenv"
+)
+
+// batch encodes a one-record RecordBatch v2 with a correct CRC.
+func batch(value []byte) []byte {
+	var rec []byte
+	rec = append(rec, 0, 0, 0, 1) // attributes, timestamp delta, offset delta, null key
+	rec = binary.AppendVarint(rec, int64(len(value)))
+	rec = append(rec, value...)
+	rec = append(rec, 0) // no headers
+	body := binary.AppendVarint(nil, int64(len(rec)))
+	body = append(body, rec...)
+	b := make([]byte, 61, 61+len(body))
+	binary.BigEndian.PutUint32(b[8:], uint32(49+len(body)))
+	binary.BigEndian.PutUint32(b[12:], 0xffffffff)
+	b[16] = 2
+	binary.BigEndian.PutUint64(b[43:], 0xffffffffffffffff)
+	binary.BigEndian.PutUint16(b[51:], 0xffff)
+	binary.BigEndian.PutUint32(b[53:], 0xffffffff)
+	binary.BigEndian.PutUint32(b[57:], 1)
+	b = append(b, body...)
+	binary.BigEndian.PutUint32(b[17:], crc32.Checksum(b[21:], crc32.MakeTable(crc32.Castagnoli)))
+	return b
+}
+
+func produceRaw(t *testing.T, cl *kgo.Client, topic string, acks int16, records []byte) int16 {
+	t.Helper()
+	req := kmsg.NewPtrProduceRequest()
+	req.Acks, req.TimeoutMillis = acks, 5000
+	rt := kmsg.NewProduceRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewProduceRequestTopicPartition()
+	rp.Records = records
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(context.Background(), cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.Topics[0].Partitions[0].ErrorCode
+}
+
+// TestBrokerErrors reaches each error a real broker sends, with a real
+// client, and checks a bad request loses nothing acknowledged.
+func TestBrokerErrors(t *testing.T) {
+	c := testenv.InProcess(t, 1, testenv.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl := newClient(t, c.Addr())
+	adm := kadm.NewClient(cl)
+	if r, err := adm.CreateTopic(ctx, 1, 1, map[string]*string{"max.message.bytes": kadm.StringPtr("2000")}, "e"); err != nil || r.Err != nil {
+		t.Fatal(err, r.Err)
+	}
+	// code checks an error code; a nil want means success.
+	code := func(want *kerr.Error, got int16) {
+		t.Helper()
+		w := int16(0)
+		if want != nil {
+			w = want.Code
+		}
+		if got != w {
+			t.Fatalf("got %v, want %v", kerr.ErrorForCode(got), want)
+		}
+	}
+	good := batch([]byte("kept"))
+	code(nil, produceRaw(t, cl, "e", -1, good))
+	code(kerr.InvalidRequiredAcks, produceAcksRaw(t, c.Addr(), "e", 2, batch([]byte("x"))))
+	corrupt := batch([]byte("corrupt"))
+	corrupt[len(corrupt)-1] ^= 0xff
+	code(kerr.CorruptMessage, produceRaw(t, cl, "e", -1, corrupt))
+	code(kerr.MessageTooLarge, produceRaw(t, cl, "e", -1, batch(make([]byte, 3000))))
+	code(kerr.UnknownTopicOrPartition, produceRaw(t, cl, "nope", -1, batch([]byte("x"))))
+	checkErrorsRest(t, ctx, c, cl, adm, code)
+}
+
+func checkErrorsRest(t *testing.T, ctx context.Context, c *testenv.Cluster, cl *kgo.Client, adm *kadm.Client, code func(*kerr.Error, int16)) {
+	// Fetch past the end.
+	freq := kmsg.NewPtrFetchRequest()
+	freq.MaxWaitMillis, freq.MaxBytes = 0, 1<<20
+	ft := kmsg.NewFetchRequestTopic()
+	ft.Topic = "e"
+	fp := kmsg.NewFetchRequestTopicPartition()
+	fp.FetchOffset, fp.PartitionMaxBytes = 1000, 1<<20
+	ft.Partitions = append(ft.Partitions, fp)
+	freq.Topics = append(freq.Topics, ft)
+	fresp, err := freq.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code(kerr.OffsetOutOfRange, fresp.Topics[0].Partitions[0].ErrorCode)
+
+	// Nothing the bad requests sent got in; the good record is intact.
+	ends, _ := adm.ListEndOffsets(ctx, "e")
+	if o, _ := ends.Lookup("e", 0); o.Offset != 1 {
+		t.Fatalf("log end %d after one good and four bad produces", o.Offset)
+	}
+
+	// Topic names, partitions, replication factor.
+	for _, name := range []string{"", ".", "..", strings.Repeat("x", 250), "bad/name", "spa ce"} {
+		r, _ := adm.CreateTopic(ctx, 1, 1, nil, name)
+		if !errors.Is(r.Err, kerr.InvalidTopicException) {
+			t.Fatalf("topic name %q: %v", name, r.Err)
+		}
+	}
+	if r, _ := adm.CreateTopic(ctx, 0, 1, nil, "zero"); !errors.Is(r.Err, kerr.InvalidPartitions) {
+		t.Fatalf("0 partitions: %v", r.Err)
+	}
+	if r, _ := adm.CreateTopic(ctx, 1, 3, nil, "rf3"); !errors.Is(r.Err, kerr.InvalidReplicationFactor) {
+		t.Fatalf("rf 3 on 1 node: %v", r.Err)
+	}
+
+	// ApiVersions at an unknown version: UNSUPPORTED_VERSION at v0.
+	conn, err := net.Dial("tcp", c.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	conn.Write([]byte{0, 0, 0, 10, 0, 18, 0, 99, 0, 0, 0, 7, 0, 0})
+	var size [4]byte
+	if _, err := io.ReadFull(conn, size[:]); err != nil {
+		t.Fatal(err)
+	}
+	body := make([]byte, binary.BigEndian.Uint32(size[:]))
+	io.ReadFull(conn, body)
+	code(kerr.UnsupportedVersion, int16(binary.BigEndian.Uint16(body[4:])))
+
+	// With the node gone: partitions answer NOT_LEADER_OR_FOLLOWER and
+	// groups COORDINATOR_NOT_AVAILABLE, retriable both.
+	for _, p := range c.Nodes {
+		p.Close()
+	}
+	// Straight to the gateway (broker 0), past the client's retries.
+	broker := cl.Broker(0)
+	preq := kmsg.NewPtrProduceRequest()
+	preq.Acks, preq.TimeoutMillis = -1, 5000
+	preq.Topics = []kmsg.ProduceRequestTopic{{Topic: "e", Partitions: []kmsg.ProduceRequestTopicPartition{{Records: batch([]byte("x"))}}}}
+	presp, err := broker.Request(ctx, preq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code(kerr.NotLeaderForPartition, presp.(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode)
+	jreq := kmsg.NewPtrJoinGroupRequest()
+	jreq.Group, jreq.SessionTimeoutMillis, jreq.RebalanceTimeoutMillis, jreq.ProtocolType = "g", 10000, 10000, "consumer"
+	jreq.Protocols = []kmsg.JoinGroupRequestProtocol{{Name: "range", Metadata: []byte{0}}}
+	jresp, err := broker.Request(ctx, jreq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code(kerr.CoordinatorNotAvailable, jresp.(*kmsg.JoinGroupResponse).ErrorCode)
+}
+
+// produceAcksRaw sends a produce request over a plain connection: client
+// libraries rewrite acks to their own setting, so an invalid value only
+// gets through like this.
+func produceAcksRaw(t *testing.T, addr, topic string, acks int16, records []byte) int16 {
+	t.Helper()
+	req := kmsg.NewPtrProduceRequest()
+	req.SetVersion(7)
+	req.Acks, req.TimeoutMillis = acks, 5000
+	rt := kmsg.NewProduceRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewProduceRequestTopicPartition()
+	rp.Records = records
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := conn.Write(kmsg.NewRequestFormatter().AppendRequest(nil, req, 9)); err != nil {
+		t.Fatal(err)
+	}
+	var size [4]byte
+	if _, err := io.ReadFull(conn, size[:]); err != nil {
+		t.Fatal(err)
+	}
+	body := make([]byte, binary.BigEndian.Uint32(size[:]))
+	if _, err := io.ReadFull(conn, body); err != nil {
+		t.Fatal(err)
+	}
+	resp := req.ResponseKind().(*kmsg.ProduceResponse)
+	if err := resp.ReadFrom(body[4:]); err != nil {
+		t.Fatal(err)
+	}
+	return resp.Topics[0].Partitions[0].ErrorCode
+}
