@@ -349,6 +349,12 @@ func (g *Gateway) handle(ctx context.Context, h requestHeader, req kmsg.Request)
 		return g.fetch(ctx, r)
 	case *kmsg.ListOffsetsRequest:
 		return g.listOffsets(ctx, r)
+	case *kmsg.DeleteRecordsRequest:
+		return g.deleteRecords(ctx, r)
+	case *kmsg.OffsetForLeaderEpochRequest:
+		return g.offsetForLeaderEpoch(ctx, r)
+	case *kmsg.DescribeClusterRequest:
+		return g.describeCluster(r)
 	case *kmsg.DeleteTopicsRequest:
 		return g.deleteTopics(ctx, r)
 	case *kmsg.CreatePartitionsRequest:

@@ -2,73 +2,128 @@ package gateway
 
 import (
 	"context"
-	"sync"
 
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // listOffsets forwards each partition's lookup to its leader node.
 func (g *Gateway) listOffsets(ctx context.Context, req *kmsg.ListOffsetsRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)
-	for _, rt := range req.Topics {
+	var refs []partRef
+	for i, rt := range req.Topics {
 		st := kmsg.NewListOffsetsResponseTopic()
 		st.Topic = rt.Topic
-		for _, rp := range rt.Partitions {
+		for j, rp := range rt.Partitions {
 			sp := kmsg.NewListOffsetsResponseTopicPartition()
 			sp.Partition, sp.Timestamp, sp.Offset, sp.LeaderEpoch = rp.Partition, -1, -1, -1
 			st.Partitions = append(st.Partitions, sp)
+			refs = append(refs, partRef{rt.Topic, rp.Partition, slot{i, j}})
 		}
 		resp.Topics = append(resp.Topics, st)
 	}
-	snap, err := g.cache.get(ctx, false)
-	byNode := map[int32][]slot{}
-	for i, rt := range req.Topics {
-		for j, rp := range rt.Partitions {
-			var p, ok = snap.partitionOrZero(err, rt.Topic, rp.Partition)
-			switch {
-			case err != nil || (ok && p.Leader < 0):
-				resp.Topics[i].Partitions[j].ErrorCode = kerr.NotLeaderForPartition.Code
-			case !ok:
-				resp.Topics[i].Partitions[j].ErrorCode = kerr.UnknownTopicOrPartition.Code
-			default:
-				byNode[p.Leader] = append(byNode[p.Leader], slot{i, j})
-			}
-		}
-	}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for nodeID, slots := range byNode {
+	g.route(ctx, refs, func(rs []partRef) kmsg.Request {
 		part := kmsg.NewPtrListOffsetsRequest()
 		part.SetVersion(req.GetVersion())
 		part.ReplicaID, part.IsolationLevel = req.ReplicaID, req.IsolationLevel
-		for _, s := range slots {
-			rt := req.Topics[s.i]
+		for _, r := range rs {
 			t := kmsg.NewListOffsetsRequestTopic()
-			t.Topic = rt.Topic
-			t.Partitions = []kmsg.ListOffsetsRequestTopicPartition{rt.Partitions[s.j]}
+			t.Topic = r.topic
+			t.Partitions = []kmsg.ListOffsetsRequestTopicPartition{req.Topics[r.i].Partitions[r.j]}
 			part.Topics = append(part.Topics, t)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r, err := g.forward(ctx, nodeID, part)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				for _, s := range slots {
-					resp.Topics[s.i].Partitions[s.j].ErrorCode = kerr.NotLeaderForPartition.Code
-				}
-				return
+		return part
+	}, func(r kmsg.Response, rs []partRef) {
+		got := r.(*kmsg.ListOffsetsResponse)
+		for k, ref := range rs {
+			if k < len(got.Topics) && len(got.Topics[k].Partitions) == 1 {
+				resp.Topics[ref.i].Partitions[ref.j] = got.Topics[k].Partitions[0]
 			}
-			got := r.(*kmsg.ListOffsetsResponse)
-			for k, s := range slots {
-				if k < len(got.Topics) && len(got.Topics[k].Partitions) == 1 {
-					resp.Topics[s.i].Partitions[s.j] = got.Topics[k].Partitions[0]
-				}
-			}
-		}()
+		}
+	}, func(ref partRef, code int16) { resp.Topics[ref.i].Partitions[ref.j].ErrorCode = code })
+	return resp
+}
+
+// deleteRecords raises partitions' log start offsets on their leaders.
+func (g *Gateway) deleteRecords(ctx context.Context, req *kmsg.DeleteRecordsRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.DeleteRecordsResponse)
+	var refs []partRef
+	for i, rt := range req.Topics {
+		st := kmsg.NewDeleteRecordsResponseTopic()
+		st.Topic = rt.Topic
+		for j, rp := range rt.Partitions {
+			sp := kmsg.NewDeleteRecordsResponseTopicPartition()
+			sp.Partition, sp.LowWatermark = rp.Partition, -1
+			st.Partitions = append(st.Partitions, sp)
+			refs = append(refs, partRef{rt.Topic, rp.Partition, slot{i, j}})
+		}
+		resp.Topics = append(resp.Topics, st)
 	}
-	wg.Wait()
+	g.route(ctx, refs, func(rs []partRef) kmsg.Request {
+		part := kmsg.NewPtrDeleteRecordsRequest()
+		part.SetVersion(req.GetVersion())
+		part.TimeoutMillis = req.TimeoutMillis
+		for _, r := range rs {
+			t := kmsg.NewDeleteRecordsRequestTopic()
+			t.Topic = r.topic
+			t.Partitions = []kmsg.DeleteRecordsRequestTopicPartition{req.Topics[r.i].Partitions[r.j]}
+			part.Topics = append(part.Topics, t)
+		}
+		return part
+	}, func(r kmsg.Response, rs []partRef) {
+		got := r.(*kmsg.DeleteRecordsResponse)
+		for k, ref := range rs {
+			if k < len(got.Topics) && len(got.Topics[k].Partitions) == 1 {
+				resp.Topics[ref.i].Partitions[ref.j] = got.Topics[k].Partitions[0]
+			}
+		}
+	}, func(ref partRef, code int16) { resp.Topics[ref.i].Partitions[ref.j].ErrorCode = code })
+	return resp
+}
+
+// offsetForLeaderEpoch answers, per partition, where a leader epoch ended.
+func (g *Gateway) offsetForLeaderEpoch(ctx context.Context, req *kmsg.OffsetForLeaderEpochRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.OffsetForLeaderEpochResponse)
+	var refs []partRef
+	for i, rt := range req.Topics {
+		st := kmsg.NewOffsetForLeaderEpochResponseTopic()
+		st.Topic = rt.Topic
+		for j, rp := range rt.Partitions {
+			sp := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
+			sp.Partition, sp.LeaderEpoch, sp.EndOffset = rp.Partition, -1, -1
+			st.Partitions = append(st.Partitions, sp)
+			refs = append(refs, partRef{rt.Topic, rp.Partition, slot{i, j}})
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	g.route(ctx, refs, func(rs []partRef) kmsg.Request {
+		part := kmsg.NewPtrOffsetForLeaderEpochRequest()
+		part.SetVersion(req.GetVersion())
+		part.ReplicaID = req.ReplicaID
+		for _, r := range rs {
+			t := kmsg.NewOffsetForLeaderEpochRequestTopic()
+			t.Topic = r.topic
+			t.Partitions = []kmsg.OffsetForLeaderEpochRequestTopicPartition{req.Topics[r.i].Partitions[r.j]}
+			part.Topics = append(part.Topics, t)
+		}
+		return part
+	}, func(r kmsg.Response, rs []partRef) {
+		got := r.(*kmsg.OffsetForLeaderEpochResponse)
+		for k, ref := range rs {
+			if k < len(got.Topics) && len(got.Topics[k].Partitions) == 1 {
+				resp.Topics[ref.i].Partitions[ref.j] = got.Topics[k].Partitions[0]
+			}
+		}
+	}, func(ref partRef, code int16) { resp.Topics[ref.i].Partitions[ref.j].ErrorCode = code })
+	return resp
+}
+
+// describeCluster names the gateway as the cluster's broker and
+// controller, as Metadata does.
+func (g *Gateway) describeCluster(req *kmsg.DescribeClusterRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.DescribeClusterResponse)
+	resp.ClusterID, resp.ControllerID = g.cfg.Cluster, g.cfg.ID
+	b := kmsg.NewDescribeClusterResponseBroker()
+	b.NodeID, b.Host, b.Port = g.cfg.ID, g.host, g.port
+	resp.Brokers = []kmsg.DescribeClusterResponseBroker{b}
 	return resp
 }

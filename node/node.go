@@ -167,6 +167,10 @@ func (n *Node) handle(msg *nats.Msg) {
 		resp = n.fetch(ctx, r)
 	case *kmsg.ListOffsetsRequest:
 		resp = n.listOffsets(r)
+	case *kmsg.DeleteRecordsRequest:
+		resp = n.deleteRecords(r)
+	case *kmsg.OffsetForLeaderEpochRequest:
+		resp = n.offsetForLeaderEpoch(r)
 	default:
 		fail(fmt.Errorf("node: %s is not served by nodes", kmsg.NameForKey(int16(key))))
 		return

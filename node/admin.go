@@ -1,0 +1,66 @@
+package node
+
+import (
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// deleteRecords raises each partition's log start offset (Offset -1: to
+// the high watermark) and deletes the segments below it.
+func (n *Node) deleteRecords(req *kmsg.DeleteRecordsRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.DeleteRecordsResponse)
+	for _, rt := range req.Topics {
+		st := kmsg.NewDeleteRecordsResponseTopic()
+		st.Topic = rt.Topic
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewDeleteRecordsResponseTopicPartition()
+			sp.Partition, sp.LowWatermark = rp.Partition, -1
+			l, _, kerrCode := n.partition(rt.Topic, rp.Partition)
+			if kerrCode != nil {
+				sp.ErrorCode = kerrCode.Code
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
+			offset := rp.Offset
+			if offset == -1 {
+				offset = l.EndOffset()
+			}
+			start, err := l.DeleteRecordsBefore(offset)
+			sp.ErrorCode, sp.LowWatermark = errorCode(err), start
+			if err != nil {
+				sp.LowWatermark = -1
+			}
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp
+}
+
+// offsetForLeaderEpoch answers where each requested leader epoch ended,
+// fencing a caller whose view of the current epoch is stale.
+func (n *Node) offsetForLeaderEpoch(req *kmsg.OffsetForLeaderEpochRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.OffsetForLeaderEpochResponse)
+	for _, rt := range req.Topics {
+		st := kmsg.NewOffsetForLeaderEpochResponseTopic()
+		st.Topic = rt.Topic
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
+			sp.Partition, sp.LeaderEpoch, sp.EndOffset = rp.Partition, -1, -1
+			l, part, kerrCode := n.partition(rt.Topic, rp.Partition)
+			switch {
+			case kerrCode != nil:
+				sp.ErrorCode = kerrCode.Code
+			case rp.CurrentLeaderEpoch >= 0 && rp.CurrentLeaderEpoch < part.LeaderEpoch:
+				sp.ErrorCode = kerr.FencedLeaderEpoch.Code
+			case rp.CurrentLeaderEpoch > part.LeaderEpoch:
+				sp.ErrorCode = kerr.UnknownLeaderEpoch.Code
+			default:
+				sp.LeaderEpoch, sp.EndOffset = l.EndOffsetForEpoch(rp.LeaderEpoch)
+			}
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp
+}
