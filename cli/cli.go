@@ -35,6 +35,7 @@ func runWith(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			produceCommand(),
 			consumeCommand(),
 			groupCommand(),
+			benchCommand(),
 			logCommand(),
 		},
 	}

@@ -104,3 +104,20 @@ func TestTopicProduceConsumeCommands(t *testing.T) {
 	fails("UNKNOWN_TOPIC_OR_PARTITION", "topic", "describe", b, "orders")
 	fails("--acks", "produce", b, "--topic", "x", "--acks", "2")
 }
+
+func TestBenchCommands(t *testing.T) {
+	c := testenv.InProcess(t, 1, testenv.Options{})
+	b := "--brokers=" + c.Addr()
+	for _, sub := range []string{"produce", "consume", "e2e"} {
+		out, errOut, code := strataCmd(t, "", "bench", sub, b, "-n", "2000", "-s", "256", "-p", "2")
+		if code != 0 {
+			t.Fatalf("bench %s: exit %d: %s", sub, code, errOut)
+		}
+		if !strings.Contains(out, "records/s") {
+			t.Fatalf("bench %s printed %q", sub, out)
+		}
+		if sub != "consume" && !strings.Contains(out, "p99") {
+			t.Fatalf("bench %s lacks percentiles: %q", sub, out)
+		}
+	}
+}
