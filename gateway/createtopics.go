@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"errors"
 	"slices"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -97,20 +96,8 @@ func (g *Gateway) createTopic(ctx context.Context, name string, partitions int32
 	if err != nil {
 		say(err.Error())
 	}
-	switch {
-	case err == nil:
+	if err == nil {
 		g.cache.invalidate()
-		return 0
-	case errors.Is(err, meta.ErrTopicExists):
-		return kerr.TopicAlreadyExists.Code
-	case errors.Is(err, meta.ErrInvalidConfig):
-		return kerr.InvalidConfig.Code
-	case errors.Is(err, meta.ErrNotEnoughNodes):
-		return kerr.InvalidReplicationFactor.Code
-	case errors.Is(err, meta.ErrInvalidRequest):
-		return kerr.InvalidRequest.Code
-	case errors.Is(err, meta.ErrNotLeader):
-		return kerr.NotController.Code
 	}
-	return kerr.UnknownServerError.Code
+	return metaErrorCode(err)
 }

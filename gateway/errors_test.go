@@ -41,8 +41,8 @@ func batch(value []byte) []byte {
 	return b
 }
 
-func produceRaw(t *testing.T, cl *kgo.Client, topic string, acks int16, records []byte) int16 {
-	t.Helper()
+// produceRequest is a one-partition produce request.
+func produceRequest(topic string, acks int16, records []byte) *kmsg.ProduceRequest {
 	req := kmsg.NewPtrProduceRequest()
 	req.Acks, req.TimeoutMillis = acks, 5000
 	rt := kmsg.NewProduceRequestTopic()
@@ -51,7 +51,12 @@ func produceRaw(t *testing.T, cl *kgo.Client, topic string, acks int16, records 
 	rp.Records = records
 	rt.Partitions = append(rt.Partitions, rp)
 	req.Topics = append(req.Topics, rt)
-	resp, err := req.RequestWith(context.Background(), cl)
+	return req
+}
+
+func produceRaw(t *testing.T, cl *kgo.Client, topic string, acks int16, records []byte) int16 {
+	t.Helper()
+	resp, err := produceRequest(topic, acks, records).RequestWith(context.Background(), cl)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,10 +155,7 @@ func checkErrorsRest(t *testing.T, ctx context.Context, c *testenv.Cluster, cl *
 	}
 	// Straight to the gateway (broker 0), past the client's retries.
 	broker := cl.Broker(0)
-	preq := kmsg.NewPtrProduceRequest()
-	preq.Acks, preq.TimeoutMillis = -1, 5000
-	preq.Topics = []kmsg.ProduceRequestTopic{{Topic: "e", Partitions: []kmsg.ProduceRequestTopicPartition{{Records: batch([]byte("x"))}}}}
-	presp, err := broker.Request(ctx, preq)
+	presp, err := broker.Request(ctx, produceRequest("e", -1, batch([]byte("x"))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,15 +175,8 @@ func checkErrorsRest(t *testing.T, ctx context.Context, c *testenv.Cluster, cl *
 // gets through like this.
 func produceAcksRaw(t *testing.T, addr, topic string, acks int16, records []byte) int16 {
 	t.Helper()
-	req := kmsg.NewPtrProduceRequest()
+	req := produceRequest(topic, acks, records)
 	req.SetVersion(7)
-	req.Acks, req.TimeoutMillis = acks, 5000
-	rt := kmsg.NewProduceRequestTopic()
-	rt.Topic = topic
-	rp := kmsg.NewProduceRequestTopicPartition()
-	rp.Records = records
-	rt.Partitions = append(rt.Partitions, rp)
-	req.Topics = append(req.Topics, rt)
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)

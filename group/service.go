@@ -25,10 +25,10 @@ type Service struct {
 	logger  *slog.Logger
 	subs    []*nats.Subscription
 
+	handlers *rpc.Pool
+
 	mu    sync.Mutex
 	coord *Coordinator
-	wg    sync.WaitGroup
-	done  bool
 }
 
 // Start subscribes the service.
@@ -36,12 +36,12 @@ func Start(m *meta.Member, nc *nats.Conn, cluster string, id int32, logger *slog
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{member: m, nc: nc, cluster: cluster, id: id, logger: logger}
+	s := &Service{member: m, nc: nc, cluster: cluster, id: id, logger: logger, handlers: rpc.NewPool(4096)}
 	for _, sub := range []struct{ subj, queue string }{
 		{rpc.GroupSubject(cluster), "group"},
 		{rpc.GroupSubject(cluster) + "." + strconv.Itoa(int(id)), ""},
 	} {
-		ns, err := nc.QueueSubscribe(sub.subj, sub.queue, s.dispatch)
+		ns, err := nc.QueueSubscribe(sub.subj, sub.queue, s.handlers.Wrap(s.handle))
 		if err != nil {
 			s.Close()
 			return nil, err
@@ -56,29 +56,14 @@ func (s *Service) Close() {
 	for _, sub := range s.subs {
 		sub.Unsubscribe()
 	}
+	s.handlers.Close()
 	s.mu.Lock()
-	s.done = true
 	c := s.coord
 	s.coord = nil
 	s.mu.Unlock()
 	if c != nil {
 		c.Close()
 	}
-	s.wg.Wait()
-}
-
-func (s *Service) dispatch(msg *nats.Msg) {
-	s.mu.Lock()
-	if s.done {
-		s.mu.Unlock()
-		return
-	}
-	s.wg.Add(1)
-	s.mu.Unlock()
-	go func() {
-		defer s.wg.Done()
-		s.handle(msg)
-	}()
 }
 
 // coordinator returns the coordinator while this node leads, creating it;

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/strata-io/strata/internal/rpc"
 )
 
 // Subjects, relative to strata.<cluster>.
@@ -77,12 +79,9 @@ type Member struct {
 	closeErr  error
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
-	// handlers bounds the requests being answered at once. NATS delivers a
-	// subscription's messages one at a time; answering on their own
-	// goroutines lets proposals wait for Raft side by side (and so share
-	// batches).
-	handlers   chan struct{}
-	handlersWG sync.WaitGroup
+	// handlers answers apply and read requests side by side, so proposals
+	// wait for Raft together (and share batches).
+	handlers *rpc.Pool
 
 	// controlMu serializes controller passes with operator actions.
 	controlMu sync.Mutex
@@ -97,7 +96,6 @@ type Member struct {
 		leaderSince time.Time // zero when not leading
 		settledAt   time.Time // when the bootstrap candidate set last changed
 		candidates  []int32
-		closed      bool // no new request handlers start
 		// removed holds nodes an operator removed, with when: their
 		// heartbeats are ignored for a session timeout, so one in flight
 		// does not bring them back. A node heard after that returns.
@@ -134,7 +132,7 @@ func OpenMember(cfg MemberConfig) (*Member, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	m := &Member{cfg: cfg, nc: cfg.Conn, logger: cfg.Logger.With("node", cfg.NodeID), handlers: make(chan struct{}, maxConcurrentRequests)}
+	m := &Member{cfg: cfg, nc: cfg.Conn, logger: cfg.Logger.With("node", cfg.NodeID), handlers: rpc.NewPool(maxConcurrentRequests)}
 	m.mu.seen = map[int32]seenNode{}
 	m.mu.removed = map[int32]time.Time{}
 	userOnApply := cfg.OnApply
@@ -155,10 +153,10 @@ func OpenMember(cfg MemberConfig) (*Member, error) {
 		h           nats.MsgHandler
 	}{
 		{subject(cfg.Cluster, subjHeartbeat), "", m.onHeartbeat},
-		{subject(cfg.Cluster, subjApply), queueMeta, m.concurrently(m.onApply)},
-		{subject(cfg.Cluster, subjApply+"."+id), "", m.concurrently(m.onApply)},
-		{subject(cfg.Cluster, subjRead), queueMeta, m.concurrently(m.onRead)},
-		{subject(cfg.Cluster, subjRead+"."+id), "", m.concurrently(m.onRead)},
+		{subject(cfg.Cluster, subjApply), queueMeta, m.handlers.Wrap(m.onApply)},
+		{subject(cfg.Cluster, subjApply+"."+id), "", m.handlers.Wrap(m.onApply)},
+		{subject(cfg.Cluster, subjRead), queueMeta, m.handlers.Wrap(m.onRead)},
+		{subject(cfg.Cluster, subjRead+"."+id), "", m.handlers.Wrap(m.onRead)},
 	} {
 		sub, err := m.nc.QueueSubscribe(s.subj, s.queue, s.h)
 		if err != nil {
@@ -180,25 +178,6 @@ func OpenMember(cfg MemberConfig) (*Member, error) {
 // limit applies).
 const maxConcurrentRequests = 4096
 
-// concurrently runs a handler on its own goroutine, within the bound.
-func (m *Member) concurrently(h nats.MsgHandler) nats.MsgHandler {
-	return func(msg *nats.Msg) {
-		m.mu.Lock()
-		if m.mu.closed {
-			m.mu.Unlock()
-			return
-		}
-		m.handlersWG.Add(1)
-		m.mu.Unlock()
-		m.handlers <- struct{}{}
-		go func() {
-			defer m.handlersWG.Done()
-			defer func() { <-m.handlers }()
-			h(msg)
-		}()
-	}
-}
-
 // Server is the member's Raft server.
 func (m *Member) Server() *Server { return m.server }
 
@@ -216,10 +195,7 @@ func (m *Member) close() error {
 	for _, s := range m.subs {
 		s.Unsubscribe()
 	}
-	m.mu.Lock()
-	m.mu.closed = true
-	m.mu.Unlock()
-	m.handlersWG.Wait()
+	m.handlers.Close()
 	m.wg.Wait()
 	if m.offsets != nil {
 		m.offsets.close()

@@ -46,9 +46,9 @@ type Node struct {
 	base   context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	// handlers bounds the requests answered at once; each runs on its own
-	// goroutine so a long-polling fetch does not hold up a produce.
-	handlers chan struct{}
+	// handlers answers each request on its own goroutine, so a
+	// long-polling fetch does not hold up a produce.
+	handlers *rpc.Pool
 
 	mu struct {
 		sync.Mutex
@@ -56,7 +56,6 @@ type Node struct {
 		// appended is closed and replaced on every append, waking
 		// long-polling fetches.
 		appended chan struct{}
-		closed   bool
 	}
 }
 
@@ -86,10 +85,10 @@ func Start(cfg Config) (*Node, error) {
 	if cfg.MaintainInterval <= 0 {
 		cfg.MaintainInterval = time.Second
 	}
-	n := &Node{cfg: cfg, logger: cfg.Logger.With("node", cfg.ID), handlers: make(chan struct{}, maxConcurrentRequests)}
+	n := &Node{cfg: cfg, logger: cfg.Logger.With("node", cfg.ID), handlers: rpc.NewPool(maxConcurrentRequests)}
 	n.mu.logs = map[partitionKey]*openLog{}
 	n.mu.appended = make(chan struct{})
-	sub, err := cfg.Conn.Subscribe(rpc.KafkaSubject(cfg.Cluster, cfg.ID), n.dispatch)
+	sub, err := cfg.Conn.Subscribe(rpc.KafkaSubject(cfg.Cluster, cfg.ID), n.handlers.Wrap(n.handle))
 	if err != nil {
 		return nil, fmt.Errorf("node: subscribe: %w", err)
 	}
@@ -104,9 +103,7 @@ func Start(cfg Config) (*Node, error) {
 func (n *Node) Close() error {
 	n.sub.Unsubscribe()
 	n.cancel()
-	n.mu.Lock()
-	n.mu.closed = true
-	n.mu.Unlock()
+	n.handlers.Close()
 	n.wg.Wait()
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -115,22 +112,6 @@ func (n *Node) Close() error {
 		err = errors.Join(err, l.Close())
 	}
 	return err
-}
-
-func (n *Node) dispatch(msg *nats.Msg) {
-	n.mu.Lock()
-	if n.mu.closed {
-		n.mu.Unlock()
-		return
-	}
-	n.wg.Add(1)
-	n.mu.Unlock()
-	n.handlers <- struct{}{}
-	go func() {
-		defer n.wg.Done()
-		defer func() { <-n.handlers }()
-		n.handle(msg)
-	}()
 }
 
 // handle decodes a Kafka request body from NATS, serves it and replies
