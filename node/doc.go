@@ -1,8 +1,10 @@
 // Package node is the `strata node` process: a metadata member (meta) and
-// a partition server. The server answers Kafka Produce, Fetch and
-// ListOffsets requests for the partitions this node leads on the NATS
-// subject strata.<cluster>.node.<id>.kafka: bodies encoded by kmsg, API key
-// and version in headers (internal/rpc). It opens a partition's log
+// a partition server, plus the consumer-group service (package group) that
+// coordinates while this node is the controller. The partition server
+// answers Kafka Produce, Fetch, ListOffsets, DeleteRecords and
+// OffsetForLeaderEpoch requests for the partitions this node leads on the
+// NATS subject strata.<cluster>.node.<id>.kafka: bodies encoded by kmsg,
+// API key and version in headers (internal/rpc). It opens a partition's log
 // (node/log) under <data-dir>/partitions/<topic>-<partition> on first use,
 // once its local copy of the metadata says it leads the partition, and
 // runs each log's periodic maintenance.
