@@ -31,6 +31,7 @@ var apis = map[int16]apiRange{
 	19: {2, 7},  // CreateTopics
 	20: {1, 6},  // DeleteTopics
 	21: {0, 2},  // DeleteRecords
+	22: {0, 4},  // InitProducerId
 	23: {0, 4},  // OffsetForLeaderEpoch
 	32: {0, 4},  // DescribeConfigs
 	33: {0, 2},  // AlterConfigs

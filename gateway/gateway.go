@@ -44,18 +44,19 @@ type Config struct {
 // Gateway is a Kafka listener that routes requests to partition leaders
 // over NATS and answers metadata from the controller.
 type Gateway struct {
-	cfg      Config
-	logger   *slog.Logger
-	ln       net.Listener
-	meta     *meta.Client
-	cache    *metadataCache
-	host     string
-	port     int32
-	wg       sync.WaitGroup
-	mu       sync.Mutex
-	conns    map[net.Conn]struct{}
-	closed   bool
-	eventSub *nats.Subscription
+	cfg         Config
+	logger      *slog.Logger
+	ln          net.Listener
+	meta        *meta.Client
+	cache       *metadataCache
+	host        string
+	port        int32
+	wg          sync.WaitGroup
+	mu          sync.Mutex
+	conns       map[net.Conn]struct{}
+	closed      bool
+	eventSub    *nats.Subscription
+	producerIDs producerIDs
 	// base is cancelled by Close, ending in-flight requests (long-polling
 	// fetches included) so shutdown does not wait for them.
 	base       context.Context
@@ -355,6 +356,8 @@ func (g *Gateway) handle(ctx context.Context, h requestHeader, req kmsg.Request)
 		return g.offsetForLeaderEpoch(ctx, r)
 	case *kmsg.DescribeClusterRequest:
 		return g.describeCluster(r)
+	case *kmsg.InitProducerIDRequest:
+		return g.initProducerID(ctx, r)
 	case *kmsg.DeleteTopicsRequest:
 		return g.deleteTopics(ctx, r)
 	case *kmsg.CreatePartitionsRequest:

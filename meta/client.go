@@ -50,7 +50,7 @@ func (c *Client) Propose(ctx context.Context, cmd Command) (*ApplyResult, error)
 		}
 		return &ApplyResult{Err: codeErr(r.Code, r.Error)}, nil
 	}
-	res := &ApplyResult{}
+	res := &ApplyResult{Value: r.Value}
 	if r.Partition != nil {
 		res.Partition = *r.Partition
 	}

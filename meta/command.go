@@ -14,18 +14,19 @@ type CommandType byte
 
 // Command types. Never renumber: they are in Raft logs and snapshots.
 const (
-	TypeRegisterNode       CommandType = 1
-	TypeRemoveNode         CommandType = 2
-	TypeCreateTopic        CommandType = 3
-	TypeDeleteTopic        CommandType = 4
-	TypeCreatePartitions   CommandType = 5
-	TypeAlterConfigs       CommandType = 6
-	TypeChangeLeader       CommandType = 7
-	TypeAlterISR           CommandType = 8
-	TypeCommitOffsets      CommandType = 9
-	TypeDeleteOffsets      CommandType = 10
-	TypeAddTierSegment     CommandType = 11
-	TypeDeleteTierSegments CommandType = 12
+	TypeRegisterNode        CommandType = 1
+	TypeRemoveNode          CommandType = 2
+	TypeCreateTopic         CommandType = 3
+	TypeDeleteTopic         CommandType = 4
+	TypeCreatePartitions    CommandType = 5
+	TypeAlterConfigs        CommandType = 6
+	TypeChangeLeader        CommandType = 7
+	TypeAlterISR            CommandType = 8
+	TypeCommitOffsets       CommandType = 9
+	TypeDeleteOffsets       CommandType = 10
+	TypeAddTierSegment      CommandType = 11
+	TypeDeleteTierSegments  CommandType = 12
+	TypeAllocateProducerIDs CommandType = 13
 )
 
 // Command is one state change, proposed through Raft and applied by every
@@ -114,6 +115,15 @@ type DeleteTierSegments struct {
 	Partition   int32
 	BaseOffsets []int64
 }
+
+// AllocateProducerIDs reserves Count producer ids for idempotent
+// producers; the result's Value is the first. Ids are never reused.
+type AllocateProducerIDs struct{ Count int32 }
+
+func (AllocateProducerIDs) Type() CommandType { return TypeAllocateProducerIDs }
+
+func (c *AllocateProducerIDs) encode(e *encoder) { e.varint(int64(c.Count)) }
+func (c *AllocateProducerIDs) decode(d *decoder) { c.Count = d.int32() }
 
 func (RegisterNode) Type() CommandType       { return TypeRegisterNode }
 func (RemoveNode) Type() CommandType         { return TypeRemoveNode }
@@ -314,6 +324,8 @@ func DecodeCommand(b []byte) (Command, error) {
 		c = &AddTierSegment{}
 	case TypeDeleteTierSegments:
 		c = &DeleteTierSegments{}
+	case TypeAllocateProducerIDs:
+		c = &AllocateProducerIDs{}
 	default:
 		return nil, fmt.Errorf("%w: command type %d", ErrUnknownCommand, b[1])
 	}

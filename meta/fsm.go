@@ -52,6 +52,8 @@ type FSM struct {
 type ApplyResult struct {
 	Err       error
 	Partition Partition
+	// Value is a command's number: the first producer id allocated.
+	Value int64
 }
 
 // OpenFSM opens (creating) the state DB in dir. onApply, if set, is called
@@ -357,6 +359,28 @@ func (f *FSM) apply(w *writer, cmd Command) (*ApplyResult, error) {
 			return reject(fmt.Errorf("%w: %s-%d segment %d already recorded as %s", ErrInvalidRequest, s.Topic, s.Partition, s.BaseOffset, old.ObjectKey))
 		}
 		return &ApplyResult{}, w.set(key, s.encode())
+
+	case *AllocateProducerIDs:
+		if c.Count < 1 {
+			return reject(fmt.Errorf("%w: allocate %d producer ids", ErrInvalidRequest, c.Count))
+		}
+		next := int64(1000) // below: reserved
+		item, err := w.txn.Get([]byte(keyProducers))
+		if err == nil {
+			err = item.Value(func(v []byte) error {
+				if len(v) == 8 {
+					next = int64(binary.BigEndian.Uint64(v))
+				}
+				return nil
+			})
+		}
+		if err != nil && !errors.Is(err, badger.ErrKeyNotFound) {
+			return nil, err
+		}
+		if err := w.set([]byte(keyProducers), binary.BigEndian.AppendUint64(nil, uint64(next+int64(c.Count)))); err != nil {
+			return nil, err
+		}
+		return &ApplyResult{Value: next}, nil
 
 	case *DeleteTierSegments:
 		for _, base := range c.BaseOffsets {

@@ -85,6 +85,7 @@ func allCommands() []Command {
 		&AddTierSegment{Segment: TierSegment{Topic: "orders", Partition: 0, BaseOffset: 0, LastOffset: 99, SizeBytes: 1 << 20,
 			LeaderEpoch: 0, MaxTimestamp: 5, ObjectKey: "k", SegmentEpochs: []EpochStart{{0, 0}}}},
 		&DeleteTierSegments{Topic: "orders", Partition: 0, BaseOffsets: []int64{0, 100}},
+		&AllocateProducerIDs{Count: 1000},
 	}
 }
 
@@ -310,3 +311,12 @@ func (s *memSink) Write(p []byte) (int, error) { return s.buf.Write(p) }
 func (s *memSink) Close() error                { return nil }
 func (s *memSink) ID() string                  { return "mem" }
 func (s *memSink) Cancel() error               { return nil }
+
+func TestAllocateProducerIDs(t *testing.T) {
+	f := openTestFSM(t, t.TempDir())
+	a := &applier{t: t, f: f}
+	r := a.apply(&AllocateProducerIDs{Count: 100}, &AllocateProducerIDs{Count: 5}, &AllocateProducerIDs{Count: 0})
+	if r[0].Value != 1000 || r[1].Value != 1100 || !errors.Is(r[2].Err, ErrInvalidRequest) {
+		t.Fatalf("allocations %+v %+v %+v", r[0], r[1], r[2])
+	}
+}

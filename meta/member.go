@@ -608,6 +608,7 @@ type applyReply struct {
 	Error     string     `json:"error,omitempty"`
 	Code      string     `json:"code,omitempty"`
 	Partition *Partition `json:"partition,omitempty"`
+	Value     int64      `json:"value,omitempty"`
 }
 
 func (m *Member) onApply(msg *nats.Msg) {
@@ -629,7 +630,7 @@ func (m *Member) onApply(msg *nats.Msg) {
 		m.reply(msg, applyReply{Error: err.Error(), Code: errCode(err)})
 		return
 	}
-	r := applyReply{}
+	r := applyReply{Value: res.Value}
 	if res.Partition.Topic != "" {
 		r.Partition = &res.Partition
 	}

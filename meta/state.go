@@ -75,12 +75,13 @@ const stateVersion = 1
 
 // Keys of the state DB.
 const (
-	keyNode      = "n/" // n/<id:4>
-	keyTopic     = "t/" // t/<name>
-	keyPartition = "p/" // p/<topic>\x00<partition:4>
-	keyOffset    = "o/" // o/<group>\x00<topic>\x00<partition:4>
-	keyTier      = "s/" // s/<topic>\x00<partition:4><base:8>
-	keyApplied   = "a"  // last applied Raft index (8 bytes)
+	keyNode      = "n/"            // n/<id:4>
+	keyTopic     = "t/"            // t/<name>
+	keyPartition = "p/"            // p/<topic>\x00<partition:4>
+	keyOffset    = "o/"            // o/<group>\x00<topic>\x00<partition:4>
+	keyTier      = "s/"            // s/<topic>\x00<partition:4><base:8>
+	keyApplied   = "a"             // last applied Raft index (8 bytes)
+	keyProducers = "x/producer-id" // next producer id to hand out (8 bytes)
 )
 
 func nodeKey(id int32) []byte     { return binary.BigEndian.AppendUint32([]byte(keyNode), uint32(id)) }

@@ -69,6 +69,11 @@ type partitionKey struct {
 type openLog struct {
 	*plog.Log
 	topicID [16]byte
+
+	// appendMu makes an idempotent producer's sequence check and its
+	// append one step; producers is what the check consults.
+	appendMu  sync.Mutex
+	producers producerStates
 }
 
 const maxConcurrentRequests = 1024
@@ -166,7 +171,7 @@ func (n *Node) handle(msg *nats.Msg) {
 
 // partition returns the log of a partition this node leads, opening it on
 // first use, with its metadata.
-func (n *Node) partition(topic string, p int32) (*plog.Log, meta.Partition, *kerr.Error) {
+func (n *Node) partition(topic string, p int32) (*openLog, meta.Partition, *kerr.Error) {
 	v := n.cfg.Meta.Server().FSM().View()
 	part, ok, err := v.Partition(topic, p)
 	var t meta.Topic
@@ -187,7 +192,7 @@ func (n *Node) partition(topic string, p int32) (*plog.Log, meta.Partition, *ker
 	defer n.mu.Unlock()
 	if l := n.mu.logs[key]; l != nil {
 		if l.topicID == t.ID {
-			return l.Log, part, nil
+			return l, part, nil
 		}
 		n.dropLocked(key, l) // the topic was deleted and created again
 	}
@@ -201,8 +206,15 @@ func (n *Node) partition(topic string, p int32) (*plog.Log, meta.Partition, *ker
 		n.logger.Error("open partition log", "topic", topic, "partition", p, "error", err)
 		return nil, part, kerr.KafkaStorageError
 	}
-	n.mu.logs[key] = &openLog{Log: l, topicID: t.ID}
-	return l, part, nil
+	producers, err := rebuildProducers(l)
+	if err != nil {
+		l.Close()
+		n.logger.Error("rebuild producer state", "topic", topic, "partition", p, "error", err)
+		return nil, part, kerr.KafkaStorageError
+	}
+	ol := &openLog{Log: l, topicID: t.ID, producers: producers}
+	n.mu.logs[key] = ol
+	return ol, part, nil
 }
 
 func (n *Node) partitionDir(topic string, p int32) string {

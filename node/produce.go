@@ -3,6 +3,8 @@ package node
 import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	plog "github.com/strata-io/strata/node/log"
 )
 
 // produce appends each partition's batch. With a single replica the
@@ -29,7 +31,13 @@ func (n *Node) produce(req *kmsg.ProduceRequest) kmsg.Response {
 				st.Partitions = append(st.Partitions, sp)
 				continue
 			}
-			res, err := l.Append(rp.Records, part.LeaderEpoch)
+			res, dup, err := appendIdempotent(l, rp.Records, part.LeaderEpoch)
+			if dup {
+				// A retry of a batch already written: answered as written.
+				sp.BaseOffset, sp.LogStartOffset = res.FirstOffset, l.StartOffset()
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
 			if err != nil {
 				sp.ErrorCode = errorCode(err)
 				msg := err.Error()
@@ -50,4 +58,30 @@ func (n *Node) produce(req *kmsg.ProduceRequest) kmsg.Response {
 		n.notifyAppended()
 	}
 	return resp
+}
+
+// appendIdempotent appends a batch, first checking an idempotent
+// producer's epoch and sequence: a duplicate of one of its recent batches
+// is not written again but answered with the offset it got (dup true); a
+// gap or an old epoch is rejected.
+func appendIdempotent(l *openLog, batch []byte, leaderEpoch int32) (plog.AppendResult, bool, error) {
+	h, err := plog.ParseBatchHeader(batch)
+	if err != nil || h.ProducerID < 0 {
+		res, err := l.Append(batch, leaderEpoch)
+		return res, false, err
+	}
+	l.appendMu.Lock()
+	defer l.appendMu.Unlock()
+	dupOffset, dup, reject := l.producers.check(h)
+	if reject != nil {
+		return plog.AppendResult{}, false, reject
+	}
+	if dup {
+		return plog.AppendResult{FirstOffset: dupOffset}, true, nil
+	}
+	res, err := l.Append(batch, leaderEpoch)
+	if err == nil {
+		l.producers.record(h, res.FirstOffset)
+	}
+	return res, false, err
 }

@@ -1200,3 +1200,40 @@ func (l *Log) Close() error {
 	l.segMu.Unlock()
 	return err
 }
+
+// ScanBatches calls fn with the header of every batch from the one holding
+// offset from to the log end, in order, until fn returns false. It reads
+// headers only. Safe for concurrent use; appends made during the scan may
+// or may not be seen.
+func (l *Log) ScanBatches(from int64, fn func(BatchHeader) bool) error {
+	l.segMu.RLock()
+	defer l.segMu.RUnlock()
+	if err := l.Err(); err != nil {
+		return err
+	}
+	from = max(from, l.startOffset.Load())
+	scratch := l.scratch.Get().(*[]byte)
+	defer l.scratch.Put(scratch)
+	segs := *l.segments.Load()
+	for i := floorSegment(segs, from); i < len(segs); i++ {
+		s := segs[i]
+		_, pos := s.index.lookup(from)
+		sc := newScanner(s.log, pos, s.size.Load(), 64<<10, false, *scratch)
+		for {
+			_, h, _, err := sc.next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return l.fail(fmt.Errorf("scan batches: %w", err))
+			}
+			if h.LastOffset() < from {
+				continue
+			}
+			if !fn(h) {
+				return nil
+			}
+		}
+	}
+	return nil
+}

@@ -788,3 +788,19 @@ func TestAppendStaleEpochFenced(t *testing.T) {
 		t.Fatalf("end %d", l.EndOffset())
 	}
 }
+
+func TestScanBatches(t *testing.T) {
+	cfg := testConfig()
+	cfg.SegmentBytes = 2000
+	l := openTest(t, t.TempDir(), cfg, Options{})
+	for range 6 {
+		mustAppend(t, l, makeBatchN(3, 400, 0), 0)
+	}
+	var bases []int64
+	if err := l.ScanBatches(7, func(h BatchHeader) bool { bases = append(bases, h.BaseOffset); return true }); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(bases, []int64{6, 9, 12, 15}) {
+		t.Fatalf("scan from 7: %v", bases)
+	}
+}

@@ -1,0 +1,101 @@
+package gateway_test
+
+import (
+	"context"
+	"encoding/binary"
+	"hash/crc32"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/strata-io/strata/testenv"
+)
+
+// idemBatch is a one-record batch from an idempotent producer.
+func idemBatch(producerID int64, epoch int16, seq int32) []byte {
+	b := batch([]byte("v"))
+	binary.BigEndian.PutUint64(b[43:], uint64(producerID))
+	binary.BigEndian.PutUint16(b[51:], uint16(epoch))
+	binary.BigEndian.PutUint32(b[53:], uint32(seq))
+	binary.BigEndian.PutUint32(b[17:], crc32.Checksum(b[21:], crc32.MakeTable(crc32.Castagnoli)))
+	return b
+}
+
+func TestIdempotentProducer(t *testing.T) {
+	c := testenv.InProcess(t, 1, testenv.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl := newClient(t, c.Addr())
+	adm := kadm.NewClient(cl)
+	if r, err := adm.CreateTopic(ctx, 1, 1, nil, "idem"); err != nil || r.Err != nil {
+		t.Fatal(err, r.Err)
+	}
+	broker := cl.Broker(0)
+	initReq := kmsg.NewPtrInitProducerIDRequest()
+	initReq.TransactionTimeoutMillis, initReq.ProducerID, initReq.ProducerEpoch = 60000, -1, -1
+	ir, err := broker.Request(ctx, initReq)
+	if err != nil || ir.(*kmsg.InitProducerIDResponse).ErrorCode != 0 {
+		t.Fatal(err, ir)
+	}
+	pid := ir.(*kmsg.InitProducerIDResponse).ProducerID
+	send := func(epoch int16, seq int32) *kmsg.ProduceResponseTopicPartition {
+		t.Helper()
+		r, err := broker.Request(ctx, produceRequest("idem", -1, idemBatch(pid, epoch, seq)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &r.(*kmsg.ProduceResponse).Topics[0].Partitions[0]
+	}
+	if p := send(0, 0); p.ErrorCode != 0 || p.BaseOffset != 0 {
+		t.Fatalf("first: %+v", p)
+	}
+	if p := send(0, 1); p.ErrorCode != 0 || p.BaseOffset != 1 {
+		t.Fatalf("second: %+v", p)
+	}
+	// A retry of the first batch is answered with its offset, not written.
+	if p := send(0, 0); p.ErrorCode != 0 || p.BaseOffset != 0 {
+		t.Fatalf("duplicate: %+v", p)
+	}
+	if p := send(0, 5); p.ErrorCode != kerr.OutOfOrderSequenceNumber.Code {
+		t.Fatalf("gap: %v", kerr.ErrorForCode(p.ErrorCode))
+	}
+	// A new epoch starts at sequence 0; the old epoch is then fenced.
+	if p := send(1, 0); p.ErrorCode != 0 || p.BaseOffset != 2 {
+		t.Fatalf("new epoch: %+v", p)
+	}
+	if p := send(0, 2); p.ErrorCode != kerr.InvalidProducerEpoch.Code {
+		t.Fatalf("old epoch: %v", kerr.ErrorForCode(p.ErrorCode))
+	}
+	ends, _ := adm.ListEndOffsets(ctx, "idem")
+	if o, _ := ends.Lookup("idem", 0); o.Offset != 3 {
+		t.Fatalf("log end %d: duplicates or rejected batches were written", o.Offset)
+	}
+	tr := kmsg.NewPtrInitProducerIDRequest()
+	tid := "txn"
+	tr.TransactionalID = &tid
+	if r, _ := broker.Request(ctx, tr); r.(*kmsg.InitProducerIDResponse).ErrorCode != kerr.TransactionalIDAuthorizationFailed.Code {
+		t.Fatal("a transactional id was accepted")
+	}
+
+	// A default franz-go producer is idempotent now: every record once.
+	prod2, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), kgo.DefaultProduceTopic("idem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod2.Close()
+	var recs []*kgo.Record
+	for i := range 500 {
+		recs = append(recs, &kgo.Record{Value: []byte{byte(i)}})
+	}
+	if err := prod2.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	ends, _ = adm.ListEndOffsets(ctx, "idem")
+	if o, _ := ends.Lookup("idem", 0); o.Offset != 503 {
+		t.Fatalf("log end %d after 500 idempotent records", o.Offset)
+	}
+}
