@@ -193,6 +193,11 @@ func (g *Gateway) serve(c net.Conn) {
 	}()
 	r := bufio.NewReaderSize(c, 64<<10)
 	var sizeBuf [4]byte
+	// Produce requests of one connection are handled one after another, in
+	// the order they came: a client with several in flight relies on them
+	// being appended in that order (Kafka handles a connection's requests
+	// one at a time). Other requests run side by side.
+	var lastProduce chan struct{}
 	for {
 		if _, err := io.ReadFull(r, sizeBuf[:]); err != nil {
 			return
@@ -213,7 +218,18 @@ func (g *Gateway) serve(c net.Conn) {
 		}
 		p := &pending{resp: make(chan []byte, 1)}
 		order <- p
+		var after, done chan struct{}
+		if _, ok := req.(*kmsg.ProduceRequest); ok {
+			after, done = lastProduce, make(chan struct{})
+			lastProduce = done
+		}
 		go func() {
+			if done != nil {
+				defer close(done)
+			}
+			if after != nil {
+				<-after
+			}
 			ctx, cancel := context.WithTimeout(g.base, requestTimeout(req))
 			defer cancel()
 			resp := g.handle(ctx, h, req)

@@ -1,0 +1,72 @@
+package gateway_test
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/strata-io/strata/testenv"
+)
+
+// TestPipelinedProducesKeepOrder writes many produce requests on one
+// connection without waiting for answers, as clients with several in
+// flight do: the records must land in the order they were sent.
+func TestPipelinedProducesKeepOrder(t *testing.T) {
+	c := testenv.InProcess(t, 1, testenv.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl := newClient(t, c.Addr())
+	if r, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 1, nil, "order"); err != nil || r.Err != nil {
+		t.Fatal(err, r.Err)
+	}
+	conn, err := net.Dial("tcp", c.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	const n = 50
+	var frames []byte
+	for i := range n {
+		req := produceRequest("order", 1, batch(fmt.Appendf(nil, "%d", i)))
+		req.SetVersion(7)
+		// AppendRequest sizes the frame from the start of its buffer: one
+		// buffer per frame.
+		frames = append(frames, kmsg.NewRequestFormatter().AppendRequest(nil, req, int32(i))...)
+	}
+	if _, err := conn.Write(frames); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		var size [4]byte
+		if _, err := io.ReadFull(conn, size[:]); err != nil {
+			t.Fatal(err)
+		}
+		body := make([]byte, binary.BigEndian.Uint32(size[:]))
+		io.ReadFull(conn, body)
+		if corr := int32(binary.BigEndian.Uint32(body)); corr != int32(i) {
+			t.Fatalf("response %d has correlation id %d", i, corr)
+		}
+	}
+	cons := newClient(t, c.Addr(), kgo.ConsumeTopics("order"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	for got := 0; got < n; {
+		fs := cons.PollFetches(ctx)
+		if err := fs.Err0(); err != nil {
+			t.Fatal(err)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if string(r.Value) != fmt.Sprint(got) || r.Offset != int64(got) {
+				t.Fatalf("offset %d holds %q: produce requests were reordered", r.Offset, r.Value)
+			}
+			got++
+		})
+	}
+}
