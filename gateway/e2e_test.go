@@ -24,6 +24,21 @@ func newClient(t *testing.T, addr string, opts ...kgo.Opt) *kgo.Client {
 	return cl
 }
 
+// topicEnv starts a one-node cluster with one topic and returns it with a
+// context, a client and an admin client, all cleaned up with the test.
+func topicEnv(t *testing.T, topic string, partitions int32) (*testenv.Cluster, context.Context, *kgo.Client, *kadm.Client) {
+	t.Helper()
+	c := testenv.InProcess(t, 1, testenv.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	cl := newClient(t, c.Addr())
+	adm := kadm.NewClient(cl)
+	if r, err := adm.CreateTopic(ctx, partitions, 1, nil, topic); err != nil || r.Err != nil {
+		t.Fatal(err, r.Err)
+	}
+	return c, ctx, cl, adm
+}
+
 // TestFranzGoProduceConsume is the slice a user touches: create a topic,
 // produce keyed records, consume them all back in order per partition.
 func TestFranzGoProduceConsume(t *testing.T) {

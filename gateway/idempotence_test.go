@@ -1,18 +1,13 @@
 package gateway_test
 
 import (
-	"context"
 	"encoding/binary"
 	"hash/crc32"
 	"testing"
-	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
-
-	"github.com/strata-io/strata/testenv"
 )
 
 // idemBatch is a one-record batch from an idempotent producer.
@@ -26,14 +21,7 @@ func idemBatch(producerID int64, epoch int16, seq int32) []byte {
 }
 
 func TestIdempotentProducer(t *testing.T) {
-	c := testenv.InProcess(t, 1, testenv.Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cl := newClient(t, c.Addr())
-	adm := kadm.NewClient(cl)
-	if r, err := adm.CreateTopic(ctx, 1, 1, nil, "idem"); err != nil || r.Err != nil {
-		t.Fatal(err, r.Err)
-	}
+	c, ctx, cl, adm := topicEnv(t, "idem", 1)
 	broker := cl.Broker(0)
 	initReq := kmsg.NewPtrInitProducerIDRequest()
 	initReq.TransactionTimeoutMillis, initReq.ProducerID, initReq.ProducerEpoch = 60000, -1, -1

@@ -1,7 +1,6 @@
 package gateway_test
 
 import (
-	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -9,24 +8,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
-
-	"github.com/strata-io/strata/testenv"
 )
 
 // TestPipelinedProducesKeepOrder writes many produce requests on one
 // connection without waiting for answers, as clients with several in
 // flight do: the records must land in the order they were sent.
 func TestPipelinedProducesKeepOrder(t *testing.T) {
-	c := testenv.InProcess(t, 1, testenv.Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cl := newClient(t, c.Addr())
-	if r, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 1, nil, "order"); err != nil || r.Err != nil {
-		t.Fatal(err, r.Err)
-	}
+	c, ctx, _, _ := topicEnv(t, "order", 1)
 	conn, err := net.Dial("tcp", c.Addr())
 	if err != nil {
 		t.Fatal(err)

@@ -1,26 +1,16 @@
 package gateway_test
 
 import (
-	"context"
 	"testing"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
-
-	"github.com/strata-io/strata/testenv"
 )
 
 func TestDeleteRecordsEpochsAndCluster(t *testing.T) {
-	c := testenv.InProcess(t, 1, testenv.Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	c, ctx, _, adm := topicEnv(t, "dr", 1)
 	cl := newClient(t, c.Addr(), kgo.DefaultProduceTopic("dr"))
-	adm := kadm.NewClient(cl)
-	if r, err := adm.CreateTopic(ctx, 1, 1, nil, "dr"); err != nil || r.Err != nil {
-		t.Fatal(err, r.Err)
-	}
 	for i := range 10 {
 		if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte{byte(i)}}).FirstErr(); err != nil {
 			t.Fatal(err)
