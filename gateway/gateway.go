@@ -372,6 +372,8 @@ func (g *Gateway) handle(ctx context.Context, h requestHeader, req kmsg.Request)
 		return g.offsetForLeaderEpoch(ctx, r)
 	case *kmsg.DescribeClusterRequest:
 		return g.describeCluster(r)
+	case *kmsg.DescribeLogDirsRequest:
+		return g.describeLogDirs(ctx, r)
 	case *kmsg.InitProducerIDRequest:
 		return g.initProducerID(ctx, r)
 	case *kmsg.DeleteTopicsRequest:

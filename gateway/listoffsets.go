@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -125,5 +126,53 @@ func (g *Gateway) describeCluster(req *kmsg.DescribeClusterRequest) kmsg.Respons
 	b := kmsg.NewDescribeClusterResponseBroker()
 	b.NodeID, b.Host, b.Port = g.cfg.ID, g.host, g.port
 	resp.Brokers = []kmsg.DescribeClusterResponseBroker{b}
+	return resp
+}
+
+// describeLogDirs asks each leader node about its partitions (all of them
+// when the request names none) and lists every node's directory.
+func (g *Gateway) describeLogDirs(ctx context.Context, req *kmsg.DescribeLogDirsRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.DescribeLogDirsResponse)
+	var refs []partRef
+	if req.Topics == nil {
+		snap, err := g.cache.get(ctx, false)
+		if err != nil {
+			resp.ErrorCode = kerr.NotController.Code
+			return resp
+		}
+		for name, ps := range snap.partitions {
+			for _, p := range ps {
+				refs = append(refs, partRef{topic: name, partition: p.Partition})
+			}
+		}
+	} else {
+		for _, t := range req.Topics {
+			for _, p := range t.Partitions {
+				refs = append(refs, partRef{topic: t.Topic, partition: p})
+			}
+		}
+	}
+	g.route(ctx, refs, func(rs []partRef) kmsg.Request {
+		part := kmsg.NewPtrDescribeLogDirsRequest()
+		part.SetVersion(req.GetVersion())
+		byTopic := map[string]int{}
+		for _, r := range rs {
+			i, ok := byTopic[r.topic]
+			if !ok {
+				i = len(part.Topics)
+				byTopic[r.topic] = i
+				t := kmsg.NewDescribeLogDirsRequestTopic()
+				t.Topic = r.topic
+				part.Topics = append(part.Topics, t)
+			}
+			part.Topics[i].Partitions = append(part.Topics[i].Partitions, r.partition)
+		}
+		return part
+	}, func(r kmsg.Response, _ []partRef) {
+		resp.Dirs = append(resp.Dirs, r.(*kmsg.DescribeLogDirsResponse).Dirs...)
+	}, func(partRef, int16) {
+		// A partition without a reachable leader is left out, as Kafka
+		// leaves out partitions a broker does not host.
+	})
 	return resp
 }

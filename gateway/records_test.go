@@ -45,6 +45,22 @@ func TestDeleteRecordsEpochsAndCluster(t *testing.T) {
 		t.Fatalf("end of epoch 0: %+v", e)
 	}
 
+	dirs, err := adm.DescribeAllLogDirs(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var size int64
+	dirs.Each(func(d kadm.DescribedLogDir) {
+		d.Topics.Each(func(p kadm.DescribedLogDirPartition) {
+			if p.Topic == "dr" {
+				size += p.Size
+			}
+		})
+	})
+	if size == 0 {
+		t.Fatalf("log dirs report no bytes for topic dr: %+v", dirs)
+	}
+
 	dreq := kmsg.NewPtrDescribeClusterRequest()
 	dresp, err := dreq.RequestWith(ctx, cl)
 	if err != nil || dresp.ClusterID != "test" || len(dresp.Brokers) != 1 {

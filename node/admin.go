@@ -1,8 +1,11 @@
 package node
 
 import (
+	"fmt"
+
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"golang.org/x/sys/unix"
 )
 
 // deleteRecords raises each partition's log start offset (Offset -1: to
@@ -62,5 +65,35 @@ func (n *Node) offsetForLeaderEpoch(req *kmsg.OffsetForLeaderEpochRequest) kmsg.
 		}
 		resp.Topics = append(resp.Topics, st)
 	}
+	return resp
+}
+
+// describeLogDirs reports this node's partition directory: each requested
+// partition's size, and the disk's total and free bytes.
+func (n *Node) describeLogDirs(req *kmsg.DescribeLogDirsRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.DescribeLogDirsResponse)
+	d := kmsg.NewDescribeLogDirsResponseDir()
+	d.Dir = fmt.Sprintf("node-%d:%s", n.cfg.ID, n.cfg.DataDir)
+	var st unix.Statfs_t
+	if err := unix.Statfs(n.cfg.DataDir, &st); err == nil {
+		d.TotalBytes, d.UsableBytes = int64(st.Blocks)*st.Bsize, int64(st.Bavail)*st.Bsize
+	}
+	for _, rt := range req.Topics {
+		dt := kmsg.NewDescribeLogDirsResponseDirTopic()
+		dt.Topic = rt.Topic
+		for _, p := range rt.Partitions {
+			l, _, kerrCode := n.partition(rt.Topic, p)
+			if kerrCode != nil {
+				continue
+			}
+			dp := kmsg.NewDescribeLogDirsResponseDirTopicPartition()
+			dp.Partition, dp.Size = p, l.Size()
+			dt.Partitions = append(dt.Partitions, dp)
+		}
+		if len(dt.Partitions) > 0 {
+			d.Topics = append(d.Topics, dt)
+		}
+	}
+	resp.Dirs = append(resp.Dirs, d)
 	return resp
 }

@@ -157,6 +157,8 @@ func (n *Node) handle(msg *nats.Msg) {
 		resp = n.deleteRecords(r)
 	case *kmsg.OffsetForLeaderEpochRequest:
 		resp = n.offsetForLeaderEpoch(r)
+	case *kmsg.DescribeLogDirsRequest:
+		resp = n.describeLogDirs(r)
 	default:
 		fail(fmt.Errorf("node: %s is not served by nodes", kmsg.NameForKey(int16(key))))
 		return
