@@ -5,6 +5,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -50,6 +51,9 @@ func consumeCommand() *ucli.Command {
 			format := unescape(c.String("format"))
 			limit := c.Int("max-messages")
 			n := 0
+			var shown atomic.Int64
+			stopProgress := terminalProgress(c.App.ErrWriter, "consumed", &shown)
+			defer stopProgress()
 			for limit == 0 || n < limit {
 				fs := cl.PollRecords(ctx, max(limit-n, 0))
 				if ctx.Err() != nil {
@@ -62,6 +66,7 @@ func consumeCommand() *ucli.Command {
 					if limit == 0 || n < limit {
 						writeRecord(c.App.Writer, format, r)
 						n++
+						shown.Add(1)
 					}
 				})
 			}

@@ -59,6 +59,8 @@ func produceCommand() *ucli.Command {
 				firstErr     error
 				mu           sync.Mutex
 			)
+			stopProgress := terminalProgress(c.App.ErrWriter, "produced", &sent)
+			defer stopProgress()
 			sep := c.String("key-sep")
 			sc := bufio.NewScanner(c.App.Reader)
 			sc.Buffer(make([]byte, 64<<10), 16<<20)
@@ -89,6 +91,7 @@ func produceCommand() *ucli.Command {
 			if err := cl.Flush(c.Context); err != nil {
 				return fmt.Errorf("produce: %w", err)
 			}
+			stopProgress()
 			if firstErr != nil {
 				return fmt.Errorf("produce: %d of %d records failed: %w", failed.Load(), failed.Load()+sent.Load(), firstErr)
 			}
