@@ -12,10 +12,10 @@ type apiRange struct{ min, max int16 }
 
 // apis is what the gateway implements, advertised in ApiVersions exactly
 // as implemented. Produce from v3 and Fetch from v4 (RecordBatch v2 only)
-// as Kafka 4.0; Fetch stops at v12, before topic IDs replace names.
+// as Kafka 4.0. From Produce v13 and Fetch v13 topics are named by ID.
 var apis = map[int16]apiRange{
-	0:  {3, 11}, // Produce
-	1:  {4, 12}, // Fetch
+	0:  {3, 13}, // Produce
+	1:  {4, 17}, // Fetch
 	2:  {1, 8},  // ListOffsets
 	3:  {0, 12}, // Metadata
 	8:  {2, 8},  // OffsetCommit

@@ -4,9 +4,13 @@
 // requests to each partition's leader node over NATS.
 //
 // A gateway holds no state beyond caches; any gateway can serve any
-// partition, so Metadata names the gateway itself as every partition's
-// leader. It depends on meta (read-only, over NATS) and internal/rpc, never
-// on node internals.
+// partition. Gateways find each other through heartbeats on NATS, and
+// Metadata lists the live ones as brokers and spreads partition
+// "leadership" over them by hashing, so clients spread their load. A node
+// that says it does not lead a partition makes the gateway refresh its
+// view and ask once more. Produce and Fetch from v13 name topics by ID; the
+// gateway resolves them and talks to nodes by name. It depends on meta
+// (read-only, over NATS) and internal/rpc, never on node internals.
 //
 // Per connection one goroutine reads frames, each request is handled on
 // its own goroutine, and a writer returns responses in request order. A

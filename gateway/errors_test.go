@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
 
 	"github.com/strata-io/strata/testenv"
 )
@@ -42,6 +43,15 @@ func batch(value []byte) []byte {
 }
 
 // produceRequest is a one-partition produce request.
+// namedTopics pins a client below Produce v13 and Fetch v13, which name
+// topics by ID: the requests these tests build by hand carry names.
+var namedTopics = kgo.MaxVersions(func() *kversion.Versions {
+	v := kversion.V4_0_0()
+	v.SetMaxKeyVersion(0, 12)
+	v.SetMaxKeyVersion(1, 12)
+	return v
+}())
+
 func produceRequest(topic string, acks int16, records []byte) *kmsg.ProduceRequest {
 	req := kmsg.NewPtrProduceRequest()
 	req.Acks, req.TimeoutMillis = acks, 5000
@@ -69,7 +79,7 @@ func TestBrokerErrors(t *testing.T) {
 	c := testenv.InProcess(t, 1, testenv.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cl := newClient(t, c.Addr())
+	cl := newClient(t, c.Addr(), namedTopics)
 	adm := kadm.NewClient(cl)
 	if r, err := adm.CreateTopic(ctx, 1, 1, map[string]*string{"max.message.bytes": kadm.StringPtr("2000")}, "e"); err != nil || r.Err != nil {
 		t.Fatal(err, r.Err)

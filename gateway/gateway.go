@@ -56,6 +56,7 @@ type Gateway struct {
 	conns       map[net.Conn]struct{}
 	closed      bool
 	eventSub    *nats.Subscription
+	peers       *peers
 	producerIDs producerIDs
 	// base is cancelled by Close, ending in-flight requests (long-polling
 	// fetches included) so shutdown does not wait for them.
@@ -106,6 +107,14 @@ func Start(cfg Config) (*Gateway, error) {
 		ln.Close()
 		return nil, err
 	}
+	self := peerBeat{ID: cfg.ID, Host: host, Port: int32(port)}
+	if g.peers, err = startPeers(cfg.Conn, cfg.Cluster, self, func(other string) {
+		g.logger.Warn("another gateway uses this broker id: give each gateway its own --id", "id", cfg.ID, "other", other)
+	}); err != nil {
+		g.eventSub.Unsubscribe()
+		ln.Close()
+		return nil, err
+	}
 	g.wg.Add(1)
 	go g.acceptLoop()
 	return g, nil
@@ -116,15 +125,20 @@ func (g *Gateway) Addr() string { return g.ln.Addr().String() }
 
 // Close stops listening, closes every connection and waits for them.
 func (g *Gateway) Close() error {
-	g.cancelBase()
 	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return nil
+	}
 	g.closed = true
+	g.cancelBase()
 	for c := range g.conns {
 		c.Close()
 	}
 	g.mu.Unlock()
 	err := g.ln.Close()
 	g.eventSub.Unsubscribe()
+	g.peers.close()
 	g.wg.Wait()
 	return err
 }

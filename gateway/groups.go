@@ -11,8 +11,9 @@ import (
 	"github.com/strata-io/strata/internal/rpc"
 )
 
-// findCoordinator names this gateway: it forwards group requests to the
-// controller, which coordinates every group.
+// findCoordinator names a live gateway, spread by group id: every gateway
+// forwards group requests to the controller, which coordinates every
+// group.
 func (g *Gateway) findCoordinator(req *kmsg.FindCoordinatorRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
 	if req.CoordinatorType != 0 {
@@ -20,7 +21,8 @@ func (g *Gateway) findCoordinator(req *kmsg.FindCoordinatorRequest) kmsg.Respons
 		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
 		return resp
 	}
-	resp.NodeID, resp.Host, resp.Port = g.cfg.ID, g.host, g.port
+	p := pick(g.peers.live(), req.CoordinatorKey, 0)
+	resp.NodeID, resp.Host, resp.Port = p.id, p.host, p.port
 	return resp
 }
 

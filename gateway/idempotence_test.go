@@ -21,7 +21,8 @@ func idemBatch(producerID int64, epoch int16, seq int32) []byte {
 }
 
 func TestIdempotentProducer(t *testing.T) {
-	c, ctx, cl, adm := topicEnv(t, "idem", 1)
+	c, ctx, _, adm := topicEnv(t, "idem", 1)
+	cl := newClient(t, c.Addr(), namedTopics)
 	broker := cl.Broker(0)
 	initReq := kmsg.NewPtrInitProducerIDRequest()
 	initReq.TransactionTimeoutMillis, initReq.ProducerID, initReq.ProducerEpoch = 60000, -1, -1

@@ -33,13 +33,17 @@ func (g *Gateway) listOffsets(ctx context.Context, req *kmsg.ListOffsetsRequest)
 			part.Topics = append(part.Topics, t)
 		}
 		return part
-	}, func(r kmsg.Response, rs []partRef) {
+	}, func(r kmsg.Response, rs []partRef) []partRef {
 		got := r.(*kmsg.ListOffsetsResponse)
-		for k, ref := range rs {
-			if k < len(got.Topics) && len(got.Topics[k].Partitions) == 1 {
-				resp.Topics[ref.i].Partitions[ref.j] = got.Topics[k].Partitions[0]
+		return notLeaders(rs, func(k int, ref partRef) int16 {
+			dst := &resp.Topics[ref.i].Partitions[ref.j]
+			if k >= len(got.Topics) || len(got.Topics[k].Partitions) != 1 {
+				dst.ErrorCode = kerr.UnknownServerError.Code
+			} else {
+				*dst = got.Topics[k].Partitions[0]
 			}
-		}
+			return dst.ErrorCode
+		})
 	}, func(ref partRef, code int16) { resp.Topics[ref.i].Partitions[ref.j].ErrorCode = code })
 	return resp
 }
@@ -70,13 +74,17 @@ func (g *Gateway) deleteRecords(ctx context.Context, req *kmsg.DeleteRecordsRequ
 			part.Topics = append(part.Topics, t)
 		}
 		return part
-	}, func(r kmsg.Response, rs []partRef) {
+	}, func(r kmsg.Response, rs []partRef) []partRef {
 		got := r.(*kmsg.DeleteRecordsResponse)
-		for k, ref := range rs {
-			if k < len(got.Topics) && len(got.Topics[k].Partitions) == 1 {
-				resp.Topics[ref.i].Partitions[ref.j] = got.Topics[k].Partitions[0]
+		return notLeaders(rs, func(k int, ref partRef) int16 {
+			dst := &resp.Topics[ref.i].Partitions[ref.j]
+			if k >= len(got.Topics) || len(got.Topics[k].Partitions) != 1 {
+				dst.ErrorCode = kerr.UnknownServerError.Code
+			} else {
+				*dst = got.Topics[k].Partitions[0]
 			}
-		}
+			return dst.ErrorCode
+		})
 	}, func(ref partRef, code int16) { resp.Topics[ref.i].Partitions[ref.j].ErrorCode = code })
 	return resp
 }
@@ -107,25 +115,31 @@ func (g *Gateway) offsetForLeaderEpoch(ctx context.Context, req *kmsg.OffsetForL
 			part.Topics = append(part.Topics, t)
 		}
 		return part
-	}, func(r kmsg.Response, rs []partRef) {
+	}, func(r kmsg.Response, rs []partRef) []partRef {
 		got := r.(*kmsg.OffsetForLeaderEpochResponse)
-		for k, ref := range rs {
-			if k < len(got.Topics) && len(got.Topics[k].Partitions) == 1 {
-				resp.Topics[ref.i].Partitions[ref.j] = got.Topics[k].Partitions[0]
+		return notLeaders(rs, func(k int, ref partRef) int16 {
+			dst := &resp.Topics[ref.i].Partitions[ref.j]
+			if k >= len(got.Topics) || len(got.Topics[k].Partitions) != 1 {
+				dst.ErrorCode = kerr.UnknownServerError.Code
+			} else {
+				*dst = got.Topics[k].Partitions[0]
 			}
-		}
+			return dst.ErrorCode
+		})
 	}, func(ref partRef, code int16) { resp.Topics[ref.i].Partitions[ref.j].ErrorCode = code })
 	return resp
 }
 
-// describeCluster names the gateway as the cluster's broker and
+// describeCluster lists the live gateways as brokers and this one as the
 // controller, as Metadata does.
 func (g *Gateway) describeCluster(req *kmsg.DescribeClusterRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.DescribeClusterResponse)
 	resp.ClusterID, resp.ControllerID = g.cfg.Cluster, g.cfg.ID
-	b := kmsg.NewDescribeClusterResponseBroker()
-	b.NodeID, b.Host, b.Port = g.cfg.ID, g.host, g.port
-	resp.Brokers = []kmsg.DescribeClusterResponseBroker{b}
+	for _, p := range g.peers.live() {
+		b := kmsg.NewDescribeClusterResponseBroker()
+		b.NodeID, b.Host, b.Port = p.id, p.host, p.port
+		resp.Brokers = append(resp.Brokers, b)
+	}
 	return resp
 }
 
@@ -168,8 +182,9 @@ func (g *Gateway) describeLogDirs(ctx context.Context, req *kmsg.DescribeLogDirs
 			part.Topics[i].Partitions = append(part.Topics[i].Partitions, r.partition)
 		}
 		return part
-	}, func(r kmsg.Response, _ []partRef) {
+	}, func(r kmsg.Response, _ []partRef) []partRef {
 		resp.Dirs = append(resp.Dirs, r.(*kmsg.DescribeLogDirsResponse).Dirs...)
+		return nil
 	}, func(partRef, int16) {
 		// A partition without a reachable leader is left out, as Kafka
 		// leaves out partitions a broker does not host.

@@ -10,14 +10,18 @@ import (
 	"github.com/strata-io/strata/meta"
 )
 
-// metadata lists this gateway as the broker and as leader of every
-// online partition: any gateway routes any partition. Unknown topics are
-// created when the client allows it and auto.create.topics.enable is on.
+// metadata lists the live gateways as brokers and spreads partition
+// leadership over them by hashing: any gateway routes any partition, so
+// clients spread their connections. Unknown topics are created when the
+// client allows it and auto.create.topics.enable is on.
 func (g *Gateway) metadata(ctx context.Context, req *kmsg.MetadataRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
-	b := kmsg.NewMetadataResponseBroker()
-	b.NodeID, b.Host, b.Port = g.cfg.ID, g.host, g.port
-	resp.Brokers = []kmsg.MetadataResponseBroker{b}
+	live := g.peers.live()
+	for _, p := range live {
+		b := kmsg.NewMetadataResponseBroker()
+		b.NodeID, b.Host, b.Port = p.id, p.host, p.port
+		resp.Brokers = append(resp.Brokers, b)
+	}
 	cluster := g.cfg.Cluster
 	resp.ClusterID = &cluster
 	resp.ControllerID = g.cfg.ID
@@ -81,7 +85,7 @@ func (g *Gateway) metadata(ctx context.Context, req *kmsg.MetadataRequest) kmsg.
 			mp := kmsg.NewMetadataResponseTopicPartition()
 			mp.Partition, mp.LeaderEpoch = p.Partition, p.LeaderEpoch
 			mp.Replicas, mp.ISR = p.Replicas, p.ISR
-			mp.Leader = g.cfg.ID
+			mp.Leader = pick(live, name, p.Partition).id
 			if p.Leader < 0 {
 				mp.Leader, mp.ErrorCode = -1, kerr.LeaderNotAvailable.Code
 			}

@@ -2,8 +2,10 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"sync"
 
+	"github.com/nats-io/nats.go"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -18,45 +20,84 @@ type partRef struct {
 
 // route sends each partition to its leader node: build makes the request
 // for one node's partitions, merge copies a node's answers back in the
-// client's order, fail marks partitions that could not be asked. Requests
-// to different nodes run at once.
+// client's order and returns the partitions the node says it does not
+// lead, fail marks partitions that could not be asked. Requests to
+// different nodes run at once.
+//
+// A partition whose node answers that it does not lead it, or whose node
+// is not there, is asked once more after a metadata refresh: leadership may
+// just have moved. A node that does not answer in time is not asked again,
+// since it may have acted on the request; its partitions get
+// REQUEST_TIMED_OUT.
 func (g *Gateway) route(ctx context.Context, refs []partRef,
 	build func(refs []partRef) kmsg.Request,
-	merge func(resp kmsg.Response, refs []partRef),
+	merge func(resp kmsg.Response, refs []partRef) (notLeader []partRef),
 	fail func(ref partRef, code int16),
 ) {
-	snap, err := g.cache.get(ctx, false)
-	byNode := map[int32][]partRef{}
-	for _, r := range refs {
-		p, ok := snap.partitionOrZero(err, r.topic, r.partition)
-		switch {
-		case err != nil || (ok && p.Leader < 0):
-			fail(r, kerr.NotLeaderForPartition.Code)
-		case !ok:
-			fail(r, kerr.UnknownTopicOrPartition.Code)
-		default:
-			byNode[p.Leader] = append(byNode[p.Leader], r)
+	for attempt := 0; attempt < 2 && len(refs) > 0; attempt++ {
+		last := attempt == 1
+		snap, err := g.cache.get(ctx, attempt > 0)
+		byNode := map[int32][]partRef{}
+		for _, r := range refs {
+			p, ok := snap.partitionOrZero(err, r.topic, r.partition)
+			switch {
+			case err != nil || (ok && p.Leader < 0):
+				fail(r, kerr.NotLeaderForPartition.Code)
+			case !ok:
+				fail(r, kerr.UnknownTopicOrPartition.Code)
+			default:
+				byNode[p.Leader] = append(byNode[p.Leader], r)
+			}
+		}
+		var retry []partRef
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for nodeID, rs := range byNode {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				resp, err := g.forward(ctx, nodeID, build(rs))
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil:
+					if again := merge(resp, rs); len(again) > 0 {
+						g.cache.invalidate()
+						if !last {
+							retry = append(retry, again...)
+						}
+					}
+				case errors.Is(err, nats.ErrNoResponders) && !last:
+					g.cache.invalidate()
+					retry = append(retry, rs...)
+				default:
+					g.logger.Warn("forward failed", "node", nodeID, "error", err)
+					g.cache.invalidate()
+					code := kerr.NotLeaderForPartition.Code
+					if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
+						code = kerr.RequestTimedOut.Code
+					}
+					for _, r := range rs {
+						fail(r, code)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		refs = retry
+	}
+}
+
+// notLeaders calls set for each partition of a node's answer (k is its
+// place there) and collects those the node says it does not lead:
+// NOT_LEADER_OR_FOLLOWER, or UNKNOWN_TOPIC_OR_PARTITION from a node whose
+// view of the metadata is behind the gateway's.
+func notLeaders(rs []partRef, set func(k int, ref partRef) (code int16)) []partRef {
+	var again []partRef
+	for k, ref := range rs {
+		if c := set(k, ref); c == kerr.NotLeaderForPartition.Code || c == kerr.UnknownTopicOrPartition.Code {
+			again = append(again, ref)
 		}
 	}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for nodeID, rs := range byNode {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			resp, err := g.forward(ctx, nodeID, build(rs))
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				g.logger.Warn("forward failed", "node", nodeID, "error", err)
-				for _, r := range rs {
-					fail(r, kerr.NotLeaderForPartition.Code)
-				}
-				g.cache.invalidate()
-				return
-			}
-			merge(resp, rs)
-		}()
-	}
-	wg.Wait()
+	return again
 }

@@ -81,6 +81,18 @@ func InProcess(t testing.TB, n int, opts Options) *Cluster {
 	return c
 }
 
+// StartGateway starts another gateway with broker id id on loopback,
+// stopped when the test ends unless closed first.
+func (c *Cluster) StartGateway(id int32) *gateway.Gateway {
+	c.t.Helper()
+	g, err := gateway.Start(gateway.Config{Cluster: "test", Conn: c.connect(), ID: id, Addr: "127.0.0.1:0"})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { g.Close() })
+	return g
+}
+
 func (c *Cluster) connect() *nats.Conn {
 	nc, err := nats.Connect(c.NATS.ClientURL(), nats.MaxReconnects(-1))
 	if err != nil {

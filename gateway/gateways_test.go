@@ -1,0 +1,277 @@
+package gateway_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/strata-io/strata/testenv"
+)
+
+// brokerIDs asks one gateway's Metadata which brokers it lists.
+func brokerIDs(t *testing.T, ctx context.Context, addr string) ([]int32, *kmsg.MetadataResponse) {
+	t.Helper()
+	cl := newClient(t, addr)
+	defer cl.Close()
+	req := kmsg.NewPtrMetadataRequest()
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []int32
+	for _, b := range resp.Brokers {
+		ids = append(ids, b.NodeID)
+	}
+	slices.Sort(ids)
+	return ids, resp
+}
+
+// waitBrokers waits until a gateway lists exactly want as brokers.
+func waitBrokers(t *testing.T, ctx context.Context, addr string, want []int32, within time.Duration) *kmsg.MetadataResponse {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		ids, resp := brokerIDs(t, ctx, addr)
+		if slices.Equal(ids, want) {
+			return resp
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gateway %s lists brokers %v, want %v", addr, ids, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestGatewaysShareLeadership runs two gateways: each lists both as
+// brokers, both hash partition leadership the same way, a client spreads
+// over them, and a gateway that stops is dropped from the list at once.
+func TestGatewaysShareLeadership(t *testing.T) {
+	c := testenv.InProcess(t, 1, testenv.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	g1 := c.StartGateway(1)
+	waitBrokers(t, ctx, c.Addr(), []int32{0, 1}, 5*time.Second)
+	waitBrokers(t, ctx, g1.Addr(), []int32{0, 1}, 5*time.Second)
+
+	adm := kadm.NewClient(newClient(t, c.Addr()))
+	if r, err := adm.CreateTopic(ctx, 16, 1, nil, "spread"); err != nil || r.Err != nil {
+		t.Fatal(err, r.Err)
+	}
+	leaders := func(resp *kmsg.MetadataResponse) map[int32]int32 {
+		m := map[int32]int32{}
+		for _, tp := range resp.Topics {
+			if *tp.Topic == "spread" {
+				for _, p := range tp.Partitions {
+					m[p.Partition] = p.Leader
+				}
+			}
+		}
+		return m
+	}
+	_, r0 := brokerIDs(t, ctx, c.Addr())
+	_, r1 := brokerIDs(t, ctx, g1.Addr())
+	l0, l1 := leaders(r0), leaders(r1)
+	if fmt.Sprint(l0) != fmt.Sprint(l1) {
+		t.Fatalf("gateways disagree on leaders: %v vs %v", l0, l1)
+	}
+	count := map[int32]int{}
+	for _, l := range l0 {
+		count[l]++
+	}
+	if len(l0) != 16 || count[0] == 0 || count[1] == 0 {
+		t.Fatalf("leadership not spread over both gateways: %v", l0)
+	}
+
+	// A client bootstrapped at one gateway produces through both.
+	prod := newClient(t, c.Addr(), kgo.DefaultProduceTopic("spread"))
+	var recs []*kgo.Record
+	for i := range 400 {
+		recs = append(recs, &kgo.Record{Key: fmt.Appendf(nil, "k%d", i), Value: fmt.Appendf(nil, "v%d", i)})
+	}
+	if err := prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Group coordinators spread over the gateways too.
+	coords := map[int32]bool{}
+	for i := range 20 {
+		req := kmsg.NewPtrFindCoordinatorRequest()
+		req.CoordinatorKey = fmt.Sprintf("group-%d", i)
+		resp, err := req.RequestWith(ctx, prod)
+		if err != nil || resp.ErrorCode != 0 {
+			t.Fatal(err, resp)
+		}
+		coords[resp.NodeID] = true
+	}
+	if !coords[0] || !coords[1] {
+		t.Fatalf("coordinators named: %v", coords)
+	}
+
+	// The second gateway stops: the first drops it within a heartbeat,
+	// and the client carries on through the first alone.
+	g1.Close()
+	waitBrokers(t, ctx, c.Addr(), []int32{0}, time.Second)
+	if err := prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	cons := newClient(t, c.Addr(), kgo.ConsumeTopics("spread"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	got := 0
+	for got < 800 {
+		fs := cons.PollFetches(ctx)
+		if err := fs.Err0(); err != nil {
+			t.Fatal(err)
+		}
+		got += fs.NumRecords()
+	}
+	if got != 800 {
+		t.Fatalf("consumed %d records, produced 800", got)
+	}
+}
+
+// TestTopicIDs produces (v13) and fetches (v13+) by topic ID, as newer
+// clients do, and gets UNKNOWN_TOPIC_ID for an ID no topic has.
+func TestTopicIDs(t *testing.T) {
+	_, ctx, cl, adm := topicEnv(t, "ids", 1)
+	td, err := adm.ListTopics(ctx, "ids")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := td["ids"].ID
+	produce := func(id [16]byte) *kmsg.ProduceResponse {
+		t.Helper()
+		req := produceRequest("", -1, batch([]byte("by-id")))
+		req.Topics[0].TopicID = id
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v := resp.GetVersion(); v < 13 {
+			t.Fatalf("produce went out at v%d, want v13+", v)
+		}
+		return resp
+	}
+	if p := produce(id).Topics[0].Partitions[0]; p.ErrorCode != 0 || p.BaseOffset != 0 {
+		t.Fatalf("produce by id: %+v", p)
+	}
+	if p := produce([16]byte{1}).Topics[0].Partitions[0]; p.ErrorCode != kerr.UnknownTopicID.Code {
+		t.Fatalf("produce to unknown id: %v", kerr.ErrorForCode(p.ErrorCode))
+	}
+	fetch := func(id [16]byte) *kmsg.FetchResponse {
+		t.Helper()
+		req := kmsg.NewPtrFetchRequest()
+		req.MaxBytes = 1 << 20
+		ft := kmsg.NewFetchRequestTopic()
+		ft.TopicID = id
+		fp := kmsg.NewFetchRequestTopicPartition()
+		fp.PartitionMaxBytes = 1 << 20
+		ft.Partitions = append(ft.Partitions, fp)
+		req.Topics = append(req.Topics, ft)
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v := resp.GetVersion(); v < 13 {
+			t.Fatalf("fetch went out at v%d, want v13+", v)
+		}
+		return resp
+	}
+	resp := fetch(id)
+	if tp := resp.Topics[0]; tp.TopicID != id || tp.Partitions[0].ErrorCode != 0 || tp.Partitions[0].HighWatermark != 1 || len(tp.Partitions[0].RecordBatches) == 0 {
+		t.Fatalf("fetch by id: %+v", tp)
+	}
+	if p := fetch([16]byte{1}).Topics[0].Partitions[0]; p.ErrorCode != kerr.UnknownTopicID.Code {
+		t.Fatalf("fetch from unknown id: %v", kerr.ErrorForCode(p.ErrorCode))
+	}
+}
+
+// TestNotLeaderRetried: a gateway whose view names the wrong node hears
+// NOT_LEADER_OR_FOLLOWER, refreshes and retries, so the client sees
+// success on its first try, for produce, fetch and list offsets alike.
+func TestNotLeaderRetried(t *testing.T) {
+	c := testenv.InProcess(t, 2, testenv.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl := newClient(t, c.Addr(), namedTopics)
+	adm := kadm.NewClient(cl)
+	if r, err := adm.CreateTopic(ctx, 1, 1, nil, "moved"); err != nil || r.Err != nil {
+		t.Fatal(err, r.Err)
+	}
+	leader := int32(-1)
+	for leader < 0 {
+		md, err := adm.Metadata(ctx, "moved")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := md.Topics["moved"].Partitions[0]; p.Err == nil && len(p.Replicas) == 1 {
+			leader = p.Replicas[0]
+		}
+	}
+	wrong := 3 - leader // the other of nodes 1 and 2
+	// Once the other node knows the topic it answers NOT_LEADER_OR_FOLLOWER
+	// (before, UNKNOWN_TOPIC_OR_PARTITION, which the gateway retries too).
+	for {
+		v := c.Nodes[wrong].Member.Server().FSM().View()
+		_, ok, _ := v.Partition("moved", 0)
+		v.Close()
+		if ok {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	broker := cl.Broker(0)
+
+	if err := c.Gateway.PinStaleLeader(ctx, "moved", 0, wrong); err != nil {
+		t.Fatal(err)
+	}
+	presp, err := broker.Request(ctx, produceRequest("moved", -1, batch([]byte("x"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := presp.(*kmsg.ProduceResponse).Topics[0].Partitions[0]; p.ErrorCode != 0 || p.BaseOffset != 0 {
+		t.Fatalf("produce through a stale view: %v offset %d", kerr.ErrorForCode(p.ErrorCode), p.BaseOffset)
+	}
+
+	if err := c.Gateway.PinStaleLeader(ctx, "moved", 0, wrong); err != nil {
+		t.Fatal(err)
+	}
+	freq := kmsg.NewPtrFetchRequest()
+	freq.MaxBytes = 1 << 20
+	ft := kmsg.NewFetchRequestTopic()
+	ft.Topic = "moved"
+	fp := kmsg.NewFetchRequestTopicPartition()
+	fp.PartitionMaxBytes = 1 << 20
+	ft.Partitions = append(ft.Partitions, fp)
+	freq.Topics = append(freq.Topics, ft)
+	fresp, err := broker.Request(ctx, freq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := fresp.(*kmsg.FetchResponse).Topics[0].Partitions[0]; p.ErrorCode != 0 || p.HighWatermark != 1 {
+		t.Fatalf("fetch through a stale view: %v hw %d", kerr.ErrorForCode(p.ErrorCode), p.HighWatermark)
+	}
+
+	if err := c.Gateway.PinStaleLeader(ctx, "moved", 0, wrong); err != nil {
+		t.Fatal(err)
+	}
+	lreq := kmsg.NewPtrListOffsetsRequest()
+	lt := kmsg.NewListOffsetsRequestTopic()
+	lt.Topic = "moved"
+	lp := kmsg.NewListOffsetsRequestTopicPartition()
+	lp.Timestamp = -1
+	lt.Partitions = append(lt.Partitions, lp)
+	lreq.Topics = append(lreq.Topics, lt)
+	lresp, err := broker.Request(ctx, lreq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := lresp.(*kmsg.ListOffsetsResponse).Topics[0].Partitions[0]; p.ErrorCode != 0 || p.Offset != 1 {
+		t.Fatalf("list offsets through a stale view: %v offset %d", kerr.ErrorForCode(p.ErrorCode), p.Offset)
+	}
+}

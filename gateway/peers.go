@@ -1,0 +1,156 @@
+package gateway
+
+import (
+	"encoding/json"
+	"hash/fnv"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Gateways find each other through heartbeats on
+// strata.<cluster>.gateway.heartbeat, so Metadata can list every live
+// gateway as a broker and spread partition "leadership" over them.
+const (
+	peerInterval = time.Second
+	// peerExpiry is how long a gateway stays listed after its last
+	// heartbeat; one that shuts down says so and is dropped at once.
+	peerExpiry = 3 * peerInterval
+)
+
+func gatewayHeartbeatSubject(cluster string) string {
+	return "strata." + cluster + ".gateway.heartbeat"
+}
+
+// peerBeat is one gateway heartbeat.
+type peerBeat struct {
+	ID      int32  `json:"id"`
+	Host    string `json:"host"`
+	Port    int32  `json:"port"`
+	Leaving bool   `json:"leaving,omitempty"`
+}
+
+// peer is a gateway as Metadata lists it.
+type peer struct {
+	id   int32
+	host string
+	port int32
+}
+
+// peers tracks the live gateways, this one included.
+type peers struct {
+	self     peerBeat
+	conn     *nats.Conn
+	subject  string
+	conflict func(other string) // another gateway claims this id
+	warned   map[string]bool
+	mu       sync.Mutex
+	seen     map[int32]seenPeer
+	sub      *nats.Subscription
+	stop     chan struct{}
+	done     chan struct{}
+}
+
+type seenPeer struct {
+	peer
+	at time.Time
+}
+
+func startPeers(conn *nats.Conn, cluster string, self peerBeat, conflict func(other string)) (*peers, error) {
+	p := &peers{self: self, conn: conn, subject: gatewayHeartbeatSubject(cluster), conflict: conflict,
+		warned: map[string]bool{}, seen: map[int32]seenPeer{}, stop: make(chan struct{}), done: make(chan struct{})}
+	var err error
+	p.sub, err = conn.Subscribe(p.subject, p.onBeat)
+	if err != nil {
+		return nil, err
+	}
+	p.publish(false)
+	go p.loop()
+	return p, nil
+}
+
+func (p *peers) onBeat(m *nats.Msg) {
+	var b peerBeat
+	if json.Unmarshal(m.Data, &b) != nil || b.ID == p.self.ID && b.Host == p.self.Host && b.Port == p.self.Port {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if b.Leaving {
+		if s, ok := p.seen[b.ID]; ok && s.host == b.Host && s.port == b.Port {
+			delete(p.seen, b.ID)
+		}
+		return
+	}
+	if b.ID == p.self.ID {
+		if other := addr(b.Host, b.Port); !p.warned[other] && p.conflict != nil {
+			p.warned[other] = true
+			p.conflict(other)
+		}
+		return
+	}
+	p.seen[b.ID] = seenPeer{peer{b.ID, b.Host, b.Port}, time.Now()}
+}
+
+func addr(host string, port int32) string {
+	return net.JoinHostPort(host, strconv.Itoa(int(port)))
+}
+
+func (p *peers) publish(leaving bool) {
+	b := p.self
+	b.Leaving = leaving
+	data, _ := json.Marshal(b)
+	p.conn.Publish(p.subject, data)
+}
+
+func (p *peers) loop() {
+	defer close(p.done)
+	t := time.NewTicker(peerInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+			p.publish(false)
+		}
+	}
+}
+
+// close says this gateway is leaving and stops its heartbeats.
+func (p *peers) close() {
+	close(p.stop)
+	<-p.done
+	p.sub.Unsubscribe()
+	p.publish(true)
+	p.conn.Flush()
+}
+
+// live lists the live gateways by id, this one included.
+func (p *peers) live() []peer {
+	now := time.Now()
+	p.mu.Lock()
+	out := []peer{{p.self.ID, p.self.Host, p.self.Port}}
+	for id, s := range p.seen {
+		if now.Sub(s.at) > peerExpiry {
+			delete(p.seen, id)
+			continue
+		}
+		out = append(out, s.peer)
+	}
+	p.mu.Unlock()
+	slices.SortFunc(out, func(a, b peer) int { return int(a.id) - int(b.id) })
+	return out
+}
+
+// pick spreads keys over the live gateways: every gateway that sees the
+// same set picks the same one for a key.
+func pick(live []peer, key string, n int32) peer {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	return live[(h.Sum32()+uint32(n))%uint32(len(live))]
+}
