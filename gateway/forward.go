@@ -12,13 +12,14 @@ import (
 )
 
 // forward sends a Kafka request to a node over NATS and decodes its
-// response at the same version.
+// response at the same version. Either may be bigger than the NATS max
+// payload: the rpc layer sends those in chunks.
 func (g *Gateway) forward(ctx context.Context, nodeID int32, req kmsg.Request) (kmsg.Response, error) {
 	msg := nats.NewMsg(rpc.KafkaSubject(g.cfg.Cluster, nodeID))
 	msg.Header.Set(rpc.HeaderAPIKey, strconv.Itoa(int(req.Key())))
 	msg.Header.Set(rpc.HeaderAPIVersion, strconv.Itoa(int(req.GetVersion())))
 	msg.Data = req.AppendTo(nil)
-	reply, err := g.cfg.Conn.RequestMsgWithContext(ctx, msg)
+	reply, err := g.caller.Request(ctx, msg)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: node %d: %w", nodeID, err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/strata-io/strata/internal/rpc"
 	"github.com/strata-io/strata/meta"
 )
 
@@ -57,6 +58,7 @@ type Gateway struct {
 	closed      bool
 	eventSub    *nats.Subscription
 	peers       *peers
+	caller      *rpc.Caller
 	producerIDs producerIDs
 	// base is cancelled by Close, ending in-flight requests (long-polling
 	// fetches included) so shutdown does not wait for them.
@@ -107,10 +109,16 @@ func Start(cfg Config) (*Gateway, error) {
 		ln.Close()
 		return nil, err
 	}
+	if g.caller, err = rpc.NewCaller(cfg.Conn); err != nil {
+		g.eventSub.Unsubscribe()
+		ln.Close()
+		return nil, err
+	}
 	self := peerBeat{ID: cfg.ID, Host: host, Port: int32(port)}
 	if g.peers, err = startPeers(cfg.Conn, cfg.Cluster, self, func(other string) {
 		g.logger.Warn("another gateway uses this broker id: give each gateway its own --id", "id", cfg.ID, "other", other)
 	}); err != nil {
+		g.caller.Close()
 		g.eventSub.Unsubscribe()
 		ln.Close()
 		return nil, err
@@ -140,6 +148,7 @@ func (g *Gateway) Close() error {
 	g.eventSub.Unsubscribe()
 	g.peers.close()
 	g.wg.Wait()
+	g.caller.Close()
 	return err
 }
 

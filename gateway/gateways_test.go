@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -273,5 +274,48 @@ func TestNotLeaderRetried(t *testing.T) {
 	}
 	if p := lresp.(*kmsg.ListOffsetsResponse).Topics[0].Partitions[0]; p.ErrorCode != 0 || p.Offset != 1 {
 		t.Fatalf("list offsets through a stale view: %v offset %d", kerr.ErrorForCode(p.ErrorCode), p.Offset)
+	}
+}
+
+// TestLargerThanNATSPayload produces and consumes records several times
+// the NATS max payload: requests and replies between gateway and node go
+// in chunks, whole, never cut.
+func TestLargerThanNATSPayload(t *testing.T) {
+	c := testenv.InProcess(t, 1, testenv.Options{NATSMaxPayload: 128 << 10})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl := newClient(t, c.Addr(), kgo.ProducerBatchMaxBytes(4<<20), kgo.MaxBufferedBytes(64<<20),
+		kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.FetchMaxBytes(8<<20), kgo.FetchMaxPartitionBytes(8<<20))
+	adm := kadm.NewClient(cl)
+	if r, err := adm.CreateTopic(ctx, 4, 1, map[string]*string{"max.message.bytes": kadm.StringPtr("5000000")}, "big"); err != nil || r.Err != nil {
+		t.Fatal(err, r.Err)
+	}
+	var recs []*kgo.Record
+	want := map[string][]byte{}
+	for i := range 12 {
+		v := make([]byte, 300<<10+i*250<<10) // 300 KiB to 3 MiB
+		for j := range v {
+			v[j] = byte(i*31 + j)
+		}
+		k := fmt.Sprintf("k%d", i)
+		want[k] = v
+		recs = append(recs, &kgo.Record{Topic: "big", Key: []byte(k), Value: v})
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	cons := newClient(t, c.Addr(), kgo.ConsumeTopics("big"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxBytes(8<<20), kgo.FetchMaxPartitionBytes(8<<20))
+	for len(want) > 0 {
+		fs := cons.PollFetches(ctx)
+		if err := fs.Err0(); err != nil {
+			t.Fatal(err)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if w, ok := want[string(r.Key)]; !ok || !bytes.Equal(w, r.Value) {
+				t.Fatalf("record %s: %d bytes, not as produced", r.Key, len(r.Value))
+			}
+			delete(want, string(r.Key))
+		})
 	}
 }

@@ -26,6 +26,7 @@ type Service struct {
 	subs    []*nats.Subscription
 
 	handlers *rpc.Pool
+	caller   *rpc.Caller
 
 	mu    sync.Mutex
 	coord *Coordinator
@@ -36,12 +37,16 @@ func Start(m *meta.Member, nc *nats.Conn, cluster string, id int32, logger *slog
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{member: m, nc: nc, cluster: cluster, id: id, logger: logger, handlers: rpc.NewPool(4096)}
+	caller, err := rpc.NewCaller(nc)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{member: m, nc: nc, cluster: cluster, id: id, logger: logger, handlers: rpc.NewPool(4096), caller: caller}
 	for _, sub := range []struct{ subj, queue string }{
 		{rpc.GroupSubject(cluster), "group"},
 		{rpc.GroupSubject(cluster) + "." + strconv.Itoa(int(id)), ""},
 	} {
-		ns, err := nc.QueueSubscribe(sub.subj, sub.queue, s.handlers.Wrap(s.handle))
+		ns, err := nc.QueueSubscribe(sub.subj, sub.queue, rpc.Gather(s.handlers.Wrap(s.handle)))
 		if err != nil {
 			s.Close()
 			return nil, err
@@ -57,6 +62,7 @@ func (s *Service) Close() {
 		sub.Unsubscribe()
 	}
 	s.handlers.Close()
+	s.caller.Close()
 	s.mu.Lock()
 	c := s.coord
 	s.coord = nil
@@ -89,7 +95,7 @@ func (s *Service) handle(msg *nats.Msg) {
 	reply := nats.NewMsg(msg.Reply)
 	fail := func(e string) {
 		reply.Header.Set(rpc.HeaderError, e)
-		msg.RespondMsg(reply)
+		rpc.Respond(s.nc, msg, reply)
 	}
 	coord := s.coordinator()
 	if coord == nil {
@@ -106,12 +112,14 @@ func (s *Service) handle(msg *nats.Msg) {
 		fwd.Header = msg.Header
 		fwd.Header.Set("Strata-Forwarded", "1")
 		fwd.Data = msg.Data
-		resp, err := s.nc.RequestMsg(fwd, 5*time.Minute)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		resp, err := s.caller.Request(ctx, fwd)
 		if err != nil {
 			fail(err.Error())
 			return
 		}
-		msg.RespondMsg(resp)
+		rpc.Respond(s.nc, msg, resp)
 		return
 	}
 	key, _ := strconv.Atoi(msg.Header.Get(rpc.HeaderAPIKey))
@@ -157,7 +165,7 @@ func (s *Service) handle(msg *nats.Msg) {
 	reply.Header.Set(rpc.HeaderAPIKey, strconv.Itoa(key))
 	reply.Header.Set(rpc.HeaderAPIVersion, strconv.Itoa(version))
 	reply.Data = resp.AppendTo(nil)
-	msg.RespondMsg(reply)
+	rpc.Respond(s.nc, msg, reply)
 }
 
 // memberStore keeps offsets in the metadata group through its member.

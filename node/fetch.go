@@ -7,19 +7,20 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// responseOverheadBytes leaves room in a NATS message for everything but
-// record bytes.
-const responseOverheadBytes = 64 << 10
+// maxFetchBytes caps one fetch response, as Kafka's broker-side
+// fetch.max.bytes (55 MiB) does; a response bigger than the NATS max
+// payload travels in chunks.
+const maxFetchBytes = 55 << 20
 
 // fetch reads each partition from its fetch offset, verbatim. It waits up
 // to MaxWaitMillis for MinBytes to arrive, and keeps the whole response
-// within MaxBytes and the NATS max payload (but always returns the first
-// batch it finds, so a consumer never gets stuck on a large one).
+// within MaxBytes (but always returns the first batch it finds, so a
+// consumer never gets stuck on a large one).
 func (n *Node) fetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.Response {
 	deadline := time.Now().Add(time.Duration(req.MaxWaitMillis) * time.Millisecond)
 	budget := int(req.MaxBytes)
-	if limit := int(n.cfg.Conn.MaxPayload()) - responseOverheadBytes; budget <= 0 || budget > limit {
-		budget = limit
+	if budget <= 0 || budget > maxFetchBytes {
+		budget = maxFetchBytes
 	}
 	for {
 		woken := n.appendedCh()

@@ -93,7 +93,7 @@ func Start(cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, logger: cfg.Logger.With("node", cfg.ID), handlers: rpc.NewPool(maxConcurrentRequests)}
 	n.mu.logs = map[partitionKey]*openLog{}
 	n.mu.appended = make(chan struct{})
-	sub, err := cfg.Conn.Subscribe(rpc.KafkaSubject(cfg.Cluster, cfg.ID), n.handlers.Wrap(n.handle))
+	sub, err := cfg.Conn.Subscribe(rpc.KafkaSubject(cfg.Cluster, cfg.ID), rpc.Gather(n.handlers.Wrap(n.handle)))
 	if err != nil {
 		return nil, fmt.Errorf("node: subscribe: %w", err)
 	}
@@ -125,7 +125,7 @@ func (n *Node) handle(msg *nats.Msg) {
 	reply := nats.NewMsg(msg.Reply)
 	fail := func(err error) {
 		reply.Header.Set(rpc.HeaderError, err.Error())
-		msg.RespondMsg(reply)
+		rpc.Respond(n.cfg.Conn, msg, reply)
 	}
 	key, err1 := strconv.Atoi(msg.Header.Get(rpc.HeaderAPIKey))
 	version, err2 := strconv.Atoi(msg.Header.Get(rpc.HeaderAPIVersion))
@@ -166,7 +166,7 @@ func (n *Node) handle(msg *nats.Msg) {
 	reply.Header.Set(rpc.HeaderAPIKey, strconv.Itoa(key))
 	reply.Header.Set(rpc.HeaderAPIVersion, strconv.Itoa(version))
 	reply.Data = resp.AppendTo(nil)
-	if err := msg.RespondMsg(reply); err != nil {
+	if err := rpc.Respond(n.cfg.Conn, msg, reply); err != nil {
 		n.logger.Warn("reply failed", "api", kmsg.NameForKey(int16(key)), "bytes", len(reply.Data), "error", err)
 	}
 }

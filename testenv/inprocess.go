@@ -21,6 +21,8 @@ type Options struct {
 	AutoCreateTopics bool
 	// LogDefaults are the broker's log settings (default: node/log's).
 	LogDefaults *plog.Config
+	// NATSMaxPayload is the NATS server's max payload (default 8 MiB).
+	NATSMaxPayload int32
 }
 
 // Cluster is a Strata cluster running inside the test process.
@@ -37,7 +39,10 @@ type Cluster struct {
 // a controller leads and every node is registered.
 func InProcess(t testing.TB, n int, opts Options) *Cluster {
 	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, MaxPayload: 8 << 20, NoLog: true, NoSigs: true})
+	if opts.NATSMaxPayload <= 0 {
+		opts.NATSMaxPayload = 8 << 20
+	}
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, MaxPayload: opts.NATSMaxPayload, NoLog: true, NoSigs: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,13 @@ type Server struct {
 // payload (as strata dev does) and stops it when the test ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, MaxPayload: 8 << 20, NoLog: true, NoSigs: true})
+	return StartPayload(t, 8<<20)
+}
+
+// StartPayload is Start with the given max payload.
+func StartPayload(t testing.TB, maxPayload int32) *Server {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, MaxPayload: maxPayload, NoLog: true, NoSigs: true})
 	if err != nil {
 		t.Fatal(err)
 	}

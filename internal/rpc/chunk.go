@@ -1,0 +1,268 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// A request or reply bigger than the connection's max payload travels as
+// numbered chunks, each a NATS message with the same headers plus
+// HeaderChunk "i/n" (0-based), in order on one subject. Nothing is ever
+// cut short: the receiver sees the whole body or nothing.
+const HeaderChunk = "Strata-Chunk"
+
+// headroom is kept free in every message for headers and protocol.
+const headroom = 8 << 10
+
+// chunkLimit is how many body bytes one message on nc may carry.
+func chunkLimit(nc *nats.Conn) int {
+	return max(int(nc.MaxPayload())-headroom, 1<<10)
+}
+
+// chunks splits msg into messages that fit nc, or returns msg itself.
+func chunks(nc *nats.Conn, msg *nats.Msg) []*nats.Msg {
+	limit := chunkLimit(nc)
+	if len(msg.Data) <= limit {
+		return []*nats.Msg{msg}
+	}
+	n := (len(msg.Data) + limit - 1) / limit
+	out := make([]*nats.Msg, 0, n)
+	for i := range n {
+		m := nats.NewMsg(msg.Subject)
+		m.Reply = msg.Reply
+		for k, v := range msg.Header {
+			m.Header[k] = v
+		}
+		m.Header.Set(HeaderChunk, strconv.Itoa(i)+"/"+strconv.Itoa(n))
+		m.Data = msg.Data[i*limit : min((i+1)*limit, len(msg.Data))]
+		out = append(out, m)
+	}
+	return out
+}
+
+func publish(nc *nats.Conn, msg *nats.Msg) error {
+	for _, m := range chunks(nc, msg) {
+		if err := nc.PublishMsg(m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Respond answers req with reply, in chunks when it is too big for one
+// message.
+func Respond(nc *nats.Conn, req, reply *nats.Msg) error {
+	if req.Reply == "" {
+		return errors.New("rpc: request has no reply subject")
+	}
+	reply.Subject = req.Reply
+	return publish(nc, reply)
+}
+
+// parseChunk reads HeaderChunk; ok is false for a message sent whole.
+func parseChunk(m *nats.Msg) (i, n int, ok bool, err error) {
+	h := m.Header.Get(HeaderChunk)
+	if h == "" {
+		return 0, 1, false, nil
+	}
+	a, b, found := strings.Cut(h, "/")
+	i, err1 := strconv.Atoi(a)
+	n, err2 := strconv.Atoi(b)
+	if !found || err1 != nil || err2 != nil || n < 1 || i < 0 || i >= n {
+		return 0, 0, true, fmt.Errorf("rpc: bad %s header %q", HeaderChunk, h)
+	}
+	return i, n, true, nil
+}
+
+// partial is a chunked message being gathered.
+type partial struct {
+	first   *nats.Msg
+	data    []byte
+	next, n int
+	started time.Time
+}
+
+// add appends chunk i of n; it returns the whole message once the last
+// chunk is in, or an error when chunks come out of order.
+func (p *partial) add(m *nats.Msg, i, n int) (*nats.Msg, error) {
+	if i != p.next || n != p.n {
+		return nil, fmt.Errorf("rpc: chunk %d/%d out of order, want %d/%d", i, n, p.next, p.n)
+	}
+	p.data = append(p.data, m.Data...)
+	p.next++
+	if p.next < p.n {
+		return nil, nil
+	}
+	whole := nats.NewMsg(p.first.Subject)
+	whole.Reply = p.first.Reply
+	for k, v := range p.first.Header {
+		whole.Header[k] = v
+	}
+	whole.Header.Del(HeaderChunk)
+	whole.Data = p.data
+	return whole, nil
+}
+
+// staleAfter drops a chunked request whose sender stopped halfway.
+const staleAfter = time.Minute
+
+// Gather wraps a subscription handler so it sees chunked requests whole.
+// It must run on the subscription's own goroutine (NATS delivers one
+// subscription's messages in order), before any handler pool.
+func Gather(h nats.MsgHandler) nats.MsgHandler {
+	parts := map[string]*partial{}
+	return func(m *nats.Msg) {
+		i, n, chunked, err := parseChunk(m)
+		if !chunked {
+			h(m)
+			return
+		}
+		now := time.Now()
+		for k, p := range parts {
+			if now.Sub(p.started) > staleAfter {
+				delete(parts, k)
+			}
+		}
+		key := m.Reply
+		p := parts[key]
+		if err == nil && p == nil {
+			if i != 0 {
+				err = fmt.Errorf("rpc: chunk %d/%d without its start", i, n)
+			} else {
+				p = &partial{first: m, n: n, started: now, data: make([]byte, 0, len(m.Data)*n)}
+				parts[key] = p
+			}
+		}
+		var whole *nats.Msg
+		if err == nil {
+			whole, err = p.add(m, i, n)
+		}
+		if err != nil {
+			delete(parts, key)
+			if m.Reply != "" {
+				r := nats.NewMsg(m.Reply)
+				r.Header.Set(HeaderError, err.Error())
+				m.RespondMsg(r)
+			}
+			return
+		}
+		if whole != nil {
+			delete(parts, key)
+			h(whole)
+		}
+	}
+}
+
+// Caller sends requests and gathers their replies, either of which may be
+// bigger than the max payload. It keeps one wildcard inbox subscription,
+// as nats.go's own request/reply does.
+type Caller struct {
+	nc     *nats.Conn
+	prefix string
+	sub    *nats.Subscription
+	mu     sync.Mutex
+	next   uint64
+	calls  map[string]*call
+}
+
+type call struct {
+	done    chan *nats.Msg
+	partial *partial
+}
+
+// NewCaller subscribes a fresh inbox on nc.
+func NewCaller(nc *nats.Conn) (*Caller, error) {
+	c := &Caller{nc: nc, prefix: nc.NewRespInbox(), calls: map[string]*call{}}
+	sub, err := nc.Subscribe(c.prefix+".*", c.onReply)
+	if err != nil {
+		return nil, fmt.Errorf("rpc: subscribe reply inbox: %w", err)
+	}
+	c.sub = sub
+	return c, nil
+}
+
+// Close stops taking replies.
+func (c *Caller) Close() { c.sub.Unsubscribe() }
+
+// Request sends msg and waits for the whole reply, until ctx ends.
+// ErrNoResponders means nobody serves the subject. The subject's
+// subscriber must not be in a queue group when msg may be chunked: the
+// chunks of one request must all reach the same subscriber.
+func (c *Caller) Request(ctx context.Context, msg *nats.Msg) (*nats.Msg, error) {
+	return c.request(ctx, msg, true)
+}
+
+// RequestOne is Request for a subject served by a queue group: the
+// request goes as one message (an error if it does not fit), the reply
+// may still come in chunks.
+func (c *Caller) RequestOne(ctx context.Context, msg *nats.Msg) (*nats.Msg, error) {
+	return c.request(ctx, msg, false)
+}
+
+func (c *Caller) request(ctx context.Context, msg *nats.Msg, split bool) (*nats.Msg, error) {
+	if !split && len(msg.Data) > chunkLimit(c.nc) {
+		return nil, fmt.Errorf("rpc: request of %d bytes is over the NATS max payload (%d)", len(msg.Data), c.nc.MaxPayload())
+	}
+	c.mu.Lock()
+	c.next++
+	token := strconv.FormatUint(c.next, 36)
+	cl := &call{done: make(chan *nats.Msg, 1)}
+	c.calls[token] = cl
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.calls, token)
+		c.mu.Unlock()
+	}()
+	out := nats.NewMsg(msg.Subject)
+	out.Header, out.Data, out.Reply = msg.Header, msg.Data, c.prefix+"."+token
+	if err := publish(c.nc, out); err != nil {
+		return nil, err
+	}
+	select {
+	case r := <-cl.done:
+		if r.Header.Get("Status") == "503" && len(r.Data) == 0 {
+			return nil, nats.ErrNoResponders
+		}
+		return r, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (c *Caller) onReply(m *nats.Msg) {
+	token := m.Subject[len(c.prefix)+1:]
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cl := c.calls[token]
+	if cl == nil {
+		return // the caller gave up
+	}
+	i, n, chunked, err := parseChunk(m)
+	if err == nil && chunked {
+		if cl.partial == nil {
+			cl.partial = &partial{first: m, n: n, started: time.Now(), data: make([]byte, 0, len(m.Data)*n)}
+		}
+		var whole *nats.Msg
+		if whole, err = cl.partial.add(m, i, n); err == nil {
+			if whole == nil {
+				return
+			}
+			m = whole
+		}
+	}
+	if err != nil {
+		r := nats.NewMsg(m.Subject)
+		r.Header.Set(HeaderError, err.Error())
+		m = r
+	}
+	delete(c.calls, token)
+	cl.done <- m
+}
