@@ -22,20 +22,24 @@ func devCommand() *ucli.Command {
 		Usage: "run embedded NATS, one node and one gateway in one process",
 		Description: "A single-process cluster for development: Kafka clients connect to --kafka-addr.\n" +
 			"Data lives in --data-dir; a restart on the same directory serves everything acknowledged.",
-		Flags: []ucli.Flag{
+		Flags: append([]ucli.Flag{
 			&ucli.StringFlag{Name: "data-dir", Value: "./strata-data", EnvVars: envVars("data-dir"), Usage: "where partition logs and metadata live"},
 			&ucli.StringFlag{Name: "kafka-addr", Value: "127.0.0.1:9092", EnvVars: envVars("kafka-addr"), Usage: "Kafka listener address"},
 			&ucli.StringFlag{Name: "admin-addr", Value: "127.0.0.1:9644", EnvVars: envVars("admin-addr"), Usage: "HTTP admin address (/healthz, /readyz); empty to disable"},
 			&ucli.StringFlag{Name: "raft-addr", Value: "127.0.0.1:9646", EnvVars: envVars("raft-addr"), Usage: "metadata Raft address (loopback; keep it stable across restarts)"},
 			&ucli.StringFlag{Name: "tier-url", EnvVars: envVars("tier-url"), Usage: "object store for closed segments (default file://<data-dir>/tier); tiering is not built yet"},
 			debugFlag,
-		},
+		}, brokerDefaultFlags()...),
 		Action: func(c *ucli.Context) error {
+			defaults, err := topicDefaults(c)
+			if err != nil {
+				return fmt.Errorf("dev: %w", err)
+			}
 			ctx, cancel := signalContext(c.Context)
 			defer cancel()
 			return runDev(ctx, devConfig{
 				dataDir: c.String("data-dir"), kafkaAddr: c.String("kafka-addr"), adminAddr: c.String("admin-addr"),
-				raftAddr: c.String("raft-addr"), tierURL: c.String("tier-url"), logger: newLogger(c),
+				raftAddr: c.String("raft-addr"), tierURL: c.String("tier-url"), topicDefaults: defaults, logger: newLogger(c),
 			}, nil)
 		},
 	}
@@ -43,6 +47,7 @@ func devCommand() *ucli.Command {
 
 type devConfig struct {
 	dataDir, kafkaAddr, adminAddr, raftAddr, tierURL string
+	topicDefaults                                    map[string]string
 	logger                                           *slog.Logger
 }
 
@@ -75,7 +80,7 @@ func runDev(ctx context.Context, cfg devConfig, ready func(kafkaAddr string)) er
 	defer nodeConn.Close()
 	proc, err := node.StartProcess(node.ProcessConfig{
 		ID: 1, Cluster: "dev", DataDir: cfg.dataDir, RaftAddr: cfg.raftAddr, Conn: nodeConn,
-		BootstrapExpect: 1, LogDefaults: plog.DefaultConfig(), Logger: logger,
+		BootstrapExpect: 1, LogDefaults: plog.DefaultConfig(), TopicDefaults: cfg.topicDefaults, Logger: logger,
 		HeartbeatInterval: 500 * time.Millisecond, SessionTimeout: 3 * time.Second,
 	})
 	if err != nil {

@@ -27,7 +27,7 @@ func nodeCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:  "node",
 		Usage: "run a storage node: partition logs and a metadata Raft member",
-		Flags: []ucli.Flag{
+		Flags: append([]ucli.Flag{
 			&ucli.IntFlag{Name: "id", Required: true, EnvVars: envVars("id"), Usage: "node id (unique, >= 1)"},
 			&ucli.StringFlag{Name: "data-dir", Required: true, EnvVars: envVars("data-dir"), Usage: "where partition logs and metadata live"},
 			natsFlag,
@@ -37,10 +37,14 @@ func nodeCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "tier-url", EnvVars: envVars("tier-url"), Usage: "object store for closed segments; tiering is not built yet"},
 			&ucli.StringFlag{Name: "admin-addr", EnvVars: envVars("admin-addr"), Usage: "HTTP admin address (/healthz, /readyz)"},
 			clusterFlag, debugFlag,
-		},
+		}, brokerDefaultFlags()...),
 		Action: func(c *ucli.Context) error {
 			if c.Int("id") < 1 {
 				return errors.New("node: --id must be at least 1")
+			}
+			defaults, err := topicDefaults(c)
+			if err != nil {
+				return fmt.Errorf("node: %w", err)
 			}
 			logger := newLogger(c)
 			ctx, cancel := signalContext(c.Context)
@@ -58,7 +62,7 @@ func nodeCommand() *ucli.Command {
 			proc, err := node.StartProcess(node.ProcessConfig{
 				ID: int32(c.Int("id")), Cluster: c.String("cluster"), DataDir: c.String("data-dir"),
 				RaftAddr: c.String("raft-addr"), Rack: c.String("rack"), Conn: nc,
-				BootstrapExpect: c.Int("bootstrap-expect"), LogDefaults: plog.DefaultConfig(), Logger: logger,
+				BootstrapExpect: c.Int("bootstrap-expect"), LogDefaults: plog.DefaultConfig(), TopicDefaults: defaults, Logger: logger,
 			})
 			if err != nil {
 				return fmt.Errorf("node: %w", err)

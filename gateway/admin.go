@@ -141,6 +141,12 @@ func (g *Gateway) describeConfigs(ctx context.Context, req *kmsg.DescribeConfigs
 				sr.ErrorCode = kerr.UnknownTopicOrPartition.Code
 				break
 			}
+			// What a key the topic does not set is, is up to the
+			// leader's flags (partition 0's, as the topic's face).
+			var brokerSet map[string]string
+			if ps := snap.partitions[rr.ResourceName]; len(ps) > 0 {
+				brokerSet = g.defaults.of(ps[0].Leader)
+			}
 			keys := make([]string, 0, len(meta.TopicConfigDefaults))
 			for k := range meta.TopicConfigDefaults {
 				keys = append(keys, k)
@@ -153,15 +159,16 @@ func (g *Gateway) describeConfigs(ctx context.Context, req *kmsg.DescribeConfigs
 				c := kmsg.NewDescribeConfigsResponseResourceConfig()
 				c.Name = k
 				v, set := t.Configs[k]
-				if !set {
-					v = meta.TopicConfigDefaults[k]
+				bv, brokerHas := brokerSet[k]
+				switch {
+				case set:
+					c.Source = kmsg.ConfigSourceDynamicTopicConfig
+				case brokerHas:
+					v, c.Source = bv, kmsg.ConfigSourceStaticBrokerConfig
+				default:
+					v, c.Source, c.IsDefault = meta.TopicConfigDefaults[k], kmsg.ConfigSourceDefaultConfig, true
 				}
 				c.Value = &v
-				c.IsDefault = !set
-				c.Source = kmsg.ConfigSourceDefaultConfig
-				if set {
-					c.Source = kmsg.ConfigSourceDynamicTopicConfig
-				}
 				sr.Configs = append(sr.Configs, c)
 			}
 		case kmsg.ConfigResourceTypeBroker:

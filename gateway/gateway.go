@@ -58,6 +58,7 @@ type Gateway struct {
 	closed      bool
 	eventSub    *nats.Subscription
 	peers       *peers
+	defaults    *nodeDefaults
 	caller      *rpc.Caller
 	producerIDs producerIDs
 	// base is cancelled by Close, ending in-flight requests (long-polling
@@ -114,10 +115,17 @@ func Start(cfg Config) (*Gateway, error) {
 		ln.Close()
 		return nil, err
 	}
+	if g.defaults, err = watchNodeDefaults(cfg.Conn, cfg.Cluster); err != nil {
+		g.caller.Close()
+		g.eventSub.Unsubscribe()
+		ln.Close()
+		return nil, err
+	}
 	self := peerBeat{ID: cfg.ID, Host: host, Port: int32(port)}
 	if g.peers, err = startPeers(cfg.Conn, cfg.Cluster, self, func(other string) {
 		g.logger.Warn("another gateway uses this broker id: give each gateway its own --id", "id", cfg.ID, "other", other)
 	}); err != nil {
+		g.defaults.close()
 		g.caller.Close()
 		g.eventSub.Unsubscribe()
 		ln.Close()
@@ -146,6 +154,7 @@ func (g *Gateway) Close() error {
 	g.mu.Unlock()
 	err := g.ln.Close()
 	g.eventSub.Unsubscribe()
+	g.defaults.close()
 	g.peers.close()
 	g.wg.Wait()
 	g.caller.Close()

@@ -40,7 +40,14 @@ type Heartbeat struct {
 	// Leader is the controller the node knows, or -1.
 	Leader  int32  `json:"leader"`
 	Applied uint64 `json:"applied"`
+	// TopicDefaults are the topic configs this node's flags set, by topic
+	// config name (retention.ms, ...): what a topic without its own value
+	// gets on this node, as DescribeConfigs reports it.
+	TopicDefaults map[string]string `json:"topic_defaults,omitempty"`
 }
+
+// HeartbeatSubject is where nodes publish their Heartbeat.
+func HeartbeatSubject(cluster string) string { return subject(cluster, subjHeartbeat) }
 
 // MemberConfig configures a metadata member on NATS.
 type MemberConfig struct {
@@ -49,6 +56,8 @@ type MemberConfig struct {
 	Conn    *nats.Conn
 	Rack    string
 	Version string
+	// TopicDefaults go out in heartbeats (see Heartbeat).
+	TopicDefaults map[string]string
 	// BootstrapExpect is how many voters the group has: the first nodes
 	// seen, by lowest id; later nodes join as non-voters.
 	BootstrapExpect int
@@ -210,7 +219,7 @@ func (m *Member) heartbeat() Heartbeat {
 	}
 	members, _ := m.server.Members()
 	return Heartbeat{ID: m.cfg.NodeID, RaftAddr: m.server.Addr(), Rack: m.cfg.Rack, Version: m.cfg.Version,
-		Member: len(members) > 0, Leader: leader, Applied: m.server.FSM().Applied()}
+		Member: len(members) > 0, Leader: leader, Applied: m.server.FSM().Applied(), TopicDefaults: m.cfg.TopicDefaults}
 }
 
 func (m *Member) heartbeatLoop(ctx context.Context) {

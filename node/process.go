@@ -26,7 +26,11 @@ type ProcessConfig struct {
 	Conn            *nats.Conn
 	BootstrapExpect int
 	LogDefaults     plog.Config
-	Logger          *slog.Logger
+	// TopicDefaults are broker-level topic configs (by topic config name)
+	// over LogDefaults, validated by the caller with
+	// meta.ValidateTopicConfigs.
+	TopicDefaults map[string]string
+	Logger        *slog.Logger
 	// HeartbeatInterval and SessionTimeout: see meta.MemberConfig.
 	HeartbeatInterval time.Duration
 	SessionTimeout    time.Duration
@@ -53,14 +57,14 @@ func StartProcess(cfg ProcessConfig) (*Process, error) {
 		cfg.TuneRaft(&sc)
 	}
 	m, err := meta.OpenMember(meta.MemberConfig{
-		ServerConfig: sc, Cluster: cfg.Cluster, Conn: cfg.Conn, Rack: cfg.Rack, Version: cfg.Version,
+		ServerConfig: sc, Cluster: cfg.Cluster, Conn: cfg.Conn, Rack: cfg.Rack, Version: cfg.Version, TopicDefaults: cfg.TopicDefaults,
 		BootstrapExpect: cfg.BootstrapExpect, HeartbeatInterval: cfg.HeartbeatInterval, SessionTimeout: cfg.SessionTimeout,
 	})
 	if err != nil {
 		return nil, err
 	}
 	n, err := Start(Config{ID: cfg.ID, Cluster: cfg.Cluster, DataDir: filepath.Join(cfg.DataDir, "partitions"),
-		Conn: cfg.Conn, Meta: m, LogDefaults: cfg.LogDefaults, Logger: cfg.Logger})
+		Conn: cfg.Conn, Meta: m, LogDefaults: logConfig(cfg.LogDefaults, cfg.TopicDefaults), Logger: cfg.Logger})
 	if err != nil {
 		m.Close()
 		return nil, err

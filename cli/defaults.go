@@ -1,0 +1,54 @@
+package cli
+
+import (
+	"fmt"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/strata-io/strata/meta"
+)
+
+// brokerDefaults maps Kafka's broker settings (as flags, dots to dashes)
+// to the topic configs they default: `--log-retention-ms` is
+// log.retention.ms, the default of a topic's retention.ms.
+var brokerDefaults = []struct{ flag, topicKey, usage string }{
+	{"log-retention-ms", "retention.ms", "default retention.ms: how long records are kept (-1: forever)"},
+	{"log-retention-bytes", "retention.bytes", "default retention.bytes per partition (-1: no limit)"},
+	{"log-segment-bytes", "segment.bytes", "default segment.bytes: roll a segment at this size"},
+	{"log-roll-ms", "segment.ms", "default segment.ms: roll a segment at this age"},
+	{"message-max-bytes", "max.message.bytes", "default max.message.bytes: the largest record batch accepted"},
+	{"log-flush-interval-messages", "flush.messages", "default flush.messages: fsync after this many (1: every append)"},
+	{"log-flush-interval-ms", "flush.ms", "default flush.ms: fsync at least this often"},
+	{"log-message-timestamp-type", "message.timestamp.type", "default message.timestamp.type: CreateTime or LogAppendTime"},
+	{"log-index-interval-bytes", "index.interval.bytes", "default index.interval.bytes: bytes between offset index entries"},
+	{"min-insync-replicas", "min.insync.replicas", "default min.insync.replicas for acks=all"},
+	{"log-local-retention-ms", "local.retention.ms", "default local.retention.ms for tiered topics (-2: retention.ms)"},
+	{"log-local-retention-bytes", "local.retention.bytes", "default local.retention.bytes for tiered topics (-2: retention.bytes)"},
+}
+
+// brokerDefaultFlags are the node's topic-default flags; unset ones keep
+// Kafka's defaults.
+func brokerDefaultFlags() []ucli.Flag {
+	flags := make([]ucli.Flag, 0, len(brokerDefaults))
+	for _, d := range brokerDefaults {
+		flags = append(flags, &ucli.StringFlag{Name: d.flag, EnvVars: envVars(d.flag), Usage: d.usage, Category: "topic defaults"})
+	}
+	return flags
+}
+
+// topicDefaults reads the set topic-default flags, validated as topic
+// configs are.
+func topicDefaults(c *ucli.Context) (map[string]string, error) {
+	m := map[string]string{}
+	for _, d := range brokerDefaults {
+		if !c.IsSet(d.flag) {
+			continue
+		}
+		v := c.String(d.flag)
+		if err := meta.ValidateTopicConfig(d.topicKey, v); err != nil {
+			return nil, fmt.Errorf("--%s %q: %w", d.flag, v, err)
+		}
+		m[d.topicKey] = v
+	}
+	return m, nil
+}

@@ -1,0 +1,147 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/strata-io/strata/internal/natstest"
+)
+
+// childArgs, set in a child's environment, makes the test binary run the
+// strata command line instead of the tests: servers run as real
+// processes.
+const childArgs = "STRATA_TEST_CHILD_ARGS"
+
+func TestMain(m *testing.M) {
+	if args := os.Getenv(childArgs); args != "" {
+		os.Exit(Run(append([]string{"strata"}, strings.Split(args, "\x1f")...)))
+	}
+	os.Exit(m.Run())
+}
+
+// runServer runs a long-lived strata command as a child process until the
+// test ends, then checks SIGTERM stops it cleanly within 5 s.
+func runServer(t *testing.T, args ...string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), childArgs+"="+strings.Join(args, "\x1f"))
+	var errOut bytes.Buffer
+	cmd.Stderr = &errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("strata %s: %v: %s", args[0], err, errOut.String())
+			}
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			t.Errorf("strata %s did not stop within 5s of SIGTERM", args[0])
+		}
+	})
+}
+
+// TestNodeAndGatewayCommands runs `strata node` and two `strata gateway`s
+// against a NATS server, as separate processes would: both gateways are
+// listed as brokers, the node's topic-default flags take effect and
+// DescribeConfigs reports them as broker settings.
+func TestNodeAndGatewayCommands(t *testing.T) {
+	ns := natstest.Start(t)
+	url := ns.ClientURL()
+	gw0, gw1 := freeAddr(t), freeAddr(t)
+	runServer(t, "node", "--id", "1", "--data-dir", t.TempDir(), "--nats", url, "--raft-addr", freeAddr(t),
+		"--admin-addr", "", "--log-retention-ms", "3600000", "--message-max-bytes", "2000")
+	runServer(t, "gateway", "--id", "0", "--nats", url, "--kafka-addr", gw0, "--admin-addr", "")
+	runServer(t, "gateway", "--id", "1", "--nats", url, "--kafka-addr", gw1, "--admin-addr", "")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(gw0), kgo.DisableIdempotentWrite(), kgo.DefaultProduceTopic("t"),
+		kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.RecordRetries(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	for {
+		bs, err := adm.ListBrokers(ctx)
+		if err == nil && len(bs) == 2 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("two gateways not listed: %v %v", bs, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for {
+		r, err := adm.CreateTopic(ctx, 2, 1, map[string]*string{"segment.bytes": kadm.StringPtr("1048576")}, "t")
+		if err == nil && r.Err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("create topic: %v %v", err, r.Err)
+		}
+		time.Sleep(100 * time.Millisecond) // the node may still be registering
+	}
+	rcs, err := adm.DescribeTopicConfigs(ctx, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, _ := rcs.On("t", nil)
+	got := map[string]string{}
+	for _, c := range rc.Configs {
+		got[c.Key] = c.MaybeValue() + " " + c.Source.String()
+	}
+	for k, want := range map[string]string{
+		"retention.ms":      "3600000 STATIC_BROKER_CONFIG",
+		"max.message.bytes": "2000 STATIC_BROKER_CONFIG",
+		"segment.bytes":     "1048576 DYNAMIC_TOPIC_CONFIG",
+		"retention.bytes":   "-1 DEFAULT_CONFIG",
+	} {
+		if got[k] != want {
+			t.Errorf("%s: %q, want %q", k, got[k], want)
+		}
+	}
+
+	// The node's message-max-bytes applies; small records go through
+	// either gateway.
+	if err := cl.ProduceSync(ctx, &kgo.Record{Value: make([]byte, 3000)}).FirstErr(); !errors.Is(err, kerr.MessageTooLarge) {
+		t.Fatalf("3000-byte record with --message-max-bytes 2000: %v", err)
+	}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("fits")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := kgo.NewClient(kgo.SeedBrokers(gw1), kgo.ConsumeTopics("t"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	fs := cons.PollFetches(ctx)
+	if err := fs.Err0(); err != nil || fs.NumRecords() != 1 {
+		t.Fatalf("consume through the second gateway: %v, %d records", err, fs.NumRecords())
+	}
+}
+
+func TestNodeRejectsBadTopicDefault(t *testing.T) {
+	_, stderr, code := strataCmd(t, "", "node", "--id", "1", "--data-dir", t.TempDir(), "--nats", "nats://127.0.0.1:1",
+		"--raft-addr", "127.0.0.1:0", "--log-retention-ms", "soon")
+	if code != 1 || !strings.Contains(stderr, "--log-retention-ms") || strings.Count(stderr, "\n") != 1 {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+}
