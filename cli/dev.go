@@ -28,7 +28,7 @@ func devCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "admin-addr", Value: "127.0.0.1:9644", EnvVars: envVars("admin-addr"), Usage: "HTTP admin address (/healthz, /readyz); empty to disable"},
 			&ucli.StringFlag{Name: "raft-addr", Value: "127.0.0.1:9646", EnvVars: envVars("raft-addr"), Usage: "metadata Raft address (loopback; keep it stable across restarts)"},
 			&ucli.StringFlag{Name: "tier-url", EnvVars: envVars("tier-url"), Usage: "object store for closed segments (default file://<data-dir>/tier); tiering is not built yet"},
-			debugFlag,
+			numPartitionsFlag(), debugFlag,
 		}, brokerDefaultFlags()...),
 		Action: func(c *ucli.Context) error {
 			defaults, err := topicDefaults(c)
@@ -39,7 +39,8 @@ func devCommand() *ucli.Command {
 			defer cancel()
 			return runDev(ctx, devConfig{
 				dataDir: c.String("data-dir"), kafkaAddr: c.String("kafka-addr"), adminAddr: c.String("admin-addr"),
-				raftAddr: c.String("raft-addr"), tierURL: c.String("tier-url"), topicDefaults: defaults, logger: newLogger(c),
+				raftAddr: c.String("raft-addr"), tierURL: c.String("tier-url"), topicDefaults: defaults,
+				numPartitions: int32(c.Int("num-partitions")), logger: newLogger(c),
 			}, nil)
 		},
 	}
@@ -48,6 +49,7 @@ func devCommand() *ucli.Command {
 type devConfig struct {
 	dataDir, kafkaAddr, adminAddr, raftAddr, tierURL string
 	topicDefaults                                    map[string]string
+	numPartitions                                    int32
 	logger                                           *slog.Logger
 }
 
@@ -100,7 +102,7 @@ func runDev(ctx context.Context, cfg devConfig, ready func(kafkaAddr string)) er
 	}
 	defer gwConn.Close()
 	gw, err := gateway.Start(gateway.Config{Cluster: "dev", Conn: gwConn, ID: 0, Addr: cfg.kafkaAddr,
-		AutoCreateTopics: true, Logger: logger})
+		AutoCreateTopics: true, DefaultPartitions: cfg.numPartitions, Logger: logger})
 	if err != nil {
 		return fmt.Errorf("dev: %w", err)
 	}

@@ -23,6 +23,12 @@ func connectNATS(c *ucli.Context, name string) (*nats.Conn, error) {
 	return nc, nil
 }
 
+// numPartitionsFlag is num.partitions: partitions of a topic created
+// without a count (auto-created ones too).
+func numPartitionsFlag() ucli.Flag {
+	return &ucli.IntFlag{Name: "num-partitions", Value: 1, EnvVars: envVars("num-partitions"), Usage: "partitions of a topic created without a count, auto-created ones too (num.partitions)"}
+}
+
 func nodeCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:  "node",
@@ -88,8 +94,11 @@ func gatewayCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "kafka-addr", Value: ":9092", EnvVars: envVars("kafka-addr"), Usage: "Kafka listener address"},
 			&ucli.StringFlag{Name: "advertised-addr", EnvVars: envVars("advertised-addr"), Usage: "address clients are told to connect to (default: the listener's)"},
 			&ucli.StringFlag{Name: "admin-addr", Value: ":9644", EnvVars: envVars("admin-addr"), Usage: "HTTP admin address (/healthz, /readyz); empty to disable"},
-			&ucli.IntFlag{Name: "id", Value: 0, EnvVars: envVars("id"), Usage: "broker id this gateway has in Metadata"},
+			&ucli.IntFlag{Name: "id", Value: 0, EnvVars: envVars("id"), Usage: "broker id this gateway has in Metadata; give each gateway its own"},
 			&ucli.BoolFlag{Name: "auto-create-topics", EnvVars: envVars("auto-create-topics"), Usage: "create unknown topics clients ask for (auto.create.topics.enable)"},
+			numPartitionsFlag(),
+			&ucli.IntFlag{Name: "default-replication-factor", Value: 1, EnvVars: envVars("default-replication-factor"), Usage: "replicas of a topic created without a replication factor (default.replication.factor)"},
+			&ucli.IntFlag{Name: "socket-request-max-bytes", Value: 100 << 20, EnvVars: envVars("socket-request-max-bytes"), Usage: "largest request accepted; a bigger one closes the connection (socket.request.max.bytes)"},
 			clusterFlag, debugFlag,
 		},
 		Action: func(c *ucli.Context) error {
@@ -108,7 +117,9 @@ func gatewayCommand() *ucli.Command {
 			defer nc.Close()
 			gw, err := gateway.Start(gateway.Config{Cluster: c.String("cluster"), Conn: nc, ID: int32(c.Int("id")),
 				Addr: c.String("kafka-addr"), AdvertisedAddr: c.String("advertised-addr"),
-				AutoCreateTopics: c.Bool("auto-create-topics"), Logger: logger})
+				AutoCreateTopics: c.Bool("auto-create-topics"), DefaultPartitions: int32(c.Int("num-partitions")),
+				DefaultReplicationFactor: int16(c.Int("default-replication-factor")), MaxRequestBytes: c.Int("socket-request-max-bytes"),
+				Logger: logger})
 			if err != nil {
 				return fmt.Errorf("gateway: %w", err)
 			}
