@@ -1,0 +1,337 @@
+package tier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/strata-io/strata/meta"
+	plog "github.com/strata-io/strata/node/log"
+)
+
+// Job is one closed segment to upload and record.
+type Job struct {
+	Topic     string
+	TopicID   [16]byte
+	Partition int32
+	Segment   plog.SegmentInfo
+	// Epochs are the leader epochs that start inside the segment, and the
+	// one in force at its base offset.
+	Epochs []meta.EpochStart
+	// Leader reports the partition's current leader epoch while this node
+	// still leads it; ok false ends the job (the new leader uploads).
+	Leader func() (epoch int32, ok bool)
+	// Done is called once: nil when the segment is recorded in the
+	// manifest (by this upload or an earlier one), else why it was given
+	// up.
+	Done func(error)
+	// Ctx cancels the job (the partition closed).
+	Ctx context.Context
+
+	queued time.Time
+}
+
+// ErrNotLeader: the node stopped leading the partition before the
+// segment was recorded.
+var ErrNotLeader = errors.New("tier: no longer the partition's leader")
+
+// Recorder is the part of meta the uploader needs: what the manifest
+// holds, and a way to add to it.
+type Recorder interface {
+	// Recorded returns the manifest entry at base, if any.
+	Recorded(topic string, partition int32, base int64) (meta.TierSegment, bool, error)
+	// Record proposes the entry (AddTierSegment), fenced by its epoch.
+	Record(ctx context.Context, s meta.TierSegment) error
+}
+
+// UploaderConfig configures an Uploader.
+type UploaderConfig struct {
+	Store    Store
+	Recorder Recorder
+	Logger   *slog.Logger
+	// Workers bounds concurrent segment uploads (default 2).
+	Workers int
+	// MaxBackoff caps the wait between attempts (default 30s); the first
+	// wait is MinBackoff (default 200ms), doubling, with jitter.
+	MinBackoff, MaxBackoff time.Duration
+}
+
+// Uploader copies closed segments to the store, then records each in the
+// manifest. A failing store is retried with exponential backoff and
+// jitter, forever, until the job's context ends: nothing is dropped, and
+// the caller keeps the segment on disk until Done(nil).
+type Uploader struct {
+	cfg    UploaderConfig
+	logger *slog.Logger
+	mu     sync.Mutex
+	cond   *sync.Cond
+	queue  []*Job
+	closed bool
+	wg     sync.WaitGroup
+	stats  map[partKey]*PartitionStatus
+}
+
+type partKey struct {
+	topic     string
+	partition int32
+}
+
+// PartitionStatus is a partition's upload progress.
+type PartitionStatus struct {
+	Topic          string
+	Partition      int32
+	PendingBytes   int64     // closed segments not yet recorded
+	PendingSince   time.Time // when the oldest of them closed (zero: none)
+	Pending        int
+	UploadedBytes  int64 // by this process
+	LastUpload     time.Time
+	LastError      string
+	LastErrorAt    time.Time
+	UploadedOffset int64 // one past the last offset recorded by this process, or -1
+}
+
+// NewUploader starts the workers.
+func NewUploader(cfg UploaderConfig) *Uploader {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 2
+	}
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = 200 * time.Millisecond
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = 30 * time.Second
+	}
+	u := &Uploader{cfg: cfg, logger: cfg.Logger, stats: map[partKey]*PartitionStatus{}}
+	u.cond = sync.NewCond(&u.mu)
+	for range cfg.Workers {
+		u.wg.Add(1)
+		go u.work()
+	}
+	return u
+}
+
+// Enqueue adds a segment. It never blocks.
+func (u *Uploader) Enqueue(j *Job) {
+	j.queued = time.Now()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.closed {
+		go j.Done(errors.New("tier: uploader closed"))
+		return
+	}
+	st := u.statLocked(j.Topic, j.Partition)
+	st.Pending++
+	st.PendingBytes += j.Segment.Size
+	if st.PendingSince.IsZero() {
+		st.PendingSince = j.queued
+	}
+	u.queue = append(u.queue, j)
+	u.cond.Signal()
+}
+
+func (u *Uploader) statLocked(topic string, p int32) *PartitionStatus {
+	k := partKey{topic, p}
+	st := u.stats[k]
+	if st == nil {
+		st = &PartitionStatus{Topic: topic, Partition: p, UploadedOffset: -1}
+		u.stats[k] = st
+	}
+	return st
+}
+
+// Status lists every partition the uploader has seen.
+func (u *Uploader) Status() []PartitionStatus {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	out := make([]PartitionStatus, 0, len(u.stats))
+	for _, st := range u.stats {
+		out = append(out, *st)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Topic != out[j].Topic {
+			return out[i].Topic < out[j].Topic
+		}
+		return out[i].Partition < out[j].Partition
+	})
+	return out
+}
+
+// Close stops the workers; queued jobs are told the uploader closed. The
+// caller cancels running jobs' contexts first for a quick stop.
+func (u *Uploader) Close() {
+	u.mu.Lock()
+	u.closed = true
+	queue := u.queue
+	u.queue = nil
+	u.cond.Broadcast()
+	u.mu.Unlock()
+	for _, j := range queue {
+		j.Done(errors.New("tier: uploader closed"))
+	}
+	u.wg.Wait()
+}
+
+func (u *Uploader) work() {
+	defer u.wg.Done()
+	for {
+		u.mu.Lock()
+		for len(u.queue) == 0 && !u.closed {
+			u.cond.Wait()
+		}
+		if u.closed {
+			u.mu.Unlock()
+			return
+		}
+		j := u.queue[0]
+		u.queue = u.queue[1:]
+		u.mu.Unlock()
+		err := u.run(j)
+		u.finish(j, err)
+	}
+}
+
+func (u *Uploader) finish(j *Job, err error) {
+	u.mu.Lock()
+	st := u.statLocked(j.Topic, j.Partition)
+	st.Pending--
+	st.PendingBytes -= j.Segment.Size
+	if st.Pending == 0 {
+		st.PendingSince = time.Time{}
+	} else {
+		oldest := time.Now()
+		for _, q := range u.queue {
+			if q.Topic == j.Topic && q.Partition == j.Partition && q.queued.Before(oldest) {
+				oldest = q.queued
+			}
+		}
+		st.PendingSince = oldest
+	}
+	if err == nil {
+		st.UploadedBytes += j.Segment.Size
+		st.LastUpload = time.Now()
+		st.UploadedOffset = max(st.UploadedOffset, j.Segment.NextOffset)
+	}
+	u.mu.Unlock()
+	j.Done(err)
+}
+
+// run uploads and records one segment, retrying until it is recorded, the
+// node stops leading the partition, or the job is cancelled.
+func (u *Uploader) run(j *Job) error {
+	backoff := u.cfg.MinBackoff
+	for attempt := 1; ; attempt++ {
+		err := u.attempt(j)
+		if err == nil || errors.Is(err, ErrNotLeader) || errors.Is(err, meta.ErrStaleEpoch) || j.Ctx.Err() != nil {
+			if err != nil && j.Ctx.Err() != nil {
+				err = j.Ctx.Err()
+			}
+			return err
+		}
+		u.mu.Lock()
+		st := u.statLocked(j.Topic, j.Partition)
+		st.LastError, st.LastErrorAt = err.Error(), time.Now()
+		u.mu.Unlock()
+		wait := backoff/2 + rand.N(backoff/2+1) // jitter: [backoff/2, backoff]
+		u.logger.Warn("segment upload failed; retrying", "topic", j.Topic, "partition", j.Partition,
+			"base_offset", j.Segment.BaseOffset, "attempt", attempt, "retry_in", wait.Round(time.Millisecond), "error", err)
+		select {
+		case <-time.After(wait):
+		case <-j.Ctx.Done():
+			return j.Ctx.Err()
+		}
+		backoff = min(backoff*2, u.cfg.MaxBackoff)
+	}
+}
+
+func (u *Uploader) attempt(j *Job) error {
+	epoch, ok := j.Leader()
+	if !ok {
+		return ErrNotLeader
+	}
+	seg := j.Segment
+	if old, ok, err := u.cfg.Recorder.Recorded(j.Topic, j.Partition, seg.BaseOffset); err != nil {
+		return err
+	} else if ok {
+		if old.LastOffset != seg.NextOffset-1 {
+			u.logger.Warn("manifest holds a different segment at this base offset; keeping the manifest's",
+				"topic", j.Topic, "partition", j.Partition, "base_offset", seg.BaseOffset, "manifest_last", old.LastOffset)
+		}
+		return nil
+	}
+	base := SegmentKey(j.Topic, j.TopicID, j.Partition, seg.BaseOffset, epoch)
+	// Indexes and epochs first, the log last: an entry is only recorded
+	// once all of its objects are there.
+	for _, f := range []struct{ path, suffix string }{
+		{seg.IndexPath, ".index"}, {seg.TimeIndexPath, ".timeindex"},
+	} {
+		if err := u.putFile(j.Ctx, base+f.suffix, f.path); err != nil {
+			return err
+		}
+	}
+	epochs := EncodeEpochs(j.Epochs)
+	if err := u.cfg.Store.Put(j.Ctx, base+".epochs", strings.NewReader(epochs), int64(len(epochs))); err != nil {
+		return err
+	}
+	if err := u.putFile(j.Ctx, base+".log", seg.LogPath); err != nil {
+		return err
+	}
+	entry := meta.TierSegment{
+		Topic: j.Topic, Partition: j.Partition, BaseOffset: seg.BaseOffset, LastOffset: seg.NextOffset - 1,
+		SizeBytes: seg.Size, LeaderEpoch: epoch, MaxTimestamp: seg.MaxTimestamp, ObjectKey: base + ".log",
+		UploadTimeMs: time.Now().UnixMilli(), SegmentEpochs: j.Epochs,
+	}
+	if err := u.cfg.Recorder.Record(j.Ctx, entry); err != nil {
+		if _, ok, rerr := u.cfg.Recorder.Recorded(j.Topic, j.Partition, seg.BaseOffset); rerr == nil && ok {
+			return nil // recorded after all (a retried proposal)
+		}
+		return fmt.Errorf("tier: record %s: %w", entry.ObjectKey, err)
+	}
+	u.logger.Debug("segment uploaded", "topic", j.Topic, "partition", j.Partition, "base_offset", seg.BaseOffset,
+		"bytes", seg.Size, "key", entry.ObjectKey)
+	return nil
+}
+
+func (u *Uploader) putFile(ctx context.Context, key, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("tier: upload %s: %w", key, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("tier: upload %s: %w", key, err)
+	}
+	return u.cfg.Store.Put(ctx, key, io.NewSectionReader(f, 0, fi.Size()), fi.Size())
+}
+
+// SegmentKey is the object key of a segment, without its suffix:
+// <topic>-<topic id>/<partition>/<20-digit base offset>-<leader epoch>.
+func SegmentKey(topic string, id [16]byte, partition int32, base int64, epoch int32) string {
+	return fmt.Sprintf("%s-%x/%d/%020d-%d", topic, id, partition, base, epoch)
+}
+
+// TopicPrefix is where a topic's objects live.
+func TopicPrefix(topic string, id [16]byte) string { return fmt.Sprintf("%s-%x/", topic, id) }
+
+// EncodeEpochs writes epochs as Kafka's leader-epoch-checkpoint does:
+// version, count, then "epoch startOffset" lines.
+func EncodeEpochs(epochs []meta.EpochStart) string {
+	var b strings.Builder
+	b.WriteString("0\n" + strconv.Itoa(len(epochs)) + "\n")
+	for _, e := range epochs {
+		fmt.Fprintf(&b, "%d %d\n", e.Epoch, e.StartOffset)
+	}
+	return b.String()
+}
