@@ -21,6 +21,8 @@ func logConfig(defaults slog.Config, configs map[string]string) slog.Config {
 	num := func(v string) int64 { n, _ := strconv.ParseInt(v, 10, 64); return n }
 	for k, v := range configs {
 		switch k {
+		case "local.retention.ms", "local.retention.bytes":
+			continue // applied below, for tiered topics
 		case "segment.bytes":
 			c.SegmentBytes = num(v)
 		case "segment.ms":
@@ -43,5 +45,18 @@ func logConfig(defaults slog.Config, configs map[string]string) slog.Config {
 			c.LogAppendTime = v == "LogAppendTime"
 		}
 	}
+	// A tiered topic keeps local.retention.* on disk (-2: the total
+	// retention); the tier enforces retention.* on what it uploaded.
+	if tiered(configs) {
+		if v, ok := configs["local.retention.ms"]; ok && v != "-2" {
+			c.RetentionAge = ms(v)
+		}
+		if v, ok := configs["local.retention.bytes"]; ok && v != "-2" {
+			c.RetentionBytes = num(v)
+		}
+	}
 	return c
 }
+
+// tiered reports whether a topic's closed segments go to the tier.
+func tiered(configs map[string]string) bool { return configs["remote.storage.enable"] == "true" }

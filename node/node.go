@@ -19,6 +19,7 @@ import (
 	"github.com/strata-io/strata/internal/rpc"
 	"github.com/strata-io/strata/meta"
 	plog "github.com/strata-io/strata/node/log"
+	"github.com/strata-io/strata/tier"
 )
 
 // Config configures a node.
@@ -31,7 +32,13 @@ type Config struct {
 	// leadership and topic configs from its local copy.
 	Meta        *meta.Member
 	LogDefaults plog.Config
-	Logger      *slog.Logger
+	// TopicDefaults are the broker-level topic configs LogDefaults came
+	// from (local.retention.*, remote.storage.enable apply per topic).
+	TopicDefaults map[string]string
+	// Tier, when set, receives the closed segments of topics with
+	// remote.storage.enable=true.
+	Tier   tier.Store
+	Logger *slog.Logger
 	// MaintainInterval is how often logs roll, retain and flush by time
 	// (default 1s).
 	MaintainInterval time.Duration
@@ -46,6 +53,8 @@ type Node struct {
 	base   context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// uploader copies closed segments of tiered topics to cfg.Tier.
+	uploader *tier.Uploader
 	// handlers answers each request on its own goroutine, so a
 	// long-polling fetch does not hold up a produce.
 	handlers *rpc.Pool
@@ -74,6 +83,10 @@ type openLog struct {
 	// append one step; producers is what the check consults.
 	appendMu  sync.Mutex
 	producers producerStates
+
+	// configs are the topic configs the log was last set to.
+	configs map[string]string
+	tier    tierState
 }
 
 const maxConcurrentRequests = 1024
@@ -99,6 +112,10 @@ func Start(cfg Config) (*Node, error) {
 	}
 	n.sub = sub
 	n.base, n.cancel = context.WithCancel(context.Background())
+	if cfg.Tier != nil {
+		n.uploader = tier.NewUploader(tier.UploaderConfig{Store: cfg.Tier, Recorder: tierRecorder{cfg.Meta},
+			Logger: n.logger.With("component", "tier")})
+	}
 	n.wg.Add(1)
 	go n.maintainLoop(n.base)
 	return n, nil
@@ -110,6 +127,14 @@ func (n *Node) Close() error {
 	n.cancel()
 	n.handlers.Close()
 	n.wg.Wait()
+	n.mu.Lock()
+	for _, l := range n.mu.logs {
+		l.tier.stop()
+	}
+	n.mu.Unlock()
+	if n.uploader != nil {
+		n.uploader.Close()
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	var err error
@@ -203,7 +228,10 @@ func (n *Node) partition(topic string, p int32) (*openLog, meta.Partition, *kerr
 		n.logger.Error("prepare partition directory", "topic", topic, "partition", p, "error", err)
 		return nil, part, kerr.KafkaStorageError
 	}
-	l, err := plog.Open(dir, logConfig(n.cfg.LogDefaults, t.Configs), plog.Options{Logger: n.logger.With("topic", topic, "partition", p)})
+	configs := n.topicConfigs(t)
+	var ol *openLog // set before the first append: the hook needs it
+	l, err := plog.Open(dir, logConfig(n.cfg.LogDefaults, configs), plog.Options{Logger: n.logger.With("topic", topic, "partition", p),
+		OnSegmentClosed: func(info plog.SegmentInfo) { ol.tier.closed(ol.Log, info) }})
 	if err != nil {
 		n.logger.Error("open partition log", "topic", topic, "partition", p, "error", err)
 		return nil, part, kerr.KafkaStorageError
@@ -214,7 +242,11 @@ func (n *Node) partition(topic string, p int32) (*openLog, meta.Partition, *kerr
 		n.logger.Error("rebuild producer state", "topic", topic, "partition", p, "error", err)
 		return nil, part, kerr.KafkaStorageError
 	}
-	ol := &openLog{Log: l, topicID: t.ID, producers: producers}
+	ol = &openLog{Log: l, topicID: t.ID, producers: producers, configs: configs}
+	ol.tier.init(n.base, n.uploader != nil && tiered(configs))
+	if err := n.holdUnuploaded(ol, topic, p); err != nil {
+		n.logger.Warn("tier: reading the manifest", "topic", topic, "partition", p, "error", err)
+	}
 	n.mu.logs[key] = ol
 	return ol, part, nil
 }
@@ -225,6 +257,7 @@ func (n *Node) partitionDir(topic string, p int32) string {
 
 // dropLocked closes a log whose topic is gone and deletes its data.
 func (n *Node) dropLocked(key partitionKey, l *openLog) {
+	l.tier.stop()
 	if err := l.Close(); err != nil {
 		n.logger.Warn("close deleted partition", "topic", key.topic, "partition", key.partition, "error", err)
 	}
@@ -289,7 +322,9 @@ func (n *Node) maintainLoop(ctx context.Context) {
 			logs[k] = l
 		}
 		n.mu.Unlock()
+		n.refreshConfigs(logs)
 		for k, l := range logs {
+			n.enqueueUploads(k, l)
 			if deleted, err := l.Maintain(); err != nil {
 				n.logger.Warn("log maintenance", "topic", k.topic, "partition", k.partition, "error", err)
 			} else if deleted > 0 {

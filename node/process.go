@@ -12,6 +12,7 @@ import (
 	"github.com/strata-io/strata/group"
 	"github.com/strata-io/strata/meta"
 	plog "github.com/strata-io/strata/node/log"
+	"github.com/strata-io/strata/tier"
 )
 
 // ProcessConfig configures a whole `strata node` process: its metadata
@@ -30,7 +31,11 @@ type ProcessConfig struct {
 	// over LogDefaults, validated by the caller with
 	// meta.ValidateTopicConfigs.
 	TopicDefaults map[string]string
-	Logger        *slog.Logger
+	// Tier is where closed segments of tiered topics go (nil: nowhere).
+	Tier tier.Store
+	// MaintainInterval: see Config.
+	MaintainInterval time.Duration
+	Logger           *slog.Logger
 	// HeartbeatInterval and SessionTimeout: see meta.MemberConfig.
 	HeartbeatInterval time.Duration
 	SessionTimeout    time.Duration
@@ -64,7 +69,8 @@ func StartProcess(cfg ProcessConfig) (*Process, error) {
 		return nil, err
 	}
 	n, err := Start(Config{ID: cfg.ID, Cluster: cfg.Cluster, DataDir: filepath.Join(cfg.DataDir, "partitions"),
-		Conn: cfg.Conn, Meta: m, LogDefaults: logConfig(cfg.LogDefaults, cfg.TopicDefaults), Logger: cfg.Logger})
+		Conn: cfg.Conn, Meta: m, LogDefaults: cfg.LogDefaults, TopicDefaults: cfg.TopicDefaults,
+		Tier: cfg.Tier, MaintainInterval: cfg.MaintainInterval, Logger: cfg.Logger})
 	if err != nil {
 		m.Close()
 		return nil, err

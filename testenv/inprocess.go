@@ -13,6 +13,7 @@ import (
 	"github.com/strata-io/strata/meta"
 	"github.com/strata-io/strata/node"
 	plog "github.com/strata-io/strata/node/log"
+	"github.com/strata-io/strata/tier"
 )
 
 // Options adjust an in-process cluster.
@@ -23,6 +24,11 @@ type Options struct {
 	LogDefaults *plog.Config
 	// NATSMaxPayload is the NATS server's max payload (default 8 MiB).
 	NATSMaxPayload int32
+	// Tier is the nodes' object store (default: none).
+	Tier tier.Store
+	// MaintainInterval is how often nodes roll, retain and upload
+	// (default 1s).
+	MaintainInterval time.Duration
 }
 
 // Cluster is a Strata cluster running inside the test process.
@@ -65,7 +71,7 @@ func InProcess(t testing.TB, n int, opts Options) *Cluster {
 	for id := int32(1); id <= int32(n); id++ {
 		p, err := node.StartProcess(node.ProcessConfig{
 			ID: id, Cluster: "test", DataDir: dirs[id-1], RaftAddr: "127.0.0.1:0", Conn: c.connect(),
-			BootstrapExpect: n, LogDefaults: logDefaults,
+			BootstrapExpect: n, LogDefaults: logDefaults, Tier: opts.Tier, MaintainInterval: opts.MaintainInterval,
 			HeartbeatInterval: 100 * time.Millisecond, SessionTimeout: time.Second,
 			TuneRaft: func(sc *meta.ServerConfig) {
 				sc.HeartbeatTimeout, sc.ElectionTimeout = 200*time.Millisecond, 200*time.Millisecond

@@ -1,0 +1,127 @@
+package node_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/strata-io/strata/testenv"
+	"github.com/strata-io/strata/tier"
+)
+
+// TestTieredTopicUploadsAndTrimsLocal: closed segments of a tiered topic
+// go to the store and into the manifest; only then does local retention
+// delete them. A topic without remote.storage.enable uploads nothing.
+func TestTieredTopicUploadsAndTrimsLocal(t *testing.T) {
+	store, err := tier.OpenDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := testenv.InProcess(t, 1, testenv.Options{Tier: store, MaintainInterval: 50 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), kgo.ProducerBatchCompression(kgo.NoCompression()),
+		kgo.ProducerBatchMaxBytes(16<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	for topic, configs := range map[string]map[string]*string{
+		"tiered": {"remote.storage.enable": kadm.StringPtr("true"), "segment.bytes": kadm.StringPtr("65536"),
+			"local.retention.bytes": kadm.StringPtr("65536")},
+		"local": {"segment.bytes": kadm.StringPtr("65536")},
+	} {
+		if r, err := adm.CreateTopic(ctx, 1, 1, configs, topic); err != nil || r.Err != nil {
+			t.Fatal(err, r.Err)
+		}
+	}
+	value := []byte(strings.Repeat("v", 1000))
+	for i := range 1000 {
+		for _, topic := range []string{"tiered", "local"} {
+			cl.Produce(ctx, &kgo.Record{Topic: topic, Key: fmt.Appendf(nil, "%d", i), Value: value}, nil)
+		}
+	}
+	if err := cl.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	member := c.Nodes[1].Member
+	var segs int
+	for {
+		v := member.Server().FSM().View()
+		s, err := v.TierSegments("tiered", 0)
+		v.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		segs = len(s)
+		ends, _ := adm.ListStartOffsets(ctx, "tiered")
+		start, _ := ends.Lookup("tiered", 0)
+		// ~1 MB in 64 KiB segments: about 15 closed, all but ~1 of them
+		// uploaded and deleted locally.
+		if segs >= 12 && start.Offset > 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("%d segments recorded, local start %d", segs, start.Offset)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	v := member.Server().FSM().View()
+	entries, _ := v.TierSegments("tiered", 0)
+	v.Close()
+	next := int64(0)
+	for _, e := range entries {
+		if e.BaseOffset != next {
+			t.Fatalf("manifest has a gap: segment at %d, expected %d", e.BaseOffset, next)
+		}
+		next = e.LastOffset + 1
+		for _, suffix := range []string{".log", ".index", ".timeindex", ".epochs"} {
+			key := strings.TrimSuffix(e.ObjectKey, ".log") + suffix
+			r, err := store.Get(ctx, key, 0, -1)
+			if err != nil {
+				t.Fatalf("object %s: %v", key, err)
+			}
+			r.Close()
+		}
+	}
+	// Nothing left the disk before it was recorded.
+	starts, _ := adm.ListStartOffsets(ctx, "tiered")
+	if start, _ := starts.Lookup("tiered", 0); start.Offset > next {
+		t.Fatalf("local log starts at %d, past the manifest's end %d", start.Offset, next)
+	}
+	objects := 0
+	store.List(ctx, "", func(o tier.Object) error {
+		if !strings.HasPrefix(o.Key, "tiered-") {
+			t.Errorf("object of an untiered topic: %s", o.Key)
+		}
+		objects++
+		return nil
+	})
+	if objects < 4*len(entries) {
+		t.Fatalf("%d objects for %d segments (log, index, timeindex, epochs each)", objects, len(entries))
+	}
+
+	// Turning tiering on for a topic already open uploads its closed
+	// segments too: config changes reach open logs.
+	if _, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "remote.storage.enable", Value: kadm.StringPtr("true")}}, "local"); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		v := member.Server().FSM().View()
+		s, _ := v.TierSegments("local", 0)
+		v.Close()
+		if len(s) >= 12 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("after enabling tiering: %d segments recorded", len(s))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
