@@ -1,11 +1,14 @@
 package cli
 
 import (
+	"context"
 	"fmt"
+	"time"
 
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/strata-io/strata/meta"
+	"github.com/strata-io/strata/tier"
 )
 
 // brokerDefaults maps Kafka's broker settings (as flags, dots to dashes)
@@ -24,6 +27,25 @@ var brokerDefaults = []struct{ flag, topicKey, usage string }{
 	{"min-insync-replicas", "min.insync.replicas", "default min.insync.replicas for acks=all"},
 	{"log-local-retention-ms", "local.retention.ms", "default local.retention.ms for tiered topics (-2: retention.ms)"},
 	{"log-local-retention-bytes", "local.retention.bytes", "default local.retention.bytes for tiered topics (-2: retention.bytes)"},
+}
+
+// tierFlags name the object store closed segments of tiered topics go to.
+func tierFlags(urlUsage string) []ucli.Flag {
+	return []ucli.Flag{
+		&ucli.StringFlag{Name: "tier-url", EnvVars: envVars("tier-url"), Usage: urlUsage},
+		&ucli.StringFlag{Name: "tier-access-key", EnvVars: append(envVars("tier-access-key"), "AWS_ACCESS_KEY_ID"), Usage: "S3 access key"},
+		&ucli.StringFlag{Name: "tier-secret-key", EnvVars: append(envVars("tier-secret-key"), "AWS_SECRET_ACCESS_KEY"), Usage: "S3 secret key"},
+	}
+}
+
+// openTier opens the tier store the flags name; "" is none.
+func openTier(c *ucli.Context, rawURL string) (tier.Store, error) {
+	if rawURL == "" {
+		return nil, nil
+	}
+	ctx, cancel := context.WithTimeout(c.Context, 30*time.Second)
+	defer cancel()
+	return tier.Open(ctx, rawURL, tier.Credentials{AccessKey: c.String("tier-access-key"), SecretKey: c.String("tier-secret-key")})
 }
 
 // brokerDefaultFlags are the node's topic-default flags; unset ones keep

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -14,6 +15,7 @@ import (
 	"github.com/strata-io/strata/meta"
 	"github.com/strata-io/strata/node"
 	plog "github.com/strata-io/strata/node/log"
+	"github.com/strata-io/strata/tier"
 )
 
 func devCommand() *ucli.Command {
@@ -27,11 +29,23 @@ func devCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "kafka-addr", Value: "127.0.0.1:9092", EnvVars: envVars("kafka-addr"), Usage: "Kafka listener address"},
 			&ucli.StringFlag{Name: "admin-addr", Value: "127.0.0.1:9644", EnvVars: envVars("admin-addr"), Usage: "HTTP admin address (/healthz, /readyz); empty to disable"},
 			&ucli.StringFlag{Name: "raft-addr", Value: "127.0.0.1:9646", EnvVars: envVars("raft-addr"), Usage: "metadata Raft address (loopback; keep it stable across restarts)"},
-			&ucli.StringFlag{Name: "tier-url", EnvVars: envVars("tier-url"), Usage: "object store for closed segments (default file://<data-dir>/tier); tiering is not built yet"},
 			numPartitionsFlag(), debugFlag,
-		}, brokerDefaultFlags()...),
+		}, append(tierFlags("object store for closed segments of topics with remote.storage.enable=true (default file://<data-dir>/tier)"),
+			brokerDefaultFlags()...)...),
 		Action: func(c *ucli.Context) error {
 			defaults, err := topicDefaults(c)
+			if err != nil {
+				return fmt.Errorf("dev: %w", err)
+			}
+			tierURL := c.String("tier-url")
+			if tierURL == "" {
+				abs, err := filepath.Abs(filepath.Join(c.String("data-dir"), "tier"))
+				if err != nil {
+					return fmt.Errorf("dev: %w", err)
+				}
+				tierURL = "file://" + abs
+			}
+			store, err := openTier(c, tierURL)
 			if err != nil {
 				return fmt.Errorf("dev: %w", err)
 			}
@@ -39,7 +53,7 @@ func devCommand() *ucli.Command {
 			defer cancel()
 			return runDev(ctx, devConfig{
 				dataDir: c.String("data-dir"), kafkaAddr: c.String("kafka-addr"), adminAddr: c.String("admin-addr"),
-				raftAddr: c.String("raft-addr"), tierURL: c.String("tier-url"), topicDefaults: defaults,
+				raftAddr: c.String("raft-addr"), tier: store, topicDefaults: defaults,
 				numPartitions: int32(c.Int("num-partitions")), logger: newLogger(c),
 			}, nil)
 		},
@@ -47,10 +61,11 @@ func devCommand() *ucli.Command {
 }
 
 type devConfig struct {
-	dataDir, kafkaAddr, adminAddr, raftAddr, tierURL string
-	topicDefaults                                    map[string]string
-	numPartitions                                    int32
-	logger                                           *slog.Logger
+	dataDir, kafkaAddr, adminAddr, raftAddr string
+	tier                                    tier.Store
+	topicDefaults                           map[string]string
+	numPartitions                           int32
+	logger                                  *slog.Logger
 }
 
 // runDev runs the single-process cluster until ctx ends; ready, if set, is
@@ -82,7 +97,7 @@ func runDev(ctx context.Context, cfg devConfig, ready func(kafkaAddr string)) er
 	defer nodeConn.Close()
 	proc, err := node.StartProcess(node.ProcessConfig{
 		ID: 1, Cluster: "dev", DataDir: cfg.dataDir, RaftAddr: cfg.raftAddr, Conn: nodeConn,
-		BootstrapExpect: 1, LogDefaults: plog.DefaultConfig(), TopicDefaults: cfg.topicDefaults, Logger: logger,
+		BootstrapExpect: 1, LogDefaults: plog.DefaultConfig(), TopicDefaults: cfg.topicDefaults, Tier: cfg.tier, Logger: logger,
 		HeartbeatInterval: 500 * time.Millisecond, SessionTimeout: 3 * time.Second,
 	})
 	if err != nil {
@@ -107,9 +122,6 @@ func runDev(ctx context.Context, cfg devConfig, ready func(kafkaAddr string)) er
 		return fmt.Errorf("dev: %w", err)
 	}
 	defer gw.Close()
-	if cfg.tierURL != "" {
-		logger.Warn("tiered storage is not built yet: closed segments stay on local disk", "tier_url", cfg.tierURL)
-	}
 	admin.ready.Store(true)
 	logger.Info("strata dev ready: Kafka clients may connect", "kafka_addr", gw.Addr(), "data_dir", cfg.dataDir,
 		"started_in", time.Since(start).Round(time.Millisecond).String())

@@ -40,10 +40,10 @@ func nodeCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "raft-addr", Required: true, EnvVars: envVars("raft-addr"), Usage: "metadata Raft address host:port (keep it stable across restarts)"},
 			&ucli.StringFlag{Name: "rack", EnvVars: envVars("rack"), Usage: "rack for rack-aware replica placement"},
 			&ucli.IntFlag{Name: "bootstrap-expect", Value: 1, EnvVars: envVars("bootstrap-expect"), Usage: "number of metadata voters; the first nodes seen become them"},
-			&ucli.StringFlag{Name: "tier-url", EnvVars: envVars("tier-url"), Usage: "object store for closed segments; tiering is not built yet"},
 			&ucli.StringFlag{Name: "admin-addr", EnvVars: envVars("admin-addr"), Usage: "HTTP admin address (/healthz, /readyz)"},
 			clusterFlag, debugFlag,
-		}, brokerDefaultFlags()...),
+		}, append(tierFlags("object store for closed segments of topics with remote.storage.enable=true: s3://bucket/prefix?endpoint=host:port or file:///dir"),
+			brokerDefaultFlags()...)...),
 		Action: func(c *ucli.Context) error {
 			if c.Int("id") < 1 {
 				return errors.New("node: --id must be at least 1")
@@ -60,6 +60,10 @@ func nodeCommand() *ucli.Command {
 				return fmt.Errorf("node: %w", err)
 			}
 			defer admin.close()
+			store, err := openTier(c, c.String("tier-url"))
+			if err != nil {
+				return fmt.Errorf("node: %w", err)
+			}
 			nc, err := connectNATS(c, fmt.Sprintf("strata-node-%d", c.Int("id")))
 			if err != nil {
 				return fmt.Errorf("node: %w", err)
@@ -68,13 +72,10 @@ func nodeCommand() *ucli.Command {
 			proc, err := node.StartProcess(node.ProcessConfig{
 				ID: int32(c.Int("id")), Cluster: c.String("cluster"), DataDir: c.String("data-dir"),
 				RaftAddr: c.String("raft-addr"), Rack: c.String("rack"), Conn: nc,
-				BootstrapExpect: c.Int("bootstrap-expect"), LogDefaults: plog.DefaultConfig(), TopicDefaults: defaults, Logger: logger,
+				BootstrapExpect: c.Int("bootstrap-expect"), LogDefaults: plog.DefaultConfig(), TopicDefaults: defaults, Tier: store, Logger: logger,
 			})
 			if err != nil {
 				return fmt.Errorf("node: %w", err)
-			}
-			if c.String("tier-url") != "" {
-				logger.Warn("tiered storage is not built yet: closed segments stay on local disk")
 			}
 			admin.ready.Store(true)
 			logger.Info("strata node ready", "id", c.Int("id"), "raft_addr", proc.Member.Server().Addr())
