@@ -17,23 +17,16 @@ const nodeFetchVersion = 12
 // requests.
 func (g *Gateway) fetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
-	byID := req.GetVersion() >= 13
-	names := map[[16]byte]string{}
-	if byID {
-		ids := make([][16]byte, len(req.Topics))
-		for i, rt := range req.Topics {
-			ids[i] = rt.TopicID
-		}
-		names = g.topicNames(ctx, ids)
+	ids := make([][16]byte, len(req.Topics))
+	for i, rt := range req.Topics {
+		ids[i] = rt.TopicID
 	}
+	nameOf := g.topicNamer(ctx, req.GetVersion() >= 13, ids)
 	var refs []partRef
 	for i, rt := range req.Topics {
 		st := kmsg.NewFetchResponseTopic()
 		st.Topic, st.TopicID = rt.Topic, rt.TopicID
-		name, known := rt.Topic, true
-		if byID {
-			name, known = names[rt.TopicID]
-		}
+		name, known := nameOf(rt.TopicID, rt.Topic)
 		for j, rp := range rt.Partitions {
 			sp := kmsg.NewFetchResponseTopicPartition()
 			sp.Partition = rp.Partition
@@ -62,15 +55,9 @@ func (g *Gateway) fetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.Respon
 		return part
 	}, func(r kmsg.Response, rs []partRef) []partRef {
 		got := r.(*kmsg.FetchResponse)
-		return notLeaders(rs, func(k int, ref partRef) int16 {
-			dst := &resp.Topics[ref.i].Partitions[ref.j]
-			if k >= len(got.Topics) || len(got.Topics[k].Partitions) != 1 {
-				dst.ErrorCode = kerr.UnknownServerError.Code
-			} else {
-				*dst = got.Topics[k].Partitions[0]
-			}
-			return dst.ErrorCode
-		})
+		return takeParts(rs, len(got.Topics), func(k int) []kmsg.FetchResponseTopicPartition { return got.Topics[k].Partitions },
+			func(ref partRef) *kmsg.FetchResponseTopicPartition { return &resp.Topics[ref.i].Partitions[ref.j] },
+			func(p *kmsg.FetchResponseTopicPartition) *int16 { return &p.ErrorCode })
 	}, func(ref partRef, code int16) { resp.Topics[ref.i].Partitions[ref.j].ErrorCode = code })
 	return resp
 }

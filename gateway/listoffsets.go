@@ -35,15 +35,11 @@ func (g *Gateway) listOffsets(ctx context.Context, req *kmsg.ListOffsetsRequest)
 		return part
 	}, func(r kmsg.Response, rs []partRef) []partRef {
 		got := r.(*kmsg.ListOffsetsResponse)
-		return notLeaders(rs, func(k int, ref partRef) int16 {
-			dst := &resp.Topics[ref.i].Partitions[ref.j]
-			if k >= len(got.Topics) || len(got.Topics[k].Partitions) != 1 {
-				dst.ErrorCode = kerr.UnknownServerError.Code
-			} else {
-				*dst = got.Topics[k].Partitions[0]
-			}
-			return dst.ErrorCode
-		})
+		return takeParts(rs, len(got.Topics), func(k int) []kmsg.ListOffsetsResponseTopicPartition { return got.Topics[k].Partitions },
+			func(ref partRef) *kmsg.ListOffsetsResponseTopicPartition {
+				return &resp.Topics[ref.i].Partitions[ref.j]
+			},
+			func(p *kmsg.ListOffsetsResponseTopicPartition) *int16 { return &p.ErrorCode })
 	}, func(ref partRef, code int16) { resp.Topics[ref.i].Partitions[ref.j].ErrorCode = code })
 	return resp
 }
@@ -76,15 +72,11 @@ func (g *Gateway) deleteRecords(ctx context.Context, req *kmsg.DeleteRecordsRequ
 		return part
 	}, func(r kmsg.Response, rs []partRef) []partRef {
 		got := r.(*kmsg.DeleteRecordsResponse)
-		return notLeaders(rs, func(k int, ref partRef) int16 {
-			dst := &resp.Topics[ref.i].Partitions[ref.j]
-			if k >= len(got.Topics) || len(got.Topics[k].Partitions) != 1 {
-				dst.ErrorCode = kerr.UnknownServerError.Code
-			} else {
-				*dst = got.Topics[k].Partitions[0]
-			}
-			return dst.ErrorCode
-		})
+		return takeParts(rs, len(got.Topics), func(k int) []kmsg.DeleteRecordsResponseTopicPartition { return got.Topics[k].Partitions },
+			func(ref partRef) *kmsg.DeleteRecordsResponseTopicPartition {
+				return &resp.Topics[ref.i].Partitions[ref.j]
+			},
+			func(p *kmsg.DeleteRecordsResponseTopicPartition) *int16 { return &p.ErrorCode })
 	}, func(ref partRef, code int16) { resp.Topics[ref.i].Partitions[ref.j].ErrorCode = code })
 	return resp
 }
@@ -117,15 +109,11 @@ func (g *Gateway) offsetForLeaderEpoch(ctx context.Context, req *kmsg.OffsetForL
 		return part
 	}, func(r kmsg.Response, rs []partRef) []partRef {
 		got := r.(*kmsg.OffsetForLeaderEpochResponse)
-		return notLeaders(rs, func(k int, ref partRef) int16 {
-			dst := &resp.Topics[ref.i].Partitions[ref.j]
-			if k >= len(got.Topics) || len(got.Topics[k].Partitions) != 1 {
-				dst.ErrorCode = kerr.UnknownServerError.Code
-			} else {
-				*dst = got.Topics[k].Partitions[0]
-			}
-			return dst.ErrorCode
-		})
+		return takeParts(rs, len(got.Topics), func(k int) []kmsg.OffsetForLeaderEpochResponseTopicPartition { return got.Topics[k].Partitions },
+			func(ref partRef) *kmsg.OffsetForLeaderEpochResponseTopicPartition {
+				return &resp.Topics[ref.i].Partitions[ref.j]
+			},
+			func(p *kmsg.OffsetForLeaderEpochResponseTopicPartition) *int16 { return &p.ErrorCode })
 	}, func(ref partRef, code int16) { resp.Topics[ref.i].Partitions[ref.j].ErrorCode = code })
 	return resp
 }

@@ -16,23 +16,16 @@ const nodeProduceVersion = 12
 // whose leader moved. acks=0 gets no response.
 func (g *Gateway) produce(ctx context.Context, req *kmsg.ProduceRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.ProduceResponse)
-	byID := req.GetVersion() >= 13
-	names := map[[16]byte]string{}
-	if byID {
-		ids := make([][16]byte, len(req.Topics))
-		for i, rt := range req.Topics {
-			ids[i] = rt.TopicID
-		}
-		names = g.topicNames(ctx, ids)
+	ids := make([][16]byte, len(req.Topics))
+	for i, rt := range req.Topics {
+		ids[i] = rt.TopicID
 	}
+	nameOf := g.topicNamer(ctx, req.GetVersion() >= 13, ids)
 	var refs []partRef
 	for i, rt := range req.Topics {
 		st := kmsg.NewProduceResponseTopic()
 		st.Topic, st.TopicID = rt.Topic, rt.TopicID
-		name, known := rt.Topic, true
-		if byID {
-			name, known = names[rt.TopicID]
-		}
+		name, known := nameOf(rt.TopicID, rt.Topic)
 		for j, rp := range rt.Partitions {
 			sp := kmsg.NewProduceResponseTopicPartition()
 			sp.Partition, sp.BaseOffset, sp.LogAppendTime, sp.LogStartOffset = rp.Partition, -1, -1, -1
@@ -61,20 +54,28 @@ func (g *Gateway) produce(ctx context.Context, req *kmsg.ProduceRequest) kmsg.Re
 		return part
 	}, func(r kmsg.Response, rs []partRef) []partRef {
 		got := r.(*kmsg.ProduceResponse)
-		return notLeaders(rs, func(k int, ref partRef) int16 {
-			dst := &resp.Topics[ref.i].Partitions[ref.j]
-			if k >= len(got.Topics) || len(got.Topics[k].Partitions) != 1 {
-				dst.ErrorCode = kerr.UnknownServerError.Code
-			} else {
-				*dst = got.Topics[k].Partitions[0]
-			}
-			return dst.ErrorCode
-		})
+		return takeParts(rs, len(got.Topics), func(k int) []kmsg.ProduceResponseTopicPartition { return got.Topics[k].Partitions },
+			func(ref partRef) *kmsg.ProduceResponseTopicPartition { return &resp.Topics[ref.i].Partitions[ref.j] },
+			func(p *kmsg.ProduceResponseTopicPartition) *int16 { return &p.ErrorCode })
 	}, func(ref partRef, code int16) { resp.Topics[ref.i].Partitions[ref.j].ErrorCode = code })
 	if req.Acks == 0 {
 		return nil
 	}
 	return resp
+}
+
+// topicNamer names a request's topics: by the name they carry, or, when
+// byID (Produce and Fetch from v13), by resolving their IDs; known is
+// false for an ID no topic has (UNKNOWN_TOPIC_ID).
+func (g *Gateway) topicNamer(ctx context.Context, byID bool, ids [][16]byte) func(id [16]byte, name string) (string, bool) {
+	if !byID {
+		return func(_ [16]byte, name string) (string, bool) { return name, true }
+	}
+	names := g.topicNames(ctx, ids)
+	return func(id [16]byte, _ string) (string, bool) {
+		name, ok := names[id]
+		return name, ok
+	}
 }
 
 // topicNames resolves topic IDs to names, reading the metadata afresh

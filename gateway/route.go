@@ -88,6 +88,21 @@ func (g *Gateway) route(ctx context.Context, refs []partRef,
 	}
 }
 
+// takeParts is route's merge for node answers whose k-th topic holds the
+// k-th partition asked: parts(k) lists that topic's partitions, dst is the
+// client's slot for ref, code its error code field.
+func takeParts[P any](rs []partRef, topics int, parts func(k int) []P, dst func(partRef) *P, code func(*P) *int16) []partRef {
+	return notLeaders(rs, func(k int, ref partRef) int16 {
+		d := dst(ref)
+		if k >= topics || len(parts(k)) != 1 {
+			*code(d) = kerr.UnknownServerError.Code
+		} else {
+			*d = parts(k)[0]
+		}
+		return *code(d)
+	})
+}
+
 // notLeaders calls set for each partition of a node's answer (k is its
 // place there) and collects those the node says it does not lead:
 // NOT_LEADER_OR_FOLLOWER, or UNKNOWN_TOPIC_OR_PARTITION from a node whose
