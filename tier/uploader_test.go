@@ -18,7 +18,10 @@ import (
 )
 
 // testBatch is a one-record RecordBatch v2 holding value.
-func testBatch(value []byte) []byte {
+func testBatch(value []byte) []byte { return testBatchAt(value, time.Now().UnixMilli()) }
+
+// testBatchAt is testBatch with timestamp ts.
+func testBatchAt(value []byte, ts int64) []byte {
 	rec := []byte{0}                  // attributes
 	rec = binary.AppendVarint(rec, 0) // timestamp delta
 	rec = binary.AppendVarint(rec, 0) // offset delta
@@ -31,9 +34,8 @@ func testBatch(value []byte) []byte {
 	binary.BigEndian.PutUint32(b[8:], uint32(49+len(body)))
 	binary.BigEndian.PutUint32(b[12:], 0xffffffff)
 	b[16] = 2
-	ts := uint64(time.Now().UnixMilli())
-	binary.BigEndian.PutUint64(b[27:], ts)
-	binary.BigEndian.PutUint64(b[35:], ts)
+	binary.BigEndian.PutUint64(b[27:], uint64(ts))
+	binary.BigEndian.PutUint64(b[35:], uint64(ts))
 	binary.BigEndian.PutUint64(b[43:], ^uint64(0))
 	binary.BigEndian.PutUint16(b[51:], 0xffff)
 	binary.BigEndian.PutUint32(b[53:], 0xffffffff)
@@ -113,6 +115,14 @@ func (f *flakyStore) Put(ctx context.Context, key string, r io.Reader, size int6
 		return errDown
 	}
 	return f.Store.Put(ctx, key, r, size)
+}
+
+func (f *flakyStore) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	f.calls.Add(1)
+	if f.down.Load() {
+		return nil, errDown
+	}
+	return f.Store.Get(ctx, key, off, n)
 }
 
 func newJob(seg plog.SegmentInfo, leader func() (int32, bool), done chan error) *tier.Job {

@@ -109,16 +109,22 @@ func (c *epochCache) truncateFromStart(startOffset int64) bool {
 // offset for the latest epoch). An epoch newer than all known, or a log
 // with no epochs, gives (-1, -1).
 func (c *epochCache) endOffsetFor(epoch int32, logEndOffset int64) (int32, int64) {
-	n := len(c.entries)
+	return EndOffsetForEpoch(c.entries, epoch, logEndOffset)
+}
+
+// EndOffsetForEpoch is endOffsetFor over any epoch history, oldest first
+// (one spanning tiered and local data).
+func EndOffsetForEpoch(entries []EpochEntry, epoch int32, logEndOffset int64) (int32, int64) {
+	n := len(entries)
 	if epoch < 0 || n == 0 {
 		return -1, -1
 	}
-	if c.entries[n-1].Epoch == epoch {
+	if entries[n-1].Epoch == epoch {
 		return epoch, logEndOffset
 	}
 	// First entry with an epoch above the requested one.
 	hi := 0
-	for hi < n && c.entries[hi].Epoch <= epoch {
+	for hi < n && entries[hi].Epoch <= epoch {
 		hi++
 	}
 	if hi == n {
@@ -127,9 +133,9 @@ func (c *epochCache) endOffsetFor(epoch int32, logEndOffset int64) (int32, int64
 	if hi == 0 {
 		// Older than every known epoch: it ended where the first known
 		// one starts.
-		return epoch, c.entries[0].StartOffset
+		return epoch, entries[0].StartOffset
 	}
-	return c.entries[hi-1].Epoch, c.entries[hi].StartOffset
+	return entries[hi-1].Epoch, entries[hi].StartOffset
 }
 
 // allows reports whether a batch at offset may carry epoch: the epoch of

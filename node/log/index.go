@@ -194,10 +194,31 @@ func (ix *offsetIndex) lookup(offset int64) (int64, int64) {
 // (-1 if none): the batch holding offset starts before it.
 func (ix *offsetIndex) lookupSpan(offset int64) (int64, int64, int64) {
 	n := int(ix.entries.Load())
-	if offset < ix.baseOffset || n == 0 {
-		return ix.baseOffset, 0, ix.positionOf(0, n)
+	return OffsetIndexFloor(ix.data[:n*offsetIndexEntryBytes], ix.baseOffset, offset)
+}
+
+// OffsetIndexFloor searches the entries of an offset index (a sealed
+// segment's .index file, as uploaded) of the segment at base for the
+// entry with the largest offset <= offset. It returns that entry's offset
+// and position (base and 0 when there is none) and the next entry's
+// position (-1 if none): the batch holding offset starts between them.
+func OffsetIndexFloor(entries []byte, base, offset int64) (floor, pos, next int64) {
+	n := len(entries) / offsetIndexEntryBytes
+	at := func(i int) (uint32, int64) {
+		e := entries[i*offsetIndexEntryBytes:]
+		return binary.BigEndian.Uint32(e[0:]), int64(binary.BigEndian.Uint32(e[4:]))
 	}
-	rel := uint64(offset - ix.baseOffset)
+	posOf := func(i int) int64 {
+		if i >= n {
+			return -1
+		}
+		_, p := at(i)
+		return p
+	}
+	if offset < base || n == 0 {
+		return base, 0, posOf(0)
+	}
+	rel := uint64(offset - base)
 	if rel > math.MaxUint32 {
 		rel = math.MaxUint32
 	}
@@ -205,26 +226,17 @@ func (ix *offsetIndex) lookupSpan(offset int64) (int64, int64, int64) {
 	lo, hi := 0, n
 	for lo < hi {
 		mid := int(uint(lo+hi) >> 1)
-		if r, _ := ix.at(mid); uint64(r) <= rel {
+		if r, _ := at(mid); uint64(r) <= rel {
 			lo = mid + 1
 		} else {
 			hi = mid
 		}
 	}
 	if lo == 0 {
-		return ix.baseOffset, 0, ix.positionOf(0, n)
+		return base, 0, posOf(0)
 	}
-	r, pos := ix.at(lo - 1)
-	return ix.baseOffset + int64(r), int64(pos), ix.positionOf(lo, n)
-}
-
-// positionOf returns entry i's position, or -1 past the last of n.
-func (ix *offsetIndex) positionOf(i, n int) int64 {
-	if i >= n {
-		return -1
-	}
-	_, pos := ix.at(i)
-	return int64(pos)
+	r, p := at(lo - 1)
+	return base + int64(r), p, posOf(lo)
 }
 
 // truncateTo drops entries for offsets >= offset.
@@ -308,20 +320,27 @@ func (ix *timeIndex) last() (timestamp, offset int64, ok bool) {
 // no such entry it returns the segment's base offset.
 func (ix *timeIndex) lookup(timestamp int64) int64 {
 	n := int(ix.entries.Load())
+	return TimeIndexFloor(ix.data[:n*timeIndexEntryBytes], ix.baseOffset, timestamp)
+}
+
+// TimeIndexFloor searches the entries of a time index (a sealed segment's
+// .timeindex file) of the segment at base as timeIndex.lookup does.
+func TimeIndexFloor(entries []byte, base, timestamp int64) int64 {
+	n := len(entries) / timeIndexEntryBytes
 	lo, hi := 0, n
 	for lo < hi {
 		mid := int(uint(lo+hi) >> 1)
-		if ts, _ := ix.at(mid); ts <= timestamp {
+		if ts := int64(binary.BigEndian.Uint64(entries[mid*timeIndexEntryBytes:])); ts <= timestamp {
 			lo = mid + 1
 		} else {
 			hi = mid
 		}
 	}
 	if lo == 0 {
-		return ix.baseOffset
+		return base
 	}
-	_, rel := ix.at(lo - 1)
-	return ix.baseOffset + int64(rel)
+	rel := binary.BigEndian.Uint32(entries[(lo-1)*timeIndexEntryBytes+8:])
+	return base + int64(rel)
 }
 
 func (ix *timeIndex) truncateTo(offset int64) {

@@ -726,19 +726,31 @@ func (l *Log) MaxTimestamp() (timestamp, offset int64, found bool, err error) {
 // firstRecordAtOrAfter finds, in the batch at pos, the first record at or
 // after offset start whose timestamp is >= timestamp.
 func (l *Log) firstRecordAtOrAfter(s *segment, pos int64, h BatchHeader, timestamp, start int64) (int64, int64, error) {
-	fallback := max(h.BaseOffset, start)
 	if h.Compression() != CompressionNone && l.decompress == nil {
-		return fallback, h.MaxTimestamp, nil
+		return max(h.BaseOffset, start), h.MaxTimestamp, nil
 	}
 	b := make([]byte, h.Size())
 	if _, err := s.log.ReadAt(b, pos); err != nil {
 		return 0, 0, l.fail(fmt.Errorf("read batch at position %d: %w", pos, err))
 	}
+	off, ts := RecordAtOrAfter(b, h, timestamp, start, l.decompress)
+	return off, ts, nil
+}
+
+// RecordAtOrAfter finds, in batch b (with header h), the first record at
+// or after offset start whose timestamp is >= timestamp, and its
+// timestamp. A compressed batch needs decompress (nil: the batch's first
+// offset at or after start and its max timestamp answer).
+func RecordAtOrAfter(b []byte, h BatchHeader, timestamp, start int64, decompress func(codec int, body []byte) ([]byte, error)) (offset, recordTimestamp int64) {
+	fallback := max(h.BaseOffset, start)
 	records := b[BatchHeaderBytes:]
 	if h.Compression() != CompressionNone {
+		if decompress == nil {
+			return fallback, h.MaxTimestamp
+		}
 		var err error
-		if records, err = l.decompress(h.Compression(), records); err != nil {
-			return fallback, h.MaxTimestamp, nil
+		if records, err = decompress(h.Compression(), records); err != nil {
+			return fallback, h.MaxTimestamp
 		}
 	}
 	off, ts := fallback, h.MaxTimestamp
@@ -749,7 +761,7 @@ func (l *Log) firstRecordAtOrAfter(s *segment, pos int64, h BatchHeader, timesta
 		}
 		return true
 	})
-	return off, ts, nil
+	return off, ts
 }
 
 // LatestEpoch returns the newest leader epoch in the log, or -1.

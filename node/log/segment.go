@@ -422,7 +422,12 @@ func grow(dst []byte, n int) []byte {
 
 // checkStoredBatch verifies a stored batch's frame and CRC: the read side
 // of the pair of checks around the disk.
-func checkStoredBatch(b []byte) (BatchHeader, error) {
+func checkStoredBatch(b []byte) (BatchHeader, error) { return VerifyBatch(b) }
+
+// VerifyBatch checks that b is exactly one stored RecordBatch whose frame
+// is sound and whose CRC matches: what a reader of segment bytes from
+// elsewhere (the object store) checks before serving them.
+func VerifyBatch(b []byte) (BatchHeader, error) {
 	h, err := checkBatchFrame(b)
 	if err != nil {
 		return h, err

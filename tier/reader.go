@@ -1,0 +1,317 @@
+package tier
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/strata-io/strata/meta"
+	plog "github.com/strata-io/strata/node/log"
+)
+
+// ReaderConfig configures a Reader.
+type ReaderConfig struct {
+	Store Store
+	// CacheDir holds cached chunks of remote logs; it is emptied at start.
+	CacheDir string
+	// CacheBytes bounds the chunk cache on disk (default 1 GiB).
+	CacheBytes int64
+	// ChunkBytes is the size of one ranged GET (default 8 MiB).
+	ChunkBytes int64
+	// ReadAhead is how many chunks past the one being read are fetched
+	// ahead of a sequential reader (default 4).
+	ReadAhead int
+	// Workers bounds concurrent GETs for remote reads (default 4), apart
+	// from uploads.
+	Workers int
+	// IndexCacheBytes bounds the in-memory cache of remote offset and
+	// time indexes (default 64 MiB).
+	IndexCacheBytes int64
+	// Timeout bounds one GET (default 30s).
+	Timeout time.Duration
+	Logger  *slog.Logger
+}
+
+// Reader serves reads of uploaded segments: the remote offset index
+// (cached in memory) finds the batch, and byte ranges of the remote log
+// come through an on-disk chunk cache with read-ahead, so a sequential
+// replay streams at object-store speed.
+type Reader struct {
+	cfg     ReaderConfig
+	chunks  *chunkCache
+	indexes *indexCache
+}
+
+// ErrUnavailable wraps a failure to read remote data (the store is down
+// or answering errors): retriable, never partial data.
+var ErrUnavailable = errors.New("tier: remote data unavailable")
+
+// NewReader prepares the cache directory.
+func NewReader(cfg ReaderConfig) (*Reader, error) {
+	if cfg.Store == nil || cfg.CacheDir == "" {
+		return nil, errors.New("tier: a reader needs a store and a cache directory")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.CacheBytes <= 0 {
+		cfg.CacheBytes = 1 << 30
+	}
+	if cfg.ChunkBytes <= 0 {
+		cfg.ChunkBytes = 8 << 20
+	}
+	if cfg.ReadAhead < 0 {
+		cfg.ReadAhead = 0
+	} else if cfg.ReadAhead == 0 {
+		cfg.ReadAhead = 4
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 4
+	}
+	if cfg.IndexCacheBytes <= 0 {
+		cfg.IndexCacheBytes = 64 << 20
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	chunks, err := newChunkCache(cfg.Store, cfg.CacheDir, cfg.ChunkBytes, cfg.CacheBytes, cfg.Workers, cfg.Timeout)
+	if err != nil {
+		return nil, err
+	}
+	return &Reader{cfg: cfg, chunks: chunks, indexes: newIndexCache(cfg.IndexCacheBytes)}, nil
+}
+
+// Close stops fetches and drops the cache.
+func (r *Reader) Close() { r.chunks.close() }
+
+// ReaderStats counts cache use since start.
+type ReaderStats struct {
+	ChunkHits, ChunkMisses int64
+	FetchedBytes           int64 // bytes of log chunks fetched from the store
+	CachedBytes            int64
+}
+
+// Stats reports cache use.
+func (r *Reader) Stats() ReaderStats {
+	r.chunks.mu.Lock()
+	used := r.chunks.used
+	r.chunks.mu.Unlock()
+	return ReaderStats{ChunkHits: r.chunks.hits.Load(), ChunkMisses: r.chunks.misses.Load(),
+		FetchedBytes: r.chunks.fetched.Load(), CachedBytes: used}
+}
+
+// Read returns whole batches of seg from the one holding offset: at most
+// maxBytes of them, but always the first whole. Every batch's CRC is
+// checked. A store failure is ErrUnavailable.
+func (r *Reader) Read(ctx context.Context, seg meta.TierSegment, offset int64, maxBytes int) ([]byte, error) {
+	pos, h, err := r.findBatch(ctx, seg, offset)
+	if err != nil || pos < 0 {
+		return nil, err
+	}
+	n := min(max(int64(maxBytes), h.Size()), seg.SizeBytes-pos)
+	buf := make([]byte, n)
+	if err := r.readLog(ctx, seg, buf, pos); err != nil {
+		return nil, err
+	}
+	// Keep whole batches only, each verified.
+	p := 0
+	for p+plog.BatchHeaderBytes <= len(buf) {
+		bh, err := plog.ParseBatchHeader(buf[p:])
+		if err != nil {
+			return nil, fmt.Errorf("tier: %s at position %d: %w", seg.ObjectKey, pos+int64(p), err)
+		}
+		if p+int(bh.Size()) > len(buf) {
+			break
+		}
+		if _, err := plog.VerifyBatch(buf[p : p+int(bh.Size())]); err != nil {
+			return nil, fmt.Errorf("tier: %s at position %d: %w", seg.ObjectKey, pos+int64(p), err)
+		}
+		p += int(bh.Size())
+	}
+	return buf[:p], nil
+}
+
+// OffsetForTimestamp finds in seg the first record whose timestamp is >=
+// timestamp and at or after offset start, as the local log does.
+func (r *Reader) OffsetForTimestamp(ctx context.Context, seg meta.TierSegment, timestamp, start int64) (offset, recordTimestamp int64, found bool, err error) {
+	if seg.MaxTimestamp < timestamp || seg.LastOffset < start {
+		return 0, 0, false, nil
+	}
+	tix, err := r.index(ctx, seg, ".timeindex")
+	if err != nil {
+		return 0, 0, false, err
+	}
+	from := max(plog.TimeIndexFloor(tix, seg.BaseOffset, timestamp), start)
+	pos, h, err := r.findBatch(ctx, seg, from)
+	for err == nil && pos >= 0 {
+		if h.MaxTimestamp >= timestamp {
+			b := make([]byte, h.Size())
+			if err := r.readLog(ctx, seg, b, pos); err != nil {
+				return 0, 0, false, err
+			}
+			if _, err := plog.VerifyBatch(b); err != nil {
+				return 0, 0, false, fmt.Errorf("tier: %s at position %d: %w", seg.ObjectKey, pos, err)
+			}
+			off, ts := plog.RecordAtOrAfter(b, h, timestamp, start, nil)
+			return off, ts, true, nil
+		}
+		if pos += h.Size(); pos >= seg.SizeBytes {
+			return 0, 0, false, nil
+		}
+		h, err = r.header(ctx, seg, pos)
+	}
+	return 0, 0, false, err
+}
+
+// findBatch returns the position and header of the first batch of seg
+// whose last offset is >= offset, or position -1 when none is.
+func (r *Reader) findBatch(ctx context.Context, seg meta.TierSegment, offset int64) (int64, plog.BatchHeader, error) {
+	ix, err := r.index(ctx, seg, ".index")
+	if err != nil {
+		return -1, plog.BatchHeader{}, err
+	}
+	_, pos, _ := plog.OffsetIndexFloor(ix, seg.BaseOffset, offset)
+	for pos < seg.SizeBytes {
+		h, err := r.header(ctx, seg, pos)
+		if err != nil {
+			return -1, h, err
+		}
+		if h.LastOffset() >= offset {
+			return pos, h, nil
+		}
+		pos += h.Size()
+	}
+	return -1, plog.BatchHeader{}, nil
+}
+
+func (r *Reader) header(ctx context.Context, seg meta.TierSegment, pos int64) (plog.BatchHeader, error) {
+	if pos+plog.BatchHeaderBytes > seg.SizeBytes {
+		return plog.BatchHeader{}, fmt.Errorf("tier: %s: batch at position %d runs past the object's end", seg.ObjectKey, pos)
+	}
+	var b [plog.BatchHeaderBytes]byte
+	if err := r.readLog(ctx, seg, b[:], pos); err != nil {
+		return plog.BatchHeader{}, err
+	}
+	h, err := plog.ParseBatchHeader(b[:])
+	if err != nil {
+		return h, fmt.Errorf("tier: %s at position %d: %w", seg.ObjectKey, pos, err)
+	}
+	if pos+h.Size() > seg.SizeBytes {
+		return h, fmt.Errorf("tier: %s: batch at position %d runs past the object's end", seg.ObjectKey, pos)
+	}
+	return h, nil
+}
+
+func (r *Reader) readLog(ctx context.Context, seg meta.TierSegment, p []byte, pos int64) error {
+	if err := r.chunks.readAt(ctx, seg.ObjectKey, seg.SizeBytes, p, pos, r.cfg.ReadAhead); err != nil {
+		return unavailable(seg.ObjectKey, err)
+	}
+	return nil
+}
+
+// index returns a segment's offset or time index, from memory or the
+// store.
+func (r *Reader) index(ctx context.Context, seg meta.TierSegment, suffix string) ([]byte, error) {
+	key := strings.TrimSuffix(seg.ObjectKey, ".log") + suffix
+	b, err := r.indexes.get(key, func() ([]byte, error) {
+		ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+		defer cancel()
+		rc, err := r.cfg.Store.Get(ctx, key, 0, -1)
+		if err != nil {
+			return nil, err
+		}
+		defer rc.Close()
+		return io.ReadAll(rc)
+	})
+	if err != nil {
+		return nil, unavailable(key, err)
+	}
+	return b, nil
+}
+
+// Forget drops what is cached of a deleted segment.
+func (r *Reader) Forget(seg meta.TierSegment) {
+	stem := strings.TrimSuffix(seg.ObjectKey, ".log")
+	r.indexes.forget(stem + ".index")
+	r.indexes.forget(stem + ".timeindex")
+	r.chunks.forget(seg.ObjectKey)
+}
+
+func unavailable(key string, err error) error {
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	return fmt.Errorf("%w: %s: %w", ErrUnavailable, key, err)
+}
+
+// indexCache keeps whole remote index objects in memory, least recently
+// used evicted first; concurrent misses on one key fetch it once.
+type indexCache struct {
+	max     int64
+	mu      sync.Mutex
+	entries map[string]*indexEntry
+	lru     list.List
+	used    int64
+}
+
+type indexEntry struct {
+	key   string
+	data  []byte
+	err   error
+	ready chan struct{}
+	elem  *list.Element
+}
+
+func newIndexCache(max int64) *indexCache {
+	return &indexCache{max: max, entries: map[string]*indexEntry{}}
+}
+
+func (c *indexCache) get(key string, load func() ([]byte, error)) ([]byte, error) {
+	c.mu.Lock()
+	e := c.entries[key]
+	if e != nil {
+		if e.elem != nil {
+			c.lru.MoveToFront(e.elem)
+		}
+		c.mu.Unlock()
+		<-e.ready
+		return e.data, e.err
+	}
+	e = &indexEntry{key: key, ready: make(chan struct{})}
+	c.entries[key] = e
+	c.mu.Unlock()
+
+	data, err := load()
+	c.mu.Lock()
+	e.data, e.err = data, err
+	if err != nil {
+		delete(c.entries, key)
+	} else {
+		e.elem = c.lru.PushFront(e)
+		c.used += int64(len(data))
+		for c.used > c.max && c.lru.Len() > 1 {
+			old := c.lru.Remove(c.lru.Back()).(*indexEntry)
+			delete(c.entries, old.key)
+			c.used -= int64(len(old.data))
+		}
+	}
+	close(e.ready)
+	c.mu.Unlock()
+	return data, err
+}
+
+func (c *indexCache) forget(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.entries[key]; e != nil && e.elem != nil {
+		c.lru.Remove(e.elem)
+		delete(c.entries, key)
+		c.used -= int64(len(e.data))
+	}
+}
