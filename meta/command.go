@@ -109,11 +109,13 @@ type DeleteOffsets struct {
 // leader epoch.
 type AddTierSegment struct{ Segment TierSegment }
 
-// DeleteTierSegments removes manifest entries by base offset.
+// DeleteTierSegments removes manifest entries by base offset and raises
+// the partition's log start offset to LogStartOffset (when higher).
 type DeleteTierSegments struct {
-	Topic       string
-	Partition   int32
-	BaseOffsets []int64
+	Topic          string
+	Partition      int32
+	BaseOffsets    []int64
+	LogStartOffset int64
 }
 
 // AllocateProducerIDs reserves Count producer ids for idempotent
@@ -269,6 +271,7 @@ func (c *DeleteTierSegments) encode(e *encoder) {
 	for _, b := range c.BaseOffsets {
 		e.varint(b)
 	}
+	e.varint(c.LogStartOffset)
 }
 func (c *DeleteTierSegments) decode(d *decoder) {
 	c.Topic, c.Partition = d.string(), d.int32()
@@ -277,6 +280,7 @@ func (c *DeleteTierSegments) decode(d *decoder) {
 	for i := range c.BaseOffsets {
 		c.BaseOffsets[i] = d.varint()
 	}
+	c.LogStartOffset = d.varint()
 }
 
 // EncodeCommand encodes a command for a Raft log entry:

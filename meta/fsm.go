@@ -383,6 +383,19 @@ func (f *FSM) apply(w *writer, cmd Command) (*ApplyResult, error) {
 		return &ApplyResult{Value: next}, nil
 
 	case *DeleteTierSegments:
+		p, ok, err := getRecord(w.txn, partitionKey(c.Topic, c.Partition), decodePartition)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return reject(fmt.Errorf("%w: %s-%d", ErrUnknownTopic, c.Topic, c.Partition))
+		}
+		if c.LogStartOffset > p.LogStartOffset {
+			p.LogStartOffset = c.LogStartOffset
+			if err := w.set(partitionKey(c.Topic, c.Partition), p.encode()); err != nil {
+				return nil, err
+			}
+		}
 		for _, base := range c.BaseOffsets {
 			if err := w.delete(tierKey(c.Topic, c.Partition, base)); err != nil {
 				return nil, err
@@ -690,6 +703,44 @@ func (v *View) OffsetGroups() ([]string, error) {
 // TierSegments lists a partition's manifest entries by base offset.
 func (v *View) TierSegments(topic string, p int32) ([]TierSegment, error) {
 	return listRecords(v.txn, tierPrefix(topic, p), decodeTierSegment)
+}
+
+// TierSegmentAt returns the manifest entry holding offset, if any.
+func (v *View) TierSegmentAt(topic string, p int32, offset int64) (TierSegment, bool, error) {
+	s, ok, err := v.tierSeek(topic, p, offset, true)
+	if err != nil || !ok || s.LastOffset < offset {
+		return TierSegment{}, false, err
+	}
+	return s, true, nil
+}
+
+// TierSpan returns a partition's first and last manifest entries (ok
+// false: none).
+func (v *View) TierSpan(topic string, p int32) (first, last TierSegment, ok bool, err error) {
+	if first, ok, err = v.tierSeek(topic, p, 0, false); err != nil || !ok {
+		return first, last, ok, err
+	}
+	last, ok, err = v.tierSeek(topic, p, math.MaxInt64, true)
+	return first, last, ok, err
+}
+
+// tierSeek returns the entry with the largest base offset <= offset
+// (reverse) or the smallest >= offset.
+func (v *View) tierSeek(topic string, p int32, offset int64, reverse bool) (TierSegment, bool, error) {
+	opts := badger.DefaultIteratorOptions
+	opts.Prefix, opts.Reverse, opts.PrefetchValues = tierPrefix(topic, p), reverse, false
+	it := v.txn.NewIterator(opts)
+	defer it.Close()
+	it.Seek(tierKey(topic, p, offset))
+	if !it.Valid() {
+		return TierSegment{}, false, nil
+	}
+	var s TierSegment
+	err := it.Item().Value(func(b []byte) (err error) {
+		s, err = decodeTierSegment(b)
+		return err
+	})
+	return s, err == nil, err
 }
 
 // Dump returns every key and value of the state, for comparing states.

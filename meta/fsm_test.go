@@ -84,7 +84,7 @@ func allCommands() []Command {
 		&DeleteOffsets{Group: "g", Topic: "orders", Partitions: []int32{1}},
 		&AddTierSegment{Segment: TierSegment{Topic: "orders", Partition: 0, BaseOffset: 0, LastOffset: 99, SizeBytes: 1 << 20,
 			LeaderEpoch: 0, MaxTimestamp: 5, ObjectKey: "k", SegmentEpochs: []EpochStart{{0, 0}}}},
-		&DeleteTierSegments{Topic: "orders", Partition: 0, BaseOffsets: []int64{0, 100}},
+		&DeleteTierSegments{Topic: "orders", Partition: 0, BaseOffsets: []int64{0, 100}, LogStartOffset: 100},
 		&AllocateProducerIDs{Count: 1000},
 	}
 }
@@ -200,9 +200,42 @@ func TestFSMFencing(t *testing.T) {
 	other.ObjectKey = "b"
 	a.wantErr(ErrInvalidRequest, &AddTierSegment{Segment: other})
 	v := f.View()
-	defer v.Close()
 	if segs, _ := v.TierSegments("t", 0); len(segs) != 1 || segs[0].ObjectKey != "a" {
 		t.Fatalf("manifest %+v", segs)
+	}
+	v.Close()
+
+	// Lookups by offset, and deletion raising the log start offset.
+	for _, base := range []int64{200, 300} {
+		s := seg
+		s.BaseOffset, s.LastOffset, s.ObjectKey = base, base+99, fmt.Sprint(base)
+		a.mustApply(&AddTierSegment{Segment: s})
+	}
+	v = f.View()
+	for _, c := range []struct {
+		offset, base int64
+		ok           bool
+	}{{99, 0, false}, {100, 100, true}, {199, 100, true}, {250, 200, true}, {399, 300, true}, {400, 0, false}} {
+		s, ok, err := v.TierSegmentAt("t", 0, c.offset)
+		if err != nil || ok != c.ok || s.BaseOffset != c.base {
+			t.Fatalf("segment at %d: %+v %v %v", c.offset, s, ok, err)
+		}
+	}
+	if first, last, ok, _ := v.TierSpan("t", 0); !ok || first.BaseOffset != 100 || last.BaseOffset != 300 {
+		t.Fatalf("span %d..%d %v", first.BaseOffset, last.BaseOffset, ok)
+	}
+	if _, _, ok, _ := v.TierSpan("t", 1); ok {
+		t.Fatal("span of an empty manifest")
+	}
+	v.Close()
+	a.mustApply(&DeleteTierSegments{Topic: "t", Partition: 0, BaseOffsets: []int64{100}, LogStartOffset: 250})
+	a.mustApply(&DeleteTierSegments{Topic: "t", Partition: 0, LogStartOffset: 120}) // never lowered
+	v = f.View()
+	defer v.Close()
+	p, _, _ := v.Partition("t", 0)
+	first, _, _, _ := v.TierSpan("t", 0)
+	if p.LogStartOffset != 250 || first.BaseOffset != 200 || p.Leader != -1 {
+		t.Fatalf("after delete: partition %+v, first entry %d", p, first.BaseOffset)
 	}
 }
 

@@ -37,6 +37,10 @@ type Partition struct {
 	// PartitionEpoch increases with every change to the record; ISR
 	// changes name the epoch they were computed from (fencing).
 	PartitionEpoch int32
+	// LogStartOffset is where the partition's log starts as DeleteRecords
+	// and total retention of tiered data left it; a leader's local log
+	// may start later (the rest is in the tier).
+	LogStartOffset int64
 }
 
 // Offset is a consumer group's committed offset for one partition.
@@ -164,6 +168,7 @@ func (p *Partition) encode() []byte {
 	e.varint(int64(p.LeaderEpoch))
 	e.int32s(p.ISR)
 	e.varint(int64(p.PartitionEpoch))
+	e.varint(p.LogStartOffset)
 	return e.b
 }
 
@@ -180,6 +185,7 @@ func decodePartition(b []byte) (Partition, error) {
 	p.LeaderEpoch = d.int32()
 	p.ISR = d.int32s()
 	p.PartitionEpoch = d.int32()
+	p.LogStartOffset = d.varint()
 	return p, d.finish("partition")
 }
 
