@@ -348,6 +348,11 @@ func (f *FSM) apply(w *writer, cmd Command) (*ApplyResult, error) {
 		if s.LeaderEpoch != p.LeaderEpoch {
 			return reject(fmt.Errorf("%w: %s-%d segment %d uploaded in leader epoch %d, current %d", ErrStaleEpoch, s.Topic, s.Partition, s.BaseOffset, s.LeaderEpoch, p.LeaderEpoch))
 		}
+		if s.LastOffset < p.LogStartOffset {
+			// Deleted (DeleteRecords, retention) while it was uploading:
+			// nothing to record; the reconciler reclaims its objects.
+			return &ApplyResult{}, nil
+		}
 		key := tierKey(s.Topic, s.Partition, s.BaseOffset)
 		if old, ok, err := getRecord(w.txn, key, decodeTierSegment); err != nil || ok {
 			if err != nil {

@@ -1,16 +1,21 @@
 package node
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"golang.org/x/sys/unix"
+
+	"github.com/strata-io/strata/meta"
+	plog "github.com/strata-io/strata/node/log"
 )
 
 // deleteRecords raises each partition's log start offset (Offset -1: to
-// the high watermark) and deletes the segments below it.
-func (n *Node) deleteRecords(req *kmsg.DeleteRecordsRequest) kmsg.Response {
+// the high watermark) and deletes the segments below it, uploaded ones
+// included.
+func (n *Node) deleteRecords(ctx context.Context, req *kmsg.DeleteRecordsRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.DeleteRecordsResponse)
 	for _, rt := range req.Topics {
 		st := kmsg.NewDeleteRecordsResponseTopic()
@@ -18,7 +23,7 @@ func (n *Node) deleteRecords(req *kmsg.DeleteRecordsRequest) kmsg.Response {
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewDeleteRecordsResponseTopicPartition()
 			sp.Partition, sp.LowWatermark = rp.Partition, -1
-			l, _, kerrCode := n.partition(rt.Topic, rp.Partition)
+			l, part, kerrCode := n.partition(rt.Topic, rp.Partition)
 			if kerrCode != nil {
 				sp.ErrorCode = kerrCode.Code
 				st.Partitions = append(st.Partitions, sp)
@@ -28,7 +33,7 @@ func (n *Node) deleteRecords(req *kmsg.DeleteRecordsRequest) kmsg.Response {
 			if offset == -1 {
 				offset = l.EndOffset()
 			}
-			start, err := l.DeleteRecordsBefore(offset)
+			start, err := n.deleteRecordsBefore(ctx, l, part, offset)
 			sp.ErrorCode, sp.LowWatermark = errorCode(err), start
 			if err != nil {
 				sp.LowWatermark = -1
@@ -38,6 +43,30 @@ func (n *Node) deleteRecords(req *kmsg.DeleteRecordsRequest) kmsg.Response {
 		resp.Topics = append(resp.Topics, st)
 	}
 	return resp
+}
+
+// deleteRecordsBefore raises a partition's log start offset to offset
+// and returns the new start. A partition with uploaded segments records
+// the start in meta and drops the segments below it from the tier.
+func (n *Node) deleteRecordsBefore(ctx context.Context, l *openLog, part meta.Partition, offset int64) (int64, error) {
+	if end := l.EndOffset(); offset < 0 || offset > end {
+		return 0, fmt.Errorf("%w: delete records before %d, log ends at %d", plog.ErrOffsetOutOfRange, offset, end)
+	}
+	start := n.logStartOffset(l, part)
+	if offset <= start {
+		return start, nil
+	}
+	if n.cfg.Tier != nil {
+		if span, err := n.tierSpan(part.Topic, part.Partition); err != nil {
+			return 0, fmt.Errorf("%w: manifest: %v", plog.ErrIO, err)
+		} else if span.ok {
+			if err := n.deleteTiered(ctx, l, part, offset); err != nil {
+				return 0, err
+			}
+			return offset, nil
+		}
+	}
+	return l.DeleteRecordsBefore(offset)
 }
 
 // offsetForLeaderEpoch answers where each requested leader epoch ended,
@@ -59,7 +88,7 @@ func (n *Node) offsetForLeaderEpoch(req *kmsg.OffsetForLeaderEpochRequest) kmsg.
 			case rp.CurrentLeaderEpoch > part.LeaderEpoch:
 				sp.ErrorCode = kerr.UnknownLeaderEpoch.Code
 			default:
-				sp.LeaderEpoch, sp.EndOffset = l.EndOffsetForEpoch(rp.LeaderEpoch)
+				sp.LeaderEpoch, sp.EndOffset = plog.EndOffsetForEpoch(n.epochHistory(l, part), rp.LeaderEpoch, l.EndOffset())
 			}
 			st.Partitions = append(st.Partitions, sp)
 		}

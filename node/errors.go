@@ -6,6 +6,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 
 	slog "github.com/strata-io/strata/node/log"
+	"github.com/strata-io/strata/tier"
 )
 
 // logErrors maps every node/log sentinel to the Kafka error a broker
@@ -22,6 +23,9 @@ var logErrors = []struct {
 	{slog.ErrFailed, kerr.KafkaStorageError},
 	{slog.ErrIO, kerr.KafkaStorageError},
 	{slog.ErrClosed, kerr.NotLeaderForPartition},
+	// A remote read that failed is retried by the client, as Kafka's
+	// KAFKA_STORAGE_ERROR is.
+	{tier.ErrUnavailable, kerr.KafkaStorageError},
 }
 
 // errorCode returns the Kafka error code for an error from the log, or

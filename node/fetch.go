@@ -2,9 +2,12 @@ package node
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	plog "github.com/strata-io/strata/node/log"
 )
 
 // maxFetchBytes caps one fetch response, as Kafka's broker-side
@@ -24,7 +27,7 @@ func (n *Node) fetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.Response 
 	}
 	for {
 		woken := n.appendedCh()
-		resp, bytes, failed := n.fetchOnce(req, budget)
+		resp, bytes, failed := n.fetchOnce(ctx, req, budget)
 		if bytes >= int(req.MinBytes) || failed || !time.Now().Before(deadline) {
 			return resp
 		}
@@ -37,7 +40,7 @@ func (n *Node) fetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.Response 
 	}
 }
 
-func (n *Node) fetchOnce(req *kmsg.FetchRequest, budget int) (*kmsg.FetchResponse, int, bool) {
+func (n *Node) fetchOnce(ctx context.Context, req *kmsg.FetchRequest, budget int) (*kmsg.FetchResponse, int, bool) {
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
 	total := 0
 	failed := false
@@ -49,7 +52,7 @@ func (n *Node) fetchOnce(req *kmsg.FetchRequest, budget int) (*kmsg.FetchRespons
 			sp.Partition = rp.Partition
 			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = -1, -1, -1
 			sp.RecordBatches = []byte{}
-			l, _, kerrCode := n.partition(rt.Topic, rp.Partition)
+			l, part, kerrCode := n.partition(rt.Topic, rp.Partition)
 			if kerrCode != nil {
 				sp.ErrorCode = kerrCode.Code
 				failed = true
@@ -58,13 +61,17 @@ func (n *Node) fetchOnce(req *kmsg.FetchRequest, budget int) (*kmsg.FetchRespons
 			}
 			// One replica: the log end is the high watermark.
 			hw := l.EndOffset()
-			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = hw, hw, l.StartOffset()
+			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = hw, hw, n.logStartOffset(l, part)
 			max := min(int(rp.PartitionMaxBytes), budget-total)
 			if max <= 0 && total > 0 {
 				st.Partitions = append(st.Partitions, sp)
 				continue
 			}
 			data, err := l.Read(nil, rp.FetchOffset, max, hw)
+			if errors.Is(err, plog.ErrOffsetOutOfRange) && rp.FetchOffset < l.StartOffset() && n.remote != nil {
+				// Below the local log: the tier may have it.
+				data, err = n.readRemote(ctx, part, rp.FetchOffset, max)
+			}
 			if err != nil {
 				sp.ErrorCode = errorCode(err)
 				failed = true

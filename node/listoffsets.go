@@ -1,6 +1,8 @@
 package node
 
 import (
+	"context"
+
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -14,8 +16,8 @@ const (
 )
 
 // listOffsets answers earliest, latest, max-timestamp and by-timestamp
-// lookups.
-func (n *Node) listOffsets(req *kmsg.ListOffsetsRequest) kmsg.Response {
+// lookups, over the tier and the local log.
+func (n *Node) listOffsets(ctx context.Context, req *kmsg.ListOffsetsRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)
 	for _, rt := range req.Topics {
 		st := kmsg.NewListOffsetsResponseTopic()
@@ -35,19 +37,39 @@ func (n *Node) listOffsets(req *kmsg.ListOffsetsRequest) kmsg.Response {
 			switch rp.Timestamp {
 			case offsetLatest:
 				sp.Offset = hw
-			case offsetEarliest, offsetEarliestLocal:
+			case offsetEarliest:
+				sp.Offset = n.logStartOffset(l, part)
+			case offsetEarliestLocal:
 				sp.Offset = l.StartOffset()
 			case offsetLatestTiered:
-				// Nothing is tiered yet: Kafka answers -1.
+				// The last uploaded offset; -1 when nothing is.
+				if span, err := n.tierSpan(rt.Topic, rp.Partition); err != nil {
+					sp.ErrorCode = errorCode(err)
+				} else if span.ok {
+					sp.Offset = span.last.LastOffset
+				}
 			case offsetMaxTimestamp:
 				ts, off, found, err := l.MaxTimestamp()
+				if err == nil {
+					if !found {
+						ts = -1 << 63
+					}
+					if rts, roff, rfound, rerr := n.remoteMaxTimestamp(ctx, l, part, ts); rerr != nil {
+						err = rerr
+					} else if rfound {
+						ts, off, found = rts, roff, true
+					}
+				}
 				if err != nil {
 					sp.ErrorCode = errorCode(err)
 				} else if found {
 					sp.Timestamp, sp.Offset = ts, off
 				}
 			default:
-				off, ts, found, err := l.OffsetForTimestamp(rp.Timestamp, hw)
+				off, ts, found, err := n.remoteOffsetForTimestamp(ctx, l, part, rp.Timestamp)
+				if err == nil && !found {
+					off, ts, found, err = l.OffsetForTimestamp(rp.Timestamp, hw)
+				}
 				if err != nil {
 					sp.ErrorCode = errorCode(err)
 				} else if found {

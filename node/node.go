@@ -37,8 +37,12 @@ type Config struct {
 	TopicDefaults map[string]string
 	// Tier, when set, receives the closed segments of topics with
 	// remote.storage.enable=true.
-	Tier   tier.Store
-	Logger *slog.Logger
+	Tier tier.Store
+	// TierCacheDir holds chunks of remote segments being read (default
+	// DataDir/.tier-cache); TierCacheBytes bounds it (default 1 GiB).
+	TierCacheDir   string
+	TierCacheBytes int64
+	Logger         *slog.Logger
 	// MaintainInterval is how often logs roll, retain and flush by time
 	// (default 1s).
 	MaintainInterval time.Duration
@@ -55,6 +59,8 @@ type Node struct {
 	wg     sync.WaitGroup
 	// uploader copies closed segments of tiered topics to cfg.Tier.
 	uploader *tier.Uploader
+	// remote reads what was uploaded, for fetches below the local log.
+	remote *tier.Reader
 	// handlers answers each request on its own goroutine, so a
 	// long-polling fetch does not hold up a produce.
 	handlers *rpc.Pool
@@ -113,6 +119,17 @@ func Start(cfg Config) (*Node, error) {
 	n.sub = sub
 	n.base, n.cancel = context.WithCancel(context.Background())
 	if cfg.Tier != nil {
+		if n.cfg.TierCacheDir == "" {
+			n.cfg.TierCacheDir = filepath.Join(cfg.DataDir, ".tier-cache")
+		}
+		r, err := tier.NewReader(tier.ReaderConfig{Store: cfg.Tier, CacheDir: n.cfg.TierCacheDir, CacheBytes: cfg.TierCacheBytes,
+			Logger: n.logger.With("component", "tier")})
+		if err != nil {
+			sub.Unsubscribe()
+			n.cancel()
+			return nil, err
+		}
+		n.remote = r
 		n.uploader = tier.NewUploader(tier.UploaderConfig{Store: cfg.Tier, Recorder: tierRecorder{cfg.Meta},
 			Logger: n.logger.With("component", "tier")})
 	}
@@ -134,6 +151,7 @@ func (n *Node) Close() error {
 	n.mu.Unlock()
 	if n.uploader != nil {
 		n.uploader.Close()
+		n.remote.Close()
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -177,9 +195,9 @@ func (n *Node) handle(msg *nats.Msg) {
 	case *kmsg.FetchRequest:
 		resp = n.fetch(ctx, r)
 	case *kmsg.ListOffsetsRequest:
-		resp = n.listOffsets(r)
+		resp = n.listOffsets(ctx, r)
 	case *kmsg.DeleteRecordsRequest:
-		resp = n.deleteRecords(r)
+		resp = n.deleteRecords(ctx, r)
 	case *kmsg.OffsetForLeaderEpochRequest:
 		resp = n.offsetForLeaderEpoch(r)
 	case *kmsg.DescribeLogDirsRequest:
@@ -265,6 +283,15 @@ func (n *Node) dropLocked(key partitionKey, l *openLog) {
 	if err := os.RemoveAll(n.partitionDir(key.topic, key.partition)); err != nil {
 		n.logger.Warn("remove deleted partition", "topic", key.topic, "partition", key.partition, "error", err)
 	}
+	if n.cfg.Tier != nil {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			ctx, cancel := context.WithTimeout(n.base, time.Minute)
+			defer cancel()
+			n.deleteRemotePartition(ctx, key.topic, l.topicID, key.partition)
+		}()
+	}
 	n.logger.Info("deleted partition data", "topic", key.topic, "partition", key.partition)
 }
 
@@ -325,6 +352,9 @@ func (n *Node) maintainLoop(ctx context.Context) {
 		n.refreshConfigs(logs)
 		for k, l := range logs {
 			n.enqueueUploads(k, l)
+			if err := n.retainRemote(ctx, k, l); err != nil {
+				n.logger.Warn("tier: retention", "topic", k.topic, "partition", k.partition, "error", err)
+			}
 			if deleted, err := l.Maintain(); err != nil {
 				n.logger.Warn("log maintenance", "topic", k.topic, "partition", k.partition, "error", err)
 			} else if deleted > 0 {

@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/strata-io/strata/meta"
 	"github.com/strata-io/strata/testenv"
 	"github.com/strata-io/strata/tier"
 )
@@ -60,27 +61,21 @@ func TestTieredTopicUploadsAndTrimsLocal(t *testing.T) {
 			t.Fatal(err)
 		}
 		segs = len(s)
-		ends, _ := adm.ListStartOffsets(ctx, "tiered")
-		start, _ := ends.Lookup("tiered", 0)
+		start, _ := listOffset(ctx, t, cl, "tiered", -4)
 		// ~1 MB in 64 KiB segments: about 15 closed, all but ~1 of them
 		// uploaded and deleted locally.
-		if segs >= 12 && start.Offset > 0 {
+		if segs >= 12 && start > 0 {
 			break
 		}
 		if ctx.Err() != nil {
-			t.Fatalf("%d segments recorded, local start %d", segs, start.Offset)
+			t.Fatalf("%d segments recorded, local start %d", segs, start)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	v := member.Server().FSM().View()
-	entries, _ := v.TierSegments("tiered", 0)
-	v.Close()
-	next := int64(0)
+	// Uploads finish in any order; once they all have, the manifest has
+	// no gaps.
+	entries, next := waitGapFree(ctx, t, member, "tiered")
 	for _, e := range entries {
-		if e.BaseOffset != next {
-			t.Fatalf("manifest has a gap: segment at %d, expected %d", e.BaseOffset, next)
-		}
-		next = e.LastOffset + 1
 		for _, suffix := range []string{".log", ".index", ".timeindex", ".epochs"} {
 			key := strings.TrimSuffix(e.ObjectKey, ".log") + suffix
 			r, err := store.Get(ctx, key, 0, -1)
@@ -91,9 +86,8 @@ func TestTieredTopicUploadsAndTrimsLocal(t *testing.T) {
 		}
 	}
 	// Nothing left the disk before it was recorded.
-	starts, _ := adm.ListStartOffsets(ctx, "tiered")
-	if start, _ := starts.Lookup("tiered", 0); start.Offset > next {
-		t.Fatalf("local log starts at %d, past the manifest's end %d", start.Offset, next)
+	if start, _ := listOffset(ctx, t, cl, "tiered", -4); start > next {
+		t.Fatalf("local log starts at %d, past the manifest's end %d", start, next)
 	}
 	objects := 0
 	store.List(ctx, "", func(o tier.Object) error {
@@ -123,5 +117,34 @@ func TestTieredTopicUploadsAndTrimsLocal(t *testing.T) {
 			t.Fatalf("after enabling tiering: %d segments recorded", len(s))
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitGapFree waits until a partition's manifest has no gaps (uploads run
+// concurrently and finish in any order) and returns it and its end.
+func waitGapFree(ctx context.Context, t *testing.T, m *meta.Member, topic string) ([]meta.TierSegment, int64) {
+	t.Helper()
+	for {
+		v := m.Server().FSM().View()
+		entries, err := v.TierSegments(topic, 0)
+		v.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		next, gap := int64(0), false
+		for _, e := range entries {
+			if e.BaseOffset != next {
+				gap = true
+				break
+			}
+			next = e.LastOffset + 1
+		}
+		if !gap {
+			return entries, next
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("manifest still has a gap at %d", next)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -14,6 +14,8 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/strata-io/strata/tier"
 )
 
 // MinIOBinEnv names the MinIO server binary the tests run; `make test`
@@ -131,4 +133,17 @@ func (m *MinIO) CreateBucket(name string) {
 // URL is the tier URL of bucket/prefix on this server.
 func (m *MinIO) URL(bucket, prefix string) string {
 	return fmt.Sprintf("s3://%s/%s?endpoint=%s&insecure=true", bucket, prefix, m.Endpoint)
+}
+
+// Store creates bucket and opens it (under prefix) as a tier store.
+func (m *MinIO) Store(bucket, prefix string) tier.Store {
+	m.t.Helper()
+	m.CreateBucket(bucket)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := tier.Open(ctx, m.URL(bucket, prefix), tier.Credentials{AccessKey: m.AccessKey, SecretKey: m.Secret})
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	return s
 }

@@ -1,0 +1,356 @@
+package node_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/strata-io/strata/meta"
+	"github.com/strata-io/strata/testenv"
+	"github.com/strata-io/strata/tier"
+)
+
+// tieredFixture is a one-node cluster whose topic "replay" keeps about
+// 128 KiB on disk and the rest in the store.
+type tieredFixture struct {
+	t      *testing.T
+	ctx    context.Context
+	c      *testenv.Cluster
+	store  tier.Store
+	cl     *kgo.Client
+	adm    *kadm.Client
+	values [][]byte
+	ts0    time.Time
+}
+
+const replayTopic = "replay"
+
+func newTieredFixture(t *testing.T, store tier.Store) *tieredFixture {
+	c := testenv.InProcess(t, 1, testenv.Options{Tier: store, MaintainInterval: 50 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	t.Cleanup(cancel)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), kgo.ProducerBatchCompression(kgo.NoCompression()),
+		kgo.ProducerBatchMaxBytes(16<<10), kgo.RecordRetries(1000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	f := &tieredFixture{t: t, ctx: ctx, c: c, store: store, cl: cl, adm: kadm.NewClient(cl), ts0: time.Now().Add(-time.Hour).Truncate(time.Millisecond)}
+	if r, err := f.adm.CreateTopic(ctx, 1, 1, map[string]*string{
+		"remote.storage.enable": kadm.StringPtr("true"), "segment.bytes": kadm.StringPtr("65536"),
+		"local.retention.bytes": kadm.StringPtr("131072"),
+	}, replayTopic); err != nil || r.Err != nil {
+		t.Fatal(err, r.Err)
+	}
+	return f
+}
+
+// produce appends n records of 500-1500 random bytes, timestamped 10 ms
+// apart from ts0, and remembers them.
+func (f *tieredFixture) produce(n int) {
+	rng := rand.New(rand.NewPCG(uint64(len(f.values)), 7))
+	for range n {
+		i := len(f.values)
+		v := make([]byte, 500+rng.IntN(1000))
+		for j := range v {
+			v[j] = byte(rng.Uint32())
+		}
+		f.values = append(f.values, v)
+		f.cl.Produce(f.ctx, &kgo.Record{Topic: replayTopic, Key: fmt.Appendf(nil, "%d", i), Value: v,
+			Timestamp: f.ts0.Add(time.Duration(i) * 10 * time.Millisecond)}, func(r *kgo.Record, err error) {
+			if err != nil {
+				f.t.Errorf("produce %d: %v", i, err)
+			}
+		})
+	}
+	if err := f.cl.Flush(f.ctx); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// listOffset answers a ListOffsets query (a Kafka special timestamp or a
+// time) for partition 0.
+func (f *tieredFixture) listOffset(timestamp int64) (int64, int16) {
+	return listOffset(f.ctx, f.t, f.cl, replayTopic, timestamp)
+}
+
+// listOffset asks ListOffsets v8 for a topic's partition 0 at timestamp
+// (-4: the local log's start, which kadm does not ask for).
+func listOffset(ctx context.Context, t *testing.T, cl *kgo.Client, topic string, timestamp int64) (int64, int16) {
+	req := kmsg.NewPtrListOffsetsRequest()
+	req.Version = 8
+	rt := kmsg.NewListOffsetsRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewListOffsetsRequestTopicPartition()
+	rp.Timestamp, rp.CurrentLeaderEpoch = timestamp, -1
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := resp.Topics[0].Partitions[0]
+	return p.Offset, p.ErrorCode
+}
+
+// rawFetch fetches partition 0 from offset once.
+func (f *tieredFixture) rawFetch(offset int64) kmsg.FetchResponseTopicPartition {
+	req := kmsg.NewPtrFetchRequest()
+	req.Version, req.MaxWaitMillis, req.MaxBytes, req.ReplicaID = 12, 100, 1<<20, -1
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic = replayTopic
+	// The client sends its newest version, which names topics by id.
+	topics, err := f.adm.ListTopics(f.ctx, replayTopic)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	rt.TopicID = topics[replayTopic].ID
+	rp := kmsg.NewFetchRequestTopicPartition()
+	rp.FetchOffset, rp.PartitionMaxBytes, rp.CurrentLeaderEpoch, rp.LogStartOffset = offset, 1<<20, -1, -1
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(f.ctx, f.cl)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return resp.Topics[0].Partitions[0]
+}
+
+// manifest is the node's copy of partition 0's manifest.
+func (f *tieredFixture) manifest() []meta.TierSegment {
+	v := f.c.Nodes[1].Member.Server().FSM().View()
+	defer v.Close()
+	segs, err := v.TierSegments(replayTopic, 0)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return segs
+}
+
+// waitTiered waits until the local log starts past half the records and
+// every closed segment is in the manifest.
+func (f *tieredFixture) waitTiered() int64 {
+	for {
+		local, _ := f.listOffset(-4)
+		segs := f.manifest()
+		if local > int64(len(f.values)/2) && len(segs) > 0 && segs[0].BaseOffset == 0 {
+			return local
+		}
+		if f.ctx.Err() != nil {
+			f.t.Fatalf("local start %d, %d segments uploaded", local, len(segs))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// consumeFrom reads from offset to the end and checks every record is
+// the one produced there, byte for byte. It returns the fetch errors the
+// client saw.
+func (f *tieredFixture) consumeFrom(offset int64) []error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(f.c.Addr()), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
+		replayTopic: {0: kgo.NewOffset().At(offset)}}), kgo.FetchMaxPartitionBytes(256<<10))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer cl.Close()
+	var errs []error
+	next := offset
+	for next < int64(len(f.values)) {
+		fs := cl.PollFetches(f.ctx)
+		if f.ctx.Err() != nil {
+			f.t.Fatalf("consumed up to %d of %d: %v", next, len(f.values), errs)
+		}
+		fs.EachError(func(_ string, _ int32, err error) { errs = append(errs, err) })
+		fs.EachRecord(func(r *kgo.Record) {
+			if r.Offset != next {
+				f.t.Fatalf("record at offset %d, expected %d", r.Offset, next)
+			}
+			if !bytes.Equal(r.Value, f.values[next]) || string(r.Key) != fmt.Sprint(next) ||
+				!r.Timestamp.Equal(f.ts0.Add(time.Duration(next)*10*time.Millisecond)) {
+				f.t.Fatalf("record %d differs from what was produced", next)
+			}
+			next++
+		})
+	}
+	return errs
+}
+
+func (f *tieredFixture) objects() []string {
+	var keys []string
+	if err := f.store.List(f.ctx, "", func(o tier.Object) error { keys = append(keys, o.Key); return nil }); err != nil {
+		f.t.Fatal(err)
+	}
+	return keys
+}
+
+// tierStores runs fn on a local-directory store and, when a MinIO server
+// is available, on a real bucket.
+func tierStores(t *testing.T, fn func(t *testing.T, store tier.Store)) {
+	t.Run("dir", func(t *testing.T) {
+		store, err := tier.OpenDir(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		fn(t, store)
+	})
+	t.Run("minio", func(t *testing.T) {
+		fn(t, testenv.StartMinIO(t).Store("tier", "cluster"))
+	})
+}
+
+// TestTieredReplay: a topic holding many times its local retention
+// replays from offset 0, byte for byte and in order, part from the store
+// and part from disk. ListOffsets spans both; DeleteRecords, total
+// retention and topic deletion remove uploaded data.
+func TestTieredReplay(t *testing.T) {
+	tierStores(t, func(t *testing.T, store tier.Store) {
+		f := newTieredFixture(t, store)
+		f.produce(2000) // ~2 MB against 128 KiB local
+		local := f.waitTiered()
+		if errs := f.consumeFrom(0); len(errs) > 0 {
+			t.Fatalf("fetch errors: %v", errs)
+		}
+		st := f.c.Nodes[1].Node.RemoteReadStats()
+		if st.FetchedBytes == 0 {
+			t.Fatalf("nothing read from the store: %+v", st)
+		}
+		t.Logf("local log starts at %d of %d; remote reads %+v", local, len(f.values), st)
+		f.consumeFrom(local - 3) // across the boundary
+		if earliest, _ := f.listOffset(-2); earliest != 0 {
+			t.Fatalf("earliest %d, want 0", earliest)
+		}
+		segs := f.manifest()
+		if tiered, _ := f.listOffset(-5); tiered != segs[len(segs)-1].LastOffset {
+			t.Fatalf("latest tiered %d, manifest ends at %d", tiered, segs[len(segs)-1].LastOffset)
+		}
+		// By timestamp: record i was stamped ts0 + 10i ms.
+		for _, i := range []int64{0, 7, local / 3, local - 1, local, int64(len(f.values)) - 1} {
+			ts := f.ts0.Add(time.Duration(i)*10*time.Millisecond - 5*time.Millisecond).UnixMilli()
+			if off, code := f.listOffset(ts); off != i || code != 0 {
+				t.Fatalf("offset for timestamp of record %d: %d (error %d)", i, off, code)
+			}
+		}
+		if off, _ := f.listOffset(-3); off != int64(len(f.values))-1 {
+			t.Fatalf("max timestamp at %d", off)
+		}
+
+		// DeleteRecords inside the uploaded part: entries and objects
+		// below go, the log starts there, older offsets are out of range.
+		cut := local / 2
+		before := len(f.objects())
+		if res, err := f.adm.DeleteRecords(f.ctx, kadm.Offsets{replayTopic: {0: {Topic: replayTopic, Partition: 0, At: cut}}}); err != nil || res.Error() != nil {
+			t.Fatal(err, res.Error())
+		}
+		if earliest, _ := f.listOffset(-2); earliest != cut {
+			t.Fatalf("earliest %d after deleting before %d", earliest, cut)
+		}
+		if segs := f.manifest(); segs[0].LastOffset < cut || segs[0].BaseOffset > cut {
+			t.Fatalf("first manifest entry %d-%d after deleting before %d", segs[0].BaseOffset, segs[0].LastOffset, cut)
+		}
+		if after := len(f.objects()); after >= before {
+			t.Fatalf("%d objects before DeleteRecords, %d after", before, after)
+		}
+		if p := f.rawFetch(cut - 1); p.ErrorCode != kerr.OffsetOutOfRange.Code || p.LogStartOffset != cut {
+			t.Fatalf("fetch below the log start: error %d, log start %d", p.ErrorCode, p.LogStartOffset)
+		}
+		f.consumeFrom(cut)
+
+		// Total retention: retention.bytes keeps at least 512 KiB in all,
+		// and less than a segment more (the oldest goes only while what
+		// is left still holds the limit).
+		if _, err := f.adm.AlterTopicConfigs(f.ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "retention.bytes", Value: kadm.StringPtr("524288")}}, replayTopic); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			var remote int64
+			for _, s := range f.manifest() {
+				remote += s.SizeBytes
+			}
+			if remote <= 524288+65536 {
+				break
+			}
+			if f.ctx.Err() != nil {
+				t.Fatalf("%d bytes still uploaded under retention.bytes=524288", remote)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		earliest, _ := f.listOffset(-2)
+		if first := f.manifest()[0]; earliest != first.BaseOffset || earliest <= cut {
+			t.Fatalf("earliest %d, first entry %d", earliest, first.BaseOffset)
+		}
+		f.consumeFrom(earliest)
+
+		// Deleting the topic deletes its objects.
+		if _, err := f.adm.DeleteTopics(f.ctx, replayTopic); err != nil {
+			t.Fatal(err)
+		}
+		for len(f.objects()) > 0 {
+			if f.ctx.Err() != nil {
+				t.Fatalf("objects left after the topic was deleted: %v", f.objects())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+}
+
+// TestTieredStoreOutage: with MinIO down, produce goes on and nothing is
+// lost; a fetch of uploaded data answers a retriable error, never partial
+// data; once MinIO is back every segment is uploaded and the whole topic
+// replays.
+func TestTieredStoreOutage(t *testing.T) {
+	m := testenv.StartMinIO(t)
+	f := newTieredFixture(t, m.Store("tier", ""))
+	f.produce(1000)
+	f.waitTiered()
+	m.Stop()
+	f.produce(1000)
+	p := f.rawFetch(0)
+	if p.ErrorCode != kerr.KafkaStorageError.Code || len(p.RecordBatches) != 0 {
+		t.Fatalf("fetch of uploaded data during the outage: error %d, %d bytes", p.ErrorCode, len(p.RecordBatches))
+	}
+	if !kerr.IsRetriable(kerr.ErrorForCode(p.ErrorCode)) {
+		t.Fatalf("error %d is not retriable", p.ErrorCode)
+	}
+	// The newest records are still local and readable.
+	if p := f.rawFetch(int64(len(f.values)) - 1); p.ErrorCode != 0 || len(p.RecordBatches) == 0 {
+		t.Fatalf("local fetch during the outage: error %d", p.ErrorCode)
+	}
+	// A consumer replaying from 0 while the store is down waits, seeing
+	// at most retriable errors, and carries on when it is back.
+	restarted := make(chan struct{})
+	go func() {
+		defer close(restarted)
+		time.Sleep(1500 * time.Millisecond) // uploads and reads fail meanwhile
+		m.Start()
+	}()
+	errs := f.consumeFrom(0)
+	<-restarted
+	t.Logf("errors seen by the consumer: %v", errs)
+	for _, err := range errs {
+		var ke *kerr.Error
+		if !errors.As(err, &ke) || !ke.Retriable {
+			t.Fatalf("non-retriable fetch error: %v", err)
+		}
+	}
+	// Every closed segment ends up in the manifest, gap-free, up to the
+	// local log's start and beyond.
+	_, next := waitGapFree(f.ctx, t, f.c.Nodes[1].Member, replayTopic)
+	if local, _ := f.listOffset(-4); next < local {
+		t.Fatalf("manifest ends at %d, local log starts at %d", next, local)
+	}
+	for _, k := range f.objects() {
+		if !strings.HasPrefix(k, replayTopic+"-") {
+			t.Fatalf("unexpected object %s", k)
+		}
+	}
+}
