@@ -86,7 +86,7 @@ func (f *tieredFixture) listOffset(timestamp int64) (int64, int16) {
 
 // listOffset asks ListOffsets v8 for a topic's partition 0 at timestamp
 // (-4: the local log's start, which kadm does not ask for).
-func listOffset(ctx context.Context, t *testing.T, cl *kgo.Client, topic string, timestamp int64) (int64, int16) {
+func listOffset(ctx context.Context, t testing.TB, cl *kgo.Client, topic string, timestamp int64) (int64, int16) {
 	req := kmsg.NewPtrListOffsetsRequest()
 	req.Version = 8
 	rt := kmsg.NewListOffsetsRequestTopic()
