@@ -35,6 +35,8 @@ func tierFlags(urlUsage string) []ucli.Flag {
 		&ucli.StringFlag{Name: "tier-url", EnvVars: envVars("tier-url"), Usage: urlUsage},
 		&ucli.StringFlag{Name: "tier-access-key", EnvVars: append(envVars("tier-access-key"), "AWS_ACCESS_KEY_ID"), Usage: "S3 access key"},
 		&ucli.StringFlag{Name: "tier-secret-key", EnvVars: append(envVars("tier-secret-key"), "AWS_SECRET_ACCESS_KEY"), Usage: "S3 secret key"},
+		&ucli.Int64Flag{Name: "tier-cache-bytes", Value: 1 << 30, EnvVars: envVars("tier-cache-bytes"),
+			Usage: "disk space for cached chunks of uploaded segments being read (under <data-dir>/.tier-cache)"},
 	}
 }
 

@@ -72,7 +72,8 @@ func nodeCommand() *ucli.Command {
 			proc, err := node.StartProcess(node.ProcessConfig{
 				ID: int32(c.Int("id")), Cluster: c.String("cluster"), DataDir: c.String("data-dir"),
 				RaftAddr: c.String("raft-addr"), Rack: c.String("rack"), Conn: nc,
-				BootstrapExpect: c.Int("bootstrap-expect"), LogDefaults: plog.DefaultConfig(), TopicDefaults: defaults, Tier: store, Logger: logger,
+				BootstrapExpect: c.Int("bootstrap-expect"), LogDefaults: plog.DefaultConfig(), TopicDefaults: defaults, Tier: store,
+				TierCacheBytes: c.Int64("tier-cache-bytes"), Logger: logger,
 			})
 			if err != nil {
 				return fmt.Errorf("node: %w", err)

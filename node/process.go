@@ -33,6 +33,8 @@ type ProcessConfig struct {
 	TopicDefaults map[string]string
 	// Tier is where closed segments of tiered topics go (nil: nowhere).
 	Tier tier.Store
+	// TierCacheBytes bounds the remote read cache (default 1 GiB).
+	TierCacheBytes int64
 	// MaintainInterval: see Config.
 	MaintainInterval time.Duration
 	Logger           *slog.Logger
@@ -70,7 +72,7 @@ func StartProcess(cfg ProcessConfig) (*Process, error) {
 	}
 	n, err := Start(Config{ID: cfg.ID, Cluster: cfg.Cluster, DataDir: filepath.Join(cfg.DataDir, "partitions"),
 		Conn: cfg.Conn, Meta: m, LogDefaults: cfg.LogDefaults, TopicDefaults: cfg.TopicDefaults,
-		Tier: cfg.Tier, MaintainInterval: cfg.MaintainInterval, Logger: cfg.Logger})
+		Tier: cfg.Tier, TierCacheBytes: cfg.TierCacheBytes, MaintainInterval: cfg.MaintainInterval, Logger: cfg.Logger})
 	if err != nil {
 		m.Close()
 		return nil, err

@@ -51,7 +51,7 @@ func BenchmarkTierReplay(b *testing.B) {
 		}
 		adm := kadm.NewClient(cl)
 		if r, err := adm.CreateTopic(ctx, 1, 1, map[string]*string{
-			"segment.bytes": kadm.StringPtr(fmt.Sprint(segment)),
+			"segment.bytes":         kadm.StringPtr(fmt.Sprint(segment)),
 			"local.retention.bytes": kadm.StringPtr("1"),
 		}, "bench"); err != nil || r.Err != nil {
 			b.Fatal(err, r.Err)
