@@ -45,10 +45,20 @@ type RegisterNode struct{ Node Node }
 type RemoveNode struct{ ID int32 }
 
 // CreateTopic creates a topic with the given replica assignment (one list
-// per partition; the first replica leads).
+// per partition; the first replica leads). Restore, when set (one per
+// partition), brings back a topic from the tier: each partition starts
+// with the uploaded segments as its manifest, their log start offset,
+// and a leader epoch above every restored segment's.
 type CreateTopic struct {
 	Topic      Topic
 	Assignment [][]int32
+	Restore    []RestoredPartition
+}
+
+// RestoredPartition is a partition's tier manifest, restored.
+type RestoredPartition struct {
+	LogStartOffset int64
+	Segments       []TierSegment
 }
 
 // DeleteTopic deletes a topic, its partitions, its committed offsets and
@@ -171,6 +181,14 @@ func decodeAssignment(d *decoder) [][]int32 {
 func (c *CreateTopic) encode(e *encoder) {
 	e.b = append(e.b, (&c.Topic).encode()[1:]...) // without the record version
 	encodeAssignment(e, c.Assignment)
+	e.uvarint(uint64(len(c.Restore)))
+	for _, r := range c.Restore {
+		e.varint(r.LogStartOffset)
+		e.uvarint(uint64(len(r.Segments)))
+		for i := range r.Segments {
+			r.Segments[i].encodeTo(e)
+		}
+	}
 }
 func (c *CreateTopic) decode(d *decoder) {
 	c.Topic.Name = d.string()
@@ -181,6 +199,18 @@ func (c *CreateTopic) decode(d *decoder) {
 	c.Topic.ReplicationFactor = int16(d.int32())
 	c.Topic.Configs = d.stringMap()
 	c.Assignment = decodeAssignment(d)
+	if n := d.length(); n > 0 {
+		c.Restore = make([]RestoredPartition, n)
+		for i := range c.Restore {
+			c.Restore[i].LogStartOffset = d.varint()
+			if m := d.length(); m > 0 {
+				c.Restore[i].Segments = make([]TierSegment, m)
+				for j := range c.Restore[i].Segments {
+					c.Restore[i].Segments[j].decode(d)
+				}
+			}
+		}
+	}
 }
 
 func (c *DeleteTopic) encode(e *encoder) { e.string(c.Name) }

@@ -188,11 +188,30 @@ func (f *FSM) apply(w *writer, cmd Command) (*ApplyResult, error) {
 		if err := ValidateTopicConfigs(c.Topic.Configs); err != nil {
 			return reject(err)
 		}
+		if len(c.Restore) > 0 && len(c.Restore) != len(c.Assignment) {
+			return reject(fmt.Errorf("%w: %d partitions restored of %d", ErrInvalidRequest, len(c.Restore), len(c.Assignment)))
+		}
 		if err := w.set(topicKey(c.Topic.Name), c.Topic.encode()); err != nil {
 			return nil, err
 		}
 		for i, replicas := range c.Assignment {
 			p := Partition{Topic: c.Topic.Name, Partition: int32(i), Replicas: replicas, Leader: replicas[0], ISR: replicas}
+			if len(c.Restore) > 0 {
+				r := c.Restore[i]
+				p.LogStartOffset = r.LogStartOffset
+				for _, s := range r.Segments {
+					if s.Topic != p.Topic || s.Partition != p.Partition {
+						return reject(fmt.Errorf("%w: restored segment of %s-%d in %s-%d", ErrInvalidRequest, s.Topic, s.Partition, p.Topic, p.Partition))
+					}
+					p.LeaderEpoch = max(p.LeaderEpoch, s.LeaderEpoch+1)
+					for _, e := range s.SegmentEpochs {
+						p.LeaderEpoch = max(p.LeaderEpoch, e.Epoch+1)
+					}
+					if err := w.set(tierKey(s.Topic, s.Partition, s.BaseOffset), s.encode()); err != nil {
+						return nil, err
+					}
+				}
+			}
 			if err := w.set(partitionKey(p.Topic, p.Partition), p.encode()); err != nil {
 				return nil, err
 			}

@@ -53,6 +53,8 @@ type Node struct {
 	cfg    Config
 	logger *slog.Logger
 	sub    *nats.Subscription
+	// tierSubs answer tier admin requests (tiersvc.go).
+	tierSubs []*nats.Subscription
 	// base is cancelled by Close: long-polling fetches return at once.
 	base   context.Context
 	cancel context.CancelFunc
@@ -133,6 +135,15 @@ func Start(cfg Config) (*Node, error) {
 		n.uploader = tier.NewUploader(tier.UploaderConfig{Store: cfg.Tier, Recorder: tierRecorder{cfg.Meta},
 			Logger: n.logger.With("component", "tier")})
 	}
+	if n.tierSubs, err = n.subscribeTier(); err != nil {
+		sub.Unsubscribe()
+		n.cancel()
+		if n.remote != nil {
+			n.remote.Close()
+			n.uploader.Close()
+		}
+		return nil, err
+	}
 	n.wg.Add(1)
 	go n.maintainLoop(n.base)
 	return n, nil
@@ -141,6 +152,9 @@ func Start(cfg Config) (*Node, error) {
 // Close stops serving and closes every log cleanly.
 func (n *Node) Close() error {
 	n.sub.Unsubscribe()
+	for _, s := range n.tierSubs {
+		s.Unsubscribe()
+	}
 	n.cancel()
 	n.handlers.Close()
 	n.wg.Wait()
@@ -254,6 +268,16 @@ func (n *Node) partition(topic string, p int32) (*openLog, meta.Partition, *kerr
 		n.logger.Error("open partition log", "topic", topic, "partition", p, "error", err)
 		return nil, part, kerr.KafkaStorageError
 	}
+	// A log behind its manifest (a topic restored from the store, a lost
+	// disk) continues after the uploaded segments.
+	if span, err := n.tierSpan(topic, p); err == nil && span.ok && l.EndOffset() <= span.last.LastOffset {
+		if err := l.TruncateFullyAndStartAt(span.last.LastOffset + 1); err != nil {
+			l.Close()
+			n.logger.Error("start the log after its uploaded segments", "topic", topic, "partition", p, "error", err)
+			return nil, part, kerr.KafkaStorageError
+		}
+		n.logger.Info("local log starts after the uploaded segments", "topic", topic, "partition", p, "offset", span.last.LastOffset+1)
+	}
 	producers, err := rebuildProducers(l)
 	if err != nil {
 		l.Close()
@@ -354,6 +378,9 @@ func (n *Node) maintainLoop(ctx context.Context) {
 			n.enqueueUploads(k, l)
 			if err := n.retainRemote(ctx, k, l); err != nil {
 				n.logger.Warn("tier: retention", "topic", k.topic, "partition", k.partition, "error", err)
+			}
+			if err := n.writeManifest(ctx, k, l); err != nil {
+				n.logger.Warn("tier: writing the partition's manifest to the store", "topic", k.topic, "partition", k.partition, "error", err)
 			}
 			if deleted, err := l.Maintain(); err != nil {
 				n.logger.Warn("log maintenance", "topic", k.topic, "partition", k.partition, "error", err)

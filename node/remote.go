@@ -184,6 +184,7 @@ func (n *Node) dropTierSegments(ctx context.Context, l *openLog, part meta.Parti
 	if err != nil {
 		return fmt.Errorf("%w: record deletion in the manifest: %v", plog.ErrIO, err)
 	}
+	l.tier.markDirty()
 	if logStart > l.StartOffset() {
 		if _, err := l.DeleteRecordsBefore(min(logStart, l.EndOffset())); err != nil {
 			return err
@@ -273,16 +274,17 @@ func (n *Node) deleteRemotePartition(ctx context.Context, topic string, id [16]b
 		keys = append(keys, o.Key)
 		return nil
 	})
-	if err == nil && len(keys) > 0 {
+	if p == 0 {
+		keys = append(keys, tier.TopicManifestKey(topic, id)) // the topic's own description goes with partition 0
+	}
+	if err == nil {
 		err = n.cfg.Tier.Delete(ctx, keys...)
 	}
 	if err != nil {
 		n.logger.Warn("tier: objects of a deleted partition not removed; the reconciler will", "topic", topic, "partition", p, "error", err)
 		return
 	}
-	if len(keys) > 0 {
-		n.logger.Info("tier: deleted partition's objects removed", "topic", topic, "partition", p, "objects", len(keys))
-	}
+	n.logger.Info("tier: deleted partition's objects removed", "topic", topic, "partition", p, "objects", len(keys))
 }
 
 // RemoteReadStats reports the remote read cache's use (zero without a

@@ -3,6 +3,7 @@ package node_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -15,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/strata-io/strata/internal/rpc"
 	"github.com/strata-io/strata/meta"
 	"github.com/strata-io/strata/testenv"
 	"github.com/strata-io/strata/tier"
@@ -353,4 +355,83 @@ func TestTieredStoreOutage(t *testing.T) {
 			t.Fatalf("unexpected object %s", k)
 		}
 	}
+}
+
+// TestRestoreFromBucket: a fresh cluster given only the bucket restores
+// the topic (same id and configs), replays its whole history byte for
+// byte, and appends after it.
+func TestRestoreFromBucket(t *testing.T) {
+	tierStores(t, func(t *testing.T, store tier.Store) {
+		f := newTieredFixture(t, store)
+		f.produce(1500)
+		f.waitTiered()
+		_, end := waitGapFree(f.ctx, t, f.c.Nodes[1].Member, replayTopic)
+		// The bucket's manifest catches up within a few ticks.
+		topics, err := f.adm.ListTopics(f.ctx, replayTopic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mt := meta.Topic{Name: replayTopic, ID: topics[replayTopic].ID, Partitions: 1}
+		for {
+			pm, err := tier.ReadPartitionManifest(f.ctx, store, mt, 0)
+			if err == nil && len(pm.Segments) > 0 && pm.Segments[len(pm.Segments)-1].LastOffset+1 >= end {
+				break
+			}
+			if f.ctx.Err() != nil {
+				t.Fatalf("bucket manifest: %+v, %v", pm, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		f.cl.Close()
+		f.c.Close()
+		// Keep only what the bucket has: the records of the uploaded
+		// segments its manifest names (the rest was on the old cluster's
+		// disk).
+		pm, err := tier.ReadPartitionManifest(f.ctx, store, mt, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		end = pm.Segments[len(pm.Segments)-1].LastOffset + 1
+		f.values = f.values[:end]
+
+		c2 := testenv.InProcess(t, 1, testenv.Options{Tier: store, MaintainInterval: 50 * time.Millisecond})
+		nc := c2.Conn()
+		resp, err := nc.Request(rpc.TierSubject("test", "restore"), fmt.Appendf(nil, `{"topic":%q}`, replayTopic), 30*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var reply tier.RestoreReply
+		if err := json.Unmarshal(resp.Data, &reply); err != nil || reply.Error != "" {
+			t.Fatalf("restore: %s %v", resp.Data, err)
+		}
+		if reply.Partitions != 1 || reply.EndOffsets[0] != end {
+			t.Fatalf("restore reply %+v, want end %d", reply, end)
+		}
+		cl, err := kgo.NewClient(kgo.SeedBrokers(c2.Addr()), kgo.ProducerBatchCompression(kgo.NoCompression()),
+			kgo.ProducerBatchMaxBytes(16<<10)) // the restored segment.bytes is 64 KiB
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		f.c, f.cl, f.adm = c2, cl, kadm.NewClient(cl)
+		topics2, err := f.adm.ListTopics(f.ctx, replayTopic)
+		if err != nil || topics2[replayTopic].ID != topics[replayTopic].ID {
+			t.Fatalf("restored topic %+v (%v), want id %x", topics2[replayTopic], err, topics[replayTopic].ID)
+		}
+		f.consumeFrom(0)
+		if hw, _ := f.listOffset(-1); hw != end {
+			t.Fatalf("restored log ends at %d, want %d", hw, end)
+		}
+		// New records continue the log.
+		f.produce(100)
+		if p := f.rawFetch(end - 5); p.ErrorCode != 0 {
+			t.Fatalf("fetch at %d: error %d, log start %d, high watermark %d", end-5, p.ErrorCode, p.LogStartOffset, p.HighWatermark)
+		}
+		f.consumeFrom(end - 5)
+		// A second restore of a topic that exists is refused.
+		resp, err = nc.Request(rpc.TierSubject("test", "restore"), fmt.Appendf(nil, `{"topic":%q}`, replayTopic), 30*time.Second)
+		if err != nil || !strings.Contains(string(resp.Data), "exists") {
+			t.Fatalf("second restore: %s %v", resp.Data, err)
+		}
+	})
 }

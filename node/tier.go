@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"slices"
 	"sync"
 
 	"github.com/strata-io/strata/meta"
@@ -24,12 +25,16 @@ type tierState struct {
 	enabled bool
 	waiting map[int64]plog.SegmentInfo // held, not queued
 	queued  map[int64]bool
-	ctx     context.Context
-	cancel  context.CancelFunc
+	// manifestDirty: the bucket's copy of the partition's manifest is
+	// behind meta's.
+	manifestDirty bool
+	ctx           context.Context
+	cancel        context.CancelFunc
 }
 
 func (s *tierState) init(parent context.Context, enabled bool) {
 	s.enabled = enabled
+	s.manifestDirty = true
 	s.waiting = map[int64]plog.SegmentInfo{}
 	s.queued = map[int64]bool{}
 	s.ctx, s.cancel = context.WithCancel(parent)
@@ -49,6 +54,12 @@ func (s *tierState) closed(l *plog.Log, info plog.SegmentInfo) {
 func (s *tierState) setEnabled(on bool) {
 	s.mu.Lock()
 	s.enabled = on
+	s.mu.Unlock()
+}
+
+func (s *tierState) markDirty() {
+	s.mu.Lock()
+	s.manifestDirty = true
 	s.mu.Unlock()
 }
 
@@ -93,7 +104,9 @@ func (n *Node) enqueueUploads(key partitionKey, ol *openLog) {
 	}
 	ol.tier.mu.Lock()
 	defer ol.tier.mu.Unlock()
-	for base, info := range ol.tier.waiting {
+	// Oldest first: the uploader keeps a partition's manifest gap-free.
+	for _, base := range slices.Sorted(maps.Keys(ol.tier.waiting)) {
+		info := ol.tier.waiting[base]
 		delete(ol.tier.waiting, base)
 		ol.tier.queued[base] = true
 		n.uploader.Enqueue(&tier.Job{
@@ -113,6 +126,7 @@ func (n *Node) uploaded(key partitionKey, ol *openLog, info plog.SegmentInfo, er
 	switch {
 	case err == nil:
 		ol.Release(info.BaseOffset, holdTier)
+		ol.tier.manifestDirty = true
 	case ol.tier.ctx.Err() != nil:
 		// The log is closing; its holds go with it.
 	default:
@@ -183,6 +197,7 @@ func (n *Node) refreshConfigs(logs map[partitionKey]*openLog) {
 		ol.configs = configs
 		on := n.uploader != nil && tiered(configs)
 		ol.tier.setEnabled(on)
+		ol.tier.markDirty()
 		if on {
 			if err := n.holdUnuploaded(ol, key.topic, key.partition); err != nil {
 				n.logger.Warn("tier: reading the manifest", "topic", key.topic, "partition", key.partition, "error", err)
@@ -216,4 +231,44 @@ func (r tierRecorder) Record(ctx context.Context, s meta.TierSegment) error {
 		return err
 	}
 	return res.Err
+}
+
+// writeManifest brings the bucket's copy of a partition's manifest (and
+// its topic's config) up to meta's, when it is behind and this node leads
+// the partition.
+func (n *Node) writeManifest(ctx context.Context, key partitionKey, ol *openLog) error {
+	ol.tier.mu.Lock()
+	dirty := ol.tier.manifestDirty
+	ol.tier.manifestDirty = false
+	ol.tier.mu.Unlock()
+	if !dirty || n.cfg.Tier == nil {
+		return nil
+	}
+	v := n.cfg.Meta.Server().FSM().View()
+	t, tok, err := v.Topic(key.topic)
+	var part meta.Partition
+	var pok bool
+	var segs []meta.TierSegment
+	if err == nil && tok {
+		part, pok, err = v.Partition(key.topic, key.partition)
+	}
+	if err == nil && pok {
+		segs, err = v.TierSegments(key.topic, key.partition)
+	}
+	v.Close()
+	if err == nil && (!tok || !pok || t.ID != ol.topicID || part.Leader != n.cfg.ID) {
+		return nil // not ours to write
+	}
+	if err == nil && len(segs) == 0 && !tiered(ol.configs) {
+		return nil // never tiered: nothing to describe
+	}
+	if err == nil {
+		err = tier.WriteManifests(ctx, n.cfg.Tier, t, tier.PartitionManifest{Partition: key.partition,
+			LogStartOffset: part.LogStartOffset, Segments: segs})
+	}
+	if err != nil {
+		ol.tier.markDirty() // next tick
+		return err
+	}
+	return nil
 }

@@ -133,6 +133,13 @@ func (c *Cluster) waitReady(n int) {
 // Addr is the Kafka bootstrap address.
 func (c *Cluster) Addr() string { return c.Gateway.Addr() }
 
+// Close stops the cluster before the test ends (it is stopped then
+// anyway).
+func (c *Cluster) Close() { c.close() }
+
+// Conn is a new NATS connection to the cluster's server, closed with it.
+func (c *Cluster) Conn() *nats.Conn { return c.connect() }
+
 func (c *Cluster) close() {
 	if c.Gateway != nil {
 		c.Gateway.Close()

@@ -75,6 +75,10 @@ type Uploader struct {
 	mu     sync.Mutex
 	cond   *sync.Cond
 	queue  []*Job
+	// busy partitions have a job running: a partition's segments are
+	// uploaded one at a time, oldest first, so its manifest never has a
+	// gap (a restore from the bucket gets a contiguous history).
+	busy   map[partKey]bool
 	closed bool
 	wg     sync.WaitGroup
 	stats  map[partKey]*PartitionStatus
@@ -113,7 +117,7 @@ func NewUploader(cfg UploaderConfig) *Uploader {
 	if cfg.MaxBackoff <= 0 {
 		cfg.MaxBackoff = 30 * time.Second
 	}
-	u := &Uploader{cfg: cfg, logger: cfg.Logger, stats: map[partKey]*PartitionStatus{}}
+	u := &Uploader{cfg: cfg, logger: cfg.Logger, stats: map[partKey]*PartitionStatus{}, busy: map[partKey]bool{}}
 	u.cond = sync.NewCond(&u.mu)
 	for range cfg.Workers {
 		u.wg.Add(1)
@@ -187,19 +191,49 @@ func (u *Uploader) work() {
 	defer u.wg.Done()
 	for {
 		u.mu.Lock()
-		for len(u.queue) == 0 && !u.closed {
+		i := -1
+		for !u.closed {
+			if i = u.nextLocked(); i >= 0 {
+				break
+			}
 			u.cond.Wait()
 		}
 		if u.closed {
 			u.mu.Unlock()
 			return
 		}
-		j := u.queue[0]
-		u.queue = u.queue[1:]
+		j := u.queue[i]
+		u.queue = append(u.queue[:i], u.queue[i+1:]...)
+		k := partKey{j.Topic, j.Partition}
+		u.busy[k] = true
 		u.mu.Unlock()
 		err := u.run(j)
+		u.mu.Lock()
+		delete(u.busy, k)
+		u.cond.Broadcast()
+		u.mu.Unlock()
 		u.finish(j, err)
 	}
+}
+
+// nextLocked picks the queued job to run next: the oldest segment of a
+// partition with nothing running, or -1.
+func (u *Uploader) nextLocked() int {
+	best := -1
+	for i, j := range u.queue {
+		if u.busy[partKey{j.Topic, j.Partition}] {
+			continue
+		}
+		if best < 0 {
+			best = i
+			continue
+		}
+		b := u.queue[best]
+		if j.Topic == b.Topic && j.Partition == b.Partition && j.Segment.BaseOffset < b.Segment.BaseOffset {
+			best = i
+		}
+	}
+	return best
 }
 
 func (u *Uploader) finish(j *Job, err error) {
