@@ -30,6 +30,18 @@ func (n *Node) tierSpan(topic string, p int32) (tierSpan, error) {
 	return tierSpan{first, last, ok}, err
 }
 
+// manifest is a partition's manifest entries, oldest first, from this
+// node's copy of meta.
+func (n *Node) manifest(part meta.Partition) ([]meta.TierSegment, error) {
+	v := n.cfg.Meta.Server().FSM().View()
+	defer v.Close()
+	segs, err := v.TierSegments(part.Topic, part.Partition)
+	if err != nil {
+		return nil, fmt.Errorf("%w: manifest: %v", plog.ErrIO, err)
+	}
+	return segs, nil
+}
+
 // logStartOffset is the partition's log start: where a consumer reading
 // from the earliest offset begins.
 func (n *Node) logStartOffset(l *openLog, part meta.Partition) int64 {
@@ -72,11 +84,9 @@ func (n *Node) remoteOffsetForTimestamp(ctx context.Context, l *openLog, part me
 	if n.remote == nil {
 		return 0, 0, false, nil
 	}
-	v := n.cfg.Meta.Server().FSM().View()
-	segs, err := v.TierSegments(part.Topic, part.Partition)
-	v.Close()
+	segs, err := n.manifest(part)
 	if err != nil {
-		return 0, 0, false, fmt.Errorf("%w: manifest: %v", plog.ErrIO, err)
+		return 0, 0, false, err
 	}
 	local := l.StartOffset()
 	for _, s := range segs {
@@ -101,11 +111,9 @@ func (n *Node) remoteMaxTimestamp(ctx context.Context, l *openLog, part meta.Par
 	if n.remote == nil {
 		return 0, 0, false, nil
 	}
-	v := n.cfg.Meta.Server().FSM().View()
-	segs, err := v.TierSegments(part.Topic, part.Partition)
-	v.Close()
+	segs, err := n.manifest(part)
 	if err != nil {
-		return 0, 0, false, fmt.Errorf("%w: manifest: %v", plog.ErrIO, err)
+		return 0, 0, false, err
 	}
 	var best *meta.TierSegment
 	for i, s := range segs {
@@ -128,9 +136,7 @@ func (n *Node) epochHistory(l *openLog, part meta.Partition) []plog.EpochEntry {
 	if n.remote == nil {
 		return local
 	}
-	v := n.cfg.Meta.Server().FSM().View()
-	segs, err := v.TierSegments(part.Topic, part.Partition)
-	v.Close()
+	segs, err := n.manifest(part)
 	if err != nil || len(segs) == 0 {
 		return local
 	}
@@ -154,11 +160,9 @@ func (n *Node) epochHistory(l *openLog, part meta.Partition) []plog.EpochEntry {
 // deleteTiered raises a tiered partition's log start offset to offset:
 // manifest entries wholly below it go, then their objects.
 func (n *Node) deleteTiered(ctx context.Context, l *openLog, part meta.Partition, offset int64) error {
-	v := n.cfg.Meta.Server().FSM().View()
-	segs, err := v.TierSegments(part.Topic, part.Partition)
-	v.Close()
+	segs, err := n.manifest(part)
 	if err != nil {
-		return fmt.Errorf("%w: manifest: %v", plog.ErrIO, err)
+		return err
 	}
 	var doomed []meta.TierSegment
 	for _, s := range segs {
