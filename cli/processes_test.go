@@ -99,11 +99,21 @@ func TestNodeAndGatewayCommands(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond) // the node may still be registering
 	}
-	rcs, err := adm.DescribeTopicConfigs(ctx, "t")
-	if err != nil {
-		t.Fatal(err)
+	// The answering gateway's view may not have the new topic yet.
+	var rc kadm.ResourceConfig
+	for {
+		rcs, err := adm.DescribeTopicConfigs(ctx, "t")
+		if err == nil {
+			rc, err = rcs.On("t", nil)
+		}
+		if err == nil && rc.Err == nil && len(rc.Configs) > 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("describe configs: %v %v", err, rc.Err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	rc, _ := rcs.On("t", nil)
 	got := map[string]string{}
 	for _, c := range rc.Configs {
 		got[c.Key] = c.MaybeValue() + " " + c.Source.String()
