@@ -37,6 +37,7 @@ func runWith(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			groupCommand(),
 			benchCommand(),
 			logCommand(),
+			tierCommand(),
 		},
 	}
 	if err := app.Run(args); err != nil {

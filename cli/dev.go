@@ -124,6 +124,7 @@ func runDev(ctx context.Context, cfg devConfig, ready func(kafkaAddr string)) er
 		return fmt.Errorf("dev: %w", err)
 	}
 	defer gw.Close()
+	admin.mount(gw.RegisterAdmin)
 	admin.ready.Store(true)
 	logger.Info("strata dev ready: Kafka clients may connect", "kafka_addr", gw.Addr(), "data_dir", cfg.dataDir,
 		"started_in", time.Since(start).Round(time.Millisecond).String())

@@ -125,6 +125,7 @@ func gatewayCommand() *ucli.Command {
 			if err != nil {
 				return fmt.Errorf("gateway: %w", err)
 			}
+			admin.mount(gw.RegisterAdmin)
 			admin.ready.Store(true)
 			logger.Info("strata gateway ready: Kafka clients may connect", "kafka_addr", gw.Addr())
 			<-ctx.Done()

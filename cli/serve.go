@@ -34,11 +34,20 @@ func signalContext(parent context.Context) (context.Context, context.CancelFunc)
 	return signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
 }
 
-// adminServer serves /healthz (the process is up) and /readyz (it accepts
-// Kafka clients) on addr; "" serves nothing.
+// adminServer serves /healthz (the process is up), /readyz (it accepts
+// Kafka clients) and, on a gateway, its admin API on addr; "" serves
+// nothing.
 type adminServer struct {
 	srv   *http.Server
+	mux   *http.ServeMux
 	ready atomic.Bool
+}
+
+// mount adds routes (a gateway's admin API) once they can be served.
+func (a *adminServer) mount(register func(*http.ServeMux)) {
+	if a.mux != nil {
+		register(a.mux)
+	}
 }
 
 func startAdmin(addr string, logger *slog.Logger) (*adminServer, error) {
@@ -51,6 +60,7 @@ func startAdmin(addr string, logger *slog.Logger) (*adminServer, error) {
 		return nil, fmt.Errorf("admin address %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
+	a.mux = mux
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !a.ready.Load() {

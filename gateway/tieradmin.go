@@ -1,0 +1,150 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/strata-io/strata/internal/rpc"
+	"github.com/strata-io/strata/meta"
+	"github.com/strata-io/strata/tier"
+)
+
+// The tier admin API the gateway serves on its admin address, for
+// `strata tier` and for scripts:
+//
+//	GET  /v1/tier/status            every node's tiered partitions
+//	GET  /v1/tier/ls?topic=T        T's uploaded segments
+//	POST /v1/tier/restore?topic=T   recreate T from the bucket alone
+//
+// Each is a JSON request to the nodes on rpc.TierSubject. A reply whose
+// "error" is set comes back as 422 with that reply; a cluster that does
+// not answer, as 503.
+
+// TierStatus is the cluster's answer to status: one reply per node that
+// answered, and the registered nodes that did not.
+type TierStatus struct {
+	Nodes   []tier.StatusReply `json:"nodes"`
+	Missing []int32            `json:"missing,omitempty"`
+}
+
+// statusWait bounds how long status waits for every node to answer.
+const statusWait = 2 * time.Second
+
+// TierStatus asks every node for its tiered partitions; it returns once
+// all registered nodes answered or statusWait passed.
+func (g *Gateway) TierStatus(ctx context.Context) (TierStatus, error) {
+	out := TierStatus{Nodes: []tier.StatusReply{}}
+	nodes, err := g.meta.Read(ctx, meta.ReadRequest{Kind: "nodes"})
+	if err != nil {
+		return out, err
+	}
+	inbox := g.cfg.Conn.NewRespInbox()
+	replies := make(chan *nats.Msg, len(nodes.Nodes)+8)
+	sub, err := g.cfg.Conn.ChanSubscribe(inbox, replies)
+	if err != nil {
+		return out, err
+	}
+	defer sub.Unsubscribe()
+	if err := g.cfg.Conn.PublishRequest(rpc.TierSubject(g.cfg.Cluster, "status"), inbox, []byte("{}")); err != nil {
+		return out, err
+	}
+	want := map[int32]bool{}
+	for _, n := range nodes.Nodes {
+		want[n.ID] = true
+	}
+	timer := time.NewTimer(statusWait)
+	defer timer.Stop()
+	for len(want) > 0 {
+		select {
+		case msg := <-replies:
+			var r tier.StatusReply
+			if err := json.Unmarshal(msg.Data, &r); err != nil {
+				return out, fmt.Errorf("tier status: bad reply: %w", err)
+			}
+			delete(want, r.Node)
+			out.Nodes = append(out.Nodes, r)
+		case <-timer.C:
+			for id := range want {
+				out.Missing = append(out.Missing, id)
+			}
+			want = nil
+		case <-ctx.Done():
+			return out, ctx.Err()
+		}
+	}
+	slices.SortFunc(out.Nodes, func(a, b tier.StatusReply) int { return int(a.Node - b.Node) })
+	slices.Sort(out.Missing)
+	if len(out.Nodes) == 0 {
+		return out, errors.New("tier status: no node answered")
+	}
+	return out, nil
+}
+
+// tierAsk sends one request to the one node that takes it.
+func (g *Gateway) tierAsk(ctx context.Context, op, topic string, reply any) error {
+	body, _ := json.Marshal(tier.AdminRequest{Topic: topic})
+	msg, err := g.cfg.Conn.RequestWithContext(ctx, rpc.TierSubject(g.cfg.Cluster, op), body)
+	if err != nil {
+		return fmt.Errorf("tier %s: no node answered: %w", op, err)
+	}
+	if err := json.Unmarshal(msg.Data, reply); err != nil {
+		return fmt.Errorf("tier %s: bad reply: %w", op, err)
+	}
+	return nil
+}
+
+// RegisterAdmin adds the gateway's admin routes to mux.
+func (g *Gateway) RegisterAdmin(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/tier/status", func(w http.ResponseWriter, r *http.Request) {
+		st, err := g.TierStatus(r.Context())
+		if err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, st)
+	})
+	mux.HandleFunc("GET /v1/tier/ls", func(w http.ResponseWriter, r *http.Request) {
+		var reply tier.LsReply
+		g.serveTierAsk(w, r, "ls", &reply, func() string { return reply.Error })
+	})
+	mux.HandleFunc("POST /v1/tier/restore", func(w http.ResponseWriter, r *http.Request) {
+		var reply tier.RestoreReply
+		g.serveTierAsk(w, r, "restore", &reply, func() string { return reply.Error })
+		if reply.Error == "" {
+			g.cache.invalidate()
+		}
+	})
+}
+
+func (g *Gateway) serveTierAsk(w http.ResponseWriter, r *http.Request, op string, reply any, replyErr func() string) {
+	topic := r.URL.Query().Get("topic")
+	if topic == "" {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "name a topic: ?topic=T"})
+		return
+	}
+	// A restore reads every manifest of the topic from the store.
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Minute)
+	defer cancel()
+	if err := g.tierAsk(ctx, op, topic, reply); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+		return
+	}
+	code := http.StatusOK
+	if replyErr() != "" {
+		code = http.StatusUnprocessableEntity
+	}
+	writeJSON(w, code, reply)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
