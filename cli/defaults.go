@@ -37,6 +37,10 @@ func tierFlags(urlUsage string) []ucli.Flag {
 		&ucli.StringFlag{Name: "tier-secret-key", EnvVars: append(envVars("tier-secret-key"), "AWS_SECRET_ACCESS_KEY"), Usage: "S3 secret key"},
 		&ucli.Int64Flag{Name: "tier-cache-bytes", Value: 1 << 30, EnvVars: envVars("tier-cache-bytes"),
 			Usage: "disk space for cached chunks of uploaded segments being read (under <data-dir>/.tier-cache)"},
+		&ucli.DurationFlag{Name: "tier-orphan-grace", Value: time.Hour, EnvVars: envVars("tier-orphan-grace"),
+			Usage: "age at which an object no manifest references (a killed upload, a failed delete) is removed; must well exceed a segment upload"},
+		&ucli.DurationFlag{Name: "tier-reconcile-interval", Value: 10 * time.Minute, EnvVars: envVars("tier-reconcile-interval"),
+			Usage: "how often the metadata leader looks for such objects"},
 	}
 }
 

@@ -53,7 +53,8 @@ func devCommand() *ucli.Command {
 			defer cancel()
 			return runDev(ctx, devConfig{
 				dataDir: c.String("data-dir"), kafkaAddr: c.String("kafka-addr"), adminAddr: c.String("admin-addr"),
-				raftAddr: c.String("raft-addr"), tier: store, tierCacheBytes: c.Int64("tier-cache-bytes"), topicDefaults: defaults,
+				raftAddr: c.String("raft-addr"), tier: store, tierCacheBytes: c.Int64("tier-cache-bytes"), tierOrphanGrace: c.Duration("tier-orphan-grace"),
+				tierReconcileInterval: c.Duration("tier-reconcile-interval"), topicDefaults: defaults,
 				numPartitions: int32(c.Int("num-partitions")), logger: newLogger(c),
 			}, nil)
 		},
@@ -64,6 +65,7 @@ type devConfig struct {
 	dataDir, kafkaAddr, adminAddr, raftAddr string
 	tier                                    tier.Store
 	tierCacheBytes                          int64
+	tierOrphanGrace, tierReconcileInterval  time.Duration
 	topicDefaults                           map[string]string
 	numPartitions                           int32
 	logger                                  *slog.Logger
@@ -99,7 +101,8 @@ func runDev(ctx context.Context, cfg devConfig, ready func(kafkaAddr string)) er
 	proc, err := node.StartProcess(node.ProcessConfig{
 		ID: 1, Cluster: "dev", DataDir: cfg.dataDir, RaftAddr: cfg.raftAddr, Conn: nodeConn,
 		BootstrapExpect: 1, LogDefaults: plog.DefaultConfig(), TopicDefaults: cfg.topicDefaults, Tier: cfg.tier,
-		TierCacheBytes: cfg.tierCacheBytes, Logger: logger,
+		TierCacheBytes: cfg.tierCacheBytes, TierOrphanGrace: cfg.tierOrphanGrace,
+		TierReconcileInterval: cfg.tierReconcileInterval, Logger: logger,
 		HeartbeatInterval: 500 * time.Millisecond, SessionTimeout: 3 * time.Second,
 	})
 	if err != nil {

@@ -73,7 +73,8 @@ func nodeCommand() *ucli.Command {
 				ID: int32(c.Int("id")), Cluster: c.String("cluster"), DataDir: c.String("data-dir"),
 				RaftAddr: c.String("raft-addr"), Rack: c.String("rack"), Conn: nc,
 				BootstrapExpect: c.Int("bootstrap-expect"), LogDefaults: plog.DefaultConfig(), TopicDefaults: defaults, Tier: store,
-				TierCacheBytes: c.Int64("tier-cache-bytes"), Logger: logger,
+				TierCacheBytes: c.Int64("tier-cache-bytes"), TierOrphanGrace: c.Duration("tier-orphan-grace"),
+				TierReconcileInterval: c.Duration("tier-reconcile-interval"), Logger: logger,
 			})
 			if err != nil {
 				return fmt.Errorf("node: %w", err)

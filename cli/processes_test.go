@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -30,31 +31,67 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// child is a strata command running as a child process.
+type child struct {
+	cmd    *exec.Cmd
+	errOut *syncBuffer
+	done   chan error
+	killed bool
+}
+
+// syncBuffer is a bytes.Buffer a child's stderr may write while the test
+// reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 // runServer runs a long-lived strata command as a child process until the
-// test ends, then checks SIGTERM stops it cleanly within 5 s.
-func runServer(t *testing.T, args ...string) {
+// test ends (or kill), then checks SIGTERM stops it cleanly within 5 s.
+func runServer(t *testing.T, args ...string) *child {
 	t.Helper()
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), childArgs+"="+strings.Join(args, "\x1f"))
-	var errOut bytes.Buffer
-	cmd.Stderr = &errOut
-	if err := cmd.Start(); err != nil {
+	c := &child{cmd: exec.Command(os.Args[0]), errOut: &syncBuffer{}, done: make(chan error, 1)}
+	c.cmd.Env = append(os.Environ(), childArgs+"="+strings.Join(args, "\x1f"))
+	c.cmd.Stderr = c.errOut
+	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	go func() { c.done <- c.cmd.Wait() }()
 	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
+		if c.killed {
+			return
+		}
+		c.cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case err := <-done:
+		case err := <-c.done:
 			if err != nil {
-				t.Errorf("strata %s: %v: %s", args[0], err, errOut.String())
+				t.Errorf("strata %s: %v: %s", args[0], err, c.errOut.String())
 			}
 		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
+			c.cmd.Process.Kill()
 			t.Errorf("strata %s did not stop within 5s of SIGTERM", args[0])
 		}
 	})
+	return c
+}
+
+// kill stops the child with SIGKILL, as a crash would, and waits for it.
+func (c *child) kill() {
+	c.killed = true
+	c.cmd.Process.Kill()
+	<-c.done
 }
 
 // TestNodeAndGatewayCommands runs `strata node` and two `strata gateway`s

@@ -27,6 +27,7 @@ const (
 	TypeAddTierSegment      CommandType = 11
 	TypeDeleteTierSegments  CommandType = 12
 	TypeAllocateProducerIDs CommandType = 13
+	TypeForgetDeletedTopics CommandType = 14
 )
 
 // Command is one state change, proposed through Raft and applied by every
@@ -64,6 +65,10 @@ type RestoredPartition struct {
 // DeleteTopic deletes a topic, its partitions, its committed offsets and
 // its tier manifest entries.
 type DeleteTopic struct{ Name string }
+
+// ForgetDeletedTopics drops the records of deleted topics whose objects
+// are all gone from the tier.
+type ForgetDeletedTopics struct{ IDs [][16]byte }
 
 // CreatePartitions raises a topic's partition count to Total; Assignment
 // holds the replicas of each new partition (the controller fills it in
@@ -214,6 +219,22 @@ func (c *CreateTopic) decode(d *decoder) {
 }
 
 func (c *DeleteTopic) encode(e *encoder) { e.string(c.Name) }
+
+func (ForgetDeletedTopics) Type() CommandType { return TypeForgetDeletedTopics }
+func (c *ForgetDeletedTopics) encode(e *encoder) {
+	e.uvarint(uint64(len(c.IDs)))
+	for _, id := range c.IDs {
+		e.b = append(e.b, id[:]...)
+	}
+}
+func (c *ForgetDeletedTopics) decode(d *decoder) {
+	c.IDs = make([][16]byte, d.length())
+	for i := range c.IDs {
+		for j := range c.IDs[i] {
+			c.IDs[i][j] = d.byte()
+		}
+	}
+}
 func (c *DeleteTopic) decode(d *decoder) { c.Name = d.string() }
 
 func (c *CreatePartitions) encode(e *encoder) {
@@ -360,6 +381,8 @@ func DecodeCommand(b []byte) (Command, error) {
 		c = &DeleteTierSegments{}
 	case TypeAllocateProducerIDs:
 		c = &AllocateProducerIDs{}
+	case TypeForgetDeletedTopics:
+		c = &ForgetDeletedTopics{}
 	default:
 		return nil, fmt.Errorf("%w: command type %d", ErrUnknownCommand, b[1])
 	}

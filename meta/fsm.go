@@ -194,6 +194,12 @@ func (f *FSM) apply(w *writer, cmd Command) (*ApplyResult, error) {
 		if err := w.set(topicKey(c.Topic.Name), c.Topic.encode()); err != nil {
 			return nil, err
 		}
+		if len(c.Restore) > 0 {
+			// A restored topic's objects are its own again.
+			if err := w.delete(deletedKey(c.Topic.ID)); err != nil {
+				return nil, err
+			}
+		}
 		for i, replicas := range c.Assignment {
 			p := Partition{Topic: c.Topic.Name, Partition: int32(i), Replicas: replicas, Leader: replicas[0], ISR: replicas}
 			if len(c.Restore) > 0 {
@@ -219,11 +225,17 @@ func (f *FSM) apply(w *writer, cmd Command) (*ApplyResult, error) {
 		return &ApplyResult{}, nil
 
 	case *DeleteTopic:
-		if _, ok, err := getRecord(w.txn, topicKey(c.Name), decodeTopic); err != nil || !ok {
+		t, ok, err := getRecord(w.txn, topicKey(c.Name), decodeTopic)
+		if err != nil || !ok {
 			if err != nil {
 				return nil, err
 			}
 			return reject(fmt.Errorf("%w: %q", ErrUnknownTopic, c.Name))
+		}
+		// The tier reconciler removes whatever objects the deleting
+		// leader could not, then forgets the record.
+		if err := w.set(deletedKey(t.ID), DeletedTopic{ID: t.ID, Name: t.Name}.encode()); err != nil {
+			return nil, err
 		}
 		doomed := [][]byte{topicKey(c.Name)}
 		doomed = append(doomed, w.keys(partitionPrefix(c.Name))...)
@@ -235,6 +247,14 @@ func (f *FSM) apply(w *writer, cmd Command) (*ApplyResult, error) {
 		}
 		for _, k := range doomed {
 			if err := w.delete(k); err != nil {
+				return nil, err
+			}
+		}
+		return &ApplyResult{}, nil
+
+	case *ForgetDeletedTopics:
+		for _, id := range c.IDs {
+			if err := w.delete(deletedKey(id)); err != nil {
 				return nil, err
 			}
 		}
@@ -696,6 +716,11 @@ func (v *View) AllPartitions() ([]Partition, error) {
 }
 
 // Nodes lists the members by id.
+// DeletedTopics are deleted topics whose tier objects may remain.
+func (v *View) DeletedTopics() ([]DeletedTopic, error) {
+	return listRecords(v.txn, []byte(keyDeleted), decodeDeletedTopic)
+}
+
 func (v *View) Nodes() ([]Node, error) { return listRecords(v.txn, []byte(keyNode), decodeNode) }
 
 // Offset reads a committed offset.

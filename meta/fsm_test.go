@@ -89,6 +89,7 @@ func allCommands() []Command {
 			LeaderEpoch: 0, MaxTimestamp: 5, ObjectKey: "k", SegmentEpochs: []EpochStart{{0, 0}}}},
 		&DeleteTierSegments{Topic: "orders", Partition: 0, BaseOffsets: []int64{0, 100}, LogStartOffset: 100},
 		&AllocateProducerIDs{Count: 1000},
+		&ForgetDeletedTopics{IDs: [][16]byte{{1, 2, 3}, {9}}},
 	}
 }
 
@@ -170,6 +171,16 @@ func TestFSMTopics(t *testing.T) {
 	offs, _ := v.GroupOffsets("g")
 	if len(offs) != 1 || offs[0].Topic != "other" {
 		t.Fatalf("offsets after delete %+v", offs)
+	}
+	// The deleted topic is remembered until the tier reconciler forgets it.
+	if dts, err := v.DeletedTopics(); err != nil || len(dts) != 1 || dts[0] != (DeletedTopic{ID: topic.ID, Name: "orders"}) {
+		t.Fatalf("deleted topics %+v %v", dts, err)
+	}
+	a.mustApply(&ForgetDeletedTopics{IDs: [][16]byte{topic.ID, {7}}})
+	v2 := f.View()
+	defer v2.Close()
+	if dts, _ := v2.DeletedTopics(); len(dts) != 0 {
+		t.Fatalf("deleted topics after forget %+v", dts)
 	}
 }
 

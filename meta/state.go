@@ -84,6 +84,7 @@ const (
 	keyPartition = "p/"            // p/<topic>\x00<partition:4>
 	keyOffset    = "o/"            // o/<group>\x00<topic>\x00<partition:4>
 	keyTier      = "s/"            // s/<topic>\x00<partition:4><base:8>
+	keyDeleted   = "d/"            // d/<topic id:16> -> name: a deleted topic whose objects may remain
 	keyApplied   = "a"             // last applied Raft index (8 bytes)
 	keyProducers = "x/producer-id" // next producer id to hand out (8 bytes)
 )
@@ -100,6 +101,37 @@ func offsetGroupPrefix(group string) []byte { return append(append([]byte(keyOff
 func offsetKey(group, topic string, p int32) []byte {
 	k := append(append(offsetGroupPrefix(group), topic...), 0)
 	return binary.BigEndian.AppendUint32(k, uint32(p))
+}
+
+func deletedKey(id [16]byte) []byte { return append([]byte(keyDeleted), id[:]...) }
+
+// DeletedTopic is a topic deleted from this cluster whose objects in the
+// tier may not all be gone yet: the reconciler removes them, then forgets
+// it.
+type DeletedTopic struct {
+	ID   [16]byte
+	Name string
+}
+
+func (t DeletedTopic) encode() []byte {
+	e := encoder{}
+	e.byte(stateVersion)
+	e.b = append(e.b, t.ID[:]...)
+	e.string(t.Name)
+	return e.b
+}
+
+func decodeDeletedTopic(b []byte) (DeletedTopic, error) {
+	d := decoder{b: b}
+	var t DeletedTopic
+	if v := d.byte(); d.err == nil && v != stateVersion {
+		return t, fmt.Errorf("meta: deleted topic record version %d", v)
+	}
+	for i := range t.ID {
+		t.ID[i] = d.byte()
+	}
+	t.Name = d.string()
+	return t, d.finish("deleted topic")
 }
 
 func tierPrefix(topic string, p int32) []byte {

@@ -42,7 +42,13 @@ type Config struct {
 	// DataDir/.tier-cache); TierCacheBytes bounds it (default 1 GiB).
 	TierCacheDir   string
 	TierCacheBytes int64
-	Logger         *slog.Logger
+	// TierOrphanGrace is how old an object no manifest references must be
+	// before the reconciler removes it (default 1h); it must well exceed
+	// the time a segment upload takes. TierReconcileInterval is how often
+	// the metadata leader looks (default 10m).
+	TierOrphanGrace       time.Duration
+	TierReconcileInterval time.Duration
+	Logger                *slog.Logger
 	// MaintainInterval is how often logs roll, retain and flush by time
 	// (default 1s).
 	MaintainInterval time.Duration
@@ -63,6 +69,8 @@ type Node struct {
 	uploader *tier.Uploader
 	// remote reads what was uploaded, for fetches below the local log.
 	remote *tier.Reader
+	// reconciler is owned by reconcileLoop.
+	reconciler reconciler
 	// handlers answers each request on its own goroutine, so a
 	// long-polling fetch does not hold up a produce.
 	handlers *rpc.Pool
@@ -111,6 +119,12 @@ func Start(cfg Config) (*Node, error) {
 	if cfg.MaintainInterval <= 0 {
 		cfg.MaintainInterval = time.Second
 	}
+	if cfg.TierOrphanGrace <= 0 {
+		cfg.TierOrphanGrace = time.Hour
+	}
+	if cfg.TierReconcileInterval <= 0 {
+		cfg.TierReconcileInterval = 10 * time.Minute
+	}
 	n := &Node{cfg: cfg, logger: cfg.Logger.With("node", cfg.ID), handlers: rpc.NewPool(maxConcurrentRequests)}
 	n.mu.logs = map[partitionKey]*openLog{}
 	n.mu.appended = make(chan struct{})
@@ -133,7 +147,7 @@ func Start(cfg Config) (*Node, error) {
 		}
 		n.remote = r
 		n.uploader = tier.NewUploader(tier.UploaderConfig{Store: cfg.Tier, Recorder: tierRecorder{cfg.Meta},
-			Logger: n.logger.With("component", "tier")})
+			MaxAttemptAge: n.cfg.TierOrphanGrace / 2, Logger: n.logger.With("component", "tier")})
 	}
 	if n.tierSubs, err = n.subscribeTier(); err != nil {
 		sub.Unsubscribe()
@@ -146,6 +160,10 @@ func Start(cfg Config) (*Node, error) {
 	}
 	n.wg.Add(1)
 	go n.maintainLoop(n.base)
+	if cfg.Tier != nil {
+		n.wg.Add(1)
+		go n.reconcileLoop(n.base)
+	}
 	return n, nil
 }
 

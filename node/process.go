@@ -35,6 +35,9 @@ type ProcessConfig struct {
 	Tier tier.Store
 	// TierCacheBytes bounds the remote read cache (default 1 GiB).
 	TierCacheBytes int64
+	// TierOrphanGrace and TierReconcileInterval: see Config.
+	TierOrphanGrace       time.Duration
+	TierReconcileInterval time.Duration
 	// MaintainInterval: see Config.
 	MaintainInterval time.Duration
 	Logger           *slog.Logger
@@ -72,7 +75,8 @@ func StartProcess(cfg ProcessConfig) (*Process, error) {
 	}
 	n, err := Start(Config{ID: cfg.ID, Cluster: cfg.Cluster, DataDir: filepath.Join(cfg.DataDir, "partitions"),
 		Conn: cfg.Conn, Meta: m, LogDefaults: cfg.LogDefaults, TopicDefaults: cfg.TopicDefaults,
-		Tier: cfg.Tier, TierCacheBytes: cfg.TierCacheBytes, MaintainInterval: cfg.MaintainInterval, Logger: cfg.Logger})
+		Tier: cfg.Tier, TierCacheBytes: cfg.TierCacheBytes,
+		TierOrphanGrace: cfg.TierOrphanGrace, TierReconcileInterval: cfg.TierReconcileInterval, MaintainInterval: cfg.MaintainInterval, Logger: cfg.Logger})
 	if err != nil {
 		m.Close()
 		return nil, err

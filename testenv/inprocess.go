@@ -29,6 +29,9 @@ type Options struct {
 	// MaintainInterval is how often nodes roll, retain and upload
 	// (default 1s).
 	MaintainInterval time.Duration
+	// TierOrphanGrace and TierReconcileInterval: see node.Config.
+	TierOrphanGrace       time.Duration
+	TierReconcileInterval time.Duration
 }
 
 // Cluster is a Strata cluster running inside the test process.
@@ -72,6 +75,7 @@ func InProcess(t testing.TB, n int, opts Options) *Cluster {
 		p, err := node.StartProcess(node.ProcessConfig{
 			ID: id, Cluster: "test", DataDir: dirs[id-1], RaftAddr: "127.0.0.1:0", Conn: c.connect(),
 			BootstrapExpect: n, LogDefaults: logDefaults, Tier: opts.Tier, MaintainInterval: opts.MaintainInterval,
+			TierOrphanGrace: opts.TierOrphanGrace, TierReconcileInterval: opts.TierReconcileInterval,
 			HeartbeatInterval: 100 * time.Millisecond, SessionTimeout: time.Second,
 			TuneRaft: func(sc *meta.ServerConfig) {
 				sc.HeartbeatTimeout, sc.ElectionTimeout = 200*time.Millisecond, 200*time.Millisecond

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // Dir is a Store in a local directory: each object a plain file under it
@@ -184,4 +185,33 @@ func (c ctxReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.r.Read(p)
+}
+
+// SweepPartial removes temporary files of Puts begun before before: a
+// process killed mid-Put leaves one.
+func (d *Dir) SweepPartial(ctx context.Context, before time.Time) (int, error) {
+	removed := 0
+	err := filepath.WalkDir(d.root, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if e.IsDir() || !strings.HasSuffix(p, tmpSuffix) {
+			return nil
+		}
+		if fi, err := e.Info(); err != nil || !fi.ModTime().Before(before) {
+			return nil
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("tier: sweep %s: %w", p, err)
+		}
+		removed++
+		return nil
+	})
+	return removed, err
 }

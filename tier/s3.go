@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -179,4 +180,31 @@ func (s *S3) List(ctx context.Context, prefix string, fn func(Object) error) err
 		}
 	}
 	return nil
+}
+
+// SweepPartial aborts multipart uploads initiated before before: a
+// process killed mid-Put leaves one, and the bucket keeps (and bills) its
+// parts until it is aborted.
+func (s *S3) SweepPartial(ctx context.Context, before time.Time) (int, error) {
+	prefix := ""
+	if s.cfg.Prefix != "" {
+		prefix = s.cfg.Prefix + "/"
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	core := minio.Core{Client: s.client}
+	removed := 0
+	for u := range s.client.ListIncompleteUploads(ctx, s.cfg.Bucket, prefix, true) {
+		if u.Err != nil {
+			return removed, fmt.Errorf("tier: list incomplete uploads: %w", u.Err)
+		}
+		if !u.Initiated.Before(before) {
+			continue
+		}
+		if err := core.AbortMultipartUpload(ctx, s.cfg.Bucket, u.Key, u.UploadID); err != nil {
+			return removed, fmt.Errorf("tier: abort upload of %s: %w", u.Key, err)
+		}
+		removed++
+	}
+	return removed, nil
 }

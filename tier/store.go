@@ -28,6 +28,14 @@ type Store interface {
 	String() string
 }
 
+// PartialSweeper is a store that keeps the remains of writes that never
+// finished, as when a process is killed mid-Put: a directory's temporary
+// files, a bucket's incomplete multipart uploads. SweepPartial removes
+// those begun before before and reports how many it removed.
+type PartialSweeper interface {
+	SweepPartial(ctx context.Context, before time.Time) (int, error)
+}
+
 // Object is one listed object.
 type Object struct {
 	Key      string

@@ -63,6 +63,11 @@ type UploaderConfig struct {
 	// MaxBackoff caps the wait between attempts (default 30s); the first
 	// wait is MinBackoff (default 200ms), doubling, with jitter.
 	MinBackoff, MaxBackoff time.Duration
+	// MaxAttemptAge, when set, bounds the time from an attempt's first
+	// Put to its record: an attempt that took longer uploads again, so
+	// objects the reconciler may think orphaned are never recorded. Half
+	// the reconciler's grace period.
+	MaxAttemptAge time.Duration
 }
 
 // Uploader copies closed segments to the store, then records each in the
@@ -305,6 +310,7 @@ func (u *Uploader) attempt(j *Job) error {
 		return nil
 	}
 	base := SegmentKey(j.Topic, j.TopicID, j.Partition, seg.BaseOffset, epoch)
+	start := time.Now()
 	// Indexes and epochs first, the log last: an entry is only recorded
 	// once all of its objects are there.
 	for _, f := range []struct{ path, suffix string }{
@@ -320,6 +326,10 @@ func (u *Uploader) attempt(j *Job) error {
 	}
 	if err := u.putFile(j.Ctx, base+".log", seg.LogPath); err != nil {
 		return err
+	}
+	if age := time.Since(start); u.cfg.MaxAttemptAge > 0 && age > u.cfg.MaxAttemptAge {
+		return fmt.Errorf("tier: uploading %s took %s, more than half the orphan grace period: uploading again (raise the grace)",
+			base, age.Round(time.Second))
 	}
 	entry := meta.TierSegment{
 		Topic: j.Topic, Partition: j.Partition, BaseOffset: seg.BaseOffset, LastOffset: seg.NextOffset - 1,
