@@ -28,6 +28,7 @@ func devCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "data-dir", Value: "./strata-data", EnvVars: envVars("data-dir"), Usage: "where partition logs and metadata live"},
 			&ucli.StringFlag{Name: "kafka-addr", Value: "127.0.0.1:9092", EnvVars: envVars("kafka-addr"), Usage: "Kafka listener address"},
 			&ucli.StringFlag{Name: "admin-addr", Value: "127.0.0.1:9644", EnvVars: envVars("admin-addr"), Usage: "HTTP admin address (/healthz, /readyz); empty to disable"},
+			diskHighWatermarkFlag,
 			&ucli.StringFlag{Name: "raft-addr", Value: "127.0.0.1:9646", EnvVars: envVars("raft-addr"), Usage: "metadata Raft address (loopback; keep it stable across restarts)"},
 			numPartitionsFlag(), debugFlag,
 		}, append(tierFlags("object store for closed segments of topics with remote.storage.enable=true (default file://<data-dir>/tier)"),
@@ -54,7 +55,7 @@ func devCommand() *ucli.Command {
 			return runDev(ctx, devConfig{
 				dataDir: c.String("data-dir"), kafkaAddr: c.String("kafka-addr"), adminAddr: c.String("admin-addr"),
 				raftAddr: c.String("raft-addr"), tier: store, tierCacheBytes: c.Int64("tier-cache-bytes"), tierOrphanGrace: c.Duration("tier-orphan-grace"),
-				tierReconcileInterval: c.Duration("tier-reconcile-interval"), topicDefaults: defaults,
+				tierReconcileInterval: c.Duration("tier-reconcile-interval"), diskHighWatermark: c.Float64("disk-high-watermark"), topicDefaults: defaults,
 				numPartitions: int32(c.Int("num-partitions")), logger: newLogger(c),
 			}, nil)
 		},
@@ -66,6 +67,7 @@ type devConfig struct {
 	tier                                    tier.Store
 	tierCacheBytes                          int64
 	tierOrphanGrace, tierReconcileInterval  time.Duration
+	diskHighWatermark                       float64
 	topicDefaults                           map[string]string
 	numPartitions                           int32
 	logger                                  *slog.Logger
@@ -102,7 +104,7 @@ func runDev(ctx context.Context, cfg devConfig, ready func(kafkaAddr string)) er
 		ID: 1, Cluster: "dev", DataDir: cfg.dataDir, RaftAddr: cfg.raftAddr, Conn: nodeConn,
 		BootstrapExpect: 1, LogDefaults: plog.DefaultConfig(), TopicDefaults: cfg.topicDefaults, Tier: cfg.tier,
 		TierCacheBytes: cfg.tierCacheBytes, TierOrphanGrace: cfg.tierOrphanGrace,
-		TierReconcileInterval: cfg.tierReconcileInterval, Logger: logger,
+		TierReconcileInterval: cfg.tierReconcileInterval, DiskHighWatermark: cfg.diskHighWatermark, Logger: logger,
 		HeartbeatInterval: 500 * time.Millisecond, SessionTimeout: 3 * time.Second,
 	})
 	if err != nil {

@@ -29,6 +29,10 @@ func numPartitionsFlag() ucli.Flag {
 	return &ucli.IntFlag{Name: "num-partitions", Value: 1, EnvVars: envVars("num-partitions"), Usage: "partitions of a topic created without a count, auto-created ones too (num.partitions)"}
 }
 
+// diskHighWatermarkFlag bounds the data disk's use.
+var diskHighWatermarkFlag = &ucli.Float64Flag{Name: "disk-high-watermark", Value: 0.95, EnvVars: envVars("disk-high-watermark"),
+	Usage: "fraction of the data disk in use above which produce is refused with a retriable error (no data is deleted to make room)"}
+
 func nodeCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:  "node",
@@ -41,12 +45,16 @@ func nodeCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "rack", EnvVars: envVars("rack"), Usage: "rack for rack-aware replica placement"},
 			&ucli.IntFlag{Name: "bootstrap-expect", Value: 1, EnvVars: envVars("bootstrap-expect"), Usage: "number of metadata voters; the first nodes seen become them"},
 			&ucli.StringFlag{Name: "admin-addr", EnvVars: envVars("admin-addr"), Usage: "HTTP admin address (/healthz, /readyz)"},
+			diskHighWatermarkFlag,
 			clusterFlag, debugFlag,
 		}, append(tierFlags("object store for closed segments of topics with remote.storage.enable=true: s3://bucket/prefix?endpoint=host:port or file:///dir"),
 			brokerDefaultFlags()...)...),
 		Action: func(c *ucli.Context) error {
 			if c.Int("id") < 1 {
 				return errors.New("node: --id must be at least 1")
+			}
+			if hw := c.Float64("disk-high-watermark"); hw <= 0 || hw > 1 {
+				return fmt.Errorf("node: --disk-high-watermark %v: want a fraction in (0, 1]", hw)
 			}
 			defaults, err := topicDefaults(c)
 			if err != nil {
@@ -74,7 +82,8 @@ func nodeCommand() *ucli.Command {
 				RaftAddr: c.String("raft-addr"), Rack: c.String("rack"), Conn: nc,
 				BootstrapExpect: c.Int("bootstrap-expect"), LogDefaults: plog.DefaultConfig(), TopicDefaults: defaults, Tier: store,
 				TierCacheBytes: c.Int64("tier-cache-bytes"), TierOrphanGrace: c.Duration("tier-orphan-grace"),
-				TierReconcileInterval: c.Duration("tier-reconcile-interval"), Logger: logger,
+				TierReconcileInterval: c.Duration("tier-reconcile-interval"),
+				DiskHighWatermark:     c.Float64("disk-high-watermark"), Logger: logger,
 			})
 			if err != nil {
 				return fmt.Errorf("node: %w", err)

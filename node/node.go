@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -48,7 +49,12 @@ type Config struct {
 	// the metadata leader looks (default 10m).
 	TierOrphanGrace       time.Duration
 	TierReconcileInterval time.Duration
-	Logger                *slog.Logger
+	// DiskHighWatermark is the fraction of the data disk in use above
+	// which produce is refused with a retriable error (default 0.95);
+	// DiskUsage reports the disk's use (default: statfs of DataDir).
+	DiskHighWatermark float64
+	DiskUsage         func() (used, total uint64, err error)
+	Logger            *slog.Logger
 	// MaintainInterval is how often logs roll, retain and flush by time
 	// (default 1s).
 	MaintainInterval time.Duration
@@ -71,6 +77,8 @@ type Node struct {
 	remote *tier.Reader
 	// reconciler is owned by reconcileLoop.
 	reconciler reconciler
+	// diskFull: the data disk is above its high-water mark (disk.go).
+	diskFull atomic.Bool
 	// handlers answers each request on its own goroutine, so a
 	// long-polling fetch does not hold up a produce.
 	handlers *rpc.Pool
@@ -125,6 +133,12 @@ func Start(cfg Config) (*Node, error) {
 	if cfg.TierReconcileInterval <= 0 {
 		cfg.TierReconcileInterval = 10 * time.Minute
 	}
+	if cfg.DiskHighWatermark <= 0 {
+		cfg.DiskHighWatermark = 0.95
+	}
+	if cfg.DiskUsage == nil {
+		cfg.DiskUsage = statfsUsage(cfg.DataDir)
+	}
 	n := &Node{cfg: cfg, logger: cfg.Logger.With("node", cfg.ID), handlers: rpc.NewPool(maxConcurrentRequests)}
 	n.mu.logs = map[partitionKey]*openLog{}
 	n.mu.appended = make(chan struct{})
@@ -158,6 +172,7 @@ func Start(cfg Config) (*Node, error) {
 		}
 		return nil, err
 	}
+	n.checkDisk()
 	n.wg.Add(1)
 	go n.maintainLoop(n.base)
 	if cfg.Tier != nil {
@@ -384,6 +399,7 @@ func (n *Node) maintainLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		n.checkDisk()
 		n.dropDeleted()
 		n.mu.Lock()
 		logs := make(map[partitionKey]*openLog, len(n.mu.logs))

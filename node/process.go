@@ -38,6 +38,9 @@ type ProcessConfig struct {
 	// TierOrphanGrace and TierReconcileInterval: see Config.
 	TierOrphanGrace       time.Duration
 	TierReconcileInterval time.Duration
+	// DiskHighWatermark and DiskUsage: see Config.
+	DiskHighWatermark float64
+	DiskUsage         func() (used, total uint64, err error)
 	// MaintainInterval: see Config.
 	MaintainInterval time.Duration
 	Logger           *slog.Logger
@@ -76,7 +79,8 @@ func StartProcess(cfg ProcessConfig) (*Process, error) {
 	n, err := Start(Config{ID: cfg.ID, Cluster: cfg.Cluster, DataDir: filepath.Join(cfg.DataDir, "partitions"),
 		Conn: cfg.Conn, Meta: m, LogDefaults: cfg.LogDefaults, TopicDefaults: cfg.TopicDefaults,
 		Tier: cfg.Tier, TierCacheBytes: cfg.TierCacheBytes,
-		TierOrphanGrace: cfg.TierOrphanGrace, TierReconcileInterval: cfg.TierReconcileInterval, MaintainInterval: cfg.MaintainInterval, Logger: cfg.Logger})
+		TierOrphanGrace: cfg.TierOrphanGrace, TierReconcileInterval: cfg.TierReconcileInterval,
+		DiskHighWatermark: cfg.DiskHighWatermark, DiskUsage: cfg.DiskUsage, MaintainInterval: cfg.MaintainInterval, Logger: cfg.Logger})
 	if err != nil {
 		m.Close()
 		return nil, err

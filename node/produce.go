@@ -31,6 +31,11 @@ func (n *Node) produce(req *kmsg.ProduceRequest) kmsg.Response {
 				st.Partitions = append(st.Partitions, sp)
 				continue
 			}
+			if n.diskFull.Load() {
+				sp.ErrorCode, sp.ErrorMessage = kerr.KafkaStorageError.Code, kmsg.StringPtr(errDiskFull.Error())
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
 			res, dup, err := appendIdempotent(l, rp.Records, part.LeaderEpoch)
 			if dup {
 				// A retry of a batch already written: answered as written.

@@ -32,6 +32,9 @@ type Options struct {
 	// TierOrphanGrace and TierReconcileInterval: see node.Config.
 	TierOrphanGrace       time.Duration
 	TierReconcileInterval time.Duration
+	// DiskUsage, when set, is what nodes believe of their data disk
+	// (tests fill a disk without filling one).
+	DiskUsage func() (used, total uint64, err error)
 }
 
 // Cluster is a Strata cluster running inside the test process.
@@ -76,6 +79,7 @@ func InProcess(t testing.TB, n int, opts Options) *Cluster {
 			ID: id, Cluster: "test", DataDir: dirs[id-1], RaftAddr: "127.0.0.1:0", Conn: c.connect(),
 			BootstrapExpect: n, LogDefaults: logDefaults, Tier: opts.Tier, MaintainInterval: opts.MaintainInterval,
 			TierOrphanGrace: opts.TierOrphanGrace, TierReconcileInterval: opts.TierReconcileInterval,
+			DiskUsage:         opts.DiskUsage,
 			HeartbeatInterval: 100 * time.Millisecond, SessionTimeout: time.Second,
 			TuneRaft: func(sc *meta.ServerConfig) {
 				sc.HeartbeatTimeout, sc.ElectionTimeout = 200*time.Millisecond, 200*time.Millisecond
