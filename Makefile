@@ -9,10 +9,13 @@ PKGS    := ./...
 # ../shared/DEPENDENCIES.md).
 MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
 MINIO   := $(CACHE)/bin/minio
+# FROM scratch images of those servers, for tests that run containers
+# (testcontainers-go) when a Docker engine is reachable.
+MINIO_IMAGE := strata-test/minio:$(MINIO_VERSION)
 
 export CGO_ENABLED := 0
 
-.PHONY: build run test test-long bench lint clean servers
+.PHONY: build run test test-long bench lint clean servers images
 
 build:
 	$(GO) build -trimpath -ldflags='-s -w' -o $(BIN) .
@@ -34,14 +37,29 @@ $(MINIO):
 
 servers: $(MINIO)
 
+# No image can be pulled: each is built FROM scratch around a static
+# binary. Without a Docker engine this does nothing and the tests run the
+# servers as processes.
+images: servers
+	@if docker info >/dev/null 2>&1; then \
+		mkdir -p $(CACHE)/images/minio && cp $(MINIO) $(CACHE)/images/minio/minio && \
+		printf 'FROM scratch\nCOPY minio /minio\nENTRYPOINT ["/minio"]\n' > $(CACHE)/images/minio/Dockerfile && \
+		{ docker build -q -t $(MINIO_IMAGE) $(CACHE)/images/minio >$(CACHE)/images/minio/build.log 2>&1 || \
+			{ cat $(CACHE)/images/minio/build.log; exit 1; }; } && echo "image $(MINIO_IMAGE) ready"; \
+	else echo "no Docker engine reachable: tests run MinIO as a process"; fi
+
+# The image's name when it exists, for the tests.
+image_env = STRATA_MINIO_IMAGE=$$(docker image inspect $(MINIO_IMAGE) >/dev/null 2>&1 && echo $(MINIO_IMAGE)) \
+	TESTCONTAINERS_RYUK_DISABLED=true
+
 # The race detector needs cgo.
-test: lint build servers
-	CGO_ENABLED=1 STRATA_MINIO_BIN=$(MINIO) $(GO) test -race -count=1 -timeout 20m $(PKGS)
+test: lint build images
+	$(image_env) CGO_ENABLED=1 STRATA_MINIO_BIN=$(MINIO) $(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 # Long fuzzing and crash rounds; bounded, they stop by themselves.
 FUZZTIME ?= 60s
-test-long: lint servers
-	CGO_ENABLED=1 STRATA_MINIO_BIN=$(MINIO) STRATA_CRASH_ROUNDS=40 $(GO) test -race -count=1 -timeout 60m -run Crash ./node/log/
+test-long: lint images
+	$(image_env) CGO_ENABLED=1 STRATA_MINIO_BIN=$(MINIO) STRATA_CRASH_ROUNDS=40 $(GO) test -race -count=1 -timeout 60m -run Crash ./node/log/
 	$(GO) test -run '^$$' -fuzz '^FuzzValidateBatch$$' -fuzztime $(FUZZTIME) ./node/log/
 	$(GO) test -run '^$$' -fuzz '^FuzzRecovery$$' -fuzztime $(FUZZTIME) ./node/log/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime $(FUZZTIME) ./gateway/
@@ -53,3 +71,4 @@ bench:
 
 clean:
 	rm -rf bin $(CACHE)
+	-docker rmi $(MINIO_IMAGE) >/dev/null 2>&1 || true

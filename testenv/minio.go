@@ -14,6 +14,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/testcontainers/testcontainers-go/wait"
 
 	"github.com/strata-io/strata/tier"
 )
@@ -22,8 +23,9 @@ import (
 // builds it into its cache and sets this.
 const MinIOBinEnv = "STRATA_MINIO_BIN"
 
-// MinIO is a real MinIO server on loopback, run as a child process, for
-// the test that started it. Stop and Start simulate an outage: the same
+// MinIO is a real MinIO server for the test that started it, on a
+// loopback address: a container when a Docker engine and the image are
+// there, else a child process. Stop and Start simulate an outage: the same
 // address and data come back.
 type MinIO struct {
 	t                 testing.TB
@@ -33,12 +35,18 @@ type MinIO struct {
 	AccessKey, Secret string
 	cmd               *exec.Cmd
 	done              chan struct{}
+	// container, when set, runs the server instead of cmd.
+	container *dockerContainer
 }
 
-// StartMinIO starts MinIO, or skips the test with the reason when no
-// binary is available.
+// StartMinIO starts MinIO in a container (Docker engine and image
+// present) or as a child process, or skips the test with the reason when
+// neither can run.
 func StartMinIO(t testing.TB) *MinIO {
 	t.Helper()
+	if image, _ := dockerImage(MinIOImageEnv); image != "" {
+		return Docker(t).MinIO()
+	}
 	bin := os.Getenv(MinIOBinEnv)
 	if bin == "" {
 		if p, err := exec.LookPath("minio"); err == nil {
@@ -64,9 +72,33 @@ func freePort(t testing.TB) string {
 	return ln.Addr().String()
 }
 
+// MinIO runs MinIO from the image the Makefile builds, on the env's
+// network as "minio" and on a loopback port.
+func (d *DockerEnv) MinIO() *MinIO {
+	d.t.Helper()
+	image, reason := dockerImage(MinIOImageEnv)
+	if image == "" {
+		d.t.Skip(reason)
+	}
+	m := &MinIO{t: d.t, Endpoint: freePort(d.t), AccessKey: "strata-test", Secret: "strata-test-secret"}
+	m.container = d.run(image, "minio", []string{"server", "--address", ":9000", "/data"},
+		map[string]string{"MINIO_ROOT_USER": m.AccessKey, "MINIO_ROOT_PASSWORD": m.Secret, "MINIO_BROWSER": "off", "MINIO_UPDATE": "off"},
+		map[string]string{"9000/tcp": m.Endpoint}, wait.ForLog("API: "))
+	m.waitLive(nil)
+	return m
+}
+
+// InContainer reports whether the server runs in a container.
+func (m *MinIO) InContainer() bool { return m.container != nil }
+
 // Start runs the server (again) and waits until it answers.
 func (m *MinIO) Start() {
 	m.t.Helper()
+	if m.container != nil {
+		m.container.start(m.t)
+		m.waitLive(nil)
+		return
+	}
 	if m.cmd != nil {
 		return
 	}
@@ -84,6 +116,13 @@ func (m *MinIO) Start() {
 	}
 	m.cmd, m.done = cmd, make(chan struct{})
 	go func() { cmd.Wait(); logf.Close(); close(m.done) }()
+	m.waitLive(m.done)
+}
+
+// waitLive waits until the server answers its health check; exited, if
+// set, is closed when a child process has died.
+func (m *MinIO) waitLive(exited chan struct{}) {
+	m.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := http.Get("http://" + m.Endpoint + "/minio/health/live")
@@ -94,7 +133,7 @@ func (m *MinIO) Start() {
 			}
 		}
 		select {
-		case <-m.done:
+		case <-exited:
 			log, _ := os.ReadFile(filepath.Join(m.dir, "minio.log"))
 			m.t.Fatalf("minio exited: %s", log)
 		default:
@@ -108,6 +147,10 @@ func (m *MinIO) Start() {
 
 // Stop kills the server (SIGKILL: an outage, not a shutdown).
 func (m *MinIO) Stop() {
+	if m.container != nil {
+		m.container.kill(m.t)
+		return
+	}
 	if m.cmd == nil {
 		return
 	}
