@@ -499,16 +499,30 @@ func (m *Member) RemoveNode(ctx context.Context, id int32) error {
 	return res.Err
 }
 
-// Propose applies a command on this member if it leads. Offset commits go
-// through the batcher. A CreateTopic or CreatePartitions without an
+// Propose applies a command: on this member if it leads, else through the
+// leader over NATS, as a Client would. Offset commits go through the
+// batcher. A CreateTopic or CreatePartitions without an
 // assignment gets one here, from the live nodes: only the controller knows
 // which nodes are alive.
 func (m *Member) Propose(ctx context.Context, cmd Command) (*ApplyResult, error) {
+	if c, ok := cmd.(*CommitOffsets); ok {
+		return &ApplyResult{}, m.offsets.commit(ctx, c.Offsets)
+	}
+	if !m.server.IsLeader() {
+		return NewClient(m.nc, m.cfg.Cluster).Propose(ctx, cmd)
+	}
+	return m.proposeHere(ctx, cmd)
+}
+
+// proposeHere applies a command on this member, which must lead
+// (ErrNotLeader otherwise): it never forwards, so a request forwarded
+// here during a leader change cannot bounce back.
+func (m *Member) proposeHere(ctx context.Context, cmd Command) (*ApplyResult, error) {
 	switch c := cmd.(type) {
 	case *CommitOffsets:
 		return &ApplyResult{}, m.offsets.commit(ctx, c.Offsets)
 	case *CreateTopic:
-		if len(c.Assignment) == 0 && m.server.IsLeader() {
+		if len(c.Assignment) == 0 {
 			a, err := AssignReplicas(c.Topic.Name, m.LiveNodes(), 0, int(c.Topic.Partitions), int(c.Topic.ReplicationFactor), nil)
 			if err != nil {
 				return &ApplyResult{Err: err}, nil
@@ -523,7 +537,7 @@ func (m *Member) Propose(ctx context.Context, cmd Command) (*ApplyResult, error)
 			cmd = &filled
 		}
 	case *CreatePartitions:
-		if len(c.Assignment) == 0 && m.server.IsLeader() {
+		if len(c.Assignment) == 0 {
 			filled, err := m.assignNewPartitions(c)
 			if err != nil {
 				return &ApplyResult{Err: err}, nil
@@ -631,7 +645,7 @@ func (m *Member) onApply(msg *nats.Msg) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	res, err := m.Propose(ctx, cmd)
+	res, err := m.proposeHere(ctx, cmd)
 	if err == nil {
 		err = res.Err
 	}

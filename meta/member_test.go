@@ -397,3 +397,34 @@ func TestControllerAssigns(t *testing.T) {
 		}
 	}
 }
+
+// TestFollowerProposes: Member.Propose on a member that does not lead goes
+// to the leader, as a Client's would (a partition leader records tier
+// segments this way), including a CreateTopic the controller assigns.
+func TestFollowerProposes(t *testing.T) {
+	c := startCluster(t, 3, 3)
+	ctx := context.Background()
+	leader := c.controller()
+	for _, m := range c.members {
+		if m == leader {
+			continue
+		}
+		name := fmt.Sprintf("from-%d", m.cfg.NodeID)
+		res, err := m.Propose(ctx, &CreateTopic{Topic: Topic{Name: name, Partitions: 2, ReplicationFactor: 2}})
+		if err != nil || res.Err != nil {
+			t.Fatalf("member %d: %v %v", m.cfg.NodeID, err, res)
+		}
+		res, err = m.Propose(ctx, &AddTierSegment{Segment: TierSegment{Topic: name, Partition: 0, BaseOffset: 0, LastOffset: 9, ObjectKey: "k"}})
+		if err != nil || res.Err != nil {
+			t.Fatalf("member %d: tier segment: %v %v", m.cfg.NodeID, err, res)
+		}
+		res, err = m.Propose(ctx, &CreateTopic{Topic: Topic{Name: name, Partitions: 1, ReplicationFactor: 1}})
+		if err != nil || !errors.Is(res.Err, ErrTopicExists) {
+			t.Fatalf("member %d: duplicate: %v %v", m.cfg.NodeID, err, res)
+		}
+		r, err := c.client.Read(ctx, ReadRequest{Kind: "tier", Topic: name, Partition: 0})
+		if err != nil || len(r.Tier) != 1 {
+			t.Fatalf("member %d: manifest %v %v", m.cfg.NodeID, r, err)
+		}
+	}
+}
