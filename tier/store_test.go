@@ -4,9 +4,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -162,5 +168,78 @@ func TestS3OpenErrors(t *testing.T) {
 	t.Setenv("AWS_SECRET_ACCESS_KEY", m.Secret)
 	if _, err := tier.Open(ctx, m.URL("tier", "p"), tier.Credentials{}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// slowDownProxy stands in front of an S3 endpoint and answers 503
+// SlowDown, as S3 does under load, while budget is above zero (each such
+// answer spends one) or always while stuck is set.
+type slowDownProxy struct {
+	budget atomic.Int64
+	stuck  atomic.Bool
+	served atomic.Int64
+}
+
+func (p *slowDownProxy) start(t *testing.T, endpoint string) string {
+	target, _ := url.Parse("http://" + endpoint)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p.stuck.Load() || p.budget.Add(-1) >= 0 {
+			p.served.Add(1)
+			w.Header().Set("Content-Type", "application/xml")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprint(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>`)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+// TestS3SlowDown: a few 503 SlowDown answers are retried inside a call; a
+// store that keeps answering them fails the call with an error, never
+// with partial or wrong data, and works again afterwards.
+func TestS3SlowDown(t *testing.T) {
+	m := testenv.StartMinIO(t)
+	m.CreateBucket("tier")
+	p := &slowDownProxy{}
+	endpoint := p.start(t, m.Endpoint)
+	creds := tier.Credentials{AccessKey: m.AccessKey, SecretKey: m.Secret}
+	s, err := tier.Open(context.Background(), fmt.Sprintf("s3://tier/slow?endpoint=%s&insecure=true", endpoint), creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := randomBytes(300 << 10)
+	ctx := context.Background()
+
+	p.budget.Store(3)
+	if err := s.Put(ctx, "a", bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Fatalf("put through 3 SlowDowns: %v", err)
+	}
+	p.budget.Store(3)
+	if got := get(t, s, "a", 1000, 5000); !bytes.Equal(got, data[1000:6000]) {
+		t.Fatal("get through SlowDowns returned other bytes")
+	}
+	if p.served.Load() < 6 {
+		t.Fatalf("the proxy answered SlowDown %d times, want 6", p.served.Load())
+	}
+
+	p.stuck.Store(true)
+	short, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if err := s.Put(short, "b", bytes.NewReader(data), int64(len(data))); err == nil {
+		t.Fatal("put succeeded while the store answers only SlowDown")
+	}
+	if r, err := s.Get(short, "a", 0, -1); err == nil {
+		b, rerr := io.ReadAll(r)
+		r.Close()
+		if rerr == nil {
+			t.Fatalf("get succeeded with %d bytes while the store answers only SlowDown", len(b))
+		}
+	}
+	p.stuck.Store(false)
+	if got := get(t, s, "a", 0, -1); !bytes.Equal(got, data) {
+		t.Fatal("after SlowDown ends: other bytes")
 	}
 }
