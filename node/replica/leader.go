@@ -1,0 +1,170 @@
+package replica
+
+import (
+	"slices"
+	"time"
+)
+
+// Leader is a partition leader's view of its replicas: each follower's
+// log end offset (the offset its last fetch asked for), when each was last
+// caught up, the ISR and the high watermark. Time comes in as an
+// argument, so the arithmetic is deterministic and testable; the caller
+// serializes calls.
+//
+// The rules are Kafka's:
+//   - high watermark = min log end offset over the ISR (the leader's own
+//     included); it never moves back while this leadership lasts, and an
+//     ISR member not heard from since the leadership began holds it still;
+//   - a follower is caught up at a fetch asking for at least the leader's
+//     log end offset, or at its previous fetch if this one asks for at
+//     least the log end the leader had then (a follower that keeps up
+//     under steady produce never equals the moving log end);
+//   - an ISR follower not caught up for longer than the lag limit
+//     (replica.lag.time.max.ms) leaves the ISR; a follower outside it
+//     whose log end reaches the high watermark joins it.
+type Leader struct {
+	self      int32
+	replicas  []int32
+	isr       []int32
+	lagMax    time.Duration
+	hw        int64
+	followers map[int32]*follower
+}
+
+type follower struct {
+	leo              int64 // -1: not heard from since the leadership began
+	lastCaughtUp     time.Time
+	lastFetch        time.Time
+	leaderLEOAtFetch int64
+}
+
+// NewLeader starts a leadership: replicas in assignment order, the ISR
+// from metadata, the high watermark the log had. ISR followers count as
+// caught up now, so none leaves the ISR before it had a chance to fetch.
+func NewLeader(self int32, replicas, isr []int32, hw int64, now time.Time, lagMax time.Duration) *Leader {
+	l := &Leader{self: self, lagMax: lagMax, hw: hw, followers: map[int32]*follower{}}
+	l.SetReplicas(replicas, isr, now)
+	return l
+}
+
+// SetReplicas takes a committed change of the replica set or ISR.
+// Followers keep what is known of them; new ones start unknown, and those
+// entering the ISR count as caught up now.
+func (l *Leader) SetReplicas(replicas, isr []int32, now time.Time) {
+	before := l.isr
+	l.replicas, l.isr = slices.Clone(replicas), slices.Clone(isr)
+	for _, id := range replicas {
+		if id == l.self {
+			continue
+		}
+		f, ok := l.followers[id]
+		if !ok {
+			f = &follower{leo: -1}
+			l.followers[id] = f
+		}
+		if slices.Contains(isr, id) && !slices.Contains(before, id) && f.lastCaughtUp.Before(now) {
+			f.lastCaughtUp = now
+		}
+	}
+	for id := range l.followers {
+		if !slices.Contains(replicas, id) {
+			delete(l.followers, id)
+		}
+	}
+}
+
+// Fetched records a follower's fetch at fetchOffset while the leader's
+// log ends at leaderLEO. A fetch from a replica not assigned is ignored.
+func (l *Leader) Fetched(id int32, fetchOffset, leaderLEO int64, now time.Time) {
+	f, ok := l.followers[id]
+	if !ok {
+		return
+	}
+	f.leo = min(fetchOffset, leaderLEO)
+	switch {
+	case fetchOffset >= leaderLEO:
+		f.lastCaughtUp = latest(f.lastCaughtUp, now)
+	case !f.lastFetch.IsZero() && fetchOffset >= f.leaderLEOAtFetch:
+		f.lastCaughtUp = latest(f.lastCaughtUp, f.lastFetch)
+	}
+	f.lastFetch, f.leaderLEOAtFetch = now, leaderLEO
+}
+
+func latest(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// Advance recomputes the high watermark for a leader log ending at
+// leaderLEO and reports whether it moved.
+func (l *Leader) Advance(leaderLEO int64) (hw int64, moved bool) {
+	low := leaderLEO
+	for _, id := range l.isr {
+		if id == l.self {
+			continue
+		}
+		f, ok := l.followers[id]
+		if !ok || f.leo < 0 {
+			return l.hw, false // an ISR member not heard from holds it
+		}
+		low = min(low, f.leo)
+	}
+	if low > l.hw {
+		l.hw = low
+		return l.hw, true
+	}
+	return l.hw, false
+}
+
+// HighWatermark is the offset below which every ISR member has the log.
+func (l *Leader) HighWatermark() int64 { return l.hw }
+
+// ISR is the in-sync set as last committed.
+func (l *Leader) ISR() []int32 { return slices.Clone(l.isr) }
+
+// LogEndOffset is what the leader knows of a follower's log end (-1:
+// unknown).
+func (l *Leader) LogEndOffset(id int32) int64 {
+	if f, ok := l.followers[id]; ok {
+		return f.leo
+	}
+	return -1
+}
+
+// WantISR is the ISR the leader should ask the controller for now:
+// lagging members out, caught-up replicas in, in assignment order; changed
+// is false when it is the committed one.
+func (l *Leader) WantISR(now time.Time) (isr []int32, changed bool) {
+	for _, id := range l.replicas {
+		if id == l.self {
+			isr = append(isr, id)
+			continue
+		}
+		f := l.followers[id]
+		in := slices.Contains(l.isr, id)
+		switch {
+		case in && now.Sub(f.lastCaughtUp) <= l.lagMax:
+			isr = append(isr, id)
+		case !in && f.leo >= 0 && f.leo >= l.hw:
+			isr = append(isr, id)
+		}
+	}
+	if !slices.Contains(isr, l.self) {
+		isr = append([]int32{l.self}, isr...) // a leader that is not an assigned replica (reassignment) still leads
+	}
+	return isr, !sameSet(isr, l.isr)
+}
+
+func sameSet(a, b []int32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			return false
+		}
+	}
+	return true
+}
