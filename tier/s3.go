@@ -24,9 +24,17 @@ type S3Config struct {
 
 // S3 is a Store in an S3 bucket, through minio-go. Objects over
 // s3PartSize go up as multipart uploads, parts in parallel.
+//
+// Puts go through a client that does not retry: minio-go rewinds a
+// request body for its retry while net/http may still be sending it (a
+// server that answers 503 SlowDown before reading the body), a data race
+// on the reader. The uploader retries whole uploads, with backoff,
+// instead. Reads, lists and deletes carry no body and keep minio-go's
+// retries.
 type S3 struct {
-	cfg    S3Config
-	client *minio.Client
+	cfg       S3Config
+	client    *minio.Client
+	putClient *minio.Client
 }
 
 const s3PartSize = 16 << 20
@@ -37,15 +45,21 @@ func OpenS3(ctx context.Context, cfg S3Config) (*S3, error) {
 	if cfg.Credentials.AccessKey == "" || cfg.Credentials.SecretKey == "" {
 		return nil, fmt.Errorf("tier %s: no credentials (--tier-access-key/--tier-secret-key or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)", cfg.name())
 	}
-	client, err := minio.New(cfg.Endpoint, &minio.Options{
-		Creds:  credentials.NewStaticV4(cfg.Credentials.AccessKey, cfg.Credentials.SecretKey, cfg.Credentials.SessionToken),
-		Secure: !cfg.Insecure,
-		Region: cfg.Region,
-	})
+	opts := func(retries int) *minio.Options {
+		return &minio.Options{
+			Creds:  credentials.NewStaticV4(cfg.Credentials.AccessKey, cfg.Credentials.SecretKey, cfg.Credentials.SessionToken),
+			Secure: !cfg.Insecure, Region: cfg.Region, MaxRetries: retries,
+		}
+	}
+	client, err := minio.New(cfg.Endpoint, opts(0))
 	if err != nil {
 		return nil, fmt.Errorf("tier %s: %w", cfg.name(), err)
 	}
-	s := &S3{cfg: cfg, client: client}
+	putClient, err := minio.New(cfg.Endpoint, opts(1))
+	if err != nil {
+		return nil, fmt.Errorf("tier %s: %w", cfg.name(), err)
+	}
+	s := &S3{cfg: cfg, client: client, putClient: putClient}
 	ok, err := client.BucketExists(ctx, cfg.Bucket)
 	if err != nil {
 		return nil, fmt.Errorf("tier %s: %s", cfg.name(), describeS3Error(err))
@@ -97,7 +111,7 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader, size int64) error
 	if err != nil {
 		return err
 	}
-	_, err = s.client.PutObject(ctx, s.cfg.Bucket, obj, r, size, minio.PutObjectOptions{
+	_, err = s.putClient.PutObject(ctx, s.cfg.Bucket, obj, r, size, minio.PutObjectOptions{
 		PartSize: s3PartSize, NumThreads: 4, ContentType: "application/octet-stream",
 	})
 	if err != nil {
