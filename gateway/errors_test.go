@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"hash/crc32"
 	"io"
 	"net"
 	"strings"
@@ -15,63 +14,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
-	"github.com/twmb/franz-go/pkg/kversion"
 
 	"github.com/strata-io/strata/testenv"
 )
-
-// batch encodes a one-record RecordBatch v2 with a correct CRC.
-func batch(value []byte) []byte {
-	var rec []byte
-	rec = append(rec, 0, 0, 0, 1) // attributes, timestamp delta, offset delta, null key
-	rec = binary.AppendVarint(rec, int64(len(value)))
-	rec = append(rec, value...)
-	rec = append(rec, 0) // no headers
-	body := binary.AppendVarint(nil, int64(len(rec)))
-	body = append(body, rec...)
-	b := make([]byte, 61, 61+len(body))
-	binary.BigEndian.PutUint32(b[8:], uint32(49+len(body)))
-	binary.BigEndian.PutUint32(b[12:], 0xffffffff)
-	b[16] = 2
-	binary.BigEndian.PutUint64(b[43:], 0xffffffffffffffff)
-	binary.BigEndian.PutUint16(b[51:], 0xffff)
-	binary.BigEndian.PutUint32(b[53:], 0xffffffff)
-	binary.BigEndian.PutUint32(b[57:], 1)
-	b = append(b, body...)
-	binary.BigEndian.PutUint32(b[17:], crc32.Checksum(b[21:], crc32.MakeTable(crc32.Castagnoli)))
-	return b
-}
-
-// produceRequest is a one-partition produce request.
-// namedTopics pins a client below Produce v13 and Fetch v13, which name
-// topics by ID: the requests these tests build by hand carry names.
-var namedTopics = kgo.MaxVersions(func() *kversion.Versions {
-	v := kversion.V4_0_0()
-	v.SetMaxKeyVersion(0, 12)
-	v.SetMaxKeyVersion(1, 12)
-	return v
-}())
-
-func produceRequest(topic string, acks int16, records []byte) *kmsg.ProduceRequest {
-	req := kmsg.NewPtrProduceRequest()
-	req.Acks, req.TimeoutMillis = acks, 5000
-	rt := kmsg.NewProduceRequestTopic()
-	rt.Topic = topic
-	rp := kmsg.NewProduceRequestTopicPartition()
-	rp.Records = records
-	rt.Partitions = append(rt.Partitions, rp)
-	req.Topics = append(req.Topics, rt)
-	return req
-}
-
-func produceRaw(t *testing.T, cl *kgo.Client, topic string, acks int16, records []byte) int16 {
-	t.Helper()
-	resp, err := produceRequest(topic, acks, records).RequestWith(context.Background(), cl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.Topics[0].Partitions[0].ErrorCode
-}
 
 // TestBrokerErrors reaches each error a real broker sends, with a real
 // client, and checks a bad request loses nothing acknowledged.
@@ -79,7 +24,7 @@ func TestBrokerErrors(t *testing.T) {
 	c := testenv.InProcess(t, 1, testenv.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cl := newClient(t, c.Addr(), namedTopics)
+	cl := newClient(t, c.Addr(), testenv.NamedTopics)
 	adm := kadm.NewClient(cl)
 	if r, err := adm.CreateTopic(ctx, 1, 1, map[string]*string{"max.message.bytes": kadm.StringPtr("2000")}, "e"); err != nil || r.Err != nil {
 		t.Fatal(err, r.Err)
@@ -95,14 +40,14 @@ func TestBrokerErrors(t *testing.T) {
 			t.Fatalf("got %v, want %v", kerr.ErrorForCode(got), want)
 		}
 	}
-	good := batch([]byte("kept"))
-	code(nil, produceRaw(t, cl, "e", -1, good))
-	code(kerr.InvalidRequiredAcks, produceAcksRaw(t, c.Addr(), "e", 2, batch([]byte("x"))))
-	corrupt := batch([]byte("corrupt"))
+	good := testenv.Batch([]byte("kept"))
+	code(nil, testenv.ProduceRaw(t, cl, "e", -1, good))
+	code(kerr.InvalidRequiredAcks, produceAcksRaw(t, c.Addr(), "e", 2, testenv.Batch([]byte("x"))))
+	corrupt := testenv.Batch([]byte("corrupt"))
 	corrupt[len(corrupt)-1] ^= 0xff
-	code(kerr.CorruptMessage, produceRaw(t, cl, "e", -1, corrupt))
-	code(kerr.MessageTooLarge, produceRaw(t, cl, "e", -1, batch(make([]byte, 3000))))
-	code(kerr.UnknownTopicOrPartition, produceRaw(t, cl, "nope", -1, batch([]byte("x"))))
+	code(kerr.CorruptMessage, testenv.ProduceRaw(t, cl, "e", -1, corrupt))
+	code(kerr.MessageTooLarge, testenv.ProduceRaw(t, cl, "e", -1, testenv.Batch(make([]byte, 3000))))
+	code(kerr.UnknownTopicOrPartition, testenv.ProduceRaw(t, cl, "nope", -1, testenv.Batch([]byte("x"))))
 	checkErrorsRest(t, ctx, c, cl, adm, code)
 }
 
@@ -165,7 +110,7 @@ func checkErrorsRest(t *testing.T, ctx context.Context, c *testenv.Cluster, cl *
 	}
 	// Straight to the gateway (broker 0), past the client's retries.
 	broker := cl.Broker(0)
-	presp, err := broker.Request(ctx, produceRequest("e", -1, batch([]byte("x"))))
+	presp, err := broker.Request(ctx, testenv.ProduceRequest("e", -1, testenv.Batch([]byte("x"))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +130,7 @@ func checkErrorsRest(t *testing.T, ctx context.Context, c *testenv.Cluster, cl *
 // gets through like this.
 func produceAcksRaw(t *testing.T, addr, topic string, acks int16, records []byte) int16 {
 	t.Helper()
-	req := produceRequest(topic, acks, records)
+	req := testenv.ProduceRequest(topic, acks, records)
 	req.SetVersion(7)
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {

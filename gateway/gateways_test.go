@@ -147,7 +147,7 @@ func TestTopicIDs(t *testing.T) {
 	id := td["ids"].ID
 	produce := func(id [16]byte) *kmsg.ProduceResponse {
 		t.Helper()
-		req := produceRequest("", -1, batch([]byte("by-id")))
+		req := testenv.ProduceRequest("", -1, testenv.Batch([]byte("by-id")))
 		req.Topics[0].TopicID = id
 		resp, err := req.RequestWith(ctx, cl)
 		if err != nil {
@@ -199,7 +199,7 @@ func TestNotLeaderRetried(t *testing.T) {
 	c := testenv.InProcess(t, 2, testenv.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cl := newClient(t, c.Addr(), namedTopics)
+	cl := newClient(t, c.Addr(), testenv.NamedTopics)
 	adm := kadm.NewClient(cl)
 	if r, err := adm.CreateTopic(ctx, 1, 1, nil, "moved"); err != nil || r.Err != nil {
 		t.Fatal(err, r.Err)
@@ -231,7 +231,7 @@ func TestNotLeaderRetried(t *testing.T) {
 	if err := c.Gateway.PinStaleLeader(ctx, "moved", 0, wrong); err != nil {
 		t.Fatal(err)
 	}
-	presp, err := broker.Request(ctx, produceRequest("moved", -1, batch([]byte("x"))))
+	presp, err := broker.Request(ctx, testenv.ProduceRequest("moved", -1, testenv.Batch([]byte("x"))))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,11 +8,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/strata-io/strata/testenv"
 )
 
 // idemBatch is a one-record batch from an idempotent producer.
 func idemBatch(producerID int64, epoch int16, seq int32) []byte {
-	b := batch([]byte("v"))
+	b := testenv.Batch([]byte("v"))
 	binary.BigEndian.PutUint64(b[43:], uint64(producerID))
 	binary.BigEndian.PutUint16(b[51:], uint16(epoch))
 	binary.BigEndian.PutUint32(b[53:], uint32(seq))
@@ -22,7 +24,7 @@ func idemBatch(producerID int64, epoch int16, seq int32) []byte {
 
 func TestIdempotentProducer(t *testing.T) {
 	c, ctx, _, adm := topicEnv(t, "idem", 1)
-	cl := newClient(t, c.Addr(), namedTopics)
+	cl := newClient(t, c.Addr(), testenv.NamedTopics)
 	broker := cl.Broker(0)
 	initReq := kmsg.NewPtrInitProducerIDRequest()
 	initReq.TransactionTimeoutMillis, initReq.ProducerID, initReq.ProducerEpoch = 60000, -1, -1
@@ -33,7 +35,7 @@ func TestIdempotentProducer(t *testing.T) {
 	pid := ir.(*kmsg.InitProducerIDResponse).ProducerID
 	send := func(epoch int16, seq int32) *kmsg.ProduceResponseTopicPartition {
 		t.Helper()
-		r, err := broker.Request(ctx, produceRequest("idem", -1, idemBatch(pid, epoch, seq)))
+		r, err := broker.Request(ctx, testenv.ProduceRequest("idem", -1, idemBatch(pid, epoch, seq)))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -10,6 +10,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/strata-io/strata/testenv"
 )
 
 // TestPipelinedProducesKeepOrder writes many produce requests on one
@@ -26,7 +28,7 @@ func TestPipelinedProducesKeepOrder(t *testing.T) {
 	const n = 50
 	var frames []byte
 	for i := range n {
-		req := produceRequest("order", 1, batch(fmt.Appendf(nil, "%d", i)))
+		req := testenv.ProduceRequest("order", 1, testenv.Batch(fmt.Appendf(nil, "%d", i)))
 		req.SetVersion(7)
 		// AppendRequest sizes the frame from the start of its buffer: one
 		// buffer per frame.

@@ -35,6 +35,9 @@ type Options struct {
 	// DiskUsage, when set, is what nodes believe of their data disk
 	// (tests fill a disk without filling one).
 	DiskUsage func() (used, total uint64, err error)
+	// ReplicaLagMax: see node.Config (default here 1s, Kafka's 30s is
+	// too slow for tests).
+	ReplicaLagMax time.Duration
 }
 
 // Cluster is a Strata cluster running inside the test process.
@@ -44,6 +47,8 @@ type Cluster struct {
 	Nodes   map[int32]*node.Process
 	Gateway *gateway.Gateway
 	conns   []*nats.Conn
+	// configs start each node again with its disk and Raft address.
+	configs map[int32]node.ProcessConfig
 }
 
 // InProcess starts embedded NATS, n nodes (the first n as voters) and one
@@ -68,28 +73,28 @@ func InProcess(t testing.TB, n int, opts Options) *Cluster {
 	for i := range dirs {
 		dirs[i] = t.TempDir()
 	}
-	c := &Cluster{t: t, NATS: ns, Nodes: map[int32]*node.Process{}}
+	c := &Cluster{t: t, NATS: ns, Nodes: map[int32]*node.Process{}, configs: map[int32]node.ProcessConfig{}}
 	t.Cleanup(c.close)
 	logDefaults := plog.DefaultConfig()
 	if opts.LogDefaults != nil {
 		logDefaults = *opts.LogDefaults
 	}
+	if opts.ReplicaLagMax <= 0 {
+		opts.ReplicaLagMax = time.Second
+	}
 	for id := int32(1); id <= int32(n); id++ {
-		p, err := node.StartProcess(node.ProcessConfig{
-			ID: id, Cluster: "test", DataDir: dirs[id-1], RaftAddr: "127.0.0.1:0", Conn: c.connect(),
+		c.configs[id] = node.ProcessConfig{
+			ID: id, Cluster: "test", DataDir: dirs[id-1], RaftAddr: freePort(t),
 			BootstrapExpect: n, LogDefaults: logDefaults, Tier: opts.Tier, MaintainInterval: opts.MaintainInterval,
 			TierOrphanGrace: opts.TierOrphanGrace, TierReconcileInterval: opts.TierReconcileInterval,
-			DiskUsage:         opts.DiskUsage,
+			DiskUsage: opts.DiskUsage, ReplicaLagMax: opts.ReplicaLagMax,
 			HeartbeatInterval: 100 * time.Millisecond, SessionTimeout: time.Second,
 			TuneRaft: func(sc *meta.ServerConfig) {
 				sc.HeartbeatTimeout, sc.ElectionTimeout = 200*time.Millisecond, 200*time.Millisecond
 				sc.LeaderLeaseTimeout, sc.CommitTimeout = 100*time.Millisecond, 5*time.Millisecond
 			},
-		})
-		if err != nil {
-			t.Fatal(err)
 		}
-		c.Nodes[id] = p
+		c.StartNode(id)
 	}
 	g, err := gateway.Start(gateway.Config{Cluster: "test", Conn: c.connect(), ID: 0, Addr: "127.0.0.1:0", AutoCreateTopics: opts.AutoCreateTopics})
 	if err != nil {
@@ -98,6 +103,32 @@ func InProcess(t testing.TB, n int, opts Options) *Cluster {
 	c.Gateway = g
 	c.waitReady(n)
 	return c
+}
+
+// StartNode starts node id (again: with the disk and Raft address it had).
+func (c *Cluster) StartNode(id int32) {
+	c.t.Helper()
+	if c.Nodes[id] != nil {
+		return
+	}
+	cfg := c.configs[id]
+	cfg.Conn = c.connect()
+	p, err := node.StartProcess(cfg)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.Nodes[id] = p
+}
+
+// StopNode stops node id cleanly, keeping its disk.
+func (c *Cluster) StopNode(id int32) {
+	c.t.Helper()
+	if p := c.Nodes[id]; p != nil {
+		if err := p.Close(); err != nil {
+			c.t.Errorf("stopping node %d: %v", id, err)
+		}
+		delete(c.Nodes, id)
+	}
 }
 
 // StartGateway starts another gateway with broker id id on loopback,
