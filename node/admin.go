@@ -31,7 +31,7 @@ func (n *Node) deleteRecords(ctx context.Context, req *kmsg.DeleteRecordsRequest
 			}
 			offset := rp.Offset
 			if offset == -1 {
-				offset = l.EndOffset()
+				offset = l.highWatermark()
 			}
 			start, err := n.deleteRecordsBefore(ctx, l, part, offset)
 			sp.ErrorCode, sp.LowWatermark = errorCode(err), start
@@ -49,8 +49,8 @@ func (n *Node) deleteRecords(ctx context.Context, req *kmsg.DeleteRecordsRequest
 // and returns the new start. A partition with uploaded segments records
 // the start in meta and drops the segments below it from the tier.
 func (n *Node) deleteRecordsBefore(ctx context.Context, l *openLog, part meta.Partition, offset int64) (int64, error) {
-	if end := l.EndOffset(); offset < 0 || offset > end {
-		return 0, fmt.Errorf("%w: delete records before %d, log ends at %d", plog.ErrOffsetOutOfRange, offset, end)
+	if hw := l.highWatermark(); offset < 0 || offset > hw {
+		return 0, fmt.Errorf("%w: delete records before %d, high watermark %d", plog.ErrOffsetOutOfRange, offset, hw)
 	}
 	start := n.logStartOffset(l, part)
 	if offset <= start {

@@ -59,16 +59,33 @@ func (n *Node) fetchOnce(ctx context.Context, req *kmsg.FetchRequest, budget int
 				st.Partitions = append(st.Partitions, sp)
 				continue
 			}
-			// One replica: the log end is the high watermark.
-			hw := l.EndOffset()
+			// Consumers read below the high watermark; a follower reads to
+			// the log end, and its fetch moves the high watermark.
+			limit := int64(-1)
+			if req.ReplicaID >= 0 {
+				if !n.replicaFetched(l, part, req.ReplicaID, &rp, &sp) {
+					// Fenced, or a diverging epoch: answer at once.
+					failed = true
+					sp.HighWatermark, sp.LogStartOffset = l.highWatermark(), l.StartOffset()
+					st.Partitions = append(st.Partitions, sp)
+					continue
+				}
+			}
+			hw := l.highWatermark()
+			if req.ReplicaID < 0 {
+				limit = hw
+			}
 			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = hw, hw, n.logStartOffset(l, part)
+			if req.ReplicaID >= 0 {
+				sp.LogStartOffset = l.StartOffset() // a follower copies the local log
+			}
 			max := min(int(rp.PartitionMaxBytes), budget-total)
 			if max <= 0 && total > 0 {
 				st.Partitions = append(st.Partitions, sp)
 				continue
 			}
-			data, err := l.Read(nil, rp.FetchOffset, max, hw)
-			if errors.Is(err, plog.ErrOffsetOutOfRange) && rp.FetchOffset < l.StartOffset() && n.remote != nil {
+			data, err := l.Read(nil, rp.FetchOffset, max, limit)
+			if errors.Is(err, plog.ErrOffsetOutOfRange) && rp.FetchOffset < l.StartOffset() && n.remote != nil && req.ReplicaID < 0 {
 				// Below the local log: the tier may have it.
 				data, err = n.readRemote(ctx, part, rp.FetchOffset, max)
 			}

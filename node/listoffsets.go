@@ -33,7 +33,7 @@ func (n *Node) listOffsets(ctx context.Context, req *kmsg.ListOffsetsRequest) km
 				continue
 			}
 			sp.LeaderEpoch = part.LeaderEpoch
-			hw := l.EndOffset()
+			hw := l.highWatermark()
 			switch rp.Timestamp {
 			case offsetLatest:
 				sp.Offset = hw

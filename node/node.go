@@ -20,6 +20,7 @@ import (
 	"github.com/strata-io/strata/internal/rpc"
 	"github.com/strata-io/strata/meta"
 	plog "github.com/strata-io/strata/node/log"
+	"github.com/strata-io/strata/node/replica"
 	"github.com/strata-io/strata/tier"
 )
 
@@ -54,7 +55,14 @@ type Config struct {
 	// DiskUsage reports the disk's use (default: statfs of DataDir).
 	DiskHighWatermark float64
 	DiskUsage         func() (used, total uint64, err error)
-	Logger            *slog.Logger
+	// ReplicaLagMax is replica.lag.time.max.ms: a follower not caught up
+	// for longer leaves the ISR (default 30s). ReplicaFetchWait is a
+	// follower fetch's long poll (default 500ms). ReplicaCheckInterval is
+	// how often roles and ISRs are checked (default 50ms).
+	ReplicaLagMax        time.Duration
+	ReplicaFetchWait     time.Duration
+	ReplicaCheckInterval time.Duration
+	Logger               *slog.Logger
 	// MaintainInterval is how often logs roll, retain and flush by time
 	// (default 1s).
 	MaintainInterval time.Duration
@@ -79,6 +87,13 @@ type Node struct {
 	reconciler reconciler
 	// diskFull: the data disk is above its high-water mark (disk.go).
 	diskFull atomic.Bool
+	// caller sends node-to-node requests (follower fetches).
+	caller *rpc.Caller
+	// fetchers pull from each leader node (replication.go).
+	replMu   sync.Mutex
+	fetchers map[int32]*replica.Fetcher
+	// rolesKick wakes rolesLoop.
+	rolesKick chan struct{}
 	// handlers answers each request on its own goroutine, so a
 	// long-polling fetch does not hold up a produce.
 	handlers *rpc.Pool
@@ -111,6 +126,7 @@ type openLog struct {
 	// configs are the topic configs the log was last set to.
 	configs map[string]string
 	tier    tierState
+	repl    replState
 }
 
 const maxConcurrentRequests = 1024
@@ -139,9 +155,25 @@ func Start(cfg Config) (*Node, error) {
 	if cfg.DiskUsage == nil {
 		cfg.DiskUsage = statfsUsage(cfg.DataDir)
 	}
+	if cfg.ReplicaLagMax <= 0 {
+		cfg.ReplicaLagMax = 30 * time.Second
+	}
+	if cfg.ReplicaFetchWait <= 0 {
+		cfg.ReplicaFetchWait = 500 * time.Millisecond
+	}
+	if cfg.ReplicaCheckInterval <= 0 {
+		cfg.ReplicaCheckInterval = 50 * time.Millisecond
+	}
 	n := &Node{cfg: cfg, logger: cfg.Logger.With("node", cfg.ID), handlers: rpc.NewPool(maxConcurrentRequests)}
 	n.mu.logs = map[partitionKey]*openLog{}
 	n.mu.appended = make(chan struct{})
+	n.fetchers = map[int32]*replica.Fetcher{}
+	n.rolesKick = make(chan struct{}, 1)
+	caller, err := rpc.NewCaller(cfg.Conn)
+	if err != nil {
+		return nil, err
+	}
+	n.caller = caller
 	sub, err := cfg.Conn.Subscribe(rpc.KafkaSubject(cfg.Cluster, cfg.ID), rpc.Gather(n.handlers.Wrap(n.handle)))
 	if err != nil {
 		return nil, fmt.Errorf("node: subscribe: %w", err)
@@ -173,8 +205,9 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.checkDisk()
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.maintainLoop(n.base)
+	go n.rolesLoop(n.base)
 	if cfg.Tier != nil {
 		n.wg.Add(1)
 		go n.reconcileLoop(n.base)
@@ -191,6 +224,12 @@ func (n *Node) Close() error {
 	n.cancel()
 	n.handlers.Close()
 	n.wg.Wait()
+	n.replMu.Lock()
+	for _, f := range n.fetchers {
+		f.Close()
+	}
+	n.replMu.Unlock()
+	n.caller.Close()
 	n.mu.Lock()
 	for _, l := range n.mu.logs {
 		l.tier.stop()
@@ -238,7 +277,7 @@ func (n *Node) handle(msg *nats.Msg) {
 	var resp kmsg.Response
 	switch r := req.(type) {
 	case *kmsg.ProduceRequest:
-		resp = n.produce(r)
+		resp = n.produce(ctx, r)
 	case *kmsg.FetchRequest:
 		resp = n.fetch(ctx, r)
 	case *kmsg.ListOffsetsRequest:
@@ -266,10 +305,6 @@ func (n *Node) handle(msg *nats.Msg) {
 func (n *Node) partition(topic string, p int32) (*openLog, meta.Partition, *kerr.Error) {
 	v := n.cfg.Meta.Server().FSM().View()
 	part, ok, err := v.Partition(topic, p)
-	var t meta.Topic
-	if err == nil && ok {
-		t, _, err = v.Topic(topic)
-	}
 	v.Close()
 	switch {
 	case err != nil:
@@ -279,19 +314,43 @@ func (n *Node) partition(topic string, p int32) (*openLog, meta.Partition, *kerr
 	case part.Leader != n.cfg.ID:
 		return nil, part, kerr.NotLeaderForPartition
 	}
+	ol, kerrCode := n.openLog(topic, p)
+	if kerrCode != nil {
+		return nil, part, kerrCode
+	}
+	ol.repl.mu.Lock()
+	current := ol.repl.leader != nil && ol.repl.epoch == part.LeaderEpoch
+	ol.repl.mu.Unlock()
+	if !current {
+		n.lead(ol, part) // before rolesLoop got to it
+	}
+	return ol, part, nil
+}
+
+// openLog returns a hosted partition's log, opening it on first use.
+func (n *Node) openLog(topic string, p int32) (*openLog, *kerr.Error) {
+	v := n.cfg.Meta.Server().FSM().View()
+	t, ok, err := v.Topic(topic)
+	v.Close()
+	switch {
+	case err != nil:
+		return nil, kerr.UnknownServerError
+	case !ok:
+		return nil, kerr.UnknownTopicOrPartition
+	}
 	key := partitionKey{topic, p}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if l := n.mu.logs[key]; l != nil {
 		if l.topicID == t.ID {
-			return l, part, nil
+			return l, nil
 		}
 		n.dropLocked(key, l) // the topic was deleted and created again
 	}
 	dir := n.partitionDir(topic, p)
 	if err := claimPartitionDir(dir, t.ID); err != nil {
 		n.logger.Error("prepare partition directory", "topic", topic, "partition", p, "error", err)
-		return nil, part, kerr.KafkaStorageError
+		return nil, kerr.KafkaStorageError
 	}
 	configs := n.topicConfigs(t)
 	var ol *openLog // set before the first append: the hook needs it
@@ -299,7 +358,7 @@ func (n *Node) partition(topic string, p int32) (*openLog, meta.Partition, *kerr
 		OnSegmentClosed: func(info plog.SegmentInfo) { ol.tier.closed(ol.Log, info) }})
 	if err != nil {
 		n.logger.Error("open partition log", "topic", topic, "partition", p, "error", err)
-		return nil, part, kerr.KafkaStorageError
+		return nil, kerr.KafkaStorageError
 	}
 	// A log behind its manifest (a topic restored from the store, a lost
 	// disk) continues after the uploaded segments.
@@ -307,7 +366,7 @@ func (n *Node) partition(topic string, p int32) (*openLog, meta.Partition, *kerr
 		if err := l.TruncateFullyAndStartAt(span.last.LastOffset + 1); err != nil {
 			l.Close()
 			n.logger.Error("start the log after its uploaded segments", "topic", topic, "partition", p, "error", err)
-			return nil, part, kerr.KafkaStorageError
+			return nil, kerr.KafkaStorageError
 		}
 		n.logger.Info("local log starts after the uploaded segments", "topic", topic, "partition", p, "offset", span.last.LastOffset+1)
 	}
@@ -315,15 +374,16 @@ func (n *Node) partition(topic string, p int32) (*openLog, meta.Partition, *kerr
 	if err != nil {
 		l.Close()
 		n.logger.Error("rebuild producer state", "topic", topic, "partition", p, "error", err)
-		return nil, part, kerr.KafkaStorageError
+		return nil, kerr.KafkaStorageError
 	}
 	ol = &openLog{Log: l, topicID: t.ID, producers: producers, configs: configs}
 	ol.tier.init(n.base, n.uploader != nil && tiered(configs))
 	if err := n.holdUnuploaded(ol, topic, p); err != nil {
 		n.logger.Warn("tier: reading the manifest", "topic", topic, "partition", p, "error", err)
 	}
+	ol.repl.init()
 	n.mu.logs[key] = ol
-	return ol, part, nil
+	return ol, nil
 }
 
 func (n *Node) partitionDir(topic string, p int32) string {
@@ -332,6 +392,7 @@ func (n *Node) partitionDir(topic string, p int32) string {
 
 // dropLocked closes a log whose topic is gone and deletes its data.
 func (n *Node) dropLocked(key partitionKey, l *openLog) {
+	n.stopReplicating(l)
 	l.tier.stop()
 	if err := l.Close(); err != nil {
 		n.logger.Warn("close deleted partition", "topic", key.topic, "partition", key.partition, "error", err)

@@ -41,6 +41,8 @@ type ProcessConfig struct {
 	// DiskHighWatermark and DiskUsage: see Config.
 	DiskHighWatermark float64
 	DiskUsage         func() (used, total uint64, err error)
+	// ReplicaLagMax: see Config.
+	ReplicaLagMax time.Duration
 	// MaintainInterval: see Config.
 	MaintainInterval time.Duration
 	Logger           *slog.Logger
@@ -80,7 +82,8 @@ func StartProcess(cfg ProcessConfig) (*Process, error) {
 		Conn: cfg.Conn, Meta: m, LogDefaults: cfg.LogDefaults, TopicDefaults: cfg.TopicDefaults,
 		Tier: cfg.Tier, TierCacheBytes: cfg.TierCacheBytes,
 		TierOrphanGrace: cfg.TierOrphanGrace, TierReconcileInterval: cfg.TierReconcileInterval,
-		DiskHighWatermark: cfg.DiskHighWatermark, DiskUsage: cfg.DiskUsage, MaintainInterval: cfg.MaintainInterval, Logger: cfg.Logger})
+		DiskHighWatermark: cfg.DiskHighWatermark, DiskUsage: cfg.DiskUsage,
+		ReplicaLagMax: cfg.ReplicaLagMax, MaintainInterval: cfg.MaintainInterval, Logger: cfg.Logger})
 	if err != nil {
 		m.Close()
 		return nil, err

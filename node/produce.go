@@ -1,18 +1,32 @@
 package node
 
 import (
+	"context"
+	"time"
+
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	plog "github.com/strata-io/strata/node/log"
 )
 
-// produce appends each partition's batch. With a single replica the
-// append is the commit, so acks=1 and acks=all are answered alike.
-func (n *Node) produce(req *kmsg.ProduceRequest) kmsg.Response {
+// produce appends each partition's batch. acks=1 is answered once the
+// leader appended; acks=all once the high watermark passed the batch
+// (every ISR member has it), with at least min.insync.replicas in the
+// ISR: NOT_ENOUGH_REPLICAS before appending, NOT_ENOUGH_REPLICAS_AFTER_APPEND
+// if the ISR shrank while waiting, REQUEST_TIMED_OUT when the request's
+// timeout passed first. On a single replica the append is the commit.
+func (n *Node) produce(ctx context.Context, req *kmsg.ProduceRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.ProduceResponse)
 	badAcks := req.Acks != 0 && req.Acks != 1 && req.Acks != -1
 	appended := false
+	type wait struct {
+		t, p   int
+		ol     *openLog
+		last   int64
+		minISR int
+	}
+	var waits []wait
 	for _, rt := range req.Topics {
 		st := kmsg.NewProduceResponseTopic()
 		st.Topic = rt.Topic
@@ -36,6 +50,12 @@ func (n *Node) produce(req *kmsg.ProduceRequest) kmsg.Response {
 				st.Partitions = append(st.Partitions, sp)
 				continue
 			}
+			minISR := minInsyncReplicas(l.configs)
+			if req.Acks == -1 && len(part.ISR) < minISR {
+				sp.ErrorCode = kerr.NotEnoughReplicas.Code
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
 			res, dup, err := appendIdempotent(l, rp.Records, part.LeaderEpoch)
 			if dup {
 				// A retry of a batch already written: answered as written.
@@ -49,6 +69,10 @@ func (n *Node) produce(req *kmsg.ProduceRequest) kmsg.Response {
 				sp.ErrorMessage = &msg
 			} else {
 				appended = true
+				n.appended(l)
+				if req.Acks == -1 {
+					waits = append(waits, wait{len(resp.Topics), len(st.Partitions), l, res.LastOffset, minISR})
+				}
 				sp.BaseOffset = res.FirstOffset
 				sp.LogStartOffset = res.LogStartOffset
 				if l.Config().LogAppendTime {
@@ -61,6 +85,16 @@ func (n *Node) produce(req *kmsg.ProduceRequest) kmsg.Response {
 	}
 	if appended {
 		n.notifyAppended()
+	}
+	if len(waits) > 0 {
+		wctx, cancel := context.WithTimeout(ctx, time.Duration(max(req.TimeoutMillis, 0))*time.Millisecond)
+		defer cancel()
+		for _, w := range waits {
+			if code := n.waitReplicated(wctx, w.ol, w.last, w.minISR); code != 0 {
+				sp := &resp.Topics[w.t].Partitions[w.p]
+				sp.ErrorCode, sp.BaseOffset, sp.LogAppendTime = code, -1, -1
+			}
+		}
 	}
 	return resp
 }

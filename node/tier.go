@@ -105,8 +105,14 @@ func (n *Node) enqueueUploads(key partitionKey, ol *openLog) {
 	ol.tier.mu.Lock()
 	defer ol.tier.mu.Unlock()
 	// Oldest first: the uploader keeps a partition's manifest gap-free.
+	// Only what every ISR member has: data above the high watermark may
+	// still be truncated by a leader change.
+	hw := ol.highWatermark()
 	for _, base := range slices.Sorted(maps.Keys(ol.tier.waiting)) {
 		info := ol.tier.waiting[base]
+		if info.NextOffset > hw {
+			break
+		}
 		delete(ol.tier.waiting, base)
 		ol.tier.queued[base] = true
 		n.uploader.Enqueue(&tier.Job{

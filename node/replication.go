@@ -1,0 +1,463 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/strata-io/strata/internal/rpc"
+	"github.com/strata-io/strata/meta"
+	plog "github.com/strata-io/strata/node/log"
+	"github.com/strata-io/strata/node/replica"
+)
+
+// Replication: for each partition it hosts, a node is its leader or a
+// follower, as metadata says. A leader keeps a replica.Leader (follower
+// log ends, ISR, high watermark) and asks the controller for ISR
+// changes; a follower is fetched by the node's fetcher for its leader.
+// rolesLoop brings roles in line with metadata whenever this node's copy
+// of it changes.
+
+// replState is an open log's part in replication.
+type replState struct {
+	mu sync.Mutex
+	// leader is set while this node leads at epoch; follower while it
+	// follows at epoch.
+	leader    *replica.Leader
+	follower  *followerLog
+	epoch     int32
+	partEpoch int32
+	// proposing: an ISR change is on its way to the controller.
+	proposing bool
+	// hw is the high watermark this node knows: consumers read below it.
+	hw atomic.Int64
+	// changed is closed and replaced whenever hw or the ISR moves, waking
+	// acks=all producers.
+	changed chan struct{}
+}
+
+func (r *replState) init() {
+	r.hw.Store(-1)
+	r.changed = make(chan struct{})
+}
+
+// changedCh is the channel closed at the next change.
+func (r *replState) changedCh() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.changed
+}
+
+// signalLocked wakes everyone waiting for a change.
+func (r *replState) signalLocked() {
+	close(r.changed)
+	r.changed = make(chan struct{})
+}
+
+// highWatermark is the offset consumers may read below: the log end while
+// the high watermark is not known yet on a single-replica partition is
+// never used, as its leader sets it at once.
+func (ol *openLog) highWatermark() int64 {
+	if hw := ol.repl.hw.Load(); hw >= 0 {
+		return min(hw, ol.EndOffset())
+	}
+	return ol.StartOffset()
+}
+
+// setHW records a high watermark this node learnt; retention never
+// deletes above it.
+func (ol *openLog) setHWLocked(hw int64) {
+	if hw == ol.repl.hw.Load() {
+		return
+	}
+	ol.repl.hw.Store(hw)
+	ol.SetHighWatermark(hw)
+	ol.repl.signalLocked()
+}
+
+// lead makes this node the partition's leader at part's epoch, or takes a
+// change of its replicas or ISR.
+func (n *Node) lead(ol *openLog, part meta.Partition) {
+	r := &ol.repl
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now()
+	switch {
+	case r.leader != nil && r.epoch == part.LeaderEpoch:
+		if r.partEpoch != part.PartitionEpoch {
+			r.leader.SetReplicas(part.Replicas, part.ISR, now)
+			r.partEpoch = part.PartitionEpoch
+			r.signalLocked()
+		}
+	default:
+		if r.follower != nil {
+			n.unfollowLocked(ol)
+		}
+		hw := max(r.hw.Load(), ol.StartOffset())
+		r.leader = replica.NewLeader(n.cfg.ID, part.Replicas, part.ISR, hw, now, n.cfg.ReplicaLagMax)
+		r.epoch, r.partEpoch, r.proposing = part.LeaderEpoch, part.PartitionEpoch, false
+		// A follower's producer state lags its log: rebuild it.
+		ol.appendMu.Lock()
+		if ps, err := rebuildProducers(ol.Log); err == nil {
+			ol.producers = ps
+		} else {
+			n.logger.Warn("rebuild producer state", "topic", part.Topic, "partition", part.Partition, "error", err)
+		}
+		ol.appendMu.Unlock()
+		n.logger.Info("leading partition", "topic", part.Topic, "partition", part.Partition, "leader_epoch", part.LeaderEpoch,
+			"isr", part.ISR, "log_end", ol.EndOffset())
+		r.signalLocked()
+	}
+	if hw, moved := r.leader.Advance(ol.EndOffset()); moved || r.hw.Load() < 0 {
+		ol.setHWLocked(hw)
+	}
+}
+
+// follow makes this node fetch the partition from part.Leader.
+func (n *Node) follow(ol *openLog, part meta.Partition) {
+	r := &ol.repl
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.follower != nil && r.epoch == part.LeaderEpoch && r.follower.leader == part.Leader && n.fetcher(part.Leader).Has(r.follower) {
+		return
+	}
+	if r.follower != nil {
+		n.unfollowLocked(ol)
+	}
+	if r.leader != nil {
+		n.logger.Info("no longer leading partition", "topic", part.Topic, "partition", part.Partition, "new_leader", part.Leader)
+		r.leader = nil
+		r.signalLocked() // acks=all waiters learn leadership moved
+	}
+	r.epoch, r.partEpoch = part.LeaderEpoch, part.PartitionEpoch
+	r.follower = &followerLog{ol: ol, topic: part.Topic, partition: part.Partition, epoch: part.LeaderEpoch, leader: part.Leader}
+	n.fetcher(part.Leader).Add(r.follower)
+}
+
+// unfollowLocked stops fetching the partition.
+func (n *Node) unfollowLocked(ol *openLog) {
+	f := ol.repl.follower
+	n.replMu.Lock()
+	if ft := n.fetchers[f.leader]; ft != nil {
+		ft.Remove(f.topic, f.partition)
+	}
+	n.replMu.Unlock()
+	ol.repl.follower = nil
+}
+
+// fetcher returns the fetcher of a leader node, starting it.
+func (n *Node) fetcher(leader int32) *replica.Fetcher {
+	n.replMu.Lock()
+	defer n.replMu.Unlock()
+	if f := n.fetchers[leader]; f != nil {
+		return f
+	}
+	f := replica.StartFetcher(replica.FetcherConfig{Self: n.cfg.ID, Leader: leader, Send: n.sendFetch,
+		MaxWait: n.cfg.ReplicaFetchWait, Logger: n.logger.With("component", "replica"),
+		Stale: func(replica.Follower, error) { n.kickRoles() }})
+	n.fetchers[leader] = f
+	return f
+}
+
+// sendFetch sends a follower's fetch to the leader node over NATS.
+func (n *Node) sendFetch(ctx context.Context, leader int32, req *kmsg.FetchRequest) (*kmsg.FetchResponse, error) {
+	msg := nats.NewMsg(rpc.KafkaSubject(n.cfg.Cluster, leader))
+	msg.Header.Set(rpc.HeaderAPIKey, strconv.Itoa(int(req.Key())))
+	msg.Header.Set(rpc.HeaderAPIVersion, strconv.Itoa(int(req.GetVersion())))
+	msg.Data = req.AppendTo(nil)
+	reply, err := n.caller.Request(ctx, msg)
+	if err != nil {
+		return nil, fmt.Errorf("node %d: %w", leader, err)
+	}
+	if e := reply.Header.Get(rpc.HeaderError); e != "" {
+		return nil, fmt.Errorf("node %d: %s", leader, e)
+	}
+	resp := req.ResponseKind().(*kmsg.FetchResponse)
+	resp.SetVersion(req.GetVersion())
+	if err := resp.ReadFrom(reply.Data); err != nil {
+		return nil, fmt.Errorf("node %d: decode fetch: %w", leader, err)
+	}
+	return resp, nil
+}
+
+// followerLog is a partition this node follows, as its fetcher sees it.
+type followerLog struct {
+	ol        *openLog
+	topic     string
+	partition int32
+	epoch     int32
+	leader    int32
+}
+
+func (f *followerLog) Topic() string       { return f.topic }
+func (f *followerLog) Partition() int32    { return f.partition }
+func (f *followerLog) LeaderEpoch() int32  { return f.epoch }
+func (f *followerLog) LogEndOffset() int64 { return f.ol.EndOffset() }
+func (f *followerLog) LastEpoch() int32    { return f.ol.LatestEpoch() }
+func (f *followerLog) SetHighWatermark(hw int64) {
+	f.ol.repl.mu.Lock()
+	defer f.ol.repl.mu.Unlock()
+	if f.ol.repl.follower == f {
+		f.ol.setHWLocked(hw)
+	}
+}
+func (f *followerLog) EndOffsetForEpoch(epoch int32) (int32, int64) {
+	return f.ol.EndOffsetForEpoch(epoch)
+}
+func (f *followerLog) AppendReplicated(b []byte) error {
+	_, err := f.ol.Log.AppendReplicated(b)
+	return err
+}
+func (f *followerLog) TruncateTo(offset int64) error { return f.ol.Log.TruncateTo(offset) }
+func (f *followerLog) TruncateFullyAndStartAt(offset int64) error {
+	return f.ol.Log.TruncateFullyAndStartAt(offset)
+}
+
+// replicaFetched is the leader's side of a follower's fetch at offset:
+// it records the follower's log end and moves the high watermark. A
+// fetch of another epoch is fenced; a fetch whose last epoch ended
+// earlier here gets the diverging epoch, so the follower truncates.
+func (n *Node) replicaFetched(ol *openLog, part meta.Partition, replicaID int32, rp *kmsg.FetchRequestTopicPartition,
+	sp *kmsg.FetchResponseTopicPartition) (ok bool) {
+	switch {
+	case rp.CurrentLeaderEpoch > part.LeaderEpoch:
+		sp.ErrorCode = kerr.UnknownLeaderEpoch.Code
+		return false
+	case rp.CurrentLeaderEpoch >= 0 && rp.CurrentLeaderEpoch < part.LeaderEpoch:
+		sp.ErrorCode = kerr.FencedLeaderEpoch.Code
+		return false
+	}
+	if rp.LastFetchedEpoch >= 0 {
+		epoch, end := plog.EndOffsetForEpoch(n.epochHistory(ol, part), rp.LastFetchedEpoch, ol.EndOffset())
+		if epoch != rp.LastFetchedEpoch || end < rp.FetchOffset {
+			sp.DivergingEpoch.Epoch, sp.DivergingEpoch.EndOffset = epoch, end
+			return false
+		}
+	}
+	r := &ol.repl
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.leader == nil {
+		sp.ErrorCode = kerr.NotLeaderForPartition.Code
+		return false
+	}
+	leo := ol.EndOffset()
+	r.leader.Fetched(replicaID, rp.FetchOffset, leo, time.Now())
+	if hw, moved := r.leader.Advance(leo); moved {
+		ol.setHWLocked(hw)
+	}
+	return true
+}
+
+// isrSize is the led partition's ISR size as last committed (0 when not
+// leading).
+func (ol *openLog) isrSize() int {
+	ol.repl.mu.Lock()
+	defer ol.repl.mu.Unlock()
+	if ol.repl.leader == nil {
+		return 0
+	}
+	return len(ol.repl.leader.ISR())
+}
+
+// appended moves a led partition's high watermark after an append (on a
+// single replica it is the log end at once).
+func (n *Node) appended(ol *openLog) {
+	r := &ol.repl
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.leader == nil {
+		return
+	}
+	if hw, moved := r.leader.Advance(ol.EndOffset()); moved {
+		ol.setHWLocked(hw)
+	}
+}
+
+// errLeadershipMoved: the leader stopped leading while a produce waited.
+var errLeadershipMoved = errors.New("node: leadership moved while waiting for replicas")
+
+// waitReplicated waits until the high watermark passes last (acks=all),
+// the ISR shrinks below minISR, leadership moves, or ctx ends.
+func (n *Node) waitReplicated(ctx context.Context, ol *openLog, last int64, minISR int) int16 {
+	for {
+		ch := ol.repl.changedCh()
+		ol.repl.mu.Lock()
+		leader, hw := ol.repl.leader, ol.repl.hw.Load()
+		isr := 0
+		if leader != nil {
+			isr = len(leader.ISR())
+		}
+		ol.repl.mu.Unlock()
+		switch {
+		case leader == nil:
+			return kerr.NotLeaderForPartition.Code
+		case isr < minISR:
+			return kerr.NotEnoughReplicasAfterAppend.Code
+		case hw > last:
+			return 0
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return kerr.RequestTimedOut.Code
+		}
+	}
+}
+
+// rolesLoop brings roles in line with metadata each time this node's
+// copy of it changes, and asks for ISR changes a led partition needs.
+func (n *Node) rolesLoop(ctx context.Context) {
+	defer n.wg.Done()
+	t := time.NewTicker(n.cfg.ReplicaCheckInterval)
+	defer t.Stop()
+	var seen uint64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-n.rolesKick:
+			seen = 0
+		}
+		if v := n.cfg.Meta.Server().FSM().Applied(); v != seen {
+			if err := n.syncRoles(); err != nil {
+				n.logger.Warn("replication: reading metadata", "error", err)
+			} else {
+				seen = v
+			}
+		}
+		n.proposeISRChanges(ctx)
+	}
+}
+
+// kickRoles makes rolesLoop look again now.
+func (n *Node) kickRoles() {
+	select {
+	case n.rolesKick <- struct{}{}:
+	default:
+	}
+}
+
+// syncRoles leads, follows or drops each partition assigned here.
+func (n *Node) syncRoles() error {
+	v := n.cfg.Meta.Server().FSM().View()
+	parts, err := v.AllPartitions()
+	v.Close()
+	if err != nil {
+		return err
+	}
+	hosted := map[partitionKey]bool{}
+	for _, part := range parts {
+		if part.Leader != n.cfg.ID && !slices.Contains(part.Replicas, n.cfg.ID) {
+			continue
+		}
+		hosted[partitionKey{part.Topic, part.Partition}] = true
+		ol, kerrCode := n.openLog(part.Topic, part.Partition)
+		if kerrCode != nil {
+			continue
+		}
+		switch {
+		case part.Leader == n.cfg.ID:
+			n.lead(ol, part)
+		case part.Leader >= 0:
+			n.follow(ol, part)
+		default:
+			n.stopReplicating(ol)
+		}
+	}
+	n.mu.Lock()
+	var gone []*openLog
+	for k, ol := range n.mu.logs {
+		if !hosted[k] {
+			gone = append(gone, ol)
+		}
+	}
+	n.mu.Unlock()
+	for _, ol := range gone {
+		n.stopReplicating(ol)
+	}
+	return nil
+}
+
+// stopReplicating ends both roles (the partition is offline or was moved
+// away).
+func (n *Node) stopReplicating(ol *openLog) {
+	r := &ol.repl
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.follower != nil {
+		n.unfollowLocked(ol)
+	}
+	if r.leader != nil {
+		r.leader = nil
+		r.signalLocked()
+	}
+}
+
+// proposeISRChanges asks the controller for the ISR each led partition
+// should have now, one proposal in flight per partition.
+func (n *Node) proposeISRChanges(ctx context.Context) {
+	n.mu.Lock()
+	logs := make(map[partitionKey]*openLog, len(n.mu.logs))
+	for k, l := range n.mu.logs {
+		logs[k] = l
+	}
+	n.mu.Unlock()
+	now := time.Now()
+	for k, ol := range logs {
+		r := &ol.repl
+		r.mu.Lock()
+		if r.leader == nil || r.proposing {
+			r.mu.Unlock()
+			continue
+		}
+		isr, changed := r.leader.WantISR(now)
+		if !changed {
+			r.mu.Unlock()
+			continue
+		}
+		r.proposing = true
+		cmd := &meta.AlterISR{Topic: k.topic, Partition: k.partition, Leader: n.cfg.ID, LeaderEpoch: r.epoch,
+			ISR: isr, PartitionEpoch: r.partEpoch}
+		from := r.leader.ISR()
+		r.mu.Unlock()
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			res, err := n.cfg.Meta.Propose(pctx, cmd)
+			if err == nil {
+				err = res.Err
+			}
+			r.mu.Lock()
+			r.proposing = false
+			r.mu.Unlock()
+			if err != nil {
+				n.logger.Warn("replication: ISR change refused", "topic", k.topic, "partition", k.partition, "isr", isr, "error", err)
+				return
+			}
+			n.logger.Info("ISR changed", "topic", k.topic, "partition", k.partition, "from", from, "to", isr)
+			n.kickRoles()
+		}()
+	}
+}
+
+// minInsyncReplicas is a topic's min.insync.replicas (its configs are
+// over the node's defaults already).
+func minInsyncReplicas(configs map[string]string) int {
+	if i, err := strconv.Atoi(configs["min.insync.replicas"]); err == nil {
+		return i
+	}
+	return 1
+}

@@ -1,0 +1,176 @@
+package node_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/strata-io/strata/meta"
+	"github.com/strata-io/strata/testenv"
+)
+
+// partitions reads a topic's partitions from a node's copy of metadata.
+func partitions(t *testing.T, c *testenv.Cluster, topic string) []meta.Partition {
+	t.Helper()
+	for _, p := range c.Nodes {
+		return nodePartitions(t, p.Member, topic)
+	}
+	t.Fatal("no node running")
+	return nil
+}
+
+func nodePartitions(t *testing.T, m *meta.Member, topic string) []meta.Partition {
+	t.Helper()
+	v := m.Server().FSM().View()
+	defer v.Close()
+	ps, err := v.Partitions(topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ps
+}
+
+// waitISR waits until every running node's copy of metadata gives every
+// partition of topic a leader and an ISR of n.
+func waitISR(ctx context.Context, t *testing.T, c *testenv.Cluster, topic string, n int) {
+	t.Helper()
+	for {
+		ok := true
+		var ps []meta.Partition
+		for _, node := range c.Nodes {
+			ps = nodePartitions(t, node.Member, topic)
+			for _, p := range ps {
+				ok = ok && len(p.ISR) == n && p.Leader >= 0
+			}
+		}
+		if ok {
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("ISR of %d not reached: %+v", n, ps)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestReplicationFailover: RF=3, min.insync.replicas=2, acks=all under a
+// steady producer. A follower stops (the ISR shrinks, produce goes on)
+// and comes back (it catches up and rejoins); then the leader of
+// partition 0 stops (a new leader is elected from the ISR, produce goes
+// on) and comes back as a follower. Every acknowledged record is then
+// readable at its offset, with no gap.
+func TestReplicationFailover(t *testing.T) {
+	c := testenv.InProcess(t, 3, testenv.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), kgo.RecordRetries(1<<30), kgo.ProducerLinger(2*time.Millisecond),
+		kgo.ProduceRequestTimeout(3*time.Second), kgo.RequestTimeoutOverhead(2*time.Second), kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if r, err := kadm.NewClient(cl).CreateTopic(ctx, 3, 3, map[string]*string{"min.insync.replicas": kadm.StringPtr("2")}, "rep"); err != nil || r.Err != nil {
+		t.Fatal(err, r.Err)
+	}
+	waitISR(ctx, t, c, "rep", 3)
+	check := testenv.StartChecker(t, cl, "rep", 200)
+	defer check.Stop()
+	check.WaitAcked(ctx, 2000, "before faults")
+
+	// A follower of partition 0 stops: the ISR shrinks to two, produce
+	// goes on; it comes back, catches up and rejoins.
+	p0 := partitions(t, c, "rep")[0]
+	follower := p0.Replicas[slices.IndexFunc(p0.Replicas, func(id int32) bool { return id != p0.Leader })]
+	c.StopNode(follower)
+	waitISR(ctx, t, c, "rep", 2)
+	check.WaitAcked(ctx, 2000, "with a follower down")
+	c.StartNode(follower)
+	waitISR(ctx, t, c, "rep", 3)
+	check.WaitAcked(ctx, 1000, "after the follower rejoined")
+
+	// The leader of partition 0 stops: a new one is elected from the ISR.
+	p0 = partitions(t, c, "rep")[0]
+	c.StopNode(p0.Leader)
+	check.WaitAcked(ctx, 2000, "after the leader stopped")
+	if now := partitions(t, c, "rep")[0]; now.Leader == p0.Leader || now.LeaderEpoch <= p0.LeaderEpoch {
+		t.Fatalf("partition 0 still led by %d at epoch %d", now.Leader, now.LeaderEpoch)
+	}
+	c.StartNode(p0.Leader)
+	waitISR(ctx, t, c, "rep", 3)
+	check.WaitAcked(ctx, 1000, "after the old leader came back")
+	check.Stop()
+	t.Logf("%d records acknowledged", check.Acked())
+	check.Verify(ctx, c.Addr())
+}
+
+// TestAcksAllErrors: a follower that stops keeps acks=all waiting until
+// the request times out (REQUEST_TIMED_OUT, never success) while it is
+// still in the ISR; once it has left, a topic needing three in-sync
+// replicas refuses with NOT_ENOUGH_REPLICAS, while acks=1 and a topic
+// needing two go on.
+func TestAcksAllErrors(t *testing.T) {
+	c := testenv.InProcess(t, 3, testenv.Options{ReplicaLagMax: 3 * time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	adm, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.Close()
+	for topic, minISR := range map[string]string{"three": "3", "two": "2"} {
+		if r, err := kadm.NewClient(adm).CreateTopic(ctx, 1, 3, map[string]*string{"min.insync.replicas": kadm.StringPtr(minISR)}, topic); err != nil || r.Err != nil {
+			t.Fatal(err, r.Err)
+		}
+	}
+	waitISR(ctx, t, c, "three", 3)
+	waitISR(ctx, t, c, "two", 3)
+	// kgo sends a raw produce with the acks its client has.
+	raw := map[int16]*kgo.Client{}
+	for acks, opt := range map[int16]kgo.Acks{-1: kgo.AllISRAcks(), 1: kgo.LeaderAck()} {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), testenv.NamedTopics, kgo.RequiredAcks(opt), kgo.DisableIdempotentWrite())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		raw[acks] = cl
+	}
+	// produce sends one record and returns the error code: the client's
+	// retries would hide it.
+	produce := func(topic string, acks int16, timeoutMillis int32) error {
+		t.Helper()
+		req := testenv.ProduceRequest(topic, acks, testenv.Batch([]byte("v")))
+		req.TimeoutMillis = timeoutMillis
+		resp, err := req.RequestWith(ctx, raw[acks])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return kerr.ErrorForCode(resp.Topics[0].Partitions[0].ErrorCode)
+	}
+	if err := produce("three", -1, 10000); err != nil {
+		t.Fatal(err)
+	}
+
+	p := partitions(t, c, "three")[0]
+	follower := p.Replicas[slices.IndexFunc(p.Replicas, func(id int32) bool { return id != p.Leader })]
+	c.StopNode(follower)
+	if err := produce("three", -1, 300); !errors.Is(err, kerr.RequestTimedOut) {
+		t.Fatalf("acks=all with a dead follower still in the ISR: %v, want REQUEST_TIMED_OUT", err)
+	}
+	waitISR(ctx, t, c, "three", 2)
+	if err := produce("three", -1, 10000); !errors.Is(err, kerr.NotEnoughReplicas) {
+		t.Fatalf("acks=all, ISR 2, min.insync.replicas 3: %v, want NOT_ENOUGH_REPLICAS", err)
+	}
+	if err := produce("three", 1, 10000); err != nil {
+		t.Fatalf("acks=1 with ISR 2: %v", err)
+	}
+	waitISR(ctx, t, c, "two", 2)
+	if err := produce("two", -1, 10000); err != nil {
+		t.Fatalf("acks=all, ISR 2, min.insync.replicas 2: %v", err)
+	}
+}
