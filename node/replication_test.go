@@ -3,7 +3,10 @@ package node_test
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +16,7 @@ import (
 
 	"github.com/strata-io/strata/meta"
 	"github.com/strata-io/strata/testenv"
+	"github.com/strata-io/strata/tier"
 )
 
 // partitions reads a topic's partitions from a node's copy of metadata.
@@ -173,4 +177,85 @@ func TestAcksAllErrors(t *testing.T) {
 	if err := produce("two", -1, 10000); err != nil {
 		t.Fatalf("acks=all, ISR 2, min.insync.replicas 2: %v", err)
 	}
+}
+
+// TestReplicatedTiering: on a tiered topic with three replicas only the
+// leader uploads, and every replica's disk holds about its local
+// retention: followers let go of segments once the leader's manifest
+// covers them.
+func TestReplicatedTiering(t *testing.T) {
+	store, err := tier.OpenDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := testenv.InProcess(t, 3, testenv.Options{Tier: store, MaintainInterval: 50 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), kgo.DefaultProduceTopic("deep"), kgo.ProducerBatchCompression(kgo.NoCompression()),
+		kgo.ProducerBatchMaxBytes(16<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if r, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 3, map[string]*string{"remote.storage.enable": kadm.StringPtr("true"),
+		"segment.bytes": kadm.StringPtr("65536"), "local.retention.bytes": kadm.StringPtr("131072")}, "deep"); err != nil || r.Err != nil {
+		t.Fatal(err, r.Err)
+	}
+	waitISR(ctx, t, c, "deep", 3)
+	value := make([]byte, 1000)
+	for range 2000 {
+		cl.Produce(ctx, &kgo.Record{Value: value}, nil)
+	}
+	if err := cl.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		sizes := map[int32]int64{}
+		small := true
+		for id := range c.Nodes {
+			sizes[id] = dirSize(t, filepath.Join(c.DataDir(id), "partitions", "deep-0"), ".log")
+			small = small && sizes[id] < 400<<10 // local retention, the active segment and one closing
+		}
+		if small {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("local logs of 2 MB produced with 128 KiB local retention: %v bytes", sizes)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	p := partitions(t, c, "deep")[0]
+	for _, s := range nodeTier(t, c, "deep") {
+		if s.LeaderEpoch != p.LeaderEpoch {
+			t.Fatalf("segment %d uploaded at epoch %d, leader epoch %d", s.BaseOffset, s.LeaderEpoch, p.LeaderEpoch)
+		}
+	}
+}
+
+func nodeTier(t *testing.T, c *testenv.Cluster, topic string) []meta.TierSegment {
+	for _, p := range c.Nodes {
+		v := p.Member.Server().FSM().View()
+		defer v.Close()
+		segs, err := v.TierSegments(topic, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return segs
+	}
+	return nil
+}
+
+// dirSize sums the sizes of dir's files ending in suffix.
+func dirSize(t *testing.T, dir, suffix string) int64 {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, e := range entries {
+		if info, err := e.Info(); err == nil && strings.HasSuffix(e.Name(), suffix) {
+			n += info.Size()
+		}
+	}
+	return n
 }

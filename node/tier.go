@@ -97,11 +97,21 @@ func (n *Node) holdUnuploaded(ol *openLog, topic string, p int32) error {
 	return nil
 }
 
-// enqueueUploads hands the log's waiting segments to the uploader.
+// enqueueUploads hands a led log's waiting segments to the uploader. On
+// a follower (or a leader whose segments were cut elsewhere than its
+// predecessor's) a segment the manifest already covers is released
+// instead: the leader uploaded that data.
 func (n *Node) enqueueUploads(key partitionKey, ol *openLog) {
 	if n.uploader == nil {
 		return
 	}
+	span, err := n.tierSpan(key.topic, key.partition)
+	if err != nil {
+		return
+	}
+	ol.repl.mu.Lock()
+	leading := ol.repl.leader != nil
+	ol.repl.mu.Unlock()
 	ol.tier.mu.Lock()
 	defer ol.tier.mu.Unlock()
 	// Oldest first: the uploader keeps a partition's manifest gap-free.
@@ -110,7 +120,12 @@ func (n *Node) enqueueUploads(key partitionKey, ol *openLog) {
 	hw := ol.highWatermark()
 	for _, base := range slices.Sorted(maps.Keys(ol.tier.waiting)) {
 		info := ol.tier.waiting[base]
-		if info.NextOffset > hw {
+		if span.ok && info.NextOffset-1 <= span.last.LastOffset {
+			delete(ol.tier.waiting, base)
+			ol.Release(base, holdTier)
+			continue
+		}
+		if !leading || info.NextOffset > hw {
 			break
 		}
 		delete(ol.tier.waiting, base)

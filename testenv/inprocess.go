@@ -120,6 +120,9 @@ func (c *Cluster) StartNode(id int32) {
 	c.Nodes[id] = p
 }
 
+// DataDir is node id's data directory.
+func (c *Cluster) DataDir(id int32) string { return c.configs[id].DataDir }
+
 // StopNode stops node id cleanly, keeping its disk.
 func (c *Cluster) StopNode(id int32) {
 	c.t.Helper()
