@@ -14,6 +14,8 @@ type metadataCache struct {
 	client *meta.Client
 	mu     sync.Mutex
 	snap   *snapshot // nil when stale
+	// changed, when set, is closed at the next invalidation.
+	changed chan struct{}
 }
 
 // snapshot is one consistent read of the topics; never modified.
@@ -33,7 +35,21 @@ func newMetadataCache(c *meta.Client) *metadataCache { return &metadataCache{cli
 func (c *metadataCache) invalidate() {
 	c.mu.Lock()
 	c.snap = nil
+	if c.changed != nil {
+		close(c.changed)
+		c.changed = nil
+	}
 	c.mu.Unlock()
+}
+
+// changedCh is closed at the next invalidation (a metadata change event).
+func (c *metadataCache) changedCh() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.changed == nil {
+		c.changed = make(chan struct{})
+	}
+	return c.changed
 }
 
 // get returns the cached view, reading it afresh when stale or forced.

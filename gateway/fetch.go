@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -41,7 +42,7 @@ func (g *Gateway) fetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.Respon
 		}
 		resp.Topics = append(resp.Topics, st)
 	}
-	g.route(ctx, refs, func(rs []partRef) kmsg.Request {
+	g.route(ctx, time.Duration(req.MaxWaitMillis)*time.Millisecond, refs, func(rs []partRef) kmsg.Request {
 		part := kmsg.NewPtrFetchRequest()
 		part.SetVersion(min(req.GetVersion(), nodeFetchVersion))
 		part.ReplicaID, part.MaxWaitMillis, part.MinBytes, part.MaxBytes = -1, req.MaxWaitMillis, req.MinBytes, req.MaxBytes

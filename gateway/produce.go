@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -41,7 +42,7 @@ func (g *Gateway) produce(ctx context.Context, req *kmsg.ProduceRequest) kmsg.Re
 		}
 		resp.Topics = append(resp.Topics, st)
 	}
-	g.route(ctx, refs, func(rs []partRef) kmsg.Request {
+	g.route(ctx, time.Duration(req.TimeoutMillis)*time.Millisecond, refs, func(rs []partRef) kmsg.Request {
 		part := kmsg.NewPtrProduceRequest()
 		part.SetVersion(min(req.GetVersion(), nodeProduceVersion))
 		part.TransactionID, part.Acks, part.TimeoutMillis = req.TransactionID, req.Acks, req.TimeoutMillis

@@ -4,11 +4,16 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
+
+// leaderWait is how long a request without a timeout of its own waits
+// for a partition's leadership to settle.
+const leaderWait = 5 * time.Second
 
 // partRef is one partition of a client request: its name and its place
 // (topic index i, partition index j) in the request and response.
@@ -24,23 +29,37 @@ type partRef struct {
 // lead, fail marks partitions that could not be asked. Requests to
 // different nodes run at once.
 //
-// A partition whose node answers that it does not lead it, or whose node
-// is not there, is asked once more after a metadata refresh: leadership may
-// just have moved. A node that does not answer in time is not asked again,
-// since it may have acted on the request; its partitions get
-// REQUEST_TIMED_OUT.
-func (g *Gateway) route(ctx context.Context, refs []partRef,
+// A partition whose node answers that it does not lead it, whose node is
+// not there, or that has no leader, is asked again after a metadata
+// refresh, then after each metadata change, for up to wait: a leader
+// change completes inside one request, and clients never see it (kgo, for
+// one, refreshes its metadata at most every 5 s). A node that does not
+// answer in time is not asked again, since it may have acted on the
+// request; its partitions get REQUEST_TIMED_OUT.
+func (g *Gateway) route(ctx context.Context, wait time.Duration, refs []partRef,
 	build func(refs []partRef) kmsg.Request,
 	merge func(resp kmsg.Response, refs []partRef) (notLeader []partRef),
 	fail func(ref partRef, code int16),
 ) {
-	for attempt := 0; attempt < 2 && len(refs) > 0; attempt++ {
-		last := attempt == 1
+	deadline := time.Now().Add(wait)
+	for attempt := 0; len(refs) > 0; attempt++ {
+		if attempt > 1 {
+			// Wait for the controller to move leadership.
+			select {
+			case <-g.cache.changedCh():
+			case <-time.After(100 * time.Millisecond):
+			case <-ctx.Done():
+			}
+		}
+		last := attempt > 0 && (!time.Now().Before(deadline) || ctx.Err() != nil)
 		snap, err := g.cache.get(ctx, attempt > 0)
 		byNode := map[int32][]partRef{}
+		var retry []partRef
 		for _, r := range refs {
 			p, ok := snap.partitionOrZero(err, r.topic, r.partition)
 			switch {
+			case (err != nil || (ok && p.Leader < 0)) && !last:
+				retry = append(retry, r)
 			case err != nil || (ok && p.Leader < 0):
 				fail(r, kerr.NotLeaderForPartition.Code)
 			case !ok:
@@ -49,7 +68,6 @@ func (g *Gateway) route(ctx context.Context, refs []partRef,
 				byNode[p.Leader] = append(byNode[p.Leader], r)
 			}
 		}
-		var retry []partRef
 		var mu sync.Mutex
 		var wg sync.WaitGroup
 		for nodeID, rs := range byNode {
