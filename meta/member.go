@@ -103,8 +103,10 @@ type Member struct {
 		sync.Mutex
 		seen        map[int32]seenNode
 		leaderSince time.Time // zero when not leading
-		settledAt   time.Time // when the bootstrap candidate set last changed
-		candidates  []int32
+		// deafSince is when the controller stopped hearing a majority.
+		deafSince  time.Time
+		settledAt  time.Time // when the bootstrap candidate set last changed
+		candidates []int32
 		// removed holds nodes an operator removed, with when: their
 		// heartbeats are ignored for a session timeout, so one in flight
 		// does not bring them back. A node heard after that returns.
@@ -257,6 +259,20 @@ func (m *Member) onHeartbeat(msg *nats.Msg) {
 		delete(m.mu.removed, hb.ID)
 	}
 	m.mu.seen[hb.ID] = seenNode{hb: hb, at: time.Now()}
+}
+
+// HearsHeartbeats reports whether this member heard a heartbeat (its own,
+// echoed by NATS, included) within the session timeout: false means it
+// is cut off NATS, and must not judge others by their silence.
+func (m *Member) HearsHeartbeats() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, s := range m.mu.seen {
+		if time.Since(s.at) < m.cfg.SessionTimeout {
+			return true
+		}
+	}
+	return false
 }
 
 // maybeBootstrap starts the group once BootstrapExpect nodes with no group
@@ -445,6 +461,9 @@ func (m *Member) control(ctx context.Context) error {
 		unclean[t.Name] = t.Configs["unclean.leader.election.enable"] == "true"
 	}
 	alive := m.aliveFunc(now, members)
+	if !m.hearsMajority(now, members, alive) {
+		return nil
+	}
 	for _, p := range parts {
 		change, ok := ElectLeader(p, alive, unclean[p.Topic])
 		if !ok {
@@ -462,6 +481,44 @@ func (m *Member) control(ctx context.Context) error {
 			"leader", res.Partition.Leader, "leader_epoch", res.Partition.LeaderEpoch, "isr", res.Partition.ISR)
 	}
 	return nil
+}
+
+// hearsMajority reports whether the controller hears heartbeats from a
+// majority of the group's members. One that does not is most likely cut
+// off NATS itself (Raft, on its own connections, still elects it): it
+// must not move every partition onto itself. It changes nothing, and
+// after a session timeout of this hands the controller role to another
+// voter, which hears the others.
+func (m *Member) hearsMajority(now time.Time, members map[int32]MemberInfo, alive func(int32) bool) bool {
+	heard := 0
+	for id := range members {
+		if alive(id) {
+			heard++
+		}
+	}
+	m.mu.Lock()
+	handOver := false
+	switch {
+	case 2*heard > len(members):
+		m.mu.deafSince = time.Time{}
+		m.mu.Unlock()
+		return true
+	case m.mu.deafSince.IsZero():
+		m.mu.deafSince = now
+		m.logger.Warn("the controller hears heartbeats from too few members to judge them; changing nothing",
+			"heard", heard, "members", len(members))
+	case now.Sub(m.mu.deafSince) > m.cfg.SessionTimeout:
+		m.mu.deafSince = now
+		handOver = true
+	}
+	m.mu.Unlock()
+	if handOver {
+		m.logger.Warn("handing the controller role to another member: this one is cut off from the others' heartbeats")
+		if err := m.server.Raft().LeadershipTransfer().Error(); err != nil {
+			m.logger.Warn("controller hand-over", "error", err)
+		}
+	}
+	return false
 }
 
 // LiveNodes returns the nodes heard from within the session timeout, with

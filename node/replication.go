@@ -36,8 +36,10 @@ type replState struct {
 	follower  *followerLog
 	epoch     int32
 	partEpoch int32
-	// proposing: an ISR change is on its way to the controller.
-	proposing bool
+	// proposing: an ISR change is on its way to the controller; after a
+	// refusal the next waits until proposeAfter.
+	proposing    bool
+	proposeAfter time.Time
 	// hw is the high watermark this node knows: consumers read below it.
 	hw atomic.Int64
 	// changed is closed and replaced whenever hw or the ISR moves, waking
@@ -405,8 +407,12 @@ func (n *Node) stopReplicating(ol *openLog) {
 }
 
 // proposeISRChanges asks the controller for the ISR each led partition
-// should have now, one proposal in flight per partition.
+// should have now, one proposal in flight per partition. A node cut off
+// NATS asks nothing: its followers' silence is its own.
 func (n *Node) proposeISRChanges(ctx context.Context) {
+	if !n.cfg.Meta.HearsHeartbeats() {
+		return
+	}
 	n.mu.Lock()
 	logs := make(map[partitionKey]*openLog, len(n.mu.logs))
 	for k, l := range n.mu.logs {
@@ -417,7 +423,7 @@ func (n *Node) proposeISRChanges(ctx context.Context) {
 	for k, ol := range logs {
 		r := &ol.repl
 		r.mu.Lock()
-		if r.leader == nil || r.proposing {
+		if r.leader == nil || r.proposing || now.Before(r.proposeAfter) {
 			r.mu.Unlock()
 			continue
 		}
@@ -442,9 +448,18 @@ func (n *Node) proposeISRChanges(ctx context.Context) {
 			}
 			r.mu.Lock()
 			r.proposing = false
-			r.mu.Unlock()
 			if err != nil {
-				n.logger.Warn("replication: ISR change refused", "topic", k.topic, "partition", k.partition, "isr", isr, "error", err)
+				r.proposeAfter = time.Now().Add(isrRetryBackoff)
+			}
+			r.mu.Unlock()
+			switch {
+			case errors.Is(err, meta.ErrStaleEpoch):
+				// The partition changed meanwhile: the next look uses it.
+				n.logger.Debug("replication: ISR change overtaken", "topic", k.topic, "partition", k.partition, "error", err)
+				return
+			case err != nil:
+				n.logger.Warn("replication: ISR change not made; retrying", "topic", k.topic, "partition", k.partition,
+					"isr", isr, "retry_in", isrRetryBackoff, "error", err)
 				return
 			}
 			n.logger.Info("ISR changed", "topic", k.topic, "partition", k.partition, "from", from, "to", isr)
@@ -452,6 +467,9 @@ func (n *Node) proposeISRChanges(ctx context.Context) {
 		}()
 	}
 }
+
+// isrRetryBackoff spaces ISR change proposals after one failed.
+const isrRetryBackoff = 500 * time.Millisecond
 
 // minInsyncReplicas is a topic's min.insync.replicas (its configs are
 // over the node's defaults already).

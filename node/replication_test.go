@@ -40,6 +40,21 @@ func nodePartitions(t *testing.T, m *meta.Member, topic string) []meta.Partition
 	return ps
 }
 
+// controller is the node leading the metadata group.
+func controller(t *testing.T, c *testenv.Cluster) int32 {
+	t.Helper()
+	for range 500 {
+		for id, p := range c.Nodes {
+			if p.Member.Server().IsLeader() {
+				return id
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("no controller")
+	return -1
+}
+
 // waitISR waits until every running node's copy of metadata gives every
 // partition of topic a leader and an ISR of n.
 func waitISR(ctx context.Context, t *testing.T, c *testenv.Cluster, topic string, n int) {
@@ -64,11 +79,16 @@ func waitISR(ctx context.Context, t *testing.T, c *testenv.Cluster, topic string
 }
 
 // TestReplicationFailover: RF=3, min.insync.replicas=2, acks=all under a
-// steady producer. A follower stops (the ISR shrinks, produce goes on)
-// and comes back (it catches up and rejoins); then the leader of
-// partition 0 stops (a new leader is elected from the ISR, produce goes
-// on) and comes back as a follower. Every acknowledged record is then
-// readable at its offset, with no gap.
+// steady producer, through faults in turn:
+//   - a follower stops (the ISR shrinks, produce goes on) and comes back
+//     (it catches up and rejoins);
+//   - the leader of partition 0 stops (a new leader is elected from the
+//     ISR) and comes back as a follower with its disk;
+//   - the controller stops and comes back;
+//   - a partition leader is cut off NATS and reconnected;
+//   - the controller is cut off NATS and reconnected.
+//
+// Every acknowledged record is then readable at its offset, with no gap.
 func TestReplicationFailover(t *testing.T) {
 	c := testenv.InProcess(t, 3, testenv.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -83,9 +103,11 @@ func TestReplicationFailover(t *testing.T) {
 		t.Fatal(err, r.Err)
 	}
 	waitISR(ctx, t, c, "rep", 3)
-	check := testenv.StartChecker(t, cl, "rep", 200)
+	t0 := time.Now()
+	check := testenv.StartChecker(t, cl, "rep", 200, 5000)
 	defer check.Stop()
 	check.WaitAcked(ctx, 2000, "before faults")
+	t.Logf("%s: %s", "before faults", time.Since(t0))
 
 	// A follower of partition 0 stops: the ISR shrinks to two, produce
 	// goes on; it comes back, catches up and rejoins.
@@ -94,20 +116,71 @@ func TestReplicationFailover(t *testing.T) {
 	c.StopNode(follower)
 	waitISR(ctx, t, c, "rep", 2)
 	check.WaitAcked(ctx, 2000, "with a follower down")
+	t.Logf("%s: %s", "with a follower down", time.Since(t0))
 	c.StartNode(follower)
 	waitISR(ctx, t, c, "rep", 3)
 	check.WaitAcked(ctx, 1000, "after the follower rejoined")
+	t.Logf("%s: %s", "after the follower rejoined", time.Since(t0))
 
 	// The leader of partition 0 stops: a new one is elected from the ISR.
 	p0 = partitions(t, c, "rep")[0]
 	c.StopNode(p0.Leader)
 	check.WaitAcked(ctx, 2000, "after the leader stopped")
+	t.Logf("%s: %s", "after the leader stopped", time.Since(t0))
 	if now := partitions(t, c, "rep")[0]; now.Leader == p0.Leader || now.LeaderEpoch <= p0.LeaderEpoch {
 		t.Fatalf("partition 0 still led by %d at epoch %d", now.Leader, now.LeaderEpoch)
 	}
 	c.StartNode(p0.Leader)
 	waitISR(ctx, t, c, "rep", 3)
 	check.WaitAcked(ctx, 1000, "after the old leader came back")
+	t.Logf("%s: %s", "after the old leader came back", time.Since(t0))
+
+	// The controller (the metadata Raft leader) stops.
+	ctrl := controller(t, c)
+	c.StopNode(ctrl)
+	check.WaitAcked(ctx, 2000, "after the controller stopped")
+	t.Logf("%s: %s", "after the controller stopped", time.Since(t0))
+	c.StartNode(ctrl)
+	waitISR(ctx, t, c, "rep", 3)
+
+	// The leader of partition 1 is cut off NATS (its Raft connections
+	// stay): the controller moves leadership off it; reconnected, it
+	// catches up as a follower.
+	p1 := partitions(t, c, "rep")[1]
+	if p1.Leader == controller(t, c) {
+		p1 = partitions(t, c, "rep")[2]
+	}
+	c.Disconnect(p1.Leader)
+	for partitions(t, c, "rep")[p1.Partition].Leader == p1.Leader {
+		if ctx.Err() != nil {
+			t.Fatalf("partition %d still led by %d, cut off NATS", p1.Partition, p1.Leader)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	check.WaitAcked(ctx, 2000, "with a leader cut off NATS")
+	t.Logf("%s: %s", "with a leader cut off NATS", time.Since(t0))
+	c.Reconnect(p1.Leader)
+	waitISR(ctx, t, c, "rep", 3)
+	check.WaitAcked(ctx, 1000, "after it reconnected")
+	t.Logf("%s: %s", "after it reconnected", time.Since(t0))
+
+	// The controller is cut off NATS: it hears nobody's heartbeats, so
+	// it hands the controller role over rather than judge every other
+	// node dead; the new controller moves leadership off it.
+	ctrl = controller(t, c)
+	c.Disconnect(ctrl)
+	for controller(t, c) == ctrl || slices.ContainsFunc(partitions(t, c, "rep"), func(p meta.Partition) bool { return p.Leader == ctrl }) {
+		if ctx.Err() != nil {
+			t.Fatalf("controller %d cut off NATS: controller %d, partitions %+v", ctrl, controller(t, c), partitions(t, c, "rep"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	check.WaitAcked(ctx, 2000, "with the controller cut off NATS")
+	t.Logf("%s: %s", "with the controller cut off NATS", time.Since(t0))
+	c.Reconnect(ctrl)
+	waitISR(ctx, t, c, "rep", 3)
+	check.WaitAcked(ctx, 1000, "after the controller reconnected")
+	t.Logf("%s: %s", "after the controller reconnected", time.Since(t0))
 	check.Stop()
 	t.Logf("%d records acknowledged", check.Acked())
 	check.Verify(ctx, c.Addr())

@@ -22,19 +22,38 @@ type Checker struct {
 	seq   int
 	stop  chan struct{}
 	done  chan struct{}
+	// cancel gives up on records still unacknowledged when Stop's grace
+	// has passed: a client that retries forever would wait forever.
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 // StartChecker produces records to topic through cl until Stop, keeping
-// at most inflight unacknowledged. cl should retry (as kgo does by
-// default) and use acks=all for the promise to hold.
-func StartChecker(t testing.TB, cl *kgo.Client, topic string, inflight int) *Checker {
+// at most inflight unacknowledged, at most perSecond a second (0: as
+// fast as it goes). cl should retry (as kgo does by default) and use
+// acks=all for the promise to hold.
+func StartChecker(t testing.TB, cl *kgo.Client, topic string, inflight, perSecond int) *Checker {
 	c := &Checker{t: t, topic: topic, acked: map[int32]map[int64][]byte{}, stop: make(chan struct{}), done: make(chan struct{})}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
 	sem := make(chan struct{}, inflight)
+	var pace <-chan time.Time
+	if perSecond > 0 {
+		tick := time.NewTicker(time.Second / time.Duration(perSecond))
+		pace = tick.C
+		defer func() { go func() { <-c.done; tick.Stop() }() }()
+	}
 	go func() {
 		defer close(c.done)
 		var wg sync.WaitGroup
 		defer wg.Wait()
 		for {
+			if pace != nil {
+				select {
+				case <-c.stop:
+					return
+				case <-pace:
+				}
+			}
 			select {
 			case <-c.stop:
 				return
@@ -45,7 +64,7 @@ func StartChecker(t testing.TB, cl *kgo.Client, topic string, inflight int) *Che
 			v := fmt.Appendf(nil, "record-%09d-%s", c.seq, bytes.Repeat([]byte{'x'}, 64))
 			c.mu.Unlock()
 			wg.Add(1)
-			cl.Produce(context.Background(), &kgo.Record{Topic: topic, Value: v}, func(r *kgo.Record, err error) {
+			cl.Produce(c.ctx, &kgo.Record{Topic: topic, Value: v}, func(r *kgo.Record, err error) {
 				defer wg.Done()
 				defer func() { <-sem }()
 				if err != nil {
@@ -91,14 +110,21 @@ func (c *Checker) WaitAcked(ctx context.Context, n int, what string) {
 	}
 }
 
-// Stop ends producing and waits for the records in flight.
+// Stop ends producing and waits up to 30 s for the records in flight;
+// those still unacknowledged then are given up (no promise was made).
 func (c *Checker) Stop() {
 	select {
 	case <-c.stop:
 	default:
 		close(c.stop)
 	}
-	<-c.done
+	select {
+	case <-c.done:
+	case <-time.After(30 * time.Second):
+		c.cancel()
+		<-c.done
+	}
+	c.cancel()
 }
 
 // Verify reads every partition from its start through seeds and checks

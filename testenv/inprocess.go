@@ -3,6 +3,8 @@ package testenv
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"net/url"
 	"testing"
 	"time"
 
@@ -38,6 +40,8 @@ type Options struct {
 	// ReplicaLagMax: see node.Config (default here 1s, Kafka's 30s is
 	// too slow for tests).
 	ReplicaLagMax time.Duration
+	// Logger, when set, receives the nodes' logs (default: none).
+	Logger *slog.Logger
 }
 
 // Cluster is a Strata cluster running inside the test process.
@@ -49,6 +53,8 @@ type Cluster struct {
 	conns   []*nats.Conn
 	// configs start each node again with its disk and Raft address.
 	configs map[int32]node.ProcessConfig
+	// proxies carry each node's NATS connection, to cut it.
+	proxies map[int32]*proxy
 }
 
 // InProcess starts embedded NATS, n nodes (the first n as voters) and one
@@ -73,7 +79,7 @@ func InProcess(t testing.TB, n int, opts Options) *Cluster {
 	for i := range dirs {
 		dirs[i] = t.TempDir()
 	}
-	c := &Cluster{t: t, NATS: ns, Nodes: map[int32]*node.Process{}, configs: map[int32]node.ProcessConfig{}}
+	c := &Cluster{t: t, NATS: ns, Nodes: map[int32]*node.Process{}, configs: map[int32]node.ProcessConfig{}, proxies: map[int32]*proxy{}}
 	t.Cleanup(c.close)
 	logDefaults := plog.DefaultConfig()
 	if opts.LogDefaults != nil {
@@ -87,7 +93,7 @@ func InProcess(t testing.TB, n int, opts Options) *Cluster {
 			ID: id, Cluster: "test", DataDir: dirs[id-1], RaftAddr: freePort(t),
 			BootstrapExpect: n, LogDefaults: logDefaults, Tier: opts.Tier, MaintainInterval: opts.MaintainInterval,
 			TierOrphanGrace: opts.TierOrphanGrace, TierReconcileInterval: opts.TierReconcileInterval,
-			DiskUsage: opts.DiskUsage, ReplicaLagMax: opts.ReplicaLagMax,
+			DiskUsage: opts.DiskUsage, ReplicaLagMax: opts.ReplicaLagMax, Logger: opts.Logger,
 			HeartbeatInterval: 100 * time.Millisecond, SessionTimeout: time.Second,
 			TuneRaft: func(sc *meta.ServerConfig) {
 				sc.HeartbeatTimeout, sc.ElectionTimeout = 200*time.Millisecond, 200*time.Millisecond
@@ -112,13 +118,35 @@ func (c *Cluster) StartNode(id int32) {
 		return
 	}
 	cfg := c.configs[id]
-	cfg.Conn = c.connect()
+	px := c.proxies[id]
+	if px == nil {
+		u, err := url.Parse(c.NATS.ClientURL())
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		px = startProxy(c.t, u.Host)
+		c.proxies[id] = px
+	}
+	nc, err := nats.Connect("nats://"+px.addr(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.conns = append(c.conns, nc)
+	cfg.Conn = nc
 	p, err := node.StartProcess(cfg)
 	if err != nil {
 		c.t.Fatal(err)
 	}
 	c.Nodes[id] = p
 }
+
+// Disconnect cuts node id off NATS (its Raft connections stay): its
+// heartbeats stop reaching the controller and nothing reaches it over
+// NATS until Reconnect.
+func (c *Cluster) Disconnect(id int32) { c.proxies[id].block() }
+
+// Reconnect lets node id reach NATS again; its client reconnects.
+func (c *Cluster) Reconnect(id int32) { c.proxies[id].unblock() }
 
 // DataDir is node id's data directory.
 func (c *Cluster) DataDir(id int32) string { return c.configs[id].DataDir }
@@ -191,6 +219,9 @@ func (c *Cluster) close() {
 	}
 	for _, nc := range c.conns {
 		nc.Close()
+	}
+	for _, px := range c.proxies {
+		px.close()
 	}
 	c.NATS.Shutdown()
 }

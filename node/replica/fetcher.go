@@ -198,7 +198,9 @@ func (f *Fetcher) round(ctx context.Context, parts []Follower) error {
 		req.Topics[i].Partitions = append(req.Topics[i].Partitions, rp)
 		asked[key{p.Topic(), p.Partition()}] = sent{p, rp.FetchOffset}
 	}
-	ctx, cancel := context.WithTimeout(ctx, f.cfg.MaxWait+10*time.Second)
+	// A request lost with a connection (a NATS reconnect) gets no
+	// answer: give up on it soon after the leader's long poll.
+	ctx, cancel := context.WithTimeout(ctx, f.cfg.MaxWait+2*time.Second)
 	defer cancel()
 	resp, err := f.cfg.Send(ctx, f.cfg.Leader, req)
 	if err != nil {
