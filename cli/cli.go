@@ -38,6 +38,7 @@ func runWith(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			benchCommand(),
 			logCommand(),
 			tierCommand(),
+			clusterCommand(),
 		},
 	}
 	if err := app.Run(args); err != nil {

@@ -16,16 +16,10 @@ import (
 	"github.com/strata-io/strata/tier"
 )
 
-// The tier admin API the gateway serves on its admin address, for
-// `strata tier` and for scripts:
-//
-//	GET  /v1/tier/status            every node's tiered partitions
-//	GET  /v1/tier/ls?topic=T        T's uploaded segments
-//	POST /v1/tier/restore?topic=T   recreate T from the bucket alone
-//
-// Each is a JSON request to the nodes on rpc.TierSubject. A reply whose
-// "error" is set comes back as 422 with that reply; a cluster that does
-// not answer, as 503.
+// The tier part of the admin API (adminapi.go): each route is a JSON
+// request to the nodes on rpc.TierSubject. A reply whose "error" is set
+// comes back as 422 with that reply; a cluster that does not answer, as
+// 503.
 
 // TierStatus is the cluster's answer to status: one reply per node that
 // answered, and the registered nodes that did not.
@@ -100,29 +94,6 @@ func (g *Gateway) tierAsk(ctx context.Context, op, topic string, reply any) erro
 	return nil
 }
 
-// RegisterAdmin adds the gateway's admin routes to mux.
-func (g *Gateway) RegisterAdmin(mux *http.ServeMux) {
-	mux.HandleFunc("GET /v1/tier/status", func(w http.ResponseWriter, r *http.Request) {
-		st, err := g.TierStatus(r.Context())
-		if err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
-			return
-		}
-		writeJSON(w, http.StatusOK, st)
-	})
-	mux.HandleFunc("GET /v1/tier/ls", func(w http.ResponseWriter, r *http.Request) {
-		var reply tier.LsReply
-		g.serveTierAsk(w, r, "ls", &reply, func() string { return reply.Error })
-	})
-	mux.HandleFunc("POST /v1/tier/restore", func(w http.ResponseWriter, r *http.Request) {
-		var reply tier.RestoreReply
-		g.serveTierAsk(w, r, "restore", &reply, func() string { return reply.Error })
-		if reply.Error == "" {
-			g.cache.invalidate()
-		}
-	})
-}
-
 func (g *Gateway) serveTierAsk(w http.ResponseWriter, r *http.Request, op string, reply any, replyErr func() string) {
 	topic := r.URL.Query().Get("topic")
 	if topic == "" {
@@ -141,10 +112,4 @@ func (g *Gateway) serveTierAsk(w http.ResponseWriter, r *http.Request, op string
 		code = http.StatusUnprocessableEntity
 	}
 	writeJSON(w, code, reply)
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(v)
 }

@@ -720,8 +720,9 @@ func (m *Member) onApply(msg *nats.Msg) {
 // ReadRequest asks meta.read for part of the state.
 type ReadRequest struct {
 	// Kind is one of "topics" (topics and their partitions; Topic narrows
-	// to one), "nodes", "offsets" (Group's committed offsets) and "tier"
-	// (Topic and Partition's manifest).
+	// to one), "nodes", "offsets" (Group's committed offsets), "tier"
+	// (Topic and Partition's manifest) and "cluster" (nodes, which of
+	// them the controller hears, the controller, every partition).
 	Kind      string `json:"kind"`
 	Topic     string `json:"topic,omitempty"`
 	Partition int32  `json:"partition,omitempty"`
@@ -736,7 +737,11 @@ type ReadResponse struct {
 	Nodes      []Node        `json:"nodes,omitempty"`
 	Offsets    []Offset      `json:"offsets,omitempty"`
 	Tier       []TierSegment `json:"tier,omitempty"`
-	Error      string        `json:"error,omitempty"`
+	// Controller and Live answer "cluster": the controller's id and the
+	// nodes it heard from within the session timeout.
+	Controller int32   `json:"controller,omitempty"`
+	Live       []int32 `json:"live,omitempty"`
+	Error      string  `json:"error,omitempty"`
 	Code       string        `json:"code,omitempty"`
 }
 
@@ -762,6 +767,12 @@ func (m *Member) onRead(msg *nats.Msg) {
 		m.reply(msg, ReadResponse{Error: err.Error(), Code: errCode(err)})
 		return
 	}
+	if req.Kind == "cluster" {
+		resp.Controller = m.cfg.NodeID // reads are answered by the leader
+		for _, n := range m.LiveNodes() {
+			resp.Live = append(resp.Live, n.ID)
+		}
+	}
 	m.reply(msg, resp)
 }
 
@@ -785,6 +796,10 @@ func answerRead(v *View, req ReadRequest) (ReadResponse, error) {
 		}
 	case "nodes":
 		resp.Nodes, err = v.Nodes()
+	case "cluster":
+		if resp.Nodes, err = v.Nodes(); err == nil {
+			resp.Partitions, err = v.AllPartitions()
+		}
 	case "offsets":
 		resp.Offsets, err = v.GroupOffsets(req.Group)
 	case "tier":
