@@ -742,7 +742,7 @@ type ReadResponse struct {
 	Controller int32   `json:"controller,omitempty"`
 	Live       []int32 `json:"live,omitempty"`
 	Error      string  `json:"error,omitempty"`
-	Code       string        `json:"code,omitempty"`
+	Code       string  `json:"code,omitempty"`
 }
 
 func (m *Member) onRead(msg *nats.Msg) {
