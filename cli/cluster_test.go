@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -61,5 +62,58 @@ func TestClusterStatus(t *testing.T) {
 	}
 	if _, errOut, code := strataCmd(t, "", "cluster", "status", "--admin-url=127.0.0.1:1"); code != 1 || !strings.Contains(errOut, "cannot reach") {
 		t.Fatalf("no gateway: exit %d: %s", code, errOut)
+	}
+}
+
+// TestTopicMove: `strata topic alter --replicas` moves a partition and
+// `topic describe` shows where it ended; bad specs and a cancel with no
+// move are one-line errors.
+func TestTopicMove(t *testing.T) {
+	c := testenv.InProcess(t, 2, testenv.Options{})
+	b := "--brokers=" + c.Addr()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if out, errOut, code := strataCmd(t, "", "topic", "create", b, "-p", "1", "-r", "1", "moving"); code != 0 {
+		t.Fatalf("create: %s%s", out, errOut)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	td, err := kadm.NewClient(cl).ListTopics(ctx, "moving")
+	if err != nil {
+		t.Fatal(err)
+	}
+	to := 3 - td["moving"].Partitions[0].Replicas[0] // the other of nodes 1 and 2
+	out, errOut, code := strataCmd(t, "", "topic", "alter", b, "--replicas", fmt.Sprintf("0:%d", to), "moving")
+	if code != 0 || !strings.Contains(out, "Moving moving-0 to nodes") {
+		t.Fatalf("alter --replicas: exit %d: %s%s", code, out, errOut)
+	}
+	for {
+		out, errOut, _ := strataCmd(t, "", "topic", "describe", b, "moving")
+		out += errOut
+		// Replicas and ISR both [to], and no move left.
+		if strings.Count(out, fmt.Sprintf("[%d]", to)) == 2 && !strings.Contains(out, "Moving partition") {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("describe after the move:\n%s", out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, tc := range []struct {
+		want string
+		args []string
+	}{
+		{"want PARTITION:NODE", []string{"--replicas", "0-1", "moving"}},
+		{"not a number", []string{"--replicas", "0:x", "moving"}},
+		{"INVALID_REPLICA_ASSIGNMENT", []string{"--replicas", "0:7", "moving"}},
+		{"NO_REASSIGNMENT_IN_PROGRESS", []string{"--cancel-move", "0", "moving"}},
+	} {
+		_, errOut, code := strataCmd(t, "", append([]string{"topic", "alter", b}, tc.args...)...)
+		if code != 1 || !strings.Contains(errOut, tc.want) || strings.Count(errOut, "\n") != 1 {
+			t.Errorf("topic alter %v: exit %d, %q; want %q", tc.args, code, errOut, tc.want)
+		}
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -33,6 +35,8 @@ func topicCommand() *ucli.Command {
 					&ucli.IntFlag{Name: "partitions", Aliases: []string{"p"}, Usage: "new, larger partition count"},
 					&ucli.StringSliceFlag{Name: "config", Aliases: []string{"c"}, Usage: "set config key=value (repeatable)"},
 					&ucli.StringSliceFlag{Name: "delete-config", Usage: "return a config key to its default (repeatable)"},
+					&ucli.StringSliceFlag{Name: "replicas", Usage: "move a partition: PARTITION:NODE,NODE,... (repeatable; the first node is the preferred leader)"},
+					&ucli.IntSliceFlag{Name: "cancel-move", Usage: "cancel the move in progress of a partition (repeatable)"},
 				},
 				Action: topicAlter,
 			},
@@ -120,6 +124,10 @@ func topicDescribe(c *ucli.Context) error {
 		return fmt.Errorf("topic describe: %w", err)
 	}
 	cfgs, _ := adm.DescribeTopicConfigs(c.Context, names...)
+	moving := kadm.ListPartitionReassignmentsResponses{}
+	if len(td) > 0 {
+		moving, _ = adm.ListPartitionReassignments(c.Context, td.TopicsSet()) // a broker without the API shows no moves
+	}
 	w := c.App.Writer
 	for _, name := range names {
 		t := td[name]
@@ -148,6 +156,11 @@ func topicDescribe(c *ucli.Context) error {
 			fmt.Fprintf(tw, "\t%d\t%d\t%v\t%v\t%d\t%d\t%s\n", p.Partition, p.Leader, p.Replicas, p.ISR, s.Offset, e.Offset, errStr)
 		}
 		tw.Flush()
+		for _, m := range moving.Sorted() {
+			if m.Topic == name {
+				fmt.Fprintf(w, "\tMoving partition %d: adding %v, removing %v\n", m.Partition, m.AddingReplicas, m.RemovingReplicas)
+			}
+		}
 	}
 	return nil
 }
@@ -176,8 +189,12 @@ func topicAlter(c *ucli.Context) error {
 	if err != nil {
 		return fmt.Errorf("topic alter: %w", err)
 	}
-	if c.Int("partitions") == 0 && len(set) == 0 && len(c.StringSlice("delete-config")) == 0 {
-		return errors.New("topic alter: nothing to change; give --partitions, --config or --delete-config")
+	moves, err := parseMoves(name, c.StringSlice("replicas"), c.IntSlice("cancel-move"))
+	if err != nil {
+		return fmt.Errorf("topic alter: %w", err)
+	}
+	if c.Int("partitions") == 0 && len(set) == 0 && len(c.StringSlice("delete-config")) == 0 && len(moves) == 0 {
+		return errors.New("topic alter: nothing to change; give --partitions, --config, --delete-config, --replicas or --cancel-move")
 	}
 	adm, done, err := newAdmin(c)
 	if err != nil {
@@ -193,6 +210,23 @@ func topicAlter(c *ucli.Context) error {
 			return fmt.Errorf("topic alter %s: %v%s", name, r[name].Err, detail(r[name].ErrMessage))
 		}
 		fmt.Fprintf(c.App.Writer, "Topic %s now has %d partitions.\n", name, n)
+	}
+	if len(moves) > 0 {
+		rs, err := adm.AlterPartitionAssignments(c.Context, moves)
+		if err != nil {
+			return fmt.Errorf("topic alter: %w", err)
+		}
+		for p, replicas := range moves[name] {
+			r := rs[name][p]
+			if r.Err != nil {
+				return fmt.Errorf("topic alter %s partition %d: %v%s", name, p, r.Err, detail(r.ErrMessage))
+			}
+			if replicas == nil {
+				fmt.Fprintf(c.App.Writer, "Move of %s-%d cancelled.\n", name, p)
+			} else {
+				fmt.Fprintf(c.App.Writer, "Moving %s-%d to nodes %v; it completes once they caught up (strata topic describe shows progress).\n", name, p, replicas)
+			}
+		}
 	}
 	var alters []kadm.AlterConfig
 	for k, v := range set {
@@ -239,4 +273,30 @@ func topicDelete(c *ucli.Context) error {
 		fmt.Fprintf(c.App.Writer, "Deleted topic %s.\n", name)
 	}
 	return nil
+}
+
+// parseMoves reads --replicas PARTITION:NODE,NODE,... and --cancel-move
+// PARTITION into a reassignment request.
+func parseMoves(topic string, specs []string, cancels []int) (kadm.AlterPartitionAssignmentsReq, error) {
+	var req kadm.AlterPartitionAssignmentsReq
+	for _, spec := range specs {
+		ps, nodes, ok := strings.Cut(spec, ":")
+		p, err := strconv.ParseInt(ps, 10, 32)
+		if !ok || err != nil || nodes == "" {
+			return nil, fmt.Errorf("--replicas %q: want PARTITION:NODE,NODE,...", spec)
+		}
+		var replicas []int32
+		for _, n := range strings.Split(nodes, ",") {
+			id, err := strconv.ParseInt(strings.TrimSpace(n), 10, 32)
+			if err != nil {
+				return nil, fmt.Errorf("--replicas %q: node %q is not a number", spec, n)
+			}
+			replicas = append(replicas, int32(id))
+		}
+		req.Assign(topic, int32(p), replicas)
+	}
+	for _, p := range cancels {
+		req.CancelAssign(topic, int32(p))
+	}
+	return req, nil
 }

@@ -28,6 +28,10 @@ func metaErrorCode(err error) int16 {
 		return kerr.InvalidRequest.Code
 	case errors.Is(err, meta.ErrNotLeader):
 		return kerr.NotController.Code
+	case errors.Is(err, meta.ErrInvalidReplicas):
+		return kerr.InvalidReplicaAssignment.Code
+	case errors.Is(err, meta.ErrNoReassignment):
+		return kerr.NoReassignmentInProgress.Code
 	}
 	return kerr.UnknownServerError.Code
 }

@@ -418,6 +418,10 @@ func (g *Gateway) handle(ctx context.Context, h requestHeader, req kmsg.Request)
 		return g.alterConfigs(ctx, r)
 	case *kmsg.IncrementalAlterConfigsRequest:
 		return g.incrementalAlterConfigs(ctx, r)
+	case *kmsg.AlterPartitionAssignmentsRequest:
+		return g.alterPartitionAssignments(ctx, r)
+	case *kmsg.ListPartitionReassignmentsRequest:
+		return g.listPartitionReassignments(ctx, r)
 	case *kmsg.FindCoordinatorRequest:
 		return g.findCoordinator(r)
 	case *kmsg.JoinGroupRequest, *kmsg.SyncGroupRequest, *kmsg.HeartbeatRequest, *kmsg.LeaveGroupRequest,

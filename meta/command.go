@@ -14,20 +14,22 @@ type CommandType byte
 
 // Command types. Never renumber: they are in Raft logs and snapshots.
 const (
-	TypeRegisterNode        CommandType = 1
-	TypeRemoveNode          CommandType = 2
-	TypeCreateTopic         CommandType = 3
-	TypeDeleteTopic         CommandType = 4
-	TypeCreatePartitions    CommandType = 5
-	TypeAlterConfigs        CommandType = 6
-	TypeChangeLeader        CommandType = 7
-	TypeAlterISR            CommandType = 8
-	TypeCommitOffsets       CommandType = 9
-	TypeDeleteOffsets       CommandType = 10
-	TypeAddTierSegment      CommandType = 11
-	TypeDeleteTierSegments  CommandType = 12
-	TypeAllocateProducerIDs CommandType = 13
-	TypeForgetDeletedTopics CommandType = 14
+	TypeRegisterNode         CommandType = 1
+	TypeRemoveNode           CommandType = 2
+	TypeCreateTopic          CommandType = 3
+	TypeDeleteTopic          CommandType = 4
+	TypeCreatePartitions     CommandType = 5
+	TypeAlterConfigs         CommandType = 6
+	TypeChangeLeader         CommandType = 7
+	TypeAlterISR             CommandType = 8
+	TypeCommitOffsets        CommandType = 9
+	TypeDeleteOffsets        CommandType = 10
+	TypeAddTierSegment       CommandType = 11
+	TypeDeleteTierSegments   CommandType = 12
+	TypeAllocateProducerIDs  CommandType = 13
+	TypeForgetDeletedTopics  CommandType = 14
+	TypeAlterReassignment    CommandType = 15
+	TypeCompleteReassignment CommandType = 16
 )
 
 // Command is one state change, proposed through Raft and applied by every
@@ -65,6 +67,25 @@ type RestoredPartition struct {
 // DeleteTopic deletes a topic, its partitions, its committed offsets and
 // its tier manifest entries.
 type DeleteTopic struct{ Name string }
+
+// AlterReassignment starts moving a partition to Target replicas (in
+// order; the first is the preferred leader), changes the target of a move
+// in progress, or, with no Target, cancels the move in progress.
+type AlterReassignment struct {
+	Topic     string
+	Partition int32
+	Target    []int32
+}
+
+// CompleteReassignment ends a move whose target replicas are all in the
+// ISR: the replicas become the target, the leaving ones leave the ISR and,
+// if the leader leaves, the first target replica in the ISR leads.
+// Fenced by partition epoch.
+type CompleteReassignment struct {
+	Topic          string
+	Partition      int32
+	PartitionEpoch int32
+}
 
 // ForgetDeletedTopics drops the records of deleted topics whose objects
 // are all gone from the tier.
@@ -219,6 +240,34 @@ func (c *CreateTopic) decode(d *decoder) {
 }
 
 func (c *DeleteTopic) encode(e *encoder) { e.string(c.Name) }
+
+func (AlterReassignment) Type() CommandType { return TypeAlterReassignment }
+func (c *AlterReassignment) encode(e *encoder) {
+	e.string(c.Topic)
+	e.varint(int64(c.Partition))
+	e.bool(c.Target != nil)
+	e.int32s(c.Target)
+}
+func (c *AlterReassignment) decode(d *decoder) {
+	c.Topic, c.Partition = d.string(), d.int32()
+	set := d.bool()
+	c.Target = d.int32s()
+	if !set {
+		c.Target = nil
+	} else if c.Target == nil {
+		c.Target = []int32{}
+	}
+}
+
+func (CompleteReassignment) Type() CommandType { return TypeCompleteReassignment }
+func (c *CompleteReassignment) encode(e *encoder) {
+	e.string(c.Topic)
+	e.varint(int64(c.Partition))
+	e.varint(int64(c.PartitionEpoch))
+}
+func (c *CompleteReassignment) decode(d *decoder) {
+	c.Topic, c.Partition, c.PartitionEpoch = d.string(), d.int32(), d.int32()
+}
 
 func (ForgetDeletedTopics) Type() CommandType { return TypeForgetDeletedTopics }
 func (c *ForgetDeletedTopics) encode(e *encoder) {
@@ -383,6 +432,10 @@ func DecodeCommand(b []byte) (Command, error) {
 		c = &AllocateProducerIDs{}
 	case TypeForgetDeletedTopics:
 		c = &ForgetDeletedTopics{}
+	case TypeAlterReassignment:
+		c = &AlterReassignment{}
+	case TypeCompleteReassignment:
+		c = &CompleteReassignment{}
 	default:
 		return nil, fmt.Errorf("%w: command type %d", ErrUnknownCommand, b[1])
 	}

@@ -30,4 +30,10 @@ var (
 	// ErrNotLeader: a proposal reached a node that is not the Raft leader
 	// and could not be forwarded (NOT_CONTROLLER).
 	ErrNotLeader = errors.New("meta: not the controller")
+	// ErrInvalidReplicas: a replica list with a duplicate or an unknown
+	// node (INVALID_REPLICA_ASSIGNMENT).
+	ErrInvalidReplicas = errors.New("meta: invalid replica assignment")
+	// ErrNoReassignment: a cancel or completion of a partition that is
+	// not moving (NO_REASSIGNMENT_IN_PROGRESS).
+	ErrNoReassignment = errors.New("meta: no reassignment in progress")
 )

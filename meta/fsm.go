@@ -239,6 +239,7 @@ func (f *FSM) apply(w *writer, cmd Command) (*ApplyResult, error) {
 		}
 		doomed := [][]byte{topicKey(c.Name)}
 		doomed = append(doomed, w.keys(partitionPrefix(c.Name))...)
+		doomed = append(doomed, w.keys(reassignTopicPrefix(c.Name))...)
 		doomed = append(doomed, w.keys(tierTopicPrefix(c.Name))...)
 		for _, k := range w.keys([]byte(keyOffset)) {
 			if _, topic, _, ok := parseOffsetKey(k); ok && topic == c.Name {
@@ -251,6 +252,75 @@ func (f *FSM) apply(w *writer, cmd Command) (*ApplyResult, error) {
 			}
 		}
 		return &ApplyResult{}, nil
+
+	case *AlterReassignment:
+		p, ok, err := getRecord(w.txn, partitionKey(c.Topic, c.Partition), decodePartition)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return reject(fmt.Errorf("%w: %s-%d", ErrUnknownTopic, c.Topic, c.Partition))
+		}
+		r, moving, err := getRecord(w.txn, reassignKey(c.Topic, c.Partition), decodeReassignment)
+		if err != nil {
+			return nil, err
+		}
+		if !moving {
+			r = Reassignment{Topic: c.Topic, Partition: c.Partition, Original: p.Replicas}
+		}
+		target := c.Target
+		if target == nil { // cancel: back to where it started
+			if !moving {
+				return reject(fmt.Errorf("%w: %s-%d", ErrNoReassignment, c.Topic, c.Partition))
+			}
+			target = r.Original
+		}
+		if err := w.validReplicas(target); err != nil {
+			return reject(fmt.Errorf("%s-%d: %w", c.Topic, c.Partition, err))
+		}
+		if slices.Equal(target, r.Original) {
+			// Nothing to move (or a cancel): the original replicas, and
+			// only those in the ISR; the leader stays if it may.
+			np, err := settled(p, target)
+			if err != nil {
+				return reject(err)
+			}
+			return w.endReassignment(np)
+		}
+		r.Target = slices.Clone(target)
+		if err := w.set(reassignKey(c.Topic, c.Partition), r.encode()); err != nil {
+			return nil, err
+		}
+		p.Replicas = append(slices.Clone(r.Target), r.Removing()...)
+		p.PartitionEpoch++
+		return &ApplyResult{Partition: p}, w.set(partitionKey(p.Topic, p.Partition), p.encode())
+
+	case *CompleteReassignment:
+		p, ok, err := getRecord(w.txn, partitionKey(c.Topic, c.Partition), decodePartition)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return reject(fmt.Errorf("%w: %s-%d", ErrUnknownTopic, c.Topic, c.Partition))
+		}
+		r, moving, err := getRecord(w.txn, reassignKey(c.Topic, c.Partition), decodeReassignment)
+		if err != nil {
+			return nil, err
+		}
+		if !moving {
+			return reject(fmt.Errorf("%w: %s-%d", ErrNoReassignment, c.Topic, c.Partition))
+		}
+		if c.PartitionEpoch != p.PartitionEpoch {
+			return reject(fmt.Errorf("%w: %s-%d completion at partition epoch %d, current %d", ErrStaleEpoch, c.Topic, c.Partition, c.PartitionEpoch, p.PartitionEpoch))
+		}
+		if !subset(r.Target, p.ISR) {
+			return reject(fmt.Errorf("%w: %s-%d target %v not all in the ISR %v", ErrInvalidRequest, c.Topic, c.Partition, r.Target, p.ISR))
+		}
+		np, err := settled(p, r.Target)
+		if err != nil {
+			return reject(err)
+		}
+		return w.endReassignment(np)
 
 	case *ForgetDeletedTopics:
 		for _, id := range c.IDs {
@@ -459,6 +529,62 @@ func validTopicName(name string) error {
 		return fmt.Errorf("%w: topic name %q must be 1-249 characters of [a-zA-Z0-9._-], not . or ..", ErrInvalidRequest, name)
 	}
 	return nil
+}
+
+// validReplicas checks a replica list: not empty, no duplicate, every
+// node registered.
+func (w *writer) validReplicas(replicas []int32) error {
+	if len(replicas) == 0 {
+		return fmt.Errorf("%w: no replicas", ErrInvalidReplicas)
+	}
+	for i, id := range replicas {
+		if slices.Contains(replicas[:i], id) {
+			return fmt.Errorf("%w: node %d twice in %v", ErrInvalidReplicas, id, replicas)
+		}
+		if _, ok, err := getRecord(w.txn, nodeKey(id), decodeNode); err != nil || !ok {
+			if err != nil {
+				return err
+			}
+			return fmt.Errorf("%w: no node %d", ErrInvalidReplicas, id)
+		}
+	}
+	return nil
+}
+
+// settled is a partition whose replicas become exactly replicas: the ISR
+// keeps only them, and a leader outside them hands over to the first of
+// them in the ISR (a new leader epoch). None of them in the ISR is an
+// error: the move must wait.
+func settled(p Partition, replicas []int32) (Partition, error) {
+	var isr []int32
+	for _, id := range p.ISR {
+		if slices.Contains(replicas, id) {
+			isr = append(isr, id)
+		}
+	}
+	if len(isr) == 0 {
+		return p, fmt.Errorf("%w: %s-%d: none of %v is in the ISR %v", ErrInvalidRequest, p.Topic, p.Partition, replicas, p.ISR)
+	}
+	p.Replicas, p.ISR = slices.Clone(replicas), isr
+	if !slices.Contains(replicas, p.Leader) {
+		for _, id := range replicas {
+			if slices.Contains(isr, id) {
+				p.Leader = id
+				break
+			}
+		}
+		p.LeaderEpoch++
+	}
+	p.PartitionEpoch++
+	return p, nil
+}
+
+// endReassignment drops the move record and stores the partition.
+func (w *writer) endReassignment(p Partition) (*ApplyResult, error) {
+	if err := w.delete(reassignKey(p.Topic, p.Partition)); err != nil {
+		return nil, err
+	}
+	return &ApplyResult{Partition: p}, w.set(partitionKey(p.Topic, p.Partition), p.encode())
 }
 
 func validAssignment(a [][]int32, rf int16) error {
@@ -716,6 +842,11 @@ func (v *View) AllPartitions() ([]Partition, error) {
 }
 
 // Nodes lists the members by id.
+// Reassignments are the partition moves in progress.
+func (v *View) Reassignments() ([]Reassignment, error) {
+	return listRecords(v.txn, []byte(keyReassign), decodeReassignment)
+}
+
 // DeletedTopics are deleted topics whose tier objects may remain.
 func (v *View) DeletedTopics() ([]DeletedTopic, error) {
 	return listRecords(v.txn, []byte(keyDeleted), decodeDeletedTopic)

@@ -90,6 +90,9 @@ func allCommands() []Command {
 		&DeleteTierSegments{Topic: "orders", Partition: 0, BaseOffsets: []int64{0, 100}, LogStartOffset: 100},
 		&AllocateProducerIDs{Count: 1000},
 		&ForgetDeletedTopics{IDs: [][16]byte{{1, 2, 3}, {9}}},
+		&AlterReassignment{Topic: "orders", Partition: 1, Target: []int32{2, 0}},
+		&AlterReassignment{Topic: "orders", Partition: 1},
+		&CompleteReassignment{Topic: "orders", Partition: 2, PartitionEpoch: 4},
 	}
 }
 
@@ -365,5 +368,63 @@ func TestAllocateProducerIDs(t *testing.T) {
 	r := a.apply(&AllocateProducerIDs{Count: 100}, &AllocateProducerIDs{Count: 5}, &AllocateProducerIDs{Count: 0})
 	if r[0].Value != 1000 || r[1].Value != 1100 || !errors.Is(r[2].Err, ErrInvalidRequest) {
 		t.Fatalf("allocations %+v %+v %+v", r[0], r[1], r[2])
+	}
+}
+
+// TestFSMReassignment moves a partition from replicas [0 1] to [1 2]:
+// while moving its replicas are the target then the leaving ones; it
+// completes only once the target is in the ISR, and the leaving leader
+// hands over with a new leader epoch. Bad targets and cancels without a
+// move are refused without a write.
+func TestFSMReassignment(t *testing.T) {
+	f := openTestFSM(t, t.TempDir())
+	a := &applier{t: t, f: f}
+	for id := range int32(3) {
+		a.mustApply(&RegisterNode{Node: Node{ID: id, RaftAddr: fmt.Sprint("n", id)}})
+	}
+	a.mustApply(&CreateTopic{Topic: Topic{Name: "m", Partitions: 1, ReplicationFactor: 2}, Assignment: [][]int32{{0, 1}}})
+	part := func() Partition {
+		v := f.View()
+		defer v.Close()
+		p, _, _ := v.Partition("m", 0)
+		return p
+	}
+	a.wantErr(ErrNoReassignment, &AlterReassignment{Topic: "m", Partition: 0})
+	a.wantErr(ErrInvalidReplicas, &AlterReassignment{Topic: "m", Partition: 0, Target: []int32{1, 9}})
+	a.wantErr(ErrInvalidReplicas, &AlterReassignment{Topic: "m", Partition: 0, Target: []int32{1, 1}})
+	a.wantErr(ErrUnknownTopic, &AlterReassignment{Topic: "m", Partition: 1, Target: []int32{1, 2}})
+	a.mustApply(&AlterReassignment{Topic: "m", Partition: 0, Target: []int32{1, 2}})
+	p := part()
+	if !reflect.DeepEqual(p.Replicas, []int32{1, 2, 0}) || p.Leader != 0 {
+		t.Fatalf("moving: %+v", p)
+	}
+	v := f.View()
+	moves, _ := v.Reassignments()
+	v.Close()
+	if len(moves) != 1 || !reflect.DeepEqual(moves[0].Adding(), []int32{2}) || !reflect.DeepEqual(moves[0].Removing(), []int32{0}) {
+		t.Fatalf("moves %+v", moves)
+	}
+	a.wantErr(ErrInvalidRequest, &CompleteReassignment{Topic: "m", Partition: 0, PartitionEpoch: p.PartitionEpoch})
+	a.mustApply(&AlterISR{Topic: "m", Partition: 0, Leader: 0, LeaderEpoch: p.LeaderEpoch, ISR: []int32{0, 1, 2}, PartitionEpoch: p.PartitionEpoch})
+	p = part()
+	a.wantErr(ErrStaleEpoch, &CompleteReassignment{Topic: "m", Partition: 0, PartitionEpoch: p.PartitionEpoch - 1})
+	a.mustApply(&CompleteReassignment{Topic: "m", Partition: 0, PartitionEpoch: p.PartitionEpoch})
+	done := part()
+	if !reflect.DeepEqual(done.Replicas, []int32{1, 2}) || !reflect.DeepEqual(done.ISR, []int32{1, 2}) || done.Leader != 1 || done.LeaderEpoch != p.LeaderEpoch+1 {
+		t.Fatalf("completed: %+v (before %+v)", done, p)
+	}
+	a.wantErr(ErrNoReassignment, &CompleteReassignment{Topic: "m", Partition: 0, PartitionEpoch: done.PartitionEpoch})
+
+	// A move cancelled goes back to the original replicas.
+	a.mustApply(&AlterReassignment{Topic: "m", Partition: 0, Target: []int32{2, 0}})
+	a.mustApply(&AlterReassignment{Topic: "m", Partition: 0})
+	if p := part(); !reflect.DeepEqual(p.Replicas, []int32{1, 2}) || p.Leader != 1 {
+		t.Fatalf("cancelled: %+v", p)
+	}
+	v = f.View()
+	moves, _ = v.Reassignments()
+	v.Close()
+	if len(moves) != 0 {
+		t.Fatalf("moves after cancel %+v", moves)
 	}
 }

@@ -438,6 +438,10 @@ func (m *Member) control(ctx context.Context) error {
 		return err
 	}
 	parts, err := v.AllPartitions()
+	var moves []Reassignment
+	if err == nil {
+		moves, err = v.Reassignments()
+	}
 	v.Close()
 	if err != nil {
 		return err
@@ -479,6 +483,28 @@ func (m *Member) control(ctx context.Context) error {
 		}
 		m.logger.Info("partition leadership changed", "topic", p.Topic, "partition", p.Partition,
 			"leader", res.Partition.Leader, "leader_epoch", res.Partition.LeaderEpoch, "isr", res.Partition.ISR)
+	}
+	return m.completeMoves(ctx, parts, moves)
+}
+
+// completeMoves ends each reassignment whose target replicas have all
+// caught up (joined the ISR).
+func (m *Member) completeMoves(ctx context.Context, parts []Partition, moves []Reassignment) error {
+	for _, r := range moves {
+		i := slices.IndexFunc(parts, func(p Partition) bool { return p.Topic == r.Topic && p.Partition == r.Partition })
+		if i < 0 || !subset(r.Target, parts[i].ISR) {
+			continue
+		}
+		res, err := m.server.Propose(ctx, &CompleteReassignment{Topic: r.Topic, Partition: r.Partition, PartitionEpoch: parts[i].PartitionEpoch})
+		if err != nil {
+			return err
+		}
+		if res.Err != nil {
+			m.logger.Debug("reassignment not completed yet", "topic", r.Topic, "partition", r.Partition, "error", res.Err)
+			continue
+		}
+		m.logger.Info("partition moved", "topic", r.Topic, "partition", r.Partition, "from", r.Original, "to", r.Target,
+			"leader", res.Partition.Leader)
 	}
 	return nil
 }
@@ -737,6 +763,8 @@ type ReadResponse struct {
 	Nodes      []Node        `json:"nodes,omitempty"`
 	Offsets    []Offset      `json:"offsets,omitempty"`
 	Tier       []TierSegment `json:"tier,omitempty"`
+	// Reassignments answers "reassignments": the moves in progress.
+	Reassignments []Reassignment `json:"reassignments,omitempty"`
 	// Controller and Live answer "cluster": the controller's id and the
 	// nodes it heard from within the session timeout.
 	Controller int32   `json:"controller,omitempty"`
@@ -796,6 +824,8 @@ func answerRead(v *View, req ReadRequest) (ReadResponse, error) {
 		}
 	case "nodes":
 		resp.Nodes, err = v.Nodes()
+	case "reassignments":
+		resp.Reassignments, err = v.Reassignments()
 	case "cluster":
 		if resp.Nodes, err = v.Nodes(); err == nil {
 			resp.Partitions, err = v.AllPartitions()
@@ -861,6 +891,10 @@ func (m *Member) publishEvents(version uint64, cmds []Command) {
 			ev.Changes = append(ev.Changes, Change{Kind: "tier", Topic: c.Segment.Topic, Partition: c.Segment.Partition})
 		case *DeleteTierSegments:
 			ev.Changes = append(ev.Changes, Change{Kind: "tier", Topic: c.Topic, Partition: c.Partition})
+		case *AlterReassignment:
+			ev.Changes = append(ev.Changes, Change{Kind: "partition", Topic: c.Topic, Partition: c.Partition})
+		case *CompleteReassignment:
+			ev.Changes = append(ev.Changes, Change{Kind: "partition", Topic: c.Topic, Partition: c.Partition})
 		}
 	}
 	if !ev.Reset && len(ev.Changes) == 0 {
@@ -884,6 +918,8 @@ var errCodes = []struct {
 	{"unknown_command", ErrUnknownCommand},
 	{"not_enough_nodes", ErrNotEnoughNodes},
 	{"not_leader", ErrNotLeader},
+	{"invalid_replicas", ErrInvalidReplicas},
+	{"no_reassignment", ErrNoReassignment},
 }
 
 func errCode(err error) string {

@@ -85,6 +85,7 @@ const (
 	keyOffset    = "o/"            // o/<group>\x00<topic>\x00<partition:4>
 	keyTier      = "s/"            // s/<topic>\x00<partition:4><base:8>
 	keyDeleted   = "d/"            // d/<topic id:16> -> name: a deleted topic whose objects may remain
+	keyReassign  = "r/"            // r/<topic>\x00<partition:4>: a reassignment in progress
 	keyApplied   = "a"             // last applied Raft index (8 bytes)
 	keyProducers = "x/producer-id" // next producer id to hand out (8 bytes)
 )
@@ -101,6 +102,59 @@ func offsetGroupPrefix(group string) []byte { return append(append([]byte(keyOff
 func offsetKey(group, topic string, p int32) []byte {
 	k := append(append(offsetGroupPrefix(group), topic...), 0)
 	return binary.BigEndian.AppendUint32(k, uint32(p))
+}
+
+func reassignTopicPrefix(topic string) []byte {
+	return append(append([]byte(keyReassign), topic...), 0)
+}
+func reassignKey(topic string, p int32) []byte {
+	return binary.BigEndian.AppendUint32(reassignTopicPrefix(topic), uint32(p))
+}
+
+// Reassignment is a partition moving from its Original replicas to Target.
+// While it lasts the partition's replicas are Target followed by the
+// original ones leaving; it completes once every target replica is in
+// the ISR.
+type Reassignment struct {
+	Topic     string
+	Partition int32
+	Original  []int32
+	Target    []int32
+}
+
+func (r Reassignment) encode() []byte {
+	e := encoder{}
+	e.byte(stateVersion)
+	e.string(r.Topic)
+	e.varint(int64(r.Partition))
+	e.int32s(r.Original)
+	e.int32s(r.Target)
+	return e.b
+}
+
+func decodeReassignment(b []byte) (Reassignment, error) {
+	d := decoder{b: b}
+	var r Reassignment
+	if v := d.byte(); d.err == nil && v != stateVersion {
+		return r, fmt.Errorf("meta: reassignment record version %d", v)
+	}
+	r.Topic, r.Partition = d.string(), d.int32()
+	r.Original, r.Target = d.int32s(), d.int32s()
+	return r, d.finish("reassignment")
+}
+
+// Adding and Removing are the replicas a reassignment adds and removes.
+func (r Reassignment) Adding() []int32   { return minus(r.Target, r.Original) }
+func (r Reassignment) Removing() []int32 { return minus(r.Original, r.Target) }
+
+func minus(a, b []int32) []int32 {
+	var out []int32
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			out = append(out, x)
+		}
+	}
+	return out
 }
 
 func deletedKey(id [16]byte) []byte { return append([]byte(keyDeleted), id[:]...) }

@@ -390,17 +390,10 @@ func (n *Node) partitionDir(topic string, p int32) string {
 	return filepath.Join(n.cfg.DataDir, fmt.Sprintf("%s-%d", topic, p))
 }
 
-// dropLocked closes a log whose topic is gone and deletes its data.
+// dropLocked closes a log whose topic is gone and deletes its data, here
+// and in the tier.
 func (n *Node) dropLocked(key partitionKey, l *openLog) {
-	n.stopReplicating(l)
-	l.tier.stop()
-	if err := l.Close(); err != nil {
-		n.logger.Warn("close deleted partition", "topic", key.topic, "partition", key.partition, "error", err)
-	}
-	delete(n.mu.logs, key)
-	if err := os.RemoveAll(n.partitionDir(key.topic, key.partition)); err != nil {
-		n.logger.Warn("remove deleted partition", "topic", key.topic, "partition", key.partition, "error", err)
-	}
+	n.dropLocalLocked(key, l)
 	if n.cfg.Tier != nil {
 		n.wg.Add(1)
 		go func() {
@@ -409,6 +402,20 @@ func (n *Node) dropLocked(key partitionKey, l *openLog) {
 			defer cancel()
 			n.deleteRemotePartition(ctx, key.topic, l.topicID, key.partition)
 		}()
+	}
+}
+
+// dropLocalLocked closes a log and deletes its local data: the topic is
+// gone, or the partition moved to other nodes.
+func (n *Node) dropLocalLocked(key partitionKey, l *openLog) {
+	n.stopReplicating(l)
+	l.tier.stop()
+	if err := l.Close(); err != nil {
+		n.logger.Warn("close partition", "topic", key.topic, "partition", key.partition, "error", err)
+	}
+	delete(n.mu.logs, key)
+	if err := os.RemoveAll(n.partitionDir(key.topic, key.partition)); err != nil {
+		n.logger.Warn("remove partition data", "topic", key.topic, "partition", key.partition, "error", err)
 	}
 	n.logger.Info("deleted partition data", "topic", key.topic, "partition", key.partition)
 }

@@ -377,16 +377,28 @@ func (n *Node) syncRoles() error {
 			n.stopReplicating(ol)
 		}
 	}
-	n.mu.Lock()
-	var gone []*openLog
-	for k, ol := range n.mu.logs {
-		if !hosted[k] {
-			gone = append(gone, ol)
-		}
+	// Partitions of live topics no longer assigned here moved away: their
+	// local copy goes (the tier keeps what was uploaded). Those of deleted
+	// topics go with dropDeleted.
+	live := map[string]bool{}
+	for _, part := range parts {
+		live[part.Topic] = true
 	}
-	n.mu.Unlock()
-	for _, ol := range gone {
-		n.stopReplicating(ol)
+	fresh := n.cfg.Meta.Server().FSM().View()
+	defer fresh.Close()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for k, ol := range n.mu.logs {
+		if hosted[k] || !live[k.topic] {
+			continue
+		}
+		// Check again on the newest state: the partition may have come
+		// back meanwhile.
+		if p, ok, err := fresh.Partition(k.topic, k.partition); err != nil || !ok || p.Leader == n.cfg.ID || slices.Contains(p.Replicas, n.cfg.ID) {
+			continue
+		}
+		n.logger.Info("partition moved to other nodes", "topic", k.topic, "partition", k.partition)
+		n.dropLocalLocked(k, ol)
 	}
 	return nil
 }

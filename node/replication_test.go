@@ -332,3 +332,78 @@ func dirSize(t *testing.T, dir, suffix string) int64 {
 	}
 	return n
 }
+
+// TestReassignUnderLoad moves a partition with two replicas to another
+// pair of nodes while it is produced to: the new replica copies the log,
+// joins the ISR, the move completes, leadership goes to the first new
+// replica, the node left out drops its copy, and every acknowledged
+// record is readable from the new leader.
+func TestReassignUnderLoad(t *testing.T) {
+	c := testenv.InProcess(t, 3, testenv.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), kgo.RecordRetries(1<<30))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	if r, err := adm.CreateTopic(ctx, 1, 2, map[string]*string{"min.insync.replicas": kadm.StringPtr("2")}, "mv"); err != nil || r.Err != nil {
+		t.Fatal(err, r.Err)
+	}
+	waitISR(ctx, t, c, "mv", 2)
+	check := testenv.StartChecker(t, cl, "mv", 200, 5000)
+	defer check.Stop()
+	check.WaitAcked(ctx, 5000, "before the move")
+
+	before := partitions(t, c, "mv")[0]
+	var newcomer int32
+	for id := range c.Nodes {
+		if !slices.Contains(before.Replicas, id) {
+			newcomer = id
+		}
+	}
+	leaving := before.Replicas[0]
+	target := []int32{newcomer, before.Replicas[1]}
+	var req kadm.AlterPartitionAssignmentsReq
+	req.Assign("mv", 0, target)
+	rs, err := adm.AlterPartitionAssignments(ctx, req)
+	if err != nil || rs["mv"][0].Err != nil {
+		t.Fatal(err, rs)
+	}
+	for {
+		moving, err := adm.ListPartitionReassignments(ctx, kadm.TopicsSet{"mv": {0: {}}})
+		p := partitions(t, c, "mv")[0]
+		if err == nil && len(moving.Sorted()) == 0 && slices.Equal(p.Replicas, target) && p.Leader == newcomer {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("move to %v not done: %+v, moving %v %v", target, p, moving, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	check.WaitAcked(ctx, 2000, "after the move")
+	dir := filepath.Join(c.DataDir(leaving), "partitions", "mv-0")
+	for {
+		if _, err := os.Stat(dir); os.IsNotExist(err) {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("node %d kept its copy of the moved partition", leaving)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	check.Stop()
+	check.Verify(ctx, c.Addr())
+
+	var bad kadm.AlterPartitionAssignmentsReq
+	bad.Assign("mv", 0, []int32{newcomer, 99})
+	if rs, err := adm.AlterPartitionAssignments(ctx, bad); err != nil || !errors.Is(rs["mv"][0].Err, kerr.InvalidReplicaAssignment) {
+		t.Fatalf("move to an unknown node: %v %v", err, rs["mv"][0].Err)
+	}
+	var cancelNone kadm.AlterPartitionAssignmentsReq
+	cancelNone.CancelAssign("mv", 0)
+	if rs, err := adm.AlterPartitionAssignments(ctx, cancelNone); err != nil || !errors.Is(rs["mv"][0].Err, kerr.NoReassignmentInProgress) {
+		t.Fatalf("cancel with no move: %v %v", err, rs["mv"][0].Err)
+	}
+}
