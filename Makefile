@@ -9,9 +9,13 @@ PKGS    := ./...
 # ../shared/DEPENDENCIES.md).
 MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
 MINIO   := $(CACHE)/bin/minio
+NATS_VERSION := v2.15.2
+NATS_SERVER := $(CACHE)/bin/nats-server
 # FROM scratch images of those servers, for tests that run containers
 # (testcontainers-go) when a Docker engine is reachable.
 MINIO_IMAGE := strata-test/minio:$(MINIO_VERSION)
+NATS_IMAGE  := strata-test/nats:$(NATS_VERSION)
+STRATA_IMAGE := strata-test/strata:dev
 
 export CGO_ENABLED := 0
 
@@ -35,22 +39,33 @@ $(MINIO):
 	@echo "building MinIO $(MINIO_VERSION) into $(CACHE)/bin (once; a few minutes)"
 	GOBIN=$(CACHE)/bin $(GO) install -ldflags='-s -w' github.com/minio/minio@$(MINIO_VERSION)
 
-servers: $(MINIO)
+$(NATS_SERVER):
+	GOBIN=$(CACHE)/bin $(GO) install -ldflags='-s -w' github.com/nats-io/nats-server/v2@$(NATS_VERSION)
+
+servers: $(MINIO) $(NATS_SERVER)
 
 # No image can be pulled: each is built FROM scratch around a static
-# binary. Without a Docker engine this does nothing and the tests run the
-# servers as processes.
-images: servers
-	@if docker info >/dev/null 2>&1; then \
-		mkdir -p $(CACHE)/images/minio && cp $(MINIO) $(CACHE)/images/minio/minio && \
-		printf 'FROM scratch\nCOPY minio /minio\nENTRYPOINT ["/minio"]\n' > $(CACHE)/images/minio/Dockerfile && \
-		{ docker build -q -t $(MINIO_IMAGE) $(CACHE)/images/minio >$(CACHE)/images/minio/build.log 2>&1 || \
-			{ cat $(CACHE)/images/minio/build.log; exit 1; }; } && echo "image $(MINIO_IMAGE) ready"; \
-	else echo "no Docker engine reachable: tests run MinIO as a process"; fi
+# binary (an empty /data and /tmp are made for it). Without a Docker
+# engine this does nothing: tests run the servers as processes, and the
+# container tests skip.
+define scratch_image # name, binary, image
+	mkdir -p $(CACHE)/images/$(1)/data $(CACHE)/images/$(1)/tmp && cp $(2) $(CACHE)/images/$(1)/$(1) && \
+	printf 'FROM scratch\nCOPY $(1) /$(1)\nCOPY data /data\nCOPY tmp /tmp\nENTRYPOINT ["/$(1)"]\n' > $(CACHE)/images/$(1)/Dockerfile && \
+	{ docker build -q -t $(3) $(CACHE)/images/$(1) >$(CACHE)/images/$(1)/build.log 2>&1 || \
+		{ cat $(CACHE)/images/$(1)/build.log; exit 1; }; } && echo "image $(3) ready"
+endef
 
-# The image's name when it exists, for the tests.
-image_env = STRATA_MINIO_IMAGE=$$(docker image inspect $(MINIO_IMAGE) >/dev/null 2>&1 && echo $(MINIO_IMAGE)) \
-	TESTCONTAINERS_RYUK_DISABLED=true
+images: servers build
+	@if docker info >/dev/null 2>&1; then \
+		$(call scratch_image,minio,$(MINIO),$(MINIO_IMAGE)) && \
+		$(call scratch_image,nats-server,$(NATS_SERVER),$(NATS_IMAGE)) && \
+		$(call scratch_image,strata,$(BIN),$(STRATA_IMAGE)); \
+	else echo "no Docker engine reachable: tests run MinIO as a process; container tests skip"; fi
+
+# The images' names when they exist, for the tests.
+has_image = $$(docker image inspect $(1) >/dev/null 2>&1 && echo $(1))
+image_env = STRATA_MINIO_IMAGE=$(call has_image,$(MINIO_IMAGE)) STRATA_NATS_IMAGE=$(call has_image,$(NATS_IMAGE)) \
+	STRATA_IMAGE=$(call has_image,$(STRATA_IMAGE)) TESTCONTAINERS_RYUK_DISABLED=true
 
 # The race detector needs cgo.
 test: lint build images
@@ -71,4 +86,4 @@ bench:
 
 clean:
 	rm -rf bin $(CACHE)
-	-docker rmi $(MINIO_IMAGE) >/dev/null 2>&1 || true
+	-docker rmi $(MINIO_IMAGE) $(NATS_IMAGE) $(STRATA_IMAGE) >/dev/null 2>&1 || true
