@@ -48,6 +48,7 @@ func TestDockerFaults(t *testing.T) {
 	healthy = waitHealthy(t, ctx, c, "topic created")
 	check := testenv.StartChecker(t, cl, "dock", 200, 2000)
 	defer check.Stop()
+	group := testenv.StartGroupChecker(t, "dock", "readers", c.Addr)
 	check.WaitAcked(ctx, 1000, "before faults")
 
 	leader := healthy.Nodes[slices.IndexFunc(healthy.Nodes, func(n gateway.NodeStatus) bool { return n.Leads > 0 })].ID
@@ -86,6 +87,9 @@ func TestDockerFaults(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	check.Verify(ctx, c.Addr)
+	group.WaitCaughtUp(ctx, check.Ends())
+	group.Stop()
+	group.VerifyCommitted(ctx, c.Addr)
 }
 
 // waitHealthy waits until the gateway's admin API shows every node live

@@ -88,7 +88,9 @@ func waitISR(ctx context.Context, t *testing.T, c *testenv.Cluster, topic string
 //   - a partition leader is cut off NATS and reconnected;
 //   - the controller is cut off NATS and reconnected.
 //
-// Every acknowledged record is then readable at its offset, with no gap.
+// Every acknowledged record is then readable at its offset, with no gap,
+// and a consumer group reading throughout skipped no offset and lost no
+// commit.
 func TestReplicationFailover(t *testing.T) {
 	c := testenv.InProcess(t, 3, testenv.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -106,6 +108,7 @@ func TestReplicationFailover(t *testing.T) {
 	t0 := time.Now()
 	check := testenv.StartChecker(t, cl, "rep", 200, 5000)
 	defer check.Stop()
+	group := testenv.StartGroupChecker(t, "rep", "readers", c.Addr())
 	check.WaitAcked(ctx, 2000, "before faults")
 	t.Logf("%s: %s", "before faults", time.Since(t0))
 
@@ -184,6 +187,9 @@ func TestReplicationFailover(t *testing.T) {
 	check.Stop()
 	t.Logf("%d records acknowledged", check.Acked())
 	check.Verify(ctx, c.Addr())
+	group.WaitCaughtUp(ctx, check.Ends())
+	group.Stop()
+	group.VerifyCommitted(ctx, c.Addr())
 }
 
 // TestAcksAllErrors: a follower that stops keeps acks=all waiting until

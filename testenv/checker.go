@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -171,4 +172,156 @@ func (c *Checker) Verify(ctx context.Context, seeds ...string) {
 			c.t.Fatalf("partition %d: %d of %d acknowledged records found", p, found, len(m))
 		}
 	}
+}
+
+// GroupChecker consumes a topic in a consumer group while faults happen,
+// committing what it read, and checks the group's progress: within a
+// partition, records arrive in offset order with no offset skipped (a
+// re-delivery after a rebalance or a failover is fine), and the committed
+// offset never moves backwards or past what was read.
+type GroupChecker struct {
+	t      testing.TB
+	group  string
+	cl     *kgo.Client
+	mu     sync.Mutex
+	next   map[int32]int64 // the offset after the last one read
+	commit map[int32]int64 // the last offset committed
+	errs   []string
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// StartGroupChecker joins group on topic through seeds and consumes
+// until Stop.
+func StartGroupChecker(t testing.TB, topic, group string, seeds ...string) *GroupChecker {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
+		kgo.DisableAutoCommit(), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.RequestTimeoutOverhead(5*time.Second), kgo.RetryTimeout(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &GroupChecker{t: t, group: group, cl: cl, next: map[int32]int64{}, commit: map[int32]int64{}, done: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	g.cancel = cancel
+	go g.run(ctx)
+	return g
+}
+
+func (g *GroupChecker) fail(format string, args ...any) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.errs) < 20 {
+		g.errs = append(g.errs, fmt.Sprintf(format, args...))
+	}
+}
+
+func (g *GroupChecker) run(ctx context.Context) {
+	defer close(g.done)
+	for ctx.Err() == nil {
+		fs := g.cl.PollFetches(ctx)
+		recs := fs.Records()
+		if len(recs) == 0 {
+			continue
+		}
+		g.mu.Lock()
+		for _, r := range recs {
+			if next, ok := g.next[r.Partition]; ok && r.Offset > next {
+				g.errs = append(g.errs, fmt.Sprintf("partition %d: read offset %d after %d: offsets skipped", r.Partition, r.Offset, next-1))
+			}
+			g.next[r.Partition] = r.Offset + 1
+		}
+		g.mu.Unlock()
+		if err := g.cl.CommitRecords(ctx, recs...); err != nil {
+			continue // retried with the next poll's records; the group may be rebalancing
+		}
+		g.mu.Lock()
+		for _, r := range recs {
+			if c := g.commit[r.Partition]; r.Offset+1 > c {
+				g.commit[r.Partition] = r.Offset + 1
+			}
+		}
+		g.mu.Unlock()
+	}
+}
+
+// Committed is the group's committed offset of each partition, as the
+// checker committed it.
+func (g *GroupChecker) Committed() map[int32]int64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := map[int32]int64{}
+	for p, c := range g.commit {
+		out[p] = c
+	}
+	return out
+}
+
+// WaitCaughtUp waits until the group has committed ends (the end offset
+// of each partition).
+func (g *GroupChecker) WaitCaughtUp(ctx context.Context, ends map[int32]int64) {
+	g.t.Helper()
+	for {
+		done := true
+		committed := g.Committed()
+		for p, end := range ends {
+			done = done && committed[p] >= end
+		}
+		if done {
+			return
+		}
+		if ctx.Err() != nil {
+			g.t.Fatalf("group committed %v, partitions end at %v", committed, ends)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// VerifyCommitted checks, through seeds, that the cluster holds every
+// commit the group had acknowledged: none lost, none moved back.
+func (g *GroupChecker) VerifyCommitted(ctx context.Context, seeds ...string) {
+	g.t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	defer cl.Close()
+	offs, err := kadm.NewClient(cl).FetchOffsets(ctx, g.group)
+	if err != nil {
+		g.t.Fatalf("fetch the group's offsets: %v", err)
+	}
+	for p, want := range g.Committed() {
+		for _, o := range offs {
+			for _, po := range o {
+				if po.Partition == p && po.At != want {
+					g.t.Errorf("partition %d: the cluster has offset %d committed, the group committed %d last", p, po.At, want)
+				}
+			}
+		}
+	}
+}
+
+// Stop leaves the group and reports what the checks found.
+func (g *GroupChecker) Stop() {
+	g.cancel()
+	<-g.done
+	g.cl.Close()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, e := range g.errs {
+		g.t.Error(e)
+	}
+}
+
+// Ends is each partition's next offset as the checker's producer saw it
+// (one past the highest acknowledged offset).
+func (c *Checker) Ends() map[int32]int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[int32]int64{}
+	for p, m := range c.acked {
+		for o := range m {
+			out[p] = max(out[p], o+1)
+		}
+	}
+	return out
 }
