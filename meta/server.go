@@ -165,6 +165,21 @@ func serverID(id int32) raft.ServerID { return raft.ServerID(strconv.Itoa(int(id
 // controller).
 func (s *Server) IsLeader() bool { return s.raft.State() == raft.Leader }
 
+// CaughtUp reports whether this member's copy of the state is current:
+// it leads, or it has heard from a leader and applied everything that
+// leader had committed. A member just restarted replays a stale state
+// until then, and must not act on it.
+func (s *Server) CaughtUp() bool {
+	if s.IsLeader() {
+		return true
+	}
+	if addr, _ := s.raft.LeaderWithID(); addr == "" {
+		return false
+	}
+	commit := s.raft.CommitIndex()
+	return commit > 0 && s.raft.AppliedIndex() >= commit
+}
+
 // Leader returns the leader's node id and Raft address, or ok=false when
 // none is known.
 func (s *Server) Leader() (id int32, addr string, ok bool) {

@@ -92,8 +92,10 @@ type Node struct {
 	// fetchers pull from each leader node (replication.go).
 	replMu   sync.Mutex
 	fetchers map[int32]*replica.Fetcher
-	// rolesKick wakes rolesLoop.
+	// rolesKick wakes rolesLoop; caughtUp (owned by it) is set once the
+	// metadata copy was current.
 	rolesKick chan struct{}
+	caughtUp  bool
 	// handlers answers each request on its own goroutine, so a
 	// long-polling fetch does not hold up a produce.
 	handlers *rpc.Pool

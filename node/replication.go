@@ -331,6 +331,13 @@ func (n *Node) rolesLoop(ctx context.Context) {
 		case <-n.rolesKick:
 			seen = 0
 		}
+		if !n.caughtUp {
+			// A node just started holds a stale copy of metadata: it
+			// would lead partitions that moved on without it.
+			if n.caughtUp = n.cfg.Meta.Server().CaughtUp(); !n.caughtUp {
+				continue
+			}
+		}
 		if v := n.cfg.Meta.Server().FSM().Applied(); v != seen {
 			if err := n.syncRoles(); err != nil {
 				n.logger.Warn("replication: reading metadata", "error", err)

@@ -3,6 +3,7 @@ package node_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,20 +14,18 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/strata-io/strata/meta"
 	"github.com/strata-io/strata/testenv"
 	"github.com/strata-io/strata/tier"
 )
 
-// partitions reads a topic's partitions from a node's copy of metadata.
+// partitions reads a topic's partitions from the controller's copy of
+// metadata (a node just restarted has a stale one until it catches up).
 func partitions(t *testing.T, c *testenv.Cluster, topic string) []meta.Partition {
 	t.Helper()
-	for _, p := range c.Nodes {
-		return nodePartitions(t, p.Member, topic)
-	}
-	t.Fatal("no node running")
-	return nil
+	return nodePartitions(t, c.Nodes[controller(t, c)].Member, topic)
 }
 
 func nodePartitions(t *testing.T, m *meta.Member, topic string) []meta.Partition {
@@ -411,5 +410,116 @@ func TestReassignUnderLoad(t *testing.T) {
 	cancelNone.CancelAssign("mv", 0)
 	if rs, err := adm.AlterPartitionAssignments(ctx, cancelNone); err != nil || !errors.Is(rs["mv"][0].Err, kerr.NoReassignmentInProgress) {
 		t.Fatalf("cancel with no move: %v %v", err, rs["mv"][0].Err)
+	}
+}
+
+// TestDivergentLeaderTruncates: a leader appends records its follower
+// never gets (acks=1, the follower cut off), stops, and the follower is
+// elected uncleanly and appends other records at the same offsets. The
+// old leader, back as a follower, learns from the diverging epoch in its
+// fetch answers where the logs part, truncates its own suffix and copies
+// the new leader's: the partition then reads the same from either.
+func TestDivergentLeaderTruncates(t *testing.T) {
+	c := testenv.InProcess(t, 3, testenv.Options{ReplicaLagMax: 30 * time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	ctrl := controller(t, c)
+	var l, f int32
+	for id := range c.Nodes {
+		switch {
+		case id == ctrl:
+		case l == 0:
+			l = id
+		default:
+			f = id
+		}
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), kgo.RecordRetries(1<<30), kgo.DisableIdempotentWrite(), kgo.RequiredAcks(kgo.LeaderAck()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrCreateTopicsRequest()
+	rt := kmsg.NewCreateTopicsRequestTopic()
+	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = "div", -1, -1
+	ra := kmsg.NewCreateTopicsRequestTopicReplicaAssignment()
+	ra.Partition, ra.Replicas = 0, []int32{l, f}
+	rt.ReplicaAssignment = append(rt.ReplicaAssignment, ra)
+	for k, v := range map[string]string{"min.insync.replicas": "1", "unclean.leader.election.enable": "true"} {
+		cfg := kmsg.NewCreateTopicsRequestTopicConfig()
+		cfg.Name, cfg.Value = k, kmsg.StringPtr(v)
+		rt.Configs = append(rt.Configs, cfg)
+	}
+	req.Topics = append(req.Topics, rt)
+	if resp, err := req.RequestWith(ctx, cl); err != nil || resp.Topics[0].ErrorCode != 0 {
+		t.Fatal(err, resp)
+	}
+	waitISR(ctx, t, c, "div", 2)
+	all, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), kgo.RecordRetries(1<<30))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer all.Close()
+	produce := func(cl *kgo.Client, prefix string, n int) []int64 {
+		t.Helper()
+		var offsets []int64
+		for i := range n {
+			r, err := cl.ProduceSync(ctx, &kgo.Record{Topic: "div", Value: fmt.Appendf(nil, "%s-%d", prefix, i)}).First()
+			if err != nil {
+				t.Fatal(err)
+			}
+			offsets = append(offsets, r.Offset)
+		}
+		return offsets
+	}
+	produce(all, "both", 10) // acks=all: on both replicas
+	waitFor := func(what string, ok func(meta.Partition) bool) {
+		t.Helper()
+		for !ok(partitions(t, c, "div")[0]) {
+			if ctx.Err() != nil {
+				t.Fatalf("%s: %+v", what, partitions(t, c, "div")[0])
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
+	c.Disconnect(f)
+	waitFor("the cut-off follower leaves the ISR", func(p meta.Partition) bool { return slices.Equal(p.ISR, []int32{l}) })
+	lost := produce(cl, "lost", 5) // acks=1: on the leader only
+	c.StopNode(l)
+	c.Reconnect(f)
+	waitFor("the follower elected uncleanly", func(p meta.Partition) bool { return p.Leader == f })
+	kept := produce(cl, "kept", 5)
+	if kept[0] != lost[0] {
+		t.Fatalf("the new leader appends at %d, the old one had appended at %d", kept[0], lost[0])
+	}
+	c.StartNode(l)
+	waitFor("the old leader rejoins the ISR", func(p meta.Partition) bool { return len(p.ISR) == 2 })
+	c.StopNode(f)
+	waitFor("the old leader leads again", func(p meta.Partition) bool { return p.Leader == l })
+
+	cons, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{"div": {0: kgo.NewOffset().AtStart()}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	var got []string
+	for len(got) < 15 {
+		fs := cons.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read %q", got)
+		}
+		for _, r := range fs.Records() {
+			got = append(got, string(r.Value))
+		}
+	}
+	for i, v := range got {
+		want := fmt.Sprintf("both-%d", i)
+		if i >= 10 {
+			want = fmt.Sprintf("kept-%d", i-10)
+		}
+		if v != want {
+			t.Fatalf("offset %d holds %q, want %q (all: %q)", i, v, want, got)
+		}
 	}
 }

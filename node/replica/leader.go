@@ -21,7 +21,8 @@ import (
 //     under steady produce never equals the moving log end);
 //   - an ISR follower not caught up for longer than the lag limit
 //     (replica.lag.time.max.ms) leaves the ISR; a follower outside it
-//     whose log end reaches the high watermark joins it.
+//     whose log end reaches the high watermark, at a fetch made since it
+//     left, joins it.
 type Leader struct {
 	self      int32
 	replicas  []int32
@@ -36,6 +37,9 @@ type follower struct {
 	lastCaughtUp     time.Time
 	lastFetch        time.Time
 	leaderLEOAtFetch int64
+	// leftISR is when it last left the ISR: it rejoins only after a
+	// fetch since then (a silent follower's old log end proves nothing).
+	leftISR time.Time
 }
 
 // NewLeader starts a leadership: replicas in assignment order, the ISR
@@ -64,6 +68,9 @@ func (l *Leader) SetReplicas(replicas, isr []int32, now time.Time) {
 		}
 		if slices.Contains(isr, id) && !slices.Contains(before, id) && f.lastCaughtUp.Before(now) {
 			f.lastCaughtUp = now
+		}
+		if !slices.Contains(isr, id) && slices.Contains(before, id) {
+			f.leftISR = now
 		}
 	}
 	for id := range l.followers {
@@ -147,7 +154,7 @@ func (l *Leader) WantISR(now time.Time) (isr []int32, changed bool) {
 		switch {
 		case in && now.Sub(f.lastCaughtUp) <= l.lagMax:
 			isr = append(isr, id)
-		case !in && f.leo >= 0 && f.leo >= l.hw:
+		case !in && f.leo >= 0 && f.leo >= l.hw && f.lastFetch.After(f.leftISR):
 			isr = append(isr, id)
 		}
 	}

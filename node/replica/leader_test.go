@@ -119,6 +119,7 @@ type oracle struct {
 	hw       int64
 	fetches  map[int32][]fetchEvent
 	joined   map[int32]time.Time // when each ISR member last entered (or the leadership began)
+	left     map[int32]time.Time // when each follower last left the ISR
 }
 
 type fetchEvent struct {
@@ -127,7 +128,8 @@ type fetchEvent struct {
 }
 
 func newOracle(replicas []int32, now time.Time, lagMax time.Duration) *oracle {
-	o := &oracle{replicas: replicas, isr: slices.Clone(replicas), lagMax: lagMax, fetches: map[int32][]fetchEvent{}, joined: map[int32]time.Time{}}
+	o := &oracle{replicas: replicas, isr: slices.Clone(replicas), lagMax: lagMax, fetches: map[int32][]fetchEvent{},
+		joined: map[int32]time.Time{}, left: map[int32]time.Time{}}
 	for _, id := range replicas {
 		o.joined[id] = now
 	}
@@ -142,6 +144,11 @@ func (o *oracle) setISR(isr []int32, now time.Time) {
 	for _, id := range isr {
 		if !slices.Contains(o.isr, id) {
 			o.joined[id] = now
+		}
+	}
+	for _, id := range o.isr {
+		if !slices.Contains(isr, id) {
+			o.left[id] = now
 		}
 	}
 	o.isr = slices.Clone(isr)
@@ -182,6 +189,12 @@ func (o *oracle) caughtUp(id int32) time.Time {
 	return best
 }
 
+// fetchedSince reports a fetch by id after t.
+func (o *oracle) fetchedSince(id int32, t time.Time) bool {
+	fs := o.fetches[id]
+	return len(fs) > 0 && fs[len(fs)-1].at.After(t)
+}
+
 func (o *oracle) advance(leo int64) int64 {
 	low := leo
 	for _, id := range o.isr {
@@ -207,7 +220,7 @@ func (o *oracle) wantISR(now time.Time) []int32 {
 			isr = append(isr, id)
 		case in && now.Sub(o.caughtUp(id)) <= o.lagMax:
 			isr = append(isr, id)
-		case !in && o.leo(id) >= 0 && o.leo(id) >= o.hw:
+		case !in && o.leo(id) >= 0 && o.leo(id) >= o.hw && o.fetchedSince(id, o.left[id]):
 			isr = append(isr, id)
 		}
 	}
