@@ -46,6 +46,8 @@ func nodeCommand() *ucli.Command {
 			&ucli.IntFlag{Name: "bootstrap-expect", Value: 1, EnvVars: envVars("bootstrap-expect"), Usage: "number of metadata voters; the first nodes seen become them"},
 			&ucli.StringFlag{Name: "admin-addr", EnvVars: envVars("admin-addr"), Usage: "HTTP admin address (/healthz, /readyz)"},
 			diskHighWatermarkFlag,
+			&ucli.DurationFlag{Name: "replica-lag-time-max", Value: 30 * time.Second, EnvVars: envVars("replica-lag-time-max"),
+				Usage: "a follower not caught up for this long leaves the ISR (replica.lag.time.max.ms)"},
 			clusterFlag, debugFlag,
 		}, append(tierFlags("object store for closed segments of topics with remote.storage.enable=true: s3://bucket/prefix?endpoint=host:port or file:///dir"),
 			brokerDefaultFlags()...)...),
@@ -83,7 +85,7 @@ func nodeCommand() *ucli.Command {
 				BootstrapExpect: c.Int("bootstrap-expect"), LogDefaults: plog.DefaultConfig(), TopicDefaults: defaults, Tier: store,
 				TierCacheBytes: c.Int64("tier-cache-bytes"), TierOrphanGrace: c.Duration("tier-orphan-grace"),
 				TierReconcileInterval: c.Duration("tier-reconcile-interval"),
-				DiskHighWatermark:     c.Float64("disk-high-watermark"), Logger: logger,
+				DiskHighWatermark:     c.Float64("disk-high-watermark"), ReplicaLagMax: c.Duration("replica-lag-time-max"), Logger: logger,
 			})
 			if err != nil {
 				return fmt.Errorf("node: %w", err)
