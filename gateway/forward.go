@@ -18,7 +18,7 @@ func (g *Gateway) forward(ctx context.Context, nodeID int32, req kmsg.Request) (
 	msg := nats.NewMsg(rpc.KafkaSubject(g.cfg.Cluster, nodeID))
 	msg.Header.Set(rpc.HeaderAPIKey, strconv.Itoa(int(req.Key())))
 	msg.Header.Set(rpc.HeaderAPIVersion, strconv.Itoa(int(req.GetVersion())))
-	msg.Data = req.AppendTo(nil)
+	msg.Data = rpc.Append(nil, req)
 	reply, err := g.caller.Request(ctx, msg)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: node %d: %w", nodeID, err)

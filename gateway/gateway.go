@@ -371,7 +371,7 @@ func frameResponse(h requestHeader, resp kmsg.Response) []byte {
 	if resp.IsFlexible() && h.key != 18 {
 		b = append(b, 0)
 	}
-	b = resp.AppendTo(b)
+	b = rpc.Append(b, resp)
 	binary.BigEndian.PutUint32(b, uint32(len(b)-4))
 	return b
 }

@@ -296,7 +296,7 @@ func (n *Node) handle(msg *nats.Msg) {
 	}
 	reply.Header.Set(rpc.HeaderAPIKey, strconv.Itoa(key))
 	reply.Header.Set(rpc.HeaderAPIVersion, strconv.Itoa(version))
-	reply.Data = resp.AppendTo(nil)
+	reply.Data = rpc.Append(nil, resp)
 	if err := rpc.Respond(n.cfg.Conn, msg, reply); err != nil {
 		n.logger.Warn("reply failed", "api", kmsg.NameForKey(int16(key)), "bytes", len(reply.Data), "error", err)
 	}

@@ -91,7 +91,7 @@ func waitISR(ctx context.Context, t *testing.T, c *testenv.Cluster, topic string
 // and a consumer group reading throughout skipped no offset and lost no
 // commit.
 func TestReplicationFailover(t *testing.T) {
-	c := testenv.InProcess(t, 3, testenv.Options{})
+	c := testenv.InProcess(t, 3, testenv.Options{Cuttable: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), kgo.RecordRetries(1<<30), kgo.ProducerLinger(2*time.Millisecond),
@@ -420,7 +420,7 @@ func TestReassignUnderLoad(t *testing.T) {
 // fetch answers where the logs part, truncates its own suffix and copies
 // the new leader's: the partition then reads the same from either.
 func TestDivergentLeaderTruncates(t *testing.T) {
-	c := testenv.InProcess(t, 3, testenv.Options{ReplicaLagMax: 30 * time.Second})
+	c := testenv.InProcess(t, 3, testenv.Options{ReplicaLagMax: 30 * time.Second, Cuttable: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	ctrl := controller(t, c)

@@ -42,6 +42,10 @@ type Options struct {
 	ReplicaLagMax time.Duration
 	// Logger, when set, receives the nodes' logs (default: none).
 	Logger *slog.Logger
+	// Cuttable routes each node's NATS connection through a loopback
+	// proxy, so Disconnect can cut it. Off by default: the extra hop
+	// costs throughput in benchmarks.
+	Cuttable bool
 }
 
 // Cluster is a Strata cluster running inside the test process.
@@ -53,8 +57,9 @@ type Cluster struct {
 	conns   []*nats.Conn
 	// configs start each node again with its disk and Raft address.
 	configs map[int32]node.ProcessConfig
-	// proxies carry each node's NATS connection, to cut it.
-	proxies map[int32]*proxy
+	// proxies carry each node's NATS connection, to cut it (Cuttable).
+	proxies  map[int32]*proxy
+	cuttable bool
 }
 
 // InProcess starts embedded NATS, n nodes (the first n as voters) and one
@@ -79,7 +84,8 @@ func InProcess(t testing.TB, n int, opts Options) *Cluster {
 	for i := range dirs {
 		dirs[i] = t.TempDir()
 	}
-	c := &Cluster{t: t, NATS: ns, Nodes: map[int32]*node.Process{}, configs: map[int32]node.ProcessConfig{}, proxies: map[int32]*proxy{}}
+	c := &Cluster{t: t, NATS: ns, Nodes: map[int32]*node.Process{}, configs: map[int32]node.ProcessConfig{}, proxies: map[int32]*proxy{},
+		cuttable: opts.Cuttable}
 	t.Cleanup(c.close)
 	logDefaults := plog.DefaultConfig()
 	if opts.LogDefaults != nil {
@@ -118,16 +124,20 @@ func (c *Cluster) StartNode(id int32) {
 		return
 	}
 	cfg := c.configs[id]
-	px := c.proxies[id]
-	if px == nil {
-		u, err := url.Parse(c.NATS.ClientURL())
-		if err != nil {
-			c.t.Fatal(err)
+	natsURL := c.NATS.ClientURL()
+	if c.cuttable {
+		px := c.proxies[id]
+		if px == nil {
+			u, err := url.Parse(natsURL)
+			if err != nil {
+				c.t.Fatal(err)
+			}
+			px = startProxy(c.t, u.Host)
+			c.proxies[id] = px
 		}
-		px = startProxy(c.t, u.Host)
-		c.proxies[id] = px
+		natsURL = "nats://" + px.addr()
 	}
-	nc, err := nats.Connect("nats://"+px.addr(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	nc, err := nats.Connect(natsURL, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -143,10 +153,18 @@ func (c *Cluster) StartNode(id int32) {
 // Disconnect cuts node id off NATS (its Raft connections stay): its
 // heartbeats stop reaching the controller and nothing reaches it over
 // NATS until Reconnect.
-func (c *Cluster) Disconnect(id int32) { c.proxies[id].block() }
+func (c *Cluster) Disconnect(id int32) { c.proxy(id).block() }
 
 // Reconnect lets node id reach NATS again; its client reconnects.
-func (c *Cluster) Reconnect(id int32) { c.proxies[id].unblock() }
+func (c *Cluster) Reconnect(id int32) { c.proxy(id).unblock() }
+
+func (c *Cluster) proxy(id int32) *proxy {
+	c.t.Helper()
+	if !c.cuttable {
+		c.t.Fatal("testenv: Disconnect needs Options.Cuttable")
+	}
+	return c.proxies[id]
+}
 
 // DataDir is node id's data directory.
 func (c *Cluster) DataDir(id int32) string { return c.configs[id].DataDir }
