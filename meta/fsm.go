@@ -160,6 +160,31 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 // nothing: every check comes before the first write. The error return is
 // for the state DB failing.
 func (f *FSM) apply(w *writer, cmd Command) (*ApplyResult, error) {
+	res, err := f.applyCmd(w, cmd)
+	var r rejection
+	if errors.As(err, &r) {
+		return &ApplyResult{Err: r.err}, nil
+	}
+	return res, err
+}
+
+// rejection is a check's failure returned as an error: apply turns it
+// into a rejected result.
+type rejection struct{ err error }
+
+func (r rejection) Error() string { return r.err.Error() }
+
+// partitionOrReject reads a partition's record; a missing one rejects the
+// command (ErrUnknownTopic).
+func (w *writer) partitionOrReject(topic string, p int32) (Partition, error) {
+	part, ok, err := getRecord(w.txn, partitionKey(topic, p), decodePartition)
+	if err == nil && !ok {
+		err = rejection{fmt.Errorf("%w: %s-%d", ErrUnknownTopic, topic, p)}
+	}
+	return part, err
+}
+
+func (f *FSM) applyCmd(w *writer, cmd Command) (*ApplyResult, error) {
 	reject := func(err error) (*ApplyResult, error) { return &ApplyResult{Err: err}, nil }
 	switch c := cmd.(type) {
 	case *RegisterNode:
@@ -254,12 +279,9 @@ func (f *FSM) apply(w *writer, cmd Command) (*ApplyResult, error) {
 		return &ApplyResult{}, nil
 
 	case *AlterReassignment:
-		p, ok, err := getRecord(w.txn, partitionKey(c.Topic, c.Partition), decodePartition)
+		p, err := w.partitionOrReject(c.Topic, c.Partition)
 		if err != nil {
 			return nil, err
-		}
-		if !ok {
-			return reject(fmt.Errorf("%w: %s-%d", ErrUnknownTopic, c.Topic, c.Partition))
 		}
 		r, moving, err := getRecord(w.txn, reassignKey(c.Topic, c.Partition), decodeReassignment)
 		if err != nil {
@@ -296,12 +318,9 @@ func (f *FSM) apply(w *writer, cmd Command) (*ApplyResult, error) {
 		return &ApplyResult{Partition: p}, w.set(partitionKey(p.Topic, p.Partition), p.encode())
 
 	case *CompleteReassignment:
-		p, ok, err := getRecord(w.txn, partitionKey(c.Topic, c.Partition), decodePartition)
+		p, err := w.partitionOrReject(c.Topic, c.Partition)
 		if err != nil {
 			return nil, err
-		}
-		if !ok {
-			return reject(fmt.Errorf("%w: %s-%d", ErrUnknownTopic, c.Topic, c.Partition))
 		}
 		r, moving, err := getRecord(w.txn, reassignKey(c.Topic, c.Partition), decodeReassignment)
 		if err != nil {
@@ -383,12 +402,9 @@ func (f *FSM) apply(w *writer, cmd Command) (*ApplyResult, error) {
 		return &ApplyResult{}, w.set(topicKey(t.Name), t.encode())
 
 	case *ChangeLeader:
-		p, ok, err := getRecord(w.txn, partitionKey(c.Topic, c.Partition), decodePartition)
+		p, err := w.partitionOrReject(c.Topic, c.Partition)
 		if err != nil {
 			return nil, err
-		}
-		if !ok {
-			return reject(fmt.Errorf("%w: %s-%d", ErrUnknownTopic, c.Topic, c.Partition))
 		}
 		if c.PartitionEpoch != p.PartitionEpoch {
 			return reject(fmt.Errorf("%w: %s-%d election from partition epoch %d, current %d", ErrStaleEpoch, c.Topic, c.Partition, c.PartitionEpoch, p.PartitionEpoch))
@@ -406,12 +422,9 @@ func (f *FSM) apply(w *writer, cmd Command) (*ApplyResult, error) {
 		return &ApplyResult{Partition: p}, w.set(partitionKey(p.Topic, p.Partition), p.encode())
 
 	case *AlterISR:
-		p, ok, err := getRecord(w.txn, partitionKey(c.Topic, c.Partition), decodePartition)
+		p, err := w.partitionOrReject(c.Topic, c.Partition)
 		if err != nil {
 			return nil, err
-		}
-		if !ok {
-			return reject(fmt.Errorf("%w: %s-%d", ErrUnknownTopic, c.Topic, c.Partition))
 		}
 		if c.Leader != p.Leader || c.LeaderEpoch != p.LeaderEpoch || c.PartitionEpoch != p.PartitionEpoch {
 			return reject(fmt.Errorf("%w: %s-%d ISR change from leader %d epoch %d partition epoch %d; current leader %d epoch %d partition epoch %d",
@@ -447,12 +460,9 @@ func (f *FSM) apply(w *writer, cmd Command) (*ApplyResult, error) {
 
 	case *AddTierSegment:
 		s := c.Segment
-		p, ok, err := getRecord(w.txn, partitionKey(s.Topic, s.Partition), decodePartition)
+		p, err := w.partitionOrReject(s.Topic, s.Partition)
 		if err != nil {
 			return nil, err
-		}
-		if !ok {
-			return reject(fmt.Errorf("%w: %s-%d", ErrUnknownTopic, s.Topic, s.Partition))
 		}
 		if s.LeaderEpoch != p.LeaderEpoch {
 			return reject(fmt.Errorf("%w: %s-%d segment %d uploaded in leader epoch %d, current %d", ErrStaleEpoch, s.Topic, s.Partition, s.BaseOffset, s.LeaderEpoch, p.LeaderEpoch))
@@ -497,12 +507,9 @@ func (f *FSM) apply(w *writer, cmd Command) (*ApplyResult, error) {
 		return &ApplyResult{Value: next}, nil
 
 	case *DeleteTierSegments:
-		p, ok, err := getRecord(w.txn, partitionKey(c.Topic, c.Partition), decodePartition)
+		p, err := w.partitionOrReject(c.Topic, c.Partition)
 		if err != nil {
 			return nil, err
-		}
-		if !ok {
-			return reject(fmt.Errorf("%w: %s-%d", ErrUnknownTopic, c.Topic, c.Partition))
 		}
 		if c.LogStartOffset > p.LogStartOffset {
 			p.LogStartOffset = c.LogStartOffset
