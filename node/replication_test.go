@@ -523,3 +523,57 @@ func TestDivergentLeaderTruncates(t *testing.T) {
 		}
 	}
 }
+
+// TestLaggingFollowerLeavesISR: a follower that stays alive to the
+// controller (its heartbeats arrive) but receives nothing falls behind;
+// after replica.lag.time.max.ms its leader takes it out of the ISR and
+// acks=all goes on with two; once it receives again it catches up and
+// its leader puts it back.
+func TestLaggingFollowerLeavesISR(t *testing.T) {
+	c := testenv.InProcess(t, 3, testenv.Options{Cuttable: true, ReplicaLagMax: time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), kgo.RecordRetries(1<<30))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if r, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 3, map[string]*string{"min.insync.replicas": kadm.StringPtr("2")}, "lag"); err != nil || r.Err != nil {
+		t.Fatal(err, r.Err)
+	}
+	waitISR(ctx, t, c, "lag", 3)
+	check := testenv.StartChecker(t, cl, "lag", 100, 2000)
+	defer check.Stop()
+	check.WaitAcked(ctx, 500, "before")
+	p := partitions(t, c, "lag")[0]
+	ctrl := controller(t, c)
+	var lagging int32 = -1
+	for _, id := range p.Replicas {
+		if id != p.Leader && id != ctrl {
+			lagging = id
+		}
+	}
+	if lagging < 0 {
+		t.Skipf("leader %d and controller %d leave no plain follower among %v", p.Leader, ctrl, p.Replicas)
+	}
+	c.Stall(lagging)
+	for {
+		now := partitions(t, c, "lag")[0]
+		if len(now.ISR) == 2 && !slices.Contains(now.ISR, lagging) {
+			if now.Leader != p.Leader {
+				t.Fatalf("leadership moved (%d to %d): the follower should lag, not die", p.Leader, now.Leader)
+			}
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the lagging follower %d is still in the ISR: %+v", lagging, now)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	check.WaitAcked(ctx, 1000, "with the follower out of the ISR")
+	c.Unstall(lagging)
+	waitISR(ctx, t, c, "lag", 3)
+	check.WaitAcked(ctx, 500, "after it rejoined")
+	check.Stop()
+	check.Verify(ctx, c.Addr())
+}

@@ -158,6 +158,12 @@ func (c *Cluster) Disconnect(id int32) { c.proxy(id).block() }
 // Reconnect lets node id reach NATS again; its client reconnects.
 func (c *Cluster) Reconnect(id int32) { c.proxy(id).unblock() }
 
+// Stall holds back everything NATS sends node id (what it sends still
+// goes: its heartbeats reach the controller) until Unstall: the node
+// looks alive but receives nothing, as in a one-way partition.
+func (c *Cluster) Stall(id int32)   { c.proxy(id).stall(true) }
+func (c *Cluster) Unstall(id int32) { c.proxy(id).stall(false) }
+
 func (c *Cluster) proxy(id int32) *proxy {
 	c.t.Helper()
 	if !c.cuttable {

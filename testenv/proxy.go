@@ -1,20 +1,23 @@
 package testenv
 
 import (
-	"io"
 	"net"
 	"sync"
 	"testing"
 )
 
 // proxy forwards TCP connections from a loopback port to target, and can
-// cut them: Block closes every connection and refuses new ones until
-// Unblock, as a network partition would.
+// cut them: block closes every connection and refuses new ones until
+// unblock, as a network partition would; stall holds back everything
+// target sends (the client's own sends still go), as a one-way partition
+// would.
 type proxy struct {
 	ln      net.Listener
 	target  string
 	mu      sync.Mutex
 	blocked bool
+	stalled bool
+	thaw    *sync.Cond // signalled when stalled turns false
 	conns   map[net.Conn]struct{}
 	wg      sync.WaitGroup
 }
@@ -25,6 +28,7 @@ func startProxy(t testing.TB, target string) *proxy {
 		t.Fatal(err)
 	}
 	p := &proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	p.thaw = sync.NewCond(&p.mu)
 	p.wg.Add(1)
 	go p.accept()
 	return p
@@ -54,14 +58,34 @@ func (p *proxy) accept() {
 		p.conns[c], p.conns[up] = struct{}{}, struct{}{}
 		p.mu.Unlock()
 		p.wg.Add(2)
-		go p.pipe(c, up)
-		go p.pipe(up, c)
+		go p.pipe(c, up, true)
+		go p.pipe(up, c, false)
 	}
 }
 
-func (p *proxy) pipe(dst, src net.Conn) {
+// pipe copies src to dst; down is the direction from target, which stall
+// holds back.
+func (p *proxy) pipe(dst, src net.Conn, down bool) {
 	defer p.wg.Done()
-	io.Copy(dst, src)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 && down {
+			p.mu.Lock()
+			for p.stalled && !p.blocked {
+				p.thaw.Wait()
+			}
+			p.mu.Unlock()
+		}
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
 	dst.Close()
 	src.Close()
 	p.mu.Lock()
@@ -78,6 +102,15 @@ func (p *proxy) block() {
 	for c := range p.conns {
 		c.Close()
 	}
+	p.thaw.Broadcast()
+}
+
+// stall holds back what target sends until unstall.
+func (p *proxy) stall(on bool) {
+	p.mu.Lock()
+	p.stalled = on
+	p.mu.Unlock()
+	p.thaw.Broadcast()
 }
 
 func (p *proxy) unblock() {
