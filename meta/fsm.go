@@ -184,6 +184,17 @@ func (w *writer) partitionOrReject(topic string, p int32) (Partition, error) {
 	return part, err
 }
 
+// move reads a partition (rejecting the command if there is none) and
+// the reassignment in progress on it, if any.
+func (w *writer) move(topic string, p int32) (Partition, Reassignment, bool, error) {
+	part, err := w.partitionOrReject(topic, p)
+	if err != nil {
+		return part, Reassignment{}, false, err
+	}
+	r, moving, err := getRecord(w.txn, reassignKey(topic, p), decodeReassignment)
+	return part, r, moving, err
+}
+
 func (f *FSM) applyCmd(w *writer, cmd Command) (*ApplyResult, error) {
 	reject := func(err error) (*ApplyResult, error) { return &ApplyResult{Err: err}, nil }
 	switch c := cmd.(type) {
@@ -279,11 +290,7 @@ func (f *FSM) applyCmd(w *writer, cmd Command) (*ApplyResult, error) {
 		return &ApplyResult{}, nil
 
 	case *AlterReassignment:
-		p, err := w.partitionOrReject(c.Topic, c.Partition)
-		if err != nil {
-			return nil, err
-		}
-		r, moving, err := getRecord(w.txn, reassignKey(c.Topic, c.Partition), decodeReassignment)
+		p, r, moving, err := w.move(c.Topic, c.Partition)
 		if err != nil {
 			return nil, err
 		}
@@ -318,11 +325,7 @@ func (f *FSM) applyCmd(w *writer, cmd Command) (*ApplyResult, error) {
 		return &ApplyResult{Partition: p}, w.set(partitionKey(p.Topic, p.Partition), p.encode())
 
 	case *CompleteReassignment:
-		p, err := w.partitionOrReject(c.Topic, c.Partition)
-		if err != nil {
-			return nil, err
-		}
-		r, moving, err := getRecord(w.txn, reassignKey(c.Topic, c.Partition), decodeReassignment)
+		p, r, moving, err := w.move(c.Topic, c.Partition)
 		if err != nil {
 			return nil, err
 		}

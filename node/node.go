@@ -307,6 +307,10 @@ func (n *Node) handle(msg *nats.Msg) {
 func (n *Node) partition(topic string, p int32) (*openLog, meta.Partition, *kerr.Error) {
 	v := n.cfg.Meta.Server().FSM().View()
 	part, ok, err := v.Partition(topic, p)
+	var t meta.Topic
+	if err == nil && ok {
+		t, ok, err = v.Topic(topic)
+	}
 	v.Close()
 	switch {
 	case err != nil:
@@ -316,7 +320,7 @@ func (n *Node) partition(topic string, p int32) (*openLog, meta.Partition, *kerr
 	case part.Leader != n.cfg.ID:
 		return nil, part, kerr.NotLeaderForPartition
 	}
-	ol, kerrCode := n.openLog(topic, p)
+	ol, kerrCode := n.openLogOf(t, p)
 	if kerrCode != nil {
 		return nil, part, kerrCode
 	}
@@ -340,6 +344,12 @@ func (n *Node) openLog(topic string, p int32) (*openLog, *kerr.Error) {
 	case !ok:
 		return nil, kerr.UnknownTopicOrPartition
 	}
+	return n.openLogOf(t, p)
+}
+
+// openLogOf is openLog for a topic already read.
+func (n *Node) openLogOf(t meta.Topic, p int32) (*openLog, *kerr.Error) {
+	topic := t.Name
 	key := partitionKey{topic, p}
 	n.mu.Lock()
 	defer n.mu.Unlock()

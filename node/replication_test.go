@@ -94,15 +94,9 @@ func TestReplicationFailover(t *testing.T) {
 	c := testenv.InProcess(t, 3, testenv.Options{Cuttable: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), kgo.RecordRetries(1<<30), kgo.ProducerLinger(2*time.Millisecond),
+	cl := newClient(t, c, kgo.RecordRetries(1<<30), kgo.ProducerLinger(2*time.Millisecond),
 		kgo.ProduceRequestTimeout(3*time.Second), kgo.RequestTimeoutOverhead(2*time.Second), kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if r, err := kadm.NewClient(cl).CreateTopic(ctx, 3, 3, map[string]*string{"min.insync.replicas": kadm.StringPtr("2")}, "rep"); err != nil || r.Err != nil {
-		t.Fatal(err, r.Err)
-	}
+	createTopic(ctx, t, cl, 3, 3, map[string]*string{"min.insync.replicas": kadm.StringPtr("2")}, "rep")
 	waitISR(ctx, t, c, "rep", 3)
 	t0 := time.Now()
 	check := testenv.StartChecker(t, cl, "rep", 200, 5000)
@@ -200,26 +194,16 @@ func TestAcksAllErrors(t *testing.T) {
 	c := testenv.InProcess(t, 3, testenv.Options{ReplicaLagMax: 3 * time.Second})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	adm, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer adm.Close()
+	adm := newClient(t, c)
 	for topic, minISR := range map[string]string{"three": "3", "two": "2"} {
-		if r, err := kadm.NewClient(adm).CreateTopic(ctx, 1, 3, map[string]*string{"min.insync.replicas": kadm.StringPtr(minISR)}, topic); err != nil || r.Err != nil {
-			t.Fatal(err, r.Err)
-		}
+		createTopic(ctx, t, adm, 1, 3, map[string]*string{"min.insync.replicas": kadm.StringPtr(minISR)}, topic)
 	}
 	waitISR(ctx, t, c, "three", 3)
 	waitISR(ctx, t, c, "two", 3)
 	// kgo sends a raw produce with the acks its client has.
 	raw := map[int16]*kgo.Client{}
 	for acks, opt := range map[int16]kgo.Acks{-1: kgo.AllISRAcks(), 1: kgo.LeaderAck()} {
-		cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), testenv.NamedTopics, kgo.RequiredAcks(opt), kgo.DisableIdempotentWrite())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer cl.Close()
+		cl := newClient(t, c, testenv.NamedTopics, kgo.RequiredAcks(opt), kgo.DisableIdempotentWrite())
 		raw[acks] = cl
 	}
 	// produce sends one record and returns the error code: the client's
@@ -269,16 +253,10 @@ func TestReplicatedTiering(t *testing.T) {
 	c := testenv.InProcess(t, 3, testenv.Options{Tier: store, MaintainInterval: 50 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), kgo.DefaultProduceTopic("deep"), kgo.ProducerBatchCompression(kgo.NoCompression()),
+	cl := newClient(t, c, kgo.DefaultProduceTopic("deep"), kgo.ProducerBatchCompression(kgo.NoCompression()),
 		kgo.ProducerBatchMaxBytes(16<<10))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if r, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 3, map[string]*string{"remote.storage.enable": kadm.StringPtr("true"),
-		"segment.bytes": kadm.StringPtr("65536"), "local.retention.bytes": kadm.StringPtr("131072")}, "deep"); err != nil || r.Err != nil {
-		t.Fatal(err, r.Err)
-	}
+	createTopic(ctx, t, cl, 1, 3, map[string]*string{"remote.storage.enable": kadm.StringPtr("true"),
+		"segment.bytes": kadm.StringPtr("65536"), "local.retention.bytes": kadm.StringPtr("131072")}, "deep")
 	waitISR(ctx, t, c, "deep", 3)
 	value := make([]byte, 1000)
 	for range 2000 {
@@ -347,15 +325,9 @@ func TestReassignUnderLoad(t *testing.T) {
 	c := testenv.InProcess(t, 3, testenv.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), kgo.RecordRetries(1<<30))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := newClient(t, c, kgo.RecordRetries(1<<30))
 	adm := kadm.NewClient(cl)
-	if r, err := adm.CreateTopic(ctx, 1, 2, map[string]*string{"min.insync.replicas": kadm.StringPtr("2")}, "mv"); err != nil || r.Err != nil {
-		t.Fatal(err, r.Err)
-	}
+	createTopic(ctx, t, cl, 1, 2, map[string]*string{"min.insync.replicas": kadm.StringPtr("2")}, "mv")
 	waitISR(ctx, t, c, "mv", 2)
 	check := testenv.StartChecker(t, cl, "mv", 200, 5000)
 	defer check.Stop()
@@ -434,11 +406,7 @@ func TestDivergentLeaderTruncates(t *testing.T) {
 			f = id
 		}
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), kgo.RecordRetries(1<<30), kgo.DisableIdempotentWrite(), kgo.RequiredAcks(kgo.LeaderAck()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := newClient(t, c, kgo.RecordRetries(1<<30), kgo.DisableIdempotentWrite(), kgo.RequiredAcks(kgo.LeaderAck()))
 	req := kmsg.NewPtrCreateTopicsRequest()
 	rt := kmsg.NewCreateTopicsRequestTopic()
 	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = "div", -1, -1
@@ -455,11 +423,7 @@ func TestDivergentLeaderTruncates(t *testing.T) {
 		t.Fatal(err, resp)
 	}
 	waitISR(ctx, t, c, "div", 2)
-	all, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), kgo.RecordRetries(1<<30))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer all.Close()
+	all := newClient(t, c, kgo.RecordRetries(1<<30))
 	produce := func(cl *kgo.Client, prefix string, n int) []int64 {
 		t.Helper()
 		var offsets []int64
@@ -498,11 +462,7 @@ func TestDivergentLeaderTruncates(t *testing.T) {
 	c.StopNode(f)
 	waitFor("the old leader leads again", func(p meta.Partition) bool { return p.Leader == l })
 
-	cons, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{"div": {0: kgo.NewOffset().AtStart()}}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cons.Close()
+	cons := newClient(t, c, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{"div": {0: kgo.NewOffset().AtStart()}}))
 	var got []string
 	for len(got) < 15 {
 		fs := cons.PollFetches(ctx)
@@ -533,14 +493,8 @@ func TestLaggingFollowerLeavesISR(t *testing.T) {
 	c := testenv.InProcess(t, 3, testenv.Options{Cuttable: true, ReplicaLagMax: time.Second})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), kgo.RecordRetries(1<<30))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if r, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 3, map[string]*string{"min.insync.replicas": kadm.StringPtr("2")}, "lag"); err != nil || r.Err != nil {
-		t.Fatal(err, r.Err)
-	}
+	cl := newClient(t, c, kgo.RecordRetries(1<<30))
+	createTopic(ctx, t, cl, 1, 3, map[string]*string{"min.insync.replicas": kadm.StringPtr("2")}, "lag")
 	waitISR(ctx, t, c, "lag", 3)
 	check := testenv.StartChecker(t, cl, "lag", 100, 2000)
 	defer check.Stop()
@@ -576,4 +530,23 @@ func TestLaggingFollowerLeavesISR(t *testing.T) {
 	check.WaitAcked(ctx, 500, "after it rejoined")
 	check.Stop()
 	check.Verify(ctx, c.Addr())
+}
+
+// newClient is a client of the cluster, closed when the test ends.
+func newClient(t *testing.T, c *testenv.Cluster, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.Addr())}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+// createTopic creates a topic with the given configs.
+func createTopic(ctx context.Context, t *testing.T, cl *kgo.Client, partitions int32, rf int16, configs map[string]*string, topic string) {
+	t.Helper()
+	if r, err := kadm.NewClient(cl).CreateTopic(ctx, partitions, rf, configs, topic); err != nil || r.Err != nil {
+		t.Fatal(err, r.Err)
+	}
 }
