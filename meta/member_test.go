@@ -80,6 +80,30 @@ func (c *testCluster) controller() *Member {
 	return nil
 }
 
+// propose proposes through the cluster's client, asking again while no
+// controller is elected (short timeouts on a loaded machine may elect
+// anew; a command refused for that was not applied).
+func (c *testCluster) propose(ctx context.Context, cmd Command) (*ApplyResult, error) {
+	return retryNotLeader(ctx, func() (*ApplyResult, error) { return c.client.Propose(ctx, cmd) })
+}
+
+// read reads through the cluster's client, asking again while no
+// controller is elected.
+func (c *testCluster) read(ctx context.Context, req ReadRequest) (*ReadResponse, error) {
+	return retryNotLeader(ctx, func() (*ReadResponse, error) { return c.client.Read(ctx, req) })
+}
+
+func retryNotLeader[T any](ctx context.Context, call func() (T, error)) (T, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r, err := call()
+		if !errors.Is(err, ErrNotLeader) || time.Now().After(deadline) || ctx.Err() != nil {
+			return r, err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func (c *testCluster) waitFor(what string, timeout time.Duration, cond func() bool) {
 	c.t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -105,7 +129,7 @@ func TestMembershipFromHeartbeats(t *testing.T) {
 		mi, ok := m[4]
 		return ok && !mi.Voter
 	})
-	res, err := c.client.Propose(context.Background(), testTopic("t", 1, 1))
+	res, err := c.propose(context.Background(), testTopic("t", 1, 1))
 	if err != nil || res.Err != nil {
 		t.Fatal(err, res)
 	}
@@ -133,23 +157,23 @@ func TestProposeReadAndEventsOverNATS(t *testing.T) {
 	defer sub.Unsubscribe()
 	// Whichever member the queue group picks forwards to the controller.
 	for i := range 5 {
-		res, err := c.client.Propose(ctx, testTopic(fmt.Sprintf("t%d", i), 2, 2))
+		res, err := c.propose(ctx, testTopic(fmt.Sprintf("t%d", i), 2, 2))
 		if err != nil || res.Err != nil {
 			t.Fatal(err, res)
 		}
 	}
-	res, err := c.client.Propose(ctx, testTopic("t0", 1, 1))
+	res, err := c.propose(ctx, testTopic("t0", 1, 1))
 	if err != nil || !errors.Is(res.Err, ErrTopicExists) {
 		t.Fatalf("duplicate over NATS: %v %v", err, res)
 	}
-	r, err := c.client.Read(ctx, ReadRequest{Kind: "topics"})
+	r, err := c.read(ctx, ReadRequest{Kind: "topics"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(r.Topics) != 5 || len(r.Partitions) != 10 || r.Version == 0 {
 		t.Fatalf("read %d topics %d partitions at %d", len(r.Topics), len(r.Partitions), r.Version)
 	}
-	if _, err := c.client.Read(ctx, ReadRequest{Kind: "bogus"}); !errors.Is(err, ErrInvalidRequest) {
+	if _, err := c.read(ctx, ReadRequest{Kind: "bogus"}); !errors.Is(err, ErrInvalidRequest) {
 		t.Fatalf("bad read kind: %v", err)
 	}
 	deadline := time.After(5 * time.Second)
@@ -199,15 +223,15 @@ func TestControllerMovesLeadershipOffDeadNode(t *testing.T) {
 			t.Fatal(err, res)
 		}
 	}
-	mustOK(c.client.Propose(ctx, &CreateTopic{Topic: Topic{Name: "rf3", Partitions: 1, ReplicationFactor: 3},
+	mustOK(c.propose(ctx, &CreateTopic{Topic: Topic{Name: "rf3", Partitions: 1, ReplicationFactor: 3},
 		Assignment: [][]int32{{victim, others[0], others[1]}}}))
-	mustOK(c.client.Propose(ctx, &CreateTopic{Topic: Topic{Name: "rf1", Partitions: 1, ReplicationFactor: 1},
+	mustOK(c.propose(ctx, &CreateTopic{Topic: Topic{Name: "rf1", Partitions: 1, ReplicationFactor: 1},
 		Assignment: [][]int32{{victim}}}))
 	stopped := time.Now()
 	c.stop(victim)
 	var p Partition
 	c.waitFor("a new leader for rf3-0", 5*time.Second, func() bool {
-		r, err := c.client.Read(ctx, ReadRequest{Kind: "topics", Topic: "rf3"})
+		r, err := c.read(ctx, ReadRequest{Kind: "topics", Topic: "rf3"})
 		if err != nil || len(r.Partitions) != 1 {
 			return false
 		}
@@ -221,7 +245,7 @@ func TestControllerMovesLeadershipOffDeadNode(t *testing.T) {
 	if took > 600*time.Millisecond+time.Second {
 		t.Fatalf("failover took %v, session timeout is 600ms", took)
 	}
-	r, err := c.client.Read(ctx, ReadRequest{Kind: "topics", Topic: "rf1"})
+	r, err := c.read(ctx, ReadRequest{Kind: "topics", Topic: "rf1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +256,7 @@ func TestControllerMovesLeadershipOffDeadNode(t *testing.T) {
 	// again, cleanly, by the replica that has it.
 	c.start(victim)
 	c.waitFor("rf1-0 back online", 10*time.Second, func() bool {
-		r, err := c.client.Read(ctx, ReadRequest{Kind: "topics", Topic: "rf1"})
+		r, err := c.read(ctx, ReadRequest{Kind: "topics", Topic: "rf1"})
 		return err == nil && len(r.Partitions) == 1 && r.Partitions[0].Leader == victim
 	})
 	t.Logf("leadership moved %v after the node stopped", took)
@@ -276,7 +300,7 @@ func TestOffsetCommitsSurviveControllerLoss(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	c.controller()
-	r, err := c.client.Read(ctx, ReadRequest{Kind: "offsets", Group: "g"})
+	r, err := c.read(ctx, ReadRequest{Kind: "offsets", Group: "g"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,7 +338,7 @@ func TestRestartedNodeRejoins(t *testing.T) {
 	}
 	c.stop(follower)
 	for i := range 10 {
-		if res, err := c.client.Propose(ctx, testTopic(fmt.Sprintf("t%d", i), 1, 1)); err != nil || res.Err != nil {
+		if res, err := c.propose(ctx, testTopic(fmt.Sprintf("t%d", i), 1, 1)); err != nil || res.Err != nil {
 			t.Fatal(err, res)
 		}
 	}
@@ -347,7 +371,7 @@ func TestOperatorRemovesNode(t *testing.T) {
 	if _, ok := m[4]; ok || len(m) != 3 {
 		t.Fatalf("members after removal %v", m)
 	}
-	r, err := c.client.Read(ctx, ReadRequest{Kind: "nodes"})
+	r, err := c.read(ctx, ReadRequest{Kind: "nodes"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -356,7 +380,7 @@ func TestOperatorRemovesNode(t *testing.T) {
 			t.Fatal("removed node still registered")
 		}
 	}
-	if res, err := c.client.Propose(ctx, testTopic("after", 1, 1)); err != nil || res.Err != nil {
+	if res, err := c.propose(ctx, testTopic("after", 1, 1)); err != nil || res.Err != nil {
 		t.Fatal(err, res)
 	}
 }
@@ -367,20 +391,20 @@ func TestControllerAssigns(t *testing.T) {
 	c := startCluster(t, 3, 3)
 	ctx := context.Background()
 	c.waitFor("three live nodes", 5*time.Second, func() bool { return len(c.controller().LiveNodes()) == 3 })
-	res, err := c.client.Propose(ctx, &CreateTopic{Topic: Topic{Name: "auto", Partitions: 6, ReplicationFactor: 2}})
+	res, err := c.propose(ctx, &CreateTopic{Topic: Topic{Name: "auto", Partitions: 6, ReplicationFactor: 2}})
 	if err != nil || res.Err != nil {
 		t.Fatal(err, res)
 	}
-	if res, err := c.client.Propose(ctx, &CreatePartitions{Topic: "auto", Total: 9}); err != nil || res.Err != nil {
+	if res, err := c.propose(ctx, &CreatePartitions{Topic: "auto", Total: 9}); err != nil || res.Err != nil {
 		t.Fatal(err, res)
 	}
-	if res, _ := c.client.Propose(ctx, &CreatePartitions{Topic: "auto", Total: 9}); res == nil || !errors.Is(res.Err, ErrInvalidRequest) {
+	if res, _ := c.propose(ctx, &CreatePartitions{Topic: "auto", Total: 9}); res == nil || !errors.Is(res.Err, ErrInvalidRequest) {
 		t.Fatalf("same count again: %+v", res)
 	}
-	if res, _ := c.client.Propose(ctx, &CreateTopic{Topic: Topic{Name: "big", Partitions: 1, ReplicationFactor: 4}}); res == nil || !errors.Is(res.Err, ErrNotEnoughNodes) {
+	if res, _ := c.propose(ctx, &CreateTopic{Topic: Topic{Name: "big", Partitions: 1, ReplicationFactor: 4}}); res == nil || !errors.Is(res.Err, ErrNotEnoughNodes) {
 		t.Fatalf("rf 4 on 3 nodes: %+v", res)
 	}
-	r, err := c.client.Read(ctx, ReadRequest{Kind: "topics", Topic: "auto"})
+	r, err := c.read(ctx, ReadRequest{Kind: "topics", Topic: "auto"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -422,7 +446,7 @@ func TestFollowerProposes(t *testing.T) {
 		if err != nil || !errors.Is(res.Err, ErrTopicExists) {
 			t.Fatalf("member %d: duplicate: %v %v", m.cfg.NodeID, err, res)
 		}
-		r, err := c.client.Read(ctx, ReadRequest{Kind: "tier", Topic: name, Partition: 0})
+		r, err := c.read(ctx, ReadRequest{Kind: "tier", Topic: name, Partition: 0})
 		if err != nil || len(r.Tier) != 1 {
 			t.Fatalf("member %d: manifest %v %v", m.cfg.NodeID, r, err)
 		}

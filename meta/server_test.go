@@ -89,6 +89,23 @@ func (g *testGroup) leader() *Server {
 	return nil
 }
 
+// consistentView reads from whichever member leads, asking again while
+// leadership moves (short timeouts on a loaded machine may elect anew).
+func (g *testGroup) consistentView(ctx context.Context) *View {
+	g.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		v, err := g.leader().ConsistentView(ctx)
+		if err == nil {
+			return v
+		}
+		if !errors.Is(err, ErrNotLeader) || time.Now().After(deadline) {
+			g.t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // waitApplied waits until every running member has applied index.
 func (g *testGroup) waitApplied(index uint64) {
 	g.t.Helper()
@@ -261,16 +278,13 @@ func TestRestartCatchesUpThroughSnapshot(t *testing.T) {
 	}
 	g.start(follower, addr)
 	g.waitApplied(leader.FSM().Applied())
-	v, err := leader.ConsistentView(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := g.consistentView(ctx)
 	v.Close()
 	g.waitApplied(v.Version())
 	if _, ok := restored.Load(follower); !ok {
 		t.Fatal("the restarted follower caught up without a snapshot; the test did not exercise Restore")
 	}
-	want := dump(t, leader.FSM())
+	want := dump(t, g.leader().FSM())
 	for id, s := range g.servers {
 		if got := dump(t, s.FSM()); !maps.EqualFunc(got, want, bytes.Equal) {
 			t.Fatalf("node %d state differs from the leader's (%d vs %d keys)", id, len(got), len(want))
