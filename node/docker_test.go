@@ -3,6 +3,7 @@ package node_test
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"slices"
 	"testing"
@@ -32,6 +33,8 @@ func TestDockerFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
+	start := time.Now()
+	stage := func(what string) { t.Logf("%6.1fs %s", time.Since(start).Seconds(), what) }
 	healthy := waitHealthy(t, ctx, c, "at start")
 	for {
 		r, err := kadm.NewClient(cl).CreateTopic(ctx, 3, 3, map[string]*string{"min.insync.replicas": kadm.StringPtr("2"),
@@ -50,46 +53,82 @@ func TestDockerFaults(t *testing.T) {
 	defer check.Stop()
 	group := testenv.StartGroupChecker(t, "dock", "readers", c.Addr)
 	check.WaitAcked(ctx, 1000, "before faults")
+	stage("before faults")
 
 	leader := healthy.Nodes[slices.IndexFunc(healthy.Nodes, func(n gateway.NodeStatus) bool { return n.Leads > 0 })].ID
 	other := leader%3 + 1
 	c.Kill(leader)
 	check.WaitAcked(ctx, 1000, "with a leader killed")
+	stage("with a leader killed")
 	c.Start(leader)
 	waitHealthy(t, ctx, c, "after the killed node restarted")
 	check.WaitAcked(ctx, 500, "after the killed node restarted")
+	stage("after the killed node restarted")
 
 	c.Pause(other)
 	check.WaitAcked(ctx, 1000, "with a node paused")
+	stage("with a node paused")
 	c.Unpause(other)
 	waitHealthy(t, ctx, c, "after the pause")
+	stage("after the pause")
 
 	c.Disconnect(leader)
 	check.WaitAcked(ctx, 1000, "with a node off the network")
+	stage("with a node off the network")
 	c.Reconnect(leader)
 	waitHealthy(t, ctx, c, "after reconnecting")
+	stage("after reconnecting")
 
 	c.RestartNATS()
 	waitHealthy(t, ctx, c, "after NATS restarted")
+	stage("healthy after NATS restarted")
 	check.WaitAcked(ctx, 1000, "after NATS restarted")
-	check.Stop()
-	t.Logf("%d records acknowledged", check.Acked())
-	// Partition 0's local log must start past offset 0: the oldest records
-	// are read back from MinIO only.
-	for {
-		local, code := listOffset(ctx, t, cl, "dock", -4)
-		if code == 0 && local > 0 {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("partition 0's local log still starts at %d (error %d)", local, code)
-		}
-		time.Sleep(500 * time.Millisecond)
+	stage("after NATS restarted")
+	// Every partition's local log must start past offset 0, so that the
+	// oldest records are read back from MinIO only. The producer spreads
+	// records unevenly (it avoids a slow node), so it runs until then.
+	for p := range int32(3) {
+		waitLocalStart(t, ctx, c, cl, p)
 	}
+	stage("local logs start past 0")
+	check.Stop()
+	stage("producer stopped")
+	t.Logf("%d records acknowledged", check.Acked())
 	check.Verify(ctx, c.Addr)
+	stage("verified")
 	group.WaitCaughtUp(ctx, check.Ends())
 	group.Stop()
 	group.VerifyCommitted(ctx, c.Addr)
+}
+
+// waitLocalStart waits until a partition of "dock" keeps its oldest
+// records in the store only: its local log starts past offset 0.
+func waitLocalStart(t *testing.T, ctx context.Context, c *testenv.DockerCluster, cl *kgo.Client, p int32) {
+	t.Helper()
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		local, code, err := tryListOffset(cctx, cl, "dock", p, -4)
+		cancel()
+		if err == nil && code == 0 && local > 0 {
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("partition %d's local log still starts at %d (error %d, %v); tier status: %s", p, local, code, err, adminGet(c, "/v1/tier/status"))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// adminGet returns the body of a GET on the gateway's admin API, or the
+// error.
+func adminGet(c *testenv.DockerCluster, path string) string {
+	resp, err := http.Get(c.AdminURL + path)
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }
 
 // waitHealthy waits until the gateway's admin API shows every node live

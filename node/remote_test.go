@@ -89,20 +89,28 @@ func (f *tieredFixture) listOffset(timestamp int64) (int64, int16) {
 // listOffset asks ListOffsets v8 for a topic's partition 0 at timestamp
 // (-4: the local log's start, which kadm does not ask for).
 func listOffset(ctx context.Context, t testing.TB, cl *kgo.Client, topic string, timestamp int64) (int64, int16) {
+	offset, code, err := tryListOffset(ctx, cl, topic, 0, timestamp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return offset, code
+}
+
+func tryListOffset(ctx context.Context, cl *kgo.Client, topic string, partition int32, timestamp int64) (int64, int16, error) {
 	req := kmsg.NewPtrListOffsetsRequest()
 	req.Version = 8
 	rt := kmsg.NewListOffsetsRequestTopic()
 	rt.Topic = topic
 	rp := kmsg.NewListOffsetsRequestTopicPartition()
-	rp.Timestamp, rp.CurrentLeaderEpoch = timestamp, -1
+	rp.Partition, rp.Timestamp, rp.CurrentLeaderEpoch = partition, timestamp, -1
 	rt.Partitions = append(rt.Partitions, rp)
 	req.Topics = append(req.Topics, rt)
 	resp, err := req.RequestWith(ctx, cl)
 	if err != nil {
-		t.Fatal(err)
+		return 0, 0, err
 	}
 	p := resp.Topics[0].Partitions[0]
-	return p.Offset, p.ErrorCode
+	return p.Offset, p.ErrorCode, nil
 }
 
 // rawFetch fetches partition 0 from offset once.
