@@ -589,6 +589,18 @@ func (s *segment) info(sealed bool) SegmentInfo {
 // outside [StartOffset, EndOffset] returns ErrOffsetOutOfRange; at the
 // end, nothing. Reads do not wait for appends. Safe for concurrent use.
 func (l *Log) Read(dst []byte, offset int64, maxBytes int, maxOffset int64) ([]byte, error) {
+	return l.read(dst, nil, offset, maxBytes, maxOffset)
+}
+
+// ReadAlloc is Read into a buffer from alloc, called only when there are
+// bytes to read, with their size (twice for a first batch larger than
+// maxBytes): for callers that pool buffers. It returns nil when nothing
+// was read and alloc was not called.
+func (l *Log) ReadAlloc(alloc func(n int) []byte, offset int64, maxBytes int, maxOffset int64) ([]byte, error) {
+	return l.read(nil, alloc, offset, maxBytes, maxOffset)
+}
+
+func (l *Log) read(dst []byte, alloc func(int) []byte, offset int64, maxBytes int, maxOffset int64) ([]byte, error) {
 	l.segMu.RLock()
 	defer l.segMu.RUnlock()
 	if err := l.Err(); err != nil {
@@ -621,7 +633,7 @@ func (l *Log) Read(dst []byte, offset int64, maxBytes int, maxOffset int64) ([]b
 		if h.BaseOffset >= maxOffset {
 			return dst, nil
 		}
-		out, err := s.read(dst, pos, limit, maxBytes, maxOffset)
+		out, err := s.read(dst, alloc, pos, limit, maxBytes, maxOffset)
 		if err != nil {
 			return dst, l.fail(fmt.Errorf("read offset %d: %w", offset, err))
 		}

@@ -126,6 +126,14 @@ func TestRead(t *testing.T) {
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("err %v, want %v", err, tt.wantErr)
 			}
+			// ReadAlloc reads the same, asking for a buffer only when
+			// there is something to read.
+			var asked []int
+			pooled, err := l.ReadAlloc(func(n int) []byte { asked = append(asked, n); return make([]byte, 0, n) },
+				tt.offset, tt.maxBytes, tt.maxOffset)
+			if !errors.Is(err, tt.wantErr) || !bytes.Equal(pooled, data) || len(data) == 0 && len(asked) > 0 {
+				t.Fatalf("ReadAlloc: %d bytes (Read: %d), %v, buffers asked %v", len(pooled), len(data), err, asked)
+			}
 			var bases []int64
 			for len(data) > 0 {
 				h, err := checkStoredBatch(data[:mustHeader(t, data).Size()])

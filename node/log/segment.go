@@ -360,13 +360,13 @@ func (s *segment) findBatch(offset, limit int64, scratch []byte) (pos int64, h B
 // read appends to dst the whole batches from position pos up to limit:
 // at most maxBytes of them, but always the first one whole, and none that
 // starts at or beyond maxOffset.
-func (s *segment) read(dst []byte, pos, limit int64, maxBytes int, maxOffset int64) ([]byte, error) {
+func (s *segment) read(dst []byte, alloc func(int) []byte, pos, limit int64, maxBytes int, maxOffset int64) ([]byte, error) {
 	n := int(min(int64(max(maxBytes, BatchHeaderBytes)), limit-pos))
 	if n <= 0 {
 		return dst, nil
 	}
 	start := len(dst)
-	dst = grow(dst, n)
+	dst = grow(dst, n, alloc)
 	got, err := s.log.ReadAt(dst[start:start+n], pos)
 	if got < n {
 		if err == nil || errors.Is(err, io.EOF) {
@@ -389,7 +389,7 @@ func (s *segment) read(dst []byte, pos, limit int64, maxBytes int, maxOffset int
 			if p == 0 && pos+h.Size() <= limit {
 				// The first batch alone exceeds maxBytes: return it whole
 				// anyway so the reader can always make progress.
-				dst = grow(dst[:start+n], int(h.Size())-n)
+				dst = grow(dst[:start+n], int(h.Size())-n, alloc)
 				if got, err := s.log.ReadAt(dst[start+n:start+int(h.Size())], pos+int64(n)); got < int(h.Size())-n {
 					if err == nil || errors.Is(err, io.EOF) {
 						err = errTorn
@@ -410,10 +410,17 @@ func (s *segment) read(dst []byte, pos, limit int64, maxBytes int, maxOffset int
 	return dst[:start+p], nil
 }
 
-// grow extends dst by n bytes, reallocating only when capacity runs out.
-func grow(dst []byte, n int) []byte {
+// grow extends dst by n bytes, reallocating only when capacity runs out:
+// from alloc (a buffer with room for at least the size asked) when not
+// nil.
+func grow(dst []byte, n int, alloc func(int) []byte) []byte {
 	if need := len(dst) + n; need > cap(dst) {
-		bigger := make([]byte, len(dst), max(need, 2*cap(dst)))
+		var bigger []byte
+		if alloc != nil {
+			bigger = alloc(need)[:len(dst)]
+		} else {
+			bigger = make([]byte, len(dst), max(need, 2*cap(dst)))
+		}
 		copy(bigger, dst)
 		dst = bigger
 	}
