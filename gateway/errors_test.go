@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"io"
 	"net"
 	"strings"
 	"testing"
@@ -95,13 +94,11 @@ func checkErrorsRest(t *testing.T, ctx context.Context, c *testenv.Cluster, cl *
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(5 * time.Second))
 	conn.Write([]byte{0, 0, 0, 10, 0, 18, 0, 99, 0, 0, 0, 7, 0, 0})
-	var size [4]byte
-	if _, err := io.ReadFull(conn, size[:]); err != nil {
+	_, body, err := testenv.ReadFrame(conn)
+	if err != nil {
 		t.Fatal(err)
 	}
-	body := make([]byte, binary.BigEndian.Uint32(size[:]))
-	io.ReadFull(conn, body)
-	code(kerr.UnsupportedVersion, int16(binary.BigEndian.Uint16(body[4:])))
+	code(kerr.UnsupportedVersion, int16(binary.BigEndian.Uint16(body)))
 
 	// With the node gone: partitions answer NOT_LEADER_OR_FOLLOWER and
 	// groups COORDINATOR_NOT_AVAILABLE, retriable both.
@@ -141,16 +138,12 @@ func produceAcksRaw(t *testing.T, addr, topic string, acks int16, records []byte
 	if _, err := conn.Write(kmsg.NewRequestFormatter().AppendRequest(nil, req, 9)); err != nil {
 		t.Fatal(err)
 	}
-	var size [4]byte
-	if _, err := io.ReadFull(conn, size[:]); err != nil {
-		t.Fatal(err)
-	}
-	body := make([]byte, binary.BigEndian.Uint32(size[:]))
-	if _, err := io.ReadFull(conn, body); err != nil {
+	_, body, err := testenv.ReadFrame(conn)
+	if err != nil {
 		t.Fatal(err)
 	}
 	resp := req.ResponseKind().(*kmsg.ProduceResponse)
-	if err := resp.ReadFrom(body[4:]); err != nil {
+	if err := resp.ReadFrom(body); err != nil {
 		t.Fatal(err)
 	}
 	return resp.Topics[0].Partitions[0].ErrorCode

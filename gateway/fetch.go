@@ -42,7 +42,7 @@ func (g *Gateway) fetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.Respon
 		}
 		resp.Topics = append(resp.Topics, st)
 	}
-	g.route(ctx, time.Duration(req.MaxWaitMillis)*time.Millisecond, refs, func(rs []partRef) kmsg.Request {
+	g.route(ctx, time.Duration(req.MaxWaitMillis)*time.Millisecond, refs, nil, func(rs []partRef) kmsg.Request {
 		part := kmsg.NewPtrFetchRequest()
 		part.SetVersion(min(req.GetVersion(), nodeFetchVersion))
 		part.ReplicaID, part.MaxWaitMillis, part.MinBytes, part.MaxBytes = -1, req.MaxWaitMillis, req.MinBytes, req.MaxBytes

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/strata-io/strata/internal/bufpool"
 	"github.com/strata-io/strata/internal/rpc"
 	"github.com/strata-io/strata/meta"
 )
@@ -207,7 +208,9 @@ func (g *Gateway) serve(c net.Conn) {
 			if b == nil {
 				continue
 			}
-			if _, err := w.Write(b); err != nil {
+			_, err := w.Write(b)
+			bufpool.Put(b)
+			if err != nil {
 				c.Close()
 				continue // drain the rest
 			}
@@ -225,10 +228,11 @@ func (g *Gateway) serve(c net.Conn) {
 	}()
 	r := bufio.NewReaderSize(c, 64<<10)
 	var sizeBuf [4]byte
-	// Produce requests of one connection are handled one after another, in
-	// the order they came: a client with several in flight relies on them
-	// being appended in that order (Kafka handles a connection's requests
-	// one at a time). Other requests run side by side.
+	// Produce requests of one connection are appended one after another,
+	// in the order they came: a client with several in flight relies on
+	// that. A produce goes to the nodes once the one before is appended
+	// (not replicated: acks=all waits overlap) or answered. Other requests
+	// run side by side.
 	var lastProduce chan struct{}
 	for {
 		if _, err := io.ReadFull(r, sizeBuf[:]); err != nil {
@@ -240,6 +244,9 @@ func (g *Gateway) serve(c net.Conn) {
 			return
 		}
 		frame := make([]byte, size)
+		if size >= pooledFrame {
+			frame = bufpool.Get(int(size))[:size]
+		}
 		if _, err := io.ReadFull(r, frame); err != nil {
 			return
 		}
@@ -250,21 +257,33 @@ func (g *Gateway) serve(c net.Conn) {
 		}
 		p := &pending{resp: make(chan []byte, 1)}
 		order <- p
-		var after, done chan struct{}
+		var after chan struct{}
+		var appended func()
+		// A produce's frame (its records) is not referenced once it is
+		// answered; other requests may keep parts of theirs.
+		reuse := func() {}
 		if _, ok := req.(*kmsg.ProduceRequest); ok {
-			after, done = lastProduce, make(chan struct{})
+			if size >= pooledFrame {
+				reuse = func() { bufpool.Put(frame) }
+			}
+			done := make(chan struct{})
+			after, appended = lastProduce, sync.OnceFunc(func() { close(done) })
 			lastProduce = done
 		}
 		go func() {
-			if done != nil {
-				defer close(done)
+			if appended != nil {
+				defer appended()
 			}
 			if after != nil {
 				<-after
 			}
 			ctx, cancel := context.WithTimeout(g.base, requestTimeout(req))
 			defer cancel()
+			if appended != nil {
+				ctx = context.WithValue(ctx, appendedKey{}, appended)
+			}
 			resp := g.handle(ctx, h, req)
+			reuse()
 			if resp == nil {
 				p.resp <- nil
 				return
@@ -273,6 +292,14 @@ func (g *Gateway) serve(c net.Conn) {
 		}()
 	}
 }
+
+// pooledFrame is the request size from which a produce's frame comes
+// from (and goes back to) the buffer pool.
+const pooledFrame = 64 << 10
+
+// appendedKey holds, in a produce's context, the function that lets the
+// connection's next produce go: called once this one is appended.
+type appendedKey struct{}
 
 // requestTimeout bounds one request's handling: its own timeout or long
 // poll plus a margin.
@@ -365,8 +392,10 @@ func skipTags(b []byte) ([]byte, error) {
 // frameResponse adds the size and response header to a response body.
 // ApiVersions answers with header v0 even when flexible, so a client that
 // does not yet know the broker can read it.
+//
+// The frame is a pooled buffer: give it back once written.
 func frameResponse(h requestHeader, resp kmsg.Response) []byte {
-	b := make([]byte, 8, 256)
+	b := bufpool.Get(rpc.SizeHint(resp) + 16)[:8]
 	binary.BigEndian.PutUint32(b[4:], uint32(h.correlationID))
 	if resp.IsFlexible() && h.key != 18 {
 		b = append(b, 0)

@@ -1,7 +1,6 @@
 package gateway_test
 
 import (
-	"encoding/binary"
 	"io"
 	"net"
 	"testing"
@@ -28,13 +27,8 @@ func apiVersionsWorks(t testing.TB, addr string) {
 	if _, err := conn.Write(kmsg.NewRequestFormatter().AppendRequest(nil, req, 42)); err != nil {
 		t.Fatal(err)
 	}
-	var size [4]byte
-	if _, err := io.ReadFull(conn, size[:]); err != nil {
-		t.Fatalf("no answer after bad input: %v", err)
-	}
-	body := make([]byte, binary.BigEndian.Uint32(size[:]))
-	if _, err := io.ReadFull(conn, body); err != nil || binary.BigEndian.Uint32(body) != 42 {
-		t.Fatalf("bad answer: %v", err)
+	if corr, _, err := testenv.ReadFrame(conn); err != nil || corr != 42 {
+		t.Fatalf("no answer, or a wrong one, after bad input: correlation id %d, %v", corr, err)
 	}
 }
 

@@ -22,7 +22,7 @@ func (g *Gateway) listOffsets(ctx context.Context, req *kmsg.ListOffsetsRequest)
 		}
 		resp.Topics = append(resp.Topics, st)
 	}
-	g.route(ctx, leaderWait, refs, func(rs []partRef) kmsg.Request {
+	g.route(ctx, leaderWait, refs, nil, func(rs []partRef) kmsg.Request {
 		part := kmsg.NewPtrListOffsetsRequest()
 		part.SetVersion(req.GetVersion())
 		part.ReplicaID, part.IsolationLevel = req.ReplicaID, req.IsolationLevel
@@ -59,7 +59,7 @@ func (g *Gateway) deleteRecords(ctx context.Context, req *kmsg.DeleteRecordsRequ
 		}
 		resp.Topics = append(resp.Topics, st)
 	}
-	g.route(ctx, leaderWait, refs, func(rs []partRef) kmsg.Request {
+	g.route(ctx, leaderWait, refs, nil, func(rs []partRef) kmsg.Request {
 		part := kmsg.NewPtrDeleteRecordsRequest()
 		part.SetVersion(req.GetVersion())
 		part.TimeoutMillis = req.TimeoutMillis
@@ -96,7 +96,7 @@ func (g *Gateway) offsetForLeaderEpoch(ctx context.Context, req *kmsg.OffsetForL
 		}
 		resp.Topics = append(resp.Topics, st)
 	}
-	g.route(ctx, leaderWait, refs, func(rs []partRef) kmsg.Request {
+	g.route(ctx, leaderWait, refs, nil, func(rs []partRef) kmsg.Request {
 		part := kmsg.NewPtrOffsetForLeaderEpochRequest()
 		part.SetVersion(req.GetVersion())
 		part.ReplicaID = req.ReplicaID
@@ -154,7 +154,7 @@ func (g *Gateway) describeLogDirs(ctx context.Context, req *kmsg.DescribeLogDirs
 			}
 		}
 	}
-	g.route(ctx, leaderWait, refs, func(rs []partRef) kmsg.Request {
+	g.route(ctx, leaderWait, refs, nil, func(rs []partRef) kmsg.Request {
 		part := kmsg.NewPtrDescribeLogDirsRequest()
 		part.SetVersion(req.GetVersion())
 		byTopic := map[string]int{}

@@ -1,9 +1,7 @@
 package gateway_test
 
 import (
-	"encoding/binary"
 	"fmt"
-	"io"
 	"net"
 	"testing"
 	"time"
@@ -38,13 +36,11 @@ func TestPipelinedProducesKeepOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range n {
-		var size [4]byte
-		if _, err := io.ReadFull(conn, size[:]); err != nil {
+		corr, _, err := testenv.ReadFrame(conn)
+		if err != nil {
 			t.Fatal(err)
 		}
-		body := make([]byte, binary.BigEndian.Uint32(size[:]))
-		io.ReadFull(conn, body)
-		if corr := int32(binary.BigEndian.Uint32(body)); corr != int32(i) {
+		if corr != int32(i) {
 			t.Fatalf("response %d has correlation id %d", i, corr)
 		}
 	}

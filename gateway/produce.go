@@ -42,7 +42,8 @@ func (g *Gateway) produce(ctx context.Context, req *kmsg.ProduceRequest) kmsg.Re
 		}
 		resp.Topics = append(resp.Topics, st)
 	}
-	g.route(ctx, time.Duration(req.TimeoutMillis)*time.Millisecond, refs, func(rs []partRef) kmsg.Request {
+	appended, _ := ctx.Value(appendedKey{}).(func())
+	g.route(ctx, time.Duration(req.TimeoutMillis)*time.Millisecond, refs, appended, func(rs []partRef) kmsg.Request {
 		part := kmsg.NewPtrProduceRequest()
 		part.SetVersion(min(req.GetVersion(), nodeProduceVersion))
 		part.TransactionID, part.Acks, part.TimeoutMillis = req.TransactionID, req.Acks, req.TimeoutMillis

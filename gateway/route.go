@@ -36,7 +36,16 @@ type partRef struct {
 // one, refreshes its metadata at most every 5 s). A node that does not
 // answer in time is not asked again, since it may have acted on the
 // request; its partitions get REQUEST_TIMED_OUT.
-func (g *Gateway) route(ctx context.Context, wait time.Duration, refs []partRef,
+//
+// appended, when not nil, is called as soon as every node asked first
+// has appended all its partitions (a produce's interim reply) or
+// answered, with none to ask again; a partition asked again leaves it to
+// the caller, after route returns. A partition whose leader moves while
+// it waits for replicas is asked again after appended was called, so it
+// may land after the connection's next produce: as in Kafka, order
+// across a leader change with several requests in flight rests on the
+// idempotent producer's sequence numbers, which the new leader checks.
+func (g *Gateway) route(ctx context.Context, wait time.Duration, refs []partRef, appended func(),
 	build func(refs []partRef) kmsg.Request,
 	merge func(resp kmsg.Response, refs []partRef) (notLeader []partRef),
 	fail func(ref partRef, code int16),
@@ -70,23 +79,42 @@ func (g *Gateway) route(ctx context.Context, wait time.Duration, refs []partRef,
 		}
 		var mu sync.Mutex
 		var wg sync.WaitGroup
+		// Early release of appended: first attempt only, nothing retried.
+		unsettled := len(byNode)
+		early := appended != nil && attempt == 0 && len(retry) == 0
+		watch := early     // early may turn false meanwhile; watch does not
+		settle := func() { // with mu held
+			if unsettled--; unsettled == 0 && early {
+				appended()
+			}
+		}
 		for nodeID, rs := range byNode {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				resp, err := g.forward(ctx, nodeID, build(rs))
+				var progress func()
+				if watch {
+					progress = sync.OnceFunc(func() {
+						mu.Lock()
+						defer mu.Unlock()
+						settle()
+					})
+				}
+				resp, err := g.forward(ctx, nodeID, build(rs), progress)
 				mu.Lock()
 				defer mu.Unlock()
 				switch {
 				case err == nil:
 					if again := merge(resp, rs); len(again) > 0 {
 						g.cache.invalidate()
+						early = false
 						if !last {
 							retry = append(retry, again...)
 						}
 					}
 				case errors.Is(err, nats.ErrNoResponders) && !last:
 					g.cache.invalidate()
+					early = false
 					retry = append(retry, rs...)
 				default:
 					g.logger.Warn("forward failed", "node", nodeID, "error", err)
@@ -98,6 +126,11 @@ func (g *Gateway) route(ctx context.Context, wait time.Duration, refs []partRef,
 					for _, r := range rs {
 						fail(r, code)
 					}
+				}
+				if progress != nil {
+					mu.Unlock()
+					progress() // answered: settled, if the interim reply did not come
+					mu.Lock()
 				}
 			}()
 		}

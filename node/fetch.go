@@ -7,6 +7,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/strata-io/strata/internal/bufpool"
 	plog "github.com/strata-io/strata/node/log"
 )
 
@@ -19,28 +20,41 @@ const maxFetchBytes = 55 << 20
 // to MaxWaitMillis for MinBytes to arrive, and keeps the whole response
 // within MaxBytes (but always returns the first batch it finds, so a
 // consumer never gets stuck on a large one).
-func (n *Node) fetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.Response {
+//
+// The record data is read into pooled buffers: release gives them back
+// once the response has been sent (and nothing references it).
+func (n *Node) fetch(ctx context.Context, req *kmsg.FetchRequest) (resp kmsg.Response, release func()) {
 	deadline := time.Now().Add(time.Duration(req.MaxWaitMillis) * time.Millisecond)
 	budget := int(req.MaxBytes)
 	if budget <= 0 || budget > maxFetchBytes {
 		budget = maxFetchBytes
 	}
+	var held [][]byte
+	release = func() {
+		for _, b := range held {
+			bufpool.Put(b)
+		}
+		held = held[:0]
+	}
 	for {
 		woken := n.appendedCh()
-		resp, bytes, failed := n.fetchOnce(ctx, req, budget)
+		resp, bytes, failed := n.fetchOnce(ctx, req, budget, &held)
 		if bytes >= int(req.MinBytes) || failed || !time.Now().Before(deadline) {
-			return resp
+			return resp, release
 		}
 		select {
 		case <-woken:
 		case <-time.After(time.Until(deadline)):
 		case <-ctx.Done():
-			return resp
+			return resp, release
 		}
+		release() // this round's answer is dropped
 	}
 }
 
-func (n *Node) fetchOnce(ctx context.Context, req *kmsg.FetchRequest, budget int) (*kmsg.FetchResponse, int, bool) {
+// fetchOnce reads what the fetch asks for now; the pooled buffers it
+// reads into are added to held.
+func (n *Node) fetchOnce(ctx context.Context, req *kmsg.FetchRequest, budget int, held *[][]byte) (*kmsg.FetchResponse, int, bool) {
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
 	total := 0
 	failed := false
@@ -84,7 +98,10 @@ func (n *Node) fetchOnce(ctx context.Context, req *kmsg.FetchRequest, budget int
 				st.Partitions = append(st.Partitions, sp)
 				continue
 			}
-			data, err := l.Read(nil, rp.FetchOffset, max, limit)
+			data, err := l.ReadAlloc(bufpool.Get, rp.FetchOffset, max, limit)
+			if cap(data) > 0 {
+				*held = append(*held, data)
+			}
 			if errors.Is(err, plog.ErrOffsetOutOfRange) && rp.FetchOffset < l.StartOffset() && n.remote != nil && req.ReplicaID < 0 {
 				// Below the local log: the tier may have it.
 				data, err = n.readRemote(ctx, part, rp.FetchOffset, max)

@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/strata-io/strata/internal/bufpool"
 	"github.com/strata-io/strata/internal/rpc"
 	"github.com/strata-io/strata/meta"
 	plog "github.com/strata-io/strata/node/log"
@@ -277,11 +278,16 @@ func (n *Node) handle(msg *nats.Msg) {
 	ctx, cancel := context.WithTimeout(n.base, 30*time.Second)
 	defer cancel()
 	var resp kmsg.Response
+	release := func() {}
 	switch r := req.(type) {
 	case *kmsg.ProduceRequest:
-		resp = n.produce(ctx, r)
+		resp = n.produce(ctx, r, func() {
+			if _, err := rpc.Progress(n.cfg.Conn, msg, rpc.ProgressAppended); err != nil {
+				n.logger.Debug("interim produce reply failed", "error", err)
+			}
+		})
 	case *kmsg.FetchRequest:
-		resp = n.fetch(ctx, r)
+		resp, release = n.fetch(ctx, r)
 	case *kmsg.ListOffsetsRequest:
 		resp = n.listOffsets(ctx, r)
 	case *kmsg.DeleteRecordsRequest:
@@ -296,10 +302,12 @@ func (n *Node) handle(msg *nats.Msg) {
 	}
 	reply.Header.Set(rpc.HeaderAPIKey, strconv.Itoa(key))
 	reply.Header.Set(rpc.HeaderAPIVersion, strconv.Itoa(version))
-	reply.Data = rpc.Append(nil, resp)
+	reply.Data = rpc.Append(bufpool.Get(rpc.SizeHint(resp)), resp)
+	release() // the response is encoded: its record data is copied
 	if err := rpc.Respond(n.cfg.Conn, msg, reply); err != nil {
 		n.logger.Warn("reply failed", "api", kmsg.NameForKey(int16(key)), "bytes", len(reply.Data), "error", err)
 	}
+	bufpool.Put(reply.Data) // NATS copied it
 }
 
 // partition returns the log of a partition this node leads, opening it on

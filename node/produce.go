@@ -16,10 +16,14 @@ import (
 // ISR: NOT_ENOUGH_REPLICAS before appending, NOT_ENOUGH_REPLICAS_AFTER_APPEND
 // if the ISR shrank while waiting, REQUEST_TIMED_OUT when the request's
 // timeout passed first. On a single replica the append is the commit.
-func (n *Node) produce(ctx context.Context, req *kmsg.ProduceRequest) kmsg.Response {
+//
+// appended is called when every partition has been appended and only the
+// wait for replicas is left: the gateway then sends the connection's next
+// produce, whose appends come after these, while this one waits.
+func (n *Node) produce(ctx context.Context, req *kmsg.ProduceRequest, appended func()) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.ProduceResponse)
 	badAcks := req.Acks != 0 && req.Acks != 1 && req.Acks != -1
-	appended := false
+	wrote, failed := false, false
 	type wait struct {
 		t, p   int
 		ol     *openLog
@@ -68,7 +72,7 @@ func (n *Node) produce(ctx context.Context, req *kmsg.ProduceRequest) kmsg.Respo
 				msg := err.Error()
 				sp.ErrorMessage = &msg
 			} else {
-				appended = true
+				wrote = true
 				n.appended(l)
 				if req.Acks == -1 {
 					waits = append(waits, wait{len(resp.Topics), len(st.Partitions), l, res.LastOffset, minISR})
@@ -83,8 +87,16 @@ func (n *Node) produce(ctx context.Context, req *kmsg.ProduceRequest) kmsg.Respo
 		}
 		resp.Topics = append(resp.Topics, st)
 	}
-	if appended {
+	if wrote {
 		n.notifyAppended()
+	}
+	for _, st := range resp.Topics {
+		for _, sp := range st.Partitions {
+			failed = failed || sp.ErrorCode != 0
+		}
+	}
+	if len(waits) > 0 && !failed {
+		appended()
 	}
 	if len(waits) > 0 {
 		wctx, cancel := context.WithTimeout(ctx, time.Duration(max(req.TimeoutMillis, 0))*time.Millisecond)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -548,5 +549,112 @@ func createTopic(ctx context.Context, t *testing.T, cl *kgo.Client, partitions i
 	t.Helper()
 	if r, err := kadm.NewClient(cl).CreateTopic(ctx, partitions, rf, configs, topic); err != nil || r.Err != nil {
 		t.Fatal(err, r.Err)
+	}
+}
+
+// TestPipelinedAcksAll: acks=all produce requests pipelined on one
+// connection. Each is appended while the ones before it still wait for
+// their replicas (here a stalled follower holds the high watermark back),
+// and answers and records keep the order the requests were sent in.
+func TestPipelinedAcksAll(t *testing.T) {
+	c := testenv.InProcess(t, 3, testenv.Options{Cuttable: true, ReplicaLagMax: 30 * time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl := newClient(t, c)
+	createTopic(ctx, t, cl, 1, 3, map[string]*string{"min.insync.replicas": kadm.StringPtr("2")}, "pipe")
+	waitISR(ctx, t, c, "pipe", 3)
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "pipe", Value: []byte("first")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	p := partitions(t, c, "pipe")[0]
+	ctrl := controller(t, c)
+	var stalled int32 = -1
+	for _, id := range p.Replicas {
+		if id != p.Leader && id != ctrl {
+			stalled = id
+		}
+	}
+	logSize := func() int64 {
+		dirs, err := kadm.NewClient(cl).DescribeAllLogDirs(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var size int64
+		dirs.Each(func(d kadm.DescribedLogDir) {
+			d.Topics.Each(func(dp kadm.DescribedLogDirPartition) {
+				if dp.Topic == "pipe" {
+					size += dp.Size
+				}
+			})
+		})
+		return size
+	}
+	before := logSize()
+	c.Stall(stalled)
+
+	conn, err := net.Dial("tcp", c.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(50 * time.Second))
+	const n = 20
+	var frames []byte
+	var batches int64
+	for i := range n {
+		b := testenv.Batch(fmt.Appendf(nil, "%d", i))
+		batches += int64(len(b))
+		req := testenv.ProduceRequest("pipe", -1, b)
+		req.TimeoutMillis = 40_000
+		req.SetVersion(7)
+		frames = append(frames, kmsg.NewRequestFormatter().AppendRequest(nil, req, int32(i))...)
+	}
+	if _, err := conn.Write(frames); err != nil {
+		t.Fatal(err)
+	}
+	// All of them reach the leader's log while the first still waits.
+	deadline := time.Now().Add(15 * time.Second)
+	for logSize() < before+batches {
+		if time.Now().After(deadline) {
+			t.Fatalf("leader's log holds %d of %d pipelined bytes: each produce waited for the one before to replicate",
+				logSize()-before, batches)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.Unstall(stalled)
+	for i := range n {
+		corr, body, err := testenv.ReadFrame(conn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if corr != int32(i) {
+			t.Fatalf("answer %d has correlation id %d", i, corr)
+		}
+		resp := kmsg.NewPtrProduceResponse()
+		resp.SetVersion(7)
+		if err := resp.ReadFrom(body); err != nil {
+			t.Fatal(err)
+		}
+		rp := resp.Topics[0].Partitions[0]
+		if rp.ErrorCode != 0 || rp.BaseOffset != int64(i+1) {
+			t.Fatalf("answer %d: error %d at offset %d, want offset %d", i, rp.ErrorCode, rp.BaseOffset, i+1)
+		}
+	}
+	cons := newClient(t, c, kgo.ConsumeTopics("pipe"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	for got := 0; got <= n; {
+		fs := cons.PollFetches(ctx)
+		if err := fs.Err0(); err != nil {
+			t.Fatal(err)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			want := "first"
+			if got > 0 {
+				want = fmt.Sprint(got - 1)
+			}
+			if string(r.Value) != want || r.Offset != int64(got) {
+				t.Fatalf("offset %d holds %q, want %q at %d", r.Offset, r.Value, want, got)
+			}
+			got++
+		})
 	}
 }

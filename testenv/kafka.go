@@ -3,7 +3,9 @@ package testenv
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"hash/crc32"
+	"io"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -67,4 +69,22 @@ func ProduceRaw(t testing.TB, cl *kgo.Client, topic string, acks int16, records 
 		t.Fatal(err)
 	}
 	return resp.Topics[0].Partitions[0].ErrorCode
+}
+
+// ReadFrame reads one response frame from a raw Kafka connection: its
+// correlation id and the body after it (a flexible response's header
+// tags included). A read error is returned as is.
+func ReadFrame(r io.Reader) (corr int32, body []byte, err error) {
+	var size [4]byte
+	if _, err := io.ReadFull(r, size[:]); err != nil {
+		return 0, nil, err
+	}
+	frame := make([]byte, binary.BigEndian.Uint32(size[:]))
+	if _, err := io.ReadFull(r, frame); err != nil {
+		return 0, nil, err
+	}
+	if len(frame) < 4 {
+		return 0, nil, fmt.Errorf("response frame of %d bytes", len(frame))
+	}
+	return int32(binary.BigEndian.Uint32(frame)), frame[4:], nil
 }

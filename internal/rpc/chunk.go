@@ -56,6 +56,17 @@ func publish(nc *nats.Conn, msg *nats.Msg) error {
 	return nil
 }
 
+// Progress sends req's caller an interim reply at stage, if it asked for
+// that stage (RequestProgress); it reports whether it did.
+func Progress(nc *nats.Conn, req *nats.Msg, stage string) (bool, error) {
+	if req.Reply == "" || req.Header.Get(HeaderProgress) != stage {
+		return false, nil
+	}
+	m := nats.NewMsg(req.Reply)
+	m.Header.Set(HeaderProgress, stage)
+	return true, nc.PublishMsg(m)
+}
+
 // Respond answers req with reply, in chunks when it is too big for one
 // message.
 func Respond(nc *nats.Conn, req, reply *nats.Msg) error {
@@ -173,8 +184,9 @@ type Caller struct {
 }
 
 type call struct {
-	done    chan *nats.Msg
-	partial *partial
+	done     chan *nats.Msg
+	progress func(stage string)
+	partial  *partial
 }
 
 // NewCaller subscribes a fresh inbox on nc.
@@ -196,24 +208,32 @@ func (c *Caller) Close() { c.sub.Unsubscribe() }
 // subscriber must not be in a queue group when msg may be chunked: the
 // chunks of one request must all reach the same subscriber.
 func (c *Caller) Request(ctx context.Context, msg *nats.Msg) (*nats.Msg, error) {
-	return c.request(ctx, msg, true)
+	return c.request(ctx, msg, true, nil)
+}
+
+// RequestProgress is Request that also asks for interim replies at stage
+// (HeaderProgress) and calls progress with each one that comes before
+// the answer. progress runs on the inbox's goroutine and must not block.
+func (c *Caller) RequestProgress(ctx context.Context, msg *nats.Msg, stage string, progress func(stage string)) (*nats.Msg, error) {
+	msg.Header.Set(HeaderProgress, stage)
+	return c.request(ctx, msg, true, progress)
 }
 
 // RequestOne is Request for a subject served by a queue group: the
 // request goes as one message (an error if it does not fit), the reply
 // may still come in chunks.
 func (c *Caller) RequestOne(ctx context.Context, msg *nats.Msg) (*nats.Msg, error) {
-	return c.request(ctx, msg, false)
+	return c.request(ctx, msg, false, nil)
 }
 
-func (c *Caller) request(ctx context.Context, msg *nats.Msg, split bool) (*nats.Msg, error) {
+func (c *Caller) request(ctx context.Context, msg *nats.Msg, split bool, progress func(string)) (*nats.Msg, error) {
 	if !split && len(msg.Data) > chunkLimit(c.nc) {
 		return nil, fmt.Errorf("rpc: request of %d bytes is over the NATS max payload (%d)", len(msg.Data), c.nc.MaxPayload())
 	}
 	c.mu.Lock()
 	c.next++
 	token := strconv.FormatUint(c.next, 36)
-	cl := &call{done: make(chan *nats.Msg, 1)}
+	cl := &call{done: make(chan *nats.Msg, 1), progress: progress}
 	c.calls[token] = cl
 	c.mu.Unlock()
 	defer func() {
@@ -239,6 +259,17 @@ func (c *Caller) request(ctx context.Context, msg *nats.Msg, split bool) (*nats.
 
 func (c *Caller) onReply(m *nats.Msg) {
 	token := m.Subject[len(c.prefix)+1:]
+	if stage := m.Header.Get(HeaderProgress); stage != "" {
+		c.mu.Lock()
+		cl := c.calls[token]
+		c.mu.Unlock()
+		if cl != nil && cl.progress != nil {
+			// Outside the lock: progress may wait on its caller's own.
+			// The answer comes after this message on this goroutine.
+			cl.progress(stage)
+		}
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	cl := c.calls[token]

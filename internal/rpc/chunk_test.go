@@ -38,11 +38,7 @@ func TestChunkedRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	server.Flush()
-	caller, err := rpc.NewCaller(client)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer caller.Close()
+	caller := newCaller(t, client)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	sizes := []int{0, 1, 60 << 10, 64 << 10, 200 << 10, 1 << 20, 3<<20 + 7}
@@ -81,11 +77,7 @@ func TestChunkedRoundTrip(t *testing.T) {
 
 func TestCallerNoResponders(t *testing.T) {
 	s := natstest.Start(t)
-	caller, err := rpc.NewCaller(s.Connect(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer caller.Close()
+	caller := newCaller(t, s.Connect(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if _, err := caller.Request(ctx, nats.NewMsg("nobody")); !errors.Is(err, nats.ErrNoResponders) {
@@ -134,4 +126,57 @@ func TestGatherRejectsBrokenChunks(t *testing.T) {
 		t.Fatalf("a broken chunked request reached the handler: %q", m.Data)
 	default:
 	}
+}
+
+// TestRequestProgress: a caller that asks for a stage hears the interim
+// reply before the answer; one that does not ask gets none sent.
+func TestRequestProgress(t *testing.T) {
+	s := natstest.StartPayload(t, 64<<10)
+	server, client := s.Connect(t), s.Connect(t)
+	sent := make(chan bool, 2)
+	if _, err := server.Subscribe("svc", rpc.Gather(func(m *nats.Msg) {
+		ok, err := rpc.Progress(server, m, rpc.ProgressAppended)
+		if err != nil {
+			t.Error(err)
+		}
+		sent <- ok
+		r := nats.NewMsg("")
+		r.Data = []byte("answer")
+		if err := rpc.Respond(server, m, r); err != nil {
+			t.Error(err)
+		}
+	})); err != nil {
+		t.Fatal(err)
+	}
+	server.Flush()
+	caller := newCaller(t, client)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	var stages []string
+	r, err := caller.RequestProgress(ctx, nats.NewMsg("svc"), rpc.ProgressAppended, func(stage string) { stages = append(stages, stage) })
+	if err != nil || string(r.Data) != "answer" {
+		t.Fatalf("answer %v, %v", r, err)
+	}
+	if len(stages) != 1 || stages[0] != rpc.ProgressAppended || !<-sent {
+		t.Fatalf("interim replies before the answer: %v", stages)
+	}
+
+	if r, err := caller.Request(ctx, nats.NewMsg("svc")); err != nil || string(r.Data) != "answer" {
+		t.Fatalf("answer %v, %v", r, err)
+	}
+	if <-sent {
+		t.Fatal("an interim reply was sent to a caller that did not ask for one")
+	}
+}
+
+// newCaller is a Caller on nc, closed when the test ends.
+func newCaller(t *testing.T, nc *nats.Conn) *rpc.Caller {
+	t.Helper()
+	c, err := rpc.NewCaller(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
 }

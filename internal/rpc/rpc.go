@@ -12,6 +12,13 @@ const (
 	// HeaderError carries a request-level failure: the body could not be
 	// decoded, or the API is not served there.
 	HeaderError = "Strata-Error"
+	// HeaderProgress on a request asks for an interim reply, and on a
+	// reply marks one: a bodiless message sent before the answer, at the
+	// stage the value names. ProgressAppended: every partition of a
+	// produce is in the leader's log and only the wait for replicas is
+	// left.
+	HeaderProgress   = "Strata-Progress"
+	ProgressAppended = "appended"
 )
 
 // KafkaSubject is where node id serves Kafka requests for the partitions

@@ -6,13 +6,17 @@ import "github.com/twmb/franz-go/pkg/kmsg"
 // its record data, so a large fetch response or produce request is
 // written once instead of grown (zeroed and copied) several times.
 func Append(dst []byte, m interface{ AppendTo([]byte) []byte }) []byte {
-	if need := recordBytes(m) + 4<<10; cap(dst)-len(dst) < need {
+	if need := SizeHint(m); cap(dst)-len(dst) < need {
 		grown := make([]byte, len(dst), len(dst)+need)
 		copy(grown, dst)
 		dst = grown
 	}
 	return m.AppendTo(dst)
 }
+
+// SizeHint is room enough to encode m in most cases: its record data and
+// some room for the rest.
+func SizeHint(m any) int { return recordBytes(m) + 4<<10 }
 
 // recordBytes is the record data a message carries.
 func recordBytes(m any) int {
