@@ -3,6 +3,7 @@ package meta
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -17,6 +18,9 @@ type Client struct {
 	cluster string
 }
 
+// readTry is how long a read's first try waits for an answer.
+const readTry = time.Second
+
 // NewClient returns a client for the cluster.
 func NewClient(nc *nats.Conn, cluster string) *Client { return &Client{nc: nc, cluster: cluster} }
 
@@ -28,7 +32,7 @@ func (c *Client) request(ctx context.Context, subj string, data []byte) ([]byte,
 	}
 	msg, err := c.nc.RequestWithContext(ctx, subject(c.cluster, subj), data)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrNotLeader, subj, err)
+		return nil, fmt.Errorf("%w: %s: %w", ErrNotLeader, subj, err)
 	}
 	return msg.Data, nil
 }
@@ -58,9 +62,28 @@ func (c *Client) Propose(ctx context.Context, cmd Command) (*ApplyResult, error)
 }
 
 // Read returns part of the state as of a consistent read.
+//
+// A read changes nothing, so one not answered soon is asked again, with
+// twice the time each round, until ctx ends: NATS hands each try to a
+// member of the queue group at random, and a member that looks alive but
+// receives nothing (a one-way partition) then costs a try, not the read.
 func (c *Client) Read(ctx context.Context, req ReadRequest) (*ReadResponse, error) {
 	b, _ := json.Marshal(req)
-	data, err := c.request(ctx, subjRead, b)
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+	}
+	var data []byte
+	var err error
+	for try := readTry; ; try *= 2 {
+		tctx, cancel := context.WithTimeout(ctx, try)
+		data, err = c.request(tctx, subjRead, b)
+		cancel()
+		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			break
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/strata-io/strata/internal/natstest"
 )
 
@@ -143,6 +145,35 @@ func TestMembershipFromHeartbeats(t *testing.T) {
 	nodes, _ := v.Nodes()
 	if len(nodes) != 4 {
 		t.Fatalf("%d nodes registered", len(nodes))
+	}
+}
+
+// TestReadPastSilentMember adds to the read queue group a member that
+// takes every request and never answers, as a node in a one-way
+// partition does: reads still answer, by asking again.
+func TestReadPastSilentMember(t *testing.T) {
+	c := startCluster(t, 3, 3)
+	ctx := context.Background()
+	if res, err := c.propose(ctx, testTopic("t", 1, 1)); err != nil || res.Err != nil {
+		t.Fatal(err, res)
+	}
+	silent, err := c.ns.Connect(t).QueueSubscribe(subject("test", subjRead), queueMeta, func(*nats.Msg) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Unsubscribe()
+	// With four members, 20 reads all miss the silent one by chance
+	// 0.3% of the time.
+	for i := range 20 {
+		rctx, cancel := context.WithTimeout(ctx, 8*time.Second)
+		r, err := c.client.Read(rctx, ReadRequest{Kind: "topics"})
+		cancel()
+		if err != nil || len(r.Topics) != 1 {
+			t.Fatalf("read %d: %v", i, err)
+		}
+	}
+	if n, _ := silent.Delivered(); n == 0 {
+		t.Fatal("the silent member got no read; the test did not exercise a retry")
 	}
 }
 
