@@ -5,9 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/strata-io/strata/internal/rpc"
 )
 
 // Client reaches the metadata group over NATS from anywhere (a gateway, a
@@ -30,23 +34,63 @@ func (c *Client) request(ctx context.Context, subj string, data []byte) ([]byte,
 		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 	}
-	msg, err := c.nc.RequestWithContext(ctx, subject(c.cluster, subj), data)
+	caller, err := callerFor(c.nc)
+	if err != nil {
+		return nil, err
+	}
+	msg := nats.NewMsg(subject(c.cluster, subj))
+	msg.Data = data
+	// One message to the queue group; the answer may come in chunks (a
+	// read of thousands of partitions or segments).
+	reply, err := caller.RequestOne(ctx, msg)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrNotLeader, subj, err)
 	}
-	return msg.Data, nil
+	if e := reply.Header.Get(rpc.HeaderError); e != "" {
+		return nil, fmt.Errorf("meta: %s: %s", subj, e)
+	}
+	return reply.Data, nil
+}
+
+// callers holds one rpc.Caller (a reply inbox) per connection, shared by
+// every Client on it: clients are made freely, and never closed.
+var callers sync.Map // *nats.Conn -> *rpc.Caller
+
+func callerFor(nc *nats.Conn) (*rpc.Caller, error) {
+	if c, ok := callers.Load(nc); ok {
+		return c.(*rpc.Caller), nil
+	}
+	c, err := rpc.NewCaller(nc)
+	if err != nil {
+		return nil, err
+	}
+	if prev, loaded := callers.LoadOrStore(nc, c); loaded {
+		c.Close()
+		return prev.(*rpc.Caller), nil
+	}
+	return c, nil
 }
 
 // Propose applies a command through the controller. A rejected command
 // returns an error wrapping its sentinel.
+//
+// A command too big for one NATS message (a restore naming thousands of
+// segments) goes in chunks straight to the controller's own subject: the
+// chunks of one message must reach one member, which a queue group does
+// not promise.
 func (c *Client) Propose(ctx context.Context, cmd Command) (*ApplyResult, error) {
-	data, err := c.request(ctx, subjApply, EncodeCommand(cmd))
+	var r applyReply
+	var err error
+	if b := EncodeCommand(cmd); rpc.Fits(c.nc, len(b)) {
+		var data []byte
+		if data, err = c.request(ctx, subjApply, b); err == nil && json.Unmarshal(data, &r) != nil {
+			err = fmt.Errorf("meta: malformed apply reply: %q", data)
+		}
+	} else {
+		r, err = c.proposeChunked(ctx, b)
+	}
 	if err != nil {
 		return nil, err
-	}
-	var r applyReply
-	if err := json.Unmarshal(data, &r); err != nil {
-		return nil, fmt.Errorf("meta: malformed apply reply: %w", err)
 	}
 	if r.Error != "" {
 		if r.Code == errCode(ErrNotLeader) {
@@ -59,6 +103,44 @@ func (c *Client) Propose(ctx context.Context, cmd Command) (*ApplyResult, error)
 		res.Partition = *r.Partition
 	}
 	return res, nil
+}
+
+// proposeChunked sends a command in chunks to the controller found by a
+// read, again while the one it reached no longer leads.
+func (c *Client) proposeChunked(ctx context.Context, b []byte) (applyReply, error) {
+	var r applyReply
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+	}
+	caller, err := callerFor(c.nc)
+	if err != nil {
+		return r, err
+	}
+	for {
+		rr, err := c.Read(ctx, ReadRequest{Kind: "nodes"})
+		if err != nil {
+			return r, err
+		}
+		msg := nats.NewMsg(subject(c.cluster, subjApply+"."+strconv.Itoa(int(rr.Controller))))
+		msg.Data = b
+		reply, err := caller.Request(ctx, msg)
+		if err != nil {
+			return r, fmt.Errorf("%w: %s: %w", ErrNotLeader, subjApply, err)
+		}
+		if e := reply.Header.Get(rpc.HeaderError); e != "" {
+			return r, fmt.Errorf("meta: %s", e)
+		}
+		r = applyReply{}
+		if json.Unmarshal(reply.Data, &r) != nil {
+			return r, fmt.Errorf("meta: malformed apply reply: %q", reply.Data)
+		}
+		if r.Code != errCode(ErrNotLeader) || ctx.Err() != nil {
+			return r, nil
+		}
+		time.Sleep(50 * time.Millisecond) // the lead is moving
+	}
 }
 
 // Read returns part of the state as of a consistent read.

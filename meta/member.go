@@ -165,7 +165,9 @@ func OpenMember(cfg MemberConfig) (*Member, error) {
 	}{
 		{subject(cfg.Cluster, subjHeartbeat), "", m.onHeartbeat},
 		{subject(cfg.Cluster, subjApply), queueMeta, m.handlers.Wrap(m.onApply)},
-		{subject(cfg.Cluster, subjApply+"."+id), "", m.handlers.Wrap(m.onApply)},
+		// A command too big for one message comes to the controller's own
+		// subject in chunks (Client.Propose).
+		{subject(cfg.Cluster, subjApply+"."+id), "", rpc.Gather(m.handlers.Wrap(m.onApply))},
 		{subject(cfg.Cluster, subjRead), queueMeta, m.handlers.Wrap(m.onRead)},
 		{subject(cfg.Cluster, subjRead+"."+id), "", m.handlers.Wrap(m.onRead)},
 	} {
@@ -688,15 +690,27 @@ func (m *Member) forward(msg *nats.Msg, subj string) bool {
 		m.reply(msg, applyReply{Error: "no controller elected", Code: errCode(ErrNotLeader)})
 		return true
 	}
+	if !rpc.Fits(m.nc, len(msg.Data)) {
+		// Sent in chunks to a controller that has since lost the lead:
+		// the client finds the new one and sends it again.
+		m.reply(msg, applyReply{Error: fmt.Sprintf("leader is node %d", id), Code: errCode(ErrNotLeader)})
+		return true
+	}
 	fwd := nats.NewMsg(subject(m.cfg.Cluster, subj+"."+strconv.Itoa(int(id))))
 	fwd.Data = msg.Data
 	fwd.Header.Set("Strata-Forwarded", strconv.Itoa(int(m.cfg.NodeID)))
-	resp, err := m.nc.RequestMsg(fwd, 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	caller, err := callerFor(m.nc)
+	var resp *nats.Msg
+	if err == nil {
+		resp, err = caller.Request(ctx, fwd)
+	}
 	if err != nil {
 		m.reply(msg, applyReply{Error: err.Error(), Code: errCode(ErrNotLeader)})
 		return true
 	}
-	msg.Respond(resp.Data)
+	m.respond(msg, resp.Data)
 	return true
 }
 
@@ -706,7 +720,16 @@ func (m *Member) reply(msg *nats.Msg, v any) {
 		m.logger.Error("encode reply", "error", err)
 		return
 	}
-	msg.Respond(b)
+	m.respond(msg, b)
+}
+
+// respond answers msg with b, in chunks when b is over the max payload.
+func (m *Member) respond(msg *nats.Msg, b []byte) {
+	r := nats.NewMsg(msg.Reply)
+	r.Data = b
+	if err := rpc.Respond(m.nc, msg, r); err != nil {
+		m.logger.Warn("meta reply failed", "subject", msg.Subject, "bytes", len(b), "error", err)
+	}
 }
 
 // applyReply is the answer on meta.apply.
@@ -765,8 +788,9 @@ type ReadResponse struct {
 	Tier       []TierSegment `json:"tier,omitempty"`
 	// Reassignments answers "reassignments": the moves in progress.
 	Reassignments []Reassignment `json:"reassignments,omitempty"`
-	// Controller and Live answer "cluster": the controller's id and the
-	// nodes it heard from within the session timeout.
+	// Controller is the id of the controller that answered; Live
+	// answers "cluster": the nodes it heard from within the session
+	// timeout.
 	Controller int32   `json:"controller,omitempty"`
 	Live       []int32 `json:"live,omitempty"`
 	Error      string  `json:"error,omitempty"`
@@ -795,8 +819,8 @@ func (m *Member) onRead(msg *nats.Msg) {
 		m.reply(msg, ReadResponse{Error: err.Error(), Code: errCode(err)})
 		return
 	}
+	resp.Controller = m.cfg.NodeID // reads are answered by the leader
 	if req.Kind == "cluster" {
-		resp.Controller = m.cfg.NodeID // reads are answered by the leader
 		for _, n := range m.LiveNodes() {
 			resp.Live = append(resp.Live, n.ID)
 		}

@@ -25,7 +25,12 @@ type testCluster struct {
 
 func startCluster(t testing.TB, n, expect int) *testCluster {
 	t.Helper()
-	ns := natstest.Start(t)
+	return startClusterOn(t, natstest.Start(t), n, expect)
+}
+
+// startClusterOn is startCluster over a given NATS server.
+func startClusterOn(t testing.TB, ns *natstest.Server, n, expect int) *testCluster {
+	t.Helper()
 	c := &testCluster{t: t, ns: ns, expect: expect, dirs: map[int32]string{}, members: map[int32]*Member{},
 		client: NewClient(ns.Connect(t), "test")}
 	for id := int32(1); id <= int32(n); id++ {
@@ -174,6 +179,38 @@ func TestReadPastSilentMember(t *testing.T) {
 	}
 	if n, _ := silent.Delivered(); n == 0 {
 		t.Fatal("the silent member got no read; the test did not exercise a retry")
+	}
+}
+
+// TestProposeBiggerThanMaxPayload restores a topic whose manifest is
+// several times the NATS max payload: the command goes in chunks to the
+// controller, from a member that does not lead too.
+func TestProposeBiggerThanMaxPayload(t *testing.T) {
+	c := startClusterOn(t, natstest.StartPayload(t, 16<<10), 3, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	const segments = 2000
+	restore := []RestoredPartition{{LogStartOffset: 0}}
+	for i := range int64(segments) {
+		restore[0].Segments = append(restore[0].Segments, TierSegment{Topic: "big", BaseOffset: i * 100, LastOffset: i*100 + 99,
+			SizeBytes: 1 << 20, ObjectKey: fmt.Sprintf("cluster/topics/big-0123456789abcdef/0/%020d.log", i*100), UploadTimeMs: 1})
+	}
+	cmd := &CreateTopic{Topic: Topic{Name: "big", Partitions: 1, ReplicationFactor: 1}, Restore: restore}
+	if n := len(EncodeCommand(cmd)); n < 4*(16<<10) {
+		t.Fatalf("command of %d bytes: not several times the max payload", n)
+	}
+	var follower *Member
+	for _, m := range c.members {
+		if !m.ready.Load() {
+			follower = m
+		}
+	}
+	if res, err := follower.Propose(ctx, cmd); err != nil || res.Err != nil {
+		t.Fatal(err, res)
+	}
+	r, err := c.read(ctx, ReadRequest{Kind: "tier", Topic: "big", Partition: 0})
+	if err != nil || len(r.Tier) != segments || r.Tier[segments-1].LastOffset != segments*100-1 {
+		t.Fatalf("manifest after restore: %d segments, %v", len(r.Tier), err)
 	}
 }
 

@@ -26,6 +26,9 @@ func chunkLimit(nc *nats.Conn) int {
 	return max(int(nc.MaxPayload())-headroom, 1<<10)
 }
 
+// Fits reports whether n body bytes go in one message on nc.
+func Fits(nc *nats.Conn, n int) bool { return n <= chunkLimit(nc) }
+
 // chunks splits msg into messages that fit nc, or returns msg itself.
 func chunks(nc *nats.Conn, msg *nats.Msg) []*nats.Msg {
 	limit := chunkLimit(nc)
@@ -112,7 +115,7 @@ func (p *partial) add(m *nats.Msg, i, n int) (*nats.Msg, error) {
 		return nil, nil
 	}
 	whole := nats.NewMsg(p.first.Subject)
-	whole.Reply = p.first.Reply
+	whole.Reply, whole.Sub = p.first.Reply, p.first.Sub // Sub: whole.Respond works
 	for k, v := range p.first.Header {
 		whole.Header[k] = v
 	}

@@ -24,6 +24,9 @@ func TestChunkedRoundTrip(t *testing.T) {
 	t.Cleanup(pool.Close)
 	// The reply is the request reversed, with its length in a header.
 	if _, err := server.Subscribe("svc", rpc.Gather(pool.Wrap(func(m *nats.Msg) {
+		if m.Sub == nil {
+			t.Error("a gathered message is not bound to its subscription: m.Respond fails")
+		}
 		r := nats.NewMsg("")
 		r.Header.Set("Len", m.Header.Get("Len"))
 		out := make([]byte, len(m.Data))
