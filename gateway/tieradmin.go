@@ -84,7 +84,9 @@ func (g *Gateway) TierStatus(ctx context.Context) (TierStatus, error) {
 // tierAsk sends one request to the one node that takes it.
 func (g *Gateway) tierAsk(ctx context.Context, op, topic string, reply any) error {
 	body, _ := json.Marshal(tier.AdminRequest{Topic: topic})
-	msg, err := g.cfg.Conn.RequestWithContext(ctx, rpc.TierSubject(g.cfg.Cluster, op), body)
+	req := nats.NewMsg(rpc.TierSubject(g.cfg.Cluster, op))
+	req.Data = body
+	msg, err := g.caller.RequestOne(ctx, req) // the answer may come in chunks
 	if err != nil {
 		return fmt.Errorf("tier %s: no node answered: %w", op, err)
 	}

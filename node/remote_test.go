@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -402,7 +404,10 @@ func TestRestoreFromBucket(t *testing.T) {
 		end = pm.Segments[len(pm.Segments)-1].LastOffset + 1
 		f.values = f.values[:end]
 
-		c2 := testenv.InProcess(t, 1, testenv.Options{Tier: store, MaintainInterval: 50 * time.Millisecond})
+		// The new cluster's NATS takes 2 KiB a message: the restore
+		// command and the ls answer below (several KiB each) only fit in
+		// chunks (of 1 KiB, the rpc layer's least).
+		c2 := testenv.InProcess(t, 1, testenv.Options{Tier: store, MaintainInterval: 50 * time.Millisecond, NATSMaxPayload: 2 << 10})
 		nc := c2.Conn()
 		resp, err := nc.Request(rpc.TierSubject("test", "restore"), fmt.Appendf(nil, `{"topic":%q}`, replayTopic), 30*time.Second)
 		if err != nil {
@@ -414,6 +419,15 @@ func TestRestoreFromBucket(t *testing.T) {
 		}
 		if reply.Partitions != 1 || reply.EndOffsets[0] != end {
 			t.Fatalf("restore reply %+v, want end %d", reply, end)
+		}
+		mux := http.NewServeMux()
+		c2.Gateway.RegisterAdmin(mux)
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/tier/ls?topic="+replayTopic, nil))
+		var ls tier.LsReply
+		if err := json.Unmarshal(rec.Body.Bytes(), &ls); err != nil || rec.Code != 200 || rec.Body.Len() < 4<<10 ||
+			len(ls.Partitions) != 1 || len(ls.Partitions[0].Segments) != len(pm.Segments) {
+			t.Fatalf("tier ls: %d, %d bytes: %.300s", rec.Code, rec.Body.Len(), rec.Body.Bytes())
 		}
 		cl, err := kgo.NewClient(kgo.SeedBrokers(c2.Addr()), kgo.ProducerBatchCompression(kgo.NoCompression()),
 			kgo.ProducerBatchMaxBytes(16<<10)) // the restored segment.bytes is 64 KiB

@@ -39,8 +39,12 @@ func (n *Node) subscribeTier() ([]*nats.Subscription, error) {
 				reply = s.fn(ctx, req)
 				cancel()
 			}
-			b, _ := json.Marshal(reply)
-			msg.Respond(b)
+			r := nats.NewMsg(msg.Reply)
+			r.Data, _ = json.Marshal(reply)
+			// In chunks when big: ls of a topic with thousands of segments.
+			if err := rpc.Respond(n.cfg.Conn, msg, r); err != nil {
+				n.logger.Warn("tier admin reply failed", "op", msg.Subject, "bytes", len(r.Data), "error", err)
+			}
 		})
 		sub, err := n.cfg.Conn.QueueSubscribe(rpc.TierSubject(n.cfg.Cluster, s.op), s.queue, handler)
 		if err != nil {
