@@ -29,11 +29,8 @@ const readTry = time.Second
 func NewClient(nc *nats.Conn, cluster string) *Client { return &Client{nc: nc, cluster: cluster} }
 
 func (c *Client) request(ctx context.Context, subj string, data []byte) ([]byte, error) {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-	}
+	ctx, cancel := bounded(ctx, 10*time.Second)
+	defer cancel()
 	caller, err := callerFor(c.nc)
 	if err != nil {
 		return nil, err
@@ -50,6 +47,14 @@ func (c *Client) request(ctx context.Context, subj string, data []byte) ([]byte,
 		return nil, fmt.Errorf("meta: %s: %s", subj, e)
 	}
 	return reply.Data, nil
+}
+
+// bounded gives ctx a timeout of d unless it has a deadline already.
+func bounded(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, d)
 }
 
 // callers holds one rpc.Caller (a reply inbox) per connection, shared by
@@ -109,11 +114,8 @@ func (c *Client) Propose(ctx context.Context, cmd Command) (*ApplyResult, error)
 // read, again while the one it reached no longer leads.
 func (c *Client) proposeChunked(ctx context.Context, b []byte) (applyReply, error) {
 	var r applyReply
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-	}
+	ctx, cancel := bounded(ctx, 30*time.Second)
+	defer cancel()
 	caller, err := callerFor(c.nc)
 	if err != nil {
 		return r, err
@@ -151,11 +153,8 @@ func (c *Client) proposeChunked(ctx context.Context, b []byte) (applyReply, erro
 // receives nothing (a one-way partition) then costs a try, not the read.
 func (c *Client) Read(ctx context.Context, req ReadRequest) (*ReadResponse, error) {
 	b, _ := json.Marshal(req)
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-	}
+	ctx, cancel := bounded(ctx, 10*time.Second)
+	defer cancel()
 	var data []byte
 	var err error
 	for try := readTry; ; try *= 2 {
