@@ -6,6 +6,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/strata-io/strata/testenv"
 )
 
 func TestDeleteRecordsEpochsAndCluster(t *testing.T) {
@@ -45,20 +47,8 @@ func TestDeleteRecordsEpochsAndCluster(t *testing.T) {
 		t.Fatalf("end of epoch 0: %+v", e)
 	}
 
-	dirs, err := adm.DescribeAllLogDirs(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var size int64
-	dirs.Each(func(d kadm.DescribedLogDir) {
-		d.Topics.Each(func(p kadm.DescribedLogDirPartition) {
-			if p.Topic == "dr" {
-				size += p.Size
-			}
-		})
-	})
-	if size == 0 {
-		t.Fatalf("log dirs report no bytes for topic dr: %+v", dirs)
+	if size := testenv.TopicLogBytes(ctx, t, adm, "dr"); size == 0 {
+		t.Fatal("log dirs report no bytes for topic dr")
 	}
 
 	dreq := kmsg.NewPtrDescribeClusterRequest()

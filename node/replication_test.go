@@ -574,21 +574,8 @@ func TestPipelinedAcksAll(t *testing.T) {
 			stalled = id
 		}
 	}
-	logSize := func() int64 {
-		dirs, err := kadm.NewClient(cl).DescribeAllLogDirs(ctx, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var size int64
-		dirs.Each(func(d kadm.DescribedLogDir) {
-			d.Topics.Each(func(dp kadm.DescribedLogDirPartition) {
-				if dp.Topic == "pipe" {
-					size += dp.Size
-				}
-			})
-		})
-		return size
-	}
+	adm := kadm.NewClient(cl)
+	logSize := func() int64 { return testenv.TopicLogBytes(ctx, t, adm, "pipe") }
 	before := logSize()
 	c.Stall(stalled)
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"testing"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/kversion"
@@ -87,4 +88,23 @@ func ReadFrame(r io.Reader) (corr int32, body []byte, err error) {
 		return 0, nil, fmt.Errorf("response frame of %d bytes", len(frame))
 	}
 	return int32(binary.BigEndian.Uint32(frame)), frame[4:], nil
+}
+
+// TopicLogBytes is the size DescribeLogDirs reports for a topic, summed
+// over every directory and partition.
+func TopicLogBytes(ctx context.Context, t testing.TB, adm *kadm.Client, topic string) int64 {
+	t.Helper()
+	dirs, err := adm.DescribeAllLogDirs(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var size int64
+	dirs.Each(func(d kadm.DescribedLogDir) {
+		d.Topics.Each(func(p kadm.DescribedLogDirPartition) {
+			if p.Topic == topic {
+				size += p.Size
+			}
+		})
+	})
+	return size
 }
