@@ -312,9 +312,19 @@ func requestTimeout(req kmsg.Request) time.Duration {
 	case *kmsg.JoinGroupRequest, *kmsg.SyncGroupRequest:
 		// Waits for the rebalance: up to the group's rebalance timeout.
 		return 5 * time.Minute
+	case *kmsg.OffsetCommitRequest:
+		return offsetCommitTimeout
 	}
 	return 60 * time.Second
 }
+
+// offsetCommitTimeout bounds an offset commit, and the coordinator never
+// applies one after it. It is shorter than the time clients wait for the
+// answer (franz-go 10 s, the Java client and Sarama 30 s, librdkafka
+// 60 s): a client that gave up and commits again, maybe on a new
+// connection, cannot have its newer offsets overwritten by the old
+// commit still on its way.
+const offsetCommitTimeout = 8 * time.Second
 
 // requestHeader is the part of a Kafka request before its body.
 type requestHeader struct {

@@ -35,6 +35,7 @@ func (g *Gateway) groupRequest(ctx context.Context, h requestHeader, req kmsg.Re
 	msg.Header.Set(rpc.HeaderAPIVersion, strconv.Itoa(int(req.GetVersion())))
 	msg.Header.Set(rpc.HeaderClientID, h.clientID)
 	msg.Data = req.AppendTo(nil)
+	rpc.SetDeadline(ctx, msg)
 	reply, err := g.caller.RequestOne(ctx, msg)
 	if err == nil && reply.Header.Get(rpc.HeaderError) == "" {
 		resp := req.ResponseKind()

@@ -97,6 +97,14 @@ func (s *Service) handle(msg *nats.Msg) {
 		reply.Header.Set(rpc.HeaderError, e)
 		rpc.Respond(s.nc, msg, reply)
 	}
+	// The gateway's deadline bounds the work: past it the client has its
+	// answer (a timeout) and may have sent a newer request.
+	ctx, cancel := rpc.Context(msg, 5*time.Minute)
+	defer cancel()
+	if ctx.Err() != nil {
+		fail("deadline passed before the request was handled")
+		return
+	}
 	coord := s.coordinator()
 	if coord == nil {
 		if msg.Header.Get("Strata-Forwarded") != "" {
@@ -112,8 +120,6 @@ func (s *Service) handle(msg *nats.Msg) {
 		fwd.Header = msg.Header
 		fwd.Header.Set("Strata-Forwarded", "1")
 		fwd.Data = msg.Data
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
 		resp, err := s.caller.Request(ctx, fwd)
 		if err != nil {
 			fail(err.Error())
@@ -134,8 +140,6 @@ func (s *Service) handle(msg *nats.Msg) {
 		fail(err.Error())
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
 	var resp kmsg.Response
 	switch r := req.(type) {
 	case *kmsg.JoinGroupRequest:

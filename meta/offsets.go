@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/hashicorp/raft"
 )
 
 // offsetBatcher gathers offset commits into few Raft proposals: the first
@@ -13,6 +15,13 @@ import (
 // proposals run at once, so gathering the next batch overlaps the
 // previous one's commit. A commit returns once its batch is applied, so
 // an OffsetFetch after it always sees it.
+//
+// Commits are applied in the order they reach the batcher, and a commit
+// whose caller has given up is dropped rather than applied: one loop
+// checks each batch's callers and hands the batch to Raft, so no batch
+// checked earlier takes a later log entry. Without that, a commit that
+// timed out for its client could land after the newer commit the client
+// sent next and move the group's offset back.
 type offsetBatcher struct {
 	server *Server
 	window time.Duration
@@ -26,6 +35,7 @@ type offsetBatcher struct {
 const offsetProposalsInFlight = 4
 
 type offsetReq struct {
+	ctx     context.Context
 	offsets []Offset
 	err     chan error
 }
@@ -38,9 +48,10 @@ func newOffsetBatcher(s *Server, window time.Duration, max int) *offsetBatcher {
 	return b
 }
 
-// commit records offsets and waits until they are applied.
+// commit records offsets and waits until they are applied. Once ctx ends
+// they are either applied already or never will be.
 func (b *offsetBatcher) commit(ctx context.Context, offsets []Offset) error {
-	r := &offsetReq{offsets: offsets, err: make(chan error, 1)}
+	r := &offsetReq{ctx: ctx, offsets: offsets, err: make(chan error, 1)}
 	select {
 	case b.reqs <- r:
 	case <-ctx.Done():
@@ -48,12 +59,9 @@ func (b *offsetBatcher) commit(ctx context.Context, offsets []Offset) error {
 	case <-b.done:
 		return fmt.Errorf("%w: shutting down", ErrNotLeader)
 	}
-	select {
-	case err := <-r.err:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	// The batcher answers every request it took, at the latest when the
+	// caller's context ends and the batch is dropped or proposed.
+	return <-r.err
 }
 
 func (b *offsetBatcher) run() {
@@ -82,27 +90,43 @@ func (b *offsetBatcher) run() {
 		}
 		timer.Stop()
 		b.slots <- struct{}{}
-		b.wg.Add(1)
-		go b.propose(batch, n)
+		b.propose(batch, n)
 	}
 }
 
+// propose drops the requests whose callers gave up, enqueues the rest as
+// one command, and waits for it in the background.
 func (b *offsetBatcher) propose(batch []*offsetReq, n int) {
-	defer b.wg.Done()
-	defer func() { <-b.slots }()
 	all := make([]Offset, 0, n)
+	live := batch[:0]
 	for _, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			r.err <- err
+			continue
+		}
 		all = append(all, r.offsets...)
+		live = append(live, r)
+	}
+	if len(live) == 0 {
+		<-b.slots
+		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	res, err := b.server.Propose(ctx, &CommitOffsets{Offsets: all})
-	if err == nil {
-		err = res.Err
-	}
-	for _, r := range batch {
-		r.err <- err
-	}
+	cmd := &CommitOffsets{Offsets: all}
+	f := b.server.enqueue(ctx, cmd)
+	b.wg.Add(1)
+	go func(f raft.ApplyFuture) {
+		defer b.wg.Done()
+		defer func() { <-b.slots }()
+		defer cancel()
+		res, err := b.server.result(f, cmd)
+		if err == nil {
+			err = res.Err
+		}
+		for _, r := range live {
+			r.err <- err
+		}
+	}(f)
 }
 
 func (b *offsetBatcher) close() {

@@ -197,11 +197,21 @@ func (s *Server) Leader() (id int32, addr string, ok bool) {
 // Propose applies a command through Raft and returns its result. It must
 // run on the leader; elsewhere it returns ErrNotLeader naming the leader.
 func (s *Server) Propose(ctx context.Context, cmd Command) (*ApplyResult, error) {
+	return s.result(s.enqueue(ctx, cmd), cmd)
+}
+
+// enqueue hands cmd to Raft and returns at once: commands enqueued one
+// after another from one goroutine take log entries in that order.
+func (s *Server) enqueue(ctx context.Context, cmd Command) raft.ApplyFuture {
 	timeout := 10 * time.Second
 	if d, ok := ctx.Deadline(); ok {
 		timeout = time.Until(d)
 	}
-	f := s.raft.Apply(EncodeCommand(cmd), timeout)
+	return s.raft.Apply(EncodeCommand(cmd), timeout)
+}
+
+// result waits for an enqueued command to be applied.
+func (s *Server) result(f raft.ApplyFuture, cmd Command) (*ApplyResult, error) {
 	if err := f.Error(); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {
 			id, _, ok := s.Leader()
