@@ -17,7 +17,8 @@ import (
 )
 
 // The tier part of the admin API (adminapi.go): each route is a JSON
-// request to the nodes on rpc.TierSubject. A reply whose "error" is set
+// request to the nodes (status to each on rpc.TierStatusSubject, ls and
+// restore to one on rpc.TierSubject). A reply whose "error" is set
 // comes back as 422 with that reply; a cluster that does not answer, as
 // 503.
 
@@ -31,50 +32,53 @@ type TierStatus struct {
 // statusWait bounds how long status waits for every node to answer.
 const statusWait = 2 * time.Second
 
-// TierStatus asks every node for its tiered partitions; it returns once
-// all registered nodes answered or statusWait passed.
+// TierStatus asks every registered node for its tiered partitions, each
+// on its own subject so that a big answer can come in chunks; it returns
+// once all of them answered or statusWait passed.
 func (g *Gateway) TierStatus(ctx context.Context) (TierStatus, error) {
 	out := TierStatus{Nodes: []tier.StatusReply{}}
 	nodes, err := g.meta.Read(ctx, meta.ReadRequest{Kind: "nodes"})
 	if err != nil {
 		return out, err
 	}
-	inbox := g.cfg.Conn.NewRespInbox()
-	replies := make(chan *nats.Msg, len(nodes.Nodes)+8)
-	sub, err := g.cfg.Conn.ChanSubscribe(inbox, replies)
-	if err != nil {
-		return out, err
+	ctx, cancel := context.WithTimeout(ctx, statusWait)
+	defer cancel()
+	type answer struct {
+		id    int32
+		reply tier.StatusReply
+		err   error
 	}
-	defer sub.Unsubscribe()
-	if err := g.cfg.Conn.PublishRequest(rpc.TierSubject(g.cfg.Cluster, "status"), inbox, []byte("{}")); err != nil {
-		return out, err
-	}
-	want := map[int32]bool{}
+	answers := make(chan answer, len(nodes.Nodes))
 	for _, n := range nodes.Nodes {
-		want[n.ID] = true
+		go func(id int32) {
+			req := nats.NewMsg(rpc.TierStatusSubject(g.cfg.Cluster, id))
+			req.Data = []byte("{}")
+			a := answer{id: id}
+			msg, err := g.caller.RequestOne(ctx, req)
+			if err == nil {
+				err = json.Unmarshal(msg.Data, &a.reply)
+			}
+			a.err = err
+			answers <- a
+		}(n.ID)
 	}
-	timer := time.NewTimer(statusWait)
-	defer timer.Stop()
-	for len(want) > 0 {
-		select {
-		case msg := <-replies:
-			var r tier.StatusReply
-			if err := json.Unmarshal(msg.Data, &r); err != nil {
-				return out, fmt.Errorf("tier status: bad reply: %w", err)
-			}
-			delete(want, r.Node)
-			out.Nodes = append(out.Nodes, r)
-		case <-timer.C:
-			for id := range want {
-				out.Missing = append(out.Missing, id)
-			}
-			want = nil
-		case <-ctx.Done():
-			return out, ctx.Err()
+	var bad error
+	for range nodes.Nodes {
+		a := <-answers
+		switch {
+		case a.err == nil:
+			out.Nodes = append(out.Nodes, a.reply)
+		case ctx.Err() != nil || errors.Is(a.err, nats.ErrNoResponders):
+			out.Missing = append(out.Missing, a.id)
+		default:
+			bad = fmt.Errorf("tier status: bad reply from node %d: %w", a.id, a.err)
 		}
 	}
 	slices.SortFunc(out.Nodes, func(a, b tier.StatusReply) int { return int(a.Node - b.Node) })
 	slices.Sort(out.Missing)
+	if bad != nil {
+		return out, bad
+	}
 	if len(out.Nodes) == 0 {
 		return out, errors.New("tier status: no node answered")
 	}

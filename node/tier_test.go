@@ -2,7 +2,9 @@ package node_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/strata-io/strata/gateway"
 	"github.com/strata-io/strata/meta"
 	"github.com/strata-io/strata/testenv"
 	"github.com/strata-io/strata/tier"
@@ -147,4 +150,53 @@ func waitGapFree(ctx context.Context, t *testing.T, m *meta.Member, topic string
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestTierStatusPastMaxPayload: each node's status answer, bigger than a
+// NATS message here, comes whole; a node that is down is named missing.
+func TestTierStatusPastMaxPayload(t *testing.T) {
+	store, err := tier.OpenDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := testenv.InProcess(t, 3, testenv.Options{Tier: store, NATSMaxPayload: 2 << 10})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	const partitions = 60
+	if r, err := kadm.NewClient(cl).CreateTopic(ctx, partitions, 1, map[string]*string{"remote.storage.enable": kadm.StringPtr("true")}, "tiered"); err != nil || r.Err != nil {
+		t.Fatal(err, r.Err)
+	}
+	count := func(st gateway.TierStatus) (n int) {
+		for _, r := range st.Nodes {
+			n += len(r.Partitions)
+		}
+		return n
+	}
+	var st gateway.TierStatus
+	for {
+		st, err = c.Gateway.TierStatus(ctx)
+		if err == nil && len(st.Nodes) == 3 && count(st) == partitions {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("tier status %+v, %v: want three nodes and %d partitions", st, err, partitions)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if body, _ := json.Marshal(st.Nodes[0]); len(body) <= 2<<10 {
+		t.Fatalf("node 1's status is %d bytes: it would fit one message", len(body))
+	}
+
+	c.StopNode(3)
+	start := time.Now()
+	st, err = c.Gateway.TierStatus(ctx)
+	if err != nil || len(st.Nodes) != 2 || !slices.Equal(st.Missing, []int32{3}) {
+		t.Fatalf("with node 3 down: %+v, %v", st, err)
+	}
+	t.Logf("status with a node down took %v", time.Since(start))
 }

@@ -21,13 +21,13 @@ import (
 func (n *Node) subscribeTier() ([]*nats.Subscription, error) {
 	var subs []*nats.Subscription
 	for _, s := range []struct {
-		op    string
-		queue string
-		fn    func(context.Context, tier.AdminRequest) any
+		subject string
+		queue   string
+		fn      func(context.Context, tier.AdminRequest) any
 	}{
-		{"status", "", func(context.Context, tier.AdminRequest) any { return n.tierStatus() }},
-		{"ls", rpc.TierQueue, n.tierLs},
-		{"restore", rpc.TierQueue, n.tierRestore},
+		{rpc.TierStatusSubject(n.cfg.Cluster, n.cfg.ID), "", func(context.Context, tier.AdminRequest) any { return n.tierStatus() }},
+		{rpc.TierSubject(n.cfg.Cluster, "ls"), rpc.TierQueue, n.tierLs},
+		{rpc.TierSubject(n.cfg.Cluster, "restore"), rpc.TierQueue, n.tierRestore},
 	} {
 		handler := n.handlers.Wrap(func(msg *nats.Msg) {
 			var req tier.AdminRequest
@@ -46,7 +46,7 @@ func (n *Node) subscribeTier() ([]*nats.Subscription, error) {
 				n.logger.Warn("tier admin reply failed", "op", msg.Subject, "bytes", len(r.Data), "error", err)
 			}
 		})
-		sub, err := n.cfg.Conn.QueueSubscribe(rpc.TierSubject(n.cfg.Cluster, s.op), s.queue, handler)
+		sub, err := n.cfg.Conn.QueueSubscribe(s.subject, s.queue, handler)
 		if err != nil {
 			for _, s := range subs {
 				s.Unsubscribe()

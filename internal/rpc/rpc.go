@@ -34,10 +34,15 @@ func GroupSubject(cluster string) string { return "strata." + cluster + ".group"
 // HeaderClientID carries the Kafka client id of a forwarded request.
 const HeaderClientID = "Kafka-Client-Id"
 
-// TierSubject is where nodes answer tier admin requests (op is status,
-// ls or restore) as small JSON messages: status goes to every node, ls
-// and restore to one (queue group TierQueue).
+// TierSubject is where nodes answer tier admin requests (op is ls or
+// restore) as JSON messages, to one node of queue group TierQueue.
 func TierSubject(cluster, op string) string { return "strata." + cluster + ".tier." + op }
+
+// TierStatusSubject is where node id answers tier status for the
+// partitions it leads.
+func TierStatusSubject(cluster string, id int32) string {
+	return "strata." + cluster + ".tier.status." + strconv.Itoa(int(id))
+}
 
 // TierQueue is the queue group of the one-node tier subjects.
 const TierQueue = "strata-tier"
