@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"strconv"
 
 	"github.com/nats-io/nats.go"
@@ -27,16 +28,27 @@ func (g *Gateway) findCoordinator(req *kmsg.FindCoordinatorRequest) kmsg.Respons
 }
 
 // groupRequest forwards a consumer-group request to the coordinator over
-// NATS. Without a controller the client hears COORDINATOR_NOT_AVAILABLE
-// and retries.
+// NATS: straight to the controller the gateway last read of (a node that
+// has lost the lead forwards it), else to any node. Without a controller
+// the client hears COORDINATOR_NOT_AVAILABLE and retries.
 func (g *Gateway) groupRequest(ctx context.Context, h requestHeader, req kmsg.Request) kmsg.Response {
-	msg := nats.NewMsg(rpc.GroupSubject(g.cfg.Cluster))
+	queue := rpc.GroupSubject(g.cfg.Cluster)
+	msg := nats.NewMsg(queue)
+	if id := g.meta.Controller(); id != 0 {
+		// Not the queue group: a node that hears nothing would take its
+		// share of requests and answer none.
+		msg.Subject += "." + strconv.Itoa(int(id))
+	}
 	msg.Header.Set(rpc.HeaderAPIKey, strconv.Itoa(int(req.Key())))
 	msg.Header.Set(rpc.HeaderAPIVersion, strconv.Itoa(int(req.GetVersion())))
 	msg.Header.Set(rpc.HeaderClientID, h.clientID)
 	msg.Data = req.AppendTo(nil)
 	rpc.SetDeadline(ctx, msg)
 	reply, err := g.caller.RequestOne(ctx, msg)
+	if errors.Is(err, nats.ErrNoResponders) && msg.Subject != queue {
+		msg.Subject = queue // that node is gone
+		reply, err = g.caller.RequestOne(ctx, msg)
+	}
 	if err == nil && reply.Header.Get(rpc.HeaderError) == "" {
 		resp := req.ResponseKind()
 		resp.SetVersion(req.GetVersion())

@@ -7,9 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/strata-io/strata/internal/rpc"
 	"github.com/strata-io/strata/testenv"
 )
 
@@ -144,5 +146,40 @@ func TestConsumerGroups(t *testing.T) {
 	}
 	if count != n {
 		t.Fatalf("group h read %d records", count)
+	}
+}
+
+// TestGroupRequestsPastSilentMember: group requests go straight to the
+// controller, so a member that takes queue messages and never answers (a
+// one-way partition) holds none of them.
+func TestGroupRequestsPastSilentMember(t *testing.T) {
+	c := testenv.InProcess(t, 1, testenv.Options{})
+	silent, err := c.Conn().QueueSubscribe(rpc.GroupSubject("test"), "group", func(*nats.Msg) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Unsubscribe()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	adm := kadm.NewClient(newClient(t, c.Addr()))
+	if res, err := adm.CreateTopic(ctx, 1, 1, nil, "done"); err != nil || res.Err != nil {
+		t.Fatal(err, res.Err)
+	}
+	// Through the queue, half of these would reach the silent member.
+	for i := range int64(20) {
+		var o kadm.Offsets
+		o.AddOffset("done", 0, i, -1)
+		cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
+		resp, err := adm.CommitOffsets(cctx, "readers", o)
+		ccancel()
+		if err == nil {
+			err = resp.Error()
+		}
+		if err != nil {
+			t.Fatalf("commit %d: %v", i, err)
+		}
+	}
+	if n, _ := silent.Delivered(); n != 0 {
+		t.Fatalf("the silent member took %d group requests", n)
 	}
 }

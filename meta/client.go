@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -17,9 +18,17 @@ import (
 // Client reaches the metadata group over NATS from anywhere (a gateway, a
 // node, the CLI's admin paths): proposals on meta.apply and consistent
 // reads on meta.read, answered by the controller.
+//
+// A client remembers the controller its last read named and sends
+// proposals straight to it: a member that hears nothing (a one-way
+// partition, a paused process) still takes its share of a queue group's
+// messages and never answers, and a proposal cannot be asked again the
+// way a read is.
 type Client struct {
 	nc      *nats.Conn
 	cluster string
+	// controller is the controller's id as last learnt; 0: unknown.
+	controller atomic.Int32
 }
 
 // readTry is how long a read's first try waits for an answer.
@@ -87,10 +96,7 @@ func (c *Client) Propose(ctx context.Context, cmd Command) (*ApplyResult, error)
 	var r applyReply
 	var err error
 	if b := EncodeCommand(cmd); rpc.Fits(c.nc, len(b)) {
-		var data []byte
-		if data, err = c.request(ctx, subjApply, b); err == nil && json.Unmarshal(data, &r) != nil {
-			err = fmt.Errorf("meta: malformed apply reply: %q", data)
-		}
+		r, err = c.proposeOne(ctx, b)
 	} else {
 		r, err = c.proposeChunked(ctx, b)
 	}
@@ -109,6 +115,44 @@ func (c *Client) Propose(ctx context.Context, cmd Command) (*ApplyResult, error)
 	}
 	return res, nil
 }
+
+// proposeOne sends a command in one message to the controller, learnt by
+// a read when not known (reads go on past a silent member), else to the
+// queue group. A controller that has since lost the lead forwards it.
+func (c *Client) proposeOne(ctx context.Context, b []byte) (applyReply, error) {
+	var r applyReply
+	id := c.controller.Load()
+	if id == 0 {
+		if rr, err := c.Read(ctx, ReadRequest{Kind: "nodes"}); err == nil {
+			id = rr.Controller
+		}
+	}
+	subj := subjApply
+	if id != 0 {
+		subj += "." + strconv.Itoa(int(id))
+	}
+	data, err := c.request(ctx, subj, b)
+	if id != 0 && errors.Is(err, nats.ErrNoResponders) {
+		// That node is gone: it never saw the command, so send it again
+		// to whichever member is there.
+		data, err = c.request(ctx, subjApply, b)
+	}
+	if err == nil && json.Unmarshal(data, &r) != nil {
+		err = fmt.Errorf("meta: malformed apply reply: %q", data)
+	}
+	if err != nil || r.Code == errCode(ErrNotLeader) {
+		c.controller.CompareAndSwap(id, 0) // ask anew next time
+	}
+	return r, err
+}
+
+// Controller is the controller's id as this client last learnt it from a
+// read; 0 when it has not.
+func (c *Client) Controller() int32 { return c.controller.Load() }
+
+// Hint tells the client which node leads, as its caller knows it (a
+// member from Raft).
+func (c *Client) Hint(controller int32) { c.controller.Store(controller) }
 
 // proposeChunked sends a command in chunks to the controller found by a
 // read, again while the one it reached no longer leads.
@@ -174,6 +218,9 @@ func (c *Client) Read(ctx context.Context, req ReadRequest) (*ReadResponse, erro
 	}
 	if r.Error != "" {
 		return nil, codeErr(r.Code, r.Error)
+	}
+	if r.Controller != 0 {
+		c.controller.Store(r.Controller)
 	}
 	return &r, nil
 }

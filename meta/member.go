@@ -594,7 +594,11 @@ func (m *Member) Propose(ctx context.Context, cmd Command) (*ApplyResult, error)
 		return &ApplyResult{}, m.offsets.commit(ctx, c.Offsets)
 	}
 	if !m.server.IsLeader() {
-		return NewClient(m.nc, m.cfg.Cluster).Propose(ctx, cmd)
+		c := NewClient(m.nc, m.cfg.Cluster)
+		if id, _, ok := m.server.Leader(); ok {
+			c.Hint(id)
+		}
+		return c.Propose(ctx, cmd)
 	}
 	return m.proposeHere(ctx, cmd)
 }

@@ -186,6 +186,43 @@ func TestReadPastSilentMember(t *testing.T) {
 	}
 }
 
+// TestProposePastSilentMember: proposals go straight to the controller,
+// so a member that takes queue messages and never answers (a one-way
+// partition) does not hold them; a client told of a node that is gone
+// sends to the queue instead.
+func TestProposePastSilentMember(t *testing.T) {
+	c := startCluster(t, 3, 3)
+	ctx := context.Background()
+	silent, err := c.ns.Connect(t).QueueSubscribe(subject("test", subjApply), queueMeta, func(*nats.Msg) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Unsubscribe()
+	nc := c.ns.Connect(t)
+	// With the silent member a quarter of the queue, twenty proposals
+	// through the queue would all miss it 3 times in 1,000.
+	for i := range 20 {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		res, err := retryNotLeader(pctx, func() (*ApplyResult, error) {
+			return NewClient(nc, "test").Propose(pctx, testTopic(fmt.Sprintf("t%d", i), 1, 1))
+		})
+		cancel()
+		if err != nil || res.Err != nil {
+			t.Fatalf("proposal %d: %v %v", i, err, res)
+		}
+	}
+	if n, _ := silent.Delivered(); n != 0 {
+		t.Fatalf("the silent member took %d proposals", n)
+	}
+	silent.Unsubscribe()
+
+	gone := NewClient(nc, "test")
+	gone.Hint(99)
+	if res, err := gone.Propose(ctx, testTopic("after", 1, 1)); err != nil || res.Err != nil {
+		t.Fatalf("proposal told of a node that is gone: %v %v", err, res)
+	}
+}
+
 // TestProposeBiggerThanMaxPayload restores a topic whose manifest is
 // several times the NATS max payload: the command goes in chunks to the
 // controller, from a member that does not lead too.
