@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/strata-io/strata/internal/rpc"
+	"github.com/strata-io/strata/meta"
 )
 
 // findCoordinator names a live gateway, spread by group id: every gateway
@@ -48,6 +50,14 @@ func (g *Gateway) groupRequest(ctx context.Context, h requestHeader, req kmsg.Re
 	if errors.Is(err, nats.ErrNoResponders) && msg.Subject != queue {
 		msg.Subject = queue // that node is gone
 		reply, err = g.caller.RequestOne(ctx, msg)
+	} else if err != nil && msg.Subject != queue {
+		// The node did not answer in time: it may have stopped leading
+		// (or hearing). Learn the controller anew for the client's retry.
+		go func() {
+			rctx, cancel := context.WithTimeout(g.base, 10*time.Second)
+			defer cancel()
+			g.meta.Read(rctx, meta.ReadRequest{Kind: "nodes"})
+		}()
 	}
 	if err == nil && reply.Header.Get(rpc.HeaderError) == "" {
 		resp := req.ResponseKind()

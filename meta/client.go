@@ -225,11 +225,15 @@ func (c *Client) Read(ctx context.Context, req ReadRequest) (*ReadResponse, erro
 	return &r, nil
 }
 
-// Events subscribes to change events.
+// Events subscribes to change events; the client learns the controller
+// from them too.
 func (c *Client) Events(fn func(Event)) (*nats.Subscription, error) {
 	return c.nc.Subscribe(subject(c.cluster, subjEvents), func(m *nats.Msg) {
 		var ev Event
 		if json.Unmarshal(m.Data, &ev) == nil {
+			if ev.Controller != 0 {
+				c.controller.Store(ev.Controller) // a new controller announces itself soon after it leads
+			}
 			fn(ev)
 		}
 	})

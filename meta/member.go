@@ -873,9 +873,11 @@ func answerRead(v *View, req ReadRequest) (ReadResponse, error) {
 // was replaced (a snapshot restore): refetch everything. Consumers that
 // see a version gap refetch too.
 type Event struct {
-	Version uint64   `json:"version"`
-	Reset   bool     `json:"reset,omitempty"`
-	Changes []Change `json:"changes,omitempty"`
+	Version uint64 `json:"version"`
+	// Controller is the member that published it: the leader.
+	Controller int32    `json:"controller,omitempty"`
+	Reset      bool     `json:"reset,omitempty"`
+	Changes    []Change `json:"changes,omitempty"`
 }
 
 // Change names one changed record.
@@ -893,7 +895,7 @@ func (m *Member) publishEvents(version uint64, cmds []Command) {
 	if m.server == nil || !m.server.IsLeader() {
 		return
 	}
-	ev := Event{Version: version, Reset: cmds == nil}
+	ev := Event{Version: version, Controller: m.cfg.NodeID, Reset: cmds == nil}
 	for _, c := range cmds {
 		switch c := c.(type) {
 		case *RegisterNode:

@@ -223,6 +223,38 @@ func TestProposePastSilentMember(t *testing.T) {
 	}
 }
 
+// TestClientLearnsControllerFromEvents: a client that only listens
+// learns a new controller from the first event it publishes, so its next
+// proposal goes to the right member without a read.
+func TestClientLearnsControllerFromEvents(t *testing.T) {
+	c := startCluster(t, 3, 3)
+	ctx := context.Background()
+	old := c.controller().cfg.NodeID
+	var others []int32
+	for id := range c.members {
+		if id != old {
+			others = append(others, id)
+		}
+	}
+	listener := NewClient(c.ns.Connect(t), "test")
+	sub, err := listener.Events(func(Event) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	// The old controller leads a partition: the new one moves it.
+	if res, err := c.propose(ctx, &CreateTopic{Topic: Topic{Name: "rf3", Partitions: 1, ReplicationFactor: 3},
+		Assignment: [][]int32{{old, others[0], others[1]}}}); err != nil || res.Err != nil {
+		t.Fatal(err, res)
+	}
+	c.waitFor("the listener to learn the controller", 5*time.Second, func() bool { return listener.Controller() == old })
+	c.stop(old)
+	c.waitFor("the listener to learn the new controller", 10*time.Second, func() bool {
+		id := listener.Controller()
+		return id != old && id == c.controller().cfg.NodeID
+	})
+}
+
 // TestProposeBiggerThanMaxPayload restores a topic whose manifest is
 // several times the NATS max payload: the command goes in chunks to the
 // controller, from a member that does not lead too.
