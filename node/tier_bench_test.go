@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"testing"
 	"time"
@@ -178,7 +179,16 @@ func BenchmarkTierReplay(b *testing.B) {
 			return time.Since(start), ttfb
 		}
 		before := c.Nodes[1].Node.RemoteReadStats()
+		var prof *os.File
+		if path := os.Getenv("STRATA_REPLAY_PROFILE"); path != "" {
+			prof, _ = os.Create(path)
+			pprof.StartCPUProfile(prof)
+		}
 		cold, ttfb := replay()
+		if prof != nil {
+			pprof.StopCPUProfile()
+			prof.Close()
+		}
 		mid := c.Nodes[1].Node.RemoteReadStats()
 		warm, _ := replay()
 		after := c.Nodes[1].Node.RemoteReadStats()
