@@ -44,6 +44,11 @@ type Heartbeat struct {
 	// config name (retention.ms, ...): what a topic without its own value
 	// gets on this node, as DescribeConfigs reports it.
 	TopicDefaults map[string]string `json:"topic_defaults,omitempty"`
+	// Deaf says the node has not heard its own heartbeats come back: it
+	// sends on NATS but receives nothing (a one-way partition, a stalled
+	// connection). Such a heartbeat does not count as the node being
+	// alive: it could lead no partition, answer no request.
+	Deaf bool `json:"deaf,omitempty"`
 }
 
 // HeartbeatSubject is where nodes publish their Heartbeat.
@@ -104,9 +109,13 @@ type Member struct {
 		seen        map[int32]seenNode
 		leaderSince time.Time // zero when not leading
 		// deafSince is when the controller stopped hearing a majority.
-		deafSince  time.Time
-		settledAt  time.Time // when the bootstrap candidate set last changed
-		candidates []int32
+		deafSince time.Time
+		// firstSent is when this node first sent a heartbeat, lastEcho
+		// when it last heard one of its own back (see Heartbeat.Deaf).
+		firstSent, lastEcho time.Time
+		reconnects          uint64    // the connection's count when firstSent was set
+		settledAt           time.Time // when the bootstrap candidate set last changed
+		candidates          []int32
 		// removed holds nodes an operator removed, with when: their
 		// heartbeats are ignored for a session timeout, so one in flight
 		// does not bring them back. A node heard after that returns.
@@ -223,15 +232,49 @@ func (m *Member) heartbeat() Heartbeat {
 	}
 	members, _ := m.server.Members()
 	return Heartbeat{ID: m.cfg.NodeID, RaftAddr: m.server.Addr(), Rack: m.cfg.Rack, Version: m.cfg.Version,
-		Member: len(members) > 0, Leader: leader, Applied: m.server.FSM().Applied(), TopicDefaults: m.cfg.TopicDefaults}
+		Member: len(members) > 0, Leader: leader, Applied: m.server.FSM().Applied(), TopicDefaults: m.cfg.TopicDefaults,
+		Deaf: m.deaf(time.Now())}
+}
+
+// deaf reports whether this node's own heartbeats have stopped coming
+// back: for three intervals (at most half a session timeout), after it
+// has sent for that long on its current connection. A node that is not
+// connected is not deaf: its heartbeats wait in the client's buffer, and
+// say it lives when they go out on reconnecting, as before.
+func (m *Member) deaf(now time.Time) bool {
+	if !m.nc.IsConnected() {
+		return false
+	}
+	after := min(3*m.cfg.HeartbeatInterval, m.cfg.SessionTimeout/2)
+	reconnects := m.nc.Stats().Reconnects
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if reconnects != m.mu.reconnects {
+		m.mu.reconnects, m.mu.firstSent = reconnects, now
+	}
+	return !m.mu.firstSent.IsZero() && now.Sub(m.mu.firstSent) > after && now.Sub(m.mu.lastEcho) > after
 }
 
 func (m *Member) heartbeatLoop(ctx context.Context) {
 	defer m.wg.Done()
 	t := time.NewTicker(m.cfg.HeartbeatInterval)
 	defer t.Stop()
+	wasDeaf := false
 	for {
+		m.mu.Lock()
+		if m.mu.firstSent.IsZero() {
+			m.mu.firstSent = time.Now()
+		}
+		m.mu.Unlock()
 		hb := m.heartbeat()
+		if hb.Deaf != wasDeaf {
+			if hb.Deaf {
+				m.logger.Warn("this node's heartbeats no longer come back: it hears nothing on NATS, so it tells the controller not to count it alive")
+			} else {
+				m.logger.Info("this node hears NATS again")
+			}
+			wasDeaf = hb.Deaf
+		}
 		if b, err := json.Marshal(hb); err == nil {
 			m.nc.Publish(subject(m.cfg.Cluster, subjHeartbeat), b)
 		}
@@ -254,6 +297,11 @@ func (m *Member) onHeartbeat(msg *nats.Msg) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if hb.ID == m.cfg.NodeID {
+		m.mu.lastEcho = time.Now()
+	} else if hb.Deaf {
+		return // it is there, but hears nothing: not alive
+	}
 	if at, ok := m.mu.removed[hb.ID]; ok {
 		if time.Since(at) < m.cfg.SessionTimeout {
 			return

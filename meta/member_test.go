@@ -224,35 +224,37 @@ func TestProposePastSilentMember(t *testing.T) {
 }
 
 // TestClientLearnsControllerFromEvents: a client that only listens
-// learns a new controller from the first event it publishes, so its next
-// proposal goes to the right member without a read.
+// learns the controller from the events it publishes, a new one too, so
+// its next proposal goes to the right member without a read.
 func TestClientLearnsControllerFromEvents(t *testing.T) {
 	c := startCluster(t, 3, 3)
 	ctx := context.Background()
-	old := c.controller().cfg.NodeID
-	var others []int32
-	for id := range c.members {
-		if id != old {
-			others = append(others, id)
-		}
-	}
 	listener := NewClient(c.ns.Connect(t), "test")
 	sub, err := listener.Events(func(Event) {})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sub.Unsubscribe()
-	// The old controller leads a partition: the new one moves it.
-	if res, err := c.propose(ctx, &CreateTopic{Topic: Topic{Name: "rf3", Partitions: 1, ReplicationFactor: 3},
-		Assignment: [][]int32{{old, others[0], others[1]}}}); err != nil || res.Err != nil {
-		t.Fatal(err, res)
+	n := 0
+	// learnt makes the controller publish events (a topic each) until the
+	// listener names it; short Raft timeouts may move the lead meanwhile.
+	learnt := func(what string) int32 {
+		var id int32
+		c.waitFor(what, 10*time.Second, func() bool {
+			n++
+			if res, err := c.propose(ctx, testTopic(fmt.Sprintf("t%d", n), 1, 1)); err != nil || res.Err != nil {
+				t.Fatal(err, res)
+			}
+			id = c.controller().cfg.NodeID
+			return listener.Controller() == id
+		})
+		return id
 	}
-	c.waitFor("the listener to learn the controller", 5*time.Second, func() bool { return listener.Controller() == old })
+	old := learnt("the listener to learn the controller")
 	c.stop(old)
-	c.waitFor("the listener to learn the new controller", 10*time.Second, func() bool {
-		id := listener.Controller()
-		return id != old && id == c.controller().cfg.NodeID
-	})
+	if id := learnt("the listener to learn the new controller"); id == old {
+		t.Fatalf("the listener still names node %d, stopped", old)
+	}
 }
 
 // TestProposeBiggerThanMaxPayload restores a topic whose manifest is
