@@ -54,6 +54,18 @@ func TestDeafLeaderLosesLeadership(t *testing.T) {
 	}
 	t.Logf("leadership moved off the deaf node after %v", time.Since(start))
 	check.WaitAcked(ctx, 2000, "with a leader deaf to NATS")
+	// It leaves every ISR and stays out: its fetches still arrive, but it
+	// hears no answer, so letting it back in would only see it leave
+	// again, over and over.
+	waitISR(ctx, t, c, "rep", 2)
+	before := partitions(t, c, "rep")
+	time.Sleep(5 * time.Second)
+	for i, p := range partitions(t, c, "rep") {
+		if p.PartitionEpoch != before[i].PartitionEpoch {
+			t.Errorf("partition %d's ISR changed while node %d was deaf: %v at epoch %d, then %v at epoch %d",
+				p.Partition, deaf, before[i].ISR, before[i].PartitionEpoch, p.ISR, p.PartitionEpoch)
+		}
+	}
 	c.Unstall(deaf)
 	waitISR(ctx, t, c, "rep", 3)
 	check.WaitAcked(ctx, 1000, "after it hears again")

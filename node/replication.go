@@ -439,6 +439,10 @@ func (n *Node) proposeISRChanges(ctx context.Context) {
 	}
 	n.mu.Unlock()
 	now := time.Now()
+	live := map[int32]bool{}
+	for _, node := range n.cfg.Meta.LiveNodes() {
+		live[node.ID] = true
+	}
 	for k, ol := range logs {
 		r := &ol.repl
 		r.mu.Lock()
@@ -447,6 +451,9 @@ func (n *Node) proposeISRChanges(ctx context.Context) {
 			continue
 		}
 		isr, changed := r.leader.WantISR(now)
+		if changed {
+			isr, changed = onlyLiveJoin(r.leader.ISR(), isr, live)
+		}
 		if !changed {
 			r.mu.Unlock()
 			continue
@@ -485,6 +492,24 @@ func (n *Node) proposeISRChanges(ctx context.Context) {
 			n.kickRoles()
 		}()
 	}
+}
+
+// onlyLiveJoin keeps out of a wanted ISR the replicas that would join it
+// while the cluster does not count them alive: a node deaf to NATS still
+// sends fetches, which can look caught up for a moment, but hears no
+// answer; let in, it would leave again at once, over and over.
+func onlyLiveJoin(current, want []int32, live map[int32]bool) ([]int32, bool) {
+	out := make([]int32, 0, len(want))
+	for _, id := range want {
+		if slices.Contains(current, id) || live[id] {
+			out = append(out, id)
+		}
+	}
+	changed := len(out) != len(current)
+	for _, id := range out {
+		changed = changed || !slices.Contains(current, id)
+	}
+	return out, changed
 }
 
 // isrRetryBackoff spaces ISR change proposals after one failed.
