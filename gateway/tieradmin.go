@@ -85,12 +85,30 @@ func (g *Gateway) TierStatus(ctx context.Context) (TierStatus, error) {
 	return out, nil
 }
 
-// tierAsk sends one request to the one node that takes it.
+// lsTry is how long an ls waits for its first answer.
+const lsTry = time.Second
+
+// tierAsk sends one request to the one node that takes it. An ls not
+// answered in time is asked again, with twice the wait each round (a
+// node deaf to NATS takes its share of the queue and answers none; ls
+// changes nothing, so asking again is safe); a restore is asked once.
 func (g *Gateway) tierAsk(ctx context.Context, op, topic string, reply any) error {
 	body, _ := json.Marshal(tier.AdminRequest{Topic: topic})
 	req := nats.NewMsg(rpc.TierSubject(g.cfg.Cluster, op))
 	req.Data = body
-	msg, err := g.caller.RequestOne(ctx, req) // the answer may come in chunks
+	var msg *nats.Msg
+	var err error
+	for try := lsTry; ; try *= 2 {
+		tctx, cancel := ctx, context.CancelFunc(func() {})
+		if op == "ls" {
+			tctx, cancel = context.WithTimeout(ctx, try)
+		}
+		msg, err = g.caller.RequestOne(tctx, req) // the answer may come in chunks
+		cancel()
+		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) || op != "ls" {
+			break
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("tier %s: no node answered: %w", op, err)
 	}

@@ -4,15 +4,19 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/strata-io/strata/gateway"
+	"github.com/strata-io/strata/internal/rpc"
 	"github.com/strata-io/strata/meta"
 	"github.com/strata-io/strata/testenv"
 	"github.com/strata-io/strata/tier"
@@ -199,4 +203,44 @@ func TestTierStatusPastMaxPayload(t *testing.T) {
 		t.Fatalf("with node 3 down: %+v, %v", st, err)
 	}
 	t.Logf("status with a node down took %v", time.Since(start))
+}
+
+// TestTierLsPastSilentMember: a member of the ls queue that never
+// answers (a node deaf to NATS) does not fail an ls: it is asked again.
+func TestTierLsPastSilentMember(t *testing.T) {
+	store, err := tier.OpenDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := testenv.InProcess(t, 1, testenv.Options{Tier: store})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if r, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 1, map[string]*string{"remote.storage.enable": kadm.StringPtr("true")}, "tiered"); err != nil || r.Err != nil {
+		t.Fatal(err, r.Err)
+	}
+	silent, err := c.Conn().QueueSubscribe(rpc.TierSubject("test", "ls"), rpc.TierQueue, func(*nats.Msg) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Unsubscribe()
+	mux := http.NewServeMux()
+	c.Gateway.RegisterAdmin(mux)
+	for i := 0; ; i++ {
+		if n, _ := silent.Delivered(); n >= 2 {
+			break
+		}
+		if i == 40 {
+			t.Fatal("the silent member took no ls; the test did not exercise a retry")
+		}
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/tier/ls?topic=tiered", nil))
+		if rec.Code != http.StatusOK {
+			t.Fatalf("ls %d: %d %s", i, rec.Code, rec.Body.Bytes())
+		}
+	}
 }
