@@ -32,6 +32,10 @@ type peerBeat struct {
 	Host    string `json:"host"`
 	Port    int32  `json:"port"`
 	Leaving bool   `json:"leaving,omitempty"`
+	// Deaf says the gateway has not heard its own heartbeats come back:
+	// it sends on NATS but receives nothing, so no request through it
+	// can be answered. Other gateways stop listing it.
+	Deaf bool `json:"deaf,omitempty"`
 }
 
 // peer is a gateway as Metadata lists it.
@@ -53,6 +57,11 @@ type peers struct {
 	sub      *nats.Subscription
 	stop     chan struct{}
 	done     chan struct{}
+	// firstSent and lastEcho time this gateway's own heartbeats (see
+	// peerBeat.Deaf); reconnects is the connection's count when firstSent
+	// was set.
+	firstSent, lastEcho time.Time
+	reconnects          uint64
 }
 
 type seenPeer struct {
@@ -75,11 +84,18 @@ func startPeers(conn *nats.Conn, cluster string, self peerBeat, conflict func(ot
 
 func (p *peers) onBeat(m *nats.Msg) {
 	var b peerBeat
-	if json.Unmarshal(m.Data, &b) != nil || b.ID == p.self.ID && b.Host == p.self.Host && b.Port == p.self.Port {
+	if json.Unmarshal(m.Data, &b) != nil {
 		return
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if b.ID == p.self.ID && b.Host == p.self.Host && b.Port == p.self.Port {
+		p.lastEcho = time.Now()
+		return
+	}
+	if b.Deaf {
+		return // it is there, but hears nothing: not live
+	}
 	if b.Leaving {
 		if s, ok := p.seen[b.ID]; ok && s.host == b.Host && s.port == b.Port {
 			delete(p.seen, b.ID)
@@ -102,7 +118,7 @@ func addr(host string, port int32) string {
 
 func (p *peers) publish(leaving bool) {
 	b := p.self
-	b.Leaving = leaving
+	b.Leaving, b.Deaf = leaving, p.deaf(time.Now())
 	data, _ := json.Marshal(b)
 	p.conn.Publish(p.subject, data)
 }
@@ -119,6 +135,23 @@ func (p *peers) loop() {
 			p.publish(false)
 		}
 	}
+}
+
+// deaf reports whether this gateway's own heartbeats have stopped
+// coming back for peerExpiry, after it has sent that long on its current
+// connection. One that is not connected is not deaf: its heartbeats wait
+// in the client's buffer.
+func (p *peers) deaf(now time.Time) bool {
+	if !p.conn.IsConnected() {
+		return false
+	}
+	reconnects := p.conn.Stats().Reconnects
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.firstSent.IsZero() || reconnects != p.reconnects {
+		p.firstSent, p.reconnects = now, reconnects
+	}
+	return now.Sub(p.firstSent) > peerExpiry && now.Sub(p.lastEcho) > peerExpiry
 }
 
 // close says this gateway is leaving and stops its heartbeats.
