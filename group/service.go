@@ -102,6 +102,11 @@ func (s *Service) handle(msg *nats.Msg) {
 	ctx, cancel := rpc.Context(msg, 5*time.Minute)
 	defer cancel()
 	if ctx.Err() != nil {
+		// Normal after a stall; every request dropped means this node's
+		// clock runs ahead of the gateways'.
+		d, _ := ctx.Deadline()
+		s.logger.Warn("group request dropped: its sender's deadline passed before it was handled (if every one is, compare this node's clock with the gateways')",
+			"api_key", msg.Header.Get(rpc.HeaderAPIKey), "late_by", time.Since(d).Round(time.Millisecond))
 		fail("deadline passed before the request was handled")
 		return
 	}
