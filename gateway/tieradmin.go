@@ -85,11 +85,12 @@ func (g *Gateway) TierStatus(ctx context.Context) (TierStatus, error) {
 	return out, nil
 }
 
-// lsTry is how long an ls waits for its first answer.
+// lsTry is how long an ls waits for its first answer; each try after
+// waits twice as long, up to meta.ReadTryMax, as a metadata read does.
 const lsTry = time.Second
 
 // tierAsk sends one request to the one node that takes it. An ls not
-// answered in time is asked again, with twice the wait each round (a
+// answered in time is asked again, with up to twice the wait (a
 // node deaf to NATS takes its share of the queue and answers none; ls
 // changes nothing, so asking again is safe); a restore is asked once.
 func (g *Gateway) tierAsk(ctx context.Context, op, topic string, reply any) error {
@@ -98,7 +99,7 @@ func (g *Gateway) tierAsk(ctx context.Context, op, topic string, reply any) erro
 	req.Data = body
 	var msg *nats.Msg
 	var err error
-	for try := lsTry; ; try *= 2 {
+	for try := lsTry; ; try = min(2*try, meta.ReadTryMax) {
 		tctx, cancel := ctx, context.CancelFunc(func() {})
 		if op == "ls" {
 			tctx, cancel = context.WithTimeout(ctx, try)

@@ -31,8 +31,13 @@ type Client struct {
 	controller atomic.Int32
 }
 
-// readTry is how long a read's first try waits for an answer.
-const readTry = time.Second
+// readTry is how long a read's first try waits for an answer; each try
+// after waits twice as long, up to ReadTryMax. The cap keeps a run of
+// picks of a member that never answers from costing minutes.
+const (
+	readTry    = time.Second
+	ReadTryMax = 8 * time.Second
+)
 
 // NewClient returns a client for the cluster.
 func NewClient(nc *nats.Conn, cluster string) *Client { return &Client{nc: nc, cluster: cluster} }
@@ -201,7 +206,7 @@ func (c *Client) Read(ctx context.Context, req ReadRequest) (*ReadResponse, erro
 	defer cancel()
 	var data []byte
 	var err error
-	for try := readTry; ; try *= 2 {
+	for try := readTry; ; try = min(2*try, ReadTryMax) {
 		tctx, cancel := context.WithTimeout(ctx, try)
 		data, err = c.request(tctx, subjRead, b)
 		cancel()

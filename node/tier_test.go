@@ -159,22 +159,9 @@ func waitGapFree(ctx context.Context, t *testing.T, m *meta.Member, topic string
 // TestTierStatusPastMaxPayload: each node's status answer, bigger than a
 // NATS message here, comes whole; a node that is down is named missing.
 func TestTierStatusPastMaxPayload(t *testing.T) {
-	store, err := tier.OpenDir(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := testenv.InProcess(t, 3, testenv.Options{Tier: store, NATSMaxPayload: 2 << 10})
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
 	const partitions = 60
-	if r, err := kadm.NewClient(cl).CreateTopic(ctx, partitions, 1, map[string]*string{"remote.storage.enable": kadm.StringPtr("true")}, "tiered"); err != nil || r.Err != nil {
-		t.Fatal(err, r.Err)
-	}
+	c, ctx := tieredTopic(t, 3, partitions, testenv.Options{NATSMaxPayload: 2 << 10})
+	var err error
 	count := func(st gateway.TierStatus) (n int) {
 		for _, r := range st.Nodes {
 			n += len(r.Partitions)
@@ -208,21 +195,7 @@ func TestTierStatusPastMaxPayload(t *testing.T) {
 // TestTierLsPastSilentMember: a member of the ls queue that never
 // answers (a node deaf to NATS) does not fail an ls: it is asked again.
 func TestTierLsPastSilentMember(t *testing.T) {
-	store, err := tier.OpenDir(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := testenv.InProcess(t, 1, testenv.Options{Tier: store})
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if r, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 1, map[string]*string{"remote.storage.enable": kadm.StringPtr("true")}, "tiered"); err != nil || r.Err != nil {
-		t.Fatal(err, r.Err)
-	}
+	c, _ := tieredTopic(t, 1, 1, testenv.Options{})
 	silent, err := c.Conn().QueueSubscribe(rpc.TierSubject("test", "ls"), rpc.TierQueue, func(*nats.Msg) {})
 	if err != nil {
 		t.Fatal(err)
@@ -243,4 +216,21 @@ func TestTierLsPastSilentMember(t *testing.T) {
 			t.Fatalf("ls %d: %d %s", i, rec.Code, rec.Body.Bytes())
 		}
 	}
+}
+
+// tieredTopic starts a cluster of n nodes on a local-directory store,
+// with topic "tiered" (remote storage on, one replica) of the given
+// partitions; ctx bounds the test.
+func tieredTopic(t *testing.T, n int, partitions int32, opts testenv.Options) (*testenv.Cluster, context.Context) {
+	t.Helper()
+	store, err := tier.OpenDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Tier = store
+	c := testenv.InProcess(t, n, opts)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	createTopic(ctx, t, newClient(t, c), partitions, 1, map[string]*string{"remote.storage.enable": kadm.StringPtr("true")}, "tiered")
+	return c, ctx
 }
