@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/strata-io/strata/internal/rpc"
 )
 
 // Gateways find each other through heartbeats on
@@ -57,11 +59,7 @@ type peers struct {
 	sub      *nats.Subscription
 	stop     chan struct{}
 	done     chan struct{}
-	// firstSent and lastEcho time this gateway's own heartbeats (see
-	// peerBeat.Deaf); reconnects is the connection's count when firstSent
-	// was set.
-	firstSent, lastEcho time.Time
-	reconnects          uint64
+	echo     rpc.Echo // this gateway's own heartbeats coming back (peerBeat.Deaf)
 }
 
 type seenPeer struct {
@@ -87,20 +85,20 @@ func (p *peers) onBeat(m *nats.Msg) {
 	if json.Unmarshal(m.Data, &b) != nil {
 		return
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	if b.ID == p.self.ID && b.Host == p.self.Host && b.Port == p.self.Port {
-		p.lastEcho = time.Now()
+		p.echo.Heard(time.Now())
 		return
 	}
-	if b.Deaf {
-		return // it is there, but hears nothing: not live
-	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if b.Leaving {
 		if s, ok := p.seen[b.ID]; ok && s.host == b.Host && s.port == b.Port {
 			delete(p.seen, b.ID)
 		}
 		return
+	}
+	if b.Deaf {
+		return // it is there, but hears nothing: not live
 	}
 	if b.ID == p.self.ID {
 		if other := addr(b.Host, b.Port); !p.warned[other] && p.conflict != nil {
@@ -117,8 +115,10 @@ func addr(host string, port int32) string {
 }
 
 func (p *peers) publish(leaving bool) {
+	now := time.Now()
+	p.echo.Sent(now)
 	b := p.self
-	b.Leaving, b.Deaf = leaving, p.deaf(time.Now())
+	b.Leaving, b.Deaf = leaving, p.echo.Deaf(p.conn, now, peerExpiry)
 	data, _ := json.Marshal(b)
 	p.conn.Publish(p.subject, data)
 }
@@ -135,23 +135,6 @@ func (p *peers) loop() {
 			p.publish(false)
 		}
 	}
-}
-
-// deaf reports whether this gateway's own heartbeats have stopped
-// coming back for peerExpiry, after it has sent that long on its current
-// connection. One that is not connected is not deaf: its heartbeats wait
-// in the client's buffer.
-func (p *peers) deaf(now time.Time) bool {
-	if !p.conn.IsConnected() {
-		return false
-	}
-	reconnects := p.conn.Stats().Reconnects
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.firstSent.IsZero() || reconnects != p.reconnects {
-		p.firstSent, p.reconnects = now, reconnects
-	}
-	return now.Sub(p.firstSent) > peerExpiry && now.Sub(p.lastEcho) > peerExpiry
 }
 
 // close says this gateway is leaving and stops its heartbeats.

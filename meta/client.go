@@ -19,7 +19,7 @@ import (
 // node, the CLI's admin paths): proposals on meta.apply and consistent
 // reads on meta.read, answered by the controller.
 //
-// A client remembers the controller its last read named and sends
+// A client remembers the controller its last read or event named and sends
 // proposals straight to it: a member that hears nothing (a one-way
 // partition, a paused process) still takes its share of a queue group's
 // messages and never answers, and a proposal cannot be asked again the
@@ -152,7 +152,7 @@ func (c *Client) proposeOne(ctx context.Context, b []byte) (applyReply, error) {
 }
 
 // Controller is the controller's id as this client last learnt it from a
-// read; 0 when it has not.
+// read or an event; 0 when it has not.
 func (c *Client) Controller() int32 { return c.controller.Load() }
 
 // Hint tells the client which node leads, as its caller knows it (a

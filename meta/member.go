@@ -104,18 +104,17 @@ type Member struct {
 	// term: only then is its commit index current for consistent reads.
 	ready atomic.Bool
 
+	// echo tracks this node's own heartbeats coming back (Heartbeat.Deaf).
+	echo rpc.Echo
+
 	mu struct {
 		sync.Mutex
 		seen        map[int32]seenNode
 		leaderSince time.Time // zero when not leading
 		// deafSince is when the controller stopped hearing a majority.
-		deafSince time.Time
-		// firstSent is when this node first sent a heartbeat, lastEcho
-		// when it last heard one of its own back (see Heartbeat.Deaf).
-		firstSent, lastEcho time.Time
-		reconnects          uint64    // the connection's count when firstSent was set
-		settledAt           time.Time // when the bootstrap candidate set last changed
-		candidates          []int32
+		deafSince  time.Time
+		settledAt  time.Time // when the bootstrap candidate set last changed
+		candidates []int32
 		// removed holds nodes an operator removed, with when: their
 		// heartbeats are ignored for a session timeout, so one in flight
 		// does not bring them back. A node heard after that returns.
@@ -237,22 +236,9 @@ func (m *Member) heartbeat() Heartbeat {
 }
 
 // deaf reports whether this node's own heartbeats have stopped coming
-// back: for three intervals (at most half a session timeout), after it
-// has sent for that long on its current connection. A node that is not
-// connected is not deaf: its heartbeats wait in the client's buffer, and
-// say it lives when they go out on reconnecting, as before.
+// back for three intervals (at most half a session timeout).
 func (m *Member) deaf(now time.Time) bool {
-	if !m.nc.IsConnected() {
-		return false
-	}
-	after := min(3*m.cfg.HeartbeatInterval, m.cfg.SessionTimeout/2)
-	reconnects := m.nc.Stats().Reconnects
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if reconnects != m.mu.reconnects {
-		m.mu.reconnects, m.mu.firstSent = reconnects, now
-	}
-	return !m.mu.firstSent.IsZero() && now.Sub(m.mu.firstSent) > after && now.Sub(m.mu.lastEcho) > after
+	return m.echo.Deaf(m.nc, now, min(3*m.cfg.HeartbeatInterval, m.cfg.SessionTimeout/2))
 }
 
 func (m *Member) heartbeatLoop(ctx context.Context) {
@@ -261,11 +247,7 @@ func (m *Member) heartbeatLoop(ctx context.Context) {
 	defer t.Stop()
 	wasDeaf := false
 	for {
-		m.mu.Lock()
-		if m.mu.firstSent.IsZero() {
-			m.mu.firstSent = time.Now()
-		}
-		m.mu.Unlock()
+		m.echo.Sent(time.Now())
 		hb := m.heartbeat()
 		if hb.Deaf != wasDeaf {
 			if hb.Deaf {
@@ -295,13 +277,13 @@ func (m *Member) onHeartbeat(msg *nats.Msg) {
 		m.logger.Warn("malformed heartbeat", "error", err)
 		return
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	if hb.ID == m.cfg.NodeID {
-		m.mu.lastEcho = time.Now()
+		m.echo.Heard(time.Now())
 	} else if hb.Deaf {
 		return // it is there, but hears nothing: not alive
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if at, ok := m.mu.removed[hb.ID]; ok {
 		if time.Since(at) < m.cfg.SessionTimeout {
 			return

@@ -193,7 +193,8 @@ func TestReadPastSilentMember(t *testing.T) {
 func TestProposePastSilentMember(t *testing.T) {
 	c := startCluster(t, 3, 3)
 	ctx := context.Background()
-	silent, err := c.ns.Connect(t).QueueSubscribe(subject("test", subjApply), queueMeta, func(*nats.Msg) {})
+	silentConn := c.ns.Connect(t)
+	silent, err := silentConn.QueueSubscribe(subject("test", subjApply), queueMeta, func(*nats.Msg) {})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,6 +216,9 @@ func TestProposePastSilentMember(t *testing.T) {
 		t.Fatalf("the silent member took %d proposals", n)
 	}
 	silent.Unsubscribe()
+	if err := silentConn.Flush(); err != nil { // the server has dropped it
+		t.Fatal(err)
+	}
 
 	gone := NewClient(nc, "test")
 	gone.Hint(99)
