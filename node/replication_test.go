@@ -55,6 +55,19 @@ func controller(t *testing.T, c *testenv.Cluster) int32 {
 	return -1
 }
 
+// plainFollower is a replica of p that neither leads it nor is the
+// controller, so a fault on it touches only replication; -1 if none is.
+func plainFollower(t *testing.T, c *testenv.Cluster, p meta.Partition) int32 {
+	t.Helper()
+	ctrl := controller(t, c)
+	for _, id := range p.Replicas {
+		if id != p.Leader && id != ctrl {
+			return id
+		}
+	}
+	return -1
+}
+
 // waitISR waits until every running node's copy of metadata gives every
 // partition of topic a leader and an ISR of n.
 func waitISR(ctx context.Context, t *testing.T, c *testenv.Cluster, topic string, n int) {
@@ -501,15 +514,9 @@ func TestLaggingFollowerLeavesISR(t *testing.T) {
 	defer check.Stop()
 	check.WaitAcked(ctx, 500, "before")
 	p := partitions(t, c, "lag")[0]
-	ctrl := controller(t, c)
-	var lagging int32 = -1
-	for _, id := range p.Replicas {
-		if id != p.Leader && id != ctrl {
-			lagging = id
-		}
-	}
+	lagging := plainFollower(t, c, p)
 	if lagging < 0 {
-		t.Skipf("leader %d and controller %d leave no plain follower among %v", p.Leader, ctrl, p.Replicas)
+		t.Skipf("leader %d and the controller leave no plain follower among %v", p.Leader, p.Replicas)
 	}
 	c.Stall(lagging)
 	for {
@@ -567,13 +574,7 @@ func TestPipelinedAcksAll(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := partitions(t, c, "pipe")[0]
-	ctrl := controller(t, c)
-	var stalled int32 = -1
-	for _, id := range p.Replicas {
-		if id != p.Leader && id != ctrl {
-			stalled = id
-		}
-	}
+	stalled := plainFollower(t, c, p)
 	adm := kadm.NewClient(cl)
 	logSize := func() int64 { return testenv.TopicLogBytes(ctx, t, adm, "pipe") }
 	before := logSize()
