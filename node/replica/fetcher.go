@@ -68,9 +68,12 @@ type Fetcher struct {
 	logger *slog.Logger
 	mu     sync.Mutex
 	parts  map[key]Follower
-	wake   chan struct{}
-	cancel context.CancelFunc
-	done   chan struct{}
+	// interrupt ends the round in flight (nil: none), so a partition
+	// added does not wait out the leader's long poll to be fetched.
+	interrupt context.CancelCauseFunc
+	wake      chan struct{}
+	cancel    context.CancelFunc
+	done      chan struct{}
 }
 
 type key struct {
@@ -111,6 +114,9 @@ func StartFetcher(cfg FetcherConfig) *Fetcher {
 func (f *Fetcher) Add(p Follower) {
 	f.mu.Lock()
 	f.parts[key{p.Topic(), p.Partition()}] = p
+	if f.interrupt != nil {
+		f.interrupt(errAdded)
+	}
 	f.mu.Unlock()
 	select {
 	case f.wake <- struct{}{}:
@@ -145,23 +151,40 @@ func (f *Fetcher) Close() {
 	<-f.done
 }
 
+// errAdded interrupts a round: a partition was added.
+var errAdded = errors.New("replica: partition added")
+
 func (f *Fetcher) loop(ctx context.Context) {
 	defer close(f.done)
 	for ctx.Err() == nil {
+		rctx, interrupt := context.WithCancelCause(ctx)
 		f.mu.Lock()
 		parts := make([]Follower, 0, len(f.parts))
 		for _, p := range f.parts {
 			parts = append(parts, p)
 		}
+		f.interrupt = interrupt
 		f.mu.Unlock()
 		if len(parts) == 0 {
 			select {
 			case <-f.wake:
 			case <-ctx.Done():
 			}
+			interrupt(nil)
 			continue
 		}
-		if err := f.round(ctx, parts); err != nil && ctx.Err() == nil {
+		err := f.round(rctx, parts)
+		f.mu.Lock()
+		f.interrupt = nil
+		f.mu.Unlock()
+		interrupt(nil)
+		if errors.Is(context.Cause(rctx), errAdded) && ctx.Err() == nil {
+			// Start over at once, with the partition added. A fetch the
+			// leader answers anyway is dropped: the next asks again from
+			// each log's end.
+			continue
+		}
+		if err != nil && ctx.Err() == nil {
 			f.logger.Debug("replica fetch failed", "error", err)
 			select {
 			case <-time.After(f.cfg.Backoff):
