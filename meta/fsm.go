@@ -35,6 +35,10 @@ type FSM struct {
 
 	// applied is the Raft index the state reflects (its version).
 	applied atomic.Uint64
+	// topology counts the commits that wrote a topic or partition record,
+	// and restores: what a reader read of those holds while it is
+	// unchanged.
+	topology atomic.Uint64
 
 	// pinMu guards pins: versions open views and snapshots read at.
 	// Badger may drop a key's versions at or below the discard timestamp
@@ -104,6 +108,11 @@ func (f *FSM) Close() error { return f.db.Close() }
 // Applied is the Raft index the state reflects: its version.
 func (f *FSM) Applied() uint64 { return f.applied.Load() }
 
+// Topology changes after every commit that wrote a topic or partition
+// record. Read it before opening a View: what the view says of topics
+// and partitions stays current for as long as Topology returns the same.
+func (f *FSM) Topology() uint64 { return f.topology.Load() }
+
 // Apply applies one entry (raft.FSM).
 func (f *FSM) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
 
@@ -148,6 +157,9 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		panic(fmt.Sprintf("meta: state commit failed at index %d: %v", end, err))
 	}
 	f.applied.Store(end)
+	if w.topology {
+		f.topology.Add(1) // after applied: a view opened once this is seen reads the write
+	}
 	f.updateDiscardTs()
 	if f.onApply != nil && len(done) > 0 {
 		f.onApply(end, done)
@@ -640,9 +652,16 @@ type writer struct {
 	db       *badger.DB
 	txn      *badger.Txn
 	commitTs uint64
+	topology bool // a topic or partition record was written
+}
+
+// touch notes a write to key.
+func (w *writer) touch(key []byte) {
+	w.topology = w.topology || bytes.HasPrefix(key, []byte(keyTopic)) || bytes.HasPrefix(key, []byte(keyPartition))
 }
 
 func (w *writer) set(key, val []byte) error {
+	w.touch(key)
 	err := w.txn.Set(key, val)
 	if errors.Is(err, badger.ErrTxnTooBig) {
 		if err = w.flush(); err == nil {
@@ -653,6 +672,7 @@ func (w *writer) set(key, val []byte) error {
 }
 
 func (w *writer) delete(key []byte) error {
+	w.touch(key)
 	err := w.txn.Delete(key)
 	if errors.Is(err, badger.ErrTxnTooBig) {
 		if err = w.flush(); err == nil {
@@ -797,6 +817,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("meta: restore: %w", err)
 	}
 	f.applied.Store(applied)
+	f.topology.Add(1)
 	f.updateDiscardTs()
 	f.logger.Info("metadata restored from snapshot", "version", applied)
 	if f.onApply != nil {

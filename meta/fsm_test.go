@@ -428,3 +428,50 @@ func TestFSMReassignment(t *testing.T) {
 		t.Fatalf("moves after cancel %+v", moves)
 	}
 }
+
+// TestFSMTopology: the topology version moves with every commit that
+// writes a topic or partition record, and only then, so a reader may
+// keep what it read of them while the version stands.
+func TestFSMTopology(t *testing.T) {
+	f := openTestFSM(t, t.TempDir())
+	a := &applier{t: t, f: f}
+	seg := TierSegment{Topic: "t", Partition: 0, BaseOffset: 0, LastOffset: 9, LeaderEpoch: 1, ObjectKey: "a"}
+	for _, c := range []struct {
+		cmd   Command
+		moves bool
+	}{
+		{testTopic("t", 2, 3), true},
+		{&CommitOffsets{Offsets: []Offset{{Group: "g", Topic: "t", Partition: 0, Offset: 5}}}, false},
+		{&ChangeLeader{Topic: "t", Partition: 0, Leader: 1, ISR: []int32{1, 2}, PartitionEpoch: 0}, true},
+		{&AlterISR{Topic: "t", Partition: 0, Leader: 1, LeaderEpoch: 1, ISR: []int32{0, 1, 2}, PartitionEpoch: 1}, true},
+		{&AlterISR{Topic: "t", Partition: 0, Leader: 1, LeaderEpoch: 0, ISR: []int32{1}, PartitionEpoch: 1}, false}, // fenced: nothing written
+		{&AddTierSegment{Segment: seg}, false},
+		{&DeleteTierSegments{Topic: "t", Partition: 0, BaseOffsets: []int64{0}, LogStartOffset: 10}, true},
+		{&AlterConfigs{Topic: "t", Set: map[string]string{"segment.bytes": "1048576"}}, true},
+		{&CreatePartitions{Topic: "t", Assignment: [][]int32{{1, 2, 0}}}, true},
+		{&AllocateProducerIDs{Count: 1}, false},
+		{&DeleteTopic{Name: "t"}, true},
+	} {
+		before := f.Topology()
+		a.apply(c.cmd)
+		if moved := f.Topology() != before; moved != c.moves {
+			t.Fatalf("%T: topology moved %v, want %v", c.cmd, moved, c.moves)
+		}
+	}
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &memSink{}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	snap.Release()
+	before := f.Topology()
+	if err := f.Restore(io.NopCloser(bytes.NewReader(sink.buf.Bytes()))); err != nil {
+		t.Fatal(err)
+	}
+	if f.Topology() == before {
+		t.Fatal("topology did not move on restore")
+	}
+}

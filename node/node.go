@@ -100,6 +100,11 @@ type Node struct {
 	// handlers answers each request on its own goroutine, so a
 	// long-polling fetch does not hold up a produce.
 	handlers *rpc.Pool
+	// metas keeps what partition read of each partition and its topic
+	// (partitionKey -> partMeta) at topology metasAt; it is emptied when
+	// the topology moves.
+	metas   sync.Map
+	metasAt atomic.Uint64
 
 	mu struct {
 		sync.Mutex
@@ -313,17 +318,12 @@ func (n *Node) handle(msg *nats.Msg) {
 // partition returns the log of a partition this node leads, opening it on
 // first use, with its metadata.
 func (n *Node) partition(topic string, p int32) (*openLog, meta.Partition, *kerr.Error) {
-	v := n.cfg.Meta.Server().FSM().View()
-	part, ok, err := v.Partition(topic, p)
-	var t meta.Topic
-	if err == nil && ok {
-		t, ok, err = v.Topic(topic)
-	}
-	v.Close()
+	m, err := n.partitionMeta(topic, p)
+	part, t := m.part, m.topic
 	switch {
 	case err != nil:
 		return nil, part, kerr.UnknownServerError
-	case !ok:
+	case !m.ok:
 		return nil, part, kerr.UnknownTopicOrPartition
 	case part.Leader != n.cfg.ID:
 		return nil, part, kerr.NotLeaderForPartition
@@ -339,6 +339,46 @@ func (n *Node) partition(topic string, p int32) (*openLog, meta.Partition, *kerr
 		n.lead(ol, part) // before rolesLoop got to it
 	}
 	return ol, part, nil
+}
+
+// partMeta is a partition and its topic as the metadata had them at a
+// topology version (ok: both exist). Shared: read only.
+type partMeta struct {
+	topology uint64
+	part     meta.Partition
+	topic    meta.Topic
+	ok       bool
+}
+
+// partitionMeta reads a partition and its topic, from metas while the
+// metadata's topology has not moved: every request reads them, and a
+// Badger read and decode each time showed in profiles.
+func (n *Node) partitionMeta(topic string, p int32) (partMeta, error) {
+	fsm := n.cfg.Meta.Server().FSM()
+	topology := fsm.Topology() // before the view: see FSM.Topology
+	if at := n.metasAt.Load(); at != topology && n.metasAt.CompareAndSwap(at, topology) {
+		n.metas.Clear() // drops deleted topics' partitions too
+	}
+	key := partitionKey{topic, p}
+	if c, ok := n.metas.Load(key); ok && c.(partMeta).topology == topology {
+		return c.(partMeta), nil
+	}
+	m := partMeta{topology: topology}
+	v := fsm.View()
+	part, ok, err := v.Partition(topic, p)
+	var t meta.Topic
+	if err == nil && ok {
+		t, ok, err = v.Topic(topic)
+	}
+	v.Close()
+	if err != nil {
+		return m, err
+	}
+	m.part, m.topic, m.ok = part, t, ok
+	if ok { // a name no topic has is not kept: clients may send any
+		n.metas.Store(key, m)
+	}
+	return m, nil
 }
 
 // openLog returns a hosted partition's log, opening it on first use.
