@@ -383,16 +383,14 @@ func (n *Node) partitionMeta(topic string, p int32) (partMeta, error) {
 
 // openLog returns a hosted partition's log, opening it on first use.
 func (n *Node) openLog(topic string, p int32) (*openLog, *kerr.Error) {
-	v := n.cfg.Meta.Server().FSM().View()
-	t, ok, err := v.Topic(topic)
-	v.Close()
+	m, err := n.partitionMeta(topic, p)
 	switch {
 	case err != nil:
 		return nil, kerr.UnknownServerError
-	case !ok:
+	case !m.ok:
 		return nil, kerr.UnknownTopicOrPartition
 	}
-	return n.openLogOf(t, p)
+	return n.openLogOf(m.topic, p)
 }
 
 // openLogOf is openLog for a topic already read.

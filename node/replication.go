@@ -317,19 +317,21 @@ func (n *Node) waitReplicated(ctx context.Context, ol *openLog, last int64, minI
 }
 
 // rolesLoop brings roles in line with metadata each time this node's
-// copy of it changes, and asks for ISR changes a led partition needs.
+// copy of its topics and partitions changes (offset commits and the like
+// do not count), and asks for ISR changes a led partition needs.
 func (n *Node) rolesLoop(ctx context.Context) {
 	defer n.wg.Done()
 	t := time.NewTicker(n.cfg.ReplicaCheckInterval)
 	defer t.Stop()
-	var seen uint64
+	const unseen = ^uint64(0)
+	seen := unseen
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		case <-n.rolesKick:
-			seen = 0
+			seen = unseen
 		}
 		if !n.caughtUp {
 			// A node just started holds a stale copy of metadata: it
@@ -338,7 +340,7 @@ func (n *Node) rolesLoop(ctx context.Context) {
 				continue
 			}
 		}
-		if v := n.cfg.Meta.Server().FSM().Applied(); v != seen {
+		if v := n.cfg.Meta.Server().FSM().Topology(); v != seen {
 			if err := n.syncRoles(); err != nil {
 				n.logger.Warn("replication: reading metadata", "error", err)
 			} else {
