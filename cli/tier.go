@@ -140,6 +140,11 @@ func tierRestore(c *ucli.Context) error {
 	if err := adminCall(c, http.MethodPost, "/v1/tier/restore", url.Values{"topic": {c.String("topic")}}, &r); err != nil {
 		return fmt.Errorf("tier restore %s: %w", c.String("topic"), err)
 	}
+	if r.Already {
+		fmt.Fprintf(c.App.Writer, "Topic %s is already restored (the same topic id): %d partitions, %d segments, %s in the bucket.\n",
+			r.Topic, r.Partitions, r.Segments, humanBytes(r.Bytes))
+		return nil
+	}
 	fmt.Fprintf(c.App.Writer, "Restored topic %s: %d partitions, %d segments, %s.\n", r.Topic, r.Partitions, r.Segments, humanBytes(r.Bytes))
 	for p, end := range r.EndOffsets {
 		fmt.Fprintf(c.App.Writer, "partition %d continues at offset %d\n", p, end)

@@ -86,27 +86,35 @@ func (g *Gateway) TierStatus(ctx context.Context) (TierStatus, error) {
 }
 
 // lsTry is how long an ls waits for its first answer; each try after
-// waits twice as long, up to meta.ReadTryMax, as a metadata read does.
-const lsTry = time.Second
+// waits twice as long, up to meta.ReadTryMax, as a metadata read does. A
+// restore, which reads every manifest of the topic from the store, gets
+// restoreTry, doubling up to restoreTryMax.
+const (
+	lsTry         = time.Second
+	restoreTry    = 5 * time.Second
+	restoreTryMax = 20 * time.Second
+)
 
-// tierAsk sends one request to the one node that takes it. An ls not
-// answered in time is asked again, with up to twice the wait (a
-// node deaf to NATS takes its share of the queue and answers none; ls
-// changes nothing, so asking again is safe); a restore is asked once.
+// tierAsk sends one request to the one node that takes it, and asks again,
+// with up to twice the wait, when no answer comes in time: a node deaf to
+// NATS takes its share of the queue and answers none. Asking again is
+// safe: ls changes nothing, and a restore of a topic already restored
+// (by an earlier try still running, say) answers that it is.
 func (g *Gateway) tierAsk(ctx context.Context, op, topic string, reply any) error {
 	body, _ := json.Marshal(tier.AdminRequest{Topic: topic})
 	req := nats.NewMsg(rpc.TierSubject(g.cfg.Cluster, op))
 	req.Data = body
+	first, most := lsTry, meta.ReadTryMax
+	if op == "restore" {
+		first, most = restoreTry, restoreTryMax
+	}
 	var msg *nats.Msg
 	var err error
-	for try := lsTry; ; try = min(2*try, meta.ReadTryMax) {
-		tctx, cancel := ctx, context.CancelFunc(func() {})
-		if op == "ls" {
-			tctx, cancel = context.WithTimeout(ctx, try)
-		}
+	for try := first; ; try = min(2*try, most) {
+		tctx, cancel := context.WithTimeout(ctx, try)
 		msg, err = g.caller.RequestOne(tctx, req) // the answer may come in chunks
 		cancel()
-		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) || op != "ls" {
+		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
 			break
 		}
 	}

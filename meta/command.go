@@ -51,7 +51,9 @@ type RemoveNode struct{ ID int32 }
 // per partition; the first replica leads). Restore, when set (one per
 // partition), brings back a topic from the tier: each partition starts
 // with the uploaded segments as its manifest, their log start offset,
-// and a leader epoch above every restored segment's.
+// and a leader epoch above every restored segment's. Restoring a topic
+// that exists with the same id writes nothing and succeeds with Value 1
+// (already restored), so a restore may be asked again.
 type CreateTopic struct {
 	Topic      Topic
 	Assignment [][]int32

@@ -220,9 +220,12 @@ func (f *FSM) applyCmd(w *writer, cmd Command) (*ApplyResult, error) {
 		if err := validTopicName(c.Topic.Name); err != nil {
 			return reject(err)
 		}
-		if _, ok, err := getRecord(w.txn, topicKey(c.Topic.Name), decodeTopic); err != nil || ok {
+		if t, ok, err := getRecord(w.txn, topicKey(c.Topic.Name), decodeTopic); err != nil || ok {
 			if err != nil {
 				return nil, err
+			}
+			if len(c.Restore) > 0 && t.ID == c.Topic.ID {
+				return &ApplyResult{Value: 1}, nil // already restored
 			}
 			return reject(fmt.Errorf("%w: %q", ErrTopicExists, c.Topic.Name))
 		}

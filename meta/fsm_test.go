@@ -475,3 +475,44 @@ func TestFSMTopology(t *testing.T) {
 		t.Fatal("topology did not move on restore")
 	}
 }
+
+// TestFSMRestoreTwice: restoring a topic that exists with the same id
+// changes nothing and succeeds (already restored), so a restore may be
+// asked again; another id, or a plain create, is still refused.
+func TestFSMRestoreTwice(t *testing.T) {
+	f := openTestFSM(t, t.TempDir())
+	a := &applier{t: t, f: f}
+	restore := func(id byte) *CreateTopic {
+		c := testTopic("back", 1, 1)
+		c.Topic.ID = [16]byte{id}
+		c.Restore = []RestoredPartition{{LogStartOffset: 10, Segments: []TierSegment{{Topic: "back", BaseOffset: 10, LastOffset: 99, LeaderEpoch: 2, ObjectKey: "k"}}}}
+		return c
+	}
+	if r := a.apply(restore(7))[0]; r.Err != nil || r.Value != 0 {
+		t.Fatalf("first restore: %+v", r)
+	}
+	v := f.View()
+	before, err := v.Dump()
+	v.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := a.apply(restore(7))[0]; r.Err != nil || r.Value != 1 {
+		t.Fatalf("second restore: %+v, want already restored", r)
+	}
+	a.wantErr(ErrTopicExists, restore(8))
+	plain := testTopic("back", 1, 1)
+	plain.Topic.ID = [16]byte{7}
+	a.wantErr(ErrTopicExists, plain)
+	v = f.View()
+	after, err := v.Dump()
+	v.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	delete(before, keyApplied)
+	delete(after, keyApplied)
+	if !maps.EqualFunc(before, after, bytes.Equal) {
+		t.Fatal("restoring again changed the state")
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -422,6 +423,28 @@ func TestRestoreFromBucket(t *testing.T) {
 		}
 		mux := http.NewServeMux()
 		c2.Gateway.RegisterAdmin(mux)
+		// Asked again, past a member of the queue that never answers (a
+		// node deaf to NATS): the gateway asks again, and the topic is
+		// already restored, which changes nothing.
+		silent, err := nc.QueueSubscribe(rpc.TierSubject("test", "restore"), rpc.TierQueue, func(*nats.Msg) {})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; ; i++ {
+			if n, _ := silent.Delivered(); n >= 1 {
+				break
+			}
+			if i == 20 {
+				t.Fatal("the silent member took no restore; the test did not exercise a retry")
+			}
+			rec := httptest.NewRecorder()
+			mux.ServeHTTP(rec, httptest.NewRequest("POST", "/v1/tier/restore?topic="+replayTopic, nil))
+			var again tier.RestoreReply
+			if err := json.Unmarshal(rec.Body.Bytes(), &again); err != nil || rec.Code != 200 || !again.Already || again.EndOffsets[0] != end {
+				t.Fatalf("restore again: %d %s", rec.Code, rec.Body.Bytes())
+			}
+		}
+		silent.Unsubscribe()
 		rec := httptest.NewRecorder()
 		mux.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/tier/ls?topic="+replayTopic, nil))
 		var ls tier.LsReply
@@ -450,10 +473,14 @@ func TestRestoreFromBucket(t *testing.T) {
 			t.Fatalf("fetch at %d: error %d, log start %d, high watermark %d", end-5, p.ErrorCode, p.LogStartOffset, p.HighWatermark)
 		}
 		f.consumeFrom(end - 5)
-		// A second restore of a topic that exists is refused.
+		// Restoring the topic again, once it has moved on, changes
+		// nothing: it is already restored (the same topic id).
 		resp, err = nc.Request(rpc.TierSubject("test", "restore"), fmt.Appendf(nil, `{"topic":%q}`, replayTopic), 30*time.Second)
-		if err != nil || !strings.Contains(string(resp.Data), "exists") {
+		if err != nil || json.Unmarshal(resp.Data, &reply) != nil || !reply.Already || reply.Error != "" {
 			t.Fatalf("second restore: %s %v", resp.Data, err)
+		}
+		if hw, _ := f.listOffset(-1); hw != end+100 {
+			t.Fatalf("after restoring again the log ends at %d, want %d", hw, end+100)
 		}
 	})
 }

@@ -190,6 +190,11 @@ func (n *Node) restore(ctx context.Context, name string, reply *tier.RestoreRepl
 		return fmt.Errorf("create topic %s: %w", name, err)
 	}
 	reply.Partitions = t.Partitions
+	if res.Value == 1 {
+		reply.Already = true
+		n.logger.Info("tier: topic already restored", "topic", name)
+		return nil
+	}
 	n.logger.Info("tier: topic restored from the store", "topic", name, "partitions", t.Partitions, "segments", reply.Segments, "bytes", reply.Bytes)
 	return nil
 }

@@ -49,5 +49,8 @@ type RestoreReply struct {
 	Bytes      int64  `json:"bytes"`
 	// EndOffsets are where each partition's log continues.
 	EndOffsets []int64 `json:"end_offsets"`
-	Error      string  `json:"error,omitempty"`
+	// Already: the topic was restored before (the same topic id), by an
+	// earlier restore or an earlier try of this one; nothing changed.
+	Already bool   `json:"already_restored,omitempty"`
+	Error   string `json:"error,omitempty"`
 }
