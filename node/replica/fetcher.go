@@ -179,9 +179,10 @@ func (f *Fetcher) loop(ctx context.Context) {
 		f.mu.Unlock()
 		interrupt(nil)
 		if errors.Is(context.Cause(rctx), errAdded) && ctx.Err() == nil {
-			// Start over at once, with the partition added. A fetch the
-			// leader answers anyway is dropped: the next asks again from
-			// each log's end.
+			// Start over with the partition added. A fetch the leader
+			// answers anyway is dropped: the next asks again from each
+			// log's end.
+			f.settle(ctx)
 			continue
 		}
 		if err != nil && ctx.Err() == nil {
@@ -190,6 +191,36 @@ func (f *Fetcher) loop(ctx context.Context) {
 			case <-time.After(f.cfg.Backoff):
 			case <-ctx.Done():
 			}
+		}
+	}
+}
+
+// Partitions are added one after another (roles are brought in line a
+// partition at a time; a node starting follows hundreds): an interrupted
+// round starts again once none was added for addQuiet, or after addBurst,
+// so a burst costs a few fetches, not one abandoned long poll on the
+// leader per partition.
+const (
+	addQuiet = 2 * time.Millisecond
+	addBurst = 50 * time.Millisecond
+)
+
+// settle waits for a burst of additions to end.
+func (f *Fetcher) settle(ctx context.Context) {
+	burst := time.NewTimer(addBurst)
+	defer burst.Stop()
+	quiet := time.NewTimer(addQuiet)
+	defer quiet.Stop()
+	for {
+		select {
+		case <-f.wake:
+			quiet.Reset(addQuiet)
+		case <-quiet.C:
+			return
+		case <-burst.C:
+			return
+		case <-ctx.Done():
+			return
 		}
 	}
 }

@@ -2,6 +2,7 @@ package replica
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -61,5 +62,43 @@ func TestAddedPartitionFetchedAtOnce(t *testing.T) {
 	f.Add(&stub{"b", 0})
 	if got := next(); !slices.Equal(got, []string{"a", "b"}) {
 		t.Fatalf("fetch after adding b asks for %v", got)
+	}
+}
+
+// TestAddBurstCoalesced: partitions added one after another (roles are
+// synced a partition at a time; a node starting follows hundreds) cost a
+// few fetches, not one abandoned long poll on the leader per partition.
+func TestAddBurstCoalesced(t *testing.T) {
+	const n = 200
+	asked := make(chan int, 4*n)
+	f := StartFetcher(FetcherConfig{Self: 2, Leader: 1, MaxWait: time.Minute,
+		Send: func(ctx context.Context, _ int32, req *kmsg.FetchRequest) (*kmsg.FetchResponse, error) {
+			asked <- len(req.Topics)
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}})
+	defer f.Close()
+	start := time.Now()
+	for i := range n {
+		f.Add(&stub{fmt.Sprint("t", i), 0})
+		time.Sleep(50 * time.Microsecond) // opening each partition's log
+	}
+	// One fetch per addBurst of the burst, and a few more.
+	most := int(time.Since(start)/addBurst) + 4
+	sent := 0
+	for {
+		select {
+		case got := <-asked:
+			sent++
+			if got == n {
+				t.Logf("%d fetches sent for %d partitions added", sent, n)
+				if sent > most {
+					t.Fatalf("%d fetches sent for a burst of %d partitions added (at most %d)", sent, n, most)
+				}
+				return
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no fetch for all %d partitions (%d sent)", n, sent)
+		}
 	}
 }
