@@ -430,20 +430,14 @@ func TestRestoreFromBucket(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for i := 0; ; i++ {
-			if n, _ := silent.Delivered(); n >= 1 {
-				break
-			}
-			if i == 20 {
-				t.Fatal("the silent member took no restore; the test did not exercise a retry")
-			}
+		pastSilent(t, silent, 1, func(int) {
 			rec := httptest.NewRecorder()
 			mux.ServeHTTP(rec, httptest.NewRequest("POST", "/v1/tier/restore?topic="+replayTopic, nil))
 			var again tier.RestoreReply
 			if err := json.Unmarshal(rec.Body.Bytes(), &again); err != nil || rec.Code != 200 || !again.Already || again.EndOffsets[0] != end {
 				t.Fatalf("restore again: %d %s", rec.Code, rec.Body.Bytes())
 			}
-		}
+		})
 		silent.Unsubscribe()
 		rec := httptest.NewRecorder()
 		mux.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/tier/ls?topic="+replayTopic, nil))

@@ -203,18 +203,27 @@ func TestTierLsPastSilentMember(t *testing.T) {
 	defer silent.Unsubscribe()
 	mux := http.NewServeMux()
 	c.Gateway.RegisterAdmin(mux)
-	for i := 0; ; i++ {
-		if n, _ := silent.Delivered(); n >= 2 {
-			break
-		}
-		if i == 40 {
-			t.Fatal("the silent member took no ls; the test did not exercise a retry")
-		}
+	pastSilent(t, silent, 2, func(i int) {
 		rec := httptest.NewRecorder()
 		mux.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/tier/ls?topic=tiered", nil))
 		if rec.Code != http.StatusOK {
 			t.Fatalf("ls %d: %d %s", i, rec.Code, rec.Body.Bytes())
 		}
+	})
+}
+
+// pastSilent asks (up to 40 times) until the silent queue member has
+// taken n requests, each of which the gateway had to ask again.
+func pastSilent(t *testing.T, silent *nats.Subscription, n int64, ask func(i int)) {
+	t.Helper()
+	for i := 0; ; i++ {
+		if got, _ := silent.Delivered(); got >= n {
+			return
+		}
+		if i == 40 {
+			t.Fatal("the silent member took too few requests; the test did not exercise a retry")
+		}
+		ask(i)
 	}
 }
 
