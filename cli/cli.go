@@ -41,7 +41,7 @@ func runWith(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			clusterCommand(),
 		},
 	}
-	if err := app.Run(args); err != nil {
+	if err := app.Run(hoistFlags(app.Commands, args)); err != nil {
 		fmt.Fprintf(stderr, "strata: %v\n", oneLine(err))
 		return 1
 	}

@@ -43,16 +43,3 @@ func parseKV(pairs []string) (map[string]*string, error) {
 	}
 	return out, nil
 }
-
-// flagsFirst reports a flag given after a positional argument: urfave/cli
-// stops reading flags at the first argument, and "required flag not set"
-// would mislead.
-func flagsFirst(c *ucli.Context) error {
-	for _, a := range c.Args().Slice() {
-		if strings.HasPrefix(a, "-") && len(a) > 1 {
-			return fmt.Errorf("%s: flag %s comes after the arguments; put flags first: strata %s [flags] %s",
-				c.Command.FullName(), a, c.Command.FullName(), c.Command.ArgsUsage)
-		}
-	}
-	return nil
-}

@@ -40,6 +40,11 @@ func TestTopicProduceConsumeCommands(t *testing.T) {
 		t.Fatalf("create: %s", out)
 	}
 	fails("TOPIC_ALREADY_EXISTS", "topic", "create", b, "orders")
+	// kafka-topics.sh and rpk order: the name, then the flags.
+	must("", "topic", "create", "after", "-p", "2", b, "-c", "retention.ms=60000")
+	if out := must("", "topic", "describe", b, "after"); !strings.Contains(out, "PartitionCount: 2") || !strings.Contains(out, "retention.ms=60000") {
+		t.Fatalf("describe of a topic created with flags after its name:\n%s", out)
+	}
 	fails("INVALID_CONFIG", "topic", "create", b, "-c", "no.such=1", "other")
 	fails("not key=value", "topic", "create", b, "-c", "novalue", "other")
 	if out := must("", "topic", "list", b); !strings.Contains(out, "orders") {
@@ -70,8 +75,8 @@ func TestTopicProduceConsumeCommands(t *testing.T) {
 	if !strings.Contains(gdesc, "Total lag: 0") || !strings.Contains(gdesc, "COMMITTED") {
 		t.Fatalf("group describe:\n%s", gdesc)
 	}
-	fails("put flags first", "group", "reset-offsets", b, "g1", "--topic", "orders", "--to-earliest")
-	dry := must("", "group", "reset-offsets", b, "--topic", "orders", "--to-earliest", "g1")
+	// Flags may come after the arguments, as with kafka-consumer-groups.sh and rpk.
+	dry := must("", "group", "reset-offsets", b, "g1", "--topic", "orders", "--to-earliest")
 	if !strings.Contains(dry, "Dry run") {
 		t.Fatalf("reset dry run:\n%s", dry)
 	}

@@ -55,9 +55,6 @@ func groupList(c *ucli.Context) error {
 }
 
 func groupDescribe(c *ucli.Context) error {
-	if err := flagsFirst(c); err != nil {
-		return err
-	}
 	if c.NArg() == 0 {
 		return errors.New("group describe: name at least one group")
 	}
@@ -99,9 +96,6 @@ func groupDescribe(c *ucli.Context) error {
 }
 
 func groupReset(c *ucli.Context) error {
-	if err := flagsFirst(c); err != nil {
-		return err
-	}
 	if c.NArg() != 1 {
 		return errors.New("group reset-offsets: name exactly one group")
 	}
@@ -200,9 +194,6 @@ func groupReset(c *ucli.Context) error {
 }
 
 func groupDelete(c *ucli.Context) error {
-	if err := flagsFirst(c); err != nil {
-		return err
-	}
 	if c.NArg() == 0 {
 		return errors.New("group delete: name at least one group")
 	}

@@ -46,9 +46,6 @@ func topicCommand() *ucli.Command {
 }
 
 func topicCreate(c *ucli.Context) error {
-	if err := flagsFirst(c); err != nil {
-		return err
-	}
 	if c.NArg() == 0 {
 		return errors.New("topic create: name at least one topic")
 	}
@@ -99,9 +96,6 @@ func topicList(c *ucli.Context) error {
 }
 
 func topicDescribe(c *ucli.Context) error {
-	if err := flagsFirst(c); err != nil {
-		return err
-	}
 	if c.NArg() == 0 {
 		return errors.New("topic describe: name at least one topic")
 	}
@@ -178,9 +172,6 @@ func joinOr(s []string, empty string) string {
 }
 
 func topicAlter(c *ucli.Context) error {
-	if err := flagsFirst(c); err != nil {
-		return err
-	}
 	if c.NArg() != 1 {
 		return errors.New("topic alter: name exactly one topic")
 	}
@@ -251,9 +242,6 @@ func topicAlter(c *ucli.Context) error {
 }
 
 func topicDelete(c *ucli.Context) error {
-	if err := flagsFirst(c); err != nil {
-		return err
-	}
 	if c.NArg() == 0 {
 		return errors.New("topic delete: name at least one topic")
 	}
