@@ -69,7 +69,13 @@ func (n *Node) readRemote(ctx context.Context, part meta.Partition, offset int64
 	if !ok || offset < part.LogStartOffset {
 		return nil, fmt.Errorf("%w: offset %d is in neither the tier nor the local log", plog.ErrOffsetOutOfRange, offset)
 	}
-	data, err := n.remote.Read(ctx, seg, offset, maxBytes)
+	next := func() (meta.TierSegment, bool) {
+		v := n.cfg.Meta.Server().FSM().View()
+		defer v.Close()
+		s, ok, _ := v.TierSegmentAt(part.Topic, part.Partition, seg.LastOffset+1)
+		return s, ok
+	}
+	data, err := n.remote.Read(ctx, seg, offset, maxBytes, next)
 	if err != nil {
 		n.logger.Warn("remote read failed", "topic", part.Topic, "partition", part.Partition, "offset", offset, "error", err)
 		return nil, err

@@ -7,7 +7,9 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -30,7 +32,9 @@ import (
 //     0 through the gateway (cold cache) against minio-go GetObject of the
 //     same .log objects, one after another;
 //   - time to first record of that cold replay, and the chunk cache's hit
-//     ratio on a second replay.
+//     ratio on a second replay;
+//   - the cores the whole machine kept busy during the raw GETs and the
+//     cold replay (MinIO is a process of its own).
 //
 // Run with: go test -run '^$' -bench TierReplay -benchtime 1x ./node
 func BenchmarkTierReplay(b *testing.B) {
@@ -99,6 +103,7 @@ func BenchmarkTierReplay(b *testing.B) {
 		uploadRate := mb(uploaded, lastRecorded.Sub(uploadStart))
 
 		// Raw GET of the uploaded .log objects, one after another.
+		getCPU := machineCPU()
 		getStart := time.Now()
 		var got int64
 		for _, s := range segs {
@@ -114,6 +119,7 @@ func BenchmarkTierReplay(b *testing.B) {
 			got += n
 		}
 		getRate := mb(got, time.Since(getStart))
+		getCores := getCPU.cores()
 
 		// Raw PUT of the same segments from local files, two at a time
 		// (the uploader's workers), to another bucket. The files are
@@ -184,7 +190,9 @@ func BenchmarkTierReplay(b *testing.B) {
 			prof, _ = os.Create(path)
 			pprof.StartCPUProfile(prof)
 		}
+		coldCPU := machineCPU()
 		cold, ttfb := replay()
+		coldCores := coldCPU.cores()
 		if prof != nil {
 			pprof.StopCPUProfile()
 			prof.Close()
@@ -199,6 +207,8 @@ func BenchmarkTierReplay(b *testing.B) {
 		b.ReportMetric(uploadRate/putRate, "upload/put")
 		b.ReportMetric(mb(uploaded, cold), "replay-MB/s")
 		b.ReportMetric(getRate, "rawget-MB/s")
+		b.ReportMetric(coldCores, "replay-cores")
+		b.ReportMetric(getCores, "rawget-cores")
 		b.ReportMetric(mb(uploaded, cold)/getRate, "replay/get")
 		b.ReportMetric(float64(ttfb.Microseconds())/1000, "cold-ttfb-ms")
 		b.ReportMetric(mb(uploaded, warm), "warm-replay-MB/s")
@@ -211,4 +221,35 @@ func BenchmarkTierReplay(b *testing.B) {
 		cl.Close()
 		cancel()
 	}
+}
+
+// machineCPU is a reading of every process's CPU use (MinIO runs apart
+// from the test process), from /proc/stat; zero where there is none.
+func machineCPU() cpuReading {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuReading{}
+	}
+	var r cpuReading
+	line, _, _ := strings.Cut(string(b), "\n")
+	for i, f := range strings.Fields(line)[1:] {
+		v, _ := strconv.ParseInt(f, 10, 64)
+		r.total += v
+		if i != 3 && i != 4 { // idle and iowait
+			r.busy += v
+		}
+	}
+	return r
+}
+
+type cpuReading struct{ busy, total int64 }
+
+// cores is how many of the machine's cores were busy, on average, since
+// the reading.
+func (r cpuReading) cores() float64 {
+	now := machineCPU()
+	if now.total == r.total {
+		return 0
+	}
+	return float64(now.busy-r.busy) / float64(now.total-r.total) * float64(runtime.NumCPU())
 }

@@ -147,6 +147,18 @@ func (c *chunkCache) prefetch(id chunkID, size int64) {
 	}
 }
 
+// goBackground registers a background job that close waits for (the
+// job calls c.wg.Done); it reports false once the cache is stopping.
+func (c *chunkCache) goBackground() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.base.Err() != nil {
+		return false
+	}
+	c.wg.Add(1)
+	return true
+}
+
 func (c *chunkCache) unpin(ch *chunk) {
 	c.mu.Lock()
 	ch.pins--

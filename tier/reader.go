@@ -109,7 +109,13 @@ func (r *Reader) Stats() ReaderStats {
 // Read returns whole batches of seg from the one holding offset: at most
 // maxBytes of them, but always the first whole. Every batch's CRC is
 // checked. A store failure is ErrUnavailable.
-func (r *Reader) Read(ctx context.Context, seg meta.TierSegment, offset int64, maxBytes int) ([]byte, error) {
+//
+// next, when not nil, names the segment after seg (ok false: none). It is
+// asked only when the read-ahead window runs past seg's end, and the
+// window then goes on into that segment: its offset index and first
+// chunks are fetched in the background, so a replay does not stall on
+// two GETs at every segment boundary.
+func (r *Reader) Read(ctx context.Context, seg meta.TierSegment, offset int64, maxBytes int, next func() (meta.TierSegment, bool)) ([]byte, error) {
 	pos, h, err := r.findBatch(ctx, seg, offset)
 	if err != nil || pos < 0 {
 		return nil, err
@@ -118,6 +124,15 @@ func (r *Reader) Read(ctx context.Context, seg meta.TierSegment, offset int64, m
 	buf := make([]byte, n)
 	if err := r.readLog(ctx, seg, buf, pos); err != nil {
 		return nil, err
+	}
+	if next != nil {
+		chunk := r.cfg.ChunkBytes
+		spill := (pos+n-1)/chunk + int64(r.cfg.ReadAhead) - (seg.SizeBytes-1)/chunk
+		if spill > 0 {
+			if ns, ok := next(); ok {
+				r.prefetch(ns, int(spill))
+			}
+		}
 	}
 	// Keep whole batches only, each verified.
 	p := 0
@@ -206,6 +221,22 @@ func (r *Reader) header(ctx context.Context, seg meta.TierSegment, pos int64) (p
 		return h, fmt.Errorf("tier: %s: batch at position %d runs past the object's end", seg.ObjectKey, pos)
 	}
 	return h, nil
+}
+
+// prefetch starts fetching seg's offset index and its first chunks, in
+// the background, on the remote-read budget.
+func (r *Reader) prefetch(seg meta.TierSegment, chunks int) {
+	for i := range int64(min(chunks, r.cfg.ReadAhead)) {
+		r.chunks.prefetch(chunkID{seg.ObjectKey, i}, seg.SizeBytes)
+	}
+	key := strings.TrimSuffix(seg.ObjectKey, ".log") + ".index"
+	if r.indexes.has(key) || !r.chunks.goBackground() {
+		return
+	}
+	go func() {
+		defer r.chunks.wg.Done()
+		r.index(r.chunks.base, seg, ".index")
+	}()
 }
 
 func (r *Reader) readLog(ctx context.Context, seg meta.TierSegment, p []byte, pos int64) error {
@@ -304,6 +335,13 @@ func (c *indexCache) get(key string, load func() ([]byte, error)) ([]byte, error
 	close(e.ready)
 	c.mu.Unlock()
 	return data, err
+}
+
+// has reports whether key is cached or being loaded.
+func (c *indexCache) has(key string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.entries[key] != nil
 }
 
 func (c *indexCache) forget(key string) {

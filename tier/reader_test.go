@@ -5,7 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -93,7 +96,7 @@ func TestReaderMatchesLocalReads(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := r.Read(ctx, segmentFor(segs, off), off, maxBytes)
+			got, err := r.Read(ctx, segmentFor(segs, off), off, maxBytes, nil)
 			if err != nil {
 				t.Fatalf("offset %d: %v", off, err)
 			}
@@ -159,14 +162,14 @@ func TestReaderOutage(t *testing.T) {
 	defer r.Close()
 	ctx := context.Background()
 	store.down.Store(true)
-	if got, err := r.Read(ctx, segs[1], segs[1].BaseOffset, 1<<20); !errors.Is(err, tier.ErrUnavailable) || got != nil {
+	if got, err := r.Read(ctx, segs[1], segs[1].BaseOffset, 1<<20, nil); !errors.Is(err, tier.ErrUnavailable) || got != nil {
 		t.Fatalf("read during outage: %d bytes, %v", len(got), err)
 	}
 	store.down.Store(false)
 	replay := func() {
 		for _, s := range segs {
 			for off := s.BaseOffset; off <= s.LastOffset; {
-				got, err := r.Read(ctx, s, off, 20000)
+				got, err := r.Read(ctx, s, off, 20000, nil)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -189,5 +192,78 @@ func TestReaderOutage(t *testing.T) {
 	second := r.Stats()
 	if second.FetchedBytes != first.FetchedBytes || second.ChunkHits <= first.ChunkHits {
 		t.Fatalf("second replay fetched again: %+v then %+v", first, second)
+	}
+}
+
+// gets counts a store's reads, per key and per (key, offset).
+type gets struct {
+	tier.Store
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+func (g *gets) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	g.mu.Lock()
+	g.counts[key]++
+	g.counts[fmt.Sprint(key, "@", off)]++
+	g.mu.Unlock()
+	return g.Store.Get(ctx, key, off, n)
+}
+
+func (g *gets) count(key string) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.counts[key]
+}
+
+// TestReaderReadsAheadIntoNextSegment: a read near a segment's end
+// starts fetching the next segment's offset index and first chunks, so a
+// replay does not wait on both at the boundary; a read whose window stays
+// inside its segment does not even look the next one up.
+func TestReaderReadsAheadIntoNextSegment(t *testing.T) {
+	dir, _ := tier.OpenDir(t.TempDir())
+	store := &gets{Store: dir, counts: map[string]int{}}
+	_, segs := uploadedLog(t, store, 400, 1000, 0)
+	const chunk = 4 << 10
+	r, err := tier.NewReader(tier.ReaderConfig{Store: store, CacheDir: t.TempDir(), ChunkBytes: chunk, ReadAhead: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	ctx := context.Background()
+	cur, next := segs[0], segs[1]
+	asked := 0
+	nextOf := func() (meta.TierSegment, bool) { asked++; return next, true }
+	if _, err := r.Read(ctx, cur, cur.BaseOffset, 100, nextOf); err != nil {
+		t.Fatal(err)
+	}
+	if asked != 0 {
+		t.Fatalf("a read at the start of a %d-byte segment asked for the next one", cur.SizeBytes)
+	}
+	if _, err := r.Read(ctx, cur, cur.LastOffset, 100, nextOf); err != nil {
+		t.Fatal(err)
+	}
+	if asked != 1 {
+		t.Fatalf("a read of the last batch asked for the next segment %d times", asked)
+	}
+	index := strings.TrimSuffix(next.ObjectKey, ".log") + ".index"
+	deadline := time.Now().Add(5 * time.Second)
+	for store.count(index) == 0 || store.count(next.ObjectKey) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("next segment not fetched ahead: index %d GETs, log %d", store.count(index), store.count(next.ObjectKey))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// Reading there uses what was fetched ahead: nothing is fetched twice.
+	if _, err := r.Read(ctx, next, next.BaseOffset, 2*chunk, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := store.count(index); n != 1 {
+		t.Fatalf("the next segment's index was fetched %d times", n)
+	}
+	for off := int64(0); off < 4*chunk; off += chunk {
+		if n := store.count(fmt.Sprint(next.ObjectKey, "@", off)); n > 1 {
+			t.Fatalf("the next segment's chunk at %d was fetched %d times", off, n)
+		}
 	}
 }
