@@ -147,12 +147,14 @@ func (c *chunkCache) prefetch(id chunkID, size int64) {
 	}
 }
 
+var errStopped = errors.New("tier: remote reads stopped")
+
 // goBackground registers a background job that close waits for (the
 // job calls c.wg.Done); it reports false once the cache is stopping.
 func (c *chunkCache) goBackground() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed || c.base.Err() != nil {
+	if c.closed {
 		return false
 	}
 	c.wg.Add(1)
@@ -170,6 +172,12 @@ func (c *chunkCache) unpin(ch *chunk) {
 // fetch outlives any one reader, who may give up waiting.
 func (c *chunkCache) startLocked(id chunkID, size int64) *chunk {
 	ch := &chunk{id: id, ready: make(chan struct{})}
+	if c.closed {
+		// close waits for the fetches under way; none may start now.
+		ch.err = errStopped
+		close(ch.ready)
+		return ch
+	}
 	c.chunks[id] = ch
 	c.loading++
 	c.seq++
@@ -190,7 +198,7 @@ func (c *chunkCache) fetch(ch *chunk, path string, length int64) {
 		cancel()
 		<-c.workers
 	case <-c.base.Done():
-		err = errors.New("tier: remote reads stopped")
+		err = errStopped
 	}
 
 	c.mu.Lock()
@@ -198,7 +206,7 @@ func (c *chunkCache) fetch(ch *chunk, path string, length int64) {
 	c.loading--
 	if err == nil && c.closed {
 		f.Close()
-		err = errors.New("tier: remote reads stopped")
+		err = errStopped
 	}
 	if err != nil {
 		ch.err = err
@@ -273,11 +281,13 @@ func (c *chunkCache) forget(key string) {
 
 // close stops fetches and closes every cached chunk.
 func (c *chunkCache) close() {
+	c.mu.Lock()
+	c.closed = true // no fetch starts from here on: wg.Wait below is final
+	c.mu.Unlock()
 	c.cancel()
 	c.wg.Wait()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.closed = true
 	for e := c.lru.Front(); e != nil; e = e.Next() {
 		e.Value.(*chunk).file.Close()
 	}

@@ -267,3 +267,50 @@ func TestReaderReadsAheadIntoNextSegment(t *testing.T) {
 		}
 	}
 }
+
+// TestReaderCloseWhileReading: closing the reader while reads and
+// read-ahead are under way stops them cleanly, and a read after Close
+// fails at once with ErrUnavailable.
+func TestReaderCloseWhileReading(t *testing.T) {
+	dir, _ := tier.OpenDir(t.TempDir())
+	_, segs := uploadedLog(t, dir, 400, 1000, 0)
+	for range 20 {
+		r, err := tier.NewReader(tier.ReaderConfig{Store: dir, CacheDir: t.TempDir(), ChunkBytes: 1 << 10, ReadAhead: 4, Workers: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for i := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for k, s := range segs {
+					next := func() (meta.TierSegment, bool) {
+						if k+1 < len(segs) {
+							return segs[k+1], true
+						}
+						return meta.TierSegment{}, false
+					}
+					for off := s.BaseOffset + int64(i); off <= s.LastOffset; off += 7 {
+						if _, err := r.Read(context.Background(), s, off, 3000, next); err != nil {
+							if !errors.Is(err, tier.ErrUnavailable) {
+								t.Errorf("offset %d: %v", off, err)
+							}
+							return
+						}
+					}
+				}
+			}()
+		}
+		time.Sleep(time.Millisecond)
+		r.Close()
+		wg.Wait()
+		start := time.Now()
+		if _, err := r.Read(context.Background(), segs[0], segs[0].BaseOffset, 100, nil); !errors.Is(err, tier.ErrUnavailable) {
+			t.Fatalf("read after close: %v", err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Fatalf("read after close took %v", d)
+		}
+	}
+}
