@@ -223,14 +223,13 @@ func (r *Reader) header(ctx context.Context, seg meta.TierSegment, pos int64) (p
 	return h, nil
 }
 
-// prefetch starts fetching seg's offset index and its first chunks, in
-// the background, on the remote-read budget.
+// prefetch starts fetching seg's first chunks (on the remote-read
+// workers) and its offset index, in the background.
 func (r *Reader) prefetch(seg meta.TierSegment, chunks int) {
 	for i := range int64(min(chunks, r.cfg.ReadAhead)) {
 		r.chunks.prefetch(chunkID{seg.ObjectKey, i}, seg.SizeBytes)
 	}
-	key := strings.TrimSuffix(seg.ObjectKey, ".log") + ".index"
-	if r.indexes.has(key) || !r.chunks.goBackground() {
+	if r.indexes.has(indexKey(seg, ".index")) || !r.chunks.goBackground() {
 		return
 	}
 	go func() {
@@ -249,7 +248,7 @@ func (r *Reader) readLog(ctx context.Context, seg meta.TierSegment, p []byte, po
 // index returns a segment's offset or time index, from memory or the
 // store.
 func (r *Reader) index(ctx context.Context, seg meta.TierSegment, suffix string) ([]byte, error) {
-	key := strings.TrimSuffix(seg.ObjectKey, ".log") + suffix
+	key := indexKey(seg, suffix)
 	b, err := r.indexes.get(key, func() ([]byte, error) {
 		ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 		defer cancel()
@@ -266,11 +265,16 @@ func (r *Reader) index(ctx context.Context, seg meta.TierSegment, suffix string)
 	return b, nil
 }
 
+// indexKey names the object of seg's index with suffix (".index",
+// ".timeindex") beside its log.
+func indexKey(seg meta.TierSegment, suffix string) string {
+	return strings.TrimSuffix(seg.ObjectKey, ".log") + suffix
+}
+
 // Forget drops what is cached of a deleted segment.
 func (r *Reader) Forget(seg meta.TierSegment) {
-	stem := strings.TrimSuffix(seg.ObjectKey, ".log")
-	r.indexes.forget(stem + ".index")
-	r.indexes.forget(stem + ".timeindex")
+	r.indexes.forget(indexKey(seg, ".index"))
+	r.indexes.forget(indexKey(seg, ".timeindex"))
 	r.chunks.forget(seg.ObjectKey)
 }
 
