@@ -46,8 +46,11 @@ func (n *Node) deleteRecords(ctx context.Context, req *kmsg.DeleteRecordsRequest
 }
 
 // deleteRecordsBefore raises a partition's log start offset to offset
-// and returns the new start. A partition with uploaded segments records
-// the start in meta and drops the segments below it from the tier.
+// and returns the new start. A tiered partition, or one with uploaded
+// segments, records the start in meta and drops the segments below it
+// from the tier: meta's start is what makes local segments below it
+// removable, and what keeps an upload that lands later from bringing the
+// deleted records back.
 func (n *Node) deleteRecordsBefore(ctx context.Context, l *openLog, part meta.Partition, offset int64) (int64, error) {
 	if hw := l.highWatermark(); offset < 0 || offset > hw {
 		return 0, fmt.Errorf("%w: delete records before %d, high watermark %d", plog.ErrOffsetOutOfRange, offset, hw)
@@ -59,7 +62,7 @@ func (n *Node) deleteRecordsBefore(ctx context.Context, l *openLog, part meta.Pa
 	if n.cfg.Tier != nil {
 		if span, err := n.tierSpan(part.Topic, part.Partition); err != nil {
 			return 0, fmt.Errorf("%w: manifest: %v", plog.ErrIO, err)
-		} else if span.ok {
+		} else if span.ok || l.tier.enabled.Load() {
 			if err := n.deleteTiered(ctx, l, part, offset); err != nil {
 				return 0, err
 			}

@@ -411,9 +411,10 @@ func (n *Node) openLogOf(t meta.Topic, p int32) (*openLog, *kerr.Error) {
 		return nil, kerr.KafkaStorageError
 	}
 	configs := n.topicConfigs(t)
-	var ol *openLog // set before the first append: the hook needs it
+	ol := &openLog{topicID: t.ID, configs: configs}
+	ol.tier.init(n.base, n.uploader != nil && tiered(configs))
 	l, err := plog.Open(dir, logConfig(n.cfg.LogDefaults, configs), plog.Options{Logger: n.logger.With("topic", topic, "partition", p),
-		OnSegmentClosed: func(info plog.SegmentInfo) { ol.tier.closed(ol.Log, info) }})
+		Removable: n.removable(topic, p, &ol.tier)})
 	if err != nil {
 		n.logger.Error("open partition log", "topic", topic, "partition", p, "error", err)
 		return nil, kerr.KafkaStorageError
@@ -434,11 +435,7 @@ func (n *Node) openLogOf(t meta.Topic, p int32) (*openLog, *kerr.Error) {
 		n.logger.Error("rebuild producer state", "topic", topic, "partition", p, "error", err)
 		return nil, kerr.KafkaStorageError
 	}
-	ol = &openLog{Log: l, topicID: t.ID, producers: producers, configs: configs}
-	ol.tier.init(n.base, n.uploader != nil && tiered(configs))
-	if err := n.holdUnuploaded(ol, topic, p); err != nil {
-		n.logger.Warn("tier: reading the manifest", "topic", topic, "partition", p, "error", err)
-	}
+	ol.Log, ol.producers = l, producers
 	ol.repl.init()
 	n.mu.logs[key] = ol
 	return ol, nil

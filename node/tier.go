@@ -3,58 +3,38 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
-	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/strata-io/strata/meta"
 	plog "github.com/strata-io/strata/node/log"
 	"github.com/strata-io/strata/tier"
 )
 
-// holdTier is the node/log hold that keeps a closed segment on disk until
-// its upload is recorded in the manifest.
-const holdTier = "tier"
-
-// tierState is an open log's part in tiering: which closed segments wait
-// for upload. Segments are held from the moment they close (the
-// OnSegmentClosed hook, under the log's append lock, so retention never
-// sees them unheld) and queued by the maintenance loop.
+// tierState is an open log's part in tiering. What is left to upload is
+// not kept here: each tick derives it from the log's closed segments and
+// the manifest, so no list can go stale across a truncation, a deletion
+// or a restart. What is kept is which segments are with the uploader.
 type tierState struct {
+	// enabled: the topic is tiered and this node has a store. Read by
+	// the log's Removable hook under the log's append lock, so atomic.
+	enabled atomic.Bool
 	mu      sync.Mutex
-	enabled bool
-	waiting map[int64]plog.SegmentInfo // held, not queued
-	queued  map[int64]bool
+	queued  map[int64]bool // guarded by mu: base offsets handed to the uploader, not done
 	// manifestDirty: the bucket's copy of the partition's manifest is
 	// behind meta's.
-	manifestDirty bool
+	manifestDirty bool // guarded by mu
 	ctx           context.Context
 	cancel        context.CancelFunc
 }
 
 func (s *tierState) init(parent context.Context, enabled bool) {
-	s.enabled = enabled
+	s.enabled.Store(enabled)
 	s.manifestDirty = true
-	s.waiting = map[int64]plog.SegmentInfo{}
 	s.queued = map[int64]bool{}
 	s.ctx, s.cancel = context.WithCancel(parent)
-}
-
-// closed is the log's OnSegmentClosed hook.
-func (s *tierState) closed(l *plog.Log, info plog.SegmentInfo) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.enabled || s.queued[info.BaseOffset] {
-		return
-	}
-	l.Hold(info.BaseOffset, holdTier)
-	s.waiting[info.BaseOffset] = info
-}
-
-func (s *tierState) setEnabled(on bool) {
-	s.mu.Lock()
-	s.enabled = on
-	s.mu.Unlock()
 }
 
 func (s *tierState) markDirty() {
@@ -70,66 +50,86 @@ func (s *tierState) stop() {
 	}
 }
 
-// holdUnuploaded holds, at open, every closed segment the manifest does
-// not have yet: a restart or a new leader picks up where uploads stopped.
-func (n *Node) holdUnuploaded(ol *openLog, topic string, p int32) error {
-	ol.tier.mu.Lock()
-	enabled := ol.tier.enabled
-	ol.tier.mu.Unlock()
-	if !enabled {
-		return nil
-	}
+// tierCovered is the offset below which a partition's data is safe
+// without the local disk: one past the manifest's last offset, or the
+// partition's log start offset when that is higher (DeleteRecords and
+// total retention raise it; what lies below it is deleted on purpose).
+// From this node's copy of meta, which only ever moves it up.
+func (n *Node) tierCovered(topic string, p int32) (int64, error) {
 	v := n.cfg.Meta.Server().FSM().View()
-	segs, err := v.TierSegments(topic, p)
-	v.Close()
+	defer v.Close()
+	part, ok, err := v.Partition(topic, p)
+	if err != nil || !ok {
+		return 0, errors.Join(err, fmt.Errorf("tier: partition %s/%d not in meta", topic, p))
+	}
+	_, last, spanOK, err := v.TierSpan(topic, p)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	recorded := map[int64]bool{}
-	for _, s := range segs {
-		recorded[s.BaseOffset] = true
+	covered := part.LogStartOffset
+	if spanOK {
+		covered = max(covered, last.LastOffset+1)
 	}
-	for _, info := range ol.Segments() {
-		if info.Sealed && !recorded[info.BaseOffset] {
-			ol.tier.closed(ol.Log, info)
-		}
-	}
-	return nil
+	return covered, nil
 }
 
-// enqueueUploads hands a led log's waiting segments to the uploader. On
-// a follower (or a leader whose segments were cut elsewhere than its
-// predecessor's) a segment the manifest already covers is released
-// instead: the leader uploaded that data.
-func (n *Node) enqueueUploads(key partitionKey, ol *openLog) {
-	if n.uploader == nil {
-		return
+// removable is a partition log's Options.Removable. The rule: a tiered
+// partition's segment leaves the local disk only once the manifest
+// covers its last offset (or it lies below the log start, deleted on
+// purpose). The log asks in the same critical section as it deletes,
+// and again right before deleting under the invariants build tag.
+func (n *Node) removable(topic string, p int32, ts *tierState) func(plog.SegmentInfo) bool {
+	return func(s plog.SegmentInfo) bool {
+		if !ts.enabled.Load() {
+			return true
+		}
+		covered, err := n.tierCovered(topic, p)
+		return err == nil && s.NextOffset <= covered
 	}
-	span, err := n.tierSpan(key.topic, key.partition)
-	if err != nil {
+}
+
+// unuploaded lists a log's closed segments that the manifest does not
+// cover yet, oldest first.
+func unuploaded(ol *openLog, covered int64) []plog.SegmentInfo {
+	var out []plog.SegmentInfo
+	for _, info := range ol.Segments() {
+		if info.Sealed && info.NextOffset > covered && info.NextOffset > ol.StartOffset() {
+			out = append(out, info)
+		}
+	}
+	return out
+}
+
+// enqueueUploads hands a led log's closed segments that the manifest
+// lacks to the uploader, oldest first, and only those below the high
+// watermark: data above it may still be truncated by a leader change.
+// A follower uploads nothing; its segments become removable once the
+// leader's uploads cover them.
+func (n *Node) enqueueUploads(key partitionKey, ol *openLog) {
+	if n.uploader == nil || !ol.tier.enabled.Load() {
 		return
 	}
 	ol.repl.mu.Lock()
 	leading := ol.repl.leader != nil
 	ol.repl.mu.Unlock()
+	if !leading {
+		return
+	}
+	covered, err := n.tierCovered(key.topic, key.partition)
+	if err != nil {
+		return
+	}
+	hw := ol.highWatermark()
 	ol.tier.mu.Lock()
 	defer ol.tier.mu.Unlock()
-	// Oldest first: the uploader keeps a partition's manifest gap-free.
-	// Only what every ISR member has: data above the high watermark may
-	// still be truncated by a leader change.
-	hw := ol.highWatermark()
-	for _, base := range slices.Sorted(maps.Keys(ol.tier.waiting)) {
-		info := ol.tier.waiting[base]
-		if span.ok && info.NextOffset-1 <= span.last.LastOffset {
-			delete(ol.tier.waiting, base)
-			ol.Release(base, holdTier)
-			continue
-		}
-		if !leading || info.NextOffset > hw {
+	for _, info := range unuploaded(ol, covered) {
+		if info.NextOffset > hw {
 			break
 		}
-		delete(ol.tier.waiting, base)
-		ol.tier.queued[base] = true
+		if ol.tier.queued[info.BaseOffset] {
+			continue
+		}
+		ol.tier.queued[info.BaseOffset] = true
 		n.uploader.Enqueue(&tier.Job{
 			Topic: key.topic, TopicID: ol.topicID, Partition: key.partition, Segment: info,
 			Epochs: segmentEpochs(ol.Epochs(), info), Leader: n.leaderEpoch(key), Ctx: ol.tier.ctx,
@@ -138,24 +138,20 @@ func (n *Node) enqueueUploads(key partitionKey, ol *openLog) {
 	}
 }
 
-// uploaded ends one upload: a recorded segment is released to local
-// retention; one that was not stays held and waits for the next try.
+// uploaded ends one upload. A recorded segment becomes removable through
+// the manifest; one that was not is found again by the next tick.
 func (n *Node) uploaded(key partitionKey, ol *openLog, info plog.SegmentInfo, err error) {
 	ol.tier.mu.Lock()
 	defer ol.tier.mu.Unlock()
 	delete(ol.tier.queued, info.BaseOffset)
 	switch {
 	case err == nil:
-		ol.Release(info.BaseOffset, holdTier)
 		ol.tier.manifestDirty = true
 	case ol.tier.ctx.Err() != nil:
-		// The log is closing; its holds go with it.
-	default:
-		if !errors.Is(err, tier.ErrNotLeader) {
-			n.logger.Warn("tier: segment not uploaded; will try again", "topic", key.topic, "partition", key.partition,
-				"base_offset", info.BaseOffset, "error", err)
-		}
-		ol.tier.waiting[info.BaseOffset] = info
+		// The log is closing.
+	case !errors.Is(err, tier.ErrNotLeader):
+		n.logger.Warn("tier: segment not uploaded; will try again", "topic", key.topic, "partition", key.partition,
+			"base_offset", info.BaseOffset, "error", err)
 	}
 }
 
@@ -216,14 +212,8 @@ func (n *Node) refreshConfigs(logs map[partitionKey]*openLog) {
 			continue
 		}
 		ol.configs = configs
-		on := n.uploader != nil && tiered(configs)
-		ol.tier.setEnabled(on)
+		ol.tier.enabled.Store(n.uploader != nil && tiered(configs))
 		ol.tier.markDirty()
-		if on {
-			if err := n.holdUnuploaded(ol, key.topic, key.partition); err != nil {
-				n.logger.Warn("tier: reading the manifest", "topic", key.topic, "partition", key.partition, "error", err)
-			}
-		}
 	}
 }
 

@@ -243,3 +243,76 @@ func tieredTopic(t *testing.T, n int, partitions int32, opts testenv.Options) (*
 	createTopic(ctx, t, newClient(t, c), partitions, 1, map[string]*string{"remote.storage.enable": kadm.StringPtr("true")}, "tiered")
 	return c, ctx
 }
+
+// TestIdleTieredPartitionKeepsItsLastSegment is the scenario a user hit:
+// a tiered topic with short local retention is produced to, then left
+// idle. Local retention empties the disk, and every acknowledged record
+// must still replay from offset 0. Before the fix, the segment that
+// retention itself rolled (the partition's last data) was deleted before
+// it was uploaded.
+func TestIdleTieredPartitionKeepsItsLastSegment(t *testing.T) {
+	const partitions, perPartition = 3, 2500 // ~2.5 MiB of 1 KiB records each
+	store, err := tier.OpenDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := testenv.InProcess(t, 1, testenv.Options{Tier: store, MaintainInterval: 50 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cl := newClient(t, c, kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	createTopic(ctx, t, cl, partitions, 1, map[string]*string{
+		"remote.storage.enable": kadm.StringPtr("true"),
+		"segment.bytes":         kadm.StringPtr("1048576"),
+		"local.retention.bytes": kadm.StringPtr("2097152"),
+		"local.retention.ms":    kadm.StringPtr("1000"),
+	}, "idle")
+	value := []byte(strings.Repeat("v", 1000))
+	acked := make([]int64, partitions) // next offset expected per partition
+	for i := range partitions * perPartition {
+		p := int32(i % partitions)
+		cl.Produce(ctx, &kgo.Record{Topic: "idle", Partition: p, Value: value}, func(r *kgo.Record, err error) {
+			if err != nil {
+				t.Errorf("produce: %v", err)
+			}
+		})
+	}
+	if err := cl.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for p := range acked {
+		acked[p] = perPartition
+	}
+	// Idle: wait until local retention has emptied every partition's disk
+	// (the local log starts at its end).
+	for p := range int32(partitions) {
+		for {
+			start, _, err := tryListOffset(ctx, cl, "idle", p, -4)
+			if err == nil && start == acked[p] {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("partition %d: local log start %d, want %d (%v)", p, start, acked[p], err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	// Every acknowledged record replays from offset 0.
+	consumer := newClient(t, c, kgo.ConsumeTopics("idle"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	next := make([]int64, partitions)
+	total := 0
+	for total < partitions*perPartition {
+		fs := consumer.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("replayed %d of %d records (next offsets %v)", total, partitions*perPartition, next)
+		}
+		fs.EachError(func(topic string, p int32, err error) { t.Fatalf("partition %d at %d: %v", p, next[p], err) })
+		fs.EachRecord(func(r *kgo.Record) {
+			if r.Offset != next[r.Partition] {
+				t.Fatalf("partition %d: offset %d, want %d", r.Partition, r.Offset, next[r.Partition])
+			}
+			next[r.Partition]++
+			total++
+		})
+	}
+}

@@ -91,14 +91,16 @@ func (n *Node) tierStatus() tier.StatusReply {
 		for _, s := range segs {
 			st.RemoteBytes += s.SizeBytes
 		}
-		// Closed segments waiting for their turn count as lag too.
-		l.tier.mu.Lock()
-		for _, info := range l.tier.waiting {
+		// Closed segments not uploaded yet are the lag: those queued and
+		// those waiting for their turn.
+		covered := part.LogStartOffset
+		if len(segs) > 0 {
+			covered = max(covered, segs[len(segs)-1].LastOffset+1)
+		}
+		for _, info := range unuploaded(l, covered) {
 			st.LagBytes += info.Size
 		}
-		l.tier.mu.Unlock()
 		if u, ok := uploads[k]; ok {
-			st.LagBytes += u.PendingBytes
 			if !u.PendingSince.IsZero() {
 				st.LagSeconds = time.Since(u.PendingSince).Seconds()
 			}

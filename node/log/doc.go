@@ -69,7 +69,8 @@
 //     exclusively only when files are closed, deleted or cut: retention,
 //     DeleteRecordsBefore, TruncateTo, Close. Those are the only moments a
 //     reader can wait, and they are not appends. Lock order: appendMu,
-//     then segMu; holdMu (holds) is a leaf.
+//     then segMu. Options.Removable and OnSegmentClosed are called with
+//     appendMu held.
 //   - Sealing trims an index file but keeps its mapping, so a reader in the
 //     middle of a lookup never touches unmapped memory; only TruncateTo
 //     and Open remap, with readers held off.

@@ -25,9 +25,17 @@ type Options struct {
 	Logger *slog.Logger
 	// OnSegmentClosed is called each time a segment is sealed by a roll,
 	// with the appender's lock held: it must not block or call back into
-	// the log, except Hold, which it may call to keep the segment until,
-	// say, it has been uploaded.
+	// the log.
 	OnSegmentClosed func(SegmentInfo)
+	// Removable, when set, has the last word on every segment retention
+	// or DeleteRecordsBefore would delete: a segment it refuses stays,
+	// and so does every segment after it (the log only deletes from its
+	// start). It is asked with the appender's lock held, in the same
+	// critical section as the deletion, so its answer is never stale; it
+	// must not block for long or call back into the log. A tiered
+	// partition answers whether the manifest covers the segment. Nil:
+	// every segment is removable.
+	Removable func(SegmentInfo) bool
 	// Decompress, when set, lets OffsetForTimestamp and MaxTimestamp find
 	// the exact record inside a compressed batch; it returns the
 	// concatenated records of the batch body. Without it those lookups
@@ -43,6 +51,7 @@ type Log struct {
 	clock           Clock
 	logger          *slog.Logger
 	onSegmentClosed func(SegmentInfo)
+	removable       func(SegmentInfo) bool
 	decompress      func(int, []byte) ([]byte, error)
 
 	// appendMu serializes everything that writes: Append, roll,
@@ -71,9 +80,6 @@ type Log struct {
 	epochView     atomic.Pointer[[]EpochEntry]
 	failure       atomic.Pointer[error]
 	closed        atomic.Bool
-
-	holdMu sync.Mutex
-	holds  map[int64]map[string]struct{} // guarded by holdMu: base offset -> holders
 
 	scratch sync.Pool // *[]byte for header scans
 }
@@ -115,9 +121,9 @@ func Open(dir string, cfg Config, opts Options) (*Log, error) {
 		clock:           opts.Clock,
 		logger:          opts.Logger,
 		onSegmentClosed: opts.OnSegmentClosed,
+		removable:       opts.Removable,
 		decompress:      opts.Decompress,
 		cfg:             cfg,
-		holds:           map[int64]map[string]struct{}{},
 	}
 	if l.fs == nil {
 		l.fs = OSFS{}
@@ -827,38 +833,9 @@ func (l *Log) Size() int64 {
 	return n
 }
 
-// Hold keeps the segment with the given base offset from being deleted by
-// retention or DeleteRecordsBefore until holder releases it; segments
-// after it are kept too, since the log only ever deletes from its start.
-// Truncation ignores holds. Safe to call from OnSegmentClosed.
-func (l *Log) Hold(baseOffset int64, holder string) {
-	l.holdMu.Lock()
-	defer l.holdMu.Unlock()
-	if l.holds[baseOffset] == nil {
-		l.holds[baseOffset] = map[string]struct{}{}
-	}
-	l.holds[baseOffset][holder] = struct{}{}
-}
-
-// Release lets go of a Hold.
-func (l *Log) Release(baseOffset int64, holder string) {
-	l.holdMu.Lock()
-	defer l.holdMu.Unlock()
-	delete(l.holds[baseOffset], holder)
-	if len(l.holds[baseOffset]) == 0 {
-		delete(l.holds, baseOffset)
-	}
-}
-
-func (l *Log) held(baseOffset int64) bool {
-	l.holdMu.Lock()
-	defer l.holdMu.Unlock()
-	return len(l.holds[baseOffset]) > 0
-}
-
 // DeleteRecordsBefore raises the log start offset to offset (Kafka's
-// DeleteRecords) and deletes the segments wholly below it that are not
-// held. It returns the new log start offset. The caller keeps offset at
+// DeleteRecords) and deletes the segments wholly below it that
+// Options.Removable allows. It returns the new log start offset. The caller keeps offset at
 // or below the high watermark.
 func (l *Log) DeleteRecordsBefore(offset int64) (int64, error) {
 	l.appendMu.Lock()
@@ -1016,54 +993,44 @@ func (l *Log) flushActiveLocked(now time.Time) error {
 
 // retainLocked deletes segments from the start of the log while one of
 // the rules applies: wholly below the log start offset, older than
-// retention.ms, or beyond retention.bytes. It stops at the first held
-// segment, and never deletes past the high watermark. If every segment
-// goes, the active one is rolled first so the log end offset survives.
+// retention.ms, or beyond retention.bytes. It never deletes past the high
+// watermark, and stops at the first segment Options.Removable refuses. If
+// every segment goes, the active one is rolled first so the log end
+// offset survives.
+//
+// The decision and the deletion happen under appendMu with nothing in
+// between that could change the answer. A roll is such a thing (its hook
+// may, say, queue the segment for upload), so after one the decision is
+// made again over the new segment list.
 func (l *Log) retainLocked(now time.Time) (int, error) {
 	segs := *l.segments.Load()
-	hw := l.highWatermark.Load()
-	if hw < 0 {
-		hw = l.endOffset.Load()
-	}
-	start := l.startOffset.Load()
-	total := l.Size()
-	n := 0
-	var reasons []string
-	for i, s := range segs {
-		next := l.endOffset.Load()
-		if i+1 < len(segs) {
-			next = segs[i+1].baseOffset
-		}
-		size := s.size.Load()
-		if size == 0 || next > hw || l.held(s.baseOffset) {
-			break
-		}
-		var reason string
-		switch {
-		case next <= start:
-			reason = "log start offset"
-		case l.cfg.RetentionAge >= 0 && s.maxTimestamp.Load() < now.Add(-l.cfg.RetentionAge).UnixMilli():
-			reason = "retention.ms"
-		case l.cfg.RetentionBytes >= 0 && total-size >= l.cfg.RetentionBytes:
-			reason = "retention.bytes"
-		}
-		if reason == "" {
-			break
-		}
-		reasons = append(reasons, reason)
-		total -= size
-		n++
-	}
-	if n == 0 {
+	reasons := l.retainableLocked(segs, now)
+	if len(reasons) == 0 {
 		return 0, nil
 	}
-	if n == len(segs) {
+	if len(reasons) == len(segs) {
 		if _, err := l.rollLocked(l.endOffset.Load()); err != nil {
 			return 0, err
 		}
 		segs = *l.segments.Load()
+		if reasons = l.retainableLocked(segs, now); len(reasons) == 0 {
+			return 0, nil
+		}
 	}
+	n := len(reasons)
 	doomed := segs[:n]
+	if invariantsEnabled {
+		// Pair assertion: what is about to be deleted is still what the
+		// rules allow. The new active segment is empty and never goes.
+		if n == len(segs) {
+			panic(fmt.Sprintf("log: retention would delete all %d segments, the active one too", n))
+		}
+		for _, s := range doomed {
+			if l.removable != nil && !l.removable(s.info(true)) {
+				panic(fmt.Sprintf("log: retention deleting segment %d, which Removable refuses", s.baseOffset))
+			}
+		}
+	}
 	rest := slices.Clone(segs[n:])
 	l.segMu.Lock()
 	l.segments.Store(&rest)
@@ -1085,6 +1052,47 @@ func (l *Log) retainLocked(now time.Time) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// retainableLocked decides which segments retention deletes: the first
+// len(reasons) of segs, each for its reason.
+func (l *Log) retainableLocked(segs []*segment, now time.Time) (reasons []string) {
+	hw := l.highWatermark.Load()
+	if hw < 0 {
+		hw = l.endOffset.Load()
+	}
+	start := l.startOffset.Load()
+	total := l.Size()
+	for i, s := range segs {
+		next := l.endOffset.Load()
+		if i+1 < len(segs) {
+			next = segs[i+1].baseOffset
+		}
+		size := s.size.Load()
+		if size == 0 || next > hw {
+			break
+		}
+		var reason string
+		switch {
+		case next <= start:
+			reason = "log start offset"
+		case l.cfg.RetentionAge >= 0 && s.maxTimestamp.Load() < now.Add(-l.cfg.RetentionAge).UnixMilli():
+			reason = "retention.ms"
+		case l.cfg.RetentionBytes >= 0 && total-size >= l.cfg.RetentionBytes:
+			reason = "retention.bytes"
+		}
+		if reason == "" {
+			break
+		}
+		// The active segment is never deleted as it is: when it expires
+		// too, retainLocked rolls it and asks again about the closed one.
+		if l.removable != nil && i+1 < len(segs) && !l.removable(s.info(true)) {
+			break
+		}
+		reasons = append(reasons, reason)
+		total -= size
+	}
+	return reasons
 }
 
 // TruncateTo removes everything at and after offset, as a follower does

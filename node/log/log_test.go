@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -333,14 +335,21 @@ func TestRetention(t *testing.T) {
 			t.Fatalf("size %d after retention.bytes 3500", l.Size())
 		}
 	})
-	t.Run("holds and high watermark", func(t *testing.T) {
-		l := newLog(t, func(c *Config) { c.RetentionBytes = 0 })
-		l.SetHighWatermark(5)
-		l.Hold(3, "upload")
-		if n, _ := l.Maintain(); n != 3 || l.StartOffset() != 3 {
-			t.Fatalf("held: deleted %d, start %d", n, l.StartOffset())
+	t.Run("removable and high watermark", func(t *testing.T) {
+		var below atomic.Int64 // segments ending at or below it are removable
+		below.Store(3)
+		cfg := testConfig()
+		cfg.SegmentBytes, cfg.RetentionBytes = 2000, 0
+		l := openTest(t, t.TempDir(), cfg, Options{Clock: clock,
+			Removable: func(s SegmentInfo) bool { return s.NextOffset <= below.Load() }})
+		for i := range 10 {
+			mustAppend(t, l, makeBatchN(1, 930, now-int64(9-i)*3600_000), 0)
 		}
-		l.Release(3, "upload")
+		l.SetHighWatermark(5)
+		if n, _ := l.Maintain(); n != 3 || l.StartOffset() != 3 {
+			t.Fatalf("removable below 3: deleted %d, start %d", n, l.StartOffset())
+		}
+		below.Store(100)
 		if n, _ := l.Maintain(); n != 2 || l.StartOffset() != 5 {
 			t.Fatalf("high watermark 5: deleted %d, start %d", n, l.StartOffset())
 		}
@@ -697,30 +706,65 @@ func checkIndexesAgainstScan(t *testing.T, l *Log) {
 	}
 }
 
-func TestHoldFromSegmentClosedHook(t *testing.T) {
+// TestRetentionRollKeepsUnremovableSegment: a tiered partition goes idle
+// and every segment expires. Retention rolls the active segment so the
+// log end survives; the closed hook marks that segment "not uploaded",
+// and it must stay. (The segment retention rolled itself was once
+// deleted with the rest, before its upload: acknowledged records lost.)
+func TestRetentionRollKeepsUnremovableSegment(t *testing.T) {
+	clock := newManualClock()
 	cfg := testConfig()
 	cfg.SegmentBytes = 2000
-	cfg.RetentionBytes = 0
-	var l *Log
-	var closed []int64
-	l = openTest(t, t.TempDir(), cfg, Options{OnSegmentClosed: func(s SegmentInfo) {
-		if !s.Sealed || s.Size == 0 {
-			t.Errorf("hook got %+v", s)
-		}
-		l.Hold(s.BaseOffset, "tier") // as the uploader will
-		closed = append(closed, s.BaseOffset)
-	}})
+	cfg.RetentionAge = time.Second
+	var mu sync.Mutex
+	pending := map[int64]bool{} // closed, not uploaded
+	l := openTest(t, t.TempDir(), cfg, Options{Clock: clock,
+		OnSegmentClosed: func(s SegmentInfo) {
+			if !s.Sealed || s.Size == 0 {
+				t.Errorf("hook got %+v", s)
+			}
+			mu.Lock()
+			pending[s.BaseOffset] = true
+			mu.Unlock()
+		},
+		Removable: func(s SegmentInfo) bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return !pending[s.BaseOffset]
+		}})
 	for range 6 {
-		mustAppend(t, l, makeBatchN(1, 1500, 0), 0)
+		mustAppend(t, l, makeBatchN(1, 1500, clock.Now().UnixMilli()), 0)
 	}
+	clock.Advance(time.Hour)
 	if n, err := l.Maintain(); n != 0 || err != nil {
-		t.Fatalf("held segments deleted: %d %v", n, err)
+		t.Fatalf("pending segments deleted: %d %v", n, err)
 	}
-	for _, base := range closed[:3] {
-		l.Release(base, "tier")
+	upload := func(count int) { // the oldest count pending segments
+		mu.Lock()
+		defer mu.Unlock()
+		for _, s := range l.Segments() {
+			if count > 0 && pending[s.BaseOffset] {
+				delete(pending, s.BaseOffset)
+				count--
+			}
+		}
 	}
-	if n, _ := l.Maintain(); n != 3 || l.StartOffset() != closed[3] {
-		t.Fatalf("after release: deleted %d, start %d", n, l.StartOffset())
+	upload(3)
+	if n, _ := l.Maintain(); n != 3 || l.StartOffset() != 3 {
+		t.Fatalf("after 3 uploads: deleted %d, start %d", n, l.StartOffset())
+	}
+	// The active segment expires too; retention rolls it, and the rolled
+	// segment is pending: nothing past the uploads may go.
+	upload(2)
+	if n, _ := l.Maintain(); n != 2 || l.StartOffset() != 5 || l.EndOffset() != 6 {
+		t.Fatalf("after 5 uploads: deleted %d, start %d, end %d", n, l.StartOffset(), l.EndOffset())
+	}
+	if got := readAll(t, l, 5); len(got) != 1 || got[0].BaseOffset != 5 {
+		t.Fatalf("last record unreadable: %+v", got)
+	}
+	upload(1)
+	if n, _ := l.Maintain(); n != 1 || l.StartOffset() != 6 || l.EndOffset() != 6 {
+		t.Fatalf("all uploaded: deleted %d, start %d, end %d", n, l.StartOffset(), l.EndOffset())
 	}
 }
 
