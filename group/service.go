@@ -46,7 +46,7 @@ func Start(m *meta.Member, nc *nats.Conn, cluster string, id int32, logger *slog
 		{rpc.GroupSubject(cluster), "group"},
 		{rpc.GroupSubject(cluster) + "." + strconv.Itoa(int(id)), ""},
 	} {
-		ns, err := nc.QueueSubscribe(sub.subj, sub.queue, rpc.Gather(s.handlers.Wrap(s.handle)))
+		ns, err := nc.QueueSubscribe(sub.subj, sub.queue, rpc.Gather(s.logger, s.handlers.Wrap(s.handle)))
 		if err != nil {
 			s.Close()
 			return nil, err

@@ -175,7 +175,7 @@ func OpenMember(cfg MemberConfig) (*Member, error) {
 		{subject(cfg.Cluster, subjApply), queueMeta, m.handlers.Wrap(m.onApply)},
 		// A command too big for one message comes to the controller's own
 		// subject in chunks (Client.Propose).
-		{subject(cfg.Cluster, subjApply+"."+id), "", rpc.Gather(m.handlers.Wrap(m.onApply))},
+		{subject(cfg.Cluster, subjApply+"."+id), "", rpc.Gather(m.logger, m.handlers.Wrap(m.onApply))},
 		{subject(cfg.Cluster, subjRead), queueMeta, m.handlers.Wrap(m.onRead)},
 		{subject(cfg.Cluster, subjRead+"."+id), "", m.handlers.Wrap(m.onRead)},
 	} {

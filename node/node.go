@@ -182,7 +182,7 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.caller = caller
-	sub, err := cfg.Conn.Subscribe(rpc.KafkaSubject(cfg.Cluster, cfg.ID), rpc.Gather(n.handlers.Wrap(n.handle)))
+	sub, err := cfg.Conn.Subscribe(rpc.KafkaSubject(cfg.Cluster, cfg.ID), rpc.Gather(n.logger, n.handlers.Wrap(n.handle)))
 	if err != nil {
 		return nil, fmt.Errorf("node: subscribe: %w", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -95,6 +96,17 @@ func parseChunk(m *nats.Msg) (i, n int, ok bool, err error) {
 	return i, n, true, nil
 }
 
+// MaxMessageBytes bounds a message gathered from chunks: a fetch answer
+// is capped at 55 MiB and a produce request at the gateway's
+// socket.request.max.bytes (100 MiB). Chunk headers come from another
+// process, so a count or size past this is refused before anything is
+// allocated for it.
+const MaxMessageBytes = 128 << 20
+
+// maxPendingBytes bounds what one Gather holds for messages still being
+// gathered, however many senders there are.
+const maxPendingBytes = 2 * MaxMessageBytes
+
 // partial is a chunked message being gathered.
 type partial struct {
 	first   *nats.Msg
@@ -103,11 +115,32 @@ type partial struct {
 	started time.Time
 }
 
+// newPartial starts gathering from chunk 0 of n. Every chunk but the
+// last carries the sender's chunk size, the first chunk's, so the whole
+// is at most n times that: refused when that passes MaxMessageBytes.
+func newPartial(m *nats.Msg, i, n int, now time.Time) (*partial, error) {
+	if i != 0 {
+		return nil, fmt.Errorf("rpc: chunk %d/%d without its start", i, n)
+	}
+	if len(m.Data) == 0 || n-1 > MaxMessageBytes/len(m.Data) { // division: n may be near MaxInt
+		return nil, fmt.Errorf("rpc: %d chunks of %d bytes would pass the %d-byte message limit", n, len(m.Data), MaxMessageBytes)
+	}
+	return &partial{first: m, n: n, started: now, data: make([]byte, 0, len(m.Data)*n)}, nil
+}
+
+// reserved is what p may grow to.
+func (p *partial) reserved() int { return cap(p.data) }
+
 // add appends chunk i of n; it returns the whole message once the last
-// chunk is in, or an error when chunks come out of order.
+// chunk is in, or an error when chunks come out of order or of a size
+// the first chunk did not announce.
 func (p *partial) add(m *nats.Msg, i, n int) (*nats.Msg, error) {
 	if i != p.next || n != p.n {
 		return nil, fmt.Errorf("rpc: chunk %d/%d out of order, want %d/%d", i, n, p.next, p.n)
+	}
+	size, last := len(p.first.Data), i == n-1
+	if (!last && len(m.Data) != size) || (last && (len(m.Data) == 0 || len(m.Data) > size)) {
+		return nil, fmt.Errorf("rpc: chunk %d/%d of %d bytes, chunks are %d", i, n, len(m.Data), size)
 	}
 	p.data = append(p.data, m.Data...)
 	p.next++
@@ -129,9 +162,19 @@ const staleAfter = time.Minute
 
 // Gather wraps a subscription handler so it sees chunked requests whole.
 // It must run on the subscription's own goroutine (NATS delivers one
-// subscription's messages in order), before any handler pool.
-func Gather(h nats.MsgHandler) nats.MsgHandler {
+// subscription's messages in order), before any handler pool. A chunk
+// that does not fit (a header that lies about the count, a size the
+// first chunk did not announce, more pending than maxPendingBytes) drops
+// its message, with the reason logged and sent to the reply subject.
+func Gather(logger *slog.Logger, h nats.MsgHandler) nats.MsgHandler {
 	parts := map[string]*partial{}
+	pending := 0 // bytes reserved by parts
+	drop := func(key string) {
+		if p := parts[key]; p != nil {
+			pending -= p.reserved()
+			delete(parts, key)
+		}
+	}
 	return func(m *nats.Msg) {
 		i, n, chunked, err := parseChunk(m)
 		if !chunked {
@@ -141,17 +184,19 @@ func Gather(h nats.MsgHandler) nats.MsgHandler {
 		now := time.Now()
 		for k, p := range parts {
 			if now.Sub(p.started) > staleAfter {
-				delete(parts, k)
+				drop(k)
 			}
 		}
 		key := m.Reply
 		p := parts[key]
 		if err == nil && p == nil {
-			if i != 0 {
-				err = fmt.Errorf("rpc: chunk %d/%d without its start", i, n)
-			} else {
-				p = &partial{first: m, n: n, started: now, data: make([]byte, 0, len(m.Data)*n)}
-				parts[key] = p
+			if p, err = newPartial(m, i, n, now); err == nil {
+				if pending+p.reserved() > maxPendingBytes {
+					p, err = nil, fmt.Errorf("rpc: %d bytes already pending in chunked messages", pending)
+				} else {
+					parts[key] = p
+					pending += p.reserved()
+				}
 			}
 		}
 		var whole *nats.Msg
@@ -159,7 +204,8 @@ func Gather(h nats.MsgHandler) nats.MsgHandler {
 			whole, err = p.add(m, i, n)
 		}
 		if err != nil {
-			delete(parts, key)
+			drop(key)
+			logger.Warn("rpc: chunked message dropped", "subject", m.Subject, "reply", m.Reply, "error", err)
 			if m.Reply != "" {
 				r := nats.NewMsg(m.Reply)
 				r.Header.Set(HeaderError, err.Error())
@@ -168,7 +214,7 @@ func Gather(h nats.MsgHandler) nats.MsgHandler {
 			return
 		}
 		if whole != nil {
-			delete(parts, key)
+			drop(key)
 			h(whole)
 		}
 	}
@@ -280,10 +326,10 @@ func (c *Caller) onReply(m *nats.Msg) {
 		return // the caller gave up
 	}
 	i, n, chunked, err := parseChunk(m)
+	if err == nil && chunked && cl.partial == nil {
+		cl.partial, err = newPartial(m, i, n, time.Now())
+	}
 	if err == nil && chunked {
-		if cl.partial == nil {
-			cl.partial = &partial{first: m, n: n, started: time.Now(), data: make([]byte, 0, len(m.Data)*n)}
-		}
 		var whole *nats.Msg
 		if whole, err = cl.partial.add(m, i, n); err == nil {
 			if whole == nil {

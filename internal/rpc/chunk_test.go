@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -23,7 +24,7 @@ func TestChunkedRoundTrip(t *testing.T) {
 	pool := rpc.NewPool(8)
 	t.Cleanup(pool.Close)
 	// The reply is the request reversed, with its length in a header.
-	if _, err := server.Subscribe("svc", rpc.Gather(pool.Wrap(func(m *nats.Msg) {
+	if _, err := server.Subscribe("svc", rpc.Gather(slog.New(slog.DiscardHandler), pool.Wrap(func(m *nats.Msg) {
 		if m.Sub == nil {
 			t.Error("a gathered message is not bound to its subscription: m.Respond fails")
 		}
@@ -104,7 +105,7 @@ func TestGatherRejectsBrokenChunks(t *testing.T) {
 	s := natstest.Start(t)
 	nc := s.Connect(t)
 	passed := make(chan *nats.Msg, 4)
-	if _, err := nc.Subscribe("svc", rpc.Gather(func(m *nats.Msg) { passed <- m })); err != nil {
+	if _, err := nc.Subscribe("svc", rpc.Gather(slog.New(slog.DiscardHandler), func(m *nats.Msg) { passed <- m })); err != nil {
 		t.Fatal(err)
 	}
 	nc.Flush()
@@ -137,7 +138,7 @@ func TestRequestProgress(t *testing.T) {
 	s := natstest.StartPayload(t, 64<<10)
 	server, client := s.Connect(t), s.Connect(t)
 	sent := make(chan bool, 2)
-	if _, err := server.Subscribe("svc", rpc.Gather(func(m *nats.Msg) {
+	if _, err := server.Subscribe("svc", rpc.Gather(slog.New(slog.DiscardHandler), func(m *nats.Msg) {
 		ok, err := rpc.Progress(server, m, rpc.ProgressAppended)
 		if err != nil {
 			t.Error(err)
