@@ -15,6 +15,8 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/hashicorp/raft"
+
+	"github.com/strata-io/strata/internal/invariant"
 )
 
 // FSM is the metadata state machine: typed state in a Badger DB opened in
@@ -169,12 +171,22 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 
 // apply checks a command against the state and, if it passes, writes its
 // effect. A rejected command returns its error in the result and writes
-// nothing: every check comes before the first write. The error return is
-// for the state DB failing.
+// nothing: every check comes before the first write. Badger transactions
+// have no savepoints and a batch's commands share one, so a write before
+// a rejection would commit half a command; that is a bug, and under the
+// invariants build tag it panics. The error return is for the state DB
+// failing.
 func (f *FSM) apply(w *writer, cmd Command) (*ApplyResult, error) {
-	res, err := f.applyCmd(w, cmd)
+	writes := w.writes
+	res, err := w.applyCmd(cmd)
 	var r rejection
 	if errors.As(err, &r) {
+		if w.writes != writes {
+			if invariant.Enabled {
+				panic(fmt.Sprintf("meta: %T rejected after %d writes: %v", cmd, w.writes-writes, r.err))
+			}
+			f.logger.Error("meta: a command was rejected after writing; its writes stay", "command", fmt.Sprintf("%T", cmd), "error", r.err)
+		}
 		return &ApplyResult{Err: r.err}, nil
 	}
 	return res, err
@@ -185,6 +197,9 @@ func (f *FSM) apply(w *writer, cmd Command) (*ApplyResult, error) {
 type rejection struct{ err error }
 
 func (r rejection) Error() string { return r.err.Error() }
+
+// rejected rejects the command being applied with err.
+func rejected(err error) (*ApplyResult, error) { return nil, rejection{err} }
 
 // partitionOrReject reads a partition's record; a missing one rejects the
 // command (ErrUnknownTopic).
@@ -207,342 +222,428 @@ func (w *writer) move(topic string, p int32) (Partition, Reassignment, bool, err
 	return part, r, moving, err
 }
 
-func (f *FSM) applyCmd(w *writer, cmd Command) (*ApplyResult, error) {
-	reject := func(err error) (*ApplyResult, error) { return &ApplyResult{Err: err}, nil }
+// applyCmd applies one command: one function each, every one of which
+// checks everything before its first write (apply holds them to it).
+func (w *writer) applyCmd(cmd Command) (*ApplyResult, error) {
 	switch c := cmd.(type) {
 	case *RegisterNode:
-		return &ApplyResult{}, w.set(nodeKey(c.Node.ID), c.Node.encode())
-
+		return w.registerNode(c)
 	case *RemoveNode:
-		return &ApplyResult{}, w.delete(nodeKey(c.ID))
-
+		return w.removeNode(c)
 	case *CreateTopic:
-		if err := validTopicName(c.Topic.Name); err != nil {
-			return reject(err)
-		}
-		if t, ok, err := getRecord(w.txn, topicKey(c.Topic.Name), decodeTopic); err != nil || ok {
-			if err != nil {
-				return nil, err
-			}
-			if len(c.Restore) > 0 && t.ID == c.Topic.ID {
-				return &ApplyResult{Value: 1}, nil // already restored
-			}
-			return reject(fmt.Errorf("%w: %q", ErrTopicExists, c.Topic.Name))
-		}
-		if c.Topic.Partitions < 1 || c.Topic.ReplicationFactor < 1 || int(c.Topic.Partitions) != len(c.Assignment) {
-			return reject(fmt.Errorf("%w: %d partitions, replication factor %d, %d assigned",
-				ErrInvalidRequest, c.Topic.Partitions, c.Topic.ReplicationFactor, len(c.Assignment)))
-		}
-		if err := validAssignment(c.Assignment, c.Topic.ReplicationFactor); err != nil {
-			return reject(err)
-		}
-		if err := ValidateTopicConfigs(c.Topic.Configs); err != nil {
-			return reject(err)
-		}
-		if len(c.Restore) > 0 && len(c.Restore) != len(c.Assignment) {
-			return reject(fmt.Errorf("%w: %d partitions restored of %d", ErrInvalidRequest, len(c.Restore), len(c.Assignment)))
-		}
-		if err := w.set(topicKey(c.Topic.Name), c.Topic.encode()); err != nil {
+		return w.createTopic(c)
+	case *DeleteTopic:
+		return w.deleteTopic(c)
+	case *AlterReassignment:
+		return w.alterReassignment(c)
+	case *CompleteReassignment:
+		return w.completeReassignment(c)
+	case *ForgetDeletedTopics:
+		return w.forgetDeletedTopics(c)
+	case *CreatePartitions:
+		return w.createPartitions(c)
+	case *AlterConfigs:
+		return w.alterConfigs(c)
+	case *ChangeLeader:
+		return w.changeLeader(c)
+	case *AlterISR:
+		return w.alterISR(c)
+	case *CommitOffsets:
+		return w.commitOffsets(c)
+	case *DeleteOffsets:
+		return w.deleteOffsets(c)
+	case *AddTierSegment:
+		return w.addTierSegment(c)
+	case *AllocateProducerIDs:
+		return w.allocateProducerIDs(c)
+	case *DeleteTierSegments:
+		return w.deleteTierSegments(c)
+	}
+	return rejected(fmt.Errorf("%w: %T", ErrUnknownCommand, cmd))
+}
+
+func (w *writer) registerNode(c *RegisterNode) (*ApplyResult, error) {
+	return &ApplyResult{}, w.set(nodeKey(c.Node.ID), c.Node.encode())
+}
+
+func (w *writer) removeNode(c *RemoveNode) (*ApplyResult, error) {
+	return &ApplyResult{}, w.delete(nodeKey(c.ID))
+}
+
+func (w *writer) createTopic(c *CreateTopic) (*ApplyResult, error) {
+	if err := validTopicName(c.Topic.Name); err != nil {
+		return rejected(err)
+	}
+	if t, ok, err := getRecord(w.txn, topicKey(c.Topic.Name), decodeTopic); err != nil || ok {
+		if err != nil {
 			return nil, err
 		}
-		if len(c.Restore) > 0 {
-			// A restored topic's objects are its own again.
-			if err := w.delete(deletedKey(c.Topic.ID)); err != nil {
-				return nil, err
-			}
+		if len(c.Restore) > 0 && t.ID == c.Topic.ID {
+			return &ApplyResult{Value: 1}, nil // already restored
 		}
-		for i, replicas := range c.Assignment {
-			p := Partition{Topic: c.Topic.Name, Partition: int32(i), Replicas: replicas, Leader: replicas[0], ISR: replicas}
-			if len(c.Restore) > 0 {
-				r := c.Restore[i]
-				p.LogStartOffset = r.LogStartOffset
-				for _, s := range r.Segments {
-					if s.Topic != p.Topic || s.Partition != p.Partition {
-						return reject(fmt.Errorf("%w: restored segment of %s-%d in %s-%d", ErrInvalidRequest, s.Topic, s.Partition, p.Topic, p.Partition))
-					}
-					p.LeaderEpoch = max(p.LeaderEpoch, s.LeaderEpoch+1)
-					for _, e := range s.SegmentEpochs {
-						p.LeaderEpoch = max(p.LeaderEpoch, e.Epoch+1)
-					}
-					if err := w.set(tierKey(s.Topic, s.Partition, s.BaseOffset), s.encode()); err != nil {
-						return nil, err
-					}
+		return rejected(fmt.Errorf("%w: %q", ErrTopicExists, c.Topic.Name))
+	}
+	if c.Topic.Partitions < 1 || c.Topic.ReplicationFactor < 1 || int(c.Topic.Partitions) != len(c.Assignment) {
+		return rejected(fmt.Errorf("%w: %d partitions, replication factor %d, %d assigned",
+			ErrInvalidRequest, c.Topic.Partitions, c.Topic.ReplicationFactor, len(c.Assignment)))
+	}
+	if err := validAssignment(c.Assignment, c.Topic.ReplicationFactor); err != nil {
+		return rejected(err)
+	}
+	if err := ValidateTopicConfigs(c.Topic.Configs); err != nil {
+		return rejected(err)
+	}
+	if len(c.Restore) > 0 && len(c.Restore) != len(c.Assignment) {
+		return rejected(fmt.Errorf("%w: %d partitions restored of %d", ErrInvalidRequest, len(c.Restore), len(c.Assignment)))
+	}
+	for i, r := range c.Restore {
+		if err := validRestore(c.Topic.Name, int32(i), r); err != nil {
+			return rejected(err)
+		}
+	}
+	// Checked: from here on only writes.
+	if err := w.set(topicKey(c.Topic.Name), c.Topic.encode()); err != nil {
+		return nil, err
+	}
+	if len(c.Restore) > 0 {
+		// A restored topic's objects are its own again.
+		if err := w.delete(deletedKey(c.Topic.ID)); err != nil {
+			return nil, err
+		}
+	}
+	for i, replicas := range c.Assignment {
+		p := Partition{Topic: c.Topic.Name, Partition: int32(i), Replicas: replicas, Leader: replicas[0], ISR: replicas}
+		if len(c.Restore) > 0 {
+			r := c.Restore[i]
+			p.LogStartOffset = r.LogStartOffset
+			for _, s := range r.Segments {
+				p.LeaderEpoch = max(p.LeaderEpoch, s.LeaderEpoch+1)
+				for _, e := range s.SegmentEpochs {
+					p.LeaderEpoch = max(p.LeaderEpoch, e.Epoch+1)
+				}
+				if err := w.set(tierKey(s.Topic, s.Partition, s.BaseOffset), s.encode()); err != nil {
+					return nil, err
 				}
 			}
-			if err := w.set(partitionKey(p.Topic, p.Partition), p.encode()); err != nil {
-				return nil, err
-			}
 		}
-		return &ApplyResult{}, nil
-
-	case *DeleteTopic:
-		t, ok, err := getRecord(w.txn, topicKey(c.Name), decodeTopic)
-		if err != nil || !ok {
-			if err != nil {
-				return nil, err
-			}
-			return reject(fmt.Errorf("%w: %q", ErrUnknownTopic, c.Name))
-		}
-		// The tier reconciler removes whatever objects the deleting
-		// leader could not, then forgets the record.
-		if err := w.set(deletedKey(t.ID), DeletedTopic{ID: t.ID, Name: t.Name}.encode()); err != nil {
+		if err := w.set(partitionKey(p.Topic, p.Partition), p.encode()); err != nil {
 			return nil, err
 		}
-		doomed := [][]byte{topicKey(c.Name)}
-		doomed = append(doomed, w.keys(partitionPrefix(c.Name))...)
-		doomed = append(doomed, w.keys(reassignTopicPrefix(c.Name))...)
-		doomed = append(doomed, w.keys(tierTopicPrefix(c.Name))...)
-		for _, k := range w.keys([]byte(keyOffset)) {
-			if _, topic, _, ok := parseOffsetKey(k); ok && topic == c.Name {
-				doomed = append(doomed, k)
-			}
-		}
-		for _, k := range doomed {
-			if err := w.delete(k); err != nil {
-				return nil, err
-			}
-		}
-		return &ApplyResult{}, nil
+	}
+	return &ApplyResult{}, nil
+}
 
-	case *AlterReassignment:
-		p, r, moving, err := w.move(c.Topic, c.Partition)
+// validRestore checks a restored partition's manifest: every segment is
+// the partition's own, offsets and epochs make sense, segments are in
+// order without overlapping base offsets, and the log start is not past
+// the end.
+func validRestore(topic string, p int32, r RestoredPartition) error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: restored %s-%d: %s", ErrInvalidRequest, topic, p, fmt.Sprintf(format, args...))
+	}
+	if r.LogStartOffset < 0 {
+		return bad("log start offset %d", r.LogStartOffset)
+	}
+	prev := int64(-1)
+	for _, s := range r.Segments {
+		switch {
+		case s.Topic != topic || s.Partition != p:
+			return bad("segment of %s-%d", s.Topic, s.Partition)
+		case s.BaseOffset < 0 || s.LastOffset < s.BaseOffset:
+			return bad("segment offsets [%d, %d]", s.BaseOffset, s.LastOffset)
+		case s.BaseOffset <= prev:
+			return bad("segment %d after segment %d", s.BaseOffset, prev)
+		case s.LeaderEpoch < 0 || s.SizeBytes < 0 || s.ObjectKey == "":
+			return bad("segment %d: leader epoch %d, size %d, object %q", s.BaseOffset, s.LeaderEpoch, s.SizeBytes, s.ObjectKey)
+		}
+		for _, e := range s.SegmentEpochs {
+			if e.Epoch < 0 || e.StartOffset < s.BaseOffset || e.StartOffset > s.LastOffset {
+				return bad("segment %d: epoch %d starts at %d", s.BaseOffset, e.Epoch, e.StartOffset)
+			}
+		}
+		prev = s.BaseOffset
+	}
+	return nil
+}
+
+func (w *writer) deleteTopic(c *DeleteTopic) (*ApplyResult, error) {
+	t, ok, err := getRecord(w.txn, topicKey(c.Name), decodeTopic)
+	if err != nil || !ok {
 		if err != nil {
 			return nil, err
 		}
+		return rejected(fmt.Errorf("%w: %q", ErrUnknownTopic, c.Name))
+	}
+	// The tier reconciler removes whatever objects the deleting
+	// leader could not, then forgets the record.
+	if err := w.set(deletedKey(t.ID), DeletedTopic{ID: t.ID, Name: t.Name}.encode()); err != nil {
+		return nil, err
+	}
+	doomed := [][]byte{topicKey(c.Name)}
+	doomed = append(doomed, w.keys(partitionPrefix(c.Name))...)
+	doomed = append(doomed, w.keys(reassignTopicPrefix(c.Name))...)
+	doomed = append(doomed, w.keys(tierTopicPrefix(c.Name))...)
+	for _, k := range w.keys([]byte(keyOffset)) {
+		if _, topic, _, ok := parseOffsetKey(k); ok && topic == c.Name {
+			doomed = append(doomed, k)
+		}
+	}
+	for _, k := range doomed {
+		if err := w.delete(k); err != nil {
+			return nil, err
+		}
+	}
+	return &ApplyResult{}, nil
+}
+
+func (w *writer) alterReassignment(c *AlterReassignment) (*ApplyResult, error) {
+	p, r, moving, err := w.move(c.Topic, c.Partition)
+	if err != nil {
+		return nil, err
+	}
+	if !moving {
+		r = Reassignment{Topic: c.Topic, Partition: c.Partition, Original: p.Replicas}
+	}
+	target := c.Target
+	if target == nil { // cancel: back to where it started
 		if !moving {
-			r = Reassignment{Topic: c.Topic, Partition: c.Partition, Original: p.Replicas}
+			return rejected(fmt.Errorf("%w: %s-%d", ErrNoReassignment, c.Topic, c.Partition))
 		}
-		target := c.Target
-		if target == nil { // cancel: back to where it started
-			if !moving {
-				return reject(fmt.Errorf("%w: %s-%d", ErrNoReassignment, c.Topic, c.Partition))
-			}
-			target = r.Original
-		}
-		if err := w.validReplicas(target); err != nil {
-			return reject(fmt.Errorf("%s-%d: %w", c.Topic, c.Partition, err))
-		}
-		if slices.Equal(target, r.Original) {
-			// Nothing to move (or a cancel): the original replicas, and
-			// only those in the ISR; the leader stays if it may.
-			np, err := settled(p, target)
-			if err != nil {
-				return reject(err)
-			}
-			return w.endReassignment(np)
-		}
-		r.Target = slices.Clone(target)
-		if err := w.set(reassignKey(c.Topic, c.Partition), r.encode()); err != nil {
-			return nil, err
-		}
-		p.Replicas = append(slices.Clone(r.Target), r.Removing()...)
-		p.PartitionEpoch++
-		return &ApplyResult{Partition: p}, w.set(partitionKey(p.Topic, p.Partition), p.encode())
-
-	case *CompleteReassignment:
-		p, r, moving, err := w.move(c.Topic, c.Partition)
+		target = r.Original
+	}
+	if err := w.validReplicas(target); err != nil {
+		return rejected(fmt.Errorf("%s-%d: %w", c.Topic, c.Partition, err))
+	}
+	if slices.Equal(target, r.Original) {
+		// Nothing to move (or a cancel): the original replicas, and
+		// only those in the ISR; the leader stays if it may.
+		np, err := settled(p, target)
 		if err != nil {
-			return nil, err
-		}
-		if !moving {
-			return reject(fmt.Errorf("%w: %s-%d", ErrNoReassignment, c.Topic, c.Partition))
-		}
-		if c.PartitionEpoch != p.PartitionEpoch {
-			return reject(fmt.Errorf("%w: %s-%d completion at partition epoch %d, current %d", ErrStaleEpoch, c.Topic, c.Partition, c.PartitionEpoch, p.PartitionEpoch))
-		}
-		if !subset(r.Target, p.ISR) {
-			return reject(fmt.Errorf("%w: %s-%d target %v not all in the ISR %v", ErrInvalidRequest, c.Topic, c.Partition, r.Target, p.ISR))
-		}
-		np, err := settled(p, r.Target)
-		if err != nil {
-			return reject(err)
+			return rejected(err)
 		}
 		return w.endReassignment(np)
+	}
+	r.Target = slices.Clone(target)
+	if err := w.set(reassignKey(c.Topic, c.Partition), r.encode()); err != nil {
+		return nil, err
+	}
+	p.Replicas = append(slices.Clone(r.Target), r.Removing()...)
+	p.PartitionEpoch++
+	return &ApplyResult{Partition: p}, w.set(partitionKey(p.Topic, p.Partition), p.encode())
+}
 
-	case *ForgetDeletedTopics:
-		for _, id := range c.IDs {
-			if err := w.delete(deletedKey(id)); err != nil {
-				return nil, err
-			}
-		}
-		return &ApplyResult{}, nil
+func (w *writer) completeReassignment(c *CompleteReassignment) (*ApplyResult, error) {
+	p, r, moving, err := w.move(c.Topic, c.Partition)
+	if err != nil {
+		return nil, err
+	}
+	if !moving {
+		return rejected(fmt.Errorf("%w: %s-%d", ErrNoReassignment, c.Topic, c.Partition))
+	}
+	if c.PartitionEpoch != p.PartitionEpoch {
+		return rejected(fmt.Errorf("%w: %s-%d completion at partition epoch %d, current %d", ErrStaleEpoch, c.Topic, c.Partition, c.PartitionEpoch, p.PartitionEpoch))
+	}
+	if !subset(r.Target, p.ISR) {
+		return rejected(fmt.Errorf("%w: %s-%d target %v not all in the ISR %v", ErrInvalidRequest, c.Topic, c.Partition, r.Target, p.ISR))
+	}
+	np, err := settled(p, r.Target)
+	if err != nil {
+		return rejected(err)
+	}
+	return w.endReassignment(np)
+}
 
-	case *CreatePartitions:
-		t, ok, err := getRecord(w.txn, topicKey(c.Topic), decodeTopic)
-		if err != nil {
+func (w *writer) forgetDeletedTopics(c *ForgetDeletedTopics) (*ApplyResult, error) {
+	for _, id := range c.IDs {
+		if err := w.delete(deletedKey(id)); err != nil {
 			return nil, err
 		}
-		if !ok {
-			return reject(fmt.Errorf("%w: %q", ErrUnknownTopic, c.Topic))
-		}
-		if len(c.Assignment) == 0 || (c.Total != 0 && c.Total != t.Partitions+int32(len(c.Assignment))) {
-			return reject(fmt.Errorf("%w: topic %q has %d partitions; %d new ones cannot make %d", ErrInvalidRequest, c.Topic, t.Partitions, len(c.Assignment), c.Total))
-		}
-		if err := validAssignment(c.Assignment, t.ReplicationFactor); err != nil {
-			return reject(err)
-		}
-		for i, replicas := range c.Assignment {
-			p := Partition{Topic: c.Topic, Partition: t.Partitions + int32(i), Replicas: replicas, Leader: replicas[0], ISR: replicas}
-			if err := w.set(partitionKey(p.Topic, p.Partition), p.encode()); err != nil {
-				return nil, err
-			}
-		}
-		t.Partitions += int32(len(c.Assignment))
-		return &ApplyResult{}, w.set(topicKey(t.Name), t.encode())
+	}
+	return &ApplyResult{}, nil
+}
 
-	case *AlterConfigs:
-		t, ok, err := getRecord(w.txn, topicKey(c.Topic), decodeTopic)
-		if err != nil {
+func (w *writer) createPartitions(c *CreatePartitions) (*ApplyResult, error) {
+	t, ok, err := getRecord(w.txn, topicKey(c.Topic), decodeTopic)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return rejected(fmt.Errorf("%w: %q", ErrUnknownTopic, c.Topic))
+	}
+	if len(c.Assignment) == 0 || (c.Total != 0 && c.Total != t.Partitions+int32(len(c.Assignment))) {
+		return rejected(fmt.Errorf("%w: topic %q has %d partitions; %d new ones cannot make %d", ErrInvalidRequest, c.Topic, t.Partitions, len(c.Assignment), c.Total))
+	}
+	if err := validAssignment(c.Assignment, t.ReplicationFactor); err != nil {
+		return rejected(err)
+	}
+	for i, replicas := range c.Assignment {
+		p := Partition{Topic: c.Topic, Partition: t.Partitions + int32(i), Replicas: replicas, Leader: replicas[0], ISR: replicas}
+		if err := w.set(partitionKey(p.Topic, p.Partition), p.encode()); err != nil {
 			return nil, err
 		}
-		if !ok {
-			return reject(fmt.Errorf("%w: %q", ErrUnknownTopic, c.Topic))
-		}
-		if err := ValidateTopicConfigs(c.Set); err != nil {
-			return reject(err)
-		}
-		for _, k := range c.Delete {
-			if _, known := topicConfigs[k]; !known {
-				return reject(fmt.Errorf("%w: unknown topic config %q", ErrInvalidConfig, k))
-			}
-		}
-		merged := map[string]string{}
-		for k, v := range t.Configs {
-			merged[k] = v
-		}
-		for k, v := range c.Set {
-			merged[k] = v
-		}
-		for _, k := range c.Delete {
-			delete(merged, k)
-		}
-		t.Configs = merged
-		return &ApplyResult{}, w.set(topicKey(t.Name), t.encode())
+	}
+	t.Partitions += int32(len(c.Assignment))
+	return &ApplyResult{}, w.set(topicKey(t.Name), t.encode())
+}
 
-	case *ChangeLeader:
-		p, err := w.partitionOrReject(c.Topic, c.Partition)
-		if err != nil {
+func (w *writer) alterConfigs(c *AlterConfigs) (*ApplyResult, error) {
+	t, ok, err := getRecord(w.txn, topicKey(c.Topic), decodeTopic)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return rejected(fmt.Errorf("%w: %q", ErrUnknownTopic, c.Topic))
+	}
+	if err := ValidateTopicConfigs(c.Set); err != nil {
+		return rejected(err)
+	}
+	for _, k := range c.Delete {
+		if _, known := topicConfigs[k]; !known {
+			return rejected(fmt.Errorf("%w: unknown topic config %q", ErrInvalidConfig, k))
+		}
+	}
+	merged := map[string]string{}
+	for k, v := range t.Configs {
+		merged[k] = v
+	}
+	for k, v := range c.Set {
+		merged[k] = v
+	}
+	for _, k := range c.Delete {
+		delete(merged, k)
+	}
+	t.Configs = merged
+	return &ApplyResult{}, w.set(topicKey(t.Name), t.encode())
+}
+
+func (w *writer) changeLeader(c *ChangeLeader) (*ApplyResult, error) {
+	p, err := w.partitionOrReject(c.Topic, c.Partition)
+	if err != nil {
+		return nil, err
+	}
+	if c.PartitionEpoch != p.PartitionEpoch {
+		return rejected(fmt.Errorf("%w: %s-%d election from partition epoch %d, current %d", ErrStaleEpoch, c.Topic, c.Partition, c.PartitionEpoch, p.PartitionEpoch))
+	}
+	if !subset(c.ISR, p.Replicas) || (c.Leader != -1 && !slices.Contains(c.ISR, c.Leader)) {
+		return rejected(fmt.Errorf("%w: %s-%d leader %d, ISR %v, replicas %v", ErrInvalidRequest, c.Topic, c.Partition, c.Leader, c.ISR, p.Replicas))
+	}
+	// The leader epoch moves only with the leader, so a follower set
+	// change does not fence the leader's in-flight requests.
+	if c.Leader != p.Leader {
+		p.LeaderEpoch++
+	}
+	p.Leader, p.ISR = c.Leader, c.ISR
+	p.PartitionEpoch++
+	return &ApplyResult{Partition: p}, w.set(partitionKey(p.Topic, p.Partition), p.encode())
+}
+
+func (w *writer) alterISR(c *AlterISR) (*ApplyResult, error) {
+	p, err := w.partitionOrReject(c.Topic, c.Partition)
+	if err != nil {
+		return nil, err
+	}
+	if c.Leader != p.Leader || c.LeaderEpoch != p.LeaderEpoch || c.PartitionEpoch != p.PartitionEpoch {
+		return rejected(fmt.Errorf("%w: %s-%d ISR change from leader %d epoch %d partition epoch %d; current leader %d epoch %d partition epoch %d",
+			ErrStaleEpoch, c.Topic, c.Partition, c.Leader, c.LeaderEpoch, c.PartitionEpoch, p.Leader, p.LeaderEpoch, p.PartitionEpoch))
+	}
+	if !subset(c.ISR, p.Replicas) || !slices.Contains(c.ISR, p.Leader) {
+		return rejected(fmt.Errorf("%w: %s-%d ISR %v must hold leader %d and only replicas %v", ErrInvalidRequest, c.Topic, c.Partition, c.ISR, p.Leader, p.Replicas))
+	}
+	p.ISR = c.ISR
+	p.PartitionEpoch++
+	return &ApplyResult{Partition: p}, w.set(partitionKey(p.Topic, p.Partition), p.encode())
+}
+
+func (w *writer) commitOffsets(c *CommitOffsets) (*ApplyResult, error) {
+	for i := range c.Offsets {
+		o := &c.Offsets[i]
+		if err := w.set(offsetKey(o.Group, o.Topic, o.Partition), o.encode()); err != nil {
 			return nil, err
 		}
-		if c.PartitionEpoch != p.PartitionEpoch {
-			return reject(fmt.Errorf("%w: %s-%d election from partition epoch %d, current %d", ErrStaleEpoch, c.Topic, c.Partition, c.PartitionEpoch, p.PartitionEpoch))
-		}
-		if !subset(c.ISR, p.Replicas) || (c.Leader != -1 && !slices.Contains(c.ISR, c.Leader)) {
-			return reject(fmt.Errorf("%w: %s-%d leader %d, ISR %v, replicas %v", ErrInvalidRequest, c.Topic, c.Partition, c.Leader, c.ISR, p.Replicas))
-		}
-		// The leader epoch moves only with the leader, so a follower set
-		// change does not fence the leader's in-flight requests.
-		if c.Leader != p.Leader {
-			p.LeaderEpoch++
-		}
-		p.Leader, p.ISR = c.Leader, c.ISR
-		p.PartitionEpoch++
-		return &ApplyResult{Partition: p}, w.set(partitionKey(p.Topic, p.Partition), p.encode())
+	}
+	return &ApplyResult{}, nil
+}
 
-	case *AlterISR:
-		p, err := w.partitionOrReject(c.Topic, c.Partition)
-		if err != nil {
+func (w *writer) deleteOffsets(c *DeleteOffsets) (*ApplyResult, error) {
+	for _, k := range w.keys(offsetGroupPrefix(c.Group)) {
+		_, topic, p, ok := parseOffsetKey(k)
+		if !ok || (c.Topic != "" && topic != c.Topic) || (len(c.Partitions) > 0 && !slices.Contains(c.Partitions, p)) {
+			continue
+		}
+		if err := w.delete(k); err != nil {
 			return nil, err
 		}
-		if c.Leader != p.Leader || c.LeaderEpoch != p.LeaderEpoch || c.PartitionEpoch != p.PartitionEpoch {
-			return reject(fmt.Errorf("%w: %s-%d ISR change from leader %d epoch %d partition epoch %d; current leader %d epoch %d partition epoch %d",
-				ErrStaleEpoch, c.Topic, c.Partition, c.Leader, c.LeaderEpoch, c.PartitionEpoch, p.Leader, p.LeaderEpoch, p.PartitionEpoch))
-		}
-		if !subset(c.ISR, p.Replicas) || !slices.Contains(c.ISR, p.Leader) {
-			return reject(fmt.Errorf("%w: %s-%d ISR %v must hold leader %d and only replicas %v", ErrInvalidRequest, c.Topic, c.Partition, c.ISR, p.Leader, p.Replicas))
-		}
-		p.ISR = c.ISR
-		p.PartitionEpoch++
-		return &ApplyResult{Partition: p}, w.set(partitionKey(p.Topic, p.Partition), p.encode())
+	}
+	return &ApplyResult{}, nil
+}
 
-	case *CommitOffsets:
-		for i := range c.Offsets {
-			o := &c.Offsets[i]
-			if err := w.set(offsetKey(o.Group, o.Topic, o.Partition), o.encode()); err != nil {
-				return nil, err
-			}
-		}
-		return &ApplyResult{}, nil
-
-	case *DeleteOffsets:
-		for _, k := range w.keys(offsetGroupPrefix(c.Group)) {
-			_, topic, p, ok := parseOffsetKey(k)
-			if !ok || (c.Topic != "" && topic != c.Topic) || (len(c.Partitions) > 0 && !slices.Contains(c.Partitions, p)) {
-				continue
-			}
-			if err := w.delete(k); err != nil {
-				return nil, err
-			}
-		}
-		return &ApplyResult{}, nil
-
-	case *AddTierSegment:
-		s := c.Segment
-		p, err := w.partitionOrReject(s.Topic, s.Partition)
-		if err != nil {
-			return nil, err
-		}
-		if s.LeaderEpoch != p.LeaderEpoch {
-			return reject(fmt.Errorf("%w: %s-%d segment %d uploaded in leader epoch %d, current %d", ErrStaleEpoch, s.Topic, s.Partition, s.BaseOffset, s.LeaderEpoch, p.LeaderEpoch))
-		}
-		if s.LastOffset < p.LogStartOffset {
-			// Deleted (DeleteRecords, retention) while it was uploading:
-			// nothing to record; the reconciler reclaims its objects.
-			return &ApplyResult{}, nil
-		}
-		key := tierKey(s.Topic, s.Partition, s.BaseOffset)
-		if old, ok, err := getRecord(w.txn, key, decodeTierSegment); err != nil || ok {
-			if err != nil {
-				return nil, err
-			}
-			if bytes.Equal(old.encode(), s.encode()) {
-				return &ApplyResult{}, nil // the same upload recorded twice: once
-			}
-			return reject(fmt.Errorf("%w: %s-%d segment %d already recorded as %s", ErrInvalidRequest, s.Topic, s.Partition, s.BaseOffset, old.ObjectKey))
-		}
-		return &ApplyResult{}, w.set(key, s.encode())
-
-	case *AllocateProducerIDs:
-		if c.Count < 1 {
-			return reject(fmt.Errorf("%w: allocate %d producer ids", ErrInvalidRequest, c.Count))
-		}
-		next := int64(1000) // below: reserved
-		item, err := w.txn.Get([]byte(keyProducers))
-		if err == nil {
-			err = item.Value(func(v []byte) error {
-				if len(v) == 8 {
-					next = int64(binary.BigEndian.Uint64(v))
-				}
-				return nil
-			})
-		}
-		if err != nil && !errors.Is(err, badger.ErrKeyNotFound) {
-			return nil, err
-		}
-		if err := w.set([]byte(keyProducers), binary.BigEndian.AppendUint64(nil, uint64(next+int64(c.Count)))); err != nil {
-			return nil, err
-		}
-		return &ApplyResult{Value: next}, nil
-
-	case *DeleteTierSegments:
-		p, err := w.partitionOrReject(c.Topic, c.Partition)
-		if err != nil {
-			return nil, err
-		}
-		if c.LogStartOffset > p.LogStartOffset {
-			p.LogStartOffset = c.LogStartOffset
-			if err := w.set(partitionKey(c.Topic, c.Partition), p.encode()); err != nil {
-				return nil, err
-			}
-		}
-		for _, base := range c.BaseOffsets {
-			if err := w.delete(tierKey(c.Topic, c.Partition, base)); err != nil {
-				return nil, err
-			}
-		}
+func (w *writer) addTierSegment(c *AddTierSegment) (*ApplyResult, error) {
+	s := c.Segment
+	p, err := w.partitionOrReject(s.Topic, s.Partition)
+	if err != nil {
+		return nil, err
+	}
+	if s.LeaderEpoch != p.LeaderEpoch {
+		return rejected(fmt.Errorf("%w: %s-%d segment %d uploaded in leader epoch %d, current %d", ErrStaleEpoch, s.Topic, s.Partition, s.BaseOffset, s.LeaderEpoch, p.LeaderEpoch))
+	}
+	if s.LastOffset < p.LogStartOffset {
+		// Deleted (DeleteRecords, retention) while it was uploading:
+		// nothing to record; the reconciler reclaims its objects.
 		return &ApplyResult{}, nil
 	}
-	return reject(fmt.Errorf("%w: %T", ErrUnknownCommand, cmd))
+	key := tierKey(s.Topic, s.Partition, s.BaseOffset)
+	if old, ok, err := getRecord(w.txn, key, decodeTierSegment); err != nil || ok {
+		if err != nil {
+			return nil, err
+		}
+		if bytes.Equal(old.encode(), s.encode()) {
+			return &ApplyResult{}, nil // the same upload recorded twice: once
+		}
+		return rejected(fmt.Errorf("%w: %s-%d segment %d already recorded as %s", ErrInvalidRequest, s.Topic, s.Partition, s.BaseOffset, old.ObjectKey))
+	}
+	return &ApplyResult{}, w.set(key, s.encode())
+}
+
+func (w *writer) allocateProducerIDs(c *AllocateProducerIDs) (*ApplyResult, error) {
+	if c.Count < 1 {
+		return rejected(fmt.Errorf("%w: allocate %d producer ids", ErrInvalidRequest, c.Count))
+	}
+	next := int64(1000) // below: reserved
+	item, err := w.txn.Get([]byte(keyProducers))
+	if err == nil {
+		err = item.Value(func(v []byte) error {
+			if len(v) == 8 {
+				next = int64(binary.BigEndian.Uint64(v))
+			}
+			return nil
+		})
+	}
+	if err != nil && !errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, err
+	}
+	if err := w.set([]byte(keyProducers), binary.BigEndian.AppendUint64(nil, uint64(next+int64(c.Count)))); err != nil {
+		return nil, err
+	}
+	return &ApplyResult{Value: next}, nil
+}
+
+func (w *writer) deleteTierSegments(c *DeleteTierSegments) (*ApplyResult, error) {
+	p, err := w.partitionOrReject(c.Topic, c.Partition)
+	if err != nil {
+		return nil, err
+	}
+	if c.LogStartOffset > p.LogStartOffset {
+		p.LogStartOffset = c.LogStartOffset
+		if err := w.set(partitionKey(c.Topic, c.Partition), p.encode()); err != nil {
+			return nil, err
+		}
+	}
+	for _, base := range c.BaseOffsets {
+		if err := w.delete(tierKey(c.Topic, c.Partition, base)); err != nil {
+			return nil, err
+		}
+	}
+	return &ApplyResult{}, nil
 }
 
 var topicNameRE = regexp.MustCompile(`^[a-zA-Z0-9._-]+$`)
@@ -656,10 +757,12 @@ type writer struct {
 	txn      *badger.Txn
 	commitTs uint64
 	topology bool // a topic or partition record was written
+	writes   int  // sets and deletes so far
 }
 
 // touch notes a write to key.
 func (w *writer) touch(key []byte) {
+	w.writes++
 	w.topology = w.topology || bytes.HasPrefix(key, []byte(keyTopic)) || bytes.HasPrefix(key, []byte(keyPartition))
 }
 
