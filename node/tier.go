@@ -274,8 +274,7 @@ func (n *Node) writeManifest(ctx context.Context, key partitionKey, ol *openLog)
 		return nil // never tiered: nothing to describe
 	}
 	if err == nil {
-		err = tier.WriteManifests(ctx, n.cfg.Tier, t, tier.PartitionManifest{Partition: key.partition,
-			LogStartOffset: part.LogStartOffset, Segments: segs})
+		err = tier.WriteManifests(ctx, n.cfg.Tier, t, key.partition, part.LogStartOffset, segs)
 	}
 	if err != nil {
 		ol.tier.markDirty() // next tick

@@ -316,3 +316,61 @@ func TestIdleTieredPartitionKeepsItsLastSegment(t *testing.T) {
 		})
 	}
 }
+
+// TestRestoreFromCorruptBucket: a restore whose bucket holds a corrupt or
+// hostile manifest answers a clear error and creates nothing; once the
+// object is right, the same restore succeeds (no half-made topic says
+// "already restored").
+func TestRestoreFromCorruptBucket(t *testing.T) {
+	store, err := tier.OpenDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	topic := meta.Topic{Name: "hist", ID: [16]byte{7, 7}, Partitions: 2, ReplicationFactor: 1}
+	key := func(p int32) string {
+		return fmt.Sprintf("%s%d/manifest.json", tier.TopicPrefix(topic.Name, topic.ID), p)
+	}
+	seg := meta.TierSegment{Topic: "hist", Partition: 0, LastOffset: 9, ObjectKey: tier.SegmentKey("hist", topic.ID, 0, 0, 0) + ".log"}
+	if err := tier.WriteManifests(ctx, store, topic, 0, 0, []meta.TierSegment{seg}); err != nil {
+		t.Fatal(err)
+	}
+	c := testenv.InProcess(t, 1, testenv.Options{Tier: store})
+	restore := func() tier.RestoreReply {
+		t.Helper()
+		resp, err := c.Conn().Request(rpc.TierSubject("test", "restore"), []byte(`{"topic":"hist"}`), 30*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var reply tier.RestoreReply
+		if err := json.Unmarshal(resp.Data, &reply); err != nil {
+			t.Fatalf("restore reply %s: %v", resp.Data, err)
+		}
+		return reply
+	}
+	cl := newClient(t, c)
+	for _, bad := range []string{
+		`{"version": 1, "segm`, // cut short
+		`{"version": 9}`,       // from a newer Strata
+		// A segment whose object lies under another partition.
+		fmt.Sprintf(`{"version":1,"topic":"hist","topic_id":"%x","partition":1,"segments":[{"base_offset":0,"last_offset":9,"object_key":%q}]}`,
+			topic.ID, seg.ObjectKey),
+	} {
+		if err := store.Put(ctx, key(1), strings.NewReader(bad), int64(len(bad))); err != nil {
+			t.Fatal(err)
+		}
+		if reply := restore(); !strings.Contains(reply.Error, "bad manifest") {
+			t.Fatalf("restore from %q: %+v, want a bad manifest error", bad, reply)
+		}
+		if topics, err := kadm.NewClient(cl).ListTopics(ctx, "hist"); err != nil || topics.Has("hist") {
+			t.Fatalf("a failed restore left topic hist: %v %v", topics, err)
+		}
+	}
+	if err := store.Delete(ctx, key(1)); err != nil { // partition 1 never uploaded
+		t.Fatal(err)
+	}
+	if reply := restore(); reply.Error != "" || reply.Already || reply.Segments != 1 {
+		t.Fatalf("restore once the bucket is right: %+v", reply)
+	}
+}

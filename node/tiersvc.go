@@ -137,8 +137,8 @@ func (n *Node) tierLs(_ context.Context, req tier.AdminRequest) any {
 		if segs == nil {
 			segs = []meta.TierSegment{}
 		}
-		reply.Partitions = append(reply.Partitions, tier.PartitionManifest{Topic: req.Topic, Partition: p,
-			LogStartOffset: part.LogStartOffset, Segments: segs})
+		reply.Partitions = append(reply.Partitions, tier.PartitionManifest{Version: tier.ManifestVersion, Topic: req.Topic,
+			Partition: p, LogStartOffset: part.LogStartOffset, Segments: tier.SegmentEntries(segs)})
 	}
 	if err != nil {
 		reply.Error = err.Error()
@@ -177,7 +177,7 @@ func (n *Node) restore(ctx context.Context, name string, reply *tier.RestoreRepl
 		if err != nil {
 			return err
 		}
-		restore[p] = meta.RestoredPartition{LogStartOffset: pm.LogStartOffset, Segments: pm.Segments}
+		restore[p] = meta.RestoredPartition{LogStartOffset: pm.LogStartOffset, Segments: pm.TierSegments()}
 		for _, s := range pm.Segments {
 			reply.Segments++
 			reply.Bytes += s.SizeBytes
