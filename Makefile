@@ -67,18 +67,33 @@ has_image = $$(docker image inspect $(1) >/dev/null 2>&1 && echo $(1))
 image_env = STRATA_MINIO_IMAGE=$(call has_image,$(MINIO_IMAGE)) STRATA_NATS_IMAGE=$(call has_image,$(NATS_IMAGE)) \
 	STRATA_IMAGE=$(call has_image,$(STRATA_IMAGE)) TESTCONTAINERS_RYUK_DISABLED=true
 
+# Every fuzz target, as package:Target. Each one's seed corpus runs with
+# the unit tests; `make test` also fuzzes each briefly, `make test-long`
+# for FUZZTIME.
+FUZZ_TARGETS := ./node/log/:FuzzValidateBatch ./node/log/:FuzzRecovery ./gateway/:FuzzParseRequest \
+	./gateway/:FuzzListener ./meta/:FuzzApply ./tier/:FuzzDecodeManifest ./internal/rpc/:FuzzGather \
+	./internal/rpc/:FuzzCallerReply
+FUZZTIME_SHORT ?= 10s
+FUZZTIME ?= 10m
+
+# Fuzz each target for $(1), one after another; bounded, they stop by
+# themselves. A crash leaves its input under the package's testdata/fuzz.
+define fuzz_all
+	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$name ($$pkg) for $(1)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(1) $$pkg || exit 1; done
+endef
+
 # The race detector needs cgo.
 test: lint build images
 	$(image_env) CGO_ENABLED=1 STRATA_MINIO_BIN=$(MINIO) $(GO) test -race -count=1 -timeout 20m $(PKGS)
+	$(call fuzz_all,$(FUZZTIME_SHORT))
 
 # Long fuzzing and crash rounds; bounded, they stop by themselves.
-FUZZTIME ?= 60s
 test-long: lint images
 	$(image_env) CGO_ENABLED=1 STRATA_MINIO_BIN=$(MINIO) STRATA_CRASH_ROUNDS=40 $(GO) test -race -count=1 -timeout 60m -run Crash ./node/log/
-	$(GO) test -run '^$$' -fuzz '^FuzzValidateBatch$$' -fuzztime $(FUZZTIME) ./node/log/
-	$(GO) test -run '^$$' -fuzz '^FuzzRecovery$$' -fuzztime $(FUZZTIME) ./node/log/
-	$(GO) test -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime $(FUZZTIME) ./gateway/
-	$(GO) test -run '^$$' -fuzz '^FuzzListener$$' -fuzztime $(FUZZTIME) ./gateway/
+	STRATA_RETENTION_ROUNDS=200 $(GO) test -count=1 -timeout 30m -run TestRetentionKeepsUncoveredRandom ./node/log/
+	$(call fuzz_all,$(FUZZTIME))
 
 BENCH ?= .
 bench:
