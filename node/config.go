@@ -4,12 +4,12 @@ import (
 	"strconv"
 	"time"
 
-	slog "github.com/strata-io/strata/node/log"
+	plog "github.com/strata-io/strata/node/log"
 )
 
 // logConfig turns a topic's configs (validated by meta) into a log
 // config over the broker defaults.
-func logConfig(defaults slog.Config, configs map[string]string) slog.Config {
+func logConfig(defaults plog.Config, configs map[string]string) plog.Config {
 	c := defaults
 	ms := func(v string) time.Duration {
 		n, _ := strconv.ParseInt(v, 10, 64)

@@ -5,7 +5,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
-	slog "github.com/strata-io/strata/node/log"
+	plog "github.com/strata-io/strata/node/log"
 	"github.com/strata-io/strata/tier"
 )
 
@@ -15,14 +15,14 @@ var logErrors = []struct {
 	err  error
 	code *kerr.Error
 }{
-	{slog.ErrCorrupt, kerr.CorruptMessage},
-	{slog.ErrTooLarge, kerr.MessageTooLarge},
-	{slog.ErrInvalidRecord, kerr.InvalidRecord},
-	{slog.ErrOffsetOutOfRange, kerr.OffsetOutOfRange},
-	{slog.ErrFencedLeaderEpoch, kerr.FencedLeaderEpoch},
-	{slog.ErrFailed, kerr.KafkaStorageError},
-	{slog.ErrIO, kerr.KafkaStorageError},
-	{slog.ErrClosed, kerr.NotLeaderForPartition},
+	{plog.ErrCorrupt, kerr.CorruptMessage},
+	{plog.ErrTooLarge, kerr.MessageTooLarge},
+	{plog.ErrInvalidRecord, kerr.InvalidRecord},
+	{plog.ErrOffsetOutOfRange, kerr.OffsetOutOfRange},
+	{plog.ErrFencedLeaderEpoch, kerr.FencedLeaderEpoch},
+	{plog.ErrFailed, kerr.KafkaStorageError},
+	{plog.ErrIO, kerr.KafkaStorageError},
+	{plog.ErrClosed, kerr.NotLeaderForPartition},
 	// A remote read that failed is retried by the client, as Kafka's
 	// KAFKA_STORAGE_ERROR is.
 	{tier.ErrUnavailable, kerr.KafkaStorageError},

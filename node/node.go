@@ -106,9 +106,18 @@ type Node struct {
 	metas   sync.Map
 	metasAt atomic.Uint64
 
+	// openSlots bounds the partitions opening at once (partitions.go).
+	openSlots chan struct{}
+
+	// mu guards the partition map and the append broadcast, and nothing
+	// else: no disk or network I/O happens under it.
 	mu struct {
 		sync.Mutex
 		logs map[partitionKey]*openLog
+		// dropping holds, per partition being dropped, the channel
+		// closed once its files are gone.
+		dropping map[partitionKey]chan struct{}
+		closed   bool // Close began: nothing opens any more
 		// appended is closed and replaced on every append, waking
 		// long-polling fetches.
 		appended chan struct{}
@@ -123,13 +132,26 @@ type partitionKey struct {
 // openLog is an open partition log and the id of the topic it belongs to:
 // a topic deleted and created again under the same name is another topic.
 type openLog struct {
-	*plog.Log
-	topicID [16]byte
+	*plog.Log // set before ready is closed; nil if the open failed
+	topicID   [16]byte
+	// ready is closed once the open finished; dropped once a drop did
+	// (partitions.go).
+	ready, dropped chan struct{}
 
 	// appendMu makes an idempotent producer's sequence check and its
-	// append one step; producers is what the check consults.
-	appendMu  sync.Mutex
-	producers producerStates
+	// append one step; producers is what the check consults. Every batch
+	// below the log end is in producers, unless producersStale (a
+	// truncation cut batches it had recorded; the next leadership
+	// rebuilds it).
+	appendMu       sync.Mutex
+	producers      producerStates // guarded by appendMu
+	producersStale bool           // guarded by appendMu
+	// snapshotAt is the offset of the newest producer state snapshot on
+	// disk, -1 none (prodsnap.go). snapshotMu is held while one is
+	// written, and by truncation, so that no snapshot written before a
+	// cut lands after it. Lock order: snapshotMu, then appendMu.
+	snapshotAt int64 // guarded by appendMu
+	snapshotMu sync.Mutex
 
 	// configs are the topic configs the log was last set to.
 	configs map[string]string
@@ -174,6 +196,8 @@ func Start(cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, logger: cfg.Logger.With("node", cfg.ID), handlers: rpc.NewPool(maxConcurrentRequests)}
 	n.mu.logs = map[partitionKey]*openLog{}
+	n.mu.dropping = map[partitionKey]chan struct{}{}
+	n.openSlots = make(chan struct{}, maxOpening)
 	n.mu.appended = make(chan struct{})
 	n.fetchers = map[int32]*replica.Fetcher{}
 	n.rolesKick = make(chan struct{}, 1)
@@ -225,6 +249,9 @@ func Start(cfg Config) (*Node, error) {
 
 // Close stops serving and closes every log cleanly.
 func (n *Node) Close() error {
+	n.mu.Lock()
+	n.mu.closed = true
+	n.mu.Unlock()
 	n.sub.Unsubscribe()
 	for _, s := range n.tierSubs {
 		s.Unsubscribe()
@@ -238,19 +265,18 @@ func (n *Node) Close() error {
 	}
 	n.replMu.Unlock()
 	n.caller.Close()
-	n.mu.Lock()
-	for _, l := range n.mu.logs {
+	// Opens and drops under way have finished (n.wg): every partition in
+	// the map is open or failed.
+	logs := n.readyLogs()
+	for _, l := range logs {
 		l.tier.stop()
 	}
-	n.mu.Unlock()
 	if n.uploader != nil {
 		n.uploader.Close()
 		n.remote.Close()
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
 	var err error
-	for _, l := range n.mu.logs {
+	for _, l := range logs {
 		err = errors.Join(err, l.Close())
 	}
 	return err
@@ -393,86 +419,8 @@ func (n *Node) openLog(topic string, p int32) (*openLog, *kerr.Error) {
 	return n.openLogOf(m.topic, p)
 }
 
-// openLogOf is openLog for a topic already read.
-func (n *Node) openLogOf(t meta.Topic, p int32) (*openLog, *kerr.Error) {
-	topic := t.Name
-	key := partitionKey{topic, p}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if l := n.mu.logs[key]; l != nil {
-		if l.topicID == t.ID {
-			return l, nil
-		}
-		n.dropLocked(key, l) // the topic was deleted and created again
-	}
-	dir := n.partitionDir(topic, p)
-	if err := claimPartitionDir(dir, t.ID); err != nil {
-		n.logger.Error("prepare partition directory", "topic", topic, "partition", p, "error", err)
-		return nil, kerr.KafkaStorageError
-	}
-	configs := n.topicConfigs(t)
-	ol := &openLog{topicID: t.ID, configs: configs}
-	ol.tier.init(n.base, n.uploader != nil && tiered(configs))
-	l, err := plog.Open(dir, logConfig(n.cfg.LogDefaults, configs), plog.Options{Logger: n.logger.With("topic", topic, "partition", p),
-		Removable: n.removable(topic, p, &ol.tier)})
-	if err != nil {
-		n.logger.Error("open partition log", "topic", topic, "partition", p, "error", err)
-		return nil, kerr.KafkaStorageError
-	}
-	// A log behind its manifest (a topic restored from the store, a lost
-	// disk) continues after the uploaded segments.
-	if span, err := n.tierSpan(topic, p); err == nil && span.ok && l.EndOffset() <= span.last.LastOffset {
-		if err := l.TruncateFullyAndStartAt(span.last.LastOffset + 1); err != nil {
-			l.Close()
-			n.logger.Error("start the log after its uploaded segments", "topic", topic, "partition", p, "error", err)
-			return nil, kerr.KafkaStorageError
-		}
-		n.logger.Info("local log starts after the uploaded segments", "topic", topic, "partition", p, "offset", span.last.LastOffset+1)
-	}
-	producers, err := rebuildProducers(l)
-	if err != nil {
-		l.Close()
-		n.logger.Error("rebuild producer state", "topic", topic, "partition", p, "error", err)
-		return nil, kerr.KafkaStorageError
-	}
-	ol.Log, ol.producers = l, producers
-	ol.repl.init()
-	n.mu.logs[key] = ol
-	return ol, nil
-}
-
 func (n *Node) partitionDir(topic string, p int32) string {
 	return filepath.Join(n.cfg.DataDir, fmt.Sprintf("%s-%d", topic, p))
-}
-
-// dropLocked closes a log whose topic is gone and deletes its data, here
-// and in the tier.
-func (n *Node) dropLocked(key partitionKey, l *openLog) {
-	n.dropLocalLocked(key, l)
-	if n.cfg.Tier != nil {
-		n.wg.Add(1)
-		go func() {
-			defer n.wg.Done()
-			ctx, cancel := context.WithTimeout(n.base, time.Minute)
-			defer cancel()
-			n.deleteRemotePartition(ctx, key.topic, l.topicID, key.partition)
-		}()
-	}
-}
-
-// dropLocalLocked closes a log and deletes its local data: the topic is
-// gone, or the partition moved to other nodes.
-func (n *Node) dropLocalLocked(key partitionKey, l *openLog) {
-	n.stopReplicating(l)
-	l.tier.stop()
-	if err := l.Close(); err != nil {
-		n.logger.Warn("close partition", "topic", key.topic, "partition", key.partition, "error", err)
-	}
-	delete(n.mu.logs, key)
-	if err := os.RemoveAll(n.partitionDir(key.topic, key.partition)); err != nil {
-		n.logger.Warn("remove partition data", "topic", key.topic, "partition", key.partition, "error", err)
-	}
-	n.logger.Info("deleted partition data", "topic", key.topic, "partition", key.partition)
 }
 
 // partitionMetadataFile names the topic id a partition directory belongs
@@ -524,12 +472,7 @@ func (n *Node) maintainLoop(ctx context.Context) {
 		}
 		n.checkDisk()
 		n.dropDeleted()
-		n.mu.Lock()
-		logs := make(map[partitionKey]*openLog, len(n.mu.logs))
-		for k, l := range n.mu.logs {
-			logs[k] = l
-		}
-		n.mu.Unlock()
+		logs := n.readyLogs()
 		n.refreshConfigs(logs)
 		for k, l := range logs {
 			n.enqueueUploads(k, l)
@@ -538,6 +481,9 @@ func (n *Node) maintainLoop(ctx context.Context) {
 			}
 			if err := n.writeManifest(ctx, k, l); err != nil {
 				n.logger.Warn("tier: writing the partition's manifest to the store", "topic", k.topic, "partition", k.partition, "error", err)
+			}
+			if err := l.snapshotProducers(); err != nil {
+				n.logger.Warn("producer state snapshot", "topic", k.topic, "partition", k.partition, "error", err)
 			}
 			if deleted, err := l.Maintain(); err != nil {
 				n.logger.Warn("log maintenance", "topic", k.topic, "partition", k.partition, "error", err)
@@ -557,7 +503,7 @@ func (n *Node) dropDeleted() {
 	for key, l := range n.mu.logs {
 		t, ok, err := v.Topic(key.topic)
 		if err == nil && (!ok || t.ID != l.topicID) {
-			n.dropLocked(key, l)
+			n.dropLocked(key, l, true)
 		}
 	}
 }

@@ -107,12 +107,16 @@ func (n *Node) lead(ol *openLog, part meta.Partition) {
 		hw := max(r.hw.Load(), ol.StartOffset())
 		r.leader = replica.NewLeader(n.cfg.ID, part.Replicas, part.ISR, hw, now, n.cfg.ReplicaLagMax)
 		r.epoch, r.partEpoch, r.proposing = part.LeaderEpoch, part.PartitionEpoch, false
-		// A follower's producer state lags its log: rebuild it.
+		// A follower kept its producer state as it appended, unless a
+		// truncation cut batches it had recorded: only then is it built
+		// again, from the newest snapshot and the batches after it.
 		ol.appendMu.Lock()
-		if ps, err := rebuildProducers(ol.Log); err == nil {
-			ol.producers = ps
-		} else {
-			n.logger.Warn("rebuild producer state", "topic", part.Topic, "partition", part.Partition, "error", err)
+		if ol.producersStale {
+			if ps, at, err := loadProducers(ol.Log); err == nil {
+				ol.producers, ol.snapshotAt, ol.producersStale = ps, at, false
+			} else {
+				n.logger.Warn("rebuild producer state", "topic", part.Topic, "partition", part.Partition, "error", err)
+			}
 		}
 		ol.appendMu.Unlock()
 		n.logger.Info("leading partition", "topic", part.Topic, "partition", part.Partition, "leader_epoch", part.LeaderEpoch,
@@ -215,13 +219,54 @@ func (f *followerLog) SetHighWatermark(hw int64) {
 func (f *followerLog) EndOffsetForEpoch(epoch int32) (int32, int64) {
 	return f.ol.EndOffsetForEpoch(epoch)
 }
+
+// AppendReplicated appends the leader's batches and records their
+// idempotent producers, so that taking over needs no scan of the log.
 func (f *followerLog) AppendReplicated(b []byte) error {
-	_, err := f.ol.Log.AppendReplicated(b)
-	return err
+	ol := f.ol
+	ol.appendMu.Lock()
+	defer ol.appendMu.Unlock()
+	if _, err := ol.Log.AppendReplicated(b); err != nil {
+		return err
+	}
+	for len(b) >= plog.BatchHeaderBytes {
+		h, err := plog.ParseBatchHeader(b)
+		if err != nil || h.Size() > int64(len(b)) {
+			break // AppendReplicated checked every batch: not reached
+		}
+		ol.producers.record(h, h.BaseOffset)
+		b = b[h.Size():]
+	}
+	return nil
 }
-func (f *followerLog) TruncateTo(offset int64) error { return f.ol.Log.TruncateTo(offset) }
+
+// TruncateTo cuts the log, after removing the producer state snapshots
+// past the cut, and marks the producer state stale: it recorded batches
+// that are gone.
+func (f *followerLog) TruncateTo(offset int64) error {
+	return f.ol.truncate(func() error { return f.ol.Log.TruncateTo(offset) }, offset)
+}
+
+// TruncateFullyAndStartAt empties the log, and every producer state
+// snapshot with it.
 func (f *followerLog) TruncateFullyAndStartAt(offset int64) error {
-	return f.ol.Log.TruncateFullyAndStartAt(offset)
+	return f.ol.truncate(func() error { return f.ol.Log.TruncateFullyAndStartAt(offset) }, -1)
+}
+
+// truncate runs cut after removing the snapshots past keep.
+func (ol *openLog) truncate(cut func() error, keep int64) error {
+	ol.snapshotMu.Lock() // no snapshot is being written meanwhile
+	defer ol.snapshotMu.Unlock()
+	ol.appendMu.Lock()
+	defer ol.appendMu.Unlock()
+	if err := removeProducerSnapshotsAbove(ol.Dir(), keep); err != nil {
+		return fmt.Errorf("%w: remove producer state snapshots: %v", plog.ErrIO, err)
+	}
+	if ol.snapshotAt > keep {
+		ol.snapshotAt = -1
+	}
+	ol.producersStale = true
+	return cut()
 }
 
 // replicaFetched is the leader's side of a follower's fetch at offset:
@@ -407,7 +452,7 @@ func (n *Node) syncRoles() error {
 			continue
 		}
 		n.logger.Info("partition moved to other nodes", "topic", k.topic, "partition", k.partition)
-		n.dropLocalLocked(k, ol)
+		n.dropLocked(k, ol, false)
 	}
 	return nil
 }
@@ -434,12 +479,7 @@ func (n *Node) proposeISRChanges(ctx context.Context) {
 	if !n.cfg.Meta.HearsHeartbeats() {
 		return
 	}
-	n.mu.Lock()
-	logs := make(map[partitionKey]*openLog, len(n.mu.logs))
-	for k, l := range n.mu.logs {
-		logs[k] = l
-	}
-	n.mu.Unlock()
+	logs := n.readyLogs()
 	now := time.Now()
 	live := map[int32]bool{}
 	for _, node := range n.cfg.Meta.LiveNodes() {

@@ -70,12 +70,7 @@ func (n *Node) tierStatus() tier.StatusReply {
 	for _, s := range n.uploader.Status() {
 		uploads[partitionKey{s.Topic, s.Partition}] = s
 	}
-	n.mu.Lock()
-	logs := make(map[partitionKey]*openLog, len(n.mu.logs))
-	for k, l := range n.mu.logs {
-		logs[k] = l
-	}
-	n.mu.Unlock()
+	logs := n.readyLogs()
 	v := n.cfg.Meta.Server().FSM().View()
 	defer v.Close()
 	for k, l := range logs {

@@ -1,0 +1,208 @@
+package node_test
+
+import (
+	"context"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/strata-io/strata/testenv"
+)
+
+// BenchmarkPartitionTakeover measures what a large partition costs when
+// it changes hands, against a small partition in the same cluster (its
+// peer: the ratio is what to compare across runs on a noisy machine).
+// "big" holds STRATA_TAKEOVER_BYTES (default 1 GiB) from idempotent
+// producers in batches of about 16 KiB; "small" holds a few records.
+// Both have two replicas, on nodes 1 and 2 of three, led by node 1.
+//
+//   - failover: node 1 stops; takeover-big-ms and takeover-small-ms are
+//     the times until a produce to each is acknowledged again (the
+//     session timeout, 1 s here, is in both).
+//
+//   - open: one node holding both restarts; open-big-ms and
+//     open-small-ms are the times until each accepts a produce, and
+//     small-p99-ms the p99 produce latency on small while big is not
+//     yet open (0 when small never served before big).
+//
+//     STRATA_TAKEOVER_BYTES=1073741824 go test -run '^$' -bench PartitionTakeover -benchtime 1x ./node
+func BenchmarkPartitionTakeover(b *testing.B) {
+	size := int64(1 << 30)
+	if s := os.Getenv("STRATA_TAKEOVER_BYTES"); s != "" {
+		size, _ = strconv.ParseInt(s, 10, 64)
+	}
+	b.Run("failover", func(b *testing.B) {
+		for range b.N {
+			c := testenv.InProcess(b, 3, testenv.Options{}) // three voters: one may stop
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			cl := takeoverClient(b, c)
+			fillTakeoverTopics(ctx, b, c, cl, 2, size)
+			b.ResetTimer()
+			start := time.Now()
+			c.StopNode(1)
+			big, small := produceAgain(ctx, b, cl, start)
+			b.ReportMetric(float64(big.Milliseconds()), "takeover-big-ms")
+			b.ReportMetric(float64(small.Milliseconds()), "takeover-small-ms")
+			b.StopTimer()
+			cl.Close()
+			cancel()
+			c.Close()
+		}
+	})
+	b.Run("open", func(b *testing.B) {
+		for range b.N {
+			c := testenv.InProcess(b, 1, testenv.Options{})
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			cl := takeoverClient(b, c)
+			fillTakeoverTopics(ctx, b, c, cl, 1, size)
+			cl.Close()
+			b.ResetTimer()
+			c.StopNode(1)
+			start := time.Now()
+			c.StartNode(1)
+			cl = takeoverClient(b, c)
+			// Produce to small every 2 ms, one at a time, noting each
+			// latency until big is open.
+			var mu sync.Mutex
+			var lat []time.Duration
+			bigOpen := make(chan struct{})
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for {
+					select {
+					case <-bigOpen:
+						return
+					case <-time.After(2 * time.Millisecond):
+					}
+					t0 := time.Now()
+					if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "small", Value: []byte("x")}).FirstErr(); err == nil {
+						mu.Lock()
+						lat = append(lat, time.Since(t0))
+						mu.Unlock()
+					}
+				}
+			}()
+			big, small := produceAgain(ctx, b, cl, start)
+			close(bigOpen)
+			<-done
+			b.ReportMetric(float64(big.Milliseconds()), "open-big-ms")
+			b.ReportMetric(float64(small.Milliseconds()), "open-small-ms")
+			p99 := 0.0
+			if len(lat) > 0 {
+				slices.Sort(lat)
+				p99 = float64(lat[len(lat)*99/100].Microseconds()) / 1000
+			}
+			b.ReportMetric(p99, "small-p99-ms")
+			b.ReportMetric(float64(len(lat)), "small-produces")
+			b.StopTimer()
+			cl.Close()
+			cancel()
+			c.Close()
+		}
+	})
+}
+
+func takeoverClient(b *testing.B, c *testenv.Cluster) *kgo.Client {
+	b.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), kgo.ProducerBatchCompression(kgo.NoCompression()),
+		kgo.ProducerBatchMaxBytes(16<<10), kgo.RecordRetries(1<<30), kgo.ProduceRequestTimeout(time.Second),
+		kgo.RequestTimeoutOverhead(500*time.Millisecond), kgo.RetryBackoffFn(func(int) time.Duration { return 5 * time.Millisecond }))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return cl
+}
+
+// fillTakeoverTopics creates big and small (rf replicas, led by node 1)
+// and fills big with size bytes in ~16 KiB batches.
+func fillTakeoverTopics(ctx context.Context, b *testing.B, c *testenv.Cluster, cl *kgo.Client, rf int16, size int64) {
+	b.Helper()
+	for _, topic := range []string{"big", "small"} {
+		req := kmsg.NewPtrCreateTopicsRequest()
+		req.TimeoutMillis = 30000
+		rt := kmsg.NewCreateTopicsRequestTopic()
+		rt.Topic, rt.NumPartitions, rt.ReplicationFactor = topic, -1, -1
+		ra := kmsg.NewCreateTopicsRequestTopicReplicaAssignment()
+		ra.Replicas = []int32{1}
+		if rf == 2 {
+			ra.Replicas = []int32{1, 2}
+		}
+		rt.ReplicaAssignment = append(rt.ReplicaAssignment, ra)
+		cfg := kmsg.NewCreateTopicsRequestTopicConfig()
+		cfg.Name, cfg.Value = "segment.bytes", kmsg.StringPtr("134217728")
+		rt.Configs = append(rt.Configs, cfg)
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctx, cl)
+		if err == nil {
+			err = kerr.ErrorForCode(resp.Topics[0].ErrorCode)
+		}
+		if err != nil {
+			b.Fatalf("create %s: %v", topic, err)
+		}
+	}
+	value := make([]byte, 100)
+	for i := range value {
+		value[i] = byte(i * 7)
+	}
+	var produced int64
+	for produced < size {
+		for range 10000 {
+			cl.Produce(ctx, &kgo.Record{Topic: "big", Value: value}, func(_ *kgo.Record, err error) {
+				if err != nil {
+					b.Errorf("produce: %v", err)
+				}
+			})
+		}
+		produced += 10000 * int64(len(value)+10)
+	}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "small", Value: value}).FirstErr(); err != nil {
+		b.Fatal(err)
+	}
+	if err := cl.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
+	// Both replicas in sync before anything stops.
+	for {
+		v := c.Nodes[1].Member.Server().FSM().View()
+		ok := true
+		for _, topic := range []string{"big", "small"} {
+			p, _, _ := v.Partition(topic, 0)
+			ok = ok && len(p.ISR) == int(rf) && p.Leader == 1
+		}
+		v.Close()
+		if ok {
+			return
+		}
+		if ctx.Err() != nil {
+			b.Fatal("replicas never in sync with node 1 leading")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// produceAgain produces to big and small at once until each is
+// acknowledged, and returns how long after start each took.
+func produceAgain(ctx context.Context, b *testing.B, cl *kgo.Client, start time.Time) (big, small time.Duration) {
+	b.Helper()
+	var wg sync.WaitGroup
+	for topic, took := range map[string]*time.Duration{"big": &big, "small": &small} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte("again")}).FirstErr(); err != nil {
+				b.Errorf("produce to %s: %v", topic, err)
+			}
+			*took = time.Since(start)
+		}()
+	}
+	wg.Wait()
+	return big, small
+}
