@@ -75,6 +75,10 @@ FUZZ_TARGETS := ./node/log/:FuzzValidateBatch ./node/log/:FuzzRecovery ./gateway
 	./internal/rpc/:FuzzCallerReply
 FUZZTIME_SHORT ?= 10s
 FUZZTIME ?= 10m
+# The fault suite's long run: seeds one after another, each injecting
+# faults for FAULT_SECONDS (`make test` runs one seed for 20 s).
+FAULT_SEEDS ?= 10
+FAULT_SECONDS ?= 90
 
 # Fuzz each target for $(1), one after another; bounded, they stop by
 # themselves. A crash leaves its input under the package's testdata/fuzz.
@@ -93,6 +97,7 @@ test: lint build images
 test-long: lint images
 	$(image_env) CGO_ENABLED=1 STRATA_MINIO_BIN=$(MINIO) STRATA_CRASH_ROUNDS=40 $(GO) test -race -count=1 -timeout 60m -run Crash ./node/log/
 	STRATA_RETENTION_ROUNDS=200 $(GO) test -count=1 -timeout 30m -run TestRetentionKeepsUncoveredRandom ./node/log/
+	STRATA_FAULT_SECONDS=$(FAULT_SECONDS) STRATA_FAULT_SEEDS=$(FAULT_SEEDS) $(GO) test -count=1 -timeout 60m -run '^TestFaultSuite$$' -v ./node/
 	$(call fuzz_all,$(FUZZTIME))
 
 BENCH ?= .

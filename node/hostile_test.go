@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"strconv"
 	"testing"
 	"time"
@@ -26,12 +25,7 @@ import (
 // ends this test binary), and afterwards the cluster still produces,
 // consumes and commits. STRATA_SEED replays a seed.
 func TestHostileNATSMessages(t *testing.T) {
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("STRATA_SEED"); s != "" {
-		seed, _ = strconv.ParseUint(s, 10, 64)
-	}
-	t.Logf("seed %d", seed)
-	rng := rand.New(rand.NewPCG(seed, 3))
+	rng := rand.New(rand.NewPCG(testenv.Seed(t), 3))
 	store, err := tier.OpenDir(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -41,6 +35,7 @@ func TestHostileNATSMessages(t *testing.T) {
 	defer cancel()
 	cl := newClient(t, c)
 	createTopic(ctx, t, cl, 2, 1, nil, "victim")
+	createTopic(ctx, t, cl, 1, 1, nil, "scratch")
 	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "victim", Value: []byte("before")}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +136,8 @@ func randomBytes(rng *rand.Rand, n int) []byte {
 }
 
 // validRequests are well-formed requests of the APIs nodes and the group
-// service serve, to cut short or corrupt.
+// service serve, to cut short or corrupt. Each is one an authenticated
+// client could send; the one that deletes records names topic scratch.
 func validRequests() []kmsg.Request {
 	produce := kmsg.NewPtrProduceRequest()
 	produce.Version, produce.Acks, produce.TimeoutMillis = 9, -1, 1000
@@ -175,7 +171,7 @@ func validRequests() []kmsg.Request {
 	del := kmsg.NewPtrDeleteRecordsRequest()
 	del.Version = 2
 	dt := kmsg.NewDeleteRecordsRequestTopic()
-	dt.Topic = "victim"
+	dt.Topic = "scratch" // NATS is not authenticated yet: a well-formed DeleteRecords is honored
 	dt.Partitions = append(dt.Partitions, kmsg.DeleteRecordsRequestTopicPartition{Partition: 0, Offset: -1})
 	del.Topics = append(del.Topics, dt)
 	epoch := kmsg.NewPtrOffsetForLeaderEpochRequest()

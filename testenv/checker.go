@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -27,7 +29,14 @@ type Checker struct {
 	// has passed: a client that retries forever would wait forever.
 	ctx    context.Context
 	cancel context.CancelFunc
+	// idempotent: the producer is idempotent, so Verify also fails on an
+	// acknowledged record written twice.
+	idempotent bool
 }
+
+// ExpectIdempotent makes Verify fail on an acknowledged record found at
+// two offsets: what an idempotent producer's retries must never cause.
+func (c *Checker) ExpectIdempotent() { c.idempotent = true }
 
 // StartChecker produces records to topic through cl until Stop, keeping
 // at most inflight unacknowledged, at most perSecond a second (0: as
@@ -145,6 +154,7 @@ func (c *Checker) Verify(ctx context.Context, seeds ...string) {
 			c.t.Fatal(err)
 		}
 		found := 0
+		seen := map[string]int64{} // acknowledged value -> the offset it was read at
 		for next := int64(0); next <= last; {
 			fs := cl.PollFetches(ctx)
 			if ctx.Err() != nil {
@@ -164,6 +174,11 @@ func (c *Checker) Verify(ctx context.Context, seeds ...string) {
 					}
 					found++
 				}
+				if at, dup := seen[string(r.Value)]; dup && c.idempotent {
+					cl.Close()
+					c.t.Fatalf("partition %d: %.20q at offsets %d and %d: an idempotent producer's record written twice", p, r.Value, at, r.Offset)
+				}
+				seen[string(r.Value)] = r.Offset
 				next++
 			}
 		}
@@ -217,27 +232,42 @@ func (g *GroupChecker) fail(format string, args ...any) {
 
 func (g *GroupChecker) run(ctx context.Context) {
 	defer close(g.done)
+	// pending is, per partition, the last record read whose commit has
+	// not gone through: it is committed again until it does, even once
+	// no more records come (a commit that failed during a fault, after
+	// the producer stopped, would otherwise never land).
+	pending := map[int32]*kgo.Record{}
 	for ctx.Err() == nil {
-		fs := g.cl.PollFetches(ctx)
+		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		fs := g.cl.PollFetches(pctx)
+		cancel()
 		recs := fs.Records()
-		if len(recs) == 0 {
-			continue
-		}
 		g.mu.Lock()
 		for _, r := range recs {
 			if next, ok := g.next[r.Partition]; ok && r.Offset > next {
 				g.errs = append(g.errs, fmt.Sprintf("partition %d: read offset %d after %d: offsets skipped", r.Partition, r.Offset, next-1))
 			}
 			g.next[r.Partition] = r.Offset + 1
+			pending[r.Partition] = r
 		}
 		g.mu.Unlock()
-		if err := g.cl.CommitRecords(ctx, recs...); err != nil {
-			continue // retried with the next poll's records; the group may be rebalancing
+		if len(pending) == 0 {
+			continue
+		}
+		commit := make([]*kgo.Record, 0, len(pending))
+		for _, r := range pending {
+			commit = append(commit, r)
+		}
+		if err := g.cl.CommitRecords(ctx, commit...); err != nil {
+			continue // the group may be rebalancing: try again
 		}
 		g.mu.Lock()
-		for _, r := range recs {
+		for _, r := range commit {
 			if c := g.commit[r.Partition]; r.Offset+1 > c {
 				g.commit[r.Partition] = r.Offset + 1
+			}
+			if pending[r.Partition] == r {
+				delete(pending, r.Partition)
 			}
 		}
 		g.mu.Unlock()
@@ -324,4 +354,20 @@ func (c *Checker) Ends() map[int32]int64 {
 		}
 	}
 	return out
+}
+
+// Seed is a randomized test's seed: STRATA_SEED when set (to replay a
+// failure), else the clock. It is logged either way.
+func Seed(t testing.TB) uint64 {
+	t.Helper()
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("STRATA_SEED"); s != "" {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatalf("STRATA_SEED=%q: %v", s, err)
+		}
+		seed = v
+	}
+	t.Logf("seed %d (STRATA_SEED=%d replays it)", seed, seed)
+	return seed
 }
