@@ -596,10 +596,16 @@ func (w *writer) addTierSegment(c *AddTierSegment) (*ApplyResult, error) {
 		if err != nil {
 			return nil, err
 		}
-		if bytes.Equal(old.encode(), s.encode()) {
-			return &ApplyResult{}, nil // the same upload recorded twice: once
+		if old.LastOffset >= s.LastOffset {
+			// The same upload recorded twice, or this one is already
+			// covered: the manifest keeps what it has.
+			return &ApplyResult{}, nil
 		}
-		return rejected(fmt.Errorf("%w: %s-%d segment %d already recorded as %s", ErrInvalidRequest, s.Topic, s.Partition, s.BaseOffset, old.ObjectKey))
+		// A longer segment at the same base (a new leader whose
+		// replica rolled later than its predecessor's): it holds the
+		// same batches and more, and replaces the entry, or the offsets
+		// past the old one's end could never be recorded. The old
+		// objects are left to the reconciler.
 	}
 	return &ApplyResult{}, w.set(key, s.encode())
 }

@@ -213,14 +213,26 @@ func TestFSMFencing(t *testing.T) {
 	a.wantErr(ErrStaleEpoch, &AddTierSegment{Segment: seg})
 	seg.LeaderEpoch = 2
 	a.mustApply(&AddTierSegment{Segment: seg}, &AddTierSegment{Segment: seg})
+	// Another upload of no more than the entry has changes nothing; a
+	// longer segment at the same base (a new leader's replica rolled
+	// later) replaces it.
 	other := seg
-	other.ObjectKey = "b"
-	a.wantErr(ErrInvalidRequest, &AddTierSegment{Segment: other})
+	other.ObjectKey, other.LastOffset = "b", 150
+	a.mustApply(&AddTierSegment{Segment: other})
 	v := f.View()
 	if segs, _ := v.TierSegments("t", 0); len(segs) != 1 || segs[0].ObjectKey != "a" {
 		t.Fatalf("manifest %+v", segs)
 	}
 	v.Close()
+	longer := seg
+	longer.ObjectKey, longer.LastOffset = "c", 249
+	a.mustApply(&AddTierSegment{Segment: longer})
+	v = f.View()
+	if segs, _ := v.TierSegments("t", 0); len(segs) != 1 || segs[0].ObjectKey != "c" || segs[0].LastOffset != 249 {
+		t.Fatalf("manifest %+v after a longer segment at the same base", segs)
+	}
+	v.Close()
+	a.mustApply(&AddTierSegment{Segment: seg}) // the shorter one again: kept out
 
 	// Lookups by offset, and deletion raising the log start offset.
 	for _, base := range []int64{200, 300} {

@@ -38,7 +38,8 @@ import (
 // started again (the controller among them), a node cut off NATS, a
 // one-way partition (a node hears nothing, its heartbeats still go out),
 // the object store down and answering 503, every node's disk past its
-// high-water mark, and the second gateway stopped and started.
+// high-water mark, the second gateway stopped and started, and the NATS
+// server stopped and started.
 //
 // Checked after healing: every acknowledged record is readable where it
 // was acknowledged, in order, exactly once, replayed from offset 0 after
@@ -214,7 +215,7 @@ func runFaultSuite(t *testing.T, seed uint64, faultTime time.Duration) {
 		hold := time.Duration(300+rng.IntN(1700)) * time.Millisecond
 		node := int32(1 + rng.IntN(3))
 		var fault string
-		switch k := rng.IntN(8); k {
+		switch k := rng.IntN(9); k {
 		case 0:
 			fault = fmt.Sprintf("stop node %d for %v", node, hold)
 			c.StopNode(node)
@@ -256,6 +257,9 @@ func runFaultSuite(t *testing.T, seed uint64, faultTime time.Duration) {
 			second.Close()
 			time.Sleep(hold)
 			second = c.StartGateway(1)
+		case 8:
+			fault = fmt.Sprintf("NATS server down for %v", hold)
+			c.RestartNATS(hold)
 		}
 		schedule = append(schedule, fault)
 		t.Logf("fault %d: %s", len(schedule), fault)

@@ -50,54 +50,62 @@ func (s *tierState) stop() {
 	}
 }
 
-// tierCovered is the offset below which a partition's data is safe
-// without the local disk: one past the manifest's last offset, or the
-// partition's log start offset when that is higher (DeleteRecords and
-// total retention raise it; what lies below it is deleted on purpose).
-// From this node's copy of meta, which only ever moves it up.
-func (n *Node) tierCovered(topic string, p int32) (int64, error) {
+// tierCovers reports whether the bucket holds every offset of [base,
+// next) of a partition, by this node's copy of meta: each offset is in
+// some manifest entry, or below the partition's log start offset (DeleteRecords
+// and total retention raise it; what lies below it was deleted on
+// purpose). It walks the entries from base, so a gap in the manifest is
+// never taken for coverage. Meta only ever adds coverage: a yes stays a
+// yes.
+func (n *Node) tierCovers(topic string, p int32, base, next int64) (bool, error) {
 	v := n.cfg.Meta.Server().FSM().View()
 	defer v.Close()
 	part, ok, err := v.Partition(topic, p)
 	if err != nil || !ok {
-		return 0, errors.Join(err, fmt.Errorf("tier: partition %s/%d not in meta", topic, p))
+		return false, errors.Join(err, fmt.Errorf("tier: partition %s/%d not in meta", topic, p))
 	}
-	_, last, spanOK, err := v.TierSpan(topic, p)
-	if err != nil {
-		return 0, err
+	for pos := max(base, part.LogStartOffset); pos < next; {
+		s, ok, err := v.TierSegmentAt(topic, p, pos)
+		if err != nil || !ok {
+			return false, err
+		}
+		pos = s.LastOffset + 1
 	}
-	covered := part.LogStartOffset
-	if spanOK {
-		covered = max(covered, last.LastOffset+1)
-	}
-	return covered, nil
+	return true, nil
 }
 
 // removable is a partition log's Options.Removable. The rule: a tiered
 // partition's segment leaves the local disk only once the manifest
-// covers its last offset (or it lies below the log start, deleted on
-// purpose). The log asks in the same critical section as it deletes,
+// covers it to its last offset (or it lies below the log start, deleted
+// on purpose). The log asks in the same critical section as it deletes,
 // and again right before deleting under the invariants build tag.
 func (n *Node) removable(topic string, p int32, ts *tierState) func(plog.SegmentInfo) bool {
 	return func(s plog.SegmentInfo) bool {
 		if !ts.enabled.Load() {
 			return true
 		}
-		covered, err := n.tierCovered(topic, p)
-		return err == nil && s.NextOffset <= covered
+		covered, err := n.tierCovers(topic, p, s.BaseOffset, s.NextOffset)
+		return err == nil && covered
 	}
 }
 
-// unuploaded lists a log's closed segments that the manifest does not
-// cover yet, oldest first.
-func unuploaded(ol *openLog, covered int64) []plog.SegmentInfo {
+// unuploaded lists a log's closed segments that the bucket does not hold
+// whole yet, oldest first.
+func (n *Node) unuploaded(key partitionKey, ol *openLog) ([]plog.SegmentInfo, error) {
 	var out []plog.SegmentInfo
 	for _, info := range ol.Segments() {
-		if info.Sealed && info.NextOffset > covered && info.NextOffset > ol.StartOffset() {
+		if !info.Sealed || info.NextOffset <= ol.StartOffset() {
+			continue
+		}
+		covered, err := n.tierCovers(key.topic, key.partition, info.BaseOffset, info.NextOffset)
+		if err != nil {
+			return nil, err
+		}
+		if !covered {
 			out = append(out, info)
 		}
 	}
-	return out
+	return out, nil
 }
 
 // enqueueUploads hands a led log's closed segments that the manifest
@@ -115,14 +123,14 @@ func (n *Node) enqueueUploads(key partitionKey, ol *openLog) {
 	if !leading {
 		return
 	}
-	covered, err := n.tierCovered(key.topic, key.partition)
+	segs, err := n.unuploaded(key, ol)
 	if err != nil {
 		return
 	}
 	hw := ol.highWatermark()
 	ol.tier.mu.Lock()
 	defer ol.tier.mu.Unlock()
-	for _, info := range unuploaded(ol, covered) {
+	for _, info := range segs {
 		if info.NextOffset > hw {
 			break
 		}

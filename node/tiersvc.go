@@ -88,11 +88,8 @@ func (n *Node) tierStatus() tier.StatusReply {
 		}
 		// Closed segments not uploaded yet are the lag: those queued and
 		// those waiting for their turn.
-		covered := part.LogStartOffset
-		if len(segs) > 0 {
-			covered = max(covered, segs[len(segs)-1].LastOffset+1)
-		}
-		for _, info := range unuploaded(l, covered) {
+		lag, _ := n.unuploaded(k, l)
+		for _, info := range lag {
 			st.LagBytes += info.Size
 		}
 		if u, ok := uploads[k]; ok {

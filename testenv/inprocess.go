@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
+	"sync"
 	"testing"
 	"time"
 
@@ -60,6 +62,9 @@ type Cluster struct {
 	// proxies carry each node's NATS connection, to cut it (Cuttable).
 	proxies  map[int32]*proxy
 	cuttable bool
+	// natsMu guards NATS across RestartNATS; natsOpts started it.
+	natsMu   sync.Mutex
+	natsOpts server.Options
 }
 
 // InProcess starts embedded NATS, n nodes (the first n as voters) and one
@@ -70,7 +75,8 @@ func InProcess(t testing.TB, n int, opts Options) *Cluster {
 	if opts.NATSMaxPayload <= 0 {
 		opts.NATSMaxPayload = 8 << 20
 	}
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, MaxPayload: opts.NATSMaxPayload, NoLog: true, NoSigs: true})
+	natsOpts := server.Options{Host: "127.0.0.1", Port: -1, MaxPayload: opts.NATSMaxPayload, NoLog: true, NoSigs: true}
+	ns, err := server.NewServer(natsOpts.Clone())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +90,7 @@ func InProcess(t testing.TB, n int, opts Options) *Cluster {
 	for i := range dirs {
 		dirs[i] = t.TempDir()
 	}
-	c := &Cluster{t: t, NATS: ns, Nodes: map[int32]*node.Process{}, configs: map[int32]node.ProcessConfig{}, proxies: map[int32]*proxy{},
+	c := &Cluster{t: t, NATS: ns, natsOpts: natsOpts, Nodes: map[int32]*node.Process{}, configs: map[int32]node.ProcessConfig{}, proxies: map[int32]*proxy{},
 		cuttable: opts.Cuttable}
 	t.Cleanup(c.close)
 	logDefaults := plog.DefaultConfig()
@@ -124,7 +130,9 @@ func (c *Cluster) StartNode(id int32) {
 		return
 	}
 	cfg := c.configs[id]
+	c.natsMu.Lock()
 	natsURL := c.NATS.ClientURL()
+	c.natsMu.Unlock()
 	if c.cuttable {
 		px := c.proxies[id]
 		if px == nil {
@@ -198,8 +206,35 @@ func (c *Cluster) StartGateway(id int32) *gateway.Gateway {
 	return g
 }
 
+// RestartNATS shuts the NATS server down, waits down, and starts it again
+// on the same address. Every process's connection reconnects by itself
+// (the gateways' within their 2 s reconnect wait); requests in flight
+// meanwhile fail, retriably.
+func (c *Cluster) RestartNATS(down time.Duration) {
+	c.t.Helper()
+	c.natsMu.Lock()
+	defer c.natsMu.Unlock()
+	opts := c.natsOpts.Clone()
+	opts.Port = c.NATS.Addr().(*net.TCPAddr).Port
+	c.NATS.Shutdown()
+	c.NATS.WaitForShutdown()
+	time.Sleep(down)
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(5 * time.Second) {
+		c.t.Fatal("nats not ready after a restart")
+	}
+	c.NATS = ns
+}
+
 func (c *Cluster) connect() *nats.Conn {
-	nc, err := nats.Connect(c.NATS.ClientURL(), nats.MaxReconnects(-1))
+	c.natsMu.Lock()
+	url := c.NATS.ClientURL()
+	c.natsMu.Unlock()
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1))
 	if err != nil {
 		c.t.Fatal(err)
 	}

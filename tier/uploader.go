@@ -302,12 +302,14 @@ func (u *Uploader) attempt(j *Job) error {
 	seg := j.Segment
 	if old, ok, err := u.cfg.Recorder.Recorded(j.Topic, j.Partition, seg.BaseOffset); err != nil {
 		return err
+	} else if ok && old.LastOffset >= seg.NextOffset-1 {
+		return nil // recorded, by this upload or an earlier leader's
 	} else if ok {
-		if old.LastOffset != seg.NextOffset-1 {
-			u.logger.Warn("manifest holds a different segment at this base offset; keeping the manifest's",
-				"topic", j.Topic, "partition", j.Partition, "base_offset", seg.BaseOffset, "manifest_last", old.LastOffset)
-		}
-		return nil
+		// An earlier leader's segment at this base ended sooner: this
+		// one replaces it in the manifest (same batches, and more).
+		u.logger.Info("manifest holds a shorter segment at this base offset; uploading this one to replace it",
+			"topic", j.Topic, "partition", j.Partition, "base_offset", seg.BaseOffset, "manifest_last", old.LastOffset,
+			"segment_last", seg.NextOffset-1)
 	}
 	base := SegmentKey(j.Topic, j.TopicID, j.Partition, seg.BaseOffset, epoch)
 	start := time.Now()
@@ -337,7 +339,7 @@ func (u *Uploader) attempt(j *Job) error {
 		UploadTimeMs: time.Now().UnixMilli(), SegmentEpochs: j.Epochs,
 	}
 	if err := u.cfg.Recorder.Record(j.Ctx, entry); err != nil {
-		if _, ok, rerr := u.cfg.Recorder.Recorded(j.Topic, j.Partition, seg.BaseOffset); rerr == nil && ok {
+		if got, ok, rerr := u.cfg.Recorder.Recorded(j.Topic, j.Partition, seg.BaseOffset); rerr == nil && ok && got.LastOffset >= entry.LastOffset {
 			return nil // recorded after all (a retried proposal)
 		}
 		return fmt.Errorf("tier: record %s: %w", entry.ObjectKey, err)

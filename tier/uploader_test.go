@@ -71,7 +71,7 @@ func closedSegments(t *testing.T, n, size int) []plog.SegmentInfo {
 }
 
 // fakeManifest records entries like meta's AddTierSegment: fenced by
-// epoch, once per base offset.
+// epoch, once per base offset unless a longer segment replaces one.
 type fakeManifest struct {
 	mu      sync.Mutex
 	epoch   int32
@@ -93,8 +93,8 @@ func (f *fakeManifest) Record(ctx context.Context, s meta.TierSegment) error {
 	if s.LeaderEpoch != f.epoch {
 		return meta.ErrStaleEpoch
 	}
-	if _, ok := f.entries[s.BaseOffset]; ok {
-		return meta.ErrInvalidRequest
+	if old, ok := f.entries[s.BaseOffset]; ok && old.LastOffset >= s.LastOffset {
+		return nil
 	}
 	f.entries[s.BaseOffset] = s
 	return nil
@@ -205,6 +205,15 @@ func TestUploaderSkipsRecordedAndStopsWhenFenced(t *testing.T) {
 	if err := <-done; err != nil || store.calls.Load() != 0 || m.records.Load() != 0 {
 		t.Fatalf("recorded segment: err %v, %d puts, %d records", err, store.calls.Load(), m.records.Load())
 	}
+	// An earlier leader's shorter segment at the same base is replaced:
+	// kept, the offsets past its end could never be recorded (and the
+	// local segment would never leave the disk).
+	m.entries[segs[3].BaseOffset] = meta.TierSegment{BaseOffset: segs[3].BaseOffset, LastOffset: segs[3].NextOffset - 2}
+	u.Enqueue(newJob(segs[3], func() (int32, bool) { return 3, true }, done))
+	if err := <-done; err != nil || m.entries[segs[3].BaseOffset].LastOffset != segs[3].NextOffset-1 {
+		t.Fatalf("shorter entry at the same base: err %v, manifest %+v", err, m.entries[segs[3].BaseOffset])
+	}
+	calls := store.calls.Load()
 	u.Enqueue(newJob(segs[1], func() (int32, bool) { return -1, false }, done))
 	if err := <-done; !errors.Is(err, tier.ErrNotLeader) {
 		t.Fatalf("not leader: %v", err)
@@ -213,6 +222,9 @@ func TestUploaderSkipsRecordedAndStopsWhenFenced(t *testing.T) {
 	u.Enqueue(newJob(segs[1], func() (int32, bool) { return 2, true }, done))
 	if err := <-done; !errors.Is(err, meta.ErrStaleEpoch) {
 		t.Fatalf("stale epoch: %v", err)
+	}
+	if calls == 0 {
+		t.Fatal("the longer segment was not uploaded")
 	}
 	// Cancelled while the store is down.
 	store.down.Store(true)
