@@ -91,6 +91,9 @@ endef
 # The race detector needs cgo.
 test: lint build images
 	$(image_env) CGO_ENABLED=1 STRATA_MINIO_BIN=$(MINIO) $(GO) test -race -count=1 -timeout 20m $(PKGS)
+	# The fault suite, one seed with 20 s of faults, on its own: the
+	# packages' tests would load the machine under it.
+	CGO_ENABLED=1 STRATA_FAULT_SECONDS=20 $(GO) test -race -count=1 -timeout 10m -run '^TestFaultSuite$$' ./node/
 	$(call fuzz_all,$(FUZZTIME_SHORT))
 
 # Long fuzzing and crash rounds; bounded, they stop by themselves.
