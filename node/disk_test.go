@@ -3,7 +3,6 @@ package node_test
 import (
 	"context"
 	"errors"
-	"io"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -17,28 +16,6 @@ import (
 	"github.com/strata-io/strata/tier"
 )
 
-// downStore is a store that fails every call while down is set.
-type downStore struct {
-	tier.Store
-	down atomic.Bool
-}
-
-var errStoreDown = errors.New("store down")
-
-func (s *downStore) Put(ctx context.Context, key string, r io.Reader, size int64) error {
-	if s.down.Load() {
-		return errStoreDown
-	}
-	return s.Store.Put(ctx, key, r, size)
-}
-
-func (s *downStore) List(ctx context.Context, prefix string, fn func(tier.Object) error) error {
-	if s.down.Load() {
-		return errStoreDown
-	}
-	return s.Store.List(ctx, prefix, fn)
-}
-
 // TestDiskHighWatermark: with the store down, closed segments cannot be
 // uploaded and local retention keeps them; once the disk passes its
 // high-water mark the node refuses produce with KAFKA_STORAGE_ERROR
@@ -49,8 +26,8 @@ func TestDiskHighWatermark(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := &downStore{Store: dir}
-	store.down.Store(true)
+	store := &faultStore{Store: dir}
+	store.mode.Store(storeDown)
 	var usedPct atomic.Uint64
 	usedPct.Store(50)
 	c := testenv.InProcess(t, 1, testenv.Options{Tier: store, MaintainInterval: 20 * time.Millisecond,

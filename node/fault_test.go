@@ -74,14 +74,20 @@ func TestFaultSuite(t *testing.T) {
 // answer 503 (S3's SlowDown: every call fails, retriably).
 type faultStore struct {
 	tier.Store
-	mode atomic.Int32 // 0 up, 1 down, 2 503
+	mode atomic.Int32 // storeUp, storeDown or store503
 }
+
+const (
+	storeUp = iota
+	storeDown
+	store503
+)
 
 func (s *faultStore) err() error {
 	switch s.mode.Load() {
-	case 1:
+	case storeDown:
 		return errors.New("fault: object store down")
-	case 2:
+	case store503:
 		return errors.New("fault: 503 Slow Down")
 	}
 	return nil
@@ -239,14 +245,14 @@ func runFaultSuite(t *testing.T, seed uint64, faultTime time.Duration) {
 			c.Unstall(node)
 		case 4:
 			fault = fmt.Sprintf("object store down for %v", hold)
-			store.mode.Store(1)
+			store.mode.Store(storeDown)
 			time.Sleep(hold)
-			store.mode.Store(0)
+			store.mode.Store(storeUp)
 		case 5:
 			fault = fmt.Sprintf("object store answers 503 for %v", hold)
-			store.mode.Store(2)
+			store.mode.Store(store503)
 			time.Sleep(hold)
-			store.mode.Store(0)
+			store.mode.Store(storeUp)
 		case 6:
 			fault = fmt.Sprintf("disks full for %v", hold)
 			diskFull.Store(true)
