@@ -221,52 +221,42 @@ func runFaultSuite(t *testing.T, seed uint64, faultTime time.Duration) {
 		hold := time.Duration(300+rng.IntN(1700)) * time.Millisecond
 		node := int32(1 + rng.IntN(3))
 		var fault string
+		// Each fault is injected, held, then healed.
+		var inject, heal func()
 		switch k := rng.IntN(9); k {
 		case 0:
 			fault = fmt.Sprintf("stop node %d for %v", node, hold)
-			c.StopNode(node)
-			time.Sleep(hold)
-			c.StartNode(node)
+			inject, heal = func() { c.StopNode(node) }, func() { c.StartNode(node) }
 		case 1:
 			node = controller(t, c)
 			fault = fmt.Sprintf("stop the controller (node %d) for %v", node, hold)
-			c.StopNode(node)
-			time.Sleep(hold)
-			c.StartNode(node)
+			inject, heal = func() { c.StopNode(node) }, func() { c.StartNode(node) }
 		case 2:
 			fault = fmt.Sprintf("cut node %d off NATS for %v", node, hold)
-			c.Disconnect(node)
-			time.Sleep(hold)
-			c.Reconnect(node)
+			inject, heal = func() { c.Disconnect(node) }, func() { c.Reconnect(node) }
 		case 3:
 			fault = fmt.Sprintf("one-way partition of node %d for %v", node, hold)
-			c.Stall(node)
-			time.Sleep(hold)
-			c.Unstall(node)
+			inject, heal = func() { c.Stall(node) }, func() { c.Unstall(node) }
 		case 4:
 			fault = fmt.Sprintf("object store down for %v", hold)
-			store.mode.Store(storeDown)
-			time.Sleep(hold)
-			store.mode.Store(storeUp)
+			inject, heal = func() { store.mode.Store(storeDown) }, func() { store.mode.Store(storeUp) }
 		case 5:
 			fault = fmt.Sprintf("object store answers 503 for %v", hold)
-			store.mode.Store(store503)
-			time.Sleep(hold)
-			store.mode.Store(storeUp)
+			inject, heal = func() { store.mode.Store(store503) }, func() { store.mode.Store(storeUp) }
 		case 6:
 			fault = fmt.Sprintf("disks full for %v", hold)
-			diskFull.Store(true)
-			time.Sleep(hold)
-			diskFull.Store(false)
+			inject, heal = func() { diskFull.Store(true) }, func() { diskFull.Store(false) }
 		case 7:
 			fault = fmt.Sprintf("second gateway stopped for %v", hold)
-			second.Close()
-			time.Sleep(hold)
-			second = c.StartGateway(1)
+			inject, heal = func() { second.Close() }, func() { second = c.StartGateway(1) }
 		case 8:
 			fault = fmt.Sprintf("NATS server down for %v", hold)
-			c.RestartNATS(hold)
+			inject, heal = func() {}, func() { c.RestartNATS(hold) } // RestartNATS holds it down itself
+			hold = 0
 		}
+		inject()
+		time.Sleep(hold)
+		heal()
 		schedule = append(schedule, fault)
 		t.Logf("fault %d: %s", len(schedule), fault)
 	}
