@@ -75,10 +75,12 @@ FUZZ_TARGETS := ./node/log/:FuzzValidateBatch ./node/log/:FuzzRecovery ./gateway
 	./internal/rpc/:FuzzCallerReply
 FUZZTIME_SHORT ?= 10s
 FUZZTIME ?= 10m
-# The fault suite's long run: seeds one after another, each injecting
-# faults for FAULT_SECONDS (`make test` runs one seed for 20 s).
+# The fault suite: `make test` runs one seed with FAULT_SECONDS_SHORT of
+# faults (about two and a half minutes in all); `make test-long` runs
+# FAULT_SEEDS seeds one after another, each with FAULT_SECONDS of faults.
+FAULT_SECONDS_SHORT ?= 90
 FAULT_SEEDS ?= 10
-FAULT_SECONDS ?= 90
+FAULT_SECONDS ?= 180
 
 # Fuzz each target for $(1), one after another; bounded, they stop by
 # themselves. A crash leaves its input under the package's testdata/fuzz.
@@ -91,16 +93,16 @@ endef
 # The race detector needs cgo.
 test: lint build images
 	$(image_env) CGO_ENABLED=1 STRATA_MINIO_BIN=$(MINIO) $(GO) test -race -count=1 -timeout 20m $(PKGS)
-	# The fault suite, one seed with 20 s of faults, on its own: the
-	# packages' tests would load the machine under it.
-	CGO_ENABLED=1 STRATA_FAULT_SECONDS=20 $(GO) test -race -count=1 -timeout 10m -run '^TestFaultSuite$$' ./node/
+	# The fault suite, one seed, on its own: the packages' tests would
+	# load the machine under it.
+	CGO_ENABLED=1 STRATA_FAULT_SECONDS=$(FAULT_SECONDS_SHORT) $(GO) test -race -count=1 -timeout 10m -run '^TestFaultSuite$$' -v ./node/
 	$(call fuzz_all,$(FUZZTIME_SHORT))
 
 # Long fuzzing and crash rounds; bounded, they stop by themselves.
 test-long: lint images
 	$(image_env) CGO_ENABLED=1 STRATA_MINIO_BIN=$(MINIO) STRATA_CRASH_ROUNDS=40 $(GO) test -race -count=1 -timeout 60m -run Crash ./node/log/
 	STRATA_RETENTION_ROUNDS=200 $(GO) test -count=1 -timeout 30m -run TestRetentionKeepsUncoveredRandom ./node/log/
-	STRATA_FAULT_SECONDS=$(FAULT_SECONDS) STRATA_FAULT_SEEDS=$(FAULT_SEEDS) $(GO) test -count=1 -timeout 60m -run '^TestFaultSuite$$' -v ./node/
+	STRATA_FAULT_SECONDS=$(FAULT_SECONDS) STRATA_FAULT_SEEDS=$(FAULT_SEEDS) $(GO) test -count=1 -timeout 80m -run '^TestFaultSuite$$' -v ./node/
 	$(call fuzz_all,$(FUZZTIME))
 
 BENCH ?= .

@@ -26,8 +26,8 @@ func TestDiskHighWatermark(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := &faultStore{Store: dir}
-	store.mode.Store(storeDown)
+	store := &testenv.FaultStore{Store: dir}
+	store.Set(testenv.StoreDown)
 	var usedPct atomic.Uint64
 	usedPct.Store(50)
 	c := testenv.InProcess(t, 1, testenv.Options{Tier: store, MaintainInterval: 20 * time.Millisecond,

@@ -2,54 +2,53 @@ package node_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/strata-io/strata/meta"
 	"github.com/strata-io/strata/testenv"
-	"github.com/strata-io/strata/tier"
 )
 
 // TestFaultSuite is the randomized fault suite: a seeded workload and a
-// seeded schedule of faults against an in-process cluster of three nodes
-// and two gateways, then a checker once everything is healed. A failing
-// seed replays the same schedule (STRATA_SEED=N); the workload's timing
-// still varies with the machine.
+// seeded schedule of faults against a cluster of three nodes and two
+// gateways, each a process of its own (testenv.Processes), then a checker
+// once everything is healed. A failing seed replays the same schedule
+// (STRATA_SEED=N); the workload's timing still varies with the machine.
 //
 // Workload: an idempotent acks=all producer (checked) and an acks=1
 // producer (load only: acks=1 promises nothing across a failover) on a
 // tiered topic with 64 KiB segments and 1 s local retention; a consumer
-// group that commits; topic creation, partition growth and DeleteRecords
-// on topics of their own.
+// group that commits; DeleteRecords and partition growth on the checked
+// topic; topic creation, partition growth and DeleteRecords on topics of
+// their own.
 //
-// Faults, one at a time, each healed before the next: a node stopped and
-// started again (the controller among them), a node cut off NATS, a
-// one-way partition (a node hears nothing, its heartbeats still go out),
-// the object store down and answering 503, every node's disk past its
-// high-water mark, the second gateway stopped and started, and the NATS
-// server stopped and started.
+// Faults, one at a time, each healed before the next: SIGKILL of a node,
+// of the controller and of a gateway (each started again after the
+// hold); a node frozen with SIGSTOP; a node cut off NATS; a one-way
+// partition (a node hears nothing, its heartbeats still go out); the
+// object store down and answering 503; one node's disk past its
+// high-water mark; the NATS server stopped and started.
 //
 // Checked after healing: every acknowledged record is readable where it
-// was acknowledged, in order, exactly once, replayed from offset 0 after
-// local retention emptied the disk (so from the bucket); the group's
-// committed offsets never moved back; no process panicked (in process, a
-// panic ends the test binary).
+// was acknowledged, in order, exactly once, replayed from the log's start
+// after local retention emptied the disk (so from the bucket); the log
+// starts where DeleteRecords put it; the group's committed offsets never
+// moved back; no process's log shows a panic or a data race, and every
+// process stops cleanly at the end.
 //
 // STRATA_FAULT_SECONDS sets how long faults are injected (unset: the
 // suite is skipped); STRATA_FAULT_SEEDS runs that many seeds one after
-// another.
+// another; STRATA_FAULT_LOG=DIR keeps the processes' logs in DIR/SEED.
 func TestFaultSuite(t *testing.T) {
 	s := os.Getenv("STRATA_FAULT_SECONDS")
 	if s == "" {
@@ -70,101 +69,36 @@ func TestFaultSuite(t *testing.T) {
 	}
 }
 
-// faultStore is an object store that can be down (every call fails) or
-// answer 503 (S3's SlowDown: every call fails, retriably).
-type faultStore struct {
-	tier.Store
-	mode atomic.Int32 // storeUp, storeDown or store503
-}
-
-const (
-	storeUp = iota
-	storeDown
-	store503
-)
-
-func (s *faultStore) err() error {
-	switch s.mode.Load() {
-	case storeDown:
-		return errors.New("fault: object store down")
-	case store503:
-		return errors.New("fault: 503 Slow Down")
-	}
-	return nil
-}
-
-func (s *faultStore) Put(ctx context.Context, key string, r io.Reader, size int64) error {
-	if err := s.err(); err != nil {
-		return err
-	}
-	return s.Store.Put(ctx, key, r, size)
-}
-
-func (s *faultStore) Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
-	if err := s.err(); err != nil {
-		return nil, err
-	}
-	return s.Store.Get(ctx, key, offset, length)
-}
-
-func (s *faultStore) Delete(ctx context.Context, keys ...string) error {
-	if err := s.err(); err != nil {
-		return err
-	}
-	return s.Store.Delete(ctx, keys...)
-}
-
-func (s *faultStore) List(ctx context.Context, prefix string, fn func(tier.Object) error) error {
-	if err := s.err(); err != nil {
-		return err
-	}
-	return s.Store.List(ctx, prefix, fn)
-}
+// The checked topic's partitions: it starts with faultPartitions and
+// grows to at most maxFaultPartitions.
+const faultPartitions, maxFaultPartitions = 3, 5
 
 func runFaultSuite(t *testing.T, seed uint64, faultTime time.Duration) {
 	t.Logf("seed %d (STRATA_SEED=%d replays the schedule), faults for %v", seed, seed, faultTime)
 	rng := rand.New(rand.NewPCG(seed, 11))
-	dir, err := tier.OpenDir(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
+	var logDir string
+	if dir := os.Getenv("STRATA_FAULT_LOG"); dir != "" { // the processes' logs, to read after a failure
+		logDir = filepath.Join(dir, strconv.FormatUint(seed, 10))
 	}
-	store := &faultStore{Store: dir}
-	var diskFull atomic.Bool
-	var logger *slog.Logger
-	if path := os.Getenv("STRATA_FAULT_LOG"); path != "" { // the nodes' logs, to read after a failure
-		f, err := os.Create(fmt.Sprintf("%s.%d", path, seed))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		logger = slog.New(slog.NewTextHandler(f, nil))
-	}
-	c := testenv.InProcess(t, 3, testenv.Options{Tier: store, Cuttable: true, MaintainInterval: 100 * time.Millisecond, Logger: logger,
-		DiskUsage: func() (uint64, uint64, error) {
-			if diskFull.Load() {
-				return 99, 100, nil
-			}
-			return 10, 100, nil
-		}})
-	second := c.StartGateway(1)
-	ctx, cancel := context.WithTimeout(context.Background(), faultTime+2*time.Minute)
+	c := testenv.Processes(t, 3, testenv.ProcsOptions{Gateways: 2, LogDir: logDir})
+	ctx, cancel := context.WithTimeout(context.Background(), faultTime+3*time.Minute)
 	defer cancel()
-	seeds := []string{c.Addr(), second.Addr()}
+	seeds := c.Addrs()
 	admin := newSeedsClient(t, seeds)
 	adm := kadm.NewClient(admin)
 	tiered := map[string]*string{"remote.storage.enable": kadm.StringPtr("true"), "segment.bytes": kadm.StringPtr("65536"),
 		"local.retention.ms": kadm.StringPtr("1000"), "min.insync.replicas": kadm.StringPtr("2")}
-	if r, err := adm.CreateTopic(ctx, 3, 3, tiered, "faults"); err != nil || r.Err != nil {
+	if r, err := adm.CreateTopic(ctx, faultPartitions, 3, tiered, "faults"); err != nil || r.Err != nil {
 		t.Fatal(err, r.Err)
 	}
 	if r, err := adm.CreateTopic(ctx, 2, 2, nil, "loose"); err != nil || r.Err != nil {
 		t.Fatal(err, r.Err)
 	}
-	waitISR(ctx, t, c, "faults", 3)
+	waitFullISR(ctx, t, c, "faults", 3)
 
 	// The workload.
 	prod := newSeedsClient(t, seeds, kgo.RecordRetries(1<<30), kgo.ProduceRequestTimeout(5*time.Second),
-		kgo.RequestTimeoutOverhead(2*time.Second), kgo.RetryTimeout(2*time.Minute))
+		kgo.RequestTimeoutOverhead(2*time.Second), kgo.RetryTimeout(2*time.Minute), kgo.MetadataMinAge(250*time.Millisecond), kgo.MetadataMaxAge(time.Second))
 	check := testenv.StartChecker(t, prod, "faults", 100, 1500)
 	check.ExpectIdempotent()
 	loose := newSeedsClient(t, seeds, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite(), kgo.DefaultProduceTopic("loose"))
@@ -183,6 +117,8 @@ func runFaultSuite(t *testing.T, seed uint64, faultTime time.Duration) {
 			loose.Produce(ctx, &kgo.Record{Value: []byte("loose")}, nil)
 		}
 	}()
+	churnRng := rand.New(rand.NewPCG(seed, 12))
+	var churned churnCounts
 	go func() { // metadata churn: topics, partitions, DeleteRecords
 		defer wg.Done()
 		for i := 0; ; i++ {
@@ -191,24 +127,8 @@ func runFaultSuite(t *testing.T, seed uint64, faultTime time.Duration) {
 				return
 			case <-time.After(time.Second):
 			}
-			op, cctx := i%3, context.Background()
-			cctx, ccancel := context.WithTimeout(cctx, 5*time.Second)
-			switch op {
-			case 0:
-				adm.CreateTopic(cctx, 1, 2, nil, fmt.Sprintf("churn-%d", i))
-			case 1:
-				adm.CreatePartitions(cctx, 1, fmt.Sprintf("churn-%d", i-1))
-			case 2:
-				if offs, err := adm.ListEndOffsets(cctx, "loose"); err == nil {
-					deletes := kadm.Offsets{}
-					offs.Each(func(o kadm.ListedOffset) {
-						if o.Err == nil && o.Offset > 10 {
-							deletes.Add(kadm.Offset{Topic: o.Topic, Partition: o.Partition, At: o.Offset - 10})
-						}
-					})
-					adm.DeleteRecords(cctx, deletes)
-				}
-			}
+			cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
+			churned.step(cctx, adm, check, group, churnRng, i)
 			ccancel()
 		}
 	}()
@@ -223,36 +143,48 @@ func runFaultSuite(t *testing.T, seed uint64, faultTime time.Duration) {
 		var fault string
 		// Each fault is injected, held, then healed.
 		var inject, heal func()
-		switch k := rng.IntN(9); k {
+		switch k := rng.IntN(11); k {
 		case 0:
-			fault = fmt.Sprintf("stop node %d for %v", node, hold)
-			inject, heal = func() { c.StopNode(node) }, func() { c.StartNode(node) }
+			fault = fmt.Sprintf("kill -9 node %d, start it after %v", node, hold)
+			inject, heal = func() { c.Kill(node) }, func() { c.Start(node) }
 		case 1:
-			node = controller(t, c)
-			fault = fmt.Sprintf("stop the controller (node %d) for %v", node, hold)
-			inject, heal = func() { c.StopNode(node) }, func() { c.StartNode(node) }
+			id, err := c.Controller(ctx)
+			if err != nil {
+				t.Fatalf("no controller: %v", err)
+			}
+			node = id
+			fault = fmt.Sprintf("kill -9 the controller (node %d), start it after %v", node, hold)
+			inject, heal = func() { c.Kill(node) }, func() { c.Start(node) }
 		case 2:
+			gw := rng.IntN(2)
+			fault = fmt.Sprintf("kill -9 gateway %d, start it after %v", gw, hold)
+			inject, heal = func() { c.KillGateway(gw) }, func() { c.StartGateway(gw) }
+		case 3:
+			fault = fmt.Sprintf("SIGSTOP node %d for %v", node, hold)
+			inject, heal = func() { c.Pause(node) }, func() { c.Resume(node) }
+		case 4:
 			fault = fmt.Sprintf("cut node %d off NATS for %v", node, hold)
 			inject, heal = func() { c.Disconnect(node) }, func() { c.Reconnect(node) }
-		case 3:
+		case 5:
 			fault = fmt.Sprintf("one-way partition of node %d for %v", node, hold)
 			inject, heal = func() { c.Stall(node) }, func() { c.Unstall(node) }
-		case 4:
-			fault = fmt.Sprintf("object store down for %v", hold)
-			inject, heal = func() { store.mode.Store(storeDown) }, func() { store.mode.Store(storeUp) }
-		case 5:
-			fault = fmt.Sprintf("object store answers 503 for %v", hold)
-			inject, heal = func() { store.mode.Store(store503) }, func() { store.mode.Store(storeUp) }
 		case 6:
-			fault = fmt.Sprintf("disks full for %v", hold)
-			inject, heal = func() { diskFull.Store(true) }, func() { diskFull.Store(false) }
+			fault = fmt.Sprintf("object store down for %v", hold)
+			inject, heal = func() { c.SetStore(testenv.StoreDown) }, func() { c.SetStore(testenv.StoreUp) }
 		case 7:
-			fault = fmt.Sprintf("second gateway stopped for %v", hold)
-			inject, heal = func() { second.Close() }, func() { second = c.StartGateway(1) }
+			fault = fmt.Sprintf("object store answers 503 for %v", hold)
+			inject, heal = func() { c.SetStore(testenv.Store503) }, func() { c.SetStore(testenv.StoreUp) }
 		case 8:
+			fault = fmt.Sprintf("node %d's disk full for %v", node, hold)
+			inject, heal = func() { c.DiskFull(node, true) }, func() { c.DiskFull(node, false) }
+		case 9:
 			fault = fmt.Sprintf("NATS server down for %v", hold)
 			inject, heal = func() {}, func() { c.RestartNATS(hold) } // RestartNATS holds it down itself
 			hold = 0
+		case 10:
+			fault = fmt.Sprintf("kill -9 node %d and gateway 0 together, start them after %v", node, hold)
+			inject = func() { c.Kill(node); c.KillGateway(0) }
+			heal = func() { c.Start(node); c.StartGateway(0) }
 		}
 		inject()
 		time.Sleep(hold)
@@ -269,10 +201,9 @@ func runFaultSuite(t *testing.T, seed uint64, faultTime time.Duration) {
 	ends := check.Ends()
 	group.WaitCaughtUp(ctx, ends)
 	group.Stop()
-	seeds = []string{c.Addr(), second.Addr()} // the second gateway may have restarted on another port
 	group.VerifyCommitted(ctx, seeds...)
 	// Local retention empties the disks of what was uploaded: the replay
-	// from offset 0 comes from the bucket.
+	// from the log's start comes from the bucket.
 	for p := range ends {
 		for {
 			start, _, err1 := tryListOffset(ctx, admin, "faults", p, -4)
@@ -287,7 +218,76 @@ func runFaultSuite(t *testing.T, seed uint64, faultTime time.Duration) {
 		}
 	}
 	check.Verify(ctx, seeds...)
-	t.Logf("%d faults: %s; %d records acknowledged and read back", len(schedule), strings.Join(schedule, "; "), check.Acked())
+	t.Logf("%d faults: %s; %d records acknowledged and read back from %d partitions; the checked topic grown %d times, trimmed by DeleteRecords %d times",
+		len(schedule), strings.Join(schedule, "; "), check.Acked(), len(ends), churned.grown, churned.trimmed)
+}
+
+// churnCounts counts what the fault suite's churn did to the checked
+// topic.
+type churnCounts struct{ grown, trimmed int }
+
+// step is one step of the fault suite's metadata churn: a topic created,
+// grown or trimmed, or the checked topic grown or trimmed below what the
+// group has committed (so the group never finds its position deleted).
+func (n *churnCounts) step(ctx context.Context, adm *kadm.Client, check *testenv.Checker, group *testenv.GroupChecker, rng *rand.Rand, i int) {
+	switch rng.IntN(5) {
+	case 0:
+		adm.CreateTopic(ctx, 1, 2, nil, fmt.Sprintf("churn-%d", i))
+	case 1:
+		adm.CreatePartitions(ctx, 1, fmt.Sprintf("churn-%d", i-1))
+	case 2:
+		if offs, err := adm.ListEndOffsets(ctx, "loose"); err == nil {
+			deletes := kadm.Offsets{}
+			offs.Each(func(o kadm.ListedOffset) {
+				if o.Err == nil && o.Offset > 10 {
+					deletes.Add(kadm.Offset{Topic: o.Topic, Partition: o.Partition, At: o.Offset - 10})
+				}
+			})
+			adm.DeleteRecords(ctx, deletes)
+		}
+	case 3:
+		if td, err := adm.ListTopics(ctx, "faults"); err == nil && len(td["faults"].Partitions) < maxFaultPartitions {
+			if r, err := adm.CreatePartitions(ctx, 1, "faults"); err == nil && r.Error() == nil {
+				n.grown++
+			}
+		}
+	case 4:
+		// Delete part of what the group committed and the producer saw
+		// acknowledged, so that an acknowledged record stays above it.
+		ends, committed := check.Ends(), group.Committed()
+		p := int32(rng.IntN(faultPartitions))
+		at := min(committed[p], ends[p]-1)
+		if at <= 0 {
+			return
+		}
+		at -= int64(rng.IntN(int(at/2) + 1))
+		check.Deleting(p, at)
+		r, err := adm.DeleteRecords(ctx, kadm.Offsets{"faults": {p: {Topic: "faults", Partition: p, At: at}}})
+		if err == nil && r.Error() == nil {
+			check.Deleted(p, at)
+			n.trimmed++
+		}
+	}
+}
+
+// waitFullISR waits until every partition of topic has n replicas in
+// sync and a leader, as the controller sees it.
+func waitFullISR(ctx context.Context, t *testing.T, c *testenv.Procs, topic string, n int) {
+	t.Helper()
+	for {
+		r, err := c.Meta.Read(ctx, meta.ReadRequest{Kind: "topics", Topic: topic})
+		ok := err == nil && len(r.Partitions) > 0
+		for _, p := range r.Partitions {
+			ok = ok && len(p.ISR) == n && p.Leader >= 0
+		}
+		if ok {
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("ISR of %d not reached: %+v (%v)", n, r.Partitions, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // newSeedsClient is a client of the given gateways, closed when the test

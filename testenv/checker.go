@@ -32,6 +32,27 @@ type Checker struct {
 	// idempotent: the producer is idempotent, so Verify also fails on an
 	// acknowledged record written twice.
 	idempotent bool
+	// deleted and deleting bound each partition's log start after
+	// DeleteRecords: at least deleted[p] (acknowledged deletions), at
+	// most deleting[p] (every deletion asked for, some perhaps applied
+	// without an answer).
+	deleted, deleting map[int32]int64
+}
+
+// Deleting records that DeleteRecords was asked to delete partition p's
+// records before offset; Deleted that the cluster acknowledged it. Verify
+// then expects p's log to start in between, and no acknowledged record
+// from there on to be missing.
+func (c *Checker) Deleting(p int32, before int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.deleting[p] = max(c.deleting[p], before)
+}
+
+func (c *Checker) Deleted(p int32, before int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.deleted[p] = max(c.deleted[p], before)
 }
 
 // ExpectIdempotent makes Verify fail on an acknowledged record found at
@@ -43,7 +64,8 @@ func (c *Checker) ExpectIdempotent() { c.idempotent = true }
 // fast as it goes). cl should retry (as kgo does by default) and use
 // acks=all for the promise to hold.
 func StartChecker(t testing.TB, cl *kgo.Client, topic string, inflight, perSecond int) *Checker {
-	c := &Checker{t: t, topic: topic, acked: map[int32]map[int64][]byte{}, stop: make(chan struct{}), done: make(chan struct{})}
+	c := &Checker{t: t, topic: topic, acked: map[int32]map[int64][]byte{}, stop: make(chan struct{}), done: make(chan struct{}),
+		deleted: map[int32]int64{}, deleting: map[int32]int64{}}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	sem := make(chan struct{}, inflight)
 	var pace <-chan time.Time
@@ -138,55 +160,75 @@ func (c *Checker) Stop() {
 }
 
 // Verify reads every partition from its start through seeds and checks
-// each acknowledged record is at its offset, offsets without a gap.
+// each acknowledged record is at its offset, offsets without a gap. A
+// partition starts at 0 or, after DeleteRecords (Deleting, Deleted),
+// where a deletion put it.
 func (c *Checker) Verify(ctx context.Context, seeds ...string) {
 	c.t.Helper()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for p, m := range c.acked {
-		var last int64 = -1
-		for o := range m {
-			last = max(last, o)
-		}
-		cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
-			c.topic: {p: kgo.NewOffset().AtStart()}}))
-		if err != nil {
-			c.t.Fatal(err)
-		}
-		found := 0
-		seen := map[string]int64{} // acknowledged value -> the offset it was read at
-		for next := int64(0); next <= last; {
-			fs := cl.PollFetches(ctx)
-			if ctx.Err() != nil {
-				cl.Close()
-				c.t.Fatalf("partition %d: read stopped at offset %d of %d", p, next, last)
-			}
-			fs.EachError(func(_ string, _ int32, err error) { c.t.Logf("partition %d: fetch: %v", p, err) })
-			for _, r := range fs.Records() {
-				if r.Offset != next {
-					cl.Close()
-					c.t.Fatalf("partition %d: offset %d after %d: a gap", p, r.Offset, next-1)
-				}
-				if v, ok := m[r.Offset]; ok {
-					if !bytes.Equal(v, r.Value) {
-						cl.Close()
-						c.t.Fatalf("partition %d offset %d: holds %.20q, acknowledged %.20q", p, r.Offset, r.Value, v)
-					}
-					found++
-				}
-				if at, dup := seen[string(r.Value)]; dup && c.idempotent {
-					cl.Close()
-					c.t.Fatalf("partition %d: %.20q at offsets %d and %d: an idempotent producer's record written twice", p, r.Value, at, r.Offset)
-				}
-				seen[string(r.Value)] = r.Offset
-				next++
-			}
-		}
-		cl.Close()
-		if found != len(m) {
-			c.t.Fatalf("partition %d: %d of %d acknowledged records found", p, found, len(m))
+		if err := c.verify(ctx, p, m, seeds); err != nil {
+			c.t.Fatalf("partition %d: %v", p, err)
 		}
 	}
+}
+
+// verify reads partition p and checks it holds m, its acknowledged
+// records.
+func (c *Checker) verify(ctx context.Context, p int32, m map[int64][]byte, seeds []string) error {
+	var last int64 = -1
+	for o := range m {
+		last = max(last, o)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
+		c.topic: {p: kgo.NewOffset().AtStart()}}))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	lo, hi := c.deleted[p], c.deleting[p]
+	found, start := 0, int64(-1)
+	seen := map[string]int64{} // acknowledged value -> the offset it was read at
+	for next := int64(-1); next <= last; {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return fmt.Errorf("read stopped at offset %d of %d", next, last)
+		}
+		fs.EachError(func(_ string, _ int32, err error) { c.t.Logf("partition %d: fetch: %v", p, err) })
+		for _, r := range fs.Records() {
+			if next < 0 { // the log's start
+				if r.Offset < lo || r.Offset > hi {
+					return fmt.Errorf("the log starts at offset %d; deletions acknowledged up to %d, asked up to %d", r.Offset, lo, hi)
+				}
+				next, start = r.Offset, r.Offset
+			}
+			if r.Offset != next {
+				return fmt.Errorf("offset %d after %d: a gap", r.Offset, next-1)
+			}
+			if v, ok := m[r.Offset]; ok {
+				if !bytes.Equal(v, r.Value) {
+					return fmt.Errorf("offset %d: holds %.20q, acknowledged %.20q", r.Offset, r.Value, v)
+				}
+				found++
+			}
+			if at, dup := seen[string(r.Value)]; dup && c.idempotent {
+				return fmt.Errorf("%.20q at offsets %d and %d: an idempotent producer's record written twice", r.Value, at, r.Offset)
+			}
+			seen[string(r.Value)] = r.Offset
+			next++
+		}
+	}
+	want := 0
+	for o := range m {
+		if o >= start {
+			want++
+		}
+	}
+	if found != want {
+		return fmt.Errorf("%d of %d acknowledged records from offset %d found", found, want, start)
+	}
+	return nil
 }
 
 // GroupChecker consumes a topic in a consumer group while faults happen,
@@ -211,6 +253,7 @@ type GroupChecker struct {
 func StartGroupChecker(t testing.TB, topic, group string, seeds ...string) *GroupChecker {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
 		kgo.DisableAutoCommit(), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.MetadataMinAge(250*time.Millisecond), kgo.MetadataMaxAge(time.Second), // partitions added meanwhile are consumed too
 		kgo.RequestTimeoutOverhead(5*time.Second), kgo.RetryTimeout(time.Minute))
 	if err != nil {
 		t.Fatal(err)

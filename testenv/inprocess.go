@@ -97,21 +97,14 @@ func InProcess(t testing.TB, n int, opts Options) *Cluster {
 	if opts.LogDefaults != nil {
 		logDefaults = *opts.LogDefaults
 	}
-	if opts.ReplicaLagMax <= 0 {
-		opts.ReplicaLagMax = time.Second
-	}
 	for id := int32(1); id <= int32(n); id++ {
-		c.configs[id] = node.ProcessConfig{
-			ID: id, Cluster: "test", DataDir: dirs[id-1], RaftAddr: freePort(t),
-			BootstrapExpect: n, LogDefaults: logDefaults, Tier: opts.Tier, MaintainInterval: opts.MaintainInterval,
-			TierOrphanGrace: opts.TierOrphanGrace, TierReconcileInterval: opts.TierReconcileInterval,
-			DiskUsage: opts.DiskUsage, ReplicaLagMax: opts.ReplicaLagMax, Logger: opts.Logger,
-			HeartbeatInterval: 100 * time.Millisecond, SessionTimeout: time.Second,
-			TuneRaft: func(sc *meta.ServerConfig) {
-				sc.HeartbeatTimeout, sc.ElectionTimeout = 200*time.Millisecond, 200*time.Millisecond
-				sc.LeaderLeaseTimeout, sc.CommitTimeout = 100*time.Millisecond, 5*time.Millisecond
-			},
+		cfg := testNodeConfig(id, n, dirs[id-1], freePort(t), opts.MaintainInterval, opts.Logger)
+		cfg.LogDefaults, cfg.Tier, cfg.DiskUsage = logDefaults, opts.Tier, opts.DiskUsage
+		if opts.ReplicaLagMax > 0 {
+			cfg.ReplicaLagMax = opts.ReplicaLagMax
 		}
+		cfg.TierOrphanGrace, cfg.TierReconcileInterval = opts.TierOrphanGrace, opts.TierReconcileInterval
+		c.configs[id] = cfg
 		c.StartNode(id)
 	}
 	g, err := gateway.Start(gateway.Config{Cluster: "test", Conn: c.connect(), ID: 0, Addr: "127.0.0.1:0", AutoCreateTopics: opts.AutoCreateTopics})
@@ -121,6 +114,21 @@ func InProcess(t testing.TB, n int, opts Options) *Cluster {
 	c.Gateway = g
 	c.waitReady(n)
 	return c
+}
+
+// testNodeConfig is node id's configuration in a test cluster of n:
+// Raft, heartbeats and replica lag shortened so that failures are found
+// in about a second.
+func testNodeConfig(id int32, n int, dir, raftAddr string, maintain time.Duration, logger *slog.Logger) node.ProcessConfig {
+	return node.ProcessConfig{
+		ID: id, Cluster: "test", DataDir: dir, RaftAddr: raftAddr, BootstrapExpect: n,
+		LogDefaults: plog.DefaultConfig(), MaintainInterval: maintain, ReplicaLagMax: time.Second, Logger: logger,
+		HeartbeatInterval: 100 * time.Millisecond, SessionTimeout: time.Second,
+		TuneRaft: func(sc *meta.ServerConfig) {
+			sc.HeartbeatTimeout, sc.ElectionTimeout = 200*time.Millisecond, 200*time.Millisecond
+			sc.LeaderLeaseTimeout, sc.CommitTimeout = 100*time.Millisecond, 5*time.Millisecond
+		},
+	}
 }
 
 // StartNode starts node id (again: with the disk and Raft address it had).

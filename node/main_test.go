@@ -1,0 +1,15 @@
+package node_test
+
+import (
+	"os"
+	"testing"
+
+	"github.com/strata-io/strata/testenv"
+)
+
+// TestMain lets the test binary run as a node or gateway of a
+// testenv.Processes cluster.
+func TestMain(m *testing.M) {
+	testenv.RunChild()
+	os.Exit(m.Run())
+}
