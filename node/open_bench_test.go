@@ -66,6 +66,95 @@ func BenchmarkPartitionTakeover(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) { benchOpen(b, size, cold) })
 	}
+	b.Run("open-while-serving", func(b *testing.B) { benchOpenWhileServing(b, size) })
+}
+
+// benchOpenWhileServing is BenchmarkPartitionTakeover's open on a running
+// node: one node serves small while big (closed, its producer snapshots
+// removed, so the open scans its whole log) opens again. small's produce
+// latency is sampled one produce at a time for as long as big's open
+// takes, once before it (the baseline: same node, same window) and once
+// while it runs; the ratio of the two p99s is the cost of the open to
+// another partition.
+func benchOpenWhileServing(b *testing.B, size int64) {
+	for range b.N {
+		c := testenv.InProcess(b, 1, testenv.Options{})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		cl := takeoverClient(b, c)
+		fillTakeoverTopics(ctx, b, c, cl, 1, size)
+		n := c.Nodes[1].Node
+		n.CloseForTest("big", 0)
+		snaps, _ := filepath.Glob(filepath.Join(c.DataDir(1), "*", "big-0", "*.producers"))
+		more, _ := filepath.Glob(filepath.Join(c.DataDir(1), "big-0", "*.producers"))
+		for _, f := range append(snaps, more...) {
+			os.Remove(f)
+		}
+		// big is closed: a produce to it opens it (as does the roles
+		// loop's next pass). small has a client of its own, so that no
+		// request to big holds one of small's back in the client.
+		sc := takeoverClient(b, c)
+		if err := sc.ProduceSync(ctx, &kgo.Record{Topic: "small", Value: []byte("warm")}).FirstErr(); err != nil {
+			b.Fatal(err)
+		}
+		b.ResetTimer()
+		start := time.Now()
+		var during []time.Duration
+		opened := make(chan struct{})
+		sampled := make(chan struct{})
+		go func() {
+			defer close(sampled)
+			during = sampleProduce(ctx, sc, "small", opened)
+		}()
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "big", Value: []byte("again")}).FirstErr(); err != nil {
+			b.Fatal(err)
+		}
+		openTook := time.Since(start)
+		close(opened)
+		<-sampled
+		b.StopTimer()
+		// The baseline: small alone, for as long again.
+		quiet := make(chan struct{})
+		time.AfterFunc(openTook, func() { close(quiet) })
+		base := sampleProduce(ctx, sc, "small", quiet)
+		b.ReportMetric(float64(openTook.Milliseconds()), "open-big-ms")
+		b.ReportMetric(float64(len(during)), "small-produces")
+		b.ReportMetric(quantileMs(during, 0.99), "small-p99-ms")
+		b.ReportMetric(quantileMs(during, 1), "small-max-ms")
+		b.ReportMetric(quantileMs(base, 0.99), "alone-p99-ms")
+		b.ReportMetric(quantileMs(base, 1), "alone-max-ms")
+		sc.Close()
+		cl.Close()
+		cancel()
+		c.Close()
+	}
+}
+
+// sampleProduce produces to topic one record at a time, every 2 ms, until
+// stop, and returns each acknowledged produce's latency.
+func sampleProduce(ctx context.Context, cl *kgo.Client, topic string, stop <-chan struct{}) []time.Duration {
+	var lat []time.Duration
+	for {
+		select {
+		case <-stop:
+			return lat
+		case <-time.After(2 * time.Millisecond):
+		}
+		t0 := time.Now()
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte("x")}).FirstErr(); err == nil {
+			lat = append(lat, time.Since(t0))
+		}
+	}
+}
+
+// quantileMs is the q quantile of lat in milliseconds (0 if empty).
+func quantileMs(lat []time.Duration, q float64) float64 {
+	if len(lat) == 0 {
+		return 0
+	}
+	s := slices.Clone(lat)
+	slices.Sort(s)
+	i := min(len(s)-1, int(float64(len(s))*q))
+	return float64(s[i].Microseconds()) / 1000
 }
 
 // benchOpen is BenchmarkPartitionTakeover's open case.
