@@ -3,6 +3,8 @@ package meta
 import (
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -32,3 +34,28 @@ func (b badgerLogger) Errorf(f string, v ...any)   { b.l.Error(fmt.Sprintf(f, v.
 func (b badgerLogger) Warningf(f string, v ...any) { b.l.Warn(fmt.Sprintf(f, v...)) }
 func (b badgerLogger) Infof(f string, v ...any)    { b.l.Debug(fmt.Sprintf(f, v...)) }
 func (b badgerLogger) Debugf(f string, v ...any)   { b.l.Debug(fmt.Sprintf(f, v...)) }
+
+// removeEmptyValueLogs removes the value log files in dir that are empty,
+// without even their header. A process killed while Badger creates one
+// (between creating and sizing it) or deletes one (between truncating and
+// removing it) leaves such a file, and Badger then refuses to open the
+// directory, so the node could never start again. An empty value log
+// holds no entry, so nothing can point into it: removing it loses
+// nothing.
+func removeEmptyValueLogs(dir string, logger *slog.Logger) error {
+	vlogs, err := filepath.Glob(filepath.Join(dir, "*.vlog"))
+	if err != nil {
+		return err
+	}
+	for _, path := range vlogs {
+		fi, err := os.Stat(path)
+		if err != nil || fi.Size() > 0 {
+			continue
+		}
+		if err := os.Remove(path); err != nil {
+			return fmt.Errorf("meta: remove empty value log: %w", err)
+		}
+		logger.Warn("removed an empty value log left by a crash", "path", path)
+	}
+	return nil
+}

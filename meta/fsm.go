@@ -69,6 +69,9 @@ func OpenFSM(dir string, logger *slog.Logger, onApply func(uint64, []Command)) (
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	if err := removeEmptyValueLogs(dir, logger); err != nil {
+		return nil, err
+	}
 	db, err := badger.OpenManaged(badgerOptions(dir, logger))
 	if err != nil {
 		return nil, fmt.Errorf("meta: open state %s: %w", dir, err)

@@ -40,6 +40,9 @@ func OpenRaftStore(dir string, logger *slog.Logger) (*RaftStore, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	if err := removeEmptyValueLogs(dir, logger); err != nil {
+		return nil, err
+	}
 	db, err := badger.Open(badgerOptions(dir, logger).WithSyncWrites(true))
 	if err != nil {
 		return nil, fmt.Errorf("meta: open raft store %s: %w", dir, err)

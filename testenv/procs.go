@@ -217,6 +217,12 @@ func Processes(t testing.TB, n int, opts ProcsOptions) *Procs {
 	if opts.LogDir != "" {
 		dir = opts.LogDir
 	}
+	// Directories first: cleanups run last-registered first, so the
+	// children must be stopped (c.close) before their directories go.
+	dataDirs := make([]string, n)
+	for i := range dataDirs {
+		dataDirs[i] = t.TempDir()
+	}
 	c := &Procs{t: t, bin: bin, dir: dir, ctl: filepath.Join(dir, "ctl"), Tier: t.TempDir(), NATS: ns, natsOpts: natsOpts,
 		proxies: map[int32]*proxy{}, nodes: map[int32]*proc{}}
 	for _, d := range []string{c.ctl, filepath.Join(dir, "logs")} {
@@ -233,7 +239,7 @@ func Processes(t testing.TB, n int, opts ProcsOptions) *Procs {
 		px := startProxy(t, ns.Addr().String())
 		c.proxies[id] = px
 		c.nodes[id] = &proc{name: fmt.Sprintf("node %d", id), log: filepath.Join(dir, "logs", fmt.Sprintf("node-%d.log", id)),
-			spec: childSpec{Role: "node", ID: id, NATS: "nats://" + px.addr(), DataDir: t.TempDir(), RaftAddr: freePort(t),
+			spec: childSpec{Role: "node", ID: id, NATS: "nats://" + px.addr(), DataDir: dataDirs[id-1], RaftAddr: freePort(t),
 				N: n, TierDir: c.Tier, Maintain: opts.MaintainInterval, Ctl: c.ctl}}
 		c.start(c.nodes[id])
 	}
