@@ -31,17 +31,33 @@ var brokerDefaults = []struct{ flag, topicKey, usage string }{
 
 // tierFlags name the object store closed segments of tiered topics go to.
 func tierFlags(urlUsage string) []ucli.Flag {
-	return []ucli.Flag{
-		&ucli.StringFlag{Name: "tier-url", EnvVars: envVars("tier-url"), Usage: urlUsage},
-		&ucli.StringFlag{Name: "tier-access-key", EnvVars: append(envVars("tier-access-key"), "AWS_ACCESS_KEY_ID"), Usage: "S3 access key"},
-		&ucli.StringFlag{Name: "tier-secret-key", EnvVars: append(envVars("tier-secret-key"), "AWS_SECRET_ACCESS_KEY"), Usage: "S3 secret key"},
+	return append(tierStoreFlags(urlUsage),
 		&ucli.Int64Flag{Name: "tier-cache-bytes", Value: 1 << 30, EnvVars: envVars("tier-cache-bytes"),
 			Usage: "disk space for cached chunks of uploaded segments being read (under <data-dir>/.tier-cache)"},
 		&ucli.DurationFlag{Name: "tier-orphan-grace", Value: time.Hour, EnvVars: envVars("tier-orphan-grace"),
 			Usage: "age at which an object no manifest references (a killed upload, a failed delete) is removed; must well exceed a segment upload"},
 		&ucli.DurationFlag{Name: "tier-reconcile-interval", Value: 10 * time.Minute, EnvVars: envVars("tier-reconcile-interval"),
 			Usage: "how often the metadata leader looks for such objects"},
+	)
+}
+
+// tierStoreFlags name the object store and its credentials.
+func tierStoreFlags(urlUsage string) []ucli.Flag {
+	return []ucli.Flag{
+		&ucli.StringFlag{Name: "tier-url", EnvVars: envVars("tier-url"), Usage: urlUsage},
+		&ucli.StringFlag{Name: "tier-access-key", EnvVars: append(envVars("tier-access-key"), "AWS_ACCESS_KEY_ID"), Usage: "S3 access key"},
+		&ucli.StringFlag{Name: "tier-secret-key", EnvVars: append(envVars("tier-secret-key"), "AWS_SECRET_ACCESS_KEY"), Usage: "S3 secret key"},
 	}
+}
+
+// gatewayTierFlags are the gateway's: the nodes' store, read directly.
+func gatewayTierFlags() []ucli.Flag {
+	return append(tierStoreFlags("the object store the nodes upload to (their --tier-url): fetches of uploaded data are served from it by this gateway, not relayed through nodes"),
+		&ucli.StringFlag{Name: "tier-cache-dir", EnvVars: envVars("tier-cache-dir"), Usage: "where cached chunks of uploaded segments go (default: a temporary directory)"},
+		&ucli.Int64Flag{Name: "tier-cache-bytes", Value: 1 << 30, EnvVars: envVars("tier-cache-bytes"), Usage: "disk space for cached chunks of uploaded segments"},
+		&ucli.IntFlag{Name: "tier-read-concurrency", Value: 8, EnvVars: envVars("tier-read-concurrency"),
+			Usage: "remote reads served at once; more wait their turn (a bound like Kafka's remote fetch quota)"},
+	)
 }
 
 // openTier opens the tier store the flags name; "" is none.

@@ -123,8 +123,11 @@ func runDev(ctx context.Context, cfg devConfig, ready func(kafkaAddr string)) er
 		return fmt.Errorf("dev: nats: %w", err)
 	}
 	defer gwConn.Close()
+	// The gateway reads uploaded segments from the store itself, as a
+	// cluster's gateways do.
 	gw, err := gateway.Start(gateway.Config{Cluster: "dev", Conn: gwConn, ID: 0, Addr: cfg.kafkaAddr,
-		AutoCreateTopics: true, DefaultPartitions: cfg.numPartitions, Logger: logger})
+		AutoCreateTopics: true, DefaultPartitions: cfg.numPartitions, Tier: cfg.tier,
+		TierCacheDir: filepath.Join(cfg.dataDir, ".gateway-tier-cache"), TierCacheBytes: cfg.tierCacheBytes, Logger: logger})
 	if err != nil {
 		return fmt.Errorf("dev: %w", err)
 	}

@@ -103,7 +103,7 @@ func gatewayCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:  "gateway",
 		Usage: "run a Kafka gateway: clients connect here; requests go to partition leaders over NATS",
-		Flags: []ucli.Flag{
+		Flags: append([]ucli.Flag{
 			natsFlag,
 			&ucli.StringFlag{Name: "kafka-addr", Value: ":9092", EnvVars: envVars("kafka-addr"), Usage: "Kafka listener address"},
 			&ucli.StringFlag{Name: "advertised-addr", EnvVars: envVars("advertised-addr"), Usage: "address clients are told to connect to (default: the listener's)"},
@@ -114,16 +114,23 @@ func gatewayCommand() *ucli.Command {
 			&ucli.IntFlag{Name: "default-replication-factor", Value: 1, EnvVars: envVars("default-replication-factor"), Usage: "replicas of a topic created without a replication factor (default.replication.factor)"},
 			&ucli.IntFlag{Name: "socket-request-max-bytes", Value: 100 << 20, EnvVars: envVars("socket-request-max-bytes"), Usage: "largest request accepted; a bigger one closes the connection (socket.request.max.bytes)"},
 			clusterFlag, debugFlag,
-		},
+		}, gatewayTierFlags()...),
 		Action: func(c *ucli.Context) error {
 			logger := newLogger(c)
 			ctx, cancel := signalContext(c.Context)
 			defer cancel()
+			if c.Int("tier-read-concurrency") < 1 {
+				return errors.New("gateway: --tier-read-concurrency must be at least 1")
+			}
 			admin, err := startAdmin(c.String("admin-addr"), logger)
 			if err != nil {
 				return fmt.Errorf("gateway: %w", err)
 			}
 			defer admin.close()
+			store, err := openTier(c, c.String("tier-url"))
+			if err != nil {
+				return fmt.Errorf("gateway: %w", err)
+			}
 			nc, err := connectNATS(c, "strata-gateway")
 			if err != nil {
 				return fmt.Errorf("gateway: %w", err)
@@ -133,7 +140,8 @@ func gatewayCommand() *ucli.Command {
 				Addr: c.String("kafka-addr"), AdvertisedAddr: c.String("advertised-addr"),
 				AutoCreateTopics: c.Bool("auto-create-topics"), DefaultPartitions: int32(c.Int("num-partitions")),
 				DefaultReplicationFactor: int16(c.Int("default-replication-factor")), MaxRequestBytes: c.Int("socket-request-max-bytes"),
-				Logger: logger})
+				Tier: store, TierCacheDir: c.String("tier-cache-dir"), TierCacheBytes: c.Int64("tier-cache-bytes"),
+				TierReadConcurrency: c.Int("tier-read-concurrency"), Logger: logger})
 			if err != nil {
 				return fmt.Errorf("gateway: %w", err)
 			}

@@ -24,10 +24,12 @@ func (g *Gateway) fetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.Respon
 	}
 	nameOf := g.topicNamer(ctx, req.GetVersion() >= 13, ids)
 	var refs []partRef
+	names := make([]string, len(req.Topics))
 	for i, rt := range req.Topics {
 		st := kmsg.NewFetchResponseTopic()
 		st.Topic, st.TopicID = rt.Topic, rt.TopicID
 		name, known := nameOf(rt.TopicID, rt.Topic)
+		names[i] = name
 		for j, rp := range rt.Partitions {
 			sp := kmsg.NewFetchResponseTopicPartition()
 			sp.Partition = rp.Partition
@@ -60,5 +62,6 @@ func (g *Gateway) fetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.Respon
 			func(ref partRef) *kmsg.FetchResponseTopicPartition { return &resp.Topics[ref.i].Partitions[ref.j] },
 			func(p *kmsg.FetchResponseTopicPartition) *int16 { return &p.ErrorCode })
 	}, func(ref partRef, code int16) { resp.Topics[ref.i].Partitions[ref.j].ErrorCode = code })
+	g.serveRemote(ctx, req, resp, names)
 	return resp
 }

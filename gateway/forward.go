@@ -20,6 +20,9 @@ func (g *Gateway) forward(ctx context.Context, nodeID int32, req kmsg.Request, a
 	msg := nats.NewMsg(rpc.KafkaSubject(g.cfg.Cluster, nodeID))
 	msg.Header.Set(rpc.HeaderAPIKey, strconv.Itoa(int(req.Key())))
 	msg.Header.Set(rpc.HeaderAPIVersion, strconv.Itoa(int(req.GetVersion())))
+	if _, fetch := req.(*kmsg.FetchRequest); fetch && g.remote != nil {
+		msg.Header.Set(rpc.HeaderTierRead, "1") // this gateway reads the tier
+	}
 	msg.Data = rpc.Append(bufpool.Get(rpc.SizeHint(req)), req)
 	defer bufpool.Put(msg.Data) // NATS copies it before Request returns
 	var reply *nats.Msg

@@ -19,6 +19,7 @@ import (
 	"github.com/strata-io/strata/internal/bufpool"
 	"github.com/strata-io/strata/internal/rpc"
 	"github.com/strata-io/strata/meta"
+	"github.com/strata-io/strata/tier"
 )
 
 // Config configures a gateway.
@@ -40,7 +41,18 @@ type Config struct {
 	// MaxRequestBytes caps a request frame (socket.request.max.bytes,
 	// default 100 MiB); a bigger one closes the connection.
 	MaxRequestBytes int
-	Logger          *slog.Logger
+	// Tier, when set, is the object store tiered topics upload to (the
+	// nodes' --tier-url): the gateway then serves a fetch below a
+	// partition's local log from it itself, through a chunk cache under
+	// TierCacheDir (default: a temporary directory, removed by Close) of
+	// at most TierCacheBytes (default 1 GiB), with at most
+	// TierReadConcurrency (default 8) remote reads in progress; more wait
+	// their turn.
+	Tier                tier.Store
+	TierCacheDir        string
+	TierCacheBytes      int64
+	TierReadConcurrency int
+	Logger              *slog.Logger
 }
 
 // Gateway is a Kafka listener that routes requests to partition leaders
@@ -62,6 +74,7 @@ type Gateway struct {
 	defaults    *nodeDefaults
 	caller      *rpc.Caller
 	producerIDs producerIDs
+	remote      *remoteReader // nil: nodes read the tier
 	// base is cancelled by Close, ending in-flight requests (long-polling
 	// fetches included) so shutdown does not wait for them.
 	base       context.Context
@@ -132,6 +145,16 @@ func Start(cfg Config) (*Gateway, error) {
 		ln.Close()
 		return nil, err
 	}
+	if cfg.Tier != nil {
+		if g.remote, err = newRemoteReader(cfg, g.logger); err != nil {
+			g.peers.close()
+			g.defaults.close()
+			g.caller.Close()
+			g.eventSub.Unsubscribe()
+			ln.Close()
+			return nil, err
+		}
+	}
 	g.wg.Add(1)
 	go g.acceptLoop()
 	return g, nil
@@ -159,6 +182,9 @@ func (g *Gateway) Close() error {
 	g.peers.close()
 	g.wg.Wait()
 	g.caller.Close()
+	if g.remote != nil {
+		g.remote.close()
+	}
 	return err
 }
 

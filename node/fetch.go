@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/strata-io/strata/internal/bufpool"
@@ -22,8 +23,10 @@ const maxFetchBytes = 55 << 20
 // consumer never gets stuck on a large one).
 //
 // The record data is read into pooled buffers: release gives them back
-// once the response has been sent (and nothing references it).
-func (n *Node) fetch(ctx context.Context, req *kmsg.FetchRequest) (resp kmsg.Response, release func()) {
+// once the response has been sent (and nothing references it). hints:
+// the caller reads uploaded segments itself, so an offset below the local
+// log is answered with a remote hint, not read here.
+func (n *Node) fetch(ctx context.Context, req *kmsg.FetchRequest, hints bool) (resp kmsg.Response, release func()) {
 	deadline := time.Now().Add(time.Duration(req.MaxWaitMillis) * time.Millisecond)
 	budget := int(req.MaxBytes)
 	if budget <= 0 || budget > maxFetchBytes {
@@ -38,7 +41,7 @@ func (n *Node) fetch(ctx context.Context, req *kmsg.FetchRequest) (resp kmsg.Res
 	}
 	for {
 		woken := n.appendedCh()
-		resp, bytes, failed := n.fetchOnce(ctx, req, budget, &held)
+		resp, bytes, failed := n.fetchOnce(ctx, req, budget, hints, &held)
 		if bytes >= int(req.MinBytes) || failed || !time.Now().Before(deadline) {
 			return resp, release
 		}
@@ -54,7 +57,7 @@ func (n *Node) fetch(ctx context.Context, req *kmsg.FetchRequest) (resp kmsg.Res
 
 // fetchOnce reads what the fetch asks for now; the pooled buffers it
 // reads into are added to held.
-func (n *Node) fetchOnce(ctx context.Context, req *kmsg.FetchRequest, budget int, held *[][]byte) (*kmsg.FetchResponse, int, bool) {
+func (n *Node) fetchOnce(ctx context.Context, req *kmsg.FetchRequest, budget int, hints bool, held *[][]byte) (*kmsg.FetchResponse, int, bool) {
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
 	total := 0
 	failed := false
@@ -104,7 +107,17 @@ func (n *Node) fetchOnce(ctx context.Context, req *kmsg.FetchRequest, budget int
 			}
 			if errors.Is(err, plog.ErrOffsetOutOfRange) && rp.FetchOffset < l.StartOffset() && n.remote != nil && req.ReplicaID < 0 {
 				// Below the local log: the tier may have it.
-				data, err = n.readRemote(ctx, part, rp.FetchOffset, max)
+				if hints {
+					var hint []byte
+					if hint, err = n.remoteHint(l, part, rp.FetchOffset); err == nil {
+						sp.ErrorCode, sp.RecordBatches = kerr.OffsetMovedToTieredStorage.Code, hint
+						failed = true // the gateway reads it: answer now
+						st.Partitions = append(st.Partitions, sp)
+						continue
+					}
+				} else {
+					data, err = n.readRemote(ctx, part, rp.FetchOffset, max)
+				}
 			}
 			if err != nil {
 				sp.ErrorCode = errorCode(err)

@@ -318,7 +318,7 @@ func (n *Node) handle(msg *nats.Msg) {
 			}
 		})
 	case *kmsg.FetchRequest:
-		resp, release = n.fetch(ctx, r)
+		resp, release = n.fetch(ctx, r, msg.Header.Get(rpc.HeaderTierRead) != "")
 	case *kmsg.ListOffsetsRequest:
 		resp = n.listOffsets(ctx, r)
 	case *kmsg.DeleteRecordsRequest:

@@ -56,18 +56,29 @@ func (n *Node) logStartOffset(l *openLog, part meta.Partition) int64 {
 	return max(part.LogStartOffset, min(local, span.first.BaseOffset))
 }
 
-// readRemote reads uploaded batches from offset, below the local log's
-// start. An offset before the log start or outside the manifest is out of
-// range; a store failure is tier.ErrUnavailable (retriable).
-func (n *Node) readRemote(ctx context.Context, part meta.Partition, offset int64, maxBytes int) ([]byte, error) {
+// remoteSegment is the manifest entry holding offset, below the local
+// log's start, and the one after it (ok false: none). An offset before the
+// log start or outside the manifest is out of range.
+func (n *Node) remoteSegment(part meta.Partition, offset int64) (seg, next meta.TierSegment, ok bool, err error) {
 	v := n.cfg.Meta.Server().FSM().View()
-	seg, ok, err := v.TierSegmentAt(part.Topic, part.Partition, offset)
-	v.Close()
+	defer v.Close()
+	seg, found, err := v.TierSegmentAt(part.Topic, part.Partition, offset)
 	if err != nil {
-		return nil, fmt.Errorf("%w: manifest: %v", plog.ErrIO, err)
+		return seg, next, false, fmt.Errorf("%w: manifest: %v", plog.ErrIO, err)
 	}
-	if !ok || offset < part.LogStartOffset {
-		return nil, fmt.Errorf("%w: offset %d is in neither the tier nor the local log", plog.ErrOffsetOutOfRange, offset)
+	if !found || offset < part.LogStartOffset {
+		return seg, next, false, fmt.Errorf("%w: offset %d is in neither the tier nor the local log", plog.ErrOffsetOutOfRange, offset)
+	}
+	next, ok, _ = v.TierSegmentAt(part.Topic, part.Partition, seg.LastOffset+1)
+	return seg, next, ok && next.BaseOffset > seg.BaseOffset, nil
+}
+
+// readRemote reads uploaded batches from offset, below the local log's
+// start. A store failure is tier.ErrUnavailable (retriable).
+func (n *Node) readRemote(ctx context.Context, part meta.Partition, offset int64, maxBytes int) ([]byte, error) {
+	seg, _, _, err := n.remoteSegment(part, offset)
+	if err != nil {
+		return nil, err
 	}
 	next := func() (meta.TierSegment, bool) {
 		v := n.cfg.Meta.Server().FSM().View()
@@ -81,6 +92,21 @@ func (n *Node) readRemote(ctx context.Context, part meta.Partition, offset int64
 		return nil, err
 	}
 	return data, nil
+}
+
+// remoteHint tells a gateway that reads the tier itself where offset,
+// below the local log's start, is: the manifest entry holding it and the
+// next (tier.EncodeRemoteHint).
+func (n *Node) remoteHint(l *openLog, part meta.Partition, offset int64) ([]byte, error) {
+	seg, next, ok, err := n.remoteSegment(part, offset)
+	if err != nil {
+		return nil, err
+	}
+	segs := []meta.TierSegment{seg}
+	if ok {
+		segs = append(segs, next)
+	}
+	return tier.EncodeRemoteHint(part.Topic, l.topicID, part.Partition, part.LogStartOffset, segs...), nil
 }
 
 // remoteOffsetForTimestamp searches the uploaded segments that lie before

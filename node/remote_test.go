@@ -40,8 +40,10 @@ type tieredFixture struct {
 
 const replayTopic = "replay"
 
-func newTieredFixture(t *testing.T, store tier.Store) *tieredFixture {
-	c := testenv.InProcess(t, 1, testenv.Options{Tier: store, MaintainInterval: 50 * time.Millisecond})
+// gatewayReads: the gateway reads uploaded segments itself (else the node
+// does).
+func newTieredFixture(t *testing.T, store tier.Store, gatewayReads bool) *tieredFixture {
+	c := testenv.InProcess(t, 1, testenv.Options{Tier: store, GatewayTier: gatewayReads, MaintainInterval: 50 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	t.Cleanup(cancel)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), kgo.ProducerBatchCompression(kgo.NoCompression()),
@@ -223,21 +225,25 @@ func tierStores(t *testing.T, fn func(t *testing.T, store tier.Store)) {
 
 // TestTieredReplay: a topic holding many times its local retention
 // replays from offset 0, byte for byte and in order, part from the store
-// and part from disk. ListOffsets spans both; DeleteRecords, total
-// retention and topic deletion remove uploaded data.
+// (read by the gateway itself: the node reads none of it) and part from
+// disk. ListOffsets spans both; DeleteRecords, total retention and topic
+// deletion remove uploaded data.
 func TestTieredReplay(t *testing.T) {
 	tierStores(t, func(t *testing.T, store tier.Store) {
-		f := newTieredFixture(t, store)
+		f := newTieredFixture(t, store, true)
 		f.produce(2000) // ~2 MB against 128 KiB local
 		local := f.waitTiered()
 		if errs := f.consumeFrom(0); len(errs) > 0 {
 			t.Fatalf("fetch errors: %v", errs)
 		}
-		st := f.c.Nodes[1].Node.RemoteReadStats()
-		if st.FetchedBytes == 0 {
-			t.Fatalf("nothing read from the store: %+v", st)
+		st, ok := f.c.Gateway.RemoteReadStats()
+		if !ok || st.FetchedBytes == 0 {
+			t.Fatalf("the gateway read nothing from the store: %+v", st)
 		}
-		t.Logf("local log starts at %d of %d; remote reads %+v", local, len(f.values), st)
+		if ns := f.c.Nodes[1].Node.RemoteReadStats(); ns.FetchedBytes != 0 || ns.ChunkHits+ns.ChunkMisses != 0 {
+			t.Fatalf("the node read uploaded segments for the gateway: %+v", ns)
+		}
+		t.Logf("local log starts at %d of %d; the gateway's remote reads %+v", local, len(f.values), st)
 		f.consumeFrom(local - 3) // across the boundary
 		if earliest, _ := f.listOffset(-2); earliest != 0 {
 			t.Fatalf("earliest %d, want 0", earliest)
@@ -319,10 +325,16 @@ func TestTieredReplay(t *testing.T) {
 // TestTieredStoreOutage: with MinIO down, produce goes on and nothing is
 // lost; a fetch of uploaded data answers a retriable error, never partial
 // data; once MinIO is back every segment is uploaded and the whole topic
-// replays.
+// replays. Both read paths: the gateway's and the node's.
 func TestTieredStoreOutage(t *testing.T) {
+	for _, gatewayReads := range []bool{true, false} {
+		t.Run(fmt.Sprintf("gateway-reads=%v", gatewayReads), func(t *testing.T) { testTieredStoreOutage(t, gatewayReads) })
+	}
+}
+
+func testTieredStoreOutage(t *testing.T, gatewayReads bool) {
 	m := testenv.StartMinIO(t)
-	f := newTieredFixture(t, m.Store("tier", ""))
+	f := newTieredFixture(t, m.Store("tier", ""), gatewayReads)
 	f.produce(1000)
 	f.waitTiered()
 	m.Stop()
@@ -373,7 +385,7 @@ func TestTieredStoreOutage(t *testing.T) {
 // byte, and appends after it.
 func TestRestoreFromBucket(t *testing.T) {
 	tierStores(t, func(t *testing.T, store tier.Store) {
-		f := newTieredFixture(t, store)
+		f := newTieredFixture(t, store, false)
 		f.produce(1500)
 		f.waitTiered()
 		_, end := waitGapFree(f.ctx, t, f.c.Nodes[1].Member, replayTopic)

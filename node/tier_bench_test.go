@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/strata-io/strata/gateway"
 	"github.com/strata-io/strata/meta"
 	"github.com/strata-io/strata/testenv"
 )
@@ -31,6 +32,8 @@ import (
 //   - replay: a consumer reading the uploaded part of a topic from offset
 //     0 through the gateway (cold cache) against minio-go GetObject of the
 //     same .log objects, one after another;
+//   - the same replay through a second gateway that reads the store
+//     itself (gw-*), cold and warm;
 //   - time to first record of that cold replay, and the chunk cache's hit
 //     ratio on a second replay;
 //   - the cores the whole machine kept busy during the raw GETs and the
@@ -161,8 +164,8 @@ func BenchmarkTierReplay(b *testing.B) {
 
 		// Replay the uploaded part through the gateway, twice.
 		end := segs[len(segs)-1].LastOffset + 1
-		replay := func() (time.Duration, time.Duration) {
-			rc, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
+		replay := func(addr string) (time.Duration, time.Duration) {
+			rc, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
 				"bench": {0: kgo.NewOffset().At(0)}}), kgo.FetchMaxPartitionBytes(8<<20), kgo.FetchMaxBytes(64<<20))
 			if err != nil {
 				b.Fatal(err)
@@ -191,16 +194,32 @@ func BenchmarkTierReplay(b *testing.B) {
 			pprof.StartCPUProfile(prof)
 		}
 		coldCPU := machineCPU()
-		cold, ttfb := replay()
+		cold, ttfb := replay(c.Addr())
 		coldCores := coldCPU.cores()
 		if prof != nil {
 			pprof.StopCPUProfile()
 			prof.Close()
 		}
 		mid := c.Nodes[1].Node.RemoteReadStats()
-		warm, _ := replay()
+		warm, _ := replay(c.Addr())
 		after := c.Nodes[1].Node.RemoteReadStats()
 		hits, misses := after.ChunkHits-mid.ChunkHits, after.ChunkMisses-mid.ChunkMisses
+
+		// The same replays through a gateway that reads the store itself
+		// (strata gateway --tier-url): the bytes skip the node and NATS.
+		gw, err := gateway.Start(gateway.Config{Cluster: "test", Conn: c.Conn(), ID: 1, Addr: "127.0.0.1:0", Tier: store})
+		if err != nil {
+			b.Fatal(err)
+		}
+		gwCPU := machineCPU()
+		gwCold, gwTTFB := replay(gw.Addr())
+		gwCores := gwCPU.cores()
+		gwWarm, _ := replay(gw.Addr())
+		gwStats, _ := gw.RemoteReadStats()
+		gw.Close()
+		if nodeAfter := c.Nodes[1].Node.RemoteReadStats(); nodeAfter.ChunkHits+nodeAfter.ChunkMisses != after.ChunkHits+after.ChunkMisses {
+			b.Fatalf("the node read for a gateway that reads the store itself: %+v then %+v", after, nodeAfter)
+		}
 
 		b.ReportMetric(uploadRate, "upload-MB/s")
 		b.ReportMetric(putRate, "rawput-MB/s")
@@ -212,9 +231,14 @@ func BenchmarkTierReplay(b *testing.B) {
 		b.ReportMetric(mb(uploaded, cold)/getRate, "replay/get")
 		b.ReportMetric(float64(ttfb.Microseconds())/1000, "cold-ttfb-ms")
 		b.ReportMetric(mb(uploaded, warm), "warm-replay-MB/s")
+		b.ReportMetric(mb(uploaded, gwCold), "gw-replay-MB/s")
+		b.ReportMetric(mb(uploaded, gwCold)/getRate, "gw-replay/get")
+		b.ReportMetric(gwCores, "gw-replay-cores")
+		b.ReportMetric(float64(gwTTFB.Microseconds())/1000, "gw-cold-ttfb-ms")
+		b.ReportMetric(mb(uploaded, gwWarm), "gw-warm-replay-MB/s")
 		b.ReportMetric(float64(hits)/float64(hits+misses), "warm-hit-ratio")
-		b.Logf("%d segments, %d MiB uploaded; cold replay fetched %d MiB from the store",
-			len(segs), uploaded>>20, (mid.FetchedBytes-before.FetchedBytes)>>20)
+		b.Logf("%d segments, %d MiB uploaded; cold replay fetched %d MiB from the store, the gateway's %d MiB",
+			len(segs), uploaded>>20, (mid.FetchedBytes-before.FetchedBytes)>>20, gwStats.FetchedBytes>>20)
 		if strings.Contains(os.Getenv("STRATA_BENCH_VERBOSE"), "1") {
 			b.Logf("stats before %+v mid %+v after %+v", before, mid, after)
 		}

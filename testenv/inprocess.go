@@ -30,6 +30,10 @@ type Options struct {
 	NATSMaxPayload int32
 	// Tier is the nodes' object store (default: none).
 	Tier tier.Store
+	// GatewayTier makes the gateways read uploaded segments from Tier
+	// themselves, as `strata gateway --tier-url` does (default: the
+	// nodes read them).
+	GatewayTier bool
 	// MaintainInterval is how often nodes roll, retain and upload
 	// (default 1s).
 	MaintainInterval time.Duration
@@ -62,6 +66,8 @@ type Cluster struct {
 	// proxies carry each node's NATS connection, to cut it (Cuttable).
 	proxies  map[int32]*proxy
 	cuttable bool
+	// gatewayTier is the store gateways read (Options.GatewayTier).
+	gatewayTier tier.Store
 	// natsMu guards NATS across RestartNATS; natsOpts started it.
 	natsMu   sync.Mutex
 	natsOpts server.Options
@@ -107,7 +113,11 @@ func InProcess(t testing.TB, n int, opts Options) *Cluster {
 		c.configs[id] = cfg
 		c.StartNode(id)
 	}
-	g, err := gateway.Start(gateway.Config{Cluster: "test", Conn: c.connect(), ID: 0, Addr: "127.0.0.1:0", AutoCreateTopics: opts.AutoCreateTopics})
+	if opts.GatewayTier {
+		c.gatewayTier = opts.Tier
+	}
+	g, err := gateway.Start(gateway.Config{Cluster: "test", Conn: c.connect(), ID: 0, Addr: "127.0.0.1:0", AutoCreateTopics: opts.AutoCreateTopics,
+		Tier: c.gatewayTier})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +216,7 @@ func (c *Cluster) StopNode(id int32) {
 // stopped when the test ends unless closed first.
 func (c *Cluster) StartGateway(id int32) *gateway.Gateway {
 	c.t.Helper()
-	g, err := gateway.Start(gateway.Config{Cluster: "test", Conn: c.connect(), ID: id, Addr: "127.0.0.1:0"})
+	g, err := gateway.Start(gateway.Config{Cluster: "test", Conn: c.connect(), ID: id, Addr: "127.0.0.1:0", Tier: c.gatewayTier})
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -19,6 +19,12 @@ const (
 	// left.
 	HeaderProgress   = "Strata-Progress"
 	ProgressAppended = "appended"
+	// HeaderTierRead on a Fetch says the gateway reads uploaded segments
+	// from the object store itself: a partition whose fetch offset lies
+	// below the node's local log is answered with
+	// OFFSET_MOVED_TO_TIERED_STORAGE and a remote hint (tier.
+	// EncodeRemoteHint) instead of the records.
+	HeaderTierRead = "Strata-Tier-Read"
 )
 
 // KafkaSubject is where node id serves Kafka requests for the partitions
