@@ -183,6 +183,8 @@ func (g *Gateway) Close() error {
 	g.wg.Wait()
 	g.caller.Close()
 	if g.remote != nil {
+		st := g.remote.r.Stats()
+		g.logger.Info("remote reads", "chunk_hits", st.ChunkHits, "chunk_misses", st.ChunkMisses, "fetched_bytes", st.FetchedBytes)
 		g.remote.close()
 	}
 	return err

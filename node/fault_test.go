@@ -25,6 +25,9 @@ import (
 // once everything is healed. A failing seed replays the same schedule
 // (STRATA_SEED=N); the workload's timing still varies with the machine.
 //
+// Gateway 0 reads uploaded segments from the store itself, gateway 1
+// leaves that to the nodes.
+//
 // Workload: an idempotent acks=all producer (checked) and an acks=1
 // producer (load only: acks=1 promises nothing across a failover) on a
 // tiered topic with 64 KiB segments and 1 s local retention; a consumer
@@ -80,7 +83,9 @@ func runFaultSuite(t *testing.T, seed uint64, faultTime time.Duration) {
 	if dir := os.Getenv("STRATA_FAULT_LOG"); dir != "" { // the processes' logs, to read after a failure
 		logDir = filepath.Join(dir, strconv.FormatUint(seed, 10))
 	}
-	c := testenv.Processes(t, 3, testenv.ProcsOptions{Gateways: 2, LogDir: logDir})
+	// Gateway 0 reads uploaded segments itself, gateway 1 leaves it to
+	// the nodes: both read paths meet the faults.
+	c := testenv.Processes(t, 3, testenv.ProcsOptions{Gateways: 2, TierGateways: 1, LogDir: logDir})
 	ctx, cancel := context.WithTimeout(context.Background(), faultTime+3*time.Minute)
 	defer cancel()
 	seeds := c.Addrs()

@@ -63,7 +63,8 @@ type childSpec struct {
 	Maintain          time.Duration
 	// Ctl is the directory of fault switches (files) a node watches.
 	Ctl string
-	// A gateway's Kafka address.
+	// A gateway's Kafka address; a gateway given TierDir reads the tier
+	// itself (its cache under DataDir).
 	Addr string
 }
 
@@ -77,8 +78,21 @@ func (s childSpec) run() error {
 		return err
 	}
 	defer nc.Close()
+	var store *FaultStore
+	if s.TierDir != "" {
+		dir, err := tier.OpenDir(s.TierDir)
+		if err != nil {
+			return err
+		}
+		store = &FaultStore{Store: dir}
+	}
 	if s.Role == "gateway" {
-		g, err := gateway.Start(gateway.Config{Cluster: "test", Conn: nc, ID: s.ID, Addr: s.Addr})
+		cfg := gateway.Config{Cluster: "test", Conn: nc, ID: s.ID, Addr: s.Addr, Logger: logger}
+		if store != nil { // this gateway reads the tier itself
+			go (&switches{dir: s.Ctl, id: -1, store: store}).watch()
+			cfg.Tier, cfg.TierCacheDir = store, s.DataDir
+		}
+		g, err := gateway.Start(cfg)
 		if err != nil {
 			return err
 		}
@@ -86,11 +100,6 @@ func (s childSpec) run() error {
 		<-stop
 		return g.Close()
 	}
-	dir, err := tier.OpenDir(s.TierDir)
-	if err != nil {
-		return err
-	}
-	store := &FaultStore{Store: dir}
 	sw := &switches{dir: s.Ctl, id: s.ID, store: store}
 	go sw.watch()
 	cfg := testNodeConfig(s.ID, s.N, s.DataDir, s.RaftAddr, s.Maintain, logger)
@@ -104,8 +113,9 @@ func (s childSpec) run() error {
 	return p.Close()
 }
 
-// switches are the fault switches a child node watches: files in the
-// Procs' control directory, which the test writes.
+// switches are the fault switches a child watches: files in the Procs'
+// control directory, which the test writes (a gateway, id -1, watches
+// only the store's).
 type switches struct {
 	dir   string
 	id    int32
@@ -185,6 +195,9 @@ type ProcsOptions struct {
 	MaintainInterval time.Duration
 	// LogDir keeps the children's logs (default: a temporary directory).
 	LogDir string
+	// TierGateways is how many of the gateways (the first ones) read the
+	// tier themselves; the others leave it to the nodes.
+	TierGateways int
 }
 
 // Processes starts NATS, n nodes and the gateways as child processes and
@@ -219,9 +232,12 @@ func Processes(t testing.TB, n int, opts ProcsOptions) *Procs {
 	}
 	// Directories first: cleanups run last-registered first, so the
 	// children must be stopped (c.close) before their directories go.
-	dataDirs := make([]string, n)
+	dataDirs, gatewayDirs := make([]string, n), make([]string, opts.Gateways)
 	for i := range dataDirs {
 		dataDirs[i] = t.TempDir()
+	}
+	for i := range gatewayDirs {
+		gatewayDirs[i] = t.TempDir()
 	}
 	c := &Procs{t: t, bin: bin, dir: dir, ctl: filepath.Join(dir, "ctl"), Tier: t.TempDir(), NATS: ns, natsOpts: natsOpts,
 		proxies: map[int32]*proxy{}, nodes: map[int32]*proc{}}
@@ -245,7 +261,10 @@ func Processes(t testing.TB, n int, opts ProcsOptions) *Procs {
 	}
 	for i := range opts.Gateways {
 		g := &proc{name: fmt.Sprintf("gateway %d", i), log: filepath.Join(dir, "logs", fmt.Sprintf("gateway-%d.log", i)),
-			spec: childSpec{Role: "gateway", ID: int32(i), NATS: ns.ClientURL(), Addr: freePort(t)}}
+			spec: childSpec{Role: "gateway", ID: int32(i), NATS: ns.ClientURL(), Addr: freePort(t), Ctl: c.ctl}}
+		if i < opts.TierGateways {
+			g.spec.TierDir, g.spec.DataDir = c.Tier, gatewayDirs[i]
+		}
 		c.gateways = append(c.gateways, g)
 		c.start(g)
 	}
@@ -411,13 +430,23 @@ func (c *Procs) RestartNATS(down time.Duration) {
 	c.NATS = ns
 }
 
-// Controller is the id of the node that leads the metadata group.
+// Controller is the id of the node that leads the metadata group, asked
+// until one answers (a fault may leave none for a while) or 30 s pass.
 func (c *Procs) Controller(ctx context.Context) (int32, error) {
-	r, err := c.Meta.Read(ctx, meta.ReadRequest{Kind: "cluster"})
-	if err != nil {
-		return 0, err
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		rctx, rcancel := context.WithTimeout(ctx, time.Second)
+		r, err := c.Meta.Read(rctx, meta.ReadRequest{Kind: "cluster"})
+		rcancel()
+		if err == nil && r.Controller > 0 {
+			return r.Controller, nil
+		}
+		if ctx.Err() != nil {
+			return 0, fmt.Errorf("no controller answered within 30s: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	return r.Controller, nil
 }
 
 // Problems are the lines of the children's logs that show a panic, a
