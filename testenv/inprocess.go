@@ -4,13 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/url"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/strata-io/strata/gateway"
@@ -57,7 +54,7 @@ type Options struct {
 // Cluster is a Strata cluster running inside the test process.
 type Cluster struct {
 	t       testing.TB
-	NATS    *server.Server
+	nats    *embeddedNATS
 	Nodes   map[int32]*node.Process
 	Gateway *gateway.Gateway
 	conns   []*nats.Conn
@@ -68,9 +65,6 @@ type Cluster struct {
 	cuttable bool
 	// gatewayTier is the store gateways read (Options.GatewayTier).
 	gatewayTier tier.Store
-	// natsMu guards NATS across RestartNATS; natsOpts started it.
-	natsMu   sync.Mutex
-	natsOpts server.Options
 }
 
 // InProcess starts embedded NATS, n nodes (the first n as voters) and one
@@ -81,22 +75,14 @@ func InProcess(t testing.TB, n int, opts Options) *Cluster {
 	if opts.NATSMaxPayload <= 0 {
 		opts.NATSMaxPayload = 8 << 20
 	}
-	natsOpts := server.Options{Host: "127.0.0.1", Port: -1, MaxPayload: opts.NATSMaxPayload, NoLog: true, NoSigs: true}
-	ns, err := server.NewServer(natsOpts.Clone())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(5 * time.Second) {
-		t.Fatal("nats not ready")
-	}
+	ns := startNATS(t, opts.NATSMaxPayload)
 	// Directories first: cleanups run last-registered first, so the
 	// processes must be stopped (c.close) before their directories go.
 	dirs := make([]string, n)
 	for i := range dirs {
 		dirs[i] = t.TempDir()
 	}
-	c := &Cluster{t: t, NATS: ns, natsOpts: natsOpts, Nodes: map[int32]*node.Process{}, configs: map[int32]node.ProcessConfig{}, proxies: map[int32]*proxy{},
+	c := &Cluster{t: t, nats: ns, Nodes: map[int32]*node.Process{}, configs: map[int32]node.ProcessConfig{}, proxies: map[int32]*proxy{},
 		cuttable: opts.Cuttable}
 	t.Cleanup(c.close)
 	logDefaults := plog.DefaultConfig()
@@ -148,9 +134,7 @@ func (c *Cluster) StartNode(id int32) {
 		return
 	}
 	cfg := c.configs[id]
-	c.natsMu.Lock()
-	natsURL := c.NATS.ClientURL()
-	c.natsMu.Unlock()
+	natsURL := c.nats.clientURL()
 	if c.cuttable {
 		px := c.proxies[id]
 		if px == nil {
@@ -228,30 +212,10 @@ func (c *Cluster) StartGateway(id int32) *gateway.Gateway {
 // on the same address. Every process's connection reconnects by itself
 // (the gateways' within their 2 s reconnect wait); requests in flight
 // meanwhile fail, retriably.
-func (c *Cluster) RestartNATS(down time.Duration) {
-	c.t.Helper()
-	c.natsMu.Lock()
-	defer c.natsMu.Unlock()
-	opts := c.natsOpts.Clone()
-	opts.Port = c.NATS.Addr().(*net.TCPAddr).Port
-	c.NATS.Shutdown()
-	c.NATS.WaitForShutdown()
-	time.Sleep(down)
-	ns, err := server.NewServer(opts)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(5 * time.Second) {
-		c.t.Fatal("nats not ready after a restart")
-	}
-	c.NATS = ns
-}
+func (c *Cluster) RestartNATS(down time.Duration) { c.nats.restart(c.t, down) }
 
 func (c *Cluster) connect() *nats.Conn {
-	c.natsMu.Lock()
-	url := c.NATS.ClientURL()
-	c.natsMu.Unlock()
+	url := c.nats.clientURL()
 	nc, err := nats.Connect(url, nats.MaxReconnects(-1))
 	if err != nil {
 		c.t.Fatal(err)
@@ -300,5 +264,5 @@ func (c *Cluster) close() {
 	for _, px := range c.proxies {
 		px.close()
 	}
-	c.NATS.Shutdown()
+	c.nats.shutdown()
 }

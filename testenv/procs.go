@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/strata-io/strata/gateway"
@@ -159,15 +158,12 @@ func (w *switches) diskUsage() (used, total uint64, err error) {
 // switches for its disk and the store. Each child's stderr is kept in a
 // log file, which the cluster reads for panics and data races.
 type Procs struct {
-	t    testing.TB
-	bin  string
-	dir  string // logs/ and ctl/ live here
-	ctl  string
-	Tier string // the nodes' shared tier directory
-	// natsMu guards NATS across RestartNATS.
-	natsMu   sync.Mutex
-	NATS     *server.Server
-	natsOpts server.Options
+	t        testing.TB
+	bin      string
+	dir      string // logs/ and ctl/ live here
+	ctl      string
+	Tier     string // the nodes' shared tier directory
+	nats     *embeddedNATS
 	conn     *nats.Conn
 	Meta     *meta.Client
 	proxies  map[int32]*proxy
@@ -216,16 +212,7 @@ func Processes(t testing.TB, n int, opts ProcsOptions) *Procs {
 	if err != nil {
 		t.Fatal(err)
 	}
-	natsOpts := server.Options{Host: "127.0.0.1", Port: -1, MaxPayload: 8 << 20, NoLog: true, NoSigs: true}
-	ns, err := server.NewServer(natsOpts.Clone())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(5 * time.Second) {
-		t.Fatal("nats not ready")
-	}
-	natsOpts.Port = ns.Addr().(*net.TCPAddr).Port
+	ns := startNATS(t, 8<<20)
 	dir := t.TempDir()
 	if opts.LogDir != "" {
 		dir = opts.LogDir
@@ -239,7 +226,7 @@ func Processes(t testing.TB, n int, opts ProcsOptions) *Procs {
 	for i := range gatewayDirs {
 		gatewayDirs[i] = t.TempDir()
 	}
-	c := &Procs{t: t, bin: bin, dir: dir, ctl: filepath.Join(dir, "ctl"), Tier: t.TempDir(), NATS: ns, natsOpts: natsOpts,
+	c := &Procs{t: t, bin: bin, dir: dir, ctl: filepath.Join(dir, "ctl"), Tier: t.TempDir(), nats: ns,
 		proxies: map[int32]*proxy{}, nodes: map[int32]*proc{}}
 	for _, d := range []string{c.ctl, filepath.Join(dir, "logs")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -247,12 +234,12 @@ func Processes(t testing.TB, n int, opts ProcsOptions) *Procs {
 		}
 	}
 	t.Cleanup(c.close)
-	if c.conn, err = nats.Connect(ns.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond)); err != nil {
+	if c.conn, err = nats.Connect(ns.clientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond)); err != nil {
 		t.Fatal(err)
 	}
 	c.Meta = meta.NewClient(c.conn, "test")
 	for id := int32(1); id <= int32(n); id++ {
-		px := startProxy(t, ns.Addr().String())
+		px := startProxy(t, ns.server().Addr().String())
 		c.proxies[id] = px
 		c.nodes[id] = &proc{name: fmt.Sprintf("node %d", id), log: filepath.Join(dir, "logs", fmt.Sprintf("node-%d.log", id)),
 			spec: childSpec{Role: "node", ID: id, NATS: "nats://" + px.addr(), DataDir: dataDirs[id-1], RaftAddr: freePort(t),
@@ -261,7 +248,7 @@ func Processes(t testing.TB, n int, opts ProcsOptions) *Procs {
 	}
 	for i := range opts.Gateways {
 		g := &proc{name: fmt.Sprintf("gateway %d", i), log: filepath.Join(dir, "logs", fmt.Sprintf("gateway-%d.log", i)),
-			spec: childSpec{Role: "gateway", ID: int32(i), NATS: ns.ClientURL(), Addr: freePort(t), Ctl: c.ctl}}
+			spec: childSpec{Role: "gateway", ID: int32(i), NATS: ns.clientURL(), Addr: freePort(t), Ctl: c.ctl}}
 		if i < opts.TierGateways {
 			g.spec.TierDir, g.spec.DataDir = c.Tier, gatewayDirs[i]
 		}
@@ -412,23 +399,7 @@ func (c *Procs) setSwitch(name, content string, on bool) {
 
 // RestartNATS shuts the NATS server down, waits down, and starts it again
 // on the same address; every child reconnects by itself.
-func (c *Procs) RestartNATS(down time.Duration) {
-	c.t.Helper()
-	c.natsMu.Lock()
-	defer c.natsMu.Unlock()
-	c.NATS.Shutdown()
-	c.NATS.WaitForShutdown()
-	time.Sleep(down)
-	ns, err := server.NewServer(c.natsOpts.Clone())
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(5 * time.Second) {
-		c.t.Fatal("nats not ready after a restart")
-	}
-	c.NATS = ns
-}
+func (c *Procs) RestartNATS(down time.Duration) { c.nats.restart(c.t, down) }
 
 // Controller is the id of the node that leads the metadata group, asked
 // until one answers (a fault may leave none for a while) or 30 s pass.
@@ -543,7 +514,5 @@ func (c *Procs) close() {
 	for _, px := range c.proxies {
 		px.close()
 	}
-	c.natsMu.Lock()
-	c.NATS.Shutdown()
-	c.natsMu.Unlock()
+	c.nats.shutdown()
 }
