@@ -501,6 +501,8 @@ func (n *Node) proposeISRChanges(ctx context.Context) {
 			continue
 		}
 		r.proposing = true
+		r.leader.Proposing(isr) // the high watermark counts the maximal ISR until it resolves
+		leader := r.leader
 		cmd := &meta.AlterISR{Topic: k.topic, Partition: k.partition, Leader: n.cfg.ID, LeaderEpoch: r.epoch,
 			ISR: isr, PartitionEpoch: r.partEpoch}
 		from := r.leader.ISR()
@@ -511,6 +513,7 @@ func (n *Node) proposeISRChanges(ctx context.Context) {
 			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()
 			res, err := n.cfg.Meta.Propose(pctx, cmd)
+			rejected := err == nil && res.Err != nil // applied and refused: certainly not made
 			if err == nil {
 				err = res.Err
 			}
@@ -518,6 +521,12 @@ func (n *Node) proposeISRChanges(ctx context.Context) {
 			r.proposing = false
 			if err != nil {
 				r.proposeAfter = time.Now().Add(isrRetryBackoff)
+			}
+			if rejected && r.leader == leader {
+				// A proposal whose fate is unknown (a timeout) may yet
+				// commit: its replicas keep counting until a committed
+				// change arrives by SetReplicas.
+				leader.ProposalFailed()
 			}
 			r.mu.Unlock()
 			switch {

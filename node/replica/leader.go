@@ -22,11 +22,19 @@ import (
 //   - an ISR follower not caught up for longer than the lag limit
 //     (replica.lag.time.max.ms) leaves the ISR; a follower outside it
 //     whose log end reaches the high watermark, at a fetch made since it
-//     left, joins it.
+//     left, joins it;
+//   - while an ISR change is proposed (Proposing) and until it is
+//     committed (SetReplicas) or fails (ProposalFailed), the high
+//     watermark counts the maximal ISR: the committed one and every
+//     replica the proposal adds. The controller may elect a replica from
+//     the new ISR as soon as it commits, before this leader hears of it:
+//     a record acknowledged meanwhile by the old, smaller ISR would be
+//     missing on that new leader, and lost.
 type Leader struct {
 	self      int32
 	replicas  []int32
 	isr       []int32
+	adding    []int32 // replicas a proposed ISR change adds
 	lagMax    time.Duration
 	hw        int64
 	followers map[int32]*follower
@@ -56,7 +64,7 @@ func NewLeader(self int32, replicas, isr []int32, hw int64, now time.Time, lagMa
 // entering the ISR count as caught up now.
 func (l *Leader) SetReplicas(replicas, isr []int32, now time.Time) {
 	before := l.isr
-	l.replicas, l.isr = slices.Clone(replicas), slices.Clone(isr)
+	l.replicas, l.isr, l.adding = slices.Clone(replicas), slices.Clone(isr), nil
 	for _, id := range replicas {
 		if id == l.self {
 			continue
@@ -104,11 +112,29 @@ func latest(a, b time.Time) time.Time {
 	return a
 }
 
+// Proposing records that isr is being proposed to the controller: until
+// a committed change arrives (SetReplicas) or the proposals are known to
+// have failed (ProposalFailed), the replicas it adds count for the high
+// watermark, with those of earlier proposals whose fate is unknown.
+func (l *Leader) Proposing(isr []int32) {
+	for _, id := range isr {
+		if !slices.Contains(l.isr, id) && !slices.Contains(l.adding, id) {
+			l.adding = append(l.adding, id)
+		}
+	}
+}
+
+// ProposalFailed records that no proposed ISR change was made (the
+// controller rejected it); one whose fate is unknown (a timeout) may yet
+// commit and must not be reported here.
+func (l *Leader) ProposalFailed() { l.adding = nil }
+
 // Advance recomputes the high watermark for a leader log ending at
-// leaderLEO and reports whether it moved.
+// leaderLEO and reports whether it moved. It counts the maximal ISR (see
+// Proposing).
 func (l *Leader) Advance(leaderLEO int64) (hw int64, moved bool) {
 	low := leaderLEO
-	for _, id := range l.isr {
+	for _, id := range append(slices.Clone(l.isr), l.adding...) {
 		if id == l.self {
 			continue
 		}

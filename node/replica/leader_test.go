@@ -94,9 +94,17 @@ func TestLeaderOracle(t *testing.T) {
 				if !slices.Equal(want, oracleISR) || changed != !o.sameISR(oracleISR) {
 					t.Fatalf("seed %d step %d: WantISR %v %v, oracle %v (committed %v)", seed, step, want, changed, oracleISR, o.isr)
 				}
-				if changed && rng.IntN(2) == 0 { // the controller commits it
-					l.SetReplicas(replicas, want, now)
-					o.setISR(want, now)
+				if changed {
+					l.Proposing(want)
+					o.propose(want)
+					switch rng.IntN(3) {
+					case 0: // the controller commits it
+						l.SetReplicas(replicas, want, now)
+						o.setISR(want, now)
+					case 1: // it refuses it
+						l.ProposalFailed()
+						o.adding = nil
+					} // else its fate is not known yet
 				}
 			case 4:
 				hw, _ := l.Advance(leo)
@@ -120,6 +128,7 @@ type oracle struct {
 	fetches  map[int32][]fetchEvent
 	joined   map[int32]time.Time // when each ISR member last entered (or the leadership began)
 	left     map[int32]time.Time // when each follower last left the ISR
+	adding   []int32             // replicas proposed ISR changes add, fate unknown
 }
 
 type fetchEvent struct {
@@ -140,7 +149,16 @@ func (o *oracle) fetched(id int32, off, leo int64, now time.Time) {
 	o.fetches[id] = append(o.fetches[id], fetchEvent{off, leo, now})
 }
 
+func (o *oracle) propose(isr []int32) {
+	for _, id := range isr {
+		if !slices.Contains(o.isr, id) && !slices.Contains(o.adding, id) {
+			o.adding = append(o.adding, id)
+		}
+	}
+}
+
 func (o *oracle) setISR(isr []int32, now time.Time) {
+	o.adding = nil
 	for _, id := range isr {
 		if !slices.Contains(o.isr, id) {
 			o.joined[id] = now
@@ -197,7 +215,7 @@ func (o *oracle) fetchedSince(id int32, t time.Time) bool {
 
 func (o *oracle) advance(leo int64) int64 {
 	low := leo
-	for _, id := range o.isr {
+	for _, id := range append(slices.Clone(o.isr), o.adding...) {
 		if id == 1 {
 			continue
 		}
@@ -225,4 +243,36 @@ func (o *oracle) wantISR(now time.Time) []int32 {
 		}
 	}
 	return isr
+}
+
+// TestLeaderCountsJoiningReplica is the loss the fault suite found:
+// leader 3 (ISR [3 2]) proposes to add replica 1, caught up to the high
+// watermark at 169; the controller commits it and at once elects 1
+// leader, before 3 hears of the commit. Records 3 acknowledged meanwhile
+// on the strength of [3 2] alone were missing on 1 and were lost. While
+// the proposal is out, the high watermark must wait for 1 too.
+func TestLeaderCountsJoiningReplica(t *testing.T) {
+	now := at(0)
+	l := NewLeader(3, []int32{1, 2, 3}, []int32{3, 2}, 169, now, 10*time.Second)
+	l.Fetched(1, 169, 169, now)
+	l.Fetched(2, 169, 169, now)
+	isr, changed := l.WantISR(now)
+	if !changed || !slices.Contains(isr, 1) {
+		t.Fatalf("want ISR %v (changed %v): 1 is caught up", isr, changed)
+	}
+	l.Proposing(isr)
+	l.Fetched(2, 229, 229, now) // 2 has the next 60 records, 1 not yet
+	if hw, _ := l.Advance(229); hw != 169 {
+		t.Fatalf("high watermark %d while 1, proposed into the ISR, has only 169", hw)
+	}
+	l.Fetched(1, 229, 229, now)
+	if hw, _ := l.Advance(229); hw != 229 {
+		t.Fatalf("high watermark %d once 1 has it too", hw)
+	}
+	// A refused proposal stops counting 1.
+	l.ProposalFailed()
+	l.Fetched(2, 300, 300, now)
+	if hw, _ := l.Advance(300); hw != 300 {
+		t.Fatalf("high watermark %d after the proposal was refused", hw)
+	}
 }
