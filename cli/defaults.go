@@ -57,6 +57,8 @@ func gatewayTierFlags() []ucli.Flag {
 		&ucli.Int64Flag{Name: "tier-cache-bytes", Value: 1 << 30, EnvVars: envVars("tier-cache-bytes"), Usage: "disk space for cached chunks of uploaded segments"},
 		&ucli.IntFlag{Name: "tier-read-concurrency", Value: 8, EnvVars: envVars("tier-read-concurrency"),
 			Usage: "remote reads served at once; more wait their turn (a bound like Kafka's remote fetch quota)"},
+		&ucli.Int64Flag{Name: "tier-read-max-bytes", Value: 256 << 20, EnvVars: envVars("tier-read-max-bytes"),
+			Usage: "memory the remote reads in progress may hold between them; more wait their turn"},
 	)
 }
 

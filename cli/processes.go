@@ -119,8 +119,8 @@ func gatewayCommand() *ucli.Command {
 			logger := newLogger(c)
 			ctx, cancel := signalContext(c.Context)
 			defer cancel()
-			if c.Int("tier-read-concurrency") < 1 {
-				return errors.New("gateway: --tier-read-concurrency must be at least 1")
+			if c.Int("tier-read-concurrency") < 1 || c.Int64("tier-read-max-bytes") < 1<<20 {
+				return errors.New("gateway: --tier-read-concurrency must be at least 1 and --tier-read-max-bytes at least 1 MiB")
 			}
 			admin, err := startAdmin(c.String("admin-addr"), logger)
 			if err != nil {
@@ -141,7 +141,7 @@ func gatewayCommand() *ucli.Command {
 				AutoCreateTopics: c.Bool("auto-create-topics"), DefaultPartitions: int32(c.Int("num-partitions")),
 				DefaultReplicationFactor: int16(c.Int("default-replication-factor")), MaxRequestBytes: c.Int("socket-request-max-bytes"),
 				Tier: store, TierCacheDir: c.String("tier-cache-dir"), TierCacheBytes: c.Int64("tier-cache-bytes"),
-				TierReadConcurrency: c.Int("tier-read-concurrency"), Logger: logger})
+				TierReadConcurrency: c.Int("tier-read-concurrency"), TierReadMaxBytes: c.Int64("tier-read-max-bytes"), Logger: logger})
 			if err != nil {
 				return fmt.Errorf("gateway: %w", err)
 			}

@@ -46,12 +46,15 @@ type Config struct {
 	// partition's local log from it itself, through a chunk cache under
 	// TierCacheDir (default: a temporary directory, removed by Close) of
 	// at most TierCacheBytes (default 1 GiB), with at most
-	// TierReadConcurrency (default 8) remote reads in progress; more wait
-	// their turn.
+	// TierReadConcurrency (default 8) remote reads in progress, holding
+	// at most TierReadMaxBytes (default 256 MiB) between them; more wait
+	// their turn (as with Kafka's remote fetch quota, a client waits,
+	// never errs).
 	Tier                tier.Store
 	TierCacheDir        string
 	TierCacheBytes      int64
 	TierReadConcurrency int
+	TierReadMaxBytes    int64
 	Logger              *slog.Logger
 }
 

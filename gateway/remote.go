@@ -9,6 +9,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/strata-io/strata/internal/errcode"
 	"github.com/strata-io/strata/meta"
@@ -32,8 +33,10 @@ const maxFetchBytes = 55 << 20
 // remoteReader is a gateway's reader of uploaded segments.
 type remoteReader struct {
 	r      *tier.Reader
-	slots  chan struct{} // one per remote read in progress
-	tmpDir string        // the cache directory made for it, removed by close
+	slots  chan struct{}       // one per remote read in progress
+	memory *semaphore.Weighted // bytes the reads in progress may hold
+	limit  int64               // memory's size
+	tmpDir string              // the cache directory made for it, removed by close
 	logger *slog.Logger
 }
 
@@ -53,6 +56,10 @@ func newRemoteReader(cfg Config, logger *slog.Logger) (*remoteReader, error) {
 	if conc <= 0 {
 		conc = 8
 	}
+	limit := cfg.TierReadMaxBytes
+	if limit <= 0 {
+		limit = 256 << 20
+	}
 	r, err := tier.NewReader(tier.ReaderConfig{Store: cfg.Tier, CacheDir: dir, CacheBytes: cfg.TierCacheBytes,
 		Logger: logger.With("component", "tier")})
 	if err != nil {
@@ -61,7 +68,7 @@ func newRemoteReader(cfg Config, logger *slog.Logger) (*remoteReader, error) {
 		}
 		return nil, err
 	}
-	rr.r, rr.slots = r, make(chan struct{}, conc)
+	rr.r, rr.slots, rr.memory, rr.limit = r, make(chan struct{}, conc), semaphore.NewWeighted(limit), limit
 	return rr, nil
 }
 
@@ -88,12 +95,20 @@ func (rr *remoteReader) read(ctx context.Context, topic string, partition int32,
 	if err != nil {
 		return nil, err
 	}
+	// Wait for a slot and for the memory the answer may take (a first
+	// batch larger than maxBytes can exceed it: that is the client's
+	// max.message.bytes, as on the node path).
 	select {
 	case rr.slots <- struct{}{}:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 	defer func() { <-rr.slots }()
+	weight := min(int64(max(maxBytes, 1)), rr.limit)
+	if err := rr.memory.Acquire(ctx, weight); err != nil {
+		return nil, err
+	}
+	defer rr.memory.Release(weight)
 	var nextSeg func() (meta.TierSegment, bool)
 	if next != nil {
 		nextSeg = func() (meta.TierSegment, bool) { return *next, true }

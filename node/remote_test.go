@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/strata-io/strata/gateway"
 	"github.com/strata-io/strata/internal/rpc"
 	"github.com/strata-io/strata/meta"
 	"github.com/strata-io/strata/testenv"
@@ -172,32 +173,42 @@ func (f *tieredFixture) waitTiered() int64 {
 // the one produced there, byte for byte. It returns the fetch errors the
 // client saw.
 func (f *tieredFixture) consumeFrom(offset int64) []error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(f.c.Addr()), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
-		replayTopic: {0: kgo.NewOffset().At(offset)}}), kgo.FetchMaxPartitionBytes(256<<10))
+	errs, err := f.consumeVia(f.c.Addr(), offset)
 	if err != nil {
 		f.t.Fatal(err)
 	}
+	return errs
+}
+
+// consumeVia reads the topic from offset to its end through the gateway
+// at addr, checking each record against what was produced; errs are the
+// fetch errors seen on the way, err why it stopped short.
+func (f *tieredFixture) consumeVia(addr string, offset int64) (errs []error, err error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
+		replayTopic: {0: kgo.NewOffset().At(offset)}}), kgo.FetchMaxPartitionBytes(256<<10))
+	if err != nil {
+		return nil, err
+	}
 	defer cl.Close()
-	var errs []error
 	next := offset
 	for next < int64(len(f.values)) {
 		fs := cl.PollFetches(f.ctx)
 		if f.ctx.Err() != nil {
-			f.t.Fatalf("consumed up to %d of %d: %v", next, len(f.values), errs)
+			return errs, fmt.Errorf("consumed up to %d of %d: %v", next, len(f.values), errs)
 		}
 		fs.EachError(func(_ string, _ int32, err error) { errs = append(errs, err) })
-		fs.EachRecord(func(r *kgo.Record) {
+		for _, r := range fs.Records() {
 			if r.Offset != next {
-				f.t.Fatalf("record at offset %d, expected %d", r.Offset, next)
+				return errs, fmt.Errorf("record at offset %d, expected %d", r.Offset, next)
 			}
 			if !bytes.Equal(r.Value, f.values[next]) || string(r.Key) != fmt.Sprint(next) ||
 				!r.Timestamp.Equal(f.ts0.Add(time.Duration(next)*10*time.Millisecond)) {
-				f.t.Fatalf("record %d differs from what was produced", next)
+				return errs, fmt.Errorf("record %d differs from what was produced", next)
 			}
 			next++
-		})
+		}
 	}
-	return errs
+	return errs, nil
 }
 
 func (f *tieredFixture) objects() []string {
@@ -320,6 +331,44 @@ func TestTieredReplay(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	})
+}
+
+// TestGatewayRemoteReadsWait: a gateway allowed one remote read at a
+// time, holding at most 1 MiB, serves four replays at once: each waits
+// its turn, and none sees an error.
+func TestGatewayRemoteReadsWait(t *testing.T) {
+	dir, err := tier.OpenDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newTieredFixture(t, dir, false)
+	f.produce(2000)
+	f.waitTiered()
+	gw, err := gateway.Start(gateway.Config{Cluster: "test", Conn: f.c.Conn(), ID: 1, Addr: "127.0.0.1:0", Tier: dir,
+		TierReadConcurrency: 1, TierReadMaxBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Close()
+	type result struct {
+		errs []error
+		err  error
+	}
+	results := make(chan result, 4)
+	for range 4 {
+		go func() {
+			errs, err := f.consumeVia(gw.Addr(), 0)
+			results <- result{errs, err}
+		}()
+	}
+	for range 4 {
+		if r := <-results; r.err != nil || len(r.errs) > 0 {
+			t.Fatalf("a replay under the bound: %v, fetch errors %v", r.err, r.errs)
+		}
+	}
+	if st, _ := gw.RemoteReadStats(); st.ChunkHits+st.ChunkMisses == 0 {
+		t.Fatalf("the gateway read nothing itself: %+v", st)
+	}
 }
 
 // TestTieredStoreOutage: with MinIO down, produce goes on and nothing is
