@@ -1,0 +1,175 @@
+package node_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/strata-io/strata/gateway"
+	"github.com/strata-io/strata/testenv"
+)
+
+// BenchmarkReplayIsolation measures what a replay of uploaded history
+// costs a producer on the same gateway: produce latency on "live" at
+// 2,000 records/s (acks=all, one 100-byte record at a time) for a
+// window with nothing else running, then for a window while a consumer
+// replays "history" (STRATA_ISOLATION_BYTES, default 256 MiB, all in
+// MinIO, cold cache) from offset 0 through the same gateway. Both read
+// paths in the same run, one gateway each: "node" (the gateway has no
+// store, the node reads the bucket and the bytes cross NATS) and "gw"
+// (the gateway reads the bucket itself). Reported: each window's p99,
+// their ratio (the target is at most 1.3), and the replay's MB/s.
+//
+//	STRATA_MINIO_BIN=$PWD/.cache/bin/minio go test -run '^$' -bench ReplayIsolation -benchtime 1x ./node
+func BenchmarkReplayIsolation(b *testing.B) {
+	size := int64(256 << 20)
+	if s := os.Getenv("STRATA_ISOLATION_BYTES"); s != "" {
+		size, _ = strconv.ParseInt(s, 10, 64)
+	}
+	for range b.N {
+		m := testenv.StartMinIO(b)
+		store := m.Store("tier", "")
+		c := testenv.InProcess(b, 1, testenv.Options{Tier: store, MaintainInterval: 100 * time.Millisecond})
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+		cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), kgo.ProducerBatchCompression(kgo.NoCompression()),
+			kgo.ProducerBatchMaxBytes(1<<20), kgo.ProducerLinger(5*time.Millisecond))
+		if err != nil {
+			b.Fatal(err)
+		}
+		adm := kadm.NewClient(cl)
+		for topic, cfg := range map[string]map[string]*string{
+			"history": {"remote.storage.enable": kadm.StringPtr("true"), "segment.bytes": kadm.StringPtr(fmt.Sprint(32 << 20)),
+				"local.retention.bytes": kadm.StringPtr("1")},
+			"live": nil,
+		} {
+			if r, err := adm.CreateTopic(ctx, 1, 1, cfg, topic); err != nil || r.Err != nil {
+				b.Fatal(err, r.Err)
+			}
+		}
+		value := make([]byte, 16<<10)
+		for i := range value {
+			value[i] = byte(rand.Uint32())
+		}
+		for range size / int64(len(value)) {
+			cl.Produce(ctx, &kgo.Record{Topic: "history", Value: value}, nil)
+		}
+		if err := cl.Flush(ctx); err != nil {
+			b.Fatal(err)
+		}
+		end, _ := listOffset(ctx, b, cl, "history", -1)
+		// Everything but the active segment uploaded and gone from disk.
+		for {
+			if local, _ := listOffset(ctx, b, cl, "history", -4); local >= end-int64((32<<20)/len(value)) {
+				break
+			}
+			if ctx.Err() != nil {
+				b.Fatal("history never left the disk")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		gw, err := gateway.Start(gateway.Config{Cluster: "test", Conn: c.Conn(), ID: 1, Addr: "127.0.0.1:0", Tier: store})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ResetTimer()
+		for _, path := range []struct{ name, addr string }{{"node", c.Addr()}, {"gw", gw.Addr()}} {
+			alone, _ := produceWindow(ctx, b, path.addr, nil)
+			var replayed int64
+			var took time.Duration
+			during, _ := produceWindow(ctx, b, path.addr, func(stop <-chan struct{}) {
+				replayed, took = replayWhile(ctx, b, path.addr, end, stop)
+			})
+			b.ReportMetric(quantileMs(alone, 0.99), path.name+"-alone-p99-ms")
+			b.ReportMetric(quantileMs(during, 0.99), path.name+"-replay-p99-ms")
+			b.ReportMetric(quantileMs(during, 0.99)/quantileMs(alone, 0.99), path.name+"-p99-ratio")
+			b.ReportMetric(float64(replayed)/took.Seconds()/1e6, path.name+"-replay-MB/s")
+		}
+		b.StopTimer()
+		gw.Close()
+		cl.Close()
+		cancel()
+	}
+}
+
+// produceWindow produces to "live" through addr at 2,000 records/s for 5 s
+// (while background, if set, runs until the window ends) and returns each
+// record's latency, from Produce to acknowledgement.
+func produceWindow(ctx context.Context, b *testing.B, addr string, background func(stop <-chan struct{})) ([]time.Duration, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic("live"), kgo.ProducerLinger(0))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("warm")}).FirstErr(); err != nil {
+		b.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var bg sync.WaitGroup
+	if background != nil {
+		bg.Add(1)
+		go func() { defer bg.Done(); background(stop) }()
+		time.Sleep(200 * time.Millisecond) // the replay under way
+	}
+	var mu sync.Mutex
+	var lat []time.Duration
+	value := make([]byte, 100)
+	tick := time.NewTicker(time.Second / 2000)
+	deadline := time.Now().Add(5 * time.Second)
+	for now := range tick.C {
+		if now.After(deadline) {
+			break
+		}
+		t0 := time.Now()
+		cl.Produce(ctx, &kgo.Record{Value: value}, func(_ *kgo.Record, err error) {
+			if err == nil {
+				mu.Lock()
+				lat = append(lat, time.Since(t0))
+				mu.Unlock()
+			}
+		})
+	}
+	tick.Stop()
+	err = cl.Flush(ctx)
+	close(stop)
+	bg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	return lat, err
+}
+
+// replayWhile reads "history" from offset 0 to end through addr, again
+// and again, until stop, and returns the bytes read and the time taken.
+// The first pass is cold; later ones may find the gateway's (or node's)
+// chunk cache warm.
+func replayWhile(ctx context.Context, b *testing.B, addr string, end int64, stop <-chan struct{}) (int64, time.Duration) {
+	start := time.Now()
+	var n int64
+	for {
+		rc, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
+			"history": {0: kgo.NewOffset().At(0)}}), kgo.FetchMaxPartitionBytes(8<<20), kgo.FetchMaxBytes(64<<20))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for next := int64(0); next < end; {
+			select {
+			case <-stop:
+				rc.Close()
+				return n, time.Since(start)
+			default:
+			}
+			pctx, pcancel := context.WithTimeout(ctx, 500*time.Millisecond)
+			fs := rc.PollFetches(pctx)
+			pcancel()
+			fs.EachRecord(func(r *kgo.Record) { n += int64(len(r.Value)); next = r.Offset + 1 })
+		}
+		rc.Close()
+	}
+}
