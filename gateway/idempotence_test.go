@@ -1,8 +1,6 @@
 package gateway_test
 
 import (
-	"encoding/binary"
-	"hash/crc32"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -13,15 +11,6 @@ import (
 )
 
 // idemBatch is a one-record batch from an idempotent producer.
-func idemBatch(producerID int64, epoch int16, seq int32) []byte {
-	b := testenv.Batch([]byte("v"))
-	binary.BigEndian.PutUint64(b[43:], uint64(producerID))
-	binary.BigEndian.PutUint16(b[51:], uint16(epoch))
-	binary.BigEndian.PutUint32(b[53:], uint32(seq))
-	binary.BigEndian.PutUint32(b[17:], crc32.Checksum(b[21:], crc32.MakeTable(crc32.Castagnoli)))
-	return b
-}
-
 func TestIdempotentProducer(t *testing.T) {
 	c, ctx, _, adm := topicEnv(t, "idem", 1)
 	cl := newClient(t, c.Addr(), testenv.NamedTopics)
@@ -35,7 +24,7 @@ func TestIdempotentProducer(t *testing.T) {
 	pid := ir.(*kmsg.InitProducerIDResponse).ProducerID
 	send := func(epoch int16, seq int32) *kmsg.ProduceResponseTopicPartition {
 		t.Helper()
-		r, err := broker.Request(ctx, testenv.ProduceRequest("idem", -1, idemBatch(pid, epoch, seq)))
+		r, err := broker.Request(ctx, testenv.ProduceRequest("idem", -1, testenv.IdempotentBatch(pid, epoch, seq)))
 		if err != nil {
 			t.Fatal(err)
 		}

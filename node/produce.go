@@ -29,6 +29,7 @@ func (n *Node) produce(ctx context.Context, req *kmsg.ProduceRequest, appended f
 		ol     *openLog
 		last   int64
 		minISR int
+		epoch  int32 // the leadership that wrote it
 	}
 	var waits []wait
 	for _, rt := range req.Topics {
@@ -62,8 +63,14 @@ func (n *Node) produce(ctx context.Context, req *kmsg.ProduceRequest, appended f
 			}
 			res, dup, err := appendIdempotent(l, rp.Records, part.LeaderEpoch)
 			if dup {
-				// A retry of a batch already written: answered as written.
+				// A retry of a batch already written: answered as
+				// written, once replicated as a first write would be
+				// (the first copy may be in this log only, and lost
+				// with a leader change).
 				sp.BaseOffset, sp.LogStartOffset = res.FirstOffset, l.StartOffset()
+				if req.Acks == -1 {
+					waits = append(waits, wait{len(resp.Topics), len(st.Partitions), l, res.LastOffset, minISR, part.LeaderEpoch})
+				}
 				st.Partitions = append(st.Partitions, sp)
 				continue
 			}
@@ -75,7 +82,7 @@ func (n *Node) produce(ctx context.Context, req *kmsg.ProduceRequest, appended f
 				wrote = true
 				n.appended(l)
 				if req.Acks == -1 {
-					waits = append(waits, wait{len(resp.Topics), len(st.Partitions), l, res.LastOffset, minISR})
+					waits = append(waits, wait{len(resp.Topics), len(st.Partitions), l, res.LastOffset, minISR, part.LeaderEpoch})
 				}
 				sp.BaseOffset = res.FirstOffset
 				sp.LogStartOffset = res.LogStartOffset
@@ -102,7 +109,7 @@ func (n *Node) produce(ctx context.Context, req *kmsg.ProduceRequest, appended f
 		wctx, cancel := context.WithTimeout(ctx, time.Duration(max(req.TimeoutMillis, 0))*time.Millisecond)
 		defer cancel()
 		for _, w := range waits {
-			if code := n.waitReplicated(wctx, w.ol, w.last, w.minISR); code != 0 {
+			if code := n.waitReplicated(wctx, w.ol, w.last, w.minISR, w.epoch); code != 0 {
 				sp := &resp.Topics[w.t].Partitions[w.p]
 				sp.ErrorCode, sp.BaseOffset, sp.LogAppendTime = code, -1, -1
 			}
@@ -128,7 +135,7 @@ func appendIdempotent(l *openLog, batch []byte, leaderEpoch int32) (plog.AppendR
 		return plog.AppendResult{}, false, reject
 	}
 	if dup {
-		return plog.AppendResult{FirstOffset: dupOffset}, true, nil
+		return plog.AppendResult{FirstOffset: dupOffset, LastOffset: dupOffset + int64(h.LastOffsetDelta)}, true, nil
 	}
 	res, err := l.Append(batch, leaderEpoch)
 	if err == nil {

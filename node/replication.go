@@ -335,18 +335,20 @@ var errLeadershipMoved = errors.New("node: leadership moved while waiting for re
 
 // waitReplicated waits until the high watermark passes last (acks=all),
 // the ISR shrinks below minISR, leadership moves, or ctx ends.
-func (n *Node) waitReplicated(ctx context.Context, ol *openLog, last int64, minISR int) int16 {
+func (n *Node) waitReplicated(ctx context.Context, ol *openLog, last int64, minISR int, epoch int32) int16 {
 	for {
 		ch := ol.repl.changedCh()
 		ol.repl.mu.Lock()
-		leader, hw := ol.repl.leader, ol.repl.hw.Load()
+		leader, hw, leading := ol.repl.leader, ol.repl.hw.Load(), ol.repl.epoch
 		isr := 0
 		if leader != nil {
 			isr = len(leader.ISR())
 		}
 		ol.repl.mu.Unlock()
 		switch {
-		case leader == nil:
+		case leader == nil || leading != epoch:
+			// Leadership moved, perhaps away and back: the offset
+			// may hold another record now. The client retries.
 			return kerr.NotLeaderForPartition.Code
 		case isr < minISR:
 			return kerr.NotEnoughReplicasAfterAppend.Code

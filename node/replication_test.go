@@ -646,3 +646,57 @@ func TestPipelinedAcksAll(t *testing.T) {
 		})
 	}
 }
+
+// TestRetriedBatchWaitsForReplicas: an idempotent producer's retry of a
+// batch the leader wrote but could not yet replicate is answered only
+// once the batch is replicated, as the first attempt would have been.
+// It used to be answered at once as a duplicate: acknowledged while held
+// by the leader alone, and lost with a leader change (the fault suite
+// found it, seed 9002).
+func TestRetriedBatchWaitsForReplicas(t *testing.T) {
+	c := testenv.InProcess(t, 2, testenv.Options{Cuttable: true, ReplicaLagMax: 30 * time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl := newClient(t, c, testenv.NamedTopics)
+	createTopic(ctx, t, cl, 1, 2, map[string]*string{"min.insync.replicas": kadm.StringPtr("2")}, "dup")
+	waitISR(ctx, t, c, "dup", 2)
+	p := partitions(t, c, "dup")[0]
+	follower := p.Replicas[slices.IndexFunc(p.Replicas, func(id int32) bool { return id != p.Leader })]
+	initReq := kmsg.NewPtrInitProducerIDRequest()
+	initReq.TransactionTimeoutMillis, initReq.ProducerID, initReq.ProducerEpoch = 60000, -1, -1
+	ir, err := initReq.RequestWith(ctx, cl)
+	if err != nil || ir.ErrorCode != 0 {
+		t.Fatal(err, ir)
+	}
+	send := func(timeout int32) *kmsg.ProduceResponseTopicPartition {
+		t.Helper()
+		req := testenv.ProduceRequest("dup", -1, testenv.IdempotentBatch(ir.ProducerID, ir.ProducerEpoch, 0))
+		req.TimeoutMillis = timeout
+		r, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &r.Topics[0].Partitions[0]
+	}
+	c.Disconnect(follower) // the follower fetches nothing
+	if p := send(300); p.ErrorCode != kerr.RequestTimedOut.Code {
+		t.Fatalf("first attempt with the follower cut off: %v, want REQUEST_TIMED_OUT", kerr.ErrorForCode(p.ErrorCode))
+	}
+	if p := send(300); p.ErrorCode == 0 {
+		t.Fatal("the retry was acknowledged while only the leader held the batch")
+	}
+	c.Reconnect(follower)
+	for {
+		p := send(2000)
+		if p.ErrorCode == 0 {
+			if p.BaseOffset != 0 {
+				t.Fatalf("the retry landed at offset %d, want 0: written twice", p.BaseOffset)
+			}
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the retry never succeeded once the follower was back: %v", kerr.ErrorForCode(p.ErrorCode))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

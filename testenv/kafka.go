@@ -39,6 +39,17 @@ func Batch(value []byte) []byte {
 	return b
 }
 
+// IdempotentBatch is Batch("v") from an idempotent producer: its id,
+// epoch and first sequence set, the CRC made again.
+func IdempotentBatch(producerID int64, epoch int16, seq int32) []byte {
+	b := Batch([]byte("v"))
+	binary.BigEndian.PutUint64(b[43:], uint64(producerID))
+	binary.BigEndian.PutUint16(b[51:], uint16(epoch))
+	binary.BigEndian.PutUint32(b[53:], uint32(seq))
+	binary.BigEndian.PutUint32(b[17:], crc32.Checksum(b[21:], crc32.MakeTable(crc32.Castagnoli)))
+	return b
+}
+
 // NamedTopics pins a client below Produce v13 and Fetch v13, which name
 // topics by ID: the requests these tests build by hand carry names.
 var NamedTopics = kgo.MaxVersions(func() *kversion.Versions {
