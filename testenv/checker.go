@@ -285,10 +285,19 @@ func (g *GroupChecker) run(ctx context.Context) {
 		fs := g.cl.PollFetches(pctx)
 		cancel()
 		recs := fs.Records()
+		fs.EachError(func(_ string, p int32, err error) { g.t.Logf("group consumer, partition %d: %v", p, err) })
 		g.mu.Lock()
 		for _, r := range recs {
-			if next, ok := g.next[r.Partition]; ok && r.Offset > next {
-				g.errs = append(g.errs, fmt.Sprintf("partition %d: read offset %d after %d: offsets skipped", r.Partition, r.Offset, next-1))
+			next, ok := g.next[r.Partition]
+			switch {
+			case ok && r.Offset > next:
+				g.errs = append(g.errs, fmt.Sprintf("%s partition %d: read offset %d (leader epoch %d) after %d: offsets skipped (committed %d)",
+					time.Now().Format("15:04:05.000"), r.Partition, r.Offset, r.LeaderEpoch, next-1, g.commit[r.Partition]))
+			case ok && r.Offset < next:
+				// Read again after a rebalance or failover: allowed, and
+				// logged, for a skip that may follow.
+				g.t.Logf("%s group consumer, partition %d: back from %d to offset %d (leader epoch %d; committed %d)",
+					time.Now().Format("15:04:05.000"), r.Partition, next, r.Offset, r.LeaderEpoch, g.commit[r.Partition])
 			}
 			g.next[r.Partition] = r.Offset + 1
 			pending[r.Partition] = r
