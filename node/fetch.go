@@ -116,7 +116,7 @@ func (n *Node) fetchOnce(ctx context.Context, req *kmsg.FetchRequest, budget int
 						continue
 					}
 				} else {
-					data, err = n.readRemote(ctx, part, rp.FetchOffset, max)
+					data, err = n.readRemote(ctx, l, part, rp.FetchOffset, max)
 				}
 			}
 			if err != nil {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
+
 	"github.com/strata-io/strata/meta"
 	plog "github.com/strata-io/strata/node/log"
 	"github.com/strata-io/strata/tier"
@@ -58,15 +60,28 @@ func (n *Node) logStartOffset(l *openLog, part meta.Partition) int64 {
 
 // remoteSegment is the manifest entry holding offset, below the local
 // log's start, and the one after it (ok false: none). An offset before the
-// log start or outside the manifest is out of range.
-func (n *Node) remoteSegment(part meta.Partition, offset int64) (seg, next meta.TierSegment, ok bool, err error) {
+// log start is out of range. One after everything this node's copy of the
+// manifest holds, on a tiered partition, may be in an upload this copy
+// has not applied yet (a leader just elected, a node just restarted):
+// that is OFFSET_NOT_AVAILABLE, retriable, never OFFSET_OUT_OF_RANGE, on
+// which a consumer would reset its position and skip or replay records.
+func (n *Node) remoteSegment(l *openLog, part meta.Partition, offset int64) (seg, next meta.TierSegment, ok bool, err error) {
 	v := n.cfg.Meta.Server().FSM().View()
 	defer v.Close()
 	seg, found, err := v.TierSegmentAt(part.Topic, part.Partition, offset)
 	if err != nil {
 		return seg, next, false, fmt.Errorf("%w: manifest: %v", plog.ErrIO, err)
 	}
-	if !found || offset < part.LogStartOffset {
+	if offset < part.LogStartOffset {
+		return seg, next, false, fmt.Errorf("%w: offset %d is below the log start %d", plog.ErrOffsetOutOfRange, offset, part.LogStartOffset)
+	}
+	if !found {
+		_, last, any, err := v.TierSpan(part.Topic, part.Partition)
+		if err == nil && l.tier.enabled.Load() && (!any || offset > last.LastOffset) {
+			n.logger.Warn("fetch below the local log of an offset this node's manifest does not hold yet; answering retriably",
+				"topic", part.Topic, "partition", part.Partition, "offset", offset, "local_start", l.StartOffset())
+			return seg, next, false, fmt.Errorf("%w: offset %d: this node's copy of the manifest does not hold it yet", kerr.OffsetNotAvailable, offset)
+		}
 		return seg, next, false, fmt.Errorf("%w: offset %d is in neither the tier nor the local log", plog.ErrOffsetOutOfRange, offset)
 	}
 	next, ok, _ = v.TierSegmentAt(part.Topic, part.Partition, seg.LastOffset+1)
@@ -75,8 +90,8 @@ func (n *Node) remoteSegment(part meta.Partition, offset int64) (seg, next meta.
 
 // readRemote reads uploaded batches from offset, below the local log's
 // start. A store failure is tier.ErrUnavailable (retriable).
-func (n *Node) readRemote(ctx context.Context, part meta.Partition, offset int64, maxBytes int) ([]byte, error) {
-	seg, _, _, err := n.remoteSegment(part, offset)
+func (n *Node) readRemote(ctx context.Context, l *openLog, part meta.Partition, offset int64, maxBytes int) ([]byte, error) {
+	seg, _, _, err := n.remoteSegment(l, part, offset)
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +113,7 @@ func (n *Node) readRemote(ctx context.Context, part meta.Partition, offset int64
 // below the local log's start, is: the manifest entry holding it and the
 // next (tier.EncodeRemoteHint).
 func (n *Node) remoteHint(l *openLog, part meta.Partition, offset int64) ([]byte, error) {
-	seg, next, ok, err := n.remoteSegment(part, offset)
+	seg, next, ok, err := n.remoteSegment(l, part, offset)
 	if err != nil {
 		return nil, err
 	}
