@@ -93,10 +93,11 @@ type Node struct {
 	// fetchers pull from each leader node (replication.go).
 	replMu   sync.Mutex
 	fetchers map[int32]*replica.Fetcher
-	// rolesKick wakes rolesLoop; caughtUp (owned by it) is set once the
-	// metadata copy was current.
+	// rolesKick wakes rolesLoop; caughtUp is set by it once the metadata
+	// copy was current, and read by requests, which a node does not
+	// serve before (partition).
 	rolesKick chan struct{}
-	caughtUp  bool
+	caughtUp  atomic.Bool
 	// handlers answers each request on its own goroutine, so a
 	// long-polling fetch does not hold up a produce.
 	handlers *rpc.Pool
@@ -352,6 +353,12 @@ func (n *Node) partition(topic string, p int32) (*openLog, meta.Partition, *kerr
 	case !m.ok:
 		return nil, part, kerr.UnknownTopicOrPartition
 	case part.Leader != n.cfg.ID:
+		return nil, part, kerr.NotLeaderForPartition
+	case !n.caughtUp.Load():
+		// A node just started reads a stale copy of metadata: the
+		// leadership it shows may have moved on, and the log behind it
+		// may lack what the real leader acknowledged since. Clients
+		// ask again.
 		return nil, part, kerr.NotLeaderForPartition
 	}
 	ol, kerrCode := n.openLogOf(t, p)

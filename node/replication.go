@@ -380,12 +380,13 @@ func (n *Node) rolesLoop(ctx context.Context) {
 		case <-n.rolesKick:
 			seen = unseen
 		}
-		if !n.caughtUp {
+		if !n.caughtUp.Load() {
 			// A node just started holds a stale copy of metadata: it
 			// would lead partitions that moved on without it.
-			if n.caughtUp = n.cfg.Meta.Server().CaughtUp(); !n.caughtUp {
+			if !n.cfg.Meta.Server().CaughtUp() {
 				continue
 			}
+			n.caughtUp.Store(true)
 		}
 		if v := n.cfg.Meta.Server().FSM().Topology(); v != seen {
 			if err := n.syncRoles(); err != nil {
