@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,7 +52,8 @@ import (
 //
 // STRATA_FAULT_SECONDS sets how long faults are injected (unset: the
 // suite is skipped); STRATA_FAULT_SEEDS runs that many seeds one after
-// another; STRATA_FAULT_LOG=DIR keeps the processes' logs in DIR/SEED.
+// another; STRATA_FAULTS limits the kinds of fault (allFaults names
+// them); STRATA_FAULT_LOG=DIR keeps the processes' logs in DIR/SEED.
 func TestFaultSuite(t *testing.T) {
 	s := os.Getenv("STRATA_FAULT_SECONDS")
 	if s == "" {
@@ -70,6 +72,27 @@ func TestFaultSuite(t *testing.T) {
 		s := seed + uint64(i)
 		t.Run(fmt.Sprintf("seed=%d", s), func(t *testing.T) { runFaultSuite(t, s, time.Duration(seconds)*time.Second) })
 	}
+}
+
+// allFaults are the fault suite's kinds of fault, as STRATA_FAULTS names
+// them.
+var allFaults = []string{"kill-node", "kill-controller", "kill-gateway", "sigstop", "cut", "stall", "store-down", "store-503",
+	"disk-full", "nats-restart", "kill-node-gateway"}
+
+// faultKinds are the kinds STRATA_FAULTS (comma-separated) names, or all.
+func faultKinds(t *testing.T) []string {
+	env := os.Getenv("STRATA_FAULTS")
+	if env == "" {
+		return allFaults
+	}
+	var out []string
+	for _, k := range strings.Split(env, ",") {
+		if !slices.Contains(allFaults, k) {
+			t.Fatalf("STRATA_FAULTS: unknown fault %q; known: %s", k, strings.Join(allFaults, ","))
+		}
+		out = append(out, k)
+	}
+	return out
 }
 
 // The checked topic's partitions: it starts with faultPartitions and
@@ -138,7 +161,8 @@ func runFaultSuite(t *testing.T, seed uint64, faultTime time.Duration) {
 		}
 	}()
 
-	// The faults, one at a time.
+	// The faults, one at a time, of the kinds STRATA_FAULTS names.
+	allowed := faultKinds(t)
 	var schedule []string
 	deadline := time.Now().Add(faultTime)
 	for time.Now().Before(deadline) {
@@ -148,11 +172,11 @@ func runFaultSuite(t *testing.T, seed uint64, faultTime time.Duration) {
 		var fault string
 		// Each fault is injected, held, then healed.
 		var inject, heal func()
-		switch k := rng.IntN(11); k {
-		case 0:
+		switch allowed[rng.IntN(len(allowed))] {
+		case "kill-node":
 			fault = fmt.Sprintf("kill -9 node %d, start it after %v", node, hold)
 			inject, heal = func() { c.Kill(node) }, func() { c.Start(node) }
-		case 1:
+		case "kill-controller":
 			id, err := c.Controller(ctx)
 			if err != nil {
 				t.Fatalf("no controller: %v", err)
@@ -160,33 +184,33 @@ func runFaultSuite(t *testing.T, seed uint64, faultTime time.Duration) {
 			node = id
 			fault = fmt.Sprintf("kill -9 the controller (node %d), start it after %v", node, hold)
 			inject, heal = func() { c.Kill(node) }, func() { c.Start(node) }
-		case 2:
+		case "kill-gateway":
 			gw := rng.IntN(2)
 			fault = fmt.Sprintf("kill -9 gateway %d, start it after %v", gw, hold)
 			inject, heal = func() { c.KillGateway(gw) }, func() { c.StartGateway(gw) }
-		case 3:
+		case "sigstop":
 			fault = fmt.Sprintf("SIGSTOP node %d for %v", node, hold)
 			inject, heal = func() { c.Pause(node) }, func() { c.Resume(node) }
-		case 4:
+		case "cut":
 			fault = fmt.Sprintf("cut node %d off NATS for %v", node, hold)
 			inject, heal = func() { c.Disconnect(node) }, func() { c.Reconnect(node) }
-		case 5:
+		case "stall":
 			fault = fmt.Sprintf("one-way partition of node %d for %v", node, hold)
 			inject, heal = func() { c.Stall(node) }, func() { c.Unstall(node) }
-		case 6:
+		case "store-down":
 			fault = fmt.Sprintf("object store down for %v", hold)
 			inject, heal = func() { c.SetStore(testenv.StoreDown) }, func() { c.SetStore(testenv.StoreUp) }
-		case 7:
+		case "store-503":
 			fault = fmt.Sprintf("object store answers 503 for %v", hold)
 			inject, heal = func() { c.SetStore(testenv.Store503) }, func() { c.SetStore(testenv.StoreUp) }
-		case 8:
+		case "disk-full":
 			fault = fmt.Sprintf("node %d's disk full for %v", node, hold)
 			inject, heal = func() { c.DiskFull(node, true) }, func() { c.DiskFull(node, false) }
-		case 9:
+		case "nats-restart":
 			fault = fmt.Sprintf("NATS server down for %v", hold)
 			inject, heal = func() {}, func() { c.RestartNATS(hold) } // RestartNATS holds it down itself
 			hold = 0
-		case 10:
+		case "kill-node-gateway":
 			fault = fmt.Sprintf("kill -9 node %d and gateway 0 together, start them after %v", node, hold)
 			inject = func() { c.Kill(node); c.KillGateway(0) }
 			heal = func() { c.Start(node); c.StartGateway(0) }

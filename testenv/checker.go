@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -252,6 +253,7 @@ type GroupChecker struct {
 // until Stop.
 func StartGroupChecker(t testing.TB, topic, group string, seeds ...string) *GroupChecker {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
+		kgo.WithLogger(resetLogger{t}),
 		kgo.DisableAutoCommit(), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.MetadataMinAge(250*time.Millisecond), kgo.MetadataMaxAge(time.Second), // partitions added meanwhile are consumed too
 		kgo.RequestTimeoutOverhead(5*time.Second), kgo.RetryTimeout(time.Minute))
@@ -263,6 +265,20 @@ func StartGroupChecker(t testing.TB, topic, group string, seeds ...string) *Grou
 	g.cancel = cancel
 	go g.run(ctx)
 	return g
+}
+
+// resetLogger passes on what the group consumer's client says about
+// moving its position (offset resets, truncation, data loss): what
+// explains a consumer going back or skipping.
+type resetLogger struct{ t testing.TB }
+
+func (l resetLogger) Level() kgo.LogLevel { return kgo.LogLevelInfo }
+
+func (l resetLogger) Log(level kgo.LogLevel, msg string, kv ...any) {
+	m := strings.ToLower(msg)
+	if strings.Contains(m, "out_of_range") || strings.Contains(m, "reset") || strings.Contains(m, "truncat") || strings.Contains(m, "lost") {
+		l.t.Logf("%s group consumer client: %s %v", time.Now().Format("15:04:05.000"), msg, kv)
+	}
 }
 
 func (g *GroupChecker) fail(format string, args ...any) {
