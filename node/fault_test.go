@@ -109,7 +109,10 @@ func runFaultSuite(t *testing.T, seed uint64, faultTime time.Duration) {
 	// Gateway 0 reads uploaded segments itself, gateway 1 leaves it to
 	// the nodes: both read paths meet the faults.
 	c := testenv.Processes(t, 3, testenv.ProcsOptions{Gateways: 2, TierGateways: 1, LogDir: logDir})
-	ctx, cancel := context.WithTimeout(context.Background(), faultTime+3*time.Minute)
+	// After the faults: up to 6 minutes to finish the workload, let the
+	// group catch up and read everything back (under the race detector,
+	// on 2 cores, a group far behind reads slowly).
+	ctx, cancel := context.WithTimeout(context.Background(), faultTime+6*time.Minute)
 	defer cancel()
 	seeds := c.Addrs()
 	admin := newSeedsClient(t, seeds)
@@ -223,14 +226,18 @@ func runFaultSuite(t *testing.T, seed uint64, faultTime time.Duration) {
 	}
 
 	// Healed: let the workload run on, then stop it and check.
+	healed := time.Now()
+	stage := func(what string) { t.Logf("%6.1fs after healing: %s", time.Since(healed).Seconds(), what) }
 	check.WaitAcked(ctx, 200, "after healing")
 	close(stop)
 	wg.Wait()
 	check.Stop()
+	stage("producers stopped")
 	ends := check.Ends()
 	group.WaitCaughtUp(ctx, ends)
 	group.Stop()
 	group.VerifyCommitted(ctx, seeds...)
+	stage("the group caught up")
 	// Local retention empties the disks of what was uploaded: the replay
 	// from the log's start comes from the bucket.
 	for p := range ends {
@@ -246,7 +253,9 @@ func runFaultSuite(t *testing.T, seed uint64, faultTime time.Duration) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
+	stage("local retention emptied the disks")
 	check.Verify(ctx, seeds...)
+	stage("every acknowledged record read back")
 	t.Logf("%d faults: %s; %d records acknowledged and read back from %d partitions; the checked topic grown %d times, trimmed by DeleteRecords %d times",
 		len(schedule), strings.Join(schedule, "; "), check.Acked(), len(ends), churned.grown, churned.trimmed)
 }
