@@ -259,9 +259,19 @@ func TestTieredReplay(t *testing.T) {
 		if earliest, _ := f.listOffset(-2); earliest != 0 {
 			t.Fatalf("earliest %d, want 0", earliest)
 		}
-		segs := f.manifest()
-		if tiered, _ := f.listOffset(-5); tiered != segs[len(segs)-1].LastOffset {
-			t.Fatalf("latest tiered %d, manifest ends at %d", tiered, segs[len(segs)-1].LastOffset)
+		// Uploads may still be going on: compare with a manifest that did
+		// not change around the ListOffsets.
+		for {
+			segs := f.manifest()
+			tiered, _ := f.listOffset(-5)
+			last := segs[len(segs)-1].LastOffset
+			if again := f.manifest(); again[len(again)-1].LastOffset != last {
+				continue
+			}
+			if tiered != last {
+				t.Fatalf("latest tiered %d, manifest ends at %d", tiered, last)
+			}
+			break
 		}
 		// By timestamp: record i was stamped ts0 + 10i ms.
 		for _, i := range []int64{0, 7, local / 3, local - 1, local, int64(len(f.values)) - 1} {
