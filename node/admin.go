@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -91,7 +92,14 @@ func (n *Node) offsetForLeaderEpoch(req *kmsg.OffsetForLeaderEpochRequest) kmsg.
 			case rp.CurrentLeaderEpoch > part.LeaderEpoch:
 				sp.ErrorCode = kerr.UnknownLeaderEpoch.Code
 			default:
-				sp.LeaderEpoch, sp.EndOffset = plog.EndOffsetForEpoch(n.epochHistory(l, part), rp.LeaderEpoch, l.EndOffset())
+				history := n.epochHistory(l, part)
+				sp.LeaderEpoch, sp.EndOffset = plog.EndOffsetForEpoch(history, rp.LeaderEpoch, l.EndOffset())
+				if sp.EndOffset < 0 && rp.LeaderEpoch >= 0 && l.EndOffset() > l.StartOffset() {
+					// A consumer that read at that epoch resets its
+					// position: say why.
+					n.logger.Warn("leader epoch unknown here", "topic", rt.Topic, "partition", rp.Partition, "epoch", rp.LeaderEpoch,
+						"leader_epoch", part.LeaderEpoch, "history", epochsString(history), "log_start", l.StartOffset(), "log_end", l.EndOffset())
+				}
 			}
 			st.Partitions = append(st.Partitions, sp)
 		}
@@ -128,4 +136,20 @@ func (n *Node) describeLogDirs(req *kmsg.DescribeLogDirsRequest) kmsg.Response {
 	}
 	resp.Dirs = append(resp.Dirs, d)
 	return resp
+}
+
+// epochsString shows the newest entries of an epoch history for a log.
+func epochsString(h []plog.EpochEntry) string {
+	var b strings.Builder
+	if len(h) > 8 {
+		fmt.Fprintf(&b, "%d older, ", len(h)-8)
+		h = h[len(h)-8:]
+	}
+	for i, e := range h {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%d@%d", e.Epoch, e.StartOffset)
+	}
+	return b.String()
 }

@@ -25,3 +25,19 @@ func (n *Node) CloseForTest(topic string, p int32) {
 	n.mu.Unlock()
 	close(ol.dropped)
 }
+
+// LocalLogStartForTest is the local log start of a partition this node
+// hosts (-1: not open here).
+func (n *Node) LocalLogStartForTest(topic string, p int32) int64 {
+	n.mu.Lock()
+	ol := n.mu.logs[partitionKey{topic, p}]
+	n.mu.Unlock()
+	if ol == nil {
+		return -1
+	}
+	<-ol.ready
+	if ol.Log == nil {
+		return -1
+	}
+	return ol.StartOffset()
+}

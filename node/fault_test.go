@@ -134,6 +134,7 @@ func runFaultSuite(t *testing.T, seed uint64, faultTime time.Duration) {
 	check.ExpectIdempotent()
 	loose := newSeedsClient(t, seeds, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite(), kgo.DefaultProduceTopic("loose"))
 	group := testenv.StartGroupChecker(t, "faults", "fault-readers", seeds...)
+	group.TrimmedBy(check)
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	wg.Add(2)

@@ -127,10 +127,21 @@ func (n *Node) openFiles(t meta.Topic, p int32, ol *openLog) (*plog.Log, error) 
 	}
 	// A log behind its manifest (a topic restored from the store, a lost
 	// disk) continues after the uploaded segments.
+	// The producer state as of that point comes from the store first: a
+	// log already moved on would not be opened this way again.
 	if span, err := n.tierSpan(topic, p); err == nil && span.ok && l.EndOffset() <= span.last.LastOffset {
-		err := removeProducerSnapshotsAbove(dir, -1)
+		start := span.last.LastOffset + 1
+		ctx, cancel := context.WithTimeout(n.base, remoteProducersTimeout)
+		snap, err := n.remoteProducers(ctx, span.last)
+		cancel()
 		if err == nil {
-			err = l.TruncateFullyAndStartAt(span.last.LastOffset + 1)
+			err = removeProducerSnapshotsAbove(dir, -1)
+		}
+		if err == nil {
+			err = l.TruncateFullyAndStartAt(start)
+		}
+		if err == nil && snap != nil {
+			err = writeSnapshotFile(dir, start, snap, start)
 		}
 		if err != nil {
 			l.Close()
@@ -139,7 +150,7 @@ func (n *Node) openFiles(t meta.Topic, p int32, ol *openLog) (*plog.Log, error) 
 		}
 		n.logger.Info("local log starts after the uploaded segments", "topic", topic, "partition", p, "offset", span.last.LastOffset+1)
 	}
-	producers, snapshotAt, err := loadProducers(l)
+	producers, snapshotAt, err := loadProducersWith(l, n.uploadedProducers(topic, p))
 	if err != nil {
 		l.Close()
 		n.logger.Error("rebuild producer state", "topic", topic, "partition", p, "error", err)

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/strata-io/strata/meta"
 	plog "github.com/strata-io/strata/node/log"
 )
 
@@ -33,7 +35,14 @@ import (
 // it and the start are gone, and with them what they said) is not used.
 // Truncation removes every snapshot past the new end first, and a log
 // emptied and restarted elsewhere removes them all: a snapshot must never
-// describe batches that are not the log's. The two newest are kept.
+// describe batches that are not the log's. Snapshots are kept back to the
+// oldest local segment, and the two newest always: an upload needs the
+// state as of its segment's end (producerSnapshotAt), and starts from the
+// newest snapshot at or below it.
+//
+// The state as of each uploaded segment's end goes to the store beside it
+// (tier.ProducersSuffix, same format). A log that starts where an uploaded
+// segment ends, without the batches before, restores that state first.
 
 const (
 	producerSnapshotSuffix  = ".producers"
@@ -131,16 +140,22 @@ func producerSnapshots(dir string) []int64 {
 	return out
 }
 
-// writeProducerSnapshot writes a snapshot of ps at offset, then keeps
-// only it and the one before.
-func writeProducerSnapshot(dir string, offset int64, ps producerStates) error {
+// writeProducerSnapshot writes a snapshot of ps at offset, then removes
+// those below keepFrom but the two newest.
+func writeProducerSnapshot(dir string, offset int64, ps producerStates, keepFrom int64) error {
+	return writeSnapshotFile(dir, offset, encodeProducerSnapshot(offset, ps), keepFrom)
+}
+
+// writeSnapshotFile writes an encoded snapshot at offset (see
+// writeProducerSnapshot).
+func writeSnapshotFile(dir string, offset int64, b []byte, keepFrom int64) error {
 	path := producerSnapshotPath(dir, offset)
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 	if err != nil {
 		return err
 	}
-	_, err = f.Write(encodeProducerSnapshot(offset, ps))
+	_, err = f.Write(b)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -160,10 +175,107 @@ func writeProducerSnapshot(dir string, offset int64, ps producerStates) error {
 	}
 	if offs := producerSnapshots(dir); len(offs) > 2 {
 		for _, off := range offs[:len(offs)-2] {
-			os.Remove(producerSnapshotPath(dir, off))
+			if off < keepFrom {
+				os.Remove(producerSnapshotPath(dir, off))
+			}
 		}
 	}
 	return nil
+}
+
+// producerStateAt is the producer state as of offset next, the end of
+// the closed segment [base, next) about to be uploaded: every batch below
+// next, as a replica starting its log at next must know it. It starts
+// from, in order:
+//   - the state this computed for the segment before (uploads go oldest
+//     first);
+//   - the newest local snapshot at or below next, not before the log
+//     start;
+//   - the state uploaded with the segment that ends where the local log
+//     starts (a log started after the uploaded segments, or cut by local
+//     retention);
+//   - nothing, at the log start (a log that starts at 0, or where
+//     DeleteRecords cut it),
+//
+// and records the batches from there up to next.
+func (n *Node) producerStateAt(ol *openLog, topic string, p int32, base, next int64) ([]byte, error) {
+	chain := &ol.tier.producers
+	chain.Lock()
+	defer chain.Unlock()
+	var ps producerStates
+	from := ol.StartOffset()
+	if chain.ps != nil && chain.at == base && base >= from {
+		ps, from = chain.ps.clone(), base
+	}
+	if ps == nil {
+		ps, from = localSnapshotAtOrBelow(ol.Log, next)
+	}
+	if ps == nil && from > 0 {
+		var err error
+		if ps, err = n.uploadedProducers(topic, p)(from); err != nil {
+			return nil, err
+		}
+	}
+	if ps == nil {
+		ps = producerStates{}
+	}
+	if from < next {
+		err := ol.ScanBatches(from, func(h plog.BatchHeader) bool {
+			if h.BaseOffset >= next {
+				return false
+			}
+			ps.record(h, h.BaseOffset)
+			return true
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	chain.at, chain.ps = next, ps.clone()
+	return encodeProducerSnapshot(next, ps), nil
+}
+
+// localSnapshotAtOrBelow is the newest usable local snapshot at or below
+// next, not before the log start, and its offset; nil and the log start
+// when there is none.
+func localSnapshotAtOrBelow(l *plog.Log, next int64) (producerStates, int64) {
+	dir := l.Dir()
+	offs := producerSnapshots(dir)
+	for i := len(offs) - 1; i >= 0; i-- {
+		off := offs[i]
+		if off > next {
+			continue
+		}
+		if off < l.StartOffset() {
+			break
+		}
+		b, err := os.ReadFile(producerSnapshotPath(dir, off))
+		if err != nil {
+			continue
+		}
+		if at, ps, err := decodeProducerSnapshot(b); err == nil && at == off {
+			return ps, off
+		}
+	}
+	return nil, l.StartOffset()
+}
+
+func (ps producerStates) clone() producerStates {
+	out := make(producerStates, len(ps))
+	for id, st := range ps {
+		out[id] = &producerState{epoch: st.epoch, lastSeq: st.lastSeq, recent: slices.Clone(st.recent)}
+	}
+	return out
+}
+
+// checkProducerSnapshot checks that b, read from the store, is a snapshot
+// at offset at.
+func checkProducerSnapshot(b []byte, at int64) error {
+	off, _, err := decodeProducerSnapshot(b)
+	if err == nil && off != at {
+		err = fmt.Errorf("%w: at offset %d, want %d", errBadProducerSnapshot, off, at)
+	}
+	return err
 }
 
 // removeProducerSnapshotsAbove removes the snapshots past offset: a log
@@ -182,6 +294,13 @@ func removeProducerSnapshotsAbove(dir string, offset int64) error {
 // snapshot and the batches after it, or from every batch when there is
 // none. It returns the snapshot offset used (-1: none).
 func loadProducers(l *plog.Log) (producerStates, int64, error) {
+	return loadProducersWith(l, nil)
+}
+
+// loadProducersWith is loadProducers with, for a log without a usable
+// snapshot, the state as of its start from base (nil, or a nil state:
+// none; see Node.uploadedProducers).
+func loadProducersWith(l *plog.Log, base func(start int64) (producerStates, error)) (producerStates, int64, error) {
 	dir := l.Dir()
 	offs := producerSnapshots(dir)
 	for i := len(offs) - 1; i >= 0; i-- {
@@ -209,8 +328,51 @@ func loadProducers(l *plog.Log) (producerStates, int64, error) {
 		}
 		return ps, off, err
 	}
+	if base != nil && l.StartOffset() > 0 {
+		ps, err := base(l.StartOffset())
+		if err != nil {
+			return nil, -1, err
+		}
+		if ps != nil {
+			err = l.ScanBatches(l.StartOffset(), func(h plog.BatchHeader) bool {
+				ps.record(h, h.BaseOffset)
+				return true
+			})
+			return ps, -1, err
+		}
+	}
 	ps, err := rebuildProducers(l)
 	return ps, -1, err
+}
+
+// uploadedProducers returns, for loadProducersWith, the producer state
+// uploaded with the partition's segment that ends where a log starts:
+// nil when no manifest entry ends there (the log starts at a deletion
+// point) or it was uploaded without one.
+func (n *Node) uploadedProducers(topic string, p int32) func(start int64) (producerStates, error) {
+	if n.cfg.Tier == nil {
+		return nil
+	}
+	return func(start int64) (producerStates, error) {
+		segs, err := n.manifest(meta.Partition{Topic: topic, Partition: p})
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range segs {
+			if s.LastOffset+1 != start {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(n.base, remoteProducersTimeout)
+			defer cancel()
+			b, err := n.remoteProducers(ctx, s)
+			if err != nil || b == nil {
+				return nil, err
+			}
+			_, ps, err := decodeProducerSnapshot(b) // checked by remoteProducers
+			return ps, err
+		}
+		return nil, nil
+	}
 }
 
 // snapshotProducers writes a producer state snapshot at the log end once
@@ -228,14 +390,11 @@ func (ol *openLog) snapshotProducers() error {
 		return nil
 	}
 	offset := ol.EndOffset()
-	ps := make(producerStates, len(ol.producers))
-	for id, st := range ol.producers {
-		ps[id] = &producerState{epoch: st.epoch, lastSeq: st.lastSeq, recent: slices.Clone(st.recent)}
-	}
+	ps := ol.producers.clone()
 	before := ol.snapshotAt
 	ol.snapshotAt = offset
 	ol.appendMu.Unlock()
-	if err := writeProducerSnapshot(ol.Dir(), offset, ps); err != nil {
+	if err := writeProducerSnapshot(ol.Dir(), offset, ps, segs[0].BaseOffset); err != nil {
 		ol.appendMu.Lock()
 		ol.snapshotAt = before // try again next tick
 		ol.appendMu.Unlock()

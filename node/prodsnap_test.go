@@ -69,6 +69,7 @@ func TestProducerSnapshotsMatchFullScan(t *testing.T) {
 			if err := ol.truncate(func() error { return ol.Log.TruncateTo(to) }, to); err != nil {
 				t.Fatal(err)
 			}
+			check(ol, "after a truncation", step)
 			epoch++ // producers start a new epoch at sequence 0
 			for pid := range next {
 				next[pid] = 0

@@ -2,9 +2,9 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
-	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -243,8 +243,7 @@ func (n *Node) dropTierSegments(ctx context.Context, l *openLog, part meta.Parti
 	}
 	var keys []string
 	for _, s := range doomed {
-		stem := strings.TrimSuffix(s.ObjectKey, ".log")
-		keys = append(keys, stem+".log", stem+".index", stem+".timeindex", stem+".epochs")
+		keys = append(keys, tier.SegmentObjects(s.ObjectKey)...)
 		if n.remote != nil {
 			n.remote.Forget(s)
 		}
@@ -346,3 +345,28 @@ func (n *Node) RemoteReadStats() tier.ReaderStats {
 	}
 	return n.remote.Stats()
 }
+
+// remoteProducers reads the producer state uploaded with seg, as of its
+// end: nil when it was uploaded without one, or when the object fails its
+// checks (logged: the producers' state then starts empty there, as it did
+// before states were uploaded). Other errors may pass: the caller tries
+// again.
+func (n *Node) remoteProducers(ctx context.Context, seg meta.TierSegment) ([]byte, error) {
+	b, err := tier.ReadProducers(ctx, n.cfg.Tier, seg.ObjectKey)
+	switch {
+	case errors.Is(err, tier.ErrNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("%w: producer state of %s: %v", plog.ErrIO, seg.ObjectKey, err)
+	}
+	if err := checkProducerSnapshot(b, seg.LastOffset+1); err != nil {
+		n.logger.Error("tier: producer state object unusable; idempotent producers of the partition start afresh there",
+			"topic", seg.Topic, "partition", seg.Partition, "object", seg.ObjectKey, "error", err)
+		return nil, nil
+	}
+	return b, nil
+}
+
+// remoteProducersTimeout bounds one read of a producer state object: the
+// replication and maintenance loops wait for it.
+const remoteProducersTimeout = 5 * time.Second

@@ -145,7 +145,7 @@ func (n *Node) follow(ol *openLog, part meta.Partition) {
 		r.signalLocked() // acks=all waiters learn leadership moved
 	}
 	r.epoch, r.partEpoch = part.LeaderEpoch, part.PartitionEpoch
-	r.follower = &followerLog{ol: ol, topic: part.Topic, partition: part.Partition, epoch: part.LeaderEpoch, leader: part.Leader}
+	r.follower = &followerLog{node: n, ol: ol, topic: part.Topic, partition: part.Partition, epoch: part.LeaderEpoch, leader: part.Leader}
 	n.fetcher(part.Leader).Add(r.follower)
 }
 
@@ -197,6 +197,7 @@ func (n *Node) sendFetch(ctx context.Context, leader int32, req *kmsg.FetchReque
 
 // followerLog is a partition this node follows, as its fetcher sees it.
 type followerLog struct {
+	node      *Node
 	ol        *openLog
 	topic     string
 	partition int32
@@ -248,9 +249,51 @@ func (f *followerLog) TruncateTo(offset int64) error {
 }
 
 // TruncateFullyAndStartAt empties the log, and every producer state
-// snapshot with it.
+// snapshot with it, and starts it at offset, the leader's local log start,
+// or a little past it: see tieredStart.
 func (f *followerLog) TruncateFullyAndStartAt(offset int64) error {
-	return f.ol.truncate(func() error { return f.ol.Log.TruncateFullyAndStartAt(offset) }, -1)
+	start, snap, err := f.node.tieredStart(f.ol, f.topic, f.partition, offset)
+	if err != nil {
+		return err
+	}
+	return f.ol.truncate(func() error {
+		if err := f.ol.Log.TruncateFullyAndStartAt(start); err != nil {
+			return err
+		}
+		if snap != nil {
+			return writeSnapshotFile(f.ol.Dir(), start, snap, start)
+		}
+		return nil
+	}, -1)
+}
+
+// tieredStart is where a follower whose log is behind the leader's local
+// log start (offset) starts its log, and the producer state there. On a
+// tiered partition, as Kafka's followers do, that is the end of the
+// uploaded segment holding offset-1, with the state uploaded beside it:
+// without it, this replica made leader would take a producer's retry of
+// a batch from before its log start for a new one. Elsewhere it is offset
+// itself, with no state from before.
+func (n *Node) tieredStart(ol *openLog, topic string, p int32, offset int64) (int64, []byte, error) {
+	if n.cfg.Tier == nil || !ol.tier.enabled.Load() || offset <= 0 {
+		return offset, nil, nil
+	}
+	segs, err := n.manifest(meta.Partition{Topic: topic, Partition: p})
+	if err != nil {
+		return 0, nil, err
+	}
+	for _, s := range segs {
+		if s.BaseOffset < offset && offset <= s.LastOffset+1 {
+			ctx, cancel := context.WithTimeout(n.base, remoteProducersTimeout)
+			snap, err := n.remoteProducers(ctx, s)
+			cancel()
+			if err != nil {
+				return 0, nil, err
+			}
+			return s.LastOffset + 1, snap, nil
+		}
+	}
+	return offset, nil, nil
 }
 
 // truncate runs cut after removing the snapshots past keep.
@@ -266,7 +309,17 @@ func (ol *openLog) truncate(cut func() error, keep int64) error {
 		ol.snapshotAt = -1
 	}
 	ol.producersStale = true
-	return cut()
+	ol.tier.forgetProducers()
+	if err := cut(); err != nil {
+		return err
+	}
+	// Built again now rather than when this replica leads: meanwhile it
+	// records what it appends and snapshots it, so local retention never
+	// leaves it with no usable snapshot.
+	if ps, at, err := loadProducers(ol.Log); err == nil {
+		ol.producers, ol.snapshotAt, ol.producersStale = ps, at, false
+	}
+	return nil
 }
 
 // replicaFetched is the leader's side of a follower's fetch at offset:

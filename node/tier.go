@@ -28,6 +28,22 @@ type tierState struct {
 	manifestDirty bool // guarded by mu
 	ctx           context.Context
 	cancel        context.CancelFunc
+	// producers is the producer state computed for the last segment
+	// handed to the uploader, as of its end (see producerStateAt). A
+	// truncation drops it.
+	producers struct {
+		sync.Mutex
+		at int64
+		ps producerStates
+	}
+}
+
+// forgetProducers drops the producer state kept for uploads: the log
+// below it is about to change.
+func (s *tierState) forgetProducers() {
+	s.producers.Lock()
+	s.producers.ps = nil
+	s.producers.Unlock()
 }
 
 func (s *tierState) init(parent context.Context, enabled bool) {
@@ -129,18 +145,33 @@ func (n *Node) enqueueUploads(key partitionKey, ol *openLog) {
 	}
 	hw := ol.highWatermark()
 	ol.tier.mu.Lock()
-	defer ol.tier.mu.Unlock()
+	var todo []plog.SegmentInfo
 	for _, info := range segs {
 		if info.NextOffset > hw {
 			break
 		}
-		if ol.tier.queued[info.BaseOffset] {
+		if !ol.tier.queued[info.BaseOffset] {
+			todo = append(todo, info)
+		}
+	}
+	ol.tier.mu.Unlock()
+	for _, info := range todo {
+		producers, err := n.producerStateAt(ol, key.topic, key.partition, info.BaseOffset, info.NextOffset)
+		if err != nil {
+			n.logger.Warn("tier: producer state at a segment's end not read; will try again", "topic", key.topic,
+				"partition", key.partition, "base_offset", info.BaseOffset, "error", err)
+			return
+		}
+		ol.tier.mu.Lock()
+		queued := ol.tier.queued[info.BaseOffset]
+		ol.tier.queued[info.BaseOffset] = true
+		ol.tier.mu.Unlock()
+		if queued {
 			continue
 		}
-		ol.tier.queued[info.BaseOffset] = true
 		n.uploader.Enqueue(&tier.Job{
 			Topic: key.topic, TopicID: ol.topicID, Partition: key.partition, Segment: info,
-			Epochs: segmentEpochs(ol.Epochs(), info), Leader: n.leaderEpoch(key), Ctx: ol.tier.ctx,
+			Epochs: segmentEpochs(ol.Epochs(), info), Producers: producers, Leader: n.leaderEpoch(key), Ctx: ol.tier.ctx,
 			Done: func(err error) { n.uploaded(key, ol, info, err) },
 		})
 	}

@@ -13,7 +13,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/strata-io/strata/gateway"
 	"github.com/strata-io/strata/internal/rpc"
@@ -83,7 +85,7 @@ func TestTieredTopicUploadsAndTrimsLocal(t *testing.T) {
 	// no gaps.
 	entries, next := waitGapFree(ctx, t, member, "tiered")
 	for _, e := range entries {
-		for _, suffix := range []string{".log", ".index", ".timeindex", ".epochs"} {
+		for _, suffix := range []string{".log", ".index", ".timeindex", ".epochs", ".producers"} {
 			key := strings.TrimSuffix(e.ObjectKey, ".log") + suffix
 			r, err := store.Get(ctx, key, 0, -1)
 			if err != nil {
@@ -104,8 +106,8 @@ func TestTieredTopicUploadsAndTrimsLocal(t *testing.T) {
 		objects++
 		return nil
 	})
-	if objects < 4*len(entries) {
-		t.Fatalf("%d objects for %d segments (log, index, timeindex, epochs each)", objects, len(entries))
+	if objects < 5*len(entries) {
+		t.Fatalf("%d objects for %d segments (log, index, timeindex, epochs, producers each)", objects, len(entries))
 	}
 
 	// Turning tiering on for a topic already open uploads its closed
@@ -372,5 +374,92 @@ func TestRestoreFromCorruptBucket(t *testing.T) {
 	}
 	if reply := restore(); reply.Error != "" || reply.Already || reply.Segments != 1 {
 		t.Fatalf("restore once the bucket is right: %+v", reply)
+	}
+}
+
+// TestFollowerBehindLocalStartKeepsProducerState: a follower that comes
+// back behind the leader's local log start on a tiered partition starts
+// its log at the end of an uploaded segment, with the idempotent
+// producers' state uploaded beside it. Made leader, it answers a
+// producer's retry of a batch it never held locally as the duplicate it
+// is, at the batch's offset. Without that state it wrote the batch again
+// (the fault suite found it, seed 11001).
+func TestFollowerBehindLocalStartKeepsProducerState(t *testing.T) {
+	store, err := tier.OpenDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := testenv.InProcess(t, 3, testenv.Options{Tier: store, Cuttable: true, MaintainInterval: 50 * time.Millisecond,
+		ReplicaLagMax: time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cl := newClient(t, c, testenv.NamedTopics)
+	createTopic(ctx, t, cl, 1, 2, map[string]*string{"remote.storage.enable": kadm.StringPtr("true"),
+		"segment.bytes": kadm.StringPtr("1024"), "local.retention.bytes": kadm.StringPtr("1024"),
+		"retention.ms": kadm.StringPtr("-1")}, "idem") // the test's batches are stamped 1970
+	waitISR(ctx, t, c, "idem", 2)
+	p := partitions(t, c, "idem")[0]
+	leader := p.Leader
+	follower := p.Replicas[slices.IndexFunc(p.Replicas, func(id int32) bool { return id != leader })]
+
+	initReq := kmsg.NewPtrInitProducerIDRequest()
+	initReq.TransactionTimeoutMillis, initReq.ProducerID, initReq.ProducerEpoch = 60000, -1, -1
+	ir, err := initReq.RequestWith(ctx, cl)
+	if err != nil || ir.ErrorCode != 0 {
+		t.Fatal(err, ir)
+	}
+	produce := func(batch []byte) int64 {
+		t.Helper()
+		for {
+			r, err := testenv.ProduceRequest("idem", -1, batch).RequestWith(ctx, cl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rp := r.Topics[0].Partitions[0]
+			if rp.ErrorCode == 0 {
+				return rp.BaseOffset
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("produce: %v", kerr.ErrorForCode(rp.ErrorCode))
+			}
+			time.Sleep(50 * time.Millisecond) // the ISR shrinks, a leader is elected
+		}
+	}
+
+	c.Disconnect(follower)
+	const batches = 20
+	var last int64
+	for seq := range int32(batches) {
+		last = produce(testenv.IdempotentBatch(ir.ProducerID, ir.ProducerEpoch, seq))
+	}
+	for range 200 { // the producer's batches leave the leader's disk
+		produce(testenv.Batch([]byte("filler")))
+	}
+	for {
+		if start, _ := listOffset(ctx, t, cl, "idem", -4); start > last+1 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the leader's local log never moved past the producer's batches")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.Reconnect(follower)
+	waitISR(ctx, t, c, "idem", 2)
+	if start := c.Nodes[follower].Node.LocalLogStartForTest("idem", 0); start <= last+1 {
+		t.Fatalf("the follower's log starts at %d: it holds the producer's batches (last at %d)", start, last)
+	}
+	c.StopNode(leader)
+	for partitions(t, c, "idem")[0].Leader != follower {
+		if ctx.Err() != nil {
+			t.Fatal("the follower was not made leader")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := produce(testenv.IdempotentBatch(ir.ProducerID, ir.ProducerEpoch, batches-1)); got != last {
+		t.Fatalf("the retry of the producer's last batch landed at offset %d, it was written at %d: written twice", got, last)
+	}
+	if got, end := produce(testenv.IdempotentBatch(ir.ProducerID, ir.ProducerEpoch, batches)), last+1+200; got != end {
+		t.Fatalf("the producer's next batch landed at %d, want %d", got, end)
 	}
 }

@@ -50,6 +50,12 @@ func (c *Checker) Deleting(p int32, before int64) {
 	c.deleting[p] = max(c.deleting[p], before)
 }
 
+func (c *Checker) deletingAt(p int32) int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.deleting[p]
+}
+
 func (c *Checker) Deleted(p int32, before int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -234,37 +240,64 @@ func (c *Checker) verify(ctx context.Context, p int32, m map[int64][]byte, seeds
 
 // GroupChecker consumes a topic in a consumer group while faults happen,
 // committing what it read, and checks the group's progress: within a
-// partition, records arrive in offset order with no offset skipped (a
-// re-delivery after a rebalance or a failover is fine), and the committed
-// offset never moves backwards or past what was read.
+// partition, records arrive in offset order with no offset skipped but
+// those DeleteRecords removed, and a partition assigned again resumes no
+// earlier than the last commit acknowledged before it was assigned (the
+// group has one member). Records read again after that are fine: the
+// client may hand over, and the checker commit, records it fetched before
+// the group was joined again, after the offsets it resumes from were
+// read.
 type GroupChecker struct {
-	t      testing.TB
-	group  string
-	cl     *kgo.Client
-	mu     sync.Mutex
-	next   map[int32]int64 // the offset after the last one read
-	commit map[int32]int64 // the last offset committed
-	errs   []string
-	cancel context.CancelFunc
-	done   chan struct{}
+	t       testing.TB
+	group   string
+	cl      *kgo.Client
+	mu      sync.Mutex
+	next    map[int32]int64 // the offset after the last one read
+	commit  map[int32]int64 // the highest offset committed
+	floor   map[int32]int64 // the commit acknowledged before the last assignment
+	trimmed *Checker        // what DeleteRecords removed, when set
+	errs    []string
+	cancel  context.CancelFunc
+	done    chan struct{}
 }
 
 // StartGroupChecker joins group on topic through seeds and consumes
 // until Stop.
 func StartGroupChecker(t testing.TB, topic, group string, seeds ...string) *GroupChecker {
+	g := &GroupChecker{t: t, group: group, next: map[int32]int64{}, commit: map[int32]int64{}, floor: map[int32]int64{},
+		done: make(chan struct{})}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
-		kgo.WithLogger(resetLogger{t}),
+		kgo.WithLogger(resetLogger{t}), kgo.OnPartitionsAssigned(g.assigned),
 		kgo.DisableAutoCommit(), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.MetadataMinAge(250*time.Millisecond), kgo.MetadataMaxAge(time.Second), // partitions added meanwhile are consumed too
 		kgo.RequestTimeoutOverhead(5*time.Second), kgo.RetryTimeout(time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &GroupChecker{t: t, group: group, cl: cl, next: map[int32]int64{}, commit: map[int32]int64{}, done: make(chan struct{})}
+	g.cl = cl
 	ctx, cancel := context.WithCancel(context.Background())
 	g.cancel = cancel
 	go g.run(ctx)
 	return g
+}
+
+// assigned notes, for each partition assigned, the commit acknowledged
+// so far: the client reads the offsets to resume from after this.
+func (g *GroupChecker) assigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, ps := range assigned {
+		for _, p := range ps {
+			g.floor[p] = g.commit[p]
+		}
+	}
+}
+
+// TrimmedBy lets records that c's DeleteRecords removed be skipped.
+func (g *GroupChecker) TrimmedBy(c *Checker) {
+	g.mu.Lock()
+	g.trimmed = c
+	g.mu.Unlock()
 }
 
 // resetLogger passes on what the group consumer's client says about
@@ -305,15 +338,26 @@ func (g *GroupChecker) run(ctx context.Context) {
 		g.mu.Lock()
 		for _, r := range recs {
 			next, ok := g.next[r.Partition]
+			now := time.Now().Format("15:04:05.000")
 			switch {
+			case ok && r.Offset > next && g.trimmed != nil && r.Offset <= g.trimmed.deletingAt(r.Partition):
+				g.t.Logf("%s group consumer, partition %d: from %d on to offset %d, past records DeleteRecords removed",
+					now, r.Partition, next-1, r.Offset)
 			case ok && r.Offset > next:
 				g.errs = append(g.errs, fmt.Sprintf("%s partition %d: read offset %d (leader epoch %d) after %d: offsets skipped (committed %d)",
-					time.Now().Format("15:04:05.000"), r.Partition, r.Offset, r.LeaderEpoch, next-1, g.commit[r.Partition]))
+					now, r.Partition, r.Offset, r.LeaderEpoch, next-1, g.commit[r.Partition]))
+			case ok && r.Offset < next && r.Offset < g.floor[r.Partition]:
+				// The group's only member resumes where it last
+				// committed: it went back further because the client
+				// reset its position (an unknown leader epoch, an offset
+				// out of range), or a commit was lost.
+				g.errs = append(g.errs, fmt.Sprintf("%s partition %d: back from %d to offset %d (leader epoch %d), below %d, committed before the partition was assigned",
+					now, r.Partition, next, r.Offset, r.LeaderEpoch, g.floor[r.Partition]))
 			case ok && r.Offset < next:
 				// Read again after a rebalance or failover: allowed, and
-				// logged, for a skip that may follow.
-				g.t.Logf("%s group consumer, partition %d: back from %d to offset %d (leader epoch %d; committed %d)",
-					time.Now().Format("15:04:05.000"), r.Partition, next, r.Offset, r.LeaderEpoch, g.commit[r.Partition])
+				// logged.
+				g.t.Logf("%s group consumer, partition %d: back from %d to offset %d (leader epoch %d; committed %d, %d when assigned)",
+					now, r.Partition, next, r.Offset, r.LeaderEpoch, g.commit[r.Partition], g.floor[r.Partition])
 			}
 			g.next[r.Partition] = r.Offset + 1
 			pending[r.Partition] = r

@@ -43,8 +43,20 @@ type ReconcileResult struct {
 	Partial int
 }
 
-// segmentSuffixes are the objects of one uploaded segment.
-var segmentSuffixes = []string{".log", ".index", ".timeindex", ".epochs"}
+// segmentSuffixes are the objects of one uploaded segment. The
+// .producers object is missing from segments uploaded before it existed.
+var segmentSuffixes = []string{".log", ".index", ".timeindex", ".epochs", ProducersSuffix}
+
+// SegmentObjects are the keys of every object of the segment whose .log
+// object is logKey.
+func SegmentObjects(logKey string) []string {
+	stem := strings.TrimSuffix(logKey, ".log")
+	keys := make([]string, len(segmentSuffixes))
+	for i, s := range segmentSuffixes {
+		keys[i] = stem + s
+	}
+	return keys
+}
 
 // ParseObjectKey splits a key of this cluster's layout into its topic id
 // and the key of the segment's .log object; ok is false for a key of

@@ -1,6 +1,7 @@
 package tier
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -27,6 +28,11 @@ type Job struct {
 	// Epochs are the leader epochs that start inside the segment, and the
 	// one in force at its base offset.
 	Epochs []meta.EpochStart
+	// Producers, when set, is the idempotent producers' state as of the
+	// segment's end, uploaded beside it: a replica that starts its log
+	// there (a follower behind the leader's local log, a log restored
+	// from the store) still knows each producer's last sequences.
+	Producers []byte
 	// Leader reports the partition's current leader epoch while this node
 	// still leads it; ok false ends the job (the new leader uploads).
 	Leader func() (epoch int32, ok bool)
@@ -322,6 +328,11 @@ func (u *Uploader) attempt(j *Job) error {
 			return err
 		}
 	}
+	if j.Producers != nil {
+		if err := u.cfg.Store.Put(j.Ctx, base+ProducersSuffix, bytes.NewReader(j.Producers), int64(len(j.Producers))); err != nil {
+			return err
+		}
+	}
 	epochs := EncodeEpochs(j.Epochs)
 	if err := u.cfg.Store.Put(j.Ctx, base+".epochs", strings.NewReader(epochs), int64(len(epochs))); err != nil {
 		return err
@@ -380,4 +391,29 @@ func EncodeEpochs(epochs []meta.EpochStart) string {
 		fmt.Fprintf(&b, "%d %d\n", e.Epoch, e.StartOffset)
 	}
 	return b.String()
+}
+
+// ProducersSuffix names the object holding the producer state as of a
+// segment's end (see Job.Producers).
+const ProducersSuffix = ".producers"
+
+// maxProducersObject bounds what ReadProducers accepts.
+const maxProducersObject = 64 << 20
+
+// ReadProducers reads the producer state uploaded with the segment whose
+// .log object is logKey: ErrNotFound when it was uploaded without one.
+func ReadProducers(ctx context.Context, s Store, logKey string) ([]byte, error) {
+	rc, err := s.Get(ctx, strings.TrimSuffix(logKey, ".log")+ProducersSuffix, 0, -1)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, maxProducersObject+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxProducersObject {
+		return nil, fmt.Errorf("tier: %s%s is over %d bytes", strings.TrimSuffix(logKey, ".log"), ProducersSuffix, maxProducersObject)
+	}
+	return b, nil
 }
