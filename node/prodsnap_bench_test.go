@@ -1,11 +1,13 @@
 package node
 
 import (
+	"context"
 	"os"
 	"strconv"
 	"testing"
 
 	plog "github.com/strata-io/strata/node/log"
+	"github.com/strata-io/strata/tier"
 )
 
 // BenchmarkProducerState compares, on one log of STRATA_TAKEOVER_BYTES
@@ -75,4 +77,70 @@ func BenchmarkProducerState(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkUploadProducerState is what the producer state uploaded with
+// each segment costs: the state as of a 128 MiB segment's end, chained
+// from the state at its base (the previous upload's) with a scan of its
+// batch headers, against the segment's own upload to a store in a local
+// directory (no network: the cheapest an upload gets). "x-upload" is the
+// first over the second, in the same run.
+//
+//	go test -run '^$' -bench UploadProducerState -benchtime 5x ./node
+func BenchmarkUploadProducerState(b *testing.B) {
+	dir := b.TempDir()
+	cfg := plog.DefaultConfig()
+	cfg.SegmentBytes = 128 << 20
+	l, err := plog.Open(dir, cfg, plog.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	ol := &openLog{Log: l, producers: producerStates{}, snapshotAt: -1}
+	seqs := map[int64]int32{}
+	for i := 0; len(l.Segments()) < 3; i++ {
+		pid := int64(1000 + i%100)
+		if _, _, err := appendIdempotent(ol, idemBatch(pid, 0, seqs[pid], 16<<10), 0); err != nil {
+			b.Fatal(err)
+		}
+		seqs[pid]++
+	}
+	segs := l.Segments()
+	seg := segs[1] // closed, with a closed one before it
+	n := &Node{}
+	base, err := n.producerStateAt(ol, "t", 0, segs[0].BaseOffset, seg.BaseOffset)
+	if err != nil || base == nil {
+		b.Fatal(err)
+	}
+	store, err := tier.OpenDir(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	var upload float64
+	b.Run("upload-segment", func(b *testing.B) {
+		for range b.N {
+			f, err := os.Open(seg.LogPath)
+			if err != nil {
+				b.Fatal(err)
+			}
+			err = store.Put(context.Background(), "t/0/seg.log", f, seg.Size)
+			f.Close()
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		upload = float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+	})
+	b.Run("state-at-end", func(b *testing.B) {
+		_, start, _ := decodeProducerSnapshot(base)
+		for range b.N {
+			ol.tier.producers.at, ol.tier.producers.ps = seg.BaseOffset, start
+			if _, err := n.producerStateAt(ol, "t", 0, seg.BaseOffset, seg.NextOffset); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if upload > 0 {
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/upload, "x-upload")
+		}
+	})
 }

@@ -104,6 +104,9 @@ func (n *Node) lead(ol *openLog, part meta.Partition) {
 		if r.follower != nil {
 			n.unfollowLocked(ol)
 		}
+		if err := ol.BeginEpoch(part.LeaderEpoch); err != nil {
+			n.logger.Warn("record the leader epoch", "topic", part.Topic, "partition", part.Partition, "leader_epoch", part.LeaderEpoch, "error", err)
+		}
 		hw := max(r.hw.Load(), ol.StartOffset())
 		r.leader = replica.NewLeader(n.cfg.ID, part.Replicas, part.ISR, hw, now, n.cfg.ReplicaLagMax)
 		r.epoch, r.partEpoch, r.proposing = part.LeaderEpoch, part.PartitionEpoch, false

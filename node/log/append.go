@@ -105,6 +105,32 @@ func (l *Log) AppendReplicated(batches []byte) (AppendResult, error) {
 	return res, nil
 }
 
+// BeginEpoch records that leader epoch epoch starts at the log end, as a
+// new leader does before it appends anything (Kafka's makeLeader does the
+// same). A follower whose log ends in an epoch this log never had learns
+// from it where the two diverge, even while this leader has appended
+// nothing yet, as when too few replicas are in sync to take a produce.
+// An epoch at or below the latest is ignored. Not kept across a restart:
+// an entry at the log end is dropped when the log opens.
+func (l *Log) BeginEpoch(epoch int32) error {
+	l.appendMu.Lock()
+	defer l.appendMu.Unlock()
+	if err := l.Err(); err != nil {
+		return err
+	}
+	if latest, ok := l.epochs.latest(); epoch < 0 || ok && epoch <= latest.Epoch {
+		return nil
+	}
+	end := l.endOffset.Load()
+	l.epochs.assign(epoch, end)
+	if err := l.writeEpochsLocked(); err != nil {
+		l.epochs.truncateFromEnd(end)
+		l.publishEpochsLocked()
+		return fmt.Errorf("%w: leader epoch checkpoint: %v", ErrIO, err)
+	}
+	return nil
+}
+
 // appendLocked writes a validated batch with assigned offsets: roll if
 // due, record a new leader epoch, write, publish, flush if due.
 func (l *Log) appendLocked(batch []byte, h *BatchHeader, now time.Time) error {

@@ -465,6 +465,64 @@ func TestEndOffsetForEpoch(t *testing.T) {
 	}
 }
 
+// TestBeginEpoch: a new leader that has appended nothing yet still tells
+// a follower whose log ends in an epoch it never had where they part.
+// Without the entry it answered (-1, -1), which reads as "no divergence",
+// and the follower, ahead of it, could never rejoin: with too few
+// replicas in sync to take a produce, the leader never appended either
+// (the fault suite found the stall, seed 11001).
+func TestBeginEpoch(t *testing.T) {
+	dir := t.TempDir()
+	l := openTest(t, dir, testConfig(), Options{})
+	for range 3 {
+		if _, err := l.Append(makeBatchN(1, 1, 0), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if e, end := l.EndOffsetForEpoch(2); e != -1 || end != -1 {
+		t.Fatalf("epoch 2 before the new leader's: (%d, %d)", e, end)
+	}
+	if err := l.BeginEpoch(3); err != nil {
+		t.Fatal(err)
+	}
+	if e, end := l.EndOffsetForEpoch(2); e != 1 || end != 3 {
+		t.Fatalf("epoch 2, the new leader's is 3: (%d, %d), want (1, 3)", e, end)
+	}
+	if e, end := l.EndOffsetForEpoch(3); e != 3 || end != 3 {
+		t.Fatalf("the new leader's epoch: (%d, %d), want (3, 3)", e, end)
+	}
+	if err := l.BeginEpoch(2); err != nil || l.LatestEpoch() != 3 {
+		t.Fatalf("an older epoch: %v, latest %d", err, l.LatestEpoch())
+	}
+	// Its own batches keep the entry; a restart before any drops it.
+	if _, err := l.Append(makeBatchN(1, 1, 0), 3); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Epochs(); !slices.Equal(got, []EpochEntry{{1, 0}, {3, 3}}) {
+		t.Fatalf("epochs %v", got)
+	}
+	// Made a follower before it appended, the leader it follows tells
+	// it where its last epoch ended: a cut at the log end drops the
+	// epoch it began, and only that.
+	if err := l.BeginEpoch(4); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.TruncateTo(l.EndOffset()); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Epochs(); !slices.Equal(got, []EpochEntry{{1, 0}, {3, 3}}) || l.EndOffset() != 4 {
+		t.Fatalf("epochs %v, end %d after a cut at the end", got, l.EndOffset())
+	}
+	if err := l.BeginEpoch(5); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	l = openTest(t, dir, testConfig(), Options{})
+	if got := l.Epochs(); !slices.Equal(got, []EpochEntry{{1, 0}, {3, 3}}) {
+		t.Fatalf("epochs after a restart %v", got)
+	}
+}
+
 func TestAppendReplicated(t *testing.T) {
 	leader := openTest(t, t.TempDir(), testConfig(), Options{})
 	for i := range 5 {

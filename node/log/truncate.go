@@ -18,7 +18,15 @@ func (l *Log) TruncateTo(offset int64) error {
 	if err := l.Err(); err != nil {
 		return err
 	}
-	if offset >= l.endOffset.Load() {
+	if end := l.endOffset.Load(); offset >= end {
+		// Nothing to cut, but an epoch this replica began as leader
+		// and never appended in goes (BeginEpoch): the leader it now
+		// follows told it so, and would tell it again on every fetch.
+		if l.epochs.truncateFromEnd(end) {
+			if err := l.writeEpochsLocked(); err != nil {
+				return l.fail(fmt.Errorf("leader epoch checkpoint: %w", err))
+			}
+		}
 		return nil
 	}
 	if offset <= l.startOffset.Load() {

@@ -154,8 +154,12 @@ func (f *Fetcher) Close() {
 // errAdded interrupts a round: a partition was added.
 var errAdded = errors.New("replica: partition added")
 
+// warnEvery spaces the warnings of a fetcher whose fetches keep failing.
+const warnEvery = 10 * time.Second
+
 func (f *Fetcher) loop(ctx context.Context) {
 	defer close(f.done)
+	var lastWarn time.Time
 	for ctx.Err() == nil {
 		rctx, interrupt := context.WithCancelCause(ctx)
 		f.mu.Lock()
@@ -186,7 +190,14 @@ func (f *Fetcher) loop(ctx context.Context) {
 			continue
 		}
 		if err != nil && ctx.Err() == nil {
-			f.logger.Debug("replica fetch failed", "error", err)
+			// A failure that lasts keeps a replica out of sync: say so,
+			// at most every warnEvery.
+			if now := time.Now(); now.Sub(lastWarn) >= warnEvery {
+				lastWarn = now
+				f.logger.Warn("replica fetch failed; retrying", "error", err)
+			} else {
+				f.logger.Debug("replica fetch failed", "error", err)
+			}
 			select {
 			case <-time.After(f.cfg.Backoff):
 			case <-ctx.Done():
