@@ -35,22 +35,17 @@ func (g *Gateway) findCoordinator(req *kmsg.FindCoordinatorRequest) kmsg.Respons
 // the client hears COORDINATOR_NOT_AVAILABLE and retries.
 func (g *Gateway) groupRequest(ctx context.Context, h requestHeader, req kmsg.Request) kmsg.Response {
 	queue := rpc.GroupSubject(g.cfg.Cluster)
-	msg := nats.NewMsg(queue)
+	subject := queue
 	if id := g.meta.Controller(); id != 0 {
 		// Not the queue group: a node that hears nothing would take its
 		// share of requests and answer none.
-		msg.Subject += "." + strconv.Itoa(int(id))
+		subject += "." + strconv.Itoa(int(id))
 	}
-	msg.Header.Set(rpc.HeaderAPIKey, strconv.Itoa(int(req.Key())))
-	msg.Header.Set(rpc.HeaderAPIVersion, strconv.Itoa(int(req.GetVersion())))
-	msg.Header.Set(rpc.HeaderClientID, h.clientID)
-	msg.Data = req.AppendTo(nil)
-	rpc.SetDeadline(ctx, msg)
-	reply, err := g.caller.RequestOne(ctx, msg)
-	if errors.Is(err, nats.ErrNoResponders) && msg.Subject != queue {
-		msg.Subject = queue // that node is gone
-		reply, err = g.caller.RequestOne(ctx, msg)
-	} else if err != nil && msg.Subject != queue {
+	call := rpc.KafkaCall{One: true, Header: map[string]string{rpc.HeaderClientID: h.clientID}}
+	resp, err := g.caller.Kafka(ctx, subject, req, call)
+	if errors.Is(err, nats.ErrNoResponders) && subject != queue {
+		resp, err = g.caller.Kafka(ctx, queue, req, call) // that node is gone
+	} else if err != nil && subject != queue && !isRemote(err) {
 		// The node did not answer in time: it may have stopped leading
 		// (or hearing). Learn the controller anew for the client's retry.
 		go func() {
@@ -59,17 +54,18 @@ func (g *Gateway) groupRequest(ctx context.Context, h requestHeader, req kmsg.Re
 			g.meta.Read(rctx, meta.ReadRequest{Kind: "nodes"})
 		}()
 	}
-	if err == nil && reply.Header.Get(rpc.HeaderError) == "" {
-		resp := req.ResponseKind()
-		resp.SetVersion(req.GetVersion())
-		if resp.ReadFrom(reply.Data) == nil {
-			return resp
-		}
-	}
 	if err == nil {
-		g.logger.Debug("group request failed", "api", kmsg.NameForKey(req.Key()), "error", reply.Header.Get(rpc.HeaderError))
+		return resp
 	}
+	g.logger.Debug("group request failed", "api", kmsg.NameForKey(req.Key()), "error", err)
 	return groupError(req, kerr.CoordinatorNotAvailable.Code)
+}
+
+// isRemote reports whether err is the other side's answer, not a lost
+// request.
+func isRemote(err error) bool {
+	var re *rpc.RemoteError
+	return errors.As(err, &re)
 }
 
 // groupError answers a group request with one error everywhere.

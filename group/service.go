@@ -2,6 +2,7 @@ package group
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -92,11 +93,7 @@ func (s *Service) coordinator() *Coordinator {
 }
 
 func (s *Service) handle(msg *nats.Msg) {
-	reply := nats.NewMsg(msg.Reply)
-	fail := func(e string) {
-		reply.Header.Set(rpc.HeaderError, e)
-		rpc.Respond(s.nc, msg, reply)
-	}
+	fail := func(e string) { rpc.RespondError(s.nc, msg, errors.New(e)) }
 	// The gateway's deadline bounds the work: past it the client has its
 	// answer (a timeout) and may have sent a newer request.
 	ctx, cancel := rpc.Context(msg, 5*time.Minute)
@@ -133,15 +130,8 @@ func (s *Service) handle(msg *nats.Msg) {
 		rpc.Respond(s.nc, msg, resp)
 		return
 	}
-	key, _ := strconv.Atoi(msg.Header.Get(rpc.HeaderAPIKey))
-	version, _ := strconv.Atoi(msg.Header.Get(rpc.HeaderAPIVersion))
-	req := kmsg.RequestForKey(int16(key))
-	if req == nil {
-		fail("unknown API key")
-		return
-	}
-	req.SetVersion(int16(version))
-	if err := req.ReadFrom(msg.Data); err != nil {
+	req, err := rpc.ReadKafka(msg)
+	if err != nil {
 		fail(err.Error())
 		return
 	}
@@ -171,10 +161,7 @@ func (s *Service) handle(msg *nats.Msg) {
 		fail("not a group request")
 		return
 	}
-	reply.Header.Set(rpc.HeaderAPIKey, strconv.Itoa(key))
-	reply.Header.Set(rpc.HeaderAPIVersion, strconv.Itoa(version))
-	reply.Data = resp.AppendTo(nil)
-	rpc.Respond(s.nc, msg, reply)
+	rpc.RespondKafka(s.nc, msg, req, resp, nil)
 }
 
 // memberStore keeps offsets in the metadata group through its member.

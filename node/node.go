@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,7 +16,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/strata-io/strata/internal/bufpool"
 	"github.com/strata-io/strata/internal/rpc"
 	"github.com/strata-io/strata/meta"
 	plog "github.com/strata-io/strata/node/log"
@@ -286,25 +284,9 @@ func (n *Node) Close() error {
 // handle decodes a Kafka request body from NATS, serves it and replies
 // with the response body at the same version.
 func (n *Node) handle(msg *nats.Msg) {
-	reply := nats.NewMsg(msg.Reply)
-	fail := func(err error) {
-		reply.Header.Set(rpc.HeaderError, err.Error())
-		rpc.Respond(n.cfg.Conn, msg, reply)
-	}
-	key, err1 := strconv.Atoi(msg.Header.Get(rpc.HeaderAPIKey))
-	version, err2 := strconv.Atoi(msg.Header.Get(rpc.HeaderAPIVersion))
-	if err1 != nil || err2 != nil {
-		fail(errors.New("node: request without Kafka API key and version headers"))
-		return
-	}
-	req := kmsg.RequestForKey(int16(key))
-	if req == nil {
-		fail(fmt.Errorf("node: unknown API key %d", key))
-		return
-	}
-	req.SetVersion(int16(version))
-	if err := req.ReadFrom(msg.Data); err != nil {
-		fail(fmt.Errorf("node: decode %s v%d: %w", kmsg.NameForKey(int16(key)), version, err))
+	req, err := rpc.ReadKafka(msg)
+	if err != nil {
+		rpc.RespondError(n.cfg.Conn, msg, fmt.Errorf("node: %w", err))
 		return
 	}
 	ctx, cancel := context.WithTimeout(n.base, 30*time.Second)
@@ -329,17 +311,13 @@ func (n *Node) handle(msg *nats.Msg) {
 	case *kmsg.DescribeLogDirsRequest:
 		resp = n.describeLogDirs(r)
 	default:
-		fail(fmt.Errorf("node: %s is not served by nodes", kmsg.NameForKey(int16(key))))
+		rpc.RespondError(n.cfg.Conn, msg, fmt.Errorf("node: %s is not served by nodes", kmsg.NameForKey(req.Key())))
 		return
 	}
-	reply.Header.Set(rpc.HeaderAPIKey, strconv.Itoa(key))
-	reply.Header.Set(rpc.HeaderAPIVersion, strconv.Itoa(version))
-	reply.Data = rpc.Append(bufpool.Get(rpc.SizeHint(resp)), resp)
-	release() // the response is encoded: its record data is copied
-	if err := rpc.Respond(n.cfg.Conn, msg, reply); err != nil {
-		n.logger.Warn("reply failed", "api", kmsg.NameForKey(int16(key)), "bytes", len(reply.Data), "error", err)
+	// release: the response is encoded, its record data copied.
+	if err := rpc.RespondKafka(n.cfg.Conn, msg, req, resp, release); err != nil {
+		n.logger.Warn("reply failed", "api", kmsg.NameForKey(req.Key()), "error", err)
 	}
-	bufpool.Put(reply.Data) // NATS copied it
 }
 
 // partition returns the log of a partition this node leads, opening it on

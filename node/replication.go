@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -179,23 +178,11 @@ func (n *Node) fetcher(leader int32) *replica.Fetcher {
 
 // sendFetch sends a follower's fetch to the leader node over NATS.
 func (n *Node) sendFetch(ctx context.Context, leader int32, req *kmsg.FetchRequest) (*kmsg.FetchResponse, error) {
-	msg := nats.NewMsg(rpc.KafkaSubject(n.cfg.Cluster, leader))
-	msg.Header.Set(rpc.HeaderAPIKey, strconv.Itoa(int(req.Key())))
-	msg.Header.Set(rpc.HeaderAPIVersion, strconv.Itoa(int(req.GetVersion())))
-	msg.Data = req.AppendTo(nil)
-	reply, err := n.caller.Request(ctx, msg)
+	resp, err := n.caller.Kafka(ctx, rpc.KafkaSubject(n.cfg.Cluster, leader), req, rpc.KafkaCall{})
 	if err != nil {
 		return nil, fmt.Errorf("node %d: %w", leader, err)
 	}
-	if e := reply.Header.Get(rpc.HeaderError); e != "" {
-		return nil, fmt.Errorf("node %d: %s", leader, e)
-	}
-	resp := req.ResponseKind().(*kmsg.FetchResponse)
-	resp.SetVersion(req.GetVersion())
-	if err := resp.ReadFrom(reply.Data); err != nil {
-		return nil, fmt.Errorf("node %d: decode fetch: %w", leader, err)
-	}
-	return resp, nil
+	return resp.(*kmsg.FetchResponse), nil
 }
 
 // followerLog is a partition this node follows, as its fetcher sees it.
