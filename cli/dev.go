@@ -127,6 +127,7 @@ func runDev(ctx context.Context, cfg devConfig, ready func(kafkaAddr string)) er
 	// cluster's gateways do.
 	gw, err := gateway.Start(gateway.Config{Cluster: "dev", Conn: gwConn, ID: 0, Addr: cfg.kafkaAddr,
 		AutoCreateTopics: true, DefaultPartitions: cfg.numPartitions, Tier: cfg.tier,
+		Local:        map[int32]gateway.LocalNode{1: proc.Node}, // the node is in this process
 		TierCacheDir: filepath.Join(cfg.dataDir, ".gateway-tier-cache"), TierCacheBytes: cfg.tierCacheBytes, Logger: logger})
 	if err != nil {
 		return fmt.Errorf("dev: %w", err)

@@ -28,7 +28,13 @@ func newClient(t *testing.T, addr string, opts ...kgo.Opt) *kgo.Client {
 // context, a client and an admin client, all cleaned up with the test.
 func topicEnv(t *testing.T, topic string, partitions int32) (*testenv.Cluster, context.Context, *kgo.Client, *kadm.Client) {
 	t.Helper()
-	c := testenv.InProcess(t, 1, testenv.Options{})
+	return topicEnvWith(t, testenv.Options{}, topic, partitions)
+}
+
+// topicEnvWith is topicEnv on a cluster with opts.
+func topicEnvWith(t *testing.T, opts testenv.Options, topic string, partitions int32) (*testenv.Cluster, context.Context, *kgo.Client, *kadm.Client) {
+	t.Helper()
+	c := testenv.InProcess(t, 1, opts)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
 	cl := newClient(t, c.Addr())
@@ -40,9 +46,16 @@ func topicEnv(t *testing.T, topic string, partitions int32) (*testenv.Cluster, c
 }
 
 // TestFranzGoProduceConsume is the slice a user touches: create a topic,
-// produce keyed records, consume them all back in order per partition.
+// produce keyed records, consume them all back in order per partition;
+// with the gateway asking its node over NATS, and directly (strata dev).
 func TestFranzGoProduceConsume(t *testing.T) {
-	c := testenv.InProcess(t, 1, testenv.Options{})
+	for _, local := range []bool{false, true} {
+		t.Run(fmt.Sprintf("local=%v", local), func(t *testing.T) { testFranzGoProduceConsume(t, local) })
+	}
+}
+
+func testFranzGoProduceConsume(t *testing.T, local bool) {
+	c := testenv.InProcess(t, 1, testenv.Options{LocalPath: local})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	adm := kadm.NewClient(newClient(t, c.Addr()))

@@ -50,7 +50,10 @@ type Config struct {
 	// at most TierReadMaxBytes (default 256 MiB) between them; more wait
 	// their turn (as with Kafka's remote fetch quota, a client waits,
 	// never errs).
-	Tier                tier.Store
+	Tier tier.Store
+	// Local are the nodes in this gateway's own process (strata dev), by
+	// id: their requests skip NATS and encoding.
+	Local               map[int32]LocalNode
 	TierCacheDir        string
 	TierCacheBytes      int64
 	TierReadConcurrency int
@@ -313,6 +316,9 @@ func (g *Gateway) serve(c net.Conn) {
 			if appended != nil {
 				ctx = context.WithValue(ctx, appendedKey{}, appended)
 			}
+			rel := &releaser{}
+			defer rel.run() // after the response is encoded
+			ctx = context.WithValue(ctx, releaserKey{}, rel)
 			resp := g.handle(ctx, h, req)
 			reuse()
 			if resp == nil {

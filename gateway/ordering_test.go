@@ -14,9 +14,16 @@ import (
 
 // TestPipelinedProducesKeepOrder writes many produce requests on one
 // connection without waiting for answers, as clients with several in
-// flight do: the records must land in the order they were sent.
+// flight do: the records must land in the order they were sent, over
+// NATS and on the local path.
 func TestPipelinedProducesKeepOrder(t *testing.T) {
-	c, ctx, _, _ := topicEnv(t, "order", 1)
+	for _, local := range []bool{false, true} {
+		t.Run(fmt.Sprintf("local=%v", local), func(t *testing.T) { testPipelinedProducesKeepOrder(t, local) })
+	}
+}
+
+func testPipelinedProducesKeepOrder(t *testing.T, local bool) {
+	c, ctx, _, _ := topicEnvWith(t, testenv.Options{LocalPath: local}, "order", 1)
 	conn, err := net.Dial("tcp", c.Addr())
 	if err != nil {
 		t.Fatal(err)

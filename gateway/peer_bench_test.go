@@ -32,13 +32,21 @@ func p99(d []time.Duration) float64 {
 // against Strata (one partition, franz-go, acks=all) and NATS JetStream
 // (one stream, file storage, R1, async publish, pull consumer): 200,000
 // records of 1 KiB random bytes produced as fast as acknowledgements
-// allow, then read back from the start.
+// allow, then read back from the start. Strata runs twice: its gateway
+// asking the node over NATS, as separate processes do, and directly
+// (strata-local-*), as strata dev does.
 func BenchmarkStrataVsJetStream(b *testing.B) {
 	payload := make([]byte, peerSize)
 	rand.Read(payload)
 	for range b.N {
-		sp, sc, sl := benchStrata(b, payload)
+		sp, sc, sl := benchStrata(b, payload, false)
+		lp, lc, ll := benchStrata(b, payload, true)
 		jp, jc, jl := benchJetStream(b, payload)
+		b.ReportMetric(lp, "strata-local-produce-MB/s")
+		b.ReportMetric(lc, "strata-local-consume-MB/s")
+		b.ReportMetric(ll, "strata-local-produce-p99-ms")
+		b.ReportMetric(lp/jp, "local-produce-ratio")
+		b.ReportMetric(lc/jc, "local-consume-ratio")
 		b.ReportMetric(sp, "strata-produce-MB/s")
 		b.ReportMetric(jp, "jetstream-produce-MB/s")
 		b.ReportMetric(sc, "strata-consume-MB/s")
@@ -52,8 +60,11 @@ func BenchmarkStrataVsJetStream(b *testing.B) {
 
 func mbps(n int, d time.Duration) float64 { return float64(n) * peerSize / d.Seconds() / 1e6 }
 
-func benchStrata(b *testing.B, payload []byte) (produceMBs, consumeMBs, p99ms float64) {
-	c := testenv.InProcess(b, 1, testenv.Options{})
+// benchStrata runs the workload on one node and a gateway in one process:
+// over NATS as separate processes would, or with local, as strata dev
+// does, the gateway asking the node directly.
+func benchStrata(b *testing.B, payload []byte, local bool) (produceMBs, consumeMBs, p99ms float64) {
+	c := testenv.InProcess(b, 1, testenv.Options{LocalPath: local})
 	ctx := context.Background()
 	prod, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), kgo.DefaultProduceTopic("peer"),
 		kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.ProducerLinger(time.Millisecond), kgo.MaxBufferedRecords(10_000))

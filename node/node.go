@@ -291,17 +291,38 @@ func (n *Node) handle(msg *nats.Msg) {
 	}
 	ctx, cancel := context.WithTimeout(n.base, 30*time.Second)
 	defer cancel()
-	var resp kmsg.Response
+	appended := func() {
+		if _, err := rpc.Progress(n.cfg.Conn, msg, rpc.ProgressAppended); err != nil {
+			n.logger.Debug("interim produce reply failed", "error", err)
+		}
+	}
+	resp, release, err := n.ServeKafka(ctx, req, msg.Header.Get(rpc.HeaderTierRead) != "", appended)
+	if err != nil {
+		rpc.RespondError(n.cfg.Conn, msg, err)
+		return
+	}
+	// release: the response is encoded, its record data copied.
+	if err := rpc.RespondKafka(n.cfg.Conn, msg, req, resp, release); err != nil {
+		n.logger.Warn("reply failed", "api", kmsg.NameForKey(req.Key()), "error", err)
+	}
+}
+
+// ServeKafka answers a Kafka request as the node's NATS subject does, for
+// a gateway in the same process (strata dev): nothing is encoded and
+// nothing crosses NATS. tierRead is rpc.HeaderTierRead; appended is called
+// once every partition of a produce is appended. release, never nil,
+// must be called once the response's record data is no longer used.
+func (n *Node) ServeKafka(ctx context.Context, req kmsg.Request, tierRead bool, appended func()) (kmsg.Response, func(), error) {
 	release := func() {}
+	if appended == nil {
+		appended = func() {}
+	}
+	var resp kmsg.Response
 	switch r := req.(type) {
 	case *kmsg.ProduceRequest:
-		resp = n.produce(ctx, r, func() {
-			if _, err := rpc.Progress(n.cfg.Conn, msg, rpc.ProgressAppended); err != nil {
-				n.logger.Debug("interim produce reply failed", "error", err)
-			}
-		})
+		resp = n.produce(ctx, r, appended)
 	case *kmsg.FetchRequest:
-		resp, release = n.fetch(ctx, r, msg.Header.Get(rpc.HeaderTierRead) != "")
+		resp, release = n.fetch(ctx, r, tierRead)
 	case *kmsg.ListOffsetsRequest:
 		resp = n.listOffsets(ctx, r)
 	case *kmsg.DeleteRecordsRequest:
@@ -311,13 +332,10 @@ func (n *Node) handle(msg *nats.Msg) {
 	case *kmsg.DescribeLogDirsRequest:
 		resp = n.describeLogDirs(r)
 	default:
-		rpc.RespondError(n.cfg.Conn, msg, fmt.Errorf("node: %s is not served by nodes", kmsg.NameForKey(req.Key())))
-		return
+		return nil, release, fmt.Errorf("node: %s is not served by nodes", kmsg.NameForKey(req.Key()))
 	}
-	// release: the response is encoded, its record data copied.
-	if err := rpc.RespondKafka(n.cfg.Conn, msg, req, resp, release); err != nil {
-		n.logger.Warn("reply failed", "api", kmsg.NameForKey(req.Key()), "error", err)
-	}
+	resp.SetVersion(req.GetVersion())
+	return resp, release, nil
 }
 
 // partition returns the log of a partition this node leads, opening it on

@@ -254,7 +254,8 @@ type GroupChecker struct {
 	mu      sync.Mutex
 	next    map[int32]int64 // the offset after the last one read
 	commit  map[int32]int64 // the highest offset committed
-	floor   map[int32]int64 // the commit acknowledged before the last assignment
+	last    map[int32]int64 // the offset of the last commit acknowledged
+	floor   map[int32]int64 // last, when the partition was last assigned
 	trimmed *Checker        // what DeleteRecords removed, when set
 	errs    []string
 	cancel  context.CancelFunc
@@ -264,8 +265,8 @@ type GroupChecker struct {
 // StartGroupChecker joins group on topic through seeds and consumes
 // until Stop.
 func StartGroupChecker(t testing.TB, topic, group string, seeds ...string) *GroupChecker {
-	g := &GroupChecker{t: t, group: group, next: map[int32]int64{}, commit: map[int32]int64{}, floor: map[int32]int64{},
-		done: make(chan struct{})}
+	g := &GroupChecker{t: t, group: group, next: map[int32]int64{}, commit: map[int32]int64{}, last: map[int32]int64{},
+		floor: map[int32]int64{}, done: make(chan struct{})}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
 		kgo.WithLogger(resetLogger{t}), kgo.OnPartitionsAssigned(g.assigned),
 		kgo.DisableAutoCommit(), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -281,14 +282,16 @@ func StartGroupChecker(t testing.TB, topic, group string, seeds ...string) *Grou
 	return g
 }
 
-// assigned notes, for each partition assigned, the commit acknowledged
-// so far: the client reads the offsets to resume from after this.
+// assigned notes, for each partition assigned, the last commit
+// acknowledged (not the highest: after going back, the consumer commits
+// lower offsets again): the client reads the offsets to resume from after
+// this.
 func (g *GroupChecker) assigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for _, ps := range assigned {
 		for _, p := range ps {
-			g.floor[p] = g.commit[p]
+			g.floor[p] = g.last[p]
 		}
 	}
 }
@@ -378,6 +381,7 @@ func (g *GroupChecker) run(ctx context.Context) {
 			if c := g.commit[r.Partition]; r.Offset+1 > c {
 				g.commit[r.Partition] = r.Offset + 1
 			}
+			g.last[r.Partition] = r.Offset + 1
 			if pending[r.Partition] == r {
 				delete(pending, r.Partition)
 			}
@@ -386,13 +390,13 @@ func (g *GroupChecker) run(ctx context.Context) {
 	}
 }
 
-// Committed is the group's committed offset of each partition, as the
-// checker committed it.
+// Committed is the group's committed offset of each partition: the last
+// commit the checker made and saw acknowledged.
 func (g *GroupChecker) Committed() map[int32]int64 {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	out := map[int32]int64{}
-	for p, c := range g.commit {
+	for p, c := range g.last {
 		out[p] = c
 	}
 	return out

@@ -49,6 +49,10 @@ type Options struct {
 	// proxy, so Disconnect can cut it. Off by default: the extra hop
 	// costs throughput in benchmarks.
 	Cuttable bool
+	// LocalPath has the gateway ask the nodes directly, as strata dev
+	// does, instead of over NATS. For benchmarks: a node stopped and
+	// started again is not asked.
+	LocalPath bool
 }
 
 // Cluster is a Strata cluster running inside the test process.
@@ -102,8 +106,15 @@ func InProcess(t testing.TB, n int, opts Options) *Cluster {
 	if opts.GatewayTier {
 		c.gatewayTier = opts.Tier
 	}
+	var local map[int32]gateway.LocalNode
+	if opts.LocalPath {
+		local = map[int32]gateway.LocalNode{}
+		for id, p := range c.Nodes {
+			local[id] = p.Node
+		}
+	}
 	g, err := gateway.Start(gateway.Config{Cluster: "test", Conn: c.connect(), ID: 0, Addr: "127.0.0.1:0", AutoCreateTopics: opts.AutoCreateTopics,
-		Tier: c.gatewayTier})
+		Tier: c.gatewayTier, Local: local})
 	if err != nil {
 		t.Fatal(err)
 	}
