@@ -219,17 +219,8 @@ func (n *Node) producerStateAt(ol *openLog, topic string, p int32, base, next in
 	if ps == nil {
 		ps = producerStates{}
 	}
-	if from < next {
-		err := ol.ScanBatches(from, func(h plog.BatchHeader) bool {
-			if h.BaseOffset >= next {
-				return false
-			}
-			ps.record(h, h.BaseOffset)
-			return true
-		})
-		if err != nil {
-			return nil, err
-		}
+	if err := recordBatches(ol.Log, ps, from, next); err != nil {
+		return nil, err
 	}
 	chain.at, chain.ps = next, ps.clone()
 	return encodeProducerSnapshot(next, ps), nil
@@ -301,48 +292,36 @@ func loadProducers(l *plog.Log) (producerStates, int64, error) {
 // snapshot, the state as of its start from base (nil, or a nil state:
 // none; see Node.uploadedProducers).
 func loadProducersWith(l *plog.Log, base func(start int64) (producerStates, error)) (producerStates, int64, error) {
-	dir := l.Dir()
-	offs := producerSnapshots(dir)
-	for i := len(offs) - 1; i >= 0; i-- {
-		off := offs[i]
-		if off > l.EndOffset() {
-			os.Remove(producerSnapshotPath(dir, off)) // the log was cut below it
-			continue
-		}
-		if off < l.StartOffset() {
-			break
-		}
-		b, err := os.ReadFile(producerSnapshotPath(dir, off))
-		if err != nil {
-			continue
-		}
-		at, ps, err := decodeProducerSnapshot(b)
-		if err != nil || at != off {
-			continue
-		}
-		if off < l.EndOffset() {
-			err = l.ScanBatches(off, func(h plog.BatchHeader) bool {
-				ps.record(h, h.BaseOffset)
-				return true
-			})
-		}
-		return ps, off, err
-	}
-	if base != nil && l.StartOffset() > 0 {
-		ps, err := base(l.StartOffset())
-		if err != nil {
+	removeProducerSnapshotsAbove(l.Dir(), l.EndOffset()) // the log was cut below them
+	ps, from := localSnapshotAtOrBelow(l, l.EndOffset())
+	at := int64(-1)
+	if ps != nil {
+		at = from
+	} else if base != nil && l.StartOffset() > 0 {
+		var err error
+		if ps, err = base(l.StartOffset()); err != nil {
 			return nil, -1, err
 		}
-		if ps != nil {
-			err = l.ScanBatches(l.StartOffset(), func(h plog.BatchHeader) bool {
-				ps.record(h, h.BaseOffset)
-				return true
-			})
-			return ps, -1, err
-		}
 	}
-	ps, err := rebuildProducers(l)
-	return ps, -1, err
+	if ps == nil {
+		ps = producerStates{}
+	}
+	return ps, at, recordBatches(l, ps, from, l.EndOffset())
+}
+
+// recordBatches records in ps the batches of l from offset from up to
+// offset to.
+func recordBatches(l *plog.Log, ps producerStates, from, to int64) error {
+	if from >= to {
+		return nil
+	}
+	return l.ScanBatches(from, func(h plog.BatchHeader) bool {
+		if h.BaseOffset >= to {
+			return false
+		}
+		ps.record(h, h.BaseOffset)
+		return true
+	})
 }
 
 // uploadedProducers returns, for loadProducersWith, the producer state

@@ -24,32 +24,14 @@ func BenchmarkProducerState(b *testing.B) {
 	if s := os.Getenv("STRATA_TAKEOVER_BYTES"); s != "" {
 		size, _ = strconv.ParseInt(s, 10, 64)
 	}
-	dir := b.TempDir()
-	cfg := plog.DefaultConfig()
-	cfg.SegmentBytes = 128 << 20
-	l, err := plog.Open(dir, cfg, plog.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ol := &openLog{Log: l, producers: producerStates{}, snapshotAt: -1}
-	seqs := map[int64]int32{}
-	for i := 0; l.Size() < size; i++ {
-		pid := int64(1000 + i%100)
-		if _, _, err := appendIdempotent(ol, idemBatch(pid, 0, seqs[pid], 16<<10), 0); err != nil {
-			b.Fatal(err)
-		}
-		seqs[pid]++
-		if i%1000 == 0 {
-			if err := ol.snapshotProducers(); err != nil { // as the maintenance loop does after rolls
-				b.Fatal(err)
-			}
-		}
-	}
+	dir, cfg := b.TempDir(), benchProducerLogConfig()
+	ol := idempotentLog(b, dir, cfg, func(l *plog.Log) bool { return l.Size() >= size }, true)
 	if err := ol.snapshotProducers(); err != nil {
 		b.Fatal(err)
 	}
-	l.Close()
-	if l, err = plog.Open(dir, cfg, plog.Options{}); err != nil {
+	ol.Close()
+	l, err := plog.Open(dir, cfg, plog.Options{})
+	if err != nil {
 		b.Fatal(err)
 	}
 	defer l.Close()
@@ -88,23 +70,9 @@ func BenchmarkProducerState(b *testing.B) {
 //
 //	go test -run '^$' -bench UploadProducerState -benchtime 5x ./node
 func BenchmarkUploadProducerState(b *testing.B) {
-	dir := b.TempDir()
-	cfg := plog.DefaultConfig()
-	cfg.SegmentBytes = 128 << 20
-	l, err := plog.Open(dir, cfg, plog.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	ol := &openLog{Log: l, producers: producerStates{}, snapshotAt: -1}
-	seqs := map[int64]int32{}
-	for i := 0; len(l.Segments()) < 3; i++ {
-		pid := int64(1000 + i%100)
-		if _, _, err := appendIdempotent(ol, idemBatch(pid, 0, seqs[pid], 16<<10), 0); err != nil {
-			b.Fatal(err)
-		}
-		seqs[pid]++
-	}
+	ol := idempotentLog(b, b.TempDir(), benchProducerLogConfig(), func(l *plog.Log) bool { return len(l.Segments()) >= 3 }, false)
+	defer ol.Close()
+	l := ol.Log
 	segs := l.Segments()
 	seg := segs[1] // closed, with a closed one before it
 	n := &Node{}
@@ -143,4 +111,38 @@ func BenchmarkUploadProducerState(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/upload, "x-upload")
 		}
 	})
+}
+
+// benchProducerLogConfig is the producer state benchmarks' log: 128 MiB
+// segments.
+func benchProducerLogConfig() plog.Config {
+	cfg := plog.DefaultConfig()
+	cfg.SegmentBytes = 128 << 20
+	return cfg
+}
+
+// idempotentLog fills a log in dir with 16 KiB batches from 100
+// idempotent producers until done, writing a producer snapshot every
+// 1,000 batches when snapshots is set, as the maintenance loop does
+// after rolls.
+func idempotentLog(b *testing.B, dir string, cfg plog.Config, done func(*plog.Log) bool, snapshots bool) *openLog {
+	l, err := plog.Open(dir, cfg, plog.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ol := &openLog{Log: l, producers: producerStates{}, snapshotAt: -1}
+	seqs := map[int64]int32{}
+	for i := 0; !done(l); i++ {
+		pid := int64(1000 + i%100)
+		if _, _, err := appendIdempotent(ol, idemBatch(pid, 0, seqs[pid], 16<<10), 0); err != nil {
+			b.Fatal(err)
+		}
+		seqs[pid]++
+		if snapshots && i%1000 == 0 {
+			if err := ol.snapshotProducers(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	return ol
 }

@@ -122,3 +122,14 @@ func TestProducerSnapshotCodec(t *testing.T) {
 		}
 	}
 }
+
+// rebuildProducers reads the producer state from every batch of a log:
+// what the snapshots and the uploaded states must agree with.
+func rebuildProducers(l *plog.Log) (producerStates, error) {
+	ps := producerStates{}
+	err := l.ScanBatches(l.StartOffset(), func(h plog.BatchHeader) bool {
+		ps.record(h, h.BaseOffset)
+		return true
+	})
+	return ps, err
+}

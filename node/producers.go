@@ -86,14 +86,3 @@ func (ps producerStates) record(h plog.BatchHeader, firstOffset int64) {
 		st.recent = st.recent[len(st.recent)-recentBatches:]
 	}
 }
-
-// rebuildProducers reads the producer state back from a log's batches,
-// so a restarted or new leader keeps answering retries as duplicates.
-func rebuildProducers(l *plog.Log) (producerStates, error) {
-	ps := producerStates{}
-	err := l.ScanBatches(l.StartOffset(), func(h plog.BatchHeader) bool {
-		ps.record(h, h.BaseOffset)
-		return true
-	})
-	return ps, err
-}
