@@ -383,17 +383,29 @@ func ReadPartitionManifest(ctx context.Context, s Store, t meta.Topic, p int32) 
 
 // getObject reads a whole manifest object, at most maxManifestBytes.
 func getObject(ctx context.Context, s Store, key string) ([]byte, error) {
+	b, err := readObject(ctx, s, key, maxManifestBytes)
+	if errors.Is(err, errObjectTooBig) {
+		err = fmt.Errorf("%w: %v", ErrBadManifest, err)
+	}
+	return b, err
+}
+
+// errObjectTooBig: an object is bigger than its reader accepts.
+var errObjectTooBig = errors.New("tier: object too big")
+
+// readObject reads a whole object of at most limit bytes.
+func readObject(ctx context.Context, s Store, key string, limit int) ([]byte, error) {
 	rc, err := s.Get(ctx, key, 0, -1)
 	if err != nil {
 		return nil, err
 	}
 	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, maxManifestBytes+1))
+	b, err := io.ReadAll(io.LimitReader(rc, int64(limit)+1))
 	if err != nil {
 		return nil, err
 	}
-	if len(b) > maxManifestBytes {
-		return nil, fmt.Errorf("%w: %s is over %d bytes", ErrBadManifest, key, maxManifestBytes)
+	if len(b) > limit {
+		return nil, fmt.Errorf("%w: %s is over %d bytes", errObjectTooBig, key, limit)
 	}
 	return b, nil
 }

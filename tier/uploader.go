@@ -403,17 +403,5 @@ const maxProducersObject = 64 << 20
 // ReadProducers reads the producer state uploaded with the segment whose
 // .log object is logKey: ErrNotFound when it was uploaded without one.
 func ReadProducers(ctx context.Context, s Store, logKey string) ([]byte, error) {
-	rc, err := s.Get(ctx, strings.TrimSuffix(logKey, ".log")+ProducersSuffix, 0, -1)
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, maxProducersObject+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > maxProducersObject {
-		return nil, fmt.Errorf("tier: %s%s is over %d bytes", strings.TrimSuffix(logKey, ".log"), ProducersSuffix, maxProducersObject)
-	}
-	return b, nil
+	return readObject(ctx, s, strings.TrimSuffix(logKey, ".log")+ProducersSuffix, maxProducersObject)
 }

@@ -19,12 +19,8 @@ import (
 // many times the max payload, several at once: each arrives whole, with
 // its headers, paired with its own request.
 func TestChunkedRoundTrip(t *testing.T) {
-	s := natstest.StartPayload(t, 64<<10)
-	server, client := s.Connect(t), s.Connect(t)
-	pool := rpc.NewPool(8)
-	t.Cleanup(pool.Close)
 	// The reply is the request reversed, with its length in a header.
-	if _, err := server.Subscribe("svc", rpc.Gather(slog.New(slog.DiscardHandler), pool.Wrap(func(m *nats.Msg) {
+	caller := serveSvc(t, func(server *nats.Conn, m *nats.Msg) {
 		if m.Sub == nil {
 			t.Error("a gathered message is not bound to its subscription: m.Respond fails")
 		}
@@ -38,11 +34,7 @@ func TestChunkedRoundTrip(t *testing.T) {
 		if err := rpc.Respond(server, m, r); err != nil {
 			t.Error(err)
 		}
-	}))); err != nil {
-		t.Fatal(err)
-	}
-	server.Flush()
-	caller := newCaller(t, client)
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	sizes := []int{0, 1, 60 << 10, 64 << 10, 200 << 10, 1 << 20, 3<<20 + 7}
@@ -183,4 +175,20 @@ func newCaller(t *testing.T, nc *nats.Conn) *rpc.Caller {
 	}
 	t.Cleanup(c.Close)
 	return c
+}
+
+// serveSvc serves subject "svc" with handle, through Gather and a pool,
+// on a server whose max payload is 64 KiB, and returns a caller on
+// another connection.
+func serveSvc(t *testing.T, handle func(server *nats.Conn, m *nats.Msg)) *rpc.Caller {
+	t.Helper()
+	s := natstest.StartPayload(t, 64<<10)
+	server, client := s.Connect(t), s.Connect(t)
+	pool := rpc.NewPool(8)
+	t.Cleanup(pool.Close)
+	if _, err := server.Subscribe("svc", rpc.Gather(slog.New(slog.DiscardHandler), pool.Wrap(func(m *nats.Msg) { handle(server, m) }))); err != nil {
+		t.Fatal(err)
+	}
+	server.Flush()
+	return newCaller(t, client)
 }

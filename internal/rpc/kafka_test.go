@@ -3,14 +3,12 @@ package rpc_test
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/strata-io/strata/internal/natstest"
 	"github.com/strata-io/strata/internal/rpc"
 )
 
@@ -20,15 +18,11 @@ import (
 // comes back as a RemoteError, and a subject nobody serves as NATS's no
 // responders.
 func TestKafkaRoundTrip(t *testing.T) {
-	s := natstest.StartPayload(t, 64<<10)
-	server, client := s.Connect(t), s.Connect(t)
-	pool := rpc.NewPool(8)
-	t.Cleanup(pool.Close)
 	records := make([]byte, 300<<10)
 	for i := range records {
 		records[i] = byte(i)
 	}
-	if _, err := server.Subscribe("svc", rpc.Gather(slog.New(slog.DiscardHandler), pool.Wrap(func(m *nats.Msg) {
+	caller := serveSvc(t, func(server *nats.Conn, m *nats.Msg) {
 		req, err := rpc.ReadKafka(m)
 		if err != nil {
 			rpc.RespondError(server, m, err)
@@ -50,11 +44,7 @@ func TestKafkaRoundTrip(t *testing.T) {
 		if err := rpc.RespondKafka(server, m, req, resp, func() { encoded = true }); err != nil || !encoded {
 			t.Error(err, encoded)
 		}
-	}))); err != nil {
-		t.Fatal(err)
-	}
-	server.Flush()
-	caller := newCaller(t, client)
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
