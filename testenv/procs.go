@@ -270,6 +270,7 @@ func (c *Procs) start(p *proc) {
 	cmd := exec.Command(c.bin, "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"="+string(spec))
 	cmd.Stdout, cmd.Stderr = f, f
+	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		c.t.Fatal(err)
