@@ -172,6 +172,7 @@ func (n *Node) enqueueUploads(key partitionKey, ol *openLog) {
 		n.uploader.Enqueue(&tier.Job{
 			Topic: key.topic, TopicID: ol.topicID, Partition: key.partition, Segment: info,
 			Epochs: segmentEpochs(ol.Epochs(), info), Producers: producers, Leader: n.leaderEpoch(key), Ctx: ol.tier.ctx,
+			Gone: func() bool { return info.NextOffset <= ol.StartOffset() },
 			Done: func(err error) { n.uploaded(key, ol, info, err) },
 		})
 	}
@@ -188,7 +189,7 @@ func (n *Node) uploaded(key partitionKey, ol *openLog, info plog.SegmentInfo, er
 		ol.tier.manifestDirty = true
 	case ol.tier.ctx.Err() != nil:
 		// The log is closing.
-	case !errors.Is(err, tier.ErrNotLeader):
+	case !errors.Is(err, tier.ErrNotLeader) && !errors.Is(err, tier.ErrSegmentGone):
 		n.logger.Warn("tier: segment not uploaded; will try again", "topic", key.topic, "partition", key.partition,
 			"base_offset", info.BaseOffset, "error", err)
 	}

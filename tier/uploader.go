@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -42,6 +43,10 @@ type Job struct {
 	Done func(error)
 	// Ctx cancels the job (the partition closed).
 	Ctx context.Context
+	// Gone, when set, reports whether the segment's files may have been
+	// deleted on purpose (it lies below the log start now): a missing
+	// file then ends the job with ErrSegmentGone instead of a retry.
+	Gone func() bool
 
 	queued time.Time
 }
@@ -49,6 +54,10 @@ type Job struct {
 // ErrNotLeader: the node stopped leading the partition before the
 // segment was recorded.
 var ErrNotLeader = errors.New("tier: no longer the partition's leader")
+
+// ErrSegmentGone: the segment was deleted below the log start before it
+// was uploaded; there is nothing left to upload.
+var ErrSegmentGone = errors.New("tier: segment deleted before its upload")
 
 // Recorder is the part of meta the uploader needs: what the manifest
 // holds, and a way to add to it.
@@ -278,6 +287,11 @@ func (u *Uploader) run(j *Job) error {
 	backoff := u.cfg.MinBackoff
 	for attempt := 1; ; attempt++ {
 		err := u.attempt(j)
+		if errors.Is(err, fs.ErrNotExist) && j.Gone != nil && j.Gone() {
+			// Deleted on purpose meanwhile (DeleteRecords): nothing to
+			// upload, and nothing to try again.
+			return ErrSegmentGone
+		}
 		if err == nil || errors.Is(err, ErrNotLeader) || errors.Is(err, meta.ErrStaleEpoch) || j.Ctx.Err() != nil {
 			if err != nil && j.Ctx.Err() != nil {
 				err = j.Ctx.Err()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -236,5 +237,52 @@ func TestUploaderSkipsRecordedAndStopsWhenFenced(t *testing.T) {
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled: %v", err)
+	}
+}
+
+// TestUploaderEndsJobOfDeletedSegment: a segment DeleteRecords removed
+// while its upload waited (its files gone, Gone true) ends its job with
+// ErrSegmentGone instead of retrying forever; with Gone false a missing
+// file is still retried, since nothing may be lost. The fault suite found
+// a job retrying forever.
+func TestUploaderEndsJobOfDeletedSegment(t *testing.T) {
+	dir, err := tier.OpenDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &fakeManifest{entries: map[int64]meta.TierSegment{}}
+	u := tier.NewUploader(tier.UploaderConfig{Store: dir, Recorder: m, MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond})
+	defer u.Close()
+	segs := closedSegments(t, 20, 1000)
+	for _, s := range segs[:2] {
+		os.Remove(s.IndexPath)
+		os.Remove(s.LogPath)
+	}
+	done := make(chan error, 2)
+	var gone atomic.Bool
+	for _, s := range segs[:2] {
+		j := newJob(s, func() (int32, bool) { return 0, true }, done)
+		j.Gone = gone.Load
+		u.Enqueue(j)
+	}
+	time.Sleep(100 * time.Millisecond)
+	select {
+	case err := <-done:
+		t.Fatalf("a job with a missing file and Gone false ended: %v", err)
+	default:
+	}
+	gone.Store(true)
+	for range 2 {
+		select {
+		case err := <-done:
+			if !errors.Is(err, tier.ErrSegmentGone) {
+				t.Fatalf("job ended with %v, want ErrSegmentGone", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a job of a deleted segment never ended")
+		}
+	}
+	if len(m.entries) != 0 {
+		t.Fatalf("deleted segments recorded: %v", m.entries)
 	}
 }
