@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -265,7 +266,16 @@ func TestUploaderEndsJobOfDeletedSegment(t *testing.T) {
 		j.Gone = gone.Load
 		u.Enqueue(j)
 	}
-	time.Sleep(100 * time.Millisecond)
+	// Both failed and will retry, while Gone is false.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if st := u.Status(); len(st) == 1 && st[0].Pending == 2 && strings.Contains(st[0].LastError, "no such file") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no failed attempt on the missing files: %+v", u.Status())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	select {
 	case err := <-done:
 		t.Fatalf("a job with a missing file and Gone false ended: %v", err)
