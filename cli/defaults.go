@@ -59,8 +59,14 @@ func gatewayTierFlags() []ucli.Flag {
 			Usage: "remote reads served at once; more wait their turn (a bound like Kafka's remote fetch quota)"},
 		&ucli.Int64Flag{Name: "tier-read-max-bytes", Value: 256 << 20, EnvVars: envVars("tier-read-max-bytes"),
 			Usage: "memory the remote reads in progress may hold between them; more wait their turn"},
+		tierFetchRateFlag,
 	)
 }
+
+// tierFetchRateFlag bounds a gateway's reads from the store, as Kafka's
+// remote.log.manager.fetch.max.bytes.per.second does a broker's.
+var tierFetchRateFlag = &ucli.Int64Flag{Name: "tier-fetch-max-bytes-per-second", EnvVars: envVars("tier-fetch-max-bytes-per-second"),
+	Usage: "bytes of uploaded history served per second, so replays leave CPU to produce (Kafka's remote.log.manager.fetch.max.bytes.per.second); a consumer over it is throttled, never failed; 0 is unbounded"}
 
 // openTier opens the tier store the flags name; "" is none.
 func openTier(c *ucli.Context, rawURL string) (tier.Store, error) {

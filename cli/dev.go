@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -30,7 +31,7 @@ func devCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "admin-addr", Value: "127.0.0.1:9644", EnvVars: envVars("admin-addr"), Usage: "HTTP admin address (/healthz, /readyz); empty to disable"},
 			diskHighWatermarkFlag,
 			&ucli.StringFlag{Name: "raft-addr", Value: "127.0.0.1:9646", EnvVars: envVars("raft-addr"), Usage: "metadata Raft address (loopback; keep it stable across restarts)"},
-			numPartitionsFlag(), debugFlag,
+			numPartitionsFlag(), debugFlag, tierFetchRateFlag,
 		}, append(tierFlags("object store for closed segments of topics with remote.storage.enable=true (default file://<data-dir>/tier)"),
 			brokerDefaultFlags()...)...),
 		Action: func(c *ucli.Context) error {
@@ -46,6 +47,9 @@ func devCommand() *ucli.Command {
 				}
 				tierURL = "file://" + abs
 			}
+			if c.Int64("tier-fetch-max-bytes-per-second") < 0 {
+				return errors.New("dev: --tier-fetch-max-bytes-per-second must be 0 (unbounded) or more")
+			}
 			store, err := openTier(c, tierURL)
 			if err != nil {
 				return fmt.Errorf("dev: %w", err)
@@ -54,7 +58,8 @@ func devCommand() *ucli.Command {
 			defer cancel()
 			return runDev(ctx, devConfig{
 				dataDir: c.String("data-dir"), kafkaAddr: c.String("kafka-addr"), adminAddr: c.String("admin-addr"),
-				raftAddr: c.String("raft-addr"), tier: store, tierCacheBytes: c.Int64("tier-cache-bytes"), tierOrphanGrace: c.Duration("tier-orphan-grace"),
+				raftAddr: c.String("raft-addr"), tier: store, tierCacheBytes: c.Int64("tier-cache-bytes"),
+				tierFetchRate: c.Int64("tier-fetch-max-bytes-per-second"), tierOrphanGrace: c.Duration("tier-orphan-grace"),
 				tierReconcileInterval: c.Duration("tier-reconcile-interval"), diskHighWatermark: c.Float64("disk-high-watermark"), topicDefaults: defaults,
 				numPartitions: int32(c.Int("num-partitions")), logger: newLogger(c),
 			}, nil)
@@ -65,7 +70,7 @@ func devCommand() *ucli.Command {
 type devConfig struct {
 	dataDir, kafkaAddr, adminAddr, raftAddr string
 	tier                                    tier.Store
-	tierCacheBytes                          int64
+	tierCacheBytes, tierFetchRate           int64
 	tierOrphanGrace, tierReconcileInterval  time.Duration
 	diskHighWatermark                       float64
 	topicDefaults                           map[string]string
@@ -128,7 +133,8 @@ func runDev(ctx context.Context, cfg devConfig, ready func(kafkaAddr string)) er
 	gw, err := gateway.Start(gateway.Config{Cluster: "dev", Conn: gwConn, ID: 0, Addr: cfg.kafkaAddr,
 		AutoCreateTopics: true, DefaultPartitions: cfg.numPartitions, Tier: cfg.tier,
 		Local:        map[int32]gateway.LocalNode{1: proc.Node}, // the node is in this process
-		TierCacheDir: filepath.Join(cfg.dataDir, ".gateway-tier-cache"), TierCacheBytes: cfg.tierCacheBytes, Logger: logger})
+		TierCacheDir: filepath.Join(cfg.dataDir, ".gateway-tier-cache"), TierCacheBytes: cfg.tierCacheBytes,
+		TierFetchMaxBytesPerSecond: cfg.tierFetchRate, Logger: logger})
 	if err != nil {
 		return fmt.Errorf("dev: %w", err)
 	}

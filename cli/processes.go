@@ -122,6 +122,9 @@ func gatewayCommand() *ucli.Command {
 			if c.Int("tier-read-concurrency") < 1 || c.Int64("tier-read-max-bytes") < 1<<20 {
 				return errors.New("gateway: --tier-read-concurrency must be at least 1 and --tier-read-max-bytes at least 1 MiB")
 			}
+			if c.Int64("tier-fetch-max-bytes-per-second") < 0 {
+				return errors.New("gateway: --tier-fetch-max-bytes-per-second must be 0 (unbounded) or more")
+			}
 			admin, err := startAdmin(c.String("admin-addr"), logger)
 			if err != nil {
 				return fmt.Errorf("gateway: %w", err)
@@ -141,7 +144,8 @@ func gatewayCommand() *ucli.Command {
 				AutoCreateTopics: c.Bool("auto-create-topics"), DefaultPartitions: int32(c.Int("num-partitions")),
 				DefaultReplicationFactor: int16(c.Int("default-replication-factor")), MaxRequestBytes: c.Int("socket-request-max-bytes"),
 				Tier: store, TierCacheDir: c.String("tier-cache-dir"), TierCacheBytes: c.Int64("tier-cache-bytes"),
-				TierReadConcurrency: c.Int("tier-read-concurrency"), TierReadMaxBytes: c.Int64("tier-read-max-bytes"), Logger: logger})
+				TierReadConcurrency: c.Int("tier-read-concurrency"), TierReadMaxBytes: c.Int64("tier-read-max-bytes"),
+				TierFetchMaxBytesPerSecond: c.Int64("tier-fetch-max-bytes-per-second"), Logger: logger})
 			if err != nil {
 				return fmt.Errorf("gateway: %w", err)
 			}

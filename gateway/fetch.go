@@ -18,6 +18,7 @@ const nodeFetchVersion = 12
 // requests.
 func (g *Gateway) fetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
+	deadline := time.Now().Add(time.Duration(req.MaxWaitMillis) * time.Millisecond)
 	ids := make([][16]byte, len(req.Topics))
 	for i, rt := range req.Topics {
 		ids[i] = rt.TopicID
@@ -62,6 +63,6 @@ func (g *Gateway) fetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.Respon
 			func(ref partRef) *kmsg.FetchResponseTopicPartition { return &resp.Topics[ref.i].Partitions[ref.j] },
 			func(p *kmsg.FetchResponseTopicPartition) *int16 { return &p.ErrorCode })
 	}, func(ref partRef, code int16) { resp.Topics[ref.i].Partitions[ref.j].ErrorCode = code })
-	g.serveRemote(ctx, req, resp, names)
+	g.serveRemote(ctx, req, resp, names, deadline)
 	return resp
 }

@@ -49,7 +49,11 @@ type Config struct {
 	// TierReadConcurrency (default 8) remote reads in progress, holding
 	// at most TierReadMaxBytes (default 256 MiB) between them; more wait
 	// their turn (as with Kafka's remote fetch quota, a client waits,
-	// never errs).
+	// never errs). TierFetchMaxBytesPerSecond, when positive, bounds the
+	// bytes it serves from the store per second (Kafka's
+	// remote.log.manager.fetch.max.bytes.per.second): a fetch over it
+	// waits within its MaxWait, else is answered empty with a throttle
+	// time.
 	Tier tier.Store
 	// Local are the nodes in this gateway's own process (strata dev), by
 	// id: their requests skip NATS and encoding.
@@ -58,7 +62,9 @@ type Config struct {
 	TierCacheBytes      int64
 	TierReadConcurrency int
 	TierReadMaxBytes    int64
-	Logger              *slog.Logger
+	// TierFetchMaxBytesPerSecond: see Tier.
+	TierFetchMaxBytesPerSecond int64
+	Logger                     *slog.Logger
 }
 
 // Gateway is a Kafka listener that routes requests to partition leaders

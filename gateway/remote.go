@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -33,6 +34,7 @@ const maxFetchBytes = 55 << 20
 // remoteReader is a gateway's reader of uploaded segments.
 type remoteReader struct {
 	r      *tier.Reader
+	quota  *byteQuota          // bytes read per second; nil: unbounded
 	slots  chan struct{}       // one per remote read in progress
 	memory *semaphore.Weighted // bytes the reads in progress may hold
 	limit  int64               // memory's size
@@ -69,6 +71,7 @@ func newRemoteReader(cfg Config, logger *slog.Logger) (*remoteReader, error) {
 		return nil, err
 	}
 	rr.r, rr.slots, rr.memory, rr.limit = r, make(chan struct{}, conc), semaphore.NewWeighted(limit), limit
+	rr.quota = newByteQuota(cfg.TierFetchMaxBytesPerSecond)
 	return rr, nil
 }
 
@@ -121,12 +124,19 @@ func (rr *remoteReader) read(ctx context.Context, topic string, partition int32,
 // order, each answer is kept while the response stays within the
 // request's MaxBytes (the first always: a consumer never gets stuck on a
 // large batch), and one that does not fit is answered empty, for the
-// client to ask again.
-func (g *Gateway) serveRemote(ctx context.Context, req *kmsg.FetchRequest, resp *kmsg.FetchResponse, names []string) {
+// client to ask again. Under the gateway's remote fetch quota, a fetch
+// waits for its turn until deadline (the request's MaxWait); one that
+// would wait longer is answered empty, with the wait as its throttle
+// time, and the client asks again after it.
+func (g *Gateway) serveRemote(ctx context.Context, req *kmsg.FetchRequest, resp *kmsg.FetchResponse, names []string, deadline time.Time) {
 	type read struct {
-		sp   *kmsg.FetchResponseTopicPartition
-		data []byte
-		err  error
+		sp     *kmsg.FetchResponseTopicPartition
+		topic  string
+		offset int64
+		max    int32
+		hint   []byte
+		data   []byte
+		err    error
 	}
 	var reads []*read
 	budget := int(req.MaxBytes)
@@ -134,7 +144,6 @@ func (g *Gateway) serveRemote(ctx context.Context, req *kmsg.FetchRequest, resp 
 		budget = maxFetchBytes
 	}
 	used := 0
-	var wg sync.WaitGroup
 	for i := range resp.Topics {
 		for j := range resp.Topics[i].Partitions {
 			sp := &resp.Topics[i].Partitions[j]
@@ -147,30 +156,51 @@ func (g *Gateway) serveRemote(ctx context.Context, req *kmsg.FetchRequest, resp 
 				continue
 			}
 			rp := req.Topics[i].Partitions[j]
-			rd := &read{sp: sp}
-			reads = append(reads, rd)
-			hint := sp.RecordBatches
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				rd.data, rd.err = g.remote.read(ctx, names[i], sp.Partition, rp.FetchOffset, min(int(rp.PartitionMaxBytes), budget), hint)
-			}()
+			reads = append(reads, &read{sp: sp, topic: names[i], offset: rp.FetchOffset, max: rp.PartitionMaxBytes, hint: sp.RecordBatches})
+			sp.ErrorCode, sp.RecordBatches = 0, []byte{}
 		}
 	}
-	wg.Wait()
+	if len(reads) == 0 {
+		return
+	}
+	if wait := g.remote.quota.delay(); wait > 0 {
+		if time.Until(deadline) < wait {
+			resp.ThrottleMillis = max(resp.ThrottleMillis, int32(wait.Milliseconds())+1)
+			return // every remote partition empty: the client asks again after the throttle
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			for _, rd := range reads {
+				rd.sp.ErrorCode = kerr.KafkaStorageError.Code // retriable; the client has likely gone
+			}
+			return
+		}
+	}
+	var wg sync.WaitGroup
 	for _, rd := range reads {
-		rd.sp.ErrorCode, rd.sp.RecordBatches = 0, []byte{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rd.data, rd.err = g.remote.read(ctx, rd.topic, rd.sp.Partition, rd.offset, min(int(rd.max), budget), rd.hint)
+		}()
+	}
+	wg.Wait()
+	total := 0
+	for _, rd := range reads {
+		total += len(rd.data)
 		switch {
 		case rd.err != nil && ctx.Err() != nil:
 			rd.sp.ErrorCode = kerr.KafkaStorageError.Code // retriable; the client has likely gone
 		case rd.err != nil:
 			rd.sp.ErrorCode = errcode.Of(rd.err)
-			if ctx.Err() == nil {
-				g.logger.Warn("remote read failed", "partition", rd.sp.Partition, "error", rd.err)
-			}
+			g.logger.Warn("remote read failed", "partition", rd.sp.Partition, "error", rd.err)
 		case used == 0 || used+len(rd.data) <= budget:
 			rd.sp.RecordBatches = rd.data
 			used += len(rd.data)
 		}
 	}
+	g.remote.quota.take(total)
 }

@@ -128,8 +128,17 @@ func runFaultSuite(t *testing.T, seed uint64, faultTime time.Duration) {
 	waitFullISR(ctx, t, c, "faults", 3)
 
 	// The workload.
-	prod := newSeedsClient(t, seeds, kgo.RecordRetries(1<<30), kgo.ProduceRequestTimeout(5*time.Second),
-		kgo.RequestTimeoutOverhead(2*time.Second), kgo.RetryTimeout(2*time.Minute), kgo.MetadataMinAge(250*time.Millisecond), kgo.MetadataMaxAge(time.Second))
+	prodOpts := []kgo.Opt{kgo.RecordRetries(1 << 30), kgo.ProduceRequestTimeout(5 * time.Second),
+		kgo.RequestTimeoutOverhead(2 * time.Second), kgo.RetryTimeout(2 * time.Minute), kgo.MetadataMinAge(250 * time.Millisecond), kgo.MetadataMaxAge(time.Second)}
+	if logDir != "" { // what the producer's client saw, to read after a failure
+		f, err := os.OpenFile(filepath.Join(logDir, "logs", "producer.log"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		prodOpts = append(prodOpts, kgo.WithLogger(kgo.BasicLogger(f, kgo.LogLevelInfo, func() string { return time.Now().Format("15:04:05.000 ") })))
+	}
+	prod := newSeedsClient(t, seeds, prodOpts...)
 	check := testenv.StartChecker(t, prod, "faults", 100, 1500)
 	check.ExpectIdempotent()
 	loose := newSeedsClient(t, seeds, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite(), kgo.DefaultProduceTopic("loose"))

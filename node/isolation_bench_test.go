@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -25,8 +26,10 @@ import (
 // MinIO, cold cache) from offset 0 through the same gateway. Both read
 // paths in the same run, one gateway each: "node" (the gateway has no
 // store, the node reads the bucket and the bytes cross NATS) and "gw"
-// (the gateway reads the bucket itself). Reported: each window's p99,
-// their ratio (the target is at most 1.3), and the replay's MB/s.
+// (the gateway reads the bucket itself), then "gw-q<MB/s>" for each
+// remote fetch quota in STRATA_ISOLATION_QUOTAS (MB/s, comma-separated,
+// default "100,200"), a gateway of its own each. Reported: each window's
+// p99, their ratio (the target is at most 1.3), and the replay's MB/s.
 //
 //	STRATA_MINIO_BIN=$PWD/.cache/bin/minio go test -run '^$' -bench ReplayIsolation -benchtime 1x ./node
 func BenchmarkReplayIsolation(b *testing.B) {
@@ -75,12 +78,31 @@ func BenchmarkReplayIsolation(b *testing.B) {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-		gw, err := gateway.Start(gateway.Config{Cluster: "test", Conn: c.Conn(), ID: 1, Addr: "127.0.0.1:0", Tier: store})
-		if err != nil {
-			b.Fatal(err)
+		type path struct{ name, addr string }
+		paths := []path{{"node", c.Addr()}}
+		quotas := "100,200"
+		if q := os.Getenv("STRATA_ISOLATION_QUOTAS"); q != "" {
+			quotas = q
+		}
+		for i, q := range append([]string{"0"}, strings.Split(quotas, ",")...) {
+			mbs, err := strconv.Atoi(q)
+			if err != nil {
+				b.Fatalf("STRATA_ISOLATION_QUOTAS: %v", err)
+			}
+			gw, err := gateway.Start(gateway.Config{Cluster: "test", Conn: c.Conn(), ID: int32(i + 1), Addr: "127.0.0.1:0", Tier: store,
+				TierFetchMaxBytesPerSecond: int64(mbs) * 1e6})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer gw.Close()
+			name := "gw"
+			if mbs > 0 {
+				name = "gw-q" + q
+			}
+			paths = append(paths, path{name, gw.Addr()})
 		}
 		b.ResetTimer()
-		for _, path := range []struct{ name, addr string }{{"node", c.Addr()}, {"gw", gw.Addr()}} {
+		for _, path := range paths {
 			alone, _ := produceWindow(ctx, b, path.addr, nil)
 			var replayed int64
 			var took time.Duration
@@ -93,7 +115,6 @@ func BenchmarkReplayIsolation(b *testing.B) {
 			b.ReportMetric(float64(replayed)/took.Seconds()/1e6, path.name+"-replay-MB/s")
 		}
 		b.StopTimer()
-		gw.Close()
 		cl.Close()
 		cancel()
 	}

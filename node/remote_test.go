@@ -381,6 +381,54 @@ func TestGatewayRemoteReadsWait(t *testing.T) {
 	}
 }
 
+// TestGatewayRemoteFetchQuota: a gateway bounded to 512 KiB/s of
+// uploaded data serves two replays at once, slowly and without an
+// error: the history takes at least its size over the quota (less the
+// bucket's one second and a fetch of overdraft each).
+func TestGatewayRemoteFetchQuota(t *testing.T) {
+	dir, err := tier.OpenDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newTieredFixture(t, dir, false)
+	f.produce(2000)
+	local := f.waitTiered()
+	var tiered int
+	for _, v := range f.values[:local] {
+		tiered += len(v)
+	}
+	const quota = 512 << 10
+	gw, err := gateway.Start(gateway.Config{Cluster: "test", Conn: f.c.Conn(), ID: 1, Addr: "127.0.0.1:0", Tier: dir,
+		TierFetchMaxBytesPerSecond: quota})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Close()
+	start := time.Now()
+	errc := make(chan error, 2)
+	for range 2 {
+		go func() {
+			errs, err := f.consumeVia(gw.Addr(), 0)
+			if err == nil && len(errs) > 0 {
+				err = fmt.Errorf("fetch errors %v", errs)
+			}
+			errc <- err
+		}()
+	}
+	for range 2 {
+		if err := <-errc; err != nil {
+			t.Fatalf("a replay under the quota: %v", err)
+		}
+	}
+	took := time.Since(start)
+	// consumeVia asks 256 KiB per fetch.
+	least := time.Duration(float64(2*tiered-quota-2*(256<<10)) / quota * float64(time.Second))
+	if took < least {
+		t.Fatalf("two replays of %d uploaded bytes took %v under a quota of %d B/s; at least %v expected", tiered, took, quota, least)
+	}
+	t.Logf("two replays of %d uploaded bytes took %v (at least %v)", tiered, took, least)
+}
+
 // TestTieredStoreOutage: with MinIO down, produce goes on and nothing is
 // lost; a fetch of uploaded data answers a retriable error, never partial
 // data; once MinIO is back every segment is uploaded and the whole topic

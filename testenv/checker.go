@@ -3,6 +3,7 @@ package testenv
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -138,12 +139,18 @@ func (c *Checker) Acked() int {
 }
 
 // WaitAcked waits until n more records than now are acknowledged.
+// Two minutes with no acknowledgement at all fail it: faults last
+// seconds, so the cluster is stuck.
 func (c *Checker) WaitAcked(ctx context.Context, n int, what string) {
 	c.t.Helper()
 	want := c.Acked() + n
-	for c.Acked() < want {
-		if ctx.Err() != nil {
-			c.t.Fatalf("%s: %d of %d records acknowledged", what, c.Acked(), want)
+	last, progress := c.Acked(), time.Now()
+	for acked := last; acked < want; acked = c.Acked() {
+		if acked > last {
+			last, progress = acked, time.Now()
+		}
+		if ctx.Err() != nil || time.Since(progress) > 2*time.Minute {
+			c.t.Fatalf("%s: %d of %d records acknowledged, none for %v", what, acked, want, time.Since(progress).Round(time.Second))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -337,7 +344,11 @@ func (g *GroupChecker) run(ctx context.Context) {
 		fs := g.cl.PollFetches(pctx)
 		cancel()
 		recs := fs.Records()
-		fs.EachError(func(_ string, p int32, err error) { g.t.Logf("group consumer, partition %d: %v", p, err) })
+		fs.EachError(func(_ string, p int32, err error) {
+			if !errors.Is(err, context.DeadlineExceeded) { // a poll with nothing new
+				g.t.Logf("group consumer, partition %d: %v", p, err)
+			}
+		})
 		g.mu.Lock()
 		for _, r := range recs {
 			next, ok := g.next[r.Partition]
