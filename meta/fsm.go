@@ -610,6 +610,31 @@ func (w *writer) addTierSegment(c *AddTierSegment) (*ApplyResult, error) {
 		// past the old one's end could never be recorded. The old
 		// objects are left to the reconciler.
 	}
+	// The manifest never holds an entry inside another: a lookup takes
+	// the entry with the largest base at or below an offset, and one
+	// inside a longer entry would hide the longer one's later offsets
+	// (a hole readers answer as out of range). An entry already inside
+	// one before it adds nothing; entries inside this one go.
+	if prev, ok, err := tierSeek(w.txn, s.Topic, s.Partition, s.BaseOffset-1, true); err != nil {
+		return nil, err
+	} else if ok && s.BaseOffset > 0 && prev.LastOffset >= s.LastOffset {
+		return &ApplyResult{}, nil
+	}
+	for next := s.BaseOffset + 1; next <= s.LastOffset; {
+		e, ok, err := tierSeek(w.txn, s.Topic, s.Partition, next, false)
+		if err != nil {
+			return nil, err
+		}
+		if !ok || e.BaseOffset > s.LastOffset {
+			break
+		}
+		if e.LastOffset <= s.LastOffset {
+			if err := w.delete(tierKey(s.Topic, s.Partition, e.BaseOffset)); err != nil {
+				return nil, err
+			}
+		}
+		next = e.BaseOffset + 1
+	}
 	return &ApplyResult{}, w.set(key, s.encode())
 }
 
@@ -1050,12 +1075,16 @@ func (v *View) TierSpan(topic string, p int32) (first, last TierSegment, ok bool
 	return first, last, ok, err
 }
 
+func (v *View) tierSeek(topic string, p int32, offset int64, reverse bool) (TierSegment, bool, error) {
+	return tierSeek(v.txn, topic, p, offset, reverse)
+}
+
 // tierSeek returns the entry with the largest base offset <= offset
 // (reverse) or the smallest >= offset.
-func (v *View) tierSeek(topic string, p int32, offset int64, reverse bool) (TierSegment, bool, error) {
+func tierSeek(txn *badger.Txn, topic string, p int32, offset int64, reverse bool) (TierSegment, bool, error) {
 	opts := badger.DefaultIteratorOptions
 	opts.Prefix, opts.Reverse, opts.PrefetchValues = tierPrefix(topic, p), reverse, false
-	it := v.txn.NewIterator(opts)
+	it := txn.NewIterator(opts)
 	defer it.Close()
 	it.Seek(tierKey(topic, p, offset))
 	if !it.Valid() {

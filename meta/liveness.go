@@ -27,6 +27,9 @@ type Heartbeat struct {
 	// config name (retention.ms, ...): what a topic without its own value
 	// gets on this node, as DescribeConfigs reports it.
 	TopicDefaults map[string]string `json:"topic_defaults,omitempty"`
+	// StreamAddr is where the node takes Kafka requests over a direct
+	// connection (internal/stream); empty: over NATS only.
+	StreamAddr string `json:"stream_addr,omitempty"`
 	// Deaf says the node has not heard its own heartbeats come back: it
 	// sends on NATS but receives nothing (a one-way partition, a stalled
 	// connection). Such a heartbeat does not count as the node being
@@ -45,7 +48,7 @@ func (m *Member) heartbeat() Heartbeat {
 	members, _ := m.server.Members()
 	return Heartbeat{ID: m.cfg.NodeID, RaftAddr: m.server.Addr(), Rack: m.cfg.Rack, Version: m.cfg.Version,
 		Member: len(members) > 0, Leader: leader, Applied: m.server.FSM().Applied(), TopicDefaults: m.cfg.TopicDefaults,
-		Deaf: m.deaf(time.Now())}
+		StreamAddr: m.cfg.StreamAddr, Deaf: m.deaf(time.Now())}
 }
 
 // deaf reports whether this node's own heartbeats have stopped coming
