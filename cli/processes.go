@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -33,6 +34,25 @@ func numPartitionsFlag() ucli.Flag {
 var diskHighWatermarkFlag = &ucli.Float64Flag{Name: "disk-high-watermark", Value: 0.95, EnvVars: envVars("disk-high-watermark"),
 	Usage: "fraction of the data disk in use above which produce is refused with a retriable error (no data is deleted to make room)"}
 
+// streamListenAddr is where a node's stream listens: flag as given,
+// none for "none", or by default raftAddr's host on any port.
+func streamListenAddr(flag, raftAddr string) (string, error) {
+	switch flag {
+	case "none":
+		return "", nil
+	case "":
+		host, _, err := net.SplitHostPort(raftAddr)
+		if err != nil {
+			return "", fmt.Errorf("--raft-addr %q: %w", raftAddr, err)
+		}
+		return net.JoinHostPort(host, "0"), nil
+	}
+	if _, _, err := net.SplitHostPort(flag); err != nil {
+		return "", fmt.Errorf("--stream-addr %q: want host:port or \"none\"", flag)
+	}
+	return flag, nil
+}
+
 func nodeCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:  "node",
@@ -42,6 +62,10 @@ func nodeCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "data-dir", Required: true, EnvVars: envVars("data-dir"), Usage: "where partition logs and metadata live"},
 			natsFlag,
 			&ucli.StringFlag{Name: "raft-addr", Required: true, EnvVars: envVars("raft-addr"), Usage: "metadata Raft address host:port (keep it stable across restarts)"},
+			&ucli.StringFlag{Name: "stream-addr", EnvVars: envVars("stream-addr"),
+				Usage: "where gateways send this node Kafka requests over a direct connection, beside NATS (default: --raft-addr's host, any port; \"none\" sends everything over NATS)"},
+			&ucli.StringFlag{Name: "advertised-stream-addr", EnvVars: envVars("advertised-stream-addr"),
+				Usage: "address gateways are told to dial for --stream-addr (default: the listener's; a published port or a proxy otherwise)"},
 			&ucli.StringFlag{Name: "rack", EnvVars: envVars("rack"), Usage: "rack for rack-aware replica placement"},
 			&ucli.IntFlag{Name: "bootstrap-expect", Value: 1, EnvVars: envVars("bootstrap-expect"), Usage: "number of metadata voters; the first nodes seen become them"},
 			&ucli.StringFlag{Name: "admin-addr", EnvVars: envVars("admin-addr"), Usage: "HTTP admin address (/healthz, /readyz)"},
@@ -54,6 +78,10 @@ func nodeCommand() *ucli.Command {
 		Action: func(c *ucli.Context) error {
 			if c.Int("id") < 1 {
 				return errors.New("node: --id must be at least 1")
+			}
+			streamAddr, err := streamListenAddr(c.String("stream-addr"), c.String("raft-addr"))
+			if err != nil {
+				return fmt.Errorf("node: %w", err)
 			}
 			if hw := c.Float64("disk-high-watermark"); hw <= 0 || hw > 1 {
 				return fmt.Errorf("node: --disk-high-watermark %v: want a fraction in (0, 1]", hw)
@@ -86,12 +114,17 @@ func nodeCommand() *ucli.Command {
 				TierCacheBytes: c.Int64("tier-cache-bytes"), TierOrphanGrace: c.Duration("tier-orphan-grace"),
 				TierReconcileInterval: c.Duration("tier-reconcile-interval"),
 				DiskHighWatermark:     c.Float64("disk-high-watermark"), ReplicaLagMax: c.Duration("replica-lag-time-max"), Logger: logger,
+				StreamAddr: streamAddr, StreamAdvertised: c.String("advertised-stream-addr"),
 			})
 			if err != nil {
 				return fmt.Errorf("node: %w", err)
 			}
 			admin.ready.Store(true)
-			logger.Info("strata node ready", "id", c.Int("id"), "raft_addr", proc.Member.Server().Addr())
+			streamAt := "none"
+			if proc.Stream != nil {
+				streamAt = proc.Stream.Addr()
+			}
+			logger.Info("strata node ready", "id", c.Int("id"), "raft_addr", proc.Member.Server().Addr(), "stream_addr", streamAt)
 			<-ctx.Done()
 			logger.Info("shutting down")
 			return proc.Close()
@@ -113,6 +146,8 @@ func gatewayCommand() *ucli.Command {
 			numPartitionsFlag(),
 			&ucli.IntFlag{Name: "default-replication-factor", Value: 1, EnvVars: envVars("default-replication-factor"), Usage: "replicas of a topic created without a replication factor (default.replication.factor)"},
 			&ucli.IntFlag{Name: "socket-request-max-bytes", Value: 100 << 20, EnvVars: envVars("socket-request-max-bytes"), Usage: "largest request accepted; a bigger one closes the connection (socket.request.max.bytes)"},
+			&ucli.BoolFlag{Name: "node-streams", Value: true, EnvVars: envVars("node-streams"),
+				Usage: "send nodes Kafka requests over their direct stream connections where they offer one (false: all over NATS)"},
 			clusterFlag, debugFlag,
 		}, gatewayTierFlags()...),
 		Action: func(c *ucli.Context) error {
@@ -145,7 +180,7 @@ func gatewayCommand() *ucli.Command {
 				DefaultReplicationFactor: int16(c.Int("default-replication-factor")), MaxRequestBytes: c.Int("socket-request-max-bytes"),
 				Tier: store, TierCacheDir: c.String("tier-cache-dir"), TierCacheBytes: c.Int64("tier-cache-bytes"),
 				TierReadConcurrency: c.Int("tier-read-concurrency"), TierReadMaxBytes: c.Int64("tier-read-max-bytes"),
-				TierFetchMaxBytesPerSecond: c.Int64("tier-fetch-max-bytes-per-second"), Logger: logger})
+				TierFetchMaxBytesPerSecond: c.Int64("tier-fetch-max-bytes-per-second"), NoStreams: !c.Bool("node-streams"), Logger: logger})
 			if err != nil {
 				return fmt.Errorf("gateway: %w", err)
 			}

@@ -193,6 +193,14 @@ func TestNodeRejectsBadTopicDefault(t *testing.T) {
 	}
 }
 
+func TestNodeRejectsBadStreamAddr(t *testing.T) {
+	_, stderr, code := strataCmd(t, "", "node", "--id", "1", "--data-dir", t.TempDir(), "--nats", "nats://127.0.0.1:1",
+		"--raft-addr", "127.0.0.1:0", "--stream-addr", "bogus")
+	if code != 1 || !strings.Contains(stderr, "--stream-addr") || strings.Count(stderr, "\n") != 1 {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+}
+
 func TestNodeRejectsBadTierURL(t *testing.T) {
 	_, stderr, code := strataCmd(t, "", "node", "--id", "1", "--data-dir", t.TempDir(), "--nats", "nats://127.0.0.1:1",
 		"--raft-addr", "127.0.0.1:0", "--tier-url", "s3://bucket/p?endpoint=127.0.0.1:1&insecure=true")

@@ -22,16 +22,32 @@ import (
 // that cuts every client connection after a random number of bytes in
 // either direction, so requests and responses break off mid-frame: an
 // idempotent producer's records must all land once and in order, and a
-// consumer must read them back intact. Over NATS and on the local path.
+// consumer must read them back intact. On each data path.
 func TestConnectionCutsMidTransfer(t *testing.T) {
-	for _, local := range []bool{false, true} {
-		t.Run(fmt.Sprintf("local=%v", local), func(t *testing.T) { testConnectionCutsMidTransfer(t, local) })
+	for _, path := range dataPaths {
+		t.Run(path.name, func(t *testing.T) { testConnectionCutsMidTransfer(t, path.opts) })
 	}
 }
 
-func testConnectionCutsMidTransfer(t *testing.T, local bool) {
+func testConnectionCutsMidTransfer(t *testing.T, opts testenv.Options) {
 	seed := testenv.Seed(t)
-	c := testenv.InProcess(t, 1, testenv.Options{LocalPath: local})
+	// On the stream path, a second cutter sits between the gateway and
+	// the node, so the node's answers break off too.
+	var nodeCutter *cutter
+	var target atomic.Value // the node's stream address, once it listens
+	if opts.Streams {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodeCutter = startCutter(ln, func() string { s, _ := target.Load().(string); return s }, seed+1)
+		defer nodeCutter.close()
+		opts.StreamAdvertised = map[int32]string{1: ln.Addr().String()}
+	}
+	c := testenv.InProcess(t, 1, opts)
+	if opts.Streams {
+		target.Store(c.Nodes[1].Stream.Addr())
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -39,7 +55,7 @@ func testConnectionCutsMidTransfer(t *testing.T, local bool) {
 		t.Fatal(err)
 	}
 	var nodes map[int32]gateway.LocalNode
-	if local {
+	if opts.LocalPath {
 		nodes = map[int32]gateway.LocalNode{1: c.Nodes[1].Node}
 	}
 	// A gateway of its own, advertising the proxy, so that every
@@ -50,7 +66,10 @@ func testConnectionCutsMidTransfer(t *testing.T, local bool) {
 		t.Fatal(err)
 	}
 	defer gw.Close()
-	cp := startCutter(ln, gw.Addr(), seed)
+	if opts.Streams {
+		testenv.WaitStreams(t, gw, 1)
+	}
+	cp := startCutter(ln, func() string { return gw.Addr() }, seed)
 	defer cp.close()
 
 	adm := kadm.NewClient(newClient(t, c.Addr()))
@@ -115,6 +134,14 @@ func testConnectionCutsMidTransfer(t *testing.T, local bool) {
 		t.Fatalf("only %d cuts while producing and %d while consuming", produceCuts, cp.cuts.Load()-produceCuts)
 	}
 	t.Logf("%d cuts while producing, %d while consuming", produceCuts, cp.cuts.Load()-produceCuts)
+	if opts.Streams {
+		// The gateway asked the node over its stream, and that broke off
+		// midway too.
+		if served := c.Nodes[1].Stream.Served(); served == 0 || nodeCutter.cuts.Load() < 3 {
+			t.Fatalf("the node's stream served %d requests and was cut %d times", served, nodeCutter.cuts.Load())
+		}
+		t.Logf("the node's stream served %d requests and was cut %d times", c.Nodes[1].Stream.Served(), nodeCutter.cuts.Load())
+	}
 }
 
 // cutter forwards connections to target and closes each, both ways, once
@@ -123,7 +150,7 @@ func testConnectionCutsMidTransfer(t *testing.T, local bool) {
 // in either direction, in the middle of whatever it was writing.
 type cutter struct {
 	ln     net.Listener
-	target string
+	target func() string
 	cuts   atomic.Int64
 	mu     sync.Mutex
 	rng    *rand.Rand
@@ -131,7 +158,7 @@ type cutter struct {
 	wg     sync.WaitGroup
 }
 
-func startCutter(ln net.Listener, target string, seed uint64) *cutter {
+func startCutter(ln net.Listener, target func() string, seed uint64) *cutter {
 	c := &cutter{ln: ln, target: target, rng: rand.New(rand.NewPCG(seed, 2)), live: map[net.Conn]bool{}}
 	c.wg.Add(1)
 	go c.accept()
@@ -145,7 +172,7 @@ func (c *cutter) accept() {
 		if err != nil {
 			return
 		}
-		up, err := net.Dial("tcp", c.target)
+		up, err := net.Dial("tcp", c.target())
 		if err != nil {
 			down.Close()
 			continue

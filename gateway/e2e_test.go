@@ -45,17 +45,25 @@ func topicEnvWith(t *testing.T, opts testenv.Options, topic string, partitions i
 	return c, ctx, cl, adm
 }
 
+// dataPaths are the ways a gateway asks its nodes, for tests to run on
+// each: over NATS, over a node's stream (strata node's default), and
+// directly in-process (strata dev).
+var dataPaths = []struct {
+	name string
+	opts testenv.Options
+}{{"nats", testenv.Options{}}, {"stream", testenv.Options{Streams: true}}, {"local", testenv.Options{LocalPath: true}}}
+
 // TestFranzGoProduceConsume is the slice a user touches: create a topic,
 // produce keyed records, consume them all back in order per partition;
-// with the gateway asking its node over NATS, and directly (strata dev).
+// on each data path.
 func TestFranzGoProduceConsume(t *testing.T) {
-	for _, local := range []bool{false, true} {
-		t.Run(fmt.Sprintf("local=%v", local), func(t *testing.T) { testFranzGoProduceConsume(t, local) })
+	for _, path := range dataPaths {
+		t.Run(path.name, func(t *testing.T) { testFranzGoProduceConsume(t, path.opts) })
 	}
 }
 
-func testFranzGoProduceConsume(t *testing.T, local bool) {
-	c := testenv.InProcess(t, 1, testenv.Options{LocalPath: local})
+func testFranzGoProduceConsume(t *testing.T, opts testenv.Options) {
+	c := testenv.InProcess(t, 1, opts)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	adm := kadm.NewClient(newClient(t, c.Addr()))

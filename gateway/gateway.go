@@ -64,7 +64,10 @@ type Config struct {
 	TierReadMaxBytes    int64
 	// TierFetchMaxBytesPerSecond: see Tier.
 	TierFetchMaxBytesPerSecond int64
-	Logger                     *slog.Logger
+	// NoStreams sends nodes every request over NATS, even those whose
+	// heartbeats name a stream address (internal/stream).
+	NoStreams bool
+	Logger    *slog.Logger
 }
 
 // Gateway is a Kafka listener that routes requests to partition leaders
@@ -141,7 +144,7 @@ func Start(cfg Config) (*Gateway, error) {
 		ln.Close()
 		return nil, err
 	}
-	if g.defaults, err = watchNodeDefaults(cfg.Conn, cfg.Cluster); err != nil {
+	if g.defaults, err = watchNodeDefaults(cfg.Conn, cfg.Cluster, !cfg.NoStreams); err != nil {
 		g.caller.Close()
 		g.eventSub.Unsubscribe()
 		ln.Close()

@@ -15,15 +15,15 @@ import (
 // TestPipelinedProducesKeepOrder writes many produce requests on one
 // connection without waiting for answers, as clients with several in
 // flight do: the records must land in the order they were sent, over
-// NATS and on the local path.
+// each data path.
 func TestPipelinedProducesKeepOrder(t *testing.T) {
-	for _, local := range []bool{false, true} {
-		t.Run(fmt.Sprintf("local=%v", local), func(t *testing.T) { testPipelinedProducesKeepOrder(t, local) })
+	for _, path := range dataPaths {
+		t.Run(path.name, func(t *testing.T) { testPipelinedProducesKeepOrder(t, path.opts) })
 	}
 }
 
-func testPipelinedProducesKeepOrder(t *testing.T, local bool) {
-	c, ctx, _, _ := topicEnvWith(t, testenv.Options{LocalPath: local}, "order", 1)
+func testPipelinedProducesKeepOrder(t *testing.T, opts testenv.Options) {
+	c, ctx, _, _ := topicEnvWith(t, opts, "order", 1)
 	conn, err := net.Dial("tcp", c.Addr())
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/strata-io/strata/internal/stream"
 )
 
 // leaderWait is how long a request without a timeout of its own waits
@@ -34,8 +36,9 @@ type partRef struct {
 // refresh, then after each metadata change, for up to wait: a leader
 // change completes inside one request, and clients never see it (kgo, for
 // one, refreshes its metadata at most every 5 s). A node that does not
-// answer in time is not asked again, since it may have acted on the
-// request; its partitions get REQUEST_TIMED_OUT.
+// answer in time, or whose stream drops with the request out, is not
+// asked again, since it may have acted on the request; its partitions get
+// REQUEST_TIMED_OUT.
 //
 // appended, when not nil, is called as soon as every node asked first
 // has appended all its partitions (a produce's interim reply) or
@@ -120,7 +123,10 @@ func (g *Gateway) route(ctx context.Context, wait time.Duration, refs []partRef,
 					g.logger.Warn("forward failed", "node", nodeID, "error", err)
 					g.cache.invalidate()
 					code := kerr.NotLeaderForPartition.Code
-					if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
+					// A node that may have acted (no answer in time, a
+					// stream lost with the request out) is not asked again:
+					// the client retries, without waiting for new metadata.
+					if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, stream.ErrConnLost) {
 						code = kerr.RequestTimedOut.Code
 					}
 					for _, r := range rs {

@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 	"log/slog"
+	"net"
 	"path/filepath"
 	"sync"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/strata-io/strata/group"
+	"github.com/strata-io/strata/internal/stream"
 	"github.com/strata-io/strata/meta"
 	plog "github.com/strata-io/strata/node/log"
 	"github.com/strata-io/strata/tier"
@@ -51,6 +53,13 @@ type ProcessConfig struct {
 	SessionTimeout    time.Duration
 	// TuneRaft, if set, adjusts Raft timing (tests shorten it).
 	TuneRaft func(*meta.ServerConfig)
+	// StreamAddr, when set, is where the node listens for gateways'
+	// direct connections (internal/stream); its heartbeats name the
+	// address it got (an unspecified host is replaced by RaftAddr's), or
+	// StreamAdvertised when set (an address translated on the way: a
+	// container's published port, a proxy).
+	StreamAddr       string
+	StreamAdvertised string
 }
 
 // Process is a running node: metadata member, partition server and the
@@ -60,6 +69,7 @@ type Process struct {
 	Member *meta.Member
 	Node   *Node
 	Groups *group.Service
+	Stream *stream.Server // nil without ProcessConfig.StreamAddr
 
 	closeOnce sync.Once
 	closeErr  error
@@ -71,11 +81,27 @@ func StartProcess(cfg ProcessConfig) (*Process, error) {
 	if cfg.TuneRaft != nil {
 		cfg.TuneRaft(&sc)
 	}
+	var ss *stream.Server
+	var streamAddr string
+	if cfg.StreamAddr != "" {
+		var err error
+		if ss, err = stream.Listen(cfg.StreamAddr, cfg.Logger); err != nil {
+			return nil, err
+		}
+		streamAddr = advertised(ss.Addr(), cfg.RaftAddr)
+		if cfg.StreamAdvertised != "" {
+			streamAddr = cfg.StreamAdvertised
+		}
+	}
 	m, err := meta.OpenMember(meta.MemberConfig{
 		ServerConfig: sc, Cluster: cfg.Cluster, Conn: cfg.Conn, Rack: cfg.Rack, Version: cfg.Version, TopicDefaults: cfg.TopicDefaults,
 		BootstrapExpect: cfg.BootstrapExpect, HeartbeatInterval: cfg.HeartbeatInterval, SessionTimeout: cfg.SessionTimeout,
+		StreamAddr: streamAddr,
 	})
 	if err != nil {
+		if ss != nil {
+			ss.Close()
+		}
 		return nil, err
 	}
 	n, err := Start(Config{ID: cfg.ID, Cluster: cfg.Cluster, DataDir: filepath.Join(cfg.DataDir, "partitions"),
@@ -85,22 +111,51 @@ func StartProcess(cfg ProcessConfig) (*Process, error) {
 		DiskHighWatermark: cfg.DiskHighWatermark, DiskUsage: cfg.DiskUsage,
 		ReplicaLagMax: cfg.ReplicaLagMax, MaintainInterval: cfg.MaintainInterval, Logger: cfg.Logger})
 	if err != nil {
+		if ss != nil {
+			ss.Close()
+		}
 		m.Close()
 		return nil, err
 	}
 	g, err := group.Start(m, cfg.Conn, cfg.Cluster, cfg.ID, cfg.Logger)
 	if err != nil {
+		if ss != nil {
+			ss.Close()
+		}
 		n.Close()
 		m.Close()
 		return nil, err
 	}
-	return &Process{Member: m, Node: n, Groups: g}, nil
+	if ss != nil {
+		ss.SetHandler(n.ServeKafka)
+	}
+	return &Process{Member: m, Node: n, Groups: g, Stream: ss}, nil
+}
+
+// advertised is the address gateways dial for a listener bound to addr:
+// an unspecified host (0.0.0.0, ::) becomes the host of peer, the
+// address other nodes already reach this one at.
+func advertised(addr, peer string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsUnspecified() {
+		return addr
+	}
+	if ph, _, err := net.SplitHostPort(peer); err == nil && ph != "" {
+		return net.JoinHostPort(ph, port)
+	}
+	return addr
 }
 
 // Close stops serving partitions, then leaves the metadata group. Safe to
 // call more than once.
 func (p *Process) Close() error {
 	p.closeOnce.Do(func() {
+		if p.Stream != nil {
+			p.Stream.Close() // gateways fall back to NATS, where no node answers
+		}
 		p.Groups.Close()
 		p.closeErr = errors.Join(p.Node.Close(), p.Member.Close())
 	})

@@ -53,6 +53,13 @@ type Options struct {
 	// does, instead of over NATS. For benchmarks: a node stopped and
 	// started again is not asked.
 	LocalPath bool
+	// Streams has each node listen for direct connections and the
+	// gateway send them Kafka requests that way (internal/stream), as
+	// strata node does by default; off, everything crosses NATS.
+	Streams bool
+	// StreamAdvertised, by node id, is the stream address a node's
+	// heartbeats name instead of its own (a proxy in front of it).
+	StreamAdvertised map[int32]string
 }
 
 // Cluster is a Strata cluster running inside the test process.
@@ -100,6 +107,9 @@ func InProcess(t testing.TB, n int, opts Options) *Cluster {
 			cfg.ReplicaLagMax = opts.ReplicaLagMax
 		}
 		cfg.TierOrphanGrace, cfg.TierReconcileInterval = opts.TierOrphanGrace, opts.TierReconcileInterval
+		if opts.Streams {
+			cfg.StreamAddr, cfg.StreamAdvertised = "127.0.0.1:0", opts.StreamAdvertised[id]
+		}
 		c.configs[id] = cfg
 		c.StartNode(id)
 	}
@@ -120,7 +130,21 @@ func InProcess(t testing.TB, n int, opts Options) *Cluster {
 	}
 	c.Gateway = g
 	c.waitReady(n)
+	if opts.Streams {
+		WaitStreams(t, g, n)
+	}
 	return c
+}
+
+// WaitStreams waits until gateway g knows the stream addresses of n
+// nodes (from their heartbeats).
+func WaitStreams(t testing.TB, g *gateway.Gateway, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); g.Streams() < n; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the gateway knows the streams of %d nodes of %d", g.Streams(), n)
+		}
+	}
 }
 
 // testNodeConfig is node id's configuration in a test cluster of n:

@@ -103,6 +103,7 @@ func (s childSpec) run() error {
 	go sw.watch()
 	cfg := testNodeConfig(s.ID, s.N, s.DataDir, s.RaftAddr, s.Maintain, logger)
 	cfg.Conn, cfg.Tier, cfg.DiskUsage = nc, store, sw.diskUsage
+	cfg.StreamAddr = "127.0.0.1:0" // gateways send Kafka requests directly, as strata node's default
 	p, err := node.StartProcess(cfg)
 	if err != nil {
 		return err
