@@ -32,41 +32,70 @@ func p99(d []time.Duration) float64 {
 // against Strata (one partition, franz-go, acks=all) and NATS JetStream
 // (one stream, file storage, R1, async publish, pull consumer): 200,000
 // records of 1 KiB random bytes produced as fast as acknowledgements
-// allow, then read back from the start. Strata runs twice: its gateway
-// asking the node over NATS, as separate processes do, and directly
-// (strata-local-*), as strata dev does.
+// allow, then read back from the start. Strata runs on each path between
+// its gateway and its node: in one process over NATS, over the node's
+// stream and directly (local, as strata dev does); then as separate
+// processes (a node and a gateway, children of the test) over NATS
+// (procs-nats) and over the stream (procs-stream, strata node's
+// default). Each reports its MB/s, its ratio to JetStream's, its produce
+// p99 and the cores the whole machine kept busy.
+//
+//	go test -run '^$' -bench StrataVsJetStream -benchtime 1x ./gateway
 func BenchmarkStrataVsJetStream(b *testing.B) {
 	payload := make([]byte, peerSize)
 	rand.Read(payload)
 	for range b.N {
-		sp, sc, sl := benchStrata(b, payload, false)
-		lp, lc, ll := benchStrata(b, payload, true)
-		jp, jc, jl := benchJetStream(b, payload)
-		b.ReportMetric(lp, "strata-local-produce-MB/s")
-		b.ReportMetric(lc, "strata-local-consume-MB/s")
-		b.ReportMetric(ll, "strata-local-produce-p99-ms")
-		b.ReportMetric(lp/jp, "local-produce-ratio")
-		b.ReportMetric(lc/jc, "local-consume-ratio")
-		b.ReportMetric(sp, "strata-produce-MB/s")
+		jp, jc, jl, jpc, jcc := benchJetStream(b, payload)
 		b.ReportMetric(jp, "jetstream-produce-MB/s")
-		b.ReportMetric(sc, "strata-consume-MB/s")
 		b.ReportMetric(jc, "jetstream-consume-MB/s")
-		b.ReportMetric(sl, "strata-produce-p99-ms")
 		b.ReportMetric(jl, "jetstream-publish-p99-ms")
-		b.ReportMetric(sp/jp, "produce-ratio")
-		b.ReportMetric(sc/jc, "consume-ratio")
+		b.ReportMetric(jpc, "jetstream-produce-cores")
+		b.ReportMetric(jcc, "jetstream-consume-cores")
+		for _, path := range []struct {
+			name string
+			addr func(b *testing.B) string
+		}{
+			{"nats", inProcess(testenv.Options{})},
+			{"stream", inProcess(testenv.Options{Streams: true})},
+			{"local", inProcess(testenv.Options{LocalPath: true})},
+			{"procs-nats", processes(true)},
+			{"procs-stream", processes(false)},
+		} {
+			r := benchStrata(b, path.addr(b), payload)
+			b.ReportMetric(r.produce, path.name+"-produce-MB/s")
+			b.ReportMetric(r.consume, path.name+"-consume-MB/s")
+			b.ReportMetric(r.p99, path.name+"-produce-p99-ms")
+			b.ReportMetric(r.produce/jp, path.name+"-produce-ratio")
+			b.ReportMetric(r.consume/jc, path.name+"-consume-ratio")
+			b.ReportMetric(r.produceCores, path.name+"-produce-cores")
+			b.ReportMetric(r.consumeCores, path.name+"-consume-cores")
+		}
 	}
 }
 
 func mbps(n int, d time.Duration) float64 { return float64(n) * peerSize / d.Seconds() / 1e6 }
 
-// benchStrata runs the workload on one node and a gateway in one process:
-// over NATS as separate processes would, or with local, as strata dev
-// does, the gateway asking the node directly.
-func benchStrata(b *testing.B, payload []byte, local bool) (produceMBs, consumeMBs, p99ms float64) {
-	c := testenv.InProcess(b, 1, testenv.Options{LocalPath: local})
+// inProcess starts one node and a gateway in the test process.
+func inProcess(opts testenv.Options) func(b *testing.B) string {
+	return func(b *testing.B) string { return testenv.InProcess(b, 1, opts).Addr() }
+}
+
+// processes starts one node and one gateway as processes of their own,
+// the node's NATS connection direct (no fault proxy).
+func processes(noStreams bool) func(b *testing.B) string {
+	return func(b *testing.B) string {
+		c := testenv.Processes(b, 1, testenv.ProcsOptions{Direct: true, NoStreams: noStreams})
+		time.Sleep(time.Second) // the gateway hears the node's heartbeat, and its stream
+		return c.Addrs()[0]
+	}
+}
+
+type strataResult struct{ produce, consume, p99, produceCores, consumeCores float64 }
+
+// benchStrata runs the workload through the gateway at addr.
+func benchStrata(b *testing.B, addr string, payload []byte) strataResult {
 	ctx := context.Background()
-	prod, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), kgo.DefaultProduceTopic("peer"),
+	prod, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic("peer"),
 		kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.ProducerLinger(time.Millisecond), kgo.MaxBufferedRecords(10_000))
 	if err != nil {
 		b.Fatal(err)
@@ -75,9 +104,11 @@ func benchStrata(b *testing.B, payload []byte, local bool) (produceMBs, consumeM
 	if r, err := kadm.NewClient(prod).CreateTopic(ctx, 1, 1, nil, "peer"); err != nil || r.Err != nil {
 		b.Fatal(err, r.Err)
 	}
+	var res strataResult
 	lat := make([]time.Duration, 0, peerRecords)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
+	cpu := testenv.MachineCPU()
 	start := time.Now()
 	for range peerRecords {
 		t0 := time.Now()
@@ -93,13 +124,14 @@ func benchStrata(b *testing.B, payload []byte, local bool) (produceMBs, consumeM
 		})
 	}
 	wg.Wait()
-	produceMBs = mbps(peerRecords, time.Since(start))
-	cons, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), kgo.ConsumeTopics("peer"),
+	res.produce, res.produceCores, res.p99 = mbps(peerRecords, time.Since(start)), cpu.Cores(), p99(lat)
+	cons, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics("peer"),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxBytes(16<<20))
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer cons.Close()
+	cpu = testenv.MachineCPU()
 	start = time.Now()
 	for got := 0; got < peerRecords; {
 		fs := cons.PollFetches(ctx)
@@ -108,10 +140,11 @@ func benchStrata(b *testing.B, payload []byte, local bool) (produceMBs, consumeM
 		}
 		got += fs.NumRecords()
 	}
-	return produceMBs, mbps(peerRecords, time.Since(start)), p99(lat)
+	res.consume, res.consumeCores = mbps(peerRecords, time.Since(start)), cpu.Cores()
+	return res
 }
 
-func benchJetStream(b *testing.B, payload []byte) (produceMBs, consumeMBs, p99ms float64) {
+func benchJetStream(b *testing.B, payload []byte) (produceMBs, consumeMBs, p99ms, produceCores, consumeCores float64) {
 	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: b.TempDir(), NoLog: true, NoSigs: true})
 	if err != nil {
 		b.Fatal(err)
@@ -151,6 +184,7 @@ func benchJetStream(b *testing.B, payload []byte) (produceMBs, consumeMBs, p99ms
 			lat = append(lat, time.Since(p.t0))
 		}
 	}()
+	cpu := testenv.MachineCPU()
 	start := time.Now()
 	for range peerRecords {
 		t0 := time.Now()
@@ -162,11 +196,12 @@ func benchJetStream(b *testing.B, payload []byte) (produceMBs, consumeMBs, p99ms
 	}
 	close(futures)
 	<-done
-	produceMBs = mbps(peerRecords, time.Since(start))
+	produceMBs, produceCores = mbps(peerRecords, time.Since(start)), cpu.Cores()
 	sub, err := js.PullSubscribe("peer", "bench", nats.AckNone())
 	if err != nil {
 		b.Fatal(err)
 	}
+	cpu = testenv.MachineCPU()
 	start = time.Now()
 	for got := 0; got < peerRecords; {
 		msgs, err := sub.Fetch(1000, nats.MaxWait(5*time.Second))
@@ -175,5 +210,5 @@ func benchJetStream(b *testing.B, payload []byte) (produceMBs, consumeMBs, p99ms
 		}
 		got += len(msgs)
 	}
-	return produceMBs, mbps(peerRecords, time.Since(start)), p99(lat)
+	return produceMBs, mbps(peerRecords, time.Since(start)), p99(lat), produceCores, cpu.Cores()
 }

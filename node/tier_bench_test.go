@@ -7,9 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"runtime"
 	"runtime/pprof"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -106,7 +104,7 @@ func BenchmarkTierReplay(b *testing.B) {
 		uploadRate := mb(uploaded, lastRecorded.Sub(uploadStart))
 
 		// Raw GET of the uploaded .log objects, one after another.
-		getCPU := machineCPU()
+		getCPU := testenv.MachineCPU()
 		getStart := time.Now()
 		var got int64
 		for _, s := range segs {
@@ -122,7 +120,7 @@ func BenchmarkTierReplay(b *testing.B) {
 			got += n
 		}
 		getRate := mb(got, time.Since(getStart))
-		getCores := getCPU.cores()
+		getCores := getCPU.Cores()
 
 		// Raw PUT of the same segments from local files, two at a time
 		// (the uploader's workers), to another bucket. The files are
@@ -193,9 +191,9 @@ func BenchmarkTierReplay(b *testing.B) {
 			prof, _ = os.Create(path)
 			pprof.StartCPUProfile(prof)
 		}
-		coldCPU := machineCPU()
+		coldCPU := testenv.MachineCPU()
 		cold, ttfb := replay(c.Addr())
-		coldCores := coldCPU.cores()
+		coldCores := coldCPU.Cores()
 		if prof != nil {
 			pprof.StopCPUProfile()
 			prof.Close()
@@ -211,9 +209,9 @@ func BenchmarkTierReplay(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		gwCPU := machineCPU()
+		gwCPU := testenv.MachineCPU()
 		gwCold, gwTTFB := replay(gw.Addr())
-		gwCores := gwCPU.cores()
+		gwCores := gwCPU.Cores()
 		gwWarm, _ := replay(gw.Addr())
 		gwStats, _ := gw.RemoteReadStats()
 		gw.Close()
@@ -245,35 +243,4 @@ func BenchmarkTierReplay(b *testing.B) {
 		cl.Close()
 		cancel()
 	}
-}
-
-// machineCPU is a reading of every process's CPU use (MinIO runs apart
-// from the test process), from /proc/stat; zero where there is none.
-func machineCPU() cpuReading {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return cpuReading{}
-	}
-	var r cpuReading
-	line, _, _ := strings.Cut(string(b), "\n")
-	for i, f := range strings.Fields(line)[1:] {
-		v, _ := strconv.ParseInt(f, 10, 64)
-		r.total += v
-		if i != 3 && i != 4 { // idle and iowait
-			r.busy += v
-		}
-	}
-	return r
-}
-
-type cpuReading struct{ busy, total int64 }
-
-// cores is how many of the machine's cores were busy, on average, since
-// the reading.
-func (r cpuReading) cores() float64 {
-	now := machineCPU()
-	if now.total == r.total {
-		return 0
-	}
-	return float64(now.busy-r.busy) / float64(now.total-r.total) * float64(runtime.NumCPU())
 }

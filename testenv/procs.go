@@ -65,6 +65,8 @@ type childSpec struct {
 	// A gateway's Kafka address; a gateway given TierDir reads the tier
 	// itself (its cache under DataDir).
 	Addr string
+	// NoStream: a node offers no stream, only NATS.
+	NoStream bool
 }
 
 // run runs the child until SIGTERM, then stops it cleanly.
@@ -103,7 +105,9 @@ func (s childSpec) run() error {
 	go sw.watch()
 	cfg := testNodeConfig(s.ID, s.N, s.DataDir, s.RaftAddr, s.Maintain, logger)
 	cfg.Conn, cfg.Tier, cfg.DiskUsage = nc, store, sw.diskUsage
-	cfg.StreamAddr = "127.0.0.1:0" // gateways send Kafka requests directly, as strata node's default
+	if !s.NoStream {
+		cfg.StreamAddr = "127.0.0.1:0" // gateways send Kafka requests directly, as strata node's default
+	}
 	p, err := node.StartProcess(cfg)
 	if err != nil {
 		return err
@@ -195,6 +199,13 @@ type ProcsOptions struct {
 	// TierGateways is how many of the gateways (the first ones) read the
 	// tier themselves; the others leave it to the nodes.
 	TierGateways int
+	// Direct connects nodes to NATS without a proxy (for benchmarks: the
+	// extra hop costs throughput), so Disconnect and Stall cannot cut
+	// them.
+	Direct bool
+	// NoStreams: nodes take Kafka requests over NATS only, as with
+	// strata node --stream-addr none.
+	NoStreams bool
 }
 
 // Processes starts NATS, n nodes and the gateways as child processes and
@@ -240,11 +251,15 @@ func Processes(t testing.TB, n int, opts ProcsOptions) *Procs {
 	}
 	c.Meta = meta.NewClient(c.conn, "test")
 	for id := int32(1); id <= int32(n); id++ {
-		px := startProxy(t, ns.server().Addr().String())
-		c.proxies[id] = px
+		natsURL := ns.clientURL()
+		if !opts.Direct {
+			px := startProxy(t, ns.server().Addr().String())
+			c.proxies[id] = px
+			natsURL = "nats://" + px.addr()
+		}
 		c.nodes[id] = &proc{name: fmt.Sprintf("node %d", id), log: filepath.Join(dir, "logs", fmt.Sprintf("node-%d.log", id)),
-			spec: childSpec{Role: "node", ID: id, NATS: "nats://" + px.addr(), DataDir: dataDirs[id-1], RaftAddr: freePort(t),
-				N: n, TierDir: c.Tier, Maintain: opts.MaintainInterval, Ctl: c.ctl}}
+			spec: childSpec{Role: "node", ID: id, NATS: natsURL, DataDir: dataDirs[id-1], RaftAddr: freePort(t),
+				N: n, TierDir: c.Tier, Maintain: opts.MaintainInterval, Ctl: c.ctl, NoStream: opts.NoStreams}}
 		c.start(c.nodes[id])
 	}
 	for i := range opts.Gateways {
