@@ -28,7 +28,8 @@ import (
 // store, the node reads the bucket and the bytes cross NATS) and "gw"
 // (the gateway reads the bucket itself), then "gw-q<MB/s>" for each
 // remote fetch quota in STRATA_ISOLATION_QUOTAS (MB/s, comma-separated,
-// default "100,200"), a gateway of its own each. Reported: each window's
+// default "100,200"); each path has a gateway of its own, the only one
+// up while it runs. Reported: each window's
 // p99, their ratio (the target is at most 1.3), and the replay's MB/s.
 //
 //	STRATA_MINIO_BIN=$PWD/.cache/bin/minio go test -run '^$' -bench ReplayIsolation -benchtime 1x ./node
@@ -78,37 +79,45 @@ func BenchmarkReplayIsolation(b *testing.B) {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-		type path struct{ name, addr string }
-		paths := []path{{"node", c.Addr()}}
+		// One gateway at a time: gateways share partition leadership by
+		// hashing, so with several up a client could be sent to another
+		// path's gateway.
+		type path struct {
+			name  string
+			tier  bool  // the gateway reads the bucket itself
+			quota int64 // its remote fetch quota, bytes/s
+		}
+		paths := []path{{"node", false, 0}, {"gw", true, 0}}
 		quotas := "100,200"
 		if q := os.Getenv("STRATA_ISOLATION_QUOTAS"); q != "" {
 			quotas = q
 		}
-		for i, q := range append([]string{"0"}, strings.Split(quotas, ",")...) {
+		for _, q := range strings.Split(quotas, ",") {
 			mbs, err := strconv.Atoi(q)
-			if err != nil {
-				b.Fatalf("STRATA_ISOLATION_QUOTAS: %v", err)
+			if err != nil || mbs <= 0 {
+				b.Fatalf("STRATA_ISOLATION_QUOTAS: %q", q)
 			}
-			gw, err := gateway.Start(gateway.Config{Cluster: "test", Conn: c.Conn(), ID: int32(i + 1), Addr: "127.0.0.1:0", Tier: store,
-				TierFetchMaxBytesPerSecond: int64(mbs) * 1e6})
+			paths = append(paths, path{"gw-q" + q, true, int64(mbs) * 1e6})
+		}
+		c.Gateway.Close()
+		b.ResetTimer()
+		for i, path := range paths {
+			cfg := gateway.Config{Cluster: "test", Conn: c.Conn(), ID: int32(i + 1), Addr: "127.0.0.1:0", TierFetchMaxBytesPerSecond: path.quota}
+			if path.tier {
+				cfg.Tier = store
+			}
+			gw, err := gateway.Start(cfg)
 			if err != nil {
 				b.Fatal(err)
 			}
-			defer gw.Close()
-			name := "gw"
-			if mbs > 0 {
-				name = "gw-q" + q
-			}
-			paths = append(paths, path{name, gw.Addr()})
-		}
-		b.ResetTimer()
-		for _, path := range paths {
-			alone, _ := produceWindow(ctx, b, path.addr, nil)
+			time.Sleep(500 * time.Millisecond) // the last path's gateway forgotten
+			alone, _ := produceWindow(ctx, b, gw.Addr(), nil)
 			var replayed int64
 			var took time.Duration
-			during, _ := produceWindow(ctx, b, path.addr, func(stop <-chan struct{}) {
-				replayed, took = replayWhile(ctx, b, path.addr, end, stop)
+			during, _ := produceWindow(ctx, b, gw.Addr(), func(stop <-chan struct{}) {
+				replayed, took = replayWhile(ctx, b, gw.Addr(), end, stop)
 			})
+			gw.Close()
 			b.ReportMetric(quantileMs(alone, 0.99), path.name+"-alone-p99-ms")
 			b.ReportMetric(quantileMs(during, 0.99), path.name+"-replay-p99-ms")
 			b.ReportMetric(quantileMs(during, 0.99)/quantileMs(alone, 0.99), path.name+"-p99-ratio")
