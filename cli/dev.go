@@ -31,7 +31,7 @@ func devCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "admin-addr", Value: "127.0.0.1:9644", EnvVars: envVars("admin-addr"), Usage: "HTTP admin address (/healthz, /readyz); empty to disable"},
 			diskHighWatermarkFlag,
 			&ucli.StringFlag{Name: "raft-addr", Value: "127.0.0.1:9646", EnvVars: envVars("raft-addr"), Usage: "metadata Raft address (loopback; keep it stable across restarts)"},
-			numPartitionsFlag(), debugFlag, tierFetchRateFlag,
+			numPartitionsFlag(), debugFlag, tierFetchRateFlag, partitionMetricsFlag,
 		}, append(tierFlags("object store for closed segments of topics with remote.storage.enable=true (default file://<data-dir>/tier)"),
 			brokerDefaultFlags()...)...),
 		Action: func(c *ucli.Context) error {
@@ -61,7 +61,7 @@ func devCommand() *ucli.Command {
 				raftAddr: c.String("raft-addr"), tier: store, tierCacheBytes: c.Int64("tier-cache-bytes"),
 				tierFetchRate: c.Int64("tier-fetch-max-bytes-per-second"), tierOrphanGrace: c.Duration("tier-orphan-grace"),
 				tierReconcileInterval: c.Duration("tier-reconcile-interval"), diskHighWatermark: c.Float64("disk-high-watermark"), topicDefaults: defaults,
-				numPartitions: int32(c.Int("num-partitions")), logger: newLogger(c),
+				numPartitions: int32(c.Int("num-partitions")), logger: newLogger(c), noPartitionMetrics: !c.Bool("partition-metrics"),
 			}, nil)
 		},
 	}
@@ -76,6 +76,7 @@ type devConfig struct {
 	topicDefaults                           map[string]string
 	numPartitions                           int32
 	logger                                  *slog.Logger
+	noPartitionMetrics                      bool
 }
 
 // runDev runs the single-process cluster until ctx ends; ready, if set, is
@@ -111,6 +112,7 @@ func runDev(ctx context.Context, cfg devConfig, ready func(kafkaAddr string)) er
 		TierCacheBytes: cfg.tierCacheBytes, TierOrphanGrace: cfg.tierOrphanGrace,
 		TierReconcileInterval: cfg.tierReconcileInterval, DiskHighWatermark: cfg.diskHighWatermark, Logger: logger,
 		HeartbeatInterval: 500 * time.Millisecond, SessionTimeout: 3 * time.Second,
+		Registry: admin.registry, NoPartitionMetrics: cfg.noPartitionMetrics,
 	})
 	if err != nil {
 		return fmt.Errorf("dev: node: %w", err)
@@ -134,7 +136,7 @@ func runDev(ctx context.Context, cfg devConfig, ready func(kafkaAddr string)) er
 		AutoCreateTopics: true, DefaultPartitions: cfg.numPartitions, Tier: cfg.tier,
 		Local:        map[int32]gateway.LocalNode{1: proc.Node}, // the node is in this process
 		TierCacheDir: filepath.Join(cfg.dataDir, ".gateway-tier-cache"), TierCacheBytes: cfg.tierCacheBytes,
-		TierFetchMaxBytesPerSecond: cfg.tierFetchRate, Logger: logger})
+		TierFetchMaxBytesPerSecond: cfg.tierFetchRate, Registry: admin.registry, Logger: logger})
 	if err != nil {
 		return fmt.Errorf("dev: %w", err)
 	}

@@ -30,6 +30,10 @@ func numPartitionsFlag() ucli.Flag {
 	return &ucli.IntFlag{Name: "num-partitions", Value: 1, EnvVars: envVars("num-partitions"), Usage: "partitions of a topic created without a count, auto-created ones too (num.partitions)"}
 }
 
+// partitionMetricsFlag switches the per-partition series of /metrics.
+var partitionMetricsFlag = &ucli.BoolFlag{Name: "partition-metrics", Value: true, EnvVars: envVars("partition-metrics"),
+	Usage: "export per-partition series on /metrics (log end, high watermark, log start, size, segments, upload lag); false keeps only node-wide ones"}
+
 // diskHighWatermarkFlag bounds the data disk's use.
 var diskHighWatermarkFlag = &ucli.Float64Flag{Name: "disk-high-watermark", Value: 0.95, EnvVars: envVars("disk-high-watermark"),
 	Usage: "fraction of the data disk in use above which produce is refused with a retriable error (no data is deleted to make room)"}
@@ -67,6 +71,7 @@ func nodeCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "advertised-stream-addr", EnvVars: envVars("advertised-stream-addr"),
 				Usage: "address gateways are told to dial for --stream-addr (default: the listener's; a published port or a proxy otherwise)"},
 			&ucli.StringFlag{Name: "rack", EnvVars: envVars("rack"), Usage: "rack for rack-aware replica placement"},
+			partitionMetricsFlag,
 			&ucli.IntFlag{Name: "bootstrap-expect", Value: 1, EnvVars: envVars("bootstrap-expect"), Usage: "number of metadata voters; the first nodes seen become them"},
 			&ucli.StringFlag{Name: "admin-addr", EnvVars: envVars("admin-addr"), Usage: "HTTP admin address (/healthz, /readyz)"},
 			diskHighWatermarkFlag,
@@ -115,6 +120,7 @@ func nodeCommand() *ucli.Command {
 				TierReconcileInterval: c.Duration("tier-reconcile-interval"),
 				DiskHighWatermark:     c.Float64("disk-high-watermark"), ReplicaLagMax: c.Duration("replica-lag-time-max"), Logger: logger,
 				StreamAddr: streamAddr, StreamAdvertised: c.String("advertised-stream-addr"),
+				Registry: admin.registry, NoPartitionMetrics: !c.Bool("partition-metrics"),
 			})
 			if err != nil {
 				return fmt.Errorf("node: %w", err)
@@ -180,7 +186,7 @@ func gatewayCommand() *ucli.Command {
 				DefaultReplicationFactor: int16(c.Int("default-replication-factor")), MaxRequestBytes: c.Int("socket-request-max-bytes"),
 				Tier: store, TierCacheDir: c.String("tier-cache-dir"), TierCacheBytes: c.Int64("tier-cache-bytes"),
 				TierReadConcurrency: c.Int("tier-read-concurrency"), TierReadMaxBytes: c.Int64("tier-read-max-bytes"),
-				TierFetchMaxBytesPerSecond: c.Int64("tier-fetch-max-bytes-per-second"), NoStreams: !c.Bool("node-streams"), Logger: logger})
+				TierFetchMaxBytesPerSecond: c.Int64("tier-fetch-max-bytes-per-second"), NoStreams: !c.Bool("node-streams"), Registry: admin.registry, Logger: logger})
 			if err != nil {
 				return fmt.Errorf("gateway: %w", err)
 			}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -102,10 +104,11 @@ func TestNodeAndGatewayCommands(t *testing.T) {
 	ns := natstest.Start(t)
 	url := ns.ClientURL()
 	gw0, gw1 := freeAddr(t), freeAddr(t)
+	nodeAdmin, gwAdmin, gw1Admin := freeAddr(t), freeAddr(t), freeAddr(t)
 	runServer(t, "node", "--id", "1", "--data-dir", t.TempDir(), "--nats", url, "--raft-addr", freeAddr(t),
-		"--admin-addr", "", "--log-retention-ms", "3600000", "--message-max-bytes", "2000")
-	runServer(t, "gateway", "--id", "0", "--nats", url, "--kafka-addr", gw0, "--admin-addr", "")
-	runServer(t, "gateway", "--id", "1", "--nats", url, "--kafka-addr", gw1, "--admin-addr", "")
+		"--admin-addr", nodeAdmin, "--log-retention-ms", "3600000", "--message-max-bytes", "2000")
+	runServer(t, "gateway", "--id", "0", "--nats", url, "--kafka-addr", gw0, "--admin-addr", gwAdmin)
+	runServer(t, "gateway", "--id", "1", "--nats", url, "--kafka-addr", gw1, "--admin-addr", gw1Admin)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -182,6 +185,35 @@ func TestNodeAndGatewayCommands(t *testing.T) {
 	fs := cons.PollFetches(ctx)
 	if err := fs.Err0(); err != nil || fs.NumRecords() != 1 {
 		t.Fatalf("consume through the second gateway: %v, %d records", err, fs.NumRecords())
+	}
+
+	// Each process's admin address answers health checks and serves its
+	// Prometheus metrics; the gateways' together saw the produce (either
+	// may lead the topic's partitions).
+	scrape := func(addr string) string {
+		for _, path := range []string{"/healthz", "/readyz"} {
+			if resp, err := http.Get("http://" + addr + path); err != nil || resp.StatusCode != http.StatusOK {
+				t.Fatalf("GET %s%s: %v %v", addr, path, err, resp)
+			}
+		}
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return string(body)
+	}
+	for body, want := range map[string][]string{
+		scrape(nodeAdmin): {`strata_partitions_leader{node="1"} 2`, `strata_partition_log_end_offset{node="1",partition=`, `strata_meta_raft_state{node="1",state="leader"} 1`, "go_goroutines"},
+		scrape(gwAdmin) + scrape(gw1Admin): {`strata_kafka_requests_total{api="Metadata",version=`, `strata_kafka_requests_total{api="Produce",version=`,
+			`strata_kafka_bytes_in_total{topic="t"}`, "strata_kafka_connections", "process_cpu_seconds_total"},
+	} {
+		for _, w := range want {
+			if !strings.Contains(body, w) {
+				t.Errorf("/metrics lacks %s", w)
+			}
+		}
 	}
 }
 

@@ -13,6 +13,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	ucli "github.com/urfave/cli/v2"
 )
 
@@ -35,12 +38,15 @@ func signalContext(parent context.Context) (context.Context, context.CancelFunc)
 }
 
 // adminServer serves /healthz (the process is up), /readyz (it accepts
-// Kafka clients) and, on a gateway, its admin API on addr; "" serves
-// nothing.
+// Kafka clients), /metrics (Prometheus: the process's registry, with the
+// Go runtime and process collectors) and, on a gateway, its admin API on
+// addr; "" serves nothing, though the registry is still there for the
+// components to register on.
 type adminServer struct {
-	srv   *http.Server
-	mux   *http.ServeMux
-	ready atomic.Bool
+	srv      *http.Server
+	mux      *http.ServeMux
+	ready    atomic.Bool
+	registry *prometheus.Registry
 }
 
 // mount adds routes (a gateway's admin API) once they can be served.
@@ -51,7 +57,8 @@ func (a *adminServer) mount(register func(*http.ServeMux)) {
 }
 
 func startAdmin(addr string, logger *slog.Logger) (*adminServer, error) {
-	a := &adminServer{}
+	a := &adminServer{registry: prometheus.NewRegistry()}
+	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if addr == "" {
 		return a, nil
 	}
@@ -62,6 +69,7 @@ func startAdmin(addr string, logger *slog.Logger) (*adminServer, error) {
 	mux := http.NewServeMux()
 	a.mux = mux
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.Handle("/metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}))
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !a.ready.Load() {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)

@@ -28,8 +28,12 @@ func (g *Gateway) fetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.Respon
 	names := make([]string, len(req.Topics))
 	for i, rt := range req.Topics {
 		st := kmsg.NewFetchResponseTopic()
-		st.Topic, st.TopicID = rt.Topic, rt.TopicID
 		name, known := nameOf(rt.TopicID, rt.Topic)
+		// From v13 only the id is encoded; the name is for metrics.
+		st.Topic, st.TopicID = rt.Topic, rt.TopicID
+		if known {
+			st.Topic = name
+		}
 		names[i] = name
 		for j, rp := range rt.Partitions {
 			sp := kmsg.NewFetchResponseTopicPartition()

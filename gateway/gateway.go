@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/strata-io/strata/internal/bufpool"
@@ -67,7 +68,9 @@ type Config struct {
 	// NoStreams sends nodes every request over NATS, even those whose
 	// heartbeats name a stream address (internal/stream).
 	NoStreams bool
-	Logger    *slog.Logger
+	// Registry, when set, gets the gateway's Prometheus metrics.
+	Registry prometheus.Registerer
+	Logger   *slog.Logger
 }
 
 // Gateway is a Kafka listener that routes requests to partition leaders
@@ -90,6 +93,7 @@ type Gateway struct {
 	caller      *rpc.Caller
 	producerIDs producerIDs
 	remote      *remoteReader // nil: nodes read the tier
+	metrics     *metrics
 	// base is cancelled by Close, ending in-flight requests (long-polling
 	// fetches included) so shutdown does not wait for them.
 	base       context.Context
@@ -133,7 +137,8 @@ func Start(cfg Config) (*Gateway, error) {
 	}
 	client := meta.NewClient(cfg.Conn, cfg.Cluster)
 	g := &Gateway{cfg: cfg, logger: cfg.Logger.With("gateway", cfg.ID), ln: ln, meta: client,
-		cache: newMetadataCache(client), host: host, port: int32(port), conns: map[net.Conn]struct{}{}}
+		cache: newMetadataCache(client), host: host, port: int32(port), conns: map[net.Conn]struct{}{},
+		metrics: newMetrics(cfg.Registry)}
 	g.base, g.cancelBase = context.WithCancel(context.Background())
 	if g.eventSub, err = client.Events(func(meta.Event) { g.cache.invalidate() }); err != nil {
 		ln.Close()
@@ -235,6 +240,9 @@ type pending struct {
 // that is too big or does not parse closes this connection only.
 func (g *Gateway) serve(c net.Conn) {
 	defer g.wg.Done()
+	g.metrics.accepted.Inc()
+	g.metrics.connections.Inc()
+	defer g.metrics.connections.Dec()
 	defer func() {
 		c.Close()
 		g.mu.Lock()
@@ -328,7 +336,11 @@ func (g *Gateway) serve(c net.Conn) {
 			rel := &releaser{}
 			defer rel.run() // after the response is encoded
 			ctx = context.WithValue(ctx, releaserKey{}, rel)
+			g.metrics.inFlight.Inc()
+			start := time.Now()
 			resp := g.handle(ctx, h, req)
+			g.metrics.observe(req, resp, time.Since(start))
+			g.metrics.inFlight.Dec()
 			reuse()
 			if resp == nil {
 				p.resp <- nil

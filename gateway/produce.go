@@ -27,6 +27,9 @@ func (g *Gateway) produce(ctx context.Context, req *kmsg.ProduceRequest) kmsg.Re
 		st := kmsg.NewProduceResponseTopic()
 		st.Topic, st.TopicID = rt.Topic, rt.TopicID
 		name, known := nameOf(rt.TopicID, rt.Topic)
+		if known {
+			st.Topic = name // from v13 only the id is encoded; the name is for metrics
+		}
 		for j, rp := range rt.Partitions {
 			sp := kmsg.NewProduceResponseTopicPartition()
 			sp.Partition, sp.BaseOffset, sp.LogAppendTime, sp.LogStartOffset = rp.Partition, -1, -1, -1

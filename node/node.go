@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -25,10 +26,14 @@ import (
 
 // Config configures a node.
 type Config struct {
-	ID      int32
-	Cluster string
-	DataDir string // partition logs live in DataDir/<topic>-<partition>
-	Conn    *nats.Conn
+	// Registry, when set, gets the node's Prometheus metrics (see
+	// collector); NoPartitionMetrics leaves out the per-partition series.
+	Registry           prometheus.Registerer
+	NoPartitionMetrics bool
+	ID                 int32
+	Cluster            string
+	DataDir            string // partition logs live in DataDir/<topic>-<partition>
+	Conn               *nats.Conn
 	// Meta is this node's member of the metadata group: the node reads
 	// leadership and topic configs from its local copy.
 	Meta        *meta.Member
@@ -69,9 +74,10 @@ type Config struct {
 
 // Node serves Kafka requests for the partitions it leads, over NATS.
 type Node struct {
-	cfg    Config
-	logger *slog.Logger
-	sub    *nats.Subscription
+	cfg       Config
+	logger    *slog.Logger
+	collector *collector // registered on cfg.Registry; nil: none
+	sub       *nats.Subscription
 	// tierSubs answer tier admin requests (tiersvc.go).
 	tierSubs []*nats.Subscription
 	// base is cancelled by Close: long-polling fetches return at once.
@@ -243,11 +249,21 @@ func Start(cfg Config) (*Node, error) {
 		n.wg.Add(1)
 		go n.reconcileLoop(n.base)
 	}
+	if cfg.Registry != nil {
+		n.collector = newCollector(n)
+		if err := cfg.Registry.Register(n.collector); err != nil {
+			n.logger.Warn("metrics not registered", "error", err)
+			n.collector = nil
+		}
+	}
 	return n, nil
 }
 
 // Close stops serving and closes every log cleanly.
 func (n *Node) Close() error {
+	if n.collector != nil {
+		n.cfg.Registry.Unregister(n.collector)
+	}
 	n.mu.Lock()
 	n.mu.closed = true
 	n.mu.Unlock()

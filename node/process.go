@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/strata-io/strata/group"
 	"github.com/strata-io/strata/internal/stream"
@@ -60,6 +61,9 @@ type ProcessConfig struct {
 	// container's published port, a proxy).
 	StreamAddr       string
 	StreamAdvertised string
+	// Registry and NoPartitionMetrics: see Config.
+	Registry           prometheus.Registerer
+	NoPartitionMetrics bool
 }
 
 // Process is a running node: metadata member, partition server and the
@@ -70,6 +74,9 @@ type Process struct {
 	Node   *Node
 	Groups *group.Service
 	Stream *stream.Server // nil without ProcessConfig.StreamAddr
+
+	registry    prometheus.Registerer
+	raftMetrics *raftCollector // registered on registry; nil: none
 
 	closeOnce sync.Once
 	closeErr  error
@@ -109,7 +116,8 @@ func StartProcess(cfg ProcessConfig) (*Process, error) {
 		Tier: cfg.Tier, TierCacheBytes: cfg.TierCacheBytes,
 		TierOrphanGrace: cfg.TierOrphanGrace, TierReconcileInterval: cfg.TierReconcileInterval,
 		DiskHighWatermark: cfg.DiskHighWatermark, DiskUsage: cfg.DiskUsage,
-		ReplicaLagMax: cfg.ReplicaLagMax, MaintainInterval: cfg.MaintainInterval, Logger: cfg.Logger})
+		ReplicaLagMax: cfg.ReplicaLagMax, MaintainInterval: cfg.MaintainInterval, Logger: cfg.Logger,
+		Registry: cfg.Registry, NoPartitionMetrics: cfg.NoPartitionMetrics})
 	if err != nil {
 		if ss != nil {
 			ss.Close()
@@ -129,7 +137,14 @@ func StartProcess(cfg ProcessConfig) (*Process, error) {
 	if ss != nil {
 		ss.SetHandler(n.ServeKafka)
 	}
-	return &Process{Member: m, Node: n, Groups: g, Stream: ss}, nil
+	p := &Process{Member: m, Node: n, Groups: g, Stream: ss, registry: cfg.Registry}
+	if cfg.Registry != nil {
+		p.raftMetrics = newRaftCollector(p, cfg.ID)
+		if err := cfg.Registry.Register(p.raftMetrics); err != nil {
+			p.raftMetrics = nil
+		}
+	}
+	return p, nil
 }
 
 // advertised is the address gateways dial for a listener bound to addr:
@@ -153,6 +168,9 @@ func advertised(addr, peer string) string {
 // call more than once.
 func (p *Process) Close() error {
 	p.closeOnce.Do(func() {
+		if p.raftMetrics != nil {
+			p.registry.Unregister(p.raftMetrics)
+		}
 		if p.Stream != nil {
 			p.Stream.Close() // gateways fall back to NATS, where no node answers
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/strata-io/strata/gateway"
 	"github.com/strata-io/strata/meta"
@@ -60,6 +61,8 @@ type Options struct {
 	// StreamAdvertised, by node id, is the stream address a node's
 	// heartbeats name instead of its own (a proxy in front of it).
 	StreamAdvertised map[int32]string
+	// Registry, when set, gets every node's and the gateway's metrics.
+	Registry *prometheus.Registry
 }
 
 // Cluster is a Strata cluster running inside the test process.
@@ -110,6 +113,9 @@ func InProcess(t testing.TB, n int, opts Options) *Cluster {
 		if opts.Streams {
 			cfg.StreamAddr, cfg.StreamAdvertised = "127.0.0.1:0", opts.StreamAdvertised[id]
 		}
+		if opts.Registry != nil {
+			cfg.Registry = opts.Registry
+		}
 		c.configs[id] = cfg
 		c.StartNode(id)
 	}
@@ -124,7 +130,7 @@ func InProcess(t testing.TB, n int, opts Options) *Cluster {
 		}
 	}
 	g, err := gateway.Start(gateway.Config{Cluster: "test", Conn: c.connect(), ID: 0, Addr: "127.0.0.1:0", AutoCreateTopics: opts.AutoCreateTopics,
-		Tier: c.gatewayTier, Local: local})
+		Tier: c.gatewayTier, Local: local, Registry: registerer(opts.Registry)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,4 +306,12 @@ func (c *Cluster) close() {
 		px.close()
 	}
 	c.nats.shutdown()
+}
+
+// registerer is reg as a prometheus.Registerer: nil stays nil.
+func registerer(reg *prometheus.Registry) prometheus.Registerer {
+	if reg == nil {
+		return nil
+	}
+	return reg
 }

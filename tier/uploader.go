@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/strata-io/strata/meta"
@@ -102,6 +103,15 @@ type Uploader struct {
 	closed bool
 	wg     sync.WaitGroup
 	stats  map[partKey]*PartitionStatus
+	// uploaded and failed count bytes uploaded and attempts that failed,
+	// over the process's life.
+	uploaded, uploads, failed atomic.Int64
+}
+
+// Totals are the uploader's counts over the process's life: bytes and
+// segments uploaded, attempts that failed.
+func (u *Uploader) Totals() (bytes, segments, failures int64) {
+	return u.uploaded.Load(), u.uploads.Load(), u.failed.Load()
 }
 
 type partKey struct {
@@ -273,6 +283,8 @@ func (u *Uploader) finish(j *Job, err error) {
 		st.PendingSince = oldest
 	}
 	if err == nil {
+		u.uploaded.Add(j.Segment.Size)
+		u.uploads.Add(1)
 		st.UploadedBytes += j.Segment.Size
 		st.LastUpload = time.Now()
 		st.UploadedOffset = max(st.UploadedOffset, j.Segment.NextOffset)
@@ -298,6 +310,7 @@ func (u *Uploader) run(j *Job) error {
 			}
 			return err
 		}
+		u.failed.Add(1)
 		u.mu.Lock()
 		st := u.statLocked(j.Topic, j.Partition)
 		st.LastError, st.LastErrorAt = err.Error(), time.Now()

@@ -1,0 +1,175 @@
+package node
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// collector exports a node's partition and tier figures to Prometheus,
+// read at scrape time from the open logs, this node's copy of the
+// metadata and the uploader: nothing is kept in step on the data path.
+// Per-partition series (log end, high watermark, log start, size,
+// segments, upload lag) can be switched off (Config.NoPartitionMetrics);
+// the node-wide ones stay.
+type collector struct {
+	n *Node
+
+	logEnd, hw, logStart, size, segments   *prometheus.Desc
+	uploadLagBytes, uploadLagSec, remoteSz *prometheus.Desc
+	led, underReplicated, underMinISR      *prometheus.Desc
+	lagBytesTotal, uploadedTotal           *prometheus.Desc
+	uploadsTotal, uploadErrors             *prometheus.Desc
+	cacheHits, cacheMisses, fetchedTotal   *prometheus.Desc
+}
+
+func newCollector(n *Node) *collector {
+	part := []string{"topic", "partition"}
+	d := func(name, help string, labels []string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help, labels, prometheus.Labels{"node": strconv.Itoa(int(n.cfg.ID))})
+	}
+	return &collector{n: n,
+		logEnd:          d("strata_partition_log_end_offset", "Offset after the last record in this replica's log.", part),
+		hw:              d("strata_partition_high_watermark", "Offset below which records are replicated and readable (leaders and followers).", part),
+		logStart:        d("strata_partition_log_start_offset", "First offset of the partition, uploaded history included.", part),
+		size:            d("strata_partition_size_bytes", "Bytes of this replica's log on local disk.", part),
+		segments:        d("strata_partition_segments", "Segments of this replica's log on local disk.", part),
+		uploadLagBytes:  d("strata_tier_upload_lag_bytes", "Bytes of closed segments not yet uploaded, on partitions this node leads.", part),
+		uploadLagSec:    d("strata_tier_upload_lag_seconds", "Age of the oldest closed segment not yet uploaded (0: none), on partitions this node leads.", part),
+		remoteSz:        d("strata_tier_remote_bytes", "Bytes of the partition's uploaded segments, on partitions this node leads.", part),
+		led:             d("strata_partitions_leader", "Partitions this node leads.", nil),
+		underReplicated: d("strata_partitions_under_replicated", "Partitions this node leads with fewer replicas in sync than assigned.", nil),
+		underMinISR:     d("strata_partitions_under_min_isr", "Partitions this node leads with fewer replicas in sync than min.insync.replicas: acks=all produce is refused.", nil),
+		lagBytesTotal:   d("strata_tier_upload_lag_bytes_sum", "Bytes of closed segments not yet uploaded, over the partitions this node leads.", nil),
+		uploadedTotal:   d("strata_tier_uploaded_bytes_total", "Bytes of segments uploaded to the object store by this process.", nil),
+		uploadsTotal:    d("strata_tier_uploads_total", "Segments uploaded to the object store by this process.", nil),
+		uploadErrors:    d("strata_tier_upload_errors_total", "Segment upload attempts that failed (each is retried).", nil),
+		cacheHits:       d("strata_tier_chunk_cache_hits_total", "Remote reads served from the chunk cache.", nil),
+		cacheMisses:     d("strata_tier_chunk_cache_misses_total", "Remote reads that had to fetch their chunk from the store.", nil),
+		fetchedTotal:    d("strata_tier_fetched_bytes_total", "Bytes fetched from the object store for remote reads.", nil),
+	}
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.logEnd, c.hw, c.logStart, c.size, c.segments, c.uploadLagBytes, c.uploadLagSec,
+		c.remoteSz, c.led, c.underReplicated, c.underMinISR, c.lagBytesTotal, c.uploadedTotal, c.uploadsTotal, c.uploadErrors, c.cacheHits, c.cacheMisses, c.fetchedTotal} {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	n := c.n
+	perPartition := !n.cfg.NoPartitionMetrics
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	v := n.cfg.Meta.Server().FSM().View()
+	var led, under, underMin int
+	for k, l := range n.readyLogs() {
+		part, ok, err := v.Partition(k.topic, k.partition)
+		if err != nil || !ok || l.Log == nil {
+			continue
+		}
+		p := strconv.Itoa(int(k.partition))
+		if part.Leader == n.cfg.ID {
+			led++
+			if len(part.ISR) < len(part.Replicas) {
+				under++
+			}
+			if minISR, err := strconv.Atoi(l.configs["min.insync.replicas"]); err == nil && len(part.ISR) < minISR {
+				underMin++
+			}
+		}
+		if !perPartition {
+			continue
+		}
+		gauge(c.logEnd, float64(l.EndOffset()), k.topic, p)
+		if hw := l.repl.hw.Load(); hw >= 0 {
+			gauge(c.hw, float64(hw), k.topic, p)
+		}
+		gauge(c.logStart, float64(n.logStartOffset(l, part)), k.topic, p)
+		gauge(c.size, float64(l.Size()), k.topic, p)
+		gauge(c.segments, float64(len(l.Segments())), k.topic, p)
+	}
+	v.Close()
+	gauge(c.led, float64(led))
+	gauge(c.underReplicated, float64(under))
+	gauge(c.underMinISR, float64(underMin))
+	if n.cfg.Tier == nil {
+		return
+	}
+	st := n.tierStatus()
+	var lag int64
+	for _, ps := range st.Partitions {
+		lag += ps.LagBytes
+		if perPartition {
+			p := strconv.Itoa(int(ps.Partition))
+			gauge(c.uploadLagBytes, float64(ps.LagBytes), ps.Topic, p)
+			gauge(c.uploadLagSec, ps.LagSeconds, ps.Topic, p)
+			gauge(c.remoteSz, float64(ps.RemoteBytes), ps.Topic, p)
+		}
+	}
+	gauge(c.lagBytesTotal, float64(lag))
+	counter := func(d *prometheus.Desc, v float64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v)
+	}
+	bytes, segs, failures := n.uploader.Totals()
+	counter(c.uploadedTotal, float64(bytes))
+	counter(c.uploadsTotal, float64(segs))
+	counter(c.uploadErrors, float64(failures))
+	counter(c.cacheHits, float64(st.Cache.ChunkHits))
+	counter(c.cacheMisses, float64(st.Cache.ChunkMisses))
+	counter(c.fetchedTotal, float64(st.Cache.FetchedBytes))
+}
+
+// raftCollector exports the metadata Raft member's state: hashicorp/raft's
+// own figures, read at scrape time.
+type raftCollector struct {
+	p                                  *Process
+	state, term, commit, applied, last *prometheus.Desc
+	fsmApplied                         *prometheus.Desc
+}
+
+func newRaftCollector(p *Process, id int32) *raftCollector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help, labels, prometheus.Labels{"node": strconv.Itoa(int(id))})
+	}
+	return &raftCollector{p: p,
+		state:      d("strata_meta_raft_state", "1 for this member's Raft state (follower, candidate, leader, shutdown), 0 for the others.", "state"),
+		term:       d("strata_meta_raft_term", "Current Raft term of the metadata group, as this member knows it."),
+		commit:     d("strata_meta_raft_commit_index", "Highest Raft log index known committed."),
+		applied:    d("strata_meta_raft_applied_index", "Highest Raft log index applied by this member."),
+		last:       d("strata_meta_raft_last_log_index", "Highest index in this member's Raft log."),
+		fsmApplied: d("strata_meta_applied_index", "Highest Raft index the metadata state machine applied (what reads see)."),
+	}
+}
+
+func (c *raftCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.state, c.term, c.commit, c.applied, c.last, c.fsmApplied} {
+		ch <- d
+	}
+}
+
+func (c *raftCollector) Collect(ch chan<- prometheus.Metric) {
+	srv := c.p.Member.Server()
+	r := srv.Raft()
+	state := r.State().String()
+	for _, s := range []string{"Follower", "Candidate", "Leader", "Shutdown"} {
+		v := 0.0
+		if s == state {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.state, prometheus.GaugeValue, v, strings.ToLower(s))
+	}
+	stats := r.Stats()
+	for _, m := range []struct {
+		d   *prometheus.Desc
+		key string
+	}{{c.term, "term"}, {c.commit, "commit_index"}, {c.applied, "applied_index"}, {c.last, "last_log_index"}} {
+		if v, err := strconv.ParseUint(stats[m.key], 10, 64); err == nil {
+			ch <- prometheus.MustNewConstMetric(m.d, prometheus.GaugeValue, float64(v))
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(c.fsmApplied, prometheus.GaugeValue, float64(srv.FSM().Applied()))
+}

@@ -1,0 +1,166 @@
+package node_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/strata-io/strata/testenv"
+	"github.com/strata-io/strata/tier"
+)
+
+// metricValue is the value of the series name with labels (a subset of
+// its labels), summed over the series that match; ok false: none.
+func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) (float64, bool) {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	var found bool
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			have := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				have[lp.GetName()] = lp.GetValue()
+			}
+			for k, v := range labels {
+				if have[k] != v {
+					continue series
+				}
+			}
+			found = true
+			sum += value(m)
+		}
+	}
+	return sum, found
+}
+
+func value(m *dto.Metric) float64 {
+	switch {
+	case m.Counter != nil:
+		return m.Counter.GetValue()
+	case m.Gauge != nil:
+		return m.Gauge.GetValue()
+	case m.Histogram != nil:
+		return float64(m.Histogram.GetSampleCount())
+	}
+	return 0
+}
+
+// TestMetricsAfterWorkload produces to a tiered topic, consumes it all
+// from the start (uploaded part and local part) and checks what
+// /metrics says against what happened: bytes in equal bytes out equal
+// the batches written, the log end and high watermark are the record
+// count, every request counted, no error, and the upload lag falls to 0
+// once everything closed is uploaded.
+func TestMetricsAfterWorkload(t *testing.T) {
+	dir, err := tier.OpenDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	c := testenv.InProcess(t, 1, testenv.Options{Tier: dir, GatewayTier: true, MaintainInterval: 50 * time.Millisecond, Registry: reg})
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.DefaultProduceTopic("m"),
+		kgo.ProducerBatchMaxBytes(16<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if r, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 1, map[string]*string{"remote.storage.enable": kadm.StringPtr("true"),
+		"segment.bytes": kadm.StringPtr("65536"), "local.retention.bytes": kadm.StringPtr("131072")}, "m"); err != nil || r.Err != nil {
+		t.Fatal(err, r.Err)
+	}
+	const n = 2000
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range n {
+		v := make([]byte, 200+rng.IntN(1000))
+		for j := range v {
+			v[j] = byte(rng.Uint32())
+		}
+		cl.Produce(ctx, &kgo.Record{Value: fmt.Appendf(v[:0:0], "%d-%x", i, v)}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				t.Errorf("record %d: %v", i, err)
+			}
+		})
+	}
+	if err := cl.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]string{"topic": "m"}
+	// Everything closed gets uploaded: the lag goes to 0 and some of
+	// the log leaves the disk.
+	for {
+		lag, ok := metricValue(t, reg, "strata_tier_upload_lag_bytes", m)
+		start, _ := metricValue(t, reg, "strata_partition_log_start_offset", m)
+		uploads, _ := metricValue(t, reg, "strata_tier_uploads_total", nil)
+		local, _ := listOffset(ctx, t, cl, "m", -4)
+		if ok && lag == 0 && uploads > 0 && local > 0 && start == 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("upload lag %v (%v), %v uploads, local start %d, log start %v", lag, ok, uploads, local, start)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	rc, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{"m": {0: kgo.NewOffset().At(0)}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	for got := 0; got < n; {
+		fs := rc.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("consumed %d of %d", got, n)
+		}
+		got += fs.NumRecords()
+	}
+	in, _ := metricValue(t, reg, "strata_kafka_bytes_in_total", m)
+	out, _ := metricValue(t, reg, "strata_kafka_bytes_out_total", m)
+	size, _ := metricValue(t, reg, "strata_partition_size_bytes", m)
+	remote, _ := metricValue(t, reg, "strata_tier_remote_bytes", m)
+	if in == 0 || in != out {
+		t.Fatalf("bytes in %v, bytes out %v: every batch is produced once and fetched once", in, out)
+	}
+	// The log on disk and in the bucket holds every batch (segments
+	// overlap when an active one was uploaded, so at least).
+	if size+remote < in {
+		t.Fatalf("bytes in %v, but %v on disk and %v uploaded", in, size, remote)
+	}
+	for name, want := range map[string]float64{"strata_partition_log_end_offset": n, "strata_partition_high_watermark": n} {
+		if v, _ := metricValue(t, reg, name, m); v != want {
+			t.Errorf("%s = %v, want %v", name, v, want)
+		}
+	}
+	if v, _ := metricValue(t, reg, "strata_kafka_requests_total", map[string]string{"api": "Produce"}); v == 0 {
+		t.Error("no Produce request counted")
+	}
+	if v, _ := metricValue(t, reg, "strata_kafka_request_duration_seconds", map[string]string{"api": "Fetch"}); v == 0 {
+		t.Error("no Fetch latency observed")
+	}
+	if v, ok := metricValue(t, reg, "strata_kafka_request_errors_total", map[string]string{"api": "Produce"}); ok {
+		t.Errorf("%v Produce errors", v)
+	}
+	for _, name := range []string{"strata_partitions_leader", "strata_meta_raft_state"} {
+		if _, ok := metricValue(t, reg, name, nil); !ok {
+			t.Errorf("%s not exported", name)
+		}
+	}
+	if v, _ := metricValue(t, reg, "strata_partitions_leader", nil); v < 1 {
+		t.Errorf("leads %v partitions", v)
+	}
+}
