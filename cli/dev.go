@@ -142,7 +142,14 @@ func runDev(ctx context.Context, cfg devConfig, ready func(kafkaAddr string)) er
 	}
 	defer gw.Close()
 	admin.mount(gw.RegisterAdmin)
-	admin.ready.Store(true)
+	admin.readyWhen(func() error {
+		if err := proc.Node.Ready(); err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		return gw.Ready(ctx)
+	})
 	logger.Info("strata dev ready: Kafka clients may connect", "kafka_addr", gw.Addr(), "data_dir", cfg.dataDir,
 		"started_in", time.Since(start).Round(time.Millisecond).String())
 	if ready != nil {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -125,7 +126,7 @@ func nodeCommand() *ucli.Command {
 			if err != nil {
 				return fmt.Errorf("node: %w", err)
 			}
-			admin.ready.Store(true)
+			admin.readyWhen(proc.Node.Ready)
 			streamAt := "none"
 			if proc.Stream != nil {
 				streamAt = proc.Stream.Addr()
@@ -191,7 +192,11 @@ func gatewayCommand() *ucli.Command {
 				return fmt.Errorf("gateway: %w", err)
 			}
 			admin.mount(gw.RegisterAdmin)
-			admin.ready.Store(true)
+			admin.readyWhen(func() error {
+				ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				defer cancel()
+				return gw.Ready(ctx)
+			})
 			logger.Info("strata gateway ready: Kafka clients may connect", "kafka_addr", gw.Addr())
 			<-ctx.Done()
 			logger.Info("shutting down")

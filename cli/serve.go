@@ -47,6 +47,16 @@ type adminServer struct {
 	mux      *http.ServeMux
 	ready    atomic.Bool
 	registry *prometheus.Registry
+	// check, once set, says whether the process still serves: /readyz
+	// answers 503 with its error.
+	check atomic.Pointer[func() error]
+}
+
+// readyWhen marks the process started and has /readyz ask check from
+// then on.
+func (a *adminServer) readyWhen(check func() error) {
+	a.check.Store(&check)
+	a.ready.Store(true)
 }
 
 // mount adds routes (a gateway's admin API) once they can be served.
@@ -72,8 +82,14 @@ func startAdmin(addr string, logger *slog.Logger) (*adminServer, error) {
 	mux.Handle("/metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}))
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !a.ready.Load() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			http.Error(w, "not ready: starting", http.StatusServiceUnavailable)
 			return
+		}
+		if check := a.check.Load(); check != nil {
+			if err := (*check)(); err != nil {
+				http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
 		}
 		fmt.Fprintln(w, "ready")
 	})

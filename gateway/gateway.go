@@ -100,6 +100,19 @@ type Gateway struct {
 	cancelBase context.CancelFunc
 }
 
+// Ready reports whether the gateway can serve clients: connected to
+// NATS, with metadata from the controller (read now if its copy is
+// stale).
+func (g *Gateway) Ready(ctx context.Context) error {
+	if !g.cfg.Conn.IsConnected() {
+		return errors.New("not connected to NATS")
+	}
+	if _, err := g.cache.get(ctx, false); err != nil {
+		return fmt.Errorf("no metadata: %w", err)
+	}
+	return nil
+}
+
 // Start listens and serves until Close.
 func Start(cfg Config) (*Gateway, error) {
 	if cfg.Conn == nil || cfg.Cluster == "" {

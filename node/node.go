@@ -323,6 +323,19 @@ func (n *Node) handle(msg *nats.Msg) {
 	}
 }
 
+// Ready reports whether the node serves: connected to NATS and caught
+// up with the metadata, so it has taken up the roles it holds (leading
+// or following each partition).
+func (n *Node) Ready() error {
+	if !n.cfg.Conn.IsConnected() {
+		return errors.New("not connected to NATS")
+	}
+	if !n.caughtUp.Load() {
+		return errors.New("catching up with the metadata")
+	}
+	return nil
+}
+
 // ServeKafka answers a Kafka request as the node's NATS subject does, for
 // a gateway in the same process (strata dev): nothing is encoded and
 // nothing crosses NATS. tierRead is rpc.HeaderTierRead; appended is called
