@@ -1,10 +1,17 @@
 package node
 
 import (
+	"context"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/strata-io/strata/internal/rpc"
+	"github.com/strata-io/strata/meta"
 )
 
 // collector exports a node's partition and tier figures to Prometheus,
@@ -172,4 +179,142 @@ func (c *raftCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(c.fsmApplied, prometheus.GaugeValue, float64(srv.FSM().Applied()))
+}
+
+// groupCollector exports consumer group offsets and lag, computed on the
+// controller (only the controller's node reports them, so a cluster
+// exports each once): committed offsets from the metadata, end offsets
+// (high watermarks) from each partition's leader, asked at scrape time.
+type groupCollector struct {
+	n              *Node
+	committed, lag *prometheus.Desc
+	topicLag       *prometheus.Desc
+}
+
+func newGroupCollector(n *Node) *groupCollector {
+	gtp := []string{"group", "topic", "partition"}
+	// The node label names the controller that computed the figures.
+	node := prometheus.Labels{"node": strconv.Itoa(int(n.cfg.ID))}
+	return &groupCollector{n: n,
+		committed: prometheus.NewDesc("strata_consumer_group_committed_offset", "Offset a consumer group committed for a partition (reported by the controller).", gtp, node),
+		lag:       prometheus.NewDesc("strata_consumer_group_lag", "Records between a group's committed offset and the partition's high watermark (reported by the controller).", gtp, node),
+		topicLag:  prometheus.NewDesc("strata_consumer_group_topic_lag", "A group's lag summed over a topic's partitions (reported by the controller).", []string{"group", "topic"}, node),
+	}
+}
+
+func (c *groupCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.committed
+	ch <- c.lag
+	ch <- c.topicLag
+}
+
+// scrapeTimeout bounds the leaders' answers during one scrape.
+const scrapeTimeout = 2 * time.Second
+
+func (c *groupCollector) Collect(ch chan<- prometheus.Metric) {
+	n := c.n
+	if !n.cfg.Meta.Server().IsLeader() {
+		return
+	}
+	v := n.cfg.Meta.Server().FSM().View()
+	groups, err := v.OffsetGroups()
+	var offsets []meta.Offset
+	leaders := map[partitionKey]int32{}
+	for _, g := range groups {
+		os, _ := v.GroupOffsets(g)
+		for _, o := range os {
+			k := partitionKey{o.Topic, o.Partition}
+			if _, ok := leaders[k]; !ok {
+				if p, ok, _ := v.Partition(o.Topic, o.Partition); ok {
+					leaders[k] = p.Leader
+				} else {
+					continue // the topic is gone; its offsets with it
+				}
+			}
+			offsets = append(offsets, o)
+		}
+	}
+	v.Close()
+	if err != nil || len(offsets) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(n.base, scrapeTimeout)
+	defer cancel()
+	ends := n.highWatermarks(ctx, leaders)
+	topicLag := map[[2]string]float64{}
+	for _, o := range offsets {
+		p := strconv.Itoa(int(o.Partition))
+		ch <- prometheus.MustNewConstMetric(c.committed, prometheus.GaugeValue, float64(o.Offset), o.Group, o.Topic, p)
+		end, ok := ends[partitionKey{o.Topic, o.Partition}]
+		if !ok {
+			continue // the leader did not answer: no figure rather than a wrong one
+		}
+		lag := float64(max(0, end-o.Offset))
+		ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, lag, o.Group, o.Topic, p)
+		topicLag[[2]string{o.Group, o.Topic}] += lag
+	}
+	for k, lag := range topicLag {
+		ch <- prometheus.MustNewConstMetric(c.topicLag, prometheus.GaugeValue, lag, k[0], k[1])
+	}
+}
+
+// highWatermarks asks each partition's leader for its high watermark
+// (ListOffsets, latest), one request per leader, at once; partitions
+// whose leader does not answer are left out.
+func (n *Node) highWatermarks(ctx context.Context, leaders map[partitionKey]int32) map[partitionKey]int64 {
+	byLeader := map[int32][]partitionKey{}
+	for k, l := range leaders {
+		if l >= 0 {
+			byLeader[l] = append(byLeader[l], k)
+		}
+	}
+	out := map[partitionKey]int64{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for leader, keys := range byLeader {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req := kmsg.NewPtrListOffsetsRequest()
+			req.SetVersion(4)
+			req.ReplicaID = -1
+			byTopic := map[string]int{}
+			for _, k := range keys {
+				i, ok := byTopic[k.topic]
+				if !ok {
+					i = len(req.Topics)
+					byTopic[k.topic] = i
+					t := kmsg.NewListOffsetsRequestTopic()
+					t.Topic = k.topic
+					req.Topics = append(req.Topics, t)
+				}
+				p := kmsg.NewListOffsetsRequestTopicPartition()
+				p.Partition, p.Timestamp, p.CurrentLeaderEpoch = k.partition, -1, -1
+				req.Topics[i].Partitions = append(req.Topics[i].Partitions, p)
+			}
+			var resp kmsg.Response
+			var err error
+			if leader == n.cfg.ID {
+				var release func()
+				resp, release, err = n.ServeKafka(ctx, req, false, nil)
+				release()
+			} else {
+				resp, err = n.caller.Kafka(ctx, rpc.KafkaSubject(n.cfg.Cluster, leader), req, rpc.KafkaCall{})
+			}
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, t := range resp.(*kmsg.ListOffsetsResponse).Topics {
+				for _, p := range t.Partitions {
+					if p.ErrorCode == 0 && p.Offset >= 0 {
+						out[partitionKey{t.Topic, p.Partition}] = p.Offset
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return out
 }

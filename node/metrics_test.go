@@ -155,6 +155,23 @@ func TestMetricsAfterWorkload(t *testing.T) {
 	if v, ok := metricValue(t, reg, "strata_kafka_request_errors_total", map[string]string{"api": "Produce"}); ok {
 		t.Errorf("%v Produce errors", v)
 	}
+	// A group's lag is the end offset less its commit.
+	adm := kadm.NewClient(cl)
+	var commit kadm.Offsets
+	commit.Add(kadm.Offset{Topic: "m", Partition: 0, At: 1500, LeaderEpoch: -1})
+	if r, err := adm.CommitOffsets(ctx, "g", commit); err != nil || r.Error() != nil {
+		t.Fatal(err, r.Error())
+	}
+	g := map[string]string{"group": "g", "topic": "m", "partition": "0"}
+	if v, _ := metricValue(t, reg, "strata_consumer_group_committed_offset", g); v != 1500 {
+		t.Errorf("committed offset %v, want 1500", v)
+	}
+	if v, _ := metricValue(t, reg, "strata_consumer_group_lag", g); v != n-1500 {
+		t.Errorf("lag %v, want %d", v, n-1500)
+	}
+	if v, _ := metricValue(t, reg, "strata_consumer_group_topic_lag", map[string]string{"group": "g", "topic": "m"}); v != n-1500 {
+		t.Errorf("topic lag %v, want %d", v, n-1500)
+	}
 	for _, name := range []string{"strata_partitions_leader", "strata_meta_raft_state"} {
 		if _, ok := metricValue(t, reg, name, nil); !ok {
 			t.Errorf("%s not exported", name)
@@ -162,5 +179,56 @@ func TestMetricsAfterWorkload(t *testing.T) {
 	}
 	if v, _ := metricValue(t, reg, "strata_partitions_leader", nil); v < 1 {
 		t.Errorf("leads %v partitions", v)
+	}
+}
+
+// TestGroupLagAcrossLeaders: the controller computes a group's lag on
+// partitions other nodes lead, asking them for their high watermarks.
+func TestGroupLagAcrossLeaders(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c := testenv.InProcess(t, 3, testenv.Options{Registry: reg})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), kgo.DefaultProduceTopic("lag"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	if r, err := adm.CreateTopic(ctx, 3, 1, nil, "lag"); err != nil || r.Err != nil {
+		t.Fatal(err, r.Err)
+	}
+	var commit kadm.Offsets
+	for p := range int32(3) {
+		for i := range 100 + 10*int(p) {
+			cl.Produce(ctx, &kgo.Record{Partition: p, Value: fmt.Appendf(nil, "%d", i)}, nil)
+		}
+		commit.Add(kadm.Offset{Topic: "lag", Partition: p, At: 10, LeaderEpoch: -1})
+	}
+	if err := cl.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := adm.CommitOffsets(ctx, "g", commit); err != nil || r.Error() != nil {
+		t.Fatal(err, r.Error())
+	}
+	for p := range 3 {
+		labels := map[string]string{"group": "g", "topic": "lag", "partition": fmt.Sprint(p)}
+		if v, _ := metricValue(t, reg, "strata_consumer_group_lag", labels); v != float64(90+10*p) {
+			t.Errorf("partition %d: lag %v, want %d", p, v, 90+10*p)
+		}
+	}
+	if v, _ := metricValue(t, reg, "strata_consumer_group_topic_lag", map[string]string{"group": "g", "topic": "lag"}); v != 90+100+110 {
+		t.Errorf("topic lag %v, want 300", v)
+	}
+	// The partitions have different leaders: the controller asked
+	// others.
+	nodes := 0
+	for _, id := range []string{"1", "2", "3"} {
+		if led, _ := metricValue(t, reg, "strata_partitions_leader", map[string]string{"node": id}); led > 0 {
+			nodes++
+		}
+	}
+	if nodes < 2 {
+		t.Errorf("the topic's partitions are led by %d node(s); the test needs several", nodes)
 	}
 }

@@ -74,10 +74,10 @@ type Config struct {
 
 // Node serves Kafka requests for the partitions it leads, over NATS.
 type Node struct {
-	cfg       Config
-	logger    *slog.Logger
-	collector *collector // registered on cfg.Registry; nil: none
-	sub       *nats.Subscription
+	cfg        Config
+	logger     *slog.Logger
+	collectors []prometheus.Collector // registered on cfg.Registry
+	sub        *nats.Subscription
 	// tierSubs answer tier admin requests (tiersvc.go).
 	tierSubs []*nats.Subscription
 	// base is cancelled by Close: long-polling fetches return at once.
@@ -250,10 +250,13 @@ func Start(cfg Config) (*Node, error) {
 		go n.reconcileLoop(n.base)
 	}
 	if cfg.Registry != nil {
-		n.collector = newCollector(n)
-		if err := cfg.Registry.Register(n.collector); err != nil {
-			n.logger.Warn("metrics not registered", "error", err)
-			n.collector = nil
+		n.collectors = []prometheus.Collector{newCollector(n), newGroupCollector(n)}
+		for i, c := range n.collectors {
+			if err := cfg.Registry.Register(c); err != nil {
+				n.logger.Warn("metrics not registered", "error", err)
+				n.collectors = n.collectors[:i]
+				break
+			}
 		}
 	}
 	return n, nil
@@ -261,8 +264,8 @@ func Start(cfg Config) (*Node, error) {
 
 // Close stops serving and closes every log cleanly.
 func (n *Node) Close() error {
-	if n.collector != nil {
-		n.cfg.Registry.Unregister(n.collector)
+	for _, c := range n.collectors {
+		n.cfg.Registry.Unregister(c)
 	}
 	n.mu.Lock()
 	n.mu.closed = true
