@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -39,11 +40,13 @@ func TestTopicProduceConsumeCommands(t *testing.T) {
 	if out := must("", "topic", "create", b, "-p", "3", "-c", "retention.ms=3600000", "orders"); !strings.Contains(out, "Created topic orders.") {
 		t.Fatalf("create: %s", out)
 	}
-	fails("TOPIC_ALREADY_EXISTS", "topic", "create", b, "orders")
+	fails("topic create orders: Topic 'orders' already exists. (TOPIC_ALREADY_EXISTS)", "topic", "create", b, "orders")
 	// kafka-topics.sh and rpk order: the name, then the flags.
 	must("", "topic", "create", "after", "-p", "2", b, "-c", "retention.ms=60000")
 	if out := must("", "topic", "describe", b, "after"); !strings.Contains(out, "PartitionCount: 2") || !strings.Contains(out, "retention.ms=60000") {
 		t.Fatalf("describe of a topic created with flags after its name:\n%s", out)
+	} else if id := regexp.MustCompile(`TopicId: (\S+)`).FindStringSubmatch(out); id == nil || !regexp.MustCompile(`^[A-Za-z0-9_-]{22}$`).MatchString(id[1]) {
+		t.Fatalf("describe prints the topic id as %q; Kafka's tools print 22 characters of URL-safe base64:\n%s", id, out)
 	}
 	fails("INVALID_CONFIG", "topic", "create", b, "-c", "no.such=1", "other")
 	fails("not key=value", "topic", "create", b, "-c", "novalue", "other")

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	ucli "github.com/urfave/cli/v2"
 )
 
@@ -65,18 +67,28 @@ func topicCreate(c *ucli.Context) error {
 	for _, name := range c.Args().Slice() {
 		r := res[name]
 		if r.Err != nil {
-			return fmt.Errorf("topic create %s: %v%s", name, r.Err, detail(r.ErrMessage))
+			return fmt.Errorf("topic create %s: %s", name, kafkaError(r.Err, r.ErrMessage))
 		}
 		fmt.Fprintf(c.App.Writer, "Created topic %s.\n", name)
 	}
 	return nil
 }
 
-func detail(msg string) string {
-	if msg == "" {
-		return ""
+// topicIDString prints a topic id as Kafka's tools do: URL-safe base64
+// without padding.
+func topicIDString(id [16]byte) string { return base64.RawURLEncoding.EncodeToString(id[:]) }
+
+// kafkaError says what a broker answered: its own message, when it sent
+// one, with the Kafka error's name; else the error's standard text.
+func kafkaError(err error, msg string) string {
+	var ke *kerr.Error
+	if msg == "" || !errors.As(err, &ke) {
+		if msg != "" {
+			return fmt.Sprintf("%v (%s)", err, msg)
+		}
+		return err.Error()
 	}
-	return " (" + msg + ")"
+	return msg + " (" + ke.Message + ")"
 }
 
 func topicList(c *ucli.Context) error {
@@ -128,7 +140,7 @@ func topicDescribe(c *ucli.Context) error {
 		if t.Err != nil {
 			return fmt.Errorf("topic describe %s: %v", name, t.Err)
 		}
-		fmt.Fprintf(w, "Topic: %s\tTopicId: %x\tPartitionCount: %d\tReplicationFactor: %d\n", name, t.ID, len(t.Partitions), t.Partitions.NumReplicas())
+		fmt.Fprintf(w, "Topic: %s\tTopicId: %s\tPartitionCount: %d\tReplicationFactor: %d\n", name, topicIDString(t.ID), len(t.Partitions), t.Partitions.NumReplicas())
 		if rc, err := cfgs.On(name, nil); err == nil && rc.Err == nil {
 			var set []string
 			for _, cfg := range rc.Configs {
@@ -198,7 +210,7 @@ func topicAlter(c *ucli.Context) error {
 			return fmt.Errorf("topic alter: %w", err)
 		}
 		if r[name].Err != nil {
-			return fmt.Errorf("topic alter %s: %v%s", name, r[name].Err, detail(r[name].ErrMessage))
+			return fmt.Errorf("topic alter %s: %s", name, kafkaError(r[name].Err, r[name].ErrMessage))
 		}
 		fmt.Fprintf(c.App.Writer, "Topic %s now has %d partitions.\n", name, n)
 	}
@@ -210,7 +222,7 @@ func topicAlter(c *ucli.Context) error {
 		for p, replicas := range moves[name] {
 			r := rs[name][p]
 			if r.Err != nil {
-				return fmt.Errorf("topic alter %s partition %d: %v%s", name, p, r.Err, detail(r.ErrMessage))
+				return fmt.Errorf("topic alter %s partition %d: %s", name, p, kafkaError(r.Err, r.ErrMessage))
 			}
 			if replicas == nil {
 				fmt.Fprintf(c.App.Writer, "Move of %s-%d cancelled.\n", name, p)
@@ -233,7 +245,7 @@ func topicAlter(c *ucli.Context) error {
 		}
 		for _, x := range r {
 			if x.Err != nil {
-				return fmt.Errorf("topic alter %s: %v%s", name, x.Err, detail(x.ErrMessage))
+				return fmt.Errorf("topic alter %s: %s", name, kafkaError(x.Err, x.ErrMessage))
 			}
 		}
 		fmt.Fprintf(c.App.Writer, "Updated configs of topic %s.\n", name)

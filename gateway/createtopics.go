@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"slices"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -93,10 +95,12 @@ func (g *Gateway) createTopic(ctx context.Context, name string, partitions int32
 	if err == nil {
 		err = res.Err
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, meta.ErrTopicExists):
+		say(fmt.Sprintf("Topic '%s' already exists.", name)) // Kafka's words
+	case err != nil:
 		say(err.Error())
-	}
-	if err == nil {
+	default:
 		g.cache.invalidate()
 	}
 	return metaErrorCode(err)
