@@ -29,6 +29,7 @@ type collector struct {
 	lagBytesTotal, uploadedTotal           *prometheus.Desc
 	uploadsTotal, uploadErrors             *prometheus.Desc
 	cacheHits, cacheMisses, fetchedTotal   *prometheus.Desc
+	diskUsed, diskHigh, diskFull, offline  *prometheus.Desc
 }
 
 func newCollector(n *Node) *collector {
@@ -55,12 +56,17 @@ func newCollector(n *Node) *collector {
 		cacheHits:       d("strata_tier_chunk_cache_hits_total", "Remote reads served from the chunk cache.", nil),
 		cacheMisses:     d("strata_tier_chunk_cache_misses_total", "Remote reads that had to fetch their chunk from the store.", nil),
 		fetchedTotal:    d("strata_tier_fetched_bytes_total", "Bytes fetched from the object store for remote reads.", nil),
+		diskUsed:        d("strata_disk_used_ratio", "Fraction of the data disk in use.", nil),
+		diskHigh:        d("strata_disk_high_watermark_ratio", "Fraction of the data disk above which produce is refused (--disk-high-watermark).", nil),
+		diskFull:        d("strata_disk_full", "1 while the data disk is above its high-water mark and produce is refused.", nil),
+		offline:         d("strata_partitions_offline", "Partitions with no leader (reported by the controller).", nil),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.logEnd, c.hw, c.logStart, c.size, c.segments, c.uploadLagBytes, c.uploadLagSec,
-		c.remoteSz, c.led, c.underReplicated, c.underMinISR, c.lagBytesTotal, c.uploadedTotal, c.uploadsTotal, c.uploadErrors, c.cacheHits, c.cacheMisses, c.fetchedTotal} {
+		c.remoteSz, c.led, c.underReplicated, c.underMinISR, c.lagBytesTotal, c.uploadedTotal, c.uploadsTotal, c.uploadErrors,
+		c.diskUsed, c.diskHigh, c.diskFull, c.offline, c.cacheHits, c.cacheMisses, c.fetchedTotal} {
 		ch <- d
 	}
 }
@@ -71,7 +77,27 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
+	if used, total, err := n.cfg.DiskUsage(); err == nil && total > 0 {
+		gauge(c.diskUsed, float64(used)/float64(total))
+	}
+	gauge(c.diskHigh, n.cfg.DiskHighWatermark)
+	full := 0.0
+	if n.diskFull.Load() {
+		full = 1
+	}
+	gauge(c.diskFull, full)
 	v := n.cfg.Meta.Server().FSM().View()
+	if n.cfg.Meta.Server().IsLeader() {
+		offline := 0
+		if ps, err := v.AllPartitions(); err == nil {
+			for _, p := range ps {
+				if p.Leader < 0 {
+					offline++
+				}
+			}
+			gauge(c.offline, float64(offline))
+		}
+	}
 	var led, under, underMin int
 	for k, l := range n.readyLogs() {
 		part, ok, err := v.Partition(k.topic, k.partition)
