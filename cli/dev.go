@@ -89,6 +89,9 @@ func runDev(ctx context.Context, cfg devConfig, ready func(kafkaAddr string)) er
 		return fmt.Errorf("dev: %w", err)
 	}
 	defer admin.close()
+	if cfg.tier != nil {
+		cfg.tier = tier.Instrument(cfg.tier, tier.NewStoreMetrics(admin.registry))
+	}
 	// NATS runs inside the process and listens on no port: node and
 	// gateway connect in-process.
 	ns, err := server.NewServer(&server.Options{DontListen: true, MaxPayload: 8 << 20, NoLog: true, NoSigs: true})

@@ -13,6 +13,7 @@ import (
 	"github.com/strata-io/strata/gateway"
 	"github.com/strata-io/strata/node"
 	plog "github.com/strata-io/strata/node/log"
+	"github.com/strata-io/strata/tier"
 )
 
 var natsFlag = &ucli.StringFlag{Name: "nats", Value: nats.DefaultURL, EnvVars: envVars("nats"), Usage: "NATS server URL(s)"}
@@ -108,6 +109,9 @@ func nodeCommand() *ucli.Command {
 			if err != nil {
 				return fmt.Errorf("node: %w", err)
 			}
+			if store != nil {
+				store = tier.Instrument(store, tier.NewStoreMetrics(admin.registry))
+			}
 			nc, err := connectNATS(c, fmt.Sprintf("strata-node-%d", c.Int("id")))
 			if err != nil {
 				return fmt.Errorf("node: %w", err)
@@ -175,6 +179,9 @@ func gatewayCommand() *ucli.Command {
 			store, err := openTier(c, c.String("tier-url"))
 			if err != nil {
 				return fmt.Errorf("gateway: %w", err)
+			}
+			if store != nil {
+				store = tier.Instrument(store, tier.NewStoreMetrics(admin.registry))
 			}
 			nc, err := connectNATS(c, "strata-gateway")
 			if err != nil {
