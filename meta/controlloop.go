@@ -154,6 +154,12 @@ func (m *Member) control(ctx context.Context) error {
 		}
 		m.logger.Info("partition leadership changed", "topic", p.Topic, "partition", p.Partition,
 			"leader", res.Partition.Leader, "leader_epoch", res.Partition.LeaderEpoch, "isr", res.Partition.ISR)
+		if res.Partition.Leader != p.Leader {
+			m.counts.elections.Add(1)
+		}
+		if len(res.Partition.ISR) < len(p.ISR) {
+			m.counts.isrShrinks.Add(1)
+		}
 	}
 	return m.completeMoves(ctx, parts, moves)
 }

@@ -56,10 +56,19 @@ type MemberConfig struct {
 	OffsetBatchMax    int
 }
 
+// ControllerCounts are the partition leaders this member changed and
+// the ISRs it shrank (dead replicas removed) while it was the
+// controller, over the process's life.
+func (m *Member) ControllerCounts() (elections, isrShrinks int64) {
+	return m.counts.elections.Load(), m.counts.isrShrinks.Load()
+}
+
 // Member is a node's part in the metadata group: a Server, its
 // heartbeats, and, while it leads, the controller. It answers proposals,
 // consistent reads and publishes change events on NATS.
 type Member struct {
+	// counts are what this member did as controller, for metrics.
+	counts    struct{ elections, isrShrinks atomic.Int64 }
 	cfg       MemberConfig
 	server    *Server
 	nc        *nats.Conn

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,6 +31,7 @@ type collector struct {
 	uploadsTotal, uploadErrors             *prometheus.Desc
 	cacheHits, cacheMisses, fetchedTotal   *prometheus.Desc
 	diskUsed, diskHigh, diskFull, offline  *prometheus.Desc
+	isrShrinks, isrExpands, leaderships    *prometheus.Desc
 }
 
 func newCollector(n *Node) *collector {
@@ -60,13 +62,16 @@ func newCollector(n *Node) *collector {
 		diskHigh:        d("strata_disk_high_watermark_ratio", "Fraction of the data disk above which produce is refused (--disk-high-watermark).", nil),
 		diskFull:        d("strata_disk_full", "1 while the data disk is above its high-water mark and produce is refused.", nil),
 		offline:         d("strata_partitions_offline", "Partitions with no leader (reported by the controller).", nil),
+		isrShrinks:      d("strata_isr_shrinks_total", "ISR changes this node made as leader that removed lagging replicas (the controller's removals of dead ones: strata_controller_isr_shrinks_total).", nil),
+		isrExpands:      d("strata_isr_expands_total", "ISR changes this node made as leader that added caught-up replicas back.", nil),
+		leaderships:     d("strata_leader_elections_total", "Times this node began leading a partition (elections and moves).", nil),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.logEnd, c.hw, c.logStart, c.size, c.segments, c.uploadLagBytes, c.uploadLagSec,
 		c.remoteSz, c.led, c.underReplicated, c.underMinISR, c.lagBytesTotal, c.uploadedTotal, c.uploadsTotal, c.uploadErrors,
-		c.diskUsed, c.diskHigh, c.diskFull, c.offline, c.cacheHits, c.cacheMisses, c.fetchedTotal} {
+		c.diskUsed, c.diskHigh, c.diskFull, c.offline, c.isrShrinks, c.isrExpands, c.leaderships, c.cacheHits, c.cacheMisses, c.fetchedTotal} {
 		ch <- d
 	}
 }
@@ -86,6 +91,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		full = 1
 	}
 	gauge(c.diskFull, full)
+	for _, m := range []struct {
+		d *prometheus.Desc
+		v *atomic.Int64
+	}{{c.isrShrinks, &n.counts.isrShrinks}, {c.isrExpands, &n.counts.isrExpands}, {c.leaderships, &n.counts.leaderships}} {
+		ch <- prometheus.MustNewConstMetric(m.d, prometheus.CounterValue, float64(m.v.Load()))
+	}
 	v := n.cfg.Meta.Server().FSM().View()
 	if n.cfg.Meta.Server().IsLeader() {
 		offline := 0
@@ -161,7 +172,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 type raftCollector struct {
 	p                                  *Process
 	state, term, commit, applied, last *prometheus.Desc
-	fsmApplied                         *prometheus.Desc
+	fsmApplied, elections, isrShrinks  *prometheus.Desc
 }
 
 func newRaftCollector(p *Process, id int32) *raftCollector {
@@ -175,11 +186,13 @@ func newRaftCollector(p *Process, id int32) *raftCollector {
 		applied:    d("strata_meta_raft_applied_index", "Highest Raft log index applied by this member."),
 		last:       d("strata_meta_raft_last_log_index", "Highest index in this member's Raft log."),
 		fsmApplied: d("strata_meta_applied_index", "Highest Raft index the metadata state machine applied (what reads see)."),
+		elections:  d("strata_controller_leader_elections_total", "Partition leaders this node changed while it was the controller (a leader dead or moved back)."),
+		isrShrinks: d("strata_controller_isr_shrinks_total", "ISRs this node shrank while it was the controller (dead replicas removed)."),
 	}
 }
 
 func (c *raftCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.state, c.term, c.commit, c.applied, c.last, c.fsmApplied} {
+	for _, d := range []*prometheus.Desc{c.state, c.term, c.commit, c.applied, c.last, c.fsmApplied, c.elections, c.isrShrinks} {
 		ch <- d
 	}
 }
@@ -205,6 +218,9 @@ func (c *raftCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(c.fsmApplied, prometheus.GaugeValue, float64(srv.FSM().Applied()))
+	elections, shrinks := c.p.Member.ControllerCounts()
+	ch <- prometheus.MustNewConstMetric(c.elections, prometheus.CounterValue, float64(elections))
+	ch <- prometheus.MustNewConstMetric(c.isrShrinks, prometheus.CounterValue, float64(shrinks))
 }
 
 // groupCollector exports consumer group offsets and lag, computed on the

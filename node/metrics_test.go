@@ -232,3 +232,67 @@ func TestGroupLagAcrossLeaders(t *testing.T) {
 		t.Errorf("the topic's partitions are led by %d node(s); the test needs several", nodes)
 	}
 }
+
+// TestISRMetrics: a follower stopped leaves the ISR and comes back once
+// started again; the shrink and the expansion are counted, and the
+// partition shows as under-replicated meanwhile.
+func TestISRMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c := testenv.InProcess(t, 3, testenv.Options{Registry: reg})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), kgo.DefaultProduceTopic("isr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	if r, err := adm.CreateTopic(ctx, 1, 3, nil, "isr"); err != nil || r.Err != nil {
+		t.Fatal(err, r.Err)
+	}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("x")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	// Metadata names gateways as leaders: the node leading is the one
+	// that says so.
+	leader := int32(0)
+	for id := int32(1); id <= 3; id++ {
+		if v, _ := metricValue(t, reg, "strata_partitions_leader", map[string]string{"node": fmt.Sprint(id)}); v == 1 {
+			leader = id
+		}
+	}
+	follower := int32(1)
+	for follower == leader {
+		follower++
+	}
+	// Records keep coming, so a stopped follower falls behind.
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for !ok() {
+			if ctx.Err() != nil {
+				t.Fatalf("never: %s", what)
+			}
+			cl.Produce(ctx, &kgo.Record{Value: []byte("x")}, nil)
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	l := map[string]string{"node": fmt.Sprint(leader)}
+	if v, _ := metricValue(t, reg, "strata_leader_elections_total", l); v < 1 {
+		t.Fatalf("the leader counts %v elections", v)
+	}
+	c.StopNode(follower)
+	waitFor("the ISR shrinks", func() bool {
+		// The leader removes a lagging follower, the controller a dead
+		// one: whichever came first counts.
+		v, _ := metricValue(t, reg, "strata_isr_shrinks_total", l)
+		cv, _ := metricValue(t, reg, "strata_controller_isr_shrinks_total", nil)
+		u, _ := metricValue(t, reg, "strata_partitions_under_replicated", l)
+		return v+cv >= 1 && u == 1
+	})
+	c.StartNode(follower)
+	waitFor("the ISR expands", func() bool {
+		v, _ := metricValue(t, reg, "strata_isr_expands_total", l)
+		u, _ := metricValue(t, reg, "strata_partitions_under_replicated", l)
+		return v >= 1 && u == 0
+	})
+}

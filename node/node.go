@@ -77,7 +77,9 @@ type Node struct {
 	cfg        Config
 	logger     *slog.Logger
 	collectors []prometheus.Collector // registered on cfg.Registry
-	sub        *nats.Subscription
+	// counts are event counters for metrics.
+	counts struct{ isrShrinks, isrExpands, leaderships atomic.Int64 }
+	sub    *nats.Subscription
 	// tierSubs answer tier admin requests (tiersvc.go).
 	tierSubs []*nats.Subscription
 	// base is cancelled by Close: long-polling fetches return at once.

@@ -121,6 +121,7 @@ func (n *Node) lead(ol *openLog, part meta.Partition) {
 			}
 		}
 		ol.appendMu.Unlock()
+		n.counts.leaderships.Add(1)
 		n.logger.Info("leading partition", "topic", part.Topic, "partition", part.Partition, "leader_epoch", part.LeaderEpoch,
 			"isr", part.ISR, "log_end", ol.EndOffset())
 		r.signalLocked()
@@ -586,6 +587,11 @@ func (n *Node) proposeISRChanges(ctx context.Context) {
 				return
 			}
 			n.logger.Info("ISR changed", "topic", k.topic, "partition", k.partition, "from", from, "to", isr)
+			if len(isr) < len(from) {
+				n.counts.isrShrinks.Add(1)
+			} else {
+				n.counts.isrExpands.Add(1)
+			}
 			n.kickRoles()
 		}()
 	}
