@@ -95,8 +95,12 @@ func (m *metrics) observe(req kmsg.Request, resp kmsg.Response, took time.Durati
 	}
 }
 
-// errorName is Kafka's name for an error code.
+// errorName is Kafka's name for an error code (code 6 by its name since
+// Kafka 2.7, which franz-go still spells the old way).
 func errorName(code int16) string {
+	if code == kerr.NotLeaderForPartition.Code {
+		return "NOT_LEADER_OR_FOLLOWER"
+	}
 	if err := kerr.ErrorForCode(code); err != nil {
 		if ke, ok := err.(*kerr.Error); ok {
 			return ke.Message
