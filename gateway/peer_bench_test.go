@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/strata-io/strata/meta"
 	"github.com/strata-io/strata/testenv"
 )
 
@@ -85,7 +86,8 @@ func inProcess(opts testenv.Options) func(b *testing.B) string {
 func processes(noStreams bool) func(b *testing.B) string {
 	return func(b *testing.B) string {
 		c := testenv.Processes(b, 1, testenv.ProcsOptions{Direct: true, NoStreams: noStreams})
-		time.Sleep(time.Second) // the gateway hears the node's heartbeat, and its stream
+		// The gateway has heard the node's heartbeat naming its stream.
+		c.WaitHeartbeats(1, func(hb meta.Heartbeat) bool { return noStreams || hb.StreamAddr != "" })
 		return c.Addrs()[0]
 	}
 }

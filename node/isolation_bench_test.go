@@ -110,7 +110,7 @@ func BenchmarkReplayIsolation(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			time.Sleep(500 * time.Millisecond) // the last path's gateway forgotten
+			waitOneBroker(ctx, b, gw.Addr()) // the last path's gateway forgotten
 			alone, _ := produceWindow(ctx, b, gw.Addr(), nil)
 			var replayed int64
 			var took time.Duration
@@ -201,5 +201,25 @@ func replayWhile(ctx context.Context, b *testing.B, addr string, end int64, stop
 			fs.EachRecord(func(r *kgo.Record) { n += int64(len(r.Value)); next = r.Offset + 1 })
 		}
 		rc.Close()
+	}
+}
+
+// waitOneBroker waits until the gateway at addr lists itself as the only
+// broker: clients it answers cannot be sent to another.
+func waitOneBroker(ctx context.Context, b *testing.B, addr string) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	for {
+		if bs, err := adm.ListBrokers(ctx); err == nil && len(bs) == 1 {
+			return
+		}
+		if ctx.Err() != nil {
+			b.Fatal("gateways of earlier paths still listed")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

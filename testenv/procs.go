@@ -349,6 +349,39 @@ func (c *Procs) Addrs() []string {
 	return out
 }
 
+// WaitHeartbeats waits until each of the n nodes has published a
+// heartbeat that satisfies ok, and then for one more heartbeat of each,
+// so the gateways, which hear the same messages, have taken them too.
+func (c *Procs) WaitHeartbeats(n int, ok func(meta.Heartbeat) bool) {
+	c.t.Helper()
+	seen := make(chan int32, 64)
+	sub, err := c.conn.Subscribe(meta.HeartbeatSubject("test"), func(m *nats.Msg) {
+		var hb meta.Heartbeat
+		if json.Unmarshal(m.Data, &hb) == nil && ok(hb) {
+			select {
+			case seen <- hb.ID:
+			default:
+			}
+		}
+	})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	count := map[int32]int{}
+	deadline := time.After(30 * time.Second)
+	for done := 0; done < n; {
+		select {
+		case id := <-seen:
+			if count[id]++; count[id] == 2 {
+				done++
+			}
+		case <-deadline:
+			c.t.Fatalf("nodes' heartbeats seen: %v", count)
+		}
+	}
+}
+
 // Kill sends node id SIGKILL, as a crash would, and waits for it to exit.
 func (c *Procs) Kill(id int32) { c.kill(c.nodes[id]) }
 
