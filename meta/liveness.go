@@ -57,13 +57,28 @@ func (m *Member) deaf(now time.Time) bool {
 	return m.echo.Deaf(m.nc, now, min(3*m.cfg.HeartbeatInterval, m.cfg.SessionTimeout/2))
 }
 
+// hearing reports whether this member hears NATS now: it is connected
+// and its own heartbeats come back. While it does not, it notes the
+// time: aliveFunc judges no one by a silence it may not have heard.
+func (m *Member) hearing(now time.Time) bool {
+	ok := m.nc.IsConnected() && !m.deaf(now)
+	if !ok {
+		m.mu.Lock()
+		m.mu.deafAt = now
+		m.mu.Unlock()
+	}
+	return ok
+}
+
 func (m *Member) heartbeatLoop(ctx context.Context) {
 	defer m.wg.Done()
 	t := time.NewTicker(m.cfg.HeartbeatInterval)
 	defer t.Stop()
 	wasDeaf := false
 	for {
-		m.echo.Sent(time.Now())
+		now := time.Now()
+		m.echo.Sent(now)
+		m.hearing(now)
 		hb := m.heartbeat()
 		if hb.Deaf != wasDeaf {
 			if hb.Deaf {
@@ -169,11 +184,12 @@ func (m *Member) maybeBootstrap() {
 
 // alive reports whether a node has been heard from within the session
 // timeout. A new controller gives every member a full session timeout
-// from when it took over before judging it.
+// from when it took over before judging it, and so does one that has
+// just heard NATS again: a silence counts only if it was listening.
 func (m *Member) aliveFunc(now time.Time, members map[int32]MemberInfo) func(int32) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	grace := now.Sub(m.mu.leaderSince) < m.cfg.SessionTimeout
+	grace := now.Sub(m.mu.leaderSince) < m.cfg.SessionTimeout || now.Sub(m.mu.deafAt) < m.cfg.SessionTimeout
 	live := map[int32]bool{m.cfg.NodeID: true}
 	for id, s := range m.mu.seen {
 		if now.Sub(s.at) < m.cfg.SessionTimeout {
@@ -201,17 +217,18 @@ func (m *Member) hearsMajority(now time.Time, members map[int32]MemberInfo, aliv
 			heard++
 		}
 	}
+	hearing := m.hearing(now)
 	m.mu.Lock()
 	handOver := false
 	switch {
-	case 2*heard > len(members):
+	case hearing && 2*heard > len(members):
 		m.mu.deafSince = time.Time{}
 		m.mu.Unlock()
 		return true
 	case m.mu.deafSince.IsZero():
 		m.mu.deafSince = now
 		m.logger.Warn("the controller hears heartbeats from too few members to judge them; changing nothing",
-			"heard", heard, "members", len(members))
+			"heard", heard, "members", len(members), "hears_nats", hearing)
 	case now.Sub(m.mu.deafSince) > m.cfg.SessionTimeout:
 		m.mu.deafSince = now
 		handOver = true

@@ -98,7 +98,11 @@ type Member struct {
 		seen        map[int32]seenNode
 		leaderSince time.Time // zero when not leading
 		// deafSince is when the controller stopped hearing a majority.
-		deafSince  time.Time
+		deafSince time.Time
+		// deafAt is the last time this member found itself not hearing
+		// NATS (not connected, or its own heartbeats not coming back):
+		// others' silence up to a session timeout after it says nothing.
+		deafAt     time.Time
 		settledAt  time.Time // when the bootstrap candidate set last changed
 		candidates []int32
 		// removed holds nodes an operator removed, with when: their

@@ -72,3 +72,40 @@ func TestDeafLeaderLosesLeadership(t *testing.T) {
 	check.Stop()
 	check.Verify(ctx, c.Addr())
 }
+
+// TestCutControllerTakesNoLeadership: the controller is cut off NATS
+// (its Raft connections stay, so it stays controller for a while). The
+// other nodes' heartbeats stop reaching it, one after another: it must
+// not judge the first to fall silent dead while the next is still
+// "heard", and move that one's partitions onto itself, where no client
+// can reach them. Several rounds, since the order of the silences is
+// chance.
+func TestCutControllerTakesNoLeadership(t *testing.T) {
+	c := testenv.InProcess(t, 3, testenv.Options{Cuttable: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	cl := newClient(t, c)
+	createTopic(ctx, t, cl, 12, 2, nil, "cut")
+	waitISR(ctx, t, c, "cut", 2)
+	for round := range 4 {
+		ctrl := controller(t, c)
+		before := map[int32]bool{}
+		for _, p := range partitions(t, c, "cut") {
+			before[p.Partition] = p.Leader == ctrl
+		}
+		c.Disconnect(ctrl)
+		// Raft still runs on the controller's own connections: any
+		// node's metadata shows what it decides, until it hands over.
+		for deadline := time.Now().Add(2500 * time.Millisecond); time.Now().Before(deadline); {
+			for _, p := range nodePartitions(t, c.Nodes[ctrl].Member, "cut") {
+				if p.Leader == ctrl && !before[p.Partition] {
+					t.Fatalf("round %d: controller %d, cut off NATS, made itself leader of partition %d (isr %v)",
+						round, ctrl, p.Partition, p.ISR)
+				}
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		c.Reconnect(ctrl)
+		waitISR(ctx, t, c, "cut", 2)
+	}
+}

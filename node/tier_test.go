@@ -410,17 +410,19 @@ func TestFollowerBehindLocalStartKeepsProducerState(t *testing.T) {
 	}
 	produce := func(batch []byte) int64 {
 		t.Helper()
+		var last error
 		for {
 			r, err := testenv.ProduceRequest("idem", -1, batch).RequestWith(ctx, cl)
 			if err != nil {
-				t.Fatal(err)
+				t.Fatalf("produce: %v (the last answer: %v)", err, last)
 			}
 			rp := r.Topics[0].Partitions[0]
 			if rp.ErrorCode == 0 {
 				return rp.BaseOffset
 			}
+			last = kerr.ErrorForCode(rp.ErrorCode)
 			if ctx.Err() != nil {
-				t.Fatalf("produce: %v", kerr.ErrorForCode(rp.ErrorCode))
+				t.Fatalf("produce: %v", last)
 			}
 			time.Sleep(50 * time.Millisecond) // the ISR shrinks, a leader is elected
 		}

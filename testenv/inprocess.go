@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -88,6 +90,9 @@ func InProcess(t testing.TB, n int, opts Options) *Cluster {
 	t.Helper()
 	if opts.NATSMaxPayload <= 0 {
 		opts.NATSMaxPayload = 8 << 20
+	}
+	if opts.Logger == nil {
+		opts.Logger = envLogger(t) // closed after the cluster stops
 	}
 	ns := startNATS(t, opts.NATSMaxPayload)
 	// Directories first: cleanups run last-registered first, so the
@@ -314,4 +319,23 @@ func registerer(reg *prometheus.Registry) prometheus.Registerer {
 		return nil
 	}
 	return reg
+}
+
+// LogEnv, set to a directory, has in-process clusters log to a file
+// there named after the test, at debug level: a failure's story, when
+// the test alone cannot tell it.
+const LogEnv = "STRATA_TEST_LOG"
+
+func envLogger(t testing.TB) *slog.Logger {
+	dir := os.Getenv(LogEnv)
+	if dir == "" {
+		return nil
+	}
+	name := strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())
+	f, err := os.CreateTemp(dir, name+"-*.log")
+	if err != nil {
+		t.Fatalf("testenv: %s: %v", LogEnv, err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
