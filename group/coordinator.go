@@ -61,6 +61,8 @@ type group struct {
 	// joinDeadline ends the current PreparingRebalance: members that have
 	// not rejoined by then are dropped.
 	joinDeadline time.Time
+	// rebalances counts the join phases completed with members.
+	rebalances int64
 }
 
 type member struct {
@@ -305,6 +307,7 @@ func (c *Coordinator) completeJoinLocked(g *group) {
 		return
 	}
 	g.generation++
+	g.rebalances++
 	if g.members[g.leader] == nil {
 		ids := make([]string, 0, len(g.members))
 		for id := range g.members {

@@ -33,7 +33,10 @@ type badgerLogger struct{ l *slog.Logger }
 func (b badgerLogger) Errorf(f string, v ...any)   { b.l.Error(fmt.Sprintf(f, v...)) }
 func (b badgerLogger) Warningf(f string, v ...any) { b.l.Warn(fmt.Sprintf(f, v...)) }
 func (b badgerLogger) Infof(f string, v ...any)    { b.l.Debug(fmt.Sprintf(f, v...)) }
-func (b badgerLogger) Debugf(f string, v ...any)   { b.l.Debug(fmt.Sprintf(f, v...)) }
+
+// Debugf drops Badger's debug lines: they narrate every write ("writeRequests
+// called") and would drown Strata's own debug log.
+func (b badgerLogger) Debugf(string, ...any) {}
 
 // removeEmptyValueLogs removes the value log files in dir that are empty,
 // without even their header. A process killed while Badger creates one

@@ -318,10 +318,14 @@ func (s *Server) Members() (map[int32]MemberInfo, error) {
 func (s *Server) Close() error {
 	var err error
 	if s.raft != nil {
-		err = s.raft.Shutdown().Error()
+		if e := s.raft.Shutdown().Error(); e != nil {
+			err = fmt.Errorf("raft shutdown: %w", e)
+		}
 	}
 	if s.transport != nil {
-		err = errors.Join(err, s.transport.Close())
+		if e := s.transport.Close(); e != nil {
+			err = errors.Join(err, fmt.Errorf("raft transport: %w", e))
+		}
 	}
 	return errors.Join(err, s.closeStores())
 }
@@ -332,10 +336,14 @@ func (s *Server) closeStores() error {
 		s.logPipe.Close()
 	}
 	if s.fsm != nil {
-		err = s.fsm.Close()
+		if e := s.fsm.Close(); e != nil {
+			err = fmt.Errorf("metadata store: %w", e)
+		}
 	}
 	if s.store != nil {
-		err = errors.Join(err, s.store.Close())
+		if e := s.store.Close(); e != nil {
+			err = errors.Join(err, fmt.Errorf("raft log store: %w", e))
+		}
 	}
 	return err
 }

@@ -296,3 +296,56 @@ func TestISRMetrics(t *testing.T) {
 		return v >= 1 && u == 0
 	})
 }
+
+// TestGroupStateMetrics: a group's members, state, generation and
+// rebalances follow two consumers joining and leaving.
+func TestGroupStateMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c := testenv.InProcess(t, 1, testenv.Options{Registry: reg})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	adm := newClient(t, c)
+	createTopic(ctx, t, adm, 2, 1, nil, "gs")
+	g := map[string]string{"group": "live"}
+	waitMetric := func(what string, ok func() bool) {
+		t.Helper()
+		for !ok() {
+			if ctx.Err() != nil {
+				t.Fatalf("%s: members %v, rebalances %v", what, must(metricValue(t, reg, "strata_consumer_group_members", g)),
+					must(metricValue(t, reg, "strata_consumer_group_rebalances_total", g)))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	members := func() float64 { return must(metricValue(t, reg, "strata_consumer_group_members", g)) }
+	stable := func() bool {
+		v, _ := metricValue(t, reg, "strata_consumer_group_state", map[string]string{"group": "live", "state": "Stable"})
+		return v == 1
+	}
+	join := func() *kgo.Client {
+		cl := newClient(t, c, kgo.ConsumeTopics("gs"), kgo.ConsumerGroup("live"))
+		go func() {
+			for ctx.Err() == nil && !cl.PollFetches(ctx).IsClientClosed() {
+			}
+		}()
+		return cl
+	}
+	first := join()
+	waitMetric("one member, stable", func() bool { return members() == 1 && stable() })
+	second := join()
+	waitMetric("two members, stable", func() bool { return members() == 2 && stable() })
+	if r := must(metricValue(t, reg, "strata_consumer_group_rebalances_total", g)); r < 2 {
+		t.Errorf("rebalances %v after two joins, want at least 2", r)
+	}
+	if gen := must(metricValue(t, reg, "strata_consumer_group_generation", g)); gen < 2 {
+		t.Errorf("generation %v after two joins, want at least 2", gen)
+	}
+	first.Close()
+	second.Close()
+	waitMetric("empty", func() bool {
+		v, _ := metricValue(t, reg, "strata_consumer_group_state", map[string]string{"group": "live", "state": "Empty"})
+		return v == 1 && members() == 0
+	})
+}
+
+func must(v float64, _ bool) float64 { return v }

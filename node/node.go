@@ -296,8 +296,10 @@ func (n *Node) Close() error {
 		n.remote.Close()
 	}
 	var err error
-	for _, l := range logs {
-		err = errors.Join(err, l.Close())
+	for k, l := range logs {
+		if e := l.Close(); e != nil {
+			err = errors.Join(err, fmt.Errorf("%s-%d: %w", k.topic, k.partition, e))
+		}
 	}
 	return err
 }

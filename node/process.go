@@ -2,6 +2,7 @@ package node
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"path/filepath"
@@ -75,8 +76,8 @@ type Process struct {
 	Groups *group.Service
 	Stream *stream.Server // nil without ProcessConfig.StreamAddr
 
-	registry    prometheus.Registerer
-	raftMetrics *raftCollector // registered on registry; nil: none
+	registry   prometheus.Registerer
+	collectors []prometheus.Collector // registered on registry
 
 	closeOnce sync.Once
 	closeErr  error
@@ -139,9 +140,10 @@ func StartProcess(cfg ProcessConfig) (*Process, error) {
 	}
 	p := &Process{Member: m, Node: n, Groups: g, Stream: ss, registry: cfg.Registry}
 	if cfg.Registry != nil {
-		p.raftMetrics = newRaftCollector(p, cfg.ID)
-		if err := cfg.Registry.Register(p.raftMetrics); err != nil {
-			p.raftMetrics = nil
+		for _, c := range []prometheus.Collector{newRaftCollector(p, cfg.ID), g.Collector()} {
+			if err := cfg.Registry.Register(c); err == nil {
+				p.collectors = append(p.collectors, c)
+			}
 		}
 	}
 	return p, nil
@@ -168,14 +170,23 @@ func advertised(addr, peer string) string {
 // call more than once.
 func (p *Process) Close() error {
 	p.closeOnce.Do(func() {
-		if p.raftMetrics != nil {
-			p.registry.Unregister(p.raftMetrics)
+		for _, c := range p.collectors {
+			p.registry.Unregister(c)
 		}
 		if p.Stream != nil {
 			p.Stream.Close() // gateways fall back to NATS, where no node answers
 		}
 		p.Groups.Close()
-		p.closeErr = errors.Join(p.Node.Close(), p.Member.Close())
+		p.closeErr = errors.Join(wrapErr("partitions", p.Node.Close()), wrapErr("metadata", p.Member.Close()))
 	})
 	return p.closeErr
+}
+
+// wrapErr names what failed to close, so that a bare error (an EOF) says
+// where it came from.
+func wrapErr(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", what, err)
 }

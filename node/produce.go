@@ -80,7 +80,7 @@ func (n *Node) produce(ctx context.Context, req *kmsg.ProduceRequest, appended f
 				sp.ErrorMessage = &msg
 			} else {
 				wrote = true
-				n.appended(l)
+				n.appended(l, rt.Topic, rp.Partition)
 				if req.Acks == -1 {
 					waits = append(waits, wait{len(resp.Topics), len(st.Partitions), l, res.LastOffset, minISR, part.LeaderEpoch})
 				}

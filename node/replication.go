@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"sync"
@@ -128,6 +129,7 @@ func (n *Node) lead(ol *openLog, part meta.Partition) {
 	}
 	if hw, moved := r.leader.Advance(ol.EndOffset()); moved || r.hw.Load() < 0 {
 		ol.setHWLocked(hw)
+		n.logHWLocked(ol, part.Topic, part.Partition, "replicas", -1, -1)
 	}
 }
 
@@ -218,9 +220,12 @@ func (f *followerLog) AppendReplicated(b []byte) error {
 	ol := f.ol
 	ol.appendMu.Lock()
 	defer ol.appendMu.Unlock()
+	from := ol.EndOffset()
 	if _, err := ol.Log.AppendReplicated(b); err != nil {
 		return err
 	}
+	f.node.logger.Debug("replicated", "topic", f.topic, "partition", f.partition, "leader", f.leader,
+		"leader_epoch", f.epoch, "from", from, "to", ol.EndOffset())
 	for len(b) >= plog.BatchHeaderBytes {
 		h, err := plog.ParseBatchHeader(b)
 		if err != nil || h.Size() > int64(len(b)) {
@@ -247,6 +252,8 @@ func (f *followerLog) TruncateFullyAndStartAt(offset int64) error {
 	if err != nil {
 		return err
 	}
+	f.node.logger.Info("follower log emptied: starting at the leader's log start", "topic", f.topic, "partition", f.partition,
+		"leader_log_start", offset, "start", start, "producer_state", snap != nil)
 	return f.ol.truncate(func() error {
 		if err := f.ol.Log.TruncateFullyAndStartAt(start); err != nil {
 			return err
@@ -345,8 +352,26 @@ func (n *Node) replicaFetched(ol *openLog, part meta.Partition, replicaID int32,
 	r.leader.Fetched(replicaID, rp.FetchOffset, leo, time.Now())
 	if hw, moved := r.leader.Advance(leo); moved {
 		ol.setHWLocked(hw)
+		n.logHWLocked(ol, part.Topic, part.Partition, "fetch", replicaID, rp.FetchOffset)
 	}
 	return true
+}
+
+// logHWLocked tells, at debug level, how a led partition's high
+// watermark moved: what each replica's log end was known to be then.
+// Enough to replay any acknowledgement the fault suite doubts.
+func (n *Node) logHWLocked(ol *openLog, topic string, partition int32, cause string, replica int32, fetchOffset int64) {
+	if !n.logger.Enabled(context.Background(), slog.LevelDebug) {
+		return
+	}
+	l := ol.repl.leader
+	leos := make([]int64, 0, len(l.Replicas()))
+	for _, id := range l.Replicas() {
+		leos = append(leos, l.LogEndOffset(id))
+	}
+	n.logger.Debug("high watermark moved", "topic", topic, "partition", partition, "hw", l.HighWatermark(),
+		"log_end", ol.EndOffset(), "cause", cause, "replica", replica, "fetch_offset", fetchOffset,
+		"isr", l.ISR(), "adding", l.Adding(), "replicas", l.Replicas(), "replica_log_ends", leos)
 }
 
 // isrSize is the led partition's ISR size as last committed (0 when not
@@ -362,7 +387,7 @@ func (ol *openLog) isrSize() int {
 
 // appended moves a led partition's high watermark after an append (on a
 // single replica it is the log end at once).
-func (n *Node) appended(ol *openLog) {
+func (n *Node) appended(ol *openLog, topic string, partition int32) {
 	r := &ol.repl
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -371,6 +396,7 @@ func (n *Node) appended(ol *openLog) {
 	}
 	if hw, moved := r.leader.Advance(ol.EndOffset()); moved {
 		ol.setHWLocked(hw)
+		n.logHWLocked(ol, topic, partition, "append", -1, -1)
 	}
 }
 

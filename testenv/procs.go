@@ -69,9 +69,17 @@ type childSpec struct {
 	NoStream bool
 }
 
+// ChildLogLevelEnv set to "debug" has the children log at debug level
+// (high watermark moves, replicated ranges): for replaying a fault run.
+const ChildLogLevelEnv = "STRATA_TEST_LOG_LEVEL"
+
 // run runs the child until SIGTERM, then stops it cleanly.
 func (s childSpec) run() error {
-	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	level := slog.LevelInfo
+	if os.Getenv(ChildLogLevelEnv) == "debug" {
+		level = slog.LevelDebug
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
 	nc, err := nats.Connect(s.NATS, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))

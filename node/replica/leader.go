@@ -154,6 +154,13 @@ func (l *Leader) Advance(leaderLEO int64) (hw int64, moved bool) {
 // HighWatermark is the offset below which every ISR member has the log.
 func (l *Leader) HighWatermark() int64 { return l.hw }
 
+// Replicas are the assigned replicas, in assignment order.
+func (l *Leader) Replicas() []int32 { return slices.Clone(l.replicas) }
+
+// Adding are the replicas a proposed ISR change adds, counted for the
+// high watermark until it resolves.
+func (l *Leader) Adding() []int32 { return slices.Clone(l.adding) }
+
 // ISR is the in-sync set as last committed.
 func (l *Leader) ISR() []int32 { return slices.Clone(l.isr) }
 
