@@ -39,18 +39,25 @@ func (n *Node) fetch(ctx context.Context, req *kmsg.FetchRequest, hints bool) (r
 		}
 		held = held[:0]
 	}
+	var read, waited time.Duration
+	defer func() { n.stages.fetched(req.ReplicaID >= 0, read, waited) }()
 	for {
 		woken := n.appendedCh()
+		t0 := time.Now()
 		resp, bytes, failed := n.fetchOnce(ctx, req, budget, hints, &held)
-		if bytes >= int(req.MinBytes) || failed || !time.Now().Before(deadline) {
+		t1 := time.Now()
+		read += t1.Sub(t0)
+		if bytes >= int(req.MinBytes) || failed || !t1.Before(deadline) {
 			return resp, release
 		}
 		select {
 		case <-woken:
 		case <-time.After(time.Until(deadline)):
 		case <-ctx.Done():
+			waited += time.Since(t1)
 			return resp, release
 		}
+		waited += time.Since(t1)
 		release() // this round's answer is dropped
 	}
 }

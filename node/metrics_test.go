@@ -295,6 +295,14 @@ func TestISRMetrics(t *testing.T) {
 		u, _ := metricValue(t, reg, "strata_partitions_under_replicated", l)
 		return v >= 1 && u == 0
 	})
+	// Where the leader's requests spent their time: every stage seen.
+	for _, s := range [][2]string{{"Produce", "append"}, {"Produce", "replicate"}, {"Produce", "respond"},
+		{"ReplicaFetch", "read"}, {"ReplicaFetch", "wait"}, {"ReplicaFetch", "respond"}} {
+		if n, _ := metricValue(t, reg, "strata_node_request_stage_seconds", map[string]string{"node": fmt.Sprint(leader),
+			"api": s[0], "stage": s[1]}); n == 0 {
+			t.Errorf("no %s %s stage timed on the leader", s[0], s[1])
+		}
+	}
 }
 
 // TestGroupStateMetrics: a group's members, state, generation and

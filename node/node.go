@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -77,6 +78,7 @@ type Node struct {
 	cfg        Config
 	logger     *slog.Logger
 	collectors []prometheus.Collector // registered on cfg.Registry
+	stages     *stages
 	// counts are event counters for metrics.
 	counts struct{ isrShrinks, isrExpands, leaderships atomic.Int64 }
 	sub    *nats.Subscription
@@ -201,7 +203,8 @@ func Start(cfg Config) (*Node, error) {
 	if cfg.ReplicaCheckInterval <= 0 {
 		cfg.ReplicaCheckInterval = 50 * time.Millisecond
 	}
-	n := &Node{cfg: cfg, logger: cfg.Logger.With("node", cfg.ID), handlers: rpc.NewPool(maxConcurrentRequests)}
+	n := &Node{cfg: cfg, logger: cfg.Logger.With("node", cfg.ID), handlers: rpc.NewPool(maxConcurrentRequests),
+		stages: newStages(strconv.Itoa(int(cfg.ID)))}
 	n.mu.logs = map[partitionKey]*openLog{}
 	n.mu.dropping = map[partitionKey]chan struct{}{}
 	n.openSlots = make(chan struct{}, maxOpening)
@@ -252,7 +255,7 @@ func Start(cfg Config) (*Node, error) {
 		go n.reconcileLoop(n.base)
 	}
 	if cfg.Registry != nil {
-		n.collectors = []prometheus.Collector{newCollector(n), newGroupCollector(n)}
+		n.collectors = []prometheus.Collector{newCollector(n), newGroupCollector(n), n.stages.vec}
 		for i, c := range n.collectors {
 			if err := cfg.Registry.Register(c); err != nil {
 				n.logger.Warn("metrics not registered", "error", err)
@@ -325,10 +328,16 @@ func (n *Node) handle(msg *nats.Msg) {
 		return
 	}
 	// release: the response is encoded, its record data copied.
+	start := time.Now()
 	if err := rpc.RespondKafka(n.cfg.Conn, msg, req, resp, release); err != nil {
 		n.logger.Warn("reply failed", "api", kmsg.NameForKey(req.Key()), "error", err)
 	}
+	n.stages.responded(req, time.Since(start))
 }
+
+// Responded records how long a response to req took to encode and send,
+// for a transport outside the node (internal/stream).
+func (n *Node) Responded(req kmsg.Request, took time.Duration) { n.stages.responded(req, took) }
 
 // Ready reports whether the node serves: connected to NATS and caught
 // up with the metadata, so it has taken up the roles it holds (leading

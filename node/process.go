@@ -136,7 +136,7 @@ func StartProcess(cfg ProcessConfig) (*Process, error) {
 		return nil, err
 	}
 	if ss != nil {
-		ss.SetHandler(n.ServeKafka)
+		ss.SetHandler(n.ServeKafka, n.Responded)
 	}
 	p := &Process{Member: m, Node: n, Groups: g, Stream: ss, registry: cfg.Registry}
 	if cfg.Registry != nil {

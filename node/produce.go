@@ -32,6 +32,7 @@ func (n *Node) produce(ctx context.Context, req *kmsg.ProduceRequest, appended f
 		epoch  int32 // the leadership that wrote it
 	}
 	var waits []wait
+	start := time.Now()
 	for _, rt := range req.Topics {
 		st := kmsg.NewProduceResponseTopic()
 		st.Topic = rt.Topic
@@ -102,6 +103,8 @@ func (n *Node) produce(ctx context.Context, req *kmsg.ProduceRequest, appended f
 			failed = failed || sp.ErrorCode != 0
 		}
 	}
+	appendedAt := time.Now()
+	n.stages.produceAppend.Observe(appendedAt.Sub(start).Seconds())
 	if len(waits) > 0 && !failed {
 		appended()
 	}
@@ -114,6 +117,7 @@ func (n *Node) produce(ctx context.Context, req *kmsg.ProduceRequest, appended f
 				sp.ErrorCode, sp.BaseOffset, sp.LogAppendTime = code, -1, -1
 			}
 		}
+		n.stages.replicate.Observe(time.Since(appendedAt).Seconds())
 	}
 	return resp
 }

@@ -29,18 +29,22 @@ const maxRequestTime = 30 * time.Second
 // loses its connection rather than holding the node's goroutines.
 const writeTimeout = 10 * time.Second
 
+// Responded is told how long each answer took to encode and write.
+type Responded func(req kmsg.Request, took time.Duration)
+
 // Server serves a node's stream listener.
 type Server struct {
-	ln      net.Listener
-	logger  *slog.Logger
-	mu      sync.Mutex
-	handler Handler
-	conns   map[net.Conn]struct{}
-	closed  bool
-	base    context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	served  atomic.Int64
+	ln        net.Listener
+	logger    *slog.Logger
+	mu        sync.Mutex
+	handler   Handler
+	responded Responded
+	conns     map[net.Conn]struct{}
+	closed    bool
+	base      context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	served    atomic.Int64
 }
 
 // Listen starts accepting on addr. Requests are refused until SetHandler.
@@ -65,10 +69,11 @@ func (s *Server) Served() int64 { return s.served.Load() }
 // Addr is the address the server listens on.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
-// SetHandler starts serving requests with h.
-func (s *Server) SetHandler(h Handler) {
+// SetHandler starts serving requests with h; responded, when not nil,
+// is told how long each answer took to encode and write.
+func (s *Server) SetHandler(h Handler, responded Responded) {
 	s.mu.Lock()
-	s.handler = h
+	s.handler, s.responded = h, responded
 	s.mu.Unlock()
 }
 
@@ -171,7 +176,7 @@ func (sc *serverConn) handle(frame []byte) {
 		return
 	}
 	sc.s.mu.Lock()
-	h := sc.s.handler
+	h, responded := sc.s.handler, sc.s.responded
 	sc.s.mu.Unlock()
 	if h == nil {
 		sc.answerError(id, fmt.Errorf("stream: node starting"))
@@ -193,6 +198,7 @@ func (sc *serverConn) handle(frame []byte) {
 		sc.answerError(id, err)
 		return
 	}
+	start := time.Now()
 	resp.SetVersion(version)
 	buf := bufpool.Get(answerHeader + 4 + rpc.SizeHint(resp))[:4+answerHeader]
 	buf[8] = kindResponse
@@ -200,6 +206,9 @@ func (sc *serverConn) handle(frame []byte) {
 	release() // the encoding holds its own copy of the record data
 	sc.write(buf, id)
 	bufpool.Put(buf)
+	if responded != nil {
+		responded(req, time.Since(start))
+	}
 }
 
 func (sc *serverConn) answerError(id uint32, err error) {

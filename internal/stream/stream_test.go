@@ -22,7 +22,7 @@ func testServer(t *testing.T, h Handler) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.SetHandler(h)
+	s.SetHandler(h, nil)
 	t.Cleanup(s.Close)
 	return s
 }
