@@ -19,7 +19,7 @@ import (
 
 // TestDeployFilesNameExportedMetrics: every metric the shipped alert
 // rules and dashboard name is exported by a cluster that has done a
-// little of everything (tiered produce, a consume, a commit, an error),
+// little of everything (tiered produce, a group consume, a commit, an error),
 // so neither watches a series that never exists.
 func TestDeployFilesNameExportedMetrics(t *testing.T) {
 	dir, err := tier.OpenDir(t.TempDir())
@@ -47,7 +47,8 @@ func TestDeployFilesNameExportedMetrics(t *testing.T) {
 	if err := cl.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	rc, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), kgo.ConsumeTopics("d"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	rc, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), kgo.ConsumeTopics("d"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.ConsumerGroup("live"))
 	if err != nil {
 		t.Fatal(err)
 	}
