@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/hashicorp/raft"
@@ -51,6 +52,8 @@ type FSM struct {
 	// requires it never to go down (a restore to an older snapshot keeps
 	// the old one). Guarded by pinMu.
 	discardTs uint64
+
+	metrics *fsmMetrics
 }
 
 // ApplyResult is what applying a command returned: Err is nil or wraps a
@@ -76,7 +79,7 @@ func OpenFSM(dir string, logger *slog.Logger, onApply func(uint64, []Command)) (
 	if err != nil {
 		return nil, fmt.Errorf("meta: open state %s: %w", dir, err)
 	}
-	f := &FSM{db: db, logger: logger, onApply: onApply, pins: map[uint64]int{}}
+	f := &FSM{db: db, logger: logger, onApply: onApply, pins: map[uint64]int{}, metrics: newFSMMetrics()}
 	applied, err := f.readApplied()
 	if err != nil {
 		db.Close()
@@ -131,6 +134,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	if end <= applied {
 		return results // replayed entries the state already holds
 	}
+	start := time.Now()
 	w := &writer{db: f.db, commitTs: end, txn: f.db.NewTransactionAt(applied, true)}
 	var done []Command
 	for i, l := range logs {
@@ -165,6 +169,8 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	if w.topology {
 		f.topology.Add(1) // after applied: a view opened once this is seen reads the write
 	}
+	f.metrics.apply.Observe(time.Since(start).Seconds())
+	f.metrics.applyEntries.Observe(float64(len(logs)))
 	f.updateDiscardTs()
 	if f.onApply != nil && len(done) > 0 {
 		f.onApply(end, done)
@@ -933,11 +939,17 @@ type fsmSnapshot struct {
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 	stream := s.f.db.NewStreamAt(s.version)
 	stream.LogPrefix = "meta.snapshot"
-	if _, err := stream.Backup(sink, 0); err != nil {
+	w := &countingWriter{w: sink}
+	if _, err := stream.Backup(w, 0); err != nil {
 		sink.Cancel()
 		return fmt.Errorf("meta: snapshot at %d: %w", s.version, err)
 	}
-	return sink.Close()
+	if err := sink.Close(); err != nil {
+		return err
+	}
+	s.f.metrics.snapshotBytes.Set(float64(w.n))
+	s.f.metrics.snapshots.Inc()
+	return nil
 }
 
 // Release lets Badger discard the snapshot's versions.

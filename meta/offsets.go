@@ -113,6 +113,7 @@ func (b *offsetBatcher) propose(batch []*offsetReq, n int) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	cmd := &CommitOffsets{Offsets: all}
+	b.server.fsm.metrics.offsetBatch.Observe(float64(len(all)))
 	f := b.server.enqueue(ctx, cmd)
 	b.wg.Add(1)
 	go func(f raft.ApplyFuture) {

@@ -20,12 +20,22 @@ import (
 // its labels), summed over the series that match; ok false: none.
 func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) (float64, bool) {
 	t.Helper()
+	ms := series(t, reg, name, labels)
+	var sum float64
+	for _, m := range ms {
+		sum += value(m)
+	}
+	return sum, len(ms) > 0
+}
+
+// series are the series of metric name whose labels include labels.
+func series(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) []*dto.Metric {
+	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var sum float64
-	var found bool
+	var out []*dto.Metric
 	for _, mf := range mfs {
 		if mf.GetName() != name {
 			continue
@@ -41,11 +51,10 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map
 					continue series
 				}
 			}
-			found = true
-			sum += value(m)
+			out = append(out, m)
 		}
 	}
-	return sum, found
+	return out
 }
 
 func value(m *dto.Metric) float64 {
@@ -220,6 +229,27 @@ func TestGroupLagAcrossLeaders(t *testing.T) {
 	if v, _ := metricValue(t, reg, "strata_consumer_group_topic_lag", map[string]string{"group": "g", "topic": "lag"}); v != 90+100+110 {
 		t.Errorf("topic lag %v, want 300", v)
 	}
+	// The metadata group's own figures: the commit went through the
+	// offset batcher as one command of three offsets; every member
+	// applied entries; a snapshot taken now has a size.
+	ctrl := fmt.Sprint(controller(t, c))
+	if n, _ := metricValue(t, reg, "strata_meta_offset_commit_batch_offsets", map[string]string{"node": ctrl}); n != 1 {
+		t.Errorf("offset commit batches on the controller: %v, want 1", n)
+	}
+	if sum := histogramSum(t, reg, "strata_meta_offset_commit_batch_offsets", map[string]string{"node": ctrl}); sum != 3 {
+		t.Errorf("offsets committed in batches: %v, want 3", sum)
+	}
+	for id := range 3 {
+		if n, _ := metricValue(t, reg, "strata_meta_apply_seconds", map[string]string{"node": fmt.Sprint(id + 1)}); n == 0 {
+			t.Errorf("node %d applied no metadata batch", id+1)
+		}
+	}
+	if err := c.Nodes[controller(t, c)].Member.Server().Raft().Snapshot().Error(); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := metricValue(t, reg, "strata_meta_snapshot_bytes", map[string]string{"node": ctrl}); v <= 0 {
+		t.Errorf("snapshot size %v after a snapshot", v)
+	}
 	// The partitions have different leaders: the controller asked
 	// others.
 	nodes := 0
@@ -357,3 +387,14 @@ func TestGroupStateMetrics(t *testing.T) {
 }
 
 func must(v float64, _ bool) float64 { return v }
+
+// histogramSum is the sum of the observations of the histogram series
+// matching labels.
+func histogramSum(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	t.Helper()
+	var sum float64
+	for _, m := range series(t, reg, name, labels) {
+		sum += m.GetHistogram().GetSampleSum()
+	}
+	return sum
+}

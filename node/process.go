@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -76,8 +77,9 @@ type Process struct {
 	Groups *group.Service
 	Stream *stream.Server // nil without ProcessConfig.StreamAddr
 
-	registry   prometheus.Registerer
-	collectors []prometheus.Collector // registered on registry
+	// registered are the collectors this process registered, each with
+	// the registerer it went through.
+	registered []registration
 
 	closeOnce sync.Once
 	closeErr  error
@@ -138,13 +140,16 @@ func StartProcess(cfg ProcessConfig) (*Process, error) {
 	if ss != nil {
 		ss.SetHandler(n.ServeKafka, n.Responded)
 	}
-	p := &Process{Member: m, Node: n, Groups: g, Stream: ss, registry: cfg.Registry}
+	p := &Process{Member: m, Node: n, Groups: g, Stream: ss}
 	if cfg.Registry != nil {
-		for _, c := range []prometheus.Collector{newRaftCollector(p, cfg.ID), g.Collector()} {
-			if err := cfg.Registry.Register(c); err == nil {
-				p.collectors = append(p.collectors, c)
-			}
+		// The node label, as on the node's own metrics, tells members
+		// apart in a registry several share (strata dev, tests).
+		wrapped := prometheus.WrapRegistererWith(prometheus.Labels{"node": strconv.Itoa(int(cfg.ID))}, cfg.Registry)
+		for _, c := range m.Collectors() {
+			p.register(wrapped, c)
 		}
+		p.register(cfg.Registry, newRaftCollector(p, cfg.ID))
+		p.register(cfg.Registry, g.Collector())
 	}
 	return p, nil
 }
@@ -170,8 +175,8 @@ func advertised(addr, peer string) string {
 // call more than once.
 func (p *Process) Close() error {
 	p.closeOnce.Do(func() {
-		for _, c := range p.collectors {
-			p.registry.Unregister(c)
+		for _, r := range p.registered {
+			r.on.Unregister(r.c)
 		}
 		if p.Stream != nil {
 			p.Stream.Close() // gateways fall back to NATS, where no node answers
@@ -189,4 +194,17 @@ func wrapErr(what string, err error) error {
 		return nil
 	}
 	return fmt.Errorf("%s: %w", what, err)
+}
+
+type registration struct {
+	on prometheus.Registerer
+	c  prometheus.Collector
+}
+
+// register registers c on r, to be unregistered by Close; a collector
+// that cannot be registered (a clash) goes without.
+func (p *Process) register(r prometheus.Registerer, c prometheus.Collector) {
+	if err := r.Register(c); err == nil {
+		p.registered = append(p.registered, registration{r, c})
+	}
 }
