@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/strata-io/strata/meta"
@@ -47,7 +48,30 @@ func tierStoreFlags(urlUsage string) []ucli.Flag {
 		&ucli.StringFlag{Name: "tier-url", EnvVars: envVars("tier-url"), Usage: urlUsage},
 		&ucli.StringFlag{Name: "tier-access-key", EnvVars: append(envVars("tier-access-key"), "AWS_ACCESS_KEY_ID"), Usage: "S3 access key"},
 		&ucli.StringFlag{Name: "tier-secret-key", EnvVars: append(envVars("tier-secret-key"), "AWS_SECRET_ACCESS_KEY"), Usage: "S3 secret key"},
+		&ucli.Float64Flag{Name: "tier-price-put", Value: tier.S3StandardPrices.Put, EnvVars: envVars("tier-price-put"),
+			Usage: "dollars per 1,000 PUT requests, for the cost estimate strata_tier_store_cost_dollars_total (default: S3 Standard)"},
+		&ucli.Float64Flag{Name: "tier-price-get", Value: tier.S3StandardPrices.Get, EnvVars: envVars("tier-price-get"),
+			Usage: "dollars per 1,000 GET requests"},
+		&ucli.Float64Flag{Name: "tier-price-list", Value: tier.S3StandardPrices.List, EnvVars: envVars("tier-price-list"),
+			Usage: "dollars per 1,000 LIST requests"},
+		&ucli.Float64Flag{Name: "tier-price-delete", Value: tier.S3StandardPrices.Delete, EnvVars: envVars("tier-price-delete"),
+			Usage: "dollars per 1,000 DELETE requests"},
 	}
+}
+
+// tierPrices are the --tier-price-* flags.
+func tierPrices(c *ucli.Context) tier.Prices {
+	return tier.Prices{Put: c.Float64("tier-price-put"), Get: c.Float64("tier-price-get"),
+		List: c.Float64("tier-price-list"), Delete: c.Float64("tier-price-delete")}
+}
+
+// instrumentTier counts store's requests on reg, their cost at the
+// --tier-price-* flags; a nil store stays nil.
+func instrumentTier(c *ucli.Context, store tier.Store, reg prometheus.Registerer) tier.Store {
+	if store == nil {
+		return nil
+	}
+	return tier.Instrument(store, tier.NewStoreMetrics(reg, tierPrices(c)))
 }
 
 // gatewayTierFlags are the gateway's: the nodes' store, read directly.

@@ -62,6 +62,7 @@ func devCommand() *ucli.Command {
 				tierFetchRate: c.Int64("tier-fetch-max-bytes-per-second"), tierOrphanGrace: c.Duration("tier-orphan-grace"),
 				tierReconcileInterval: c.Duration("tier-reconcile-interval"), diskHighWatermark: c.Float64("disk-high-watermark"), topicDefaults: defaults,
 				numPartitions: int32(c.Int("num-partitions")), logger: newLogger(c), noPartitionMetrics: !c.Bool("partition-metrics"),
+				tierPrices: tierPrices(c),
 			}, nil)
 		},
 	}
@@ -77,6 +78,7 @@ type devConfig struct {
 	numPartitions                           int32
 	logger                                  *slog.Logger
 	noPartitionMetrics                      bool
+	tierPrices                              tier.Prices
 }
 
 // runDev runs the single-process cluster until ctx ends; ready, if set, is
@@ -90,7 +92,7 @@ func runDev(ctx context.Context, cfg devConfig, ready func(kafkaAddr string)) er
 	}
 	defer admin.close()
 	if cfg.tier != nil {
-		cfg.tier = tier.Instrument(cfg.tier, tier.NewStoreMetrics(admin.registry))
+		cfg.tier = tier.Instrument(cfg.tier, tier.NewStoreMetrics(admin.registry, cfg.tierPrices))
 	}
 	// NATS runs inside the process and listens on no port: node and
 	// gateway connect in-process.

@@ -13,7 +13,6 @@ import (
 	"github.com/strata-io/strata/gateway"
 	"github.com/strata-io/strata/node"
 	plog "github.com/strata-io/strata/node/log"
-	"github.com/strata-io/strata/tier"
 )
 
 var natsFlag = &ucli.StringFlag{Name: "nats", Value: nats.DefaultURL, EnvVars: envVars("nats"), Usage: "NATS server URL(s)"}
@@ -109,9 +108,7 @@ func nodeCommand() *ucli.Command {
 			if err != nil {
 				return fmt.Errorf("node: %w", err)
 			}
-			if store != nil {
-				store = tier.Instrument(store, tier.NewStoreMetrics(admin.registry))
-			}
+			store = instrumentTier(c, store, admin.registry)
 			nc, err := connectNATS(c, fmt.Sprintf("strata-node-%d", c.Int("id")))
 			if err != nil {
 				return fmt.Errorf("node: %w", err)
@@ -180,9 +177,7 @@ func gatewayCommand() *ucli.Command {
 			if err != nil {
 				return fmt.Errorf("gateway: %w", err)
 			}
-			if store != nil {
-				store = tier.Instrument(store, tier.NewStoreMetrics(admin.registry))
-			}
+			store = instrumentTier(c, store, admin.registry)
 			nc, err := connectNATS(c, "strata-gateway")
 			if err != nil {
 				return fmt.Errorf("gateway: %w", err)

@@ -187,6 +187,7 @@ func Start(cfg Config) (*Gateway, error) {
 			ln.Close()
 			return nil, err
 		}
+		g.metrics.remoteReads(g.remote.r.Stats)
 	}
 	g.wg.Add(1)
 	go g.acceptLoop()

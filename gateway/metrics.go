@@ -8,6 +8,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/strata-io/strata/tier"
 )
 
 // metrics are a gateway's Prometheus figures for the Kafka API, registered
@@ -22,6 +24,10 @@ type metrics struct {
 	accepted    prometheus.Counter
 	bytesIn     *prometheus.CounterVec // topic
 	bytesOut    *prometheus.CounterVec // topic
+	// remoteRead times one partition's read of uploaded data from the
+	// bucket, its wait for a read slot included.
+	remoteRead prometheus.Histogram
+	reg        prometheus.Registerer
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -43,11 +49,36 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Record batch bytes produced and appended (partitions answered without error), by topic."}, []string{"topic"}),
 		bytesOut: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_kafka_bytes_out_total",
 			Help: "Record batch bytes fetched by consumers, by topic."}, []string{"topic"}),
+		remoteRead: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "strata_gateway_remote_read_seconds",
+			Help:    "Time this gateway took to read one partition's uploaded data from the object store for a fetch (its turn among concurrent reads included).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
+		reg: reg,
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.errors, m.duration, m.inFlight, m.connections, m.accepted, m.bytesIn, m.bytesOut)
+		reg.MustRegister(m.requests, m.errors, m.duration, m.inFlight, m.connections, m.accepted, m.bytesIn, m.bytesOut, m.remoteRead)
 	}
 	return m
+}
+
+// remoteReads exports the gateway's chunk cache figures, read from the
+// reader at scrape time.
+func (m *metrics) remoteReads(stats func() tier.ReaderStats) {
+	if m.reg == nil {
+		return
+	}
+	counter := func(name, help string, f func(tier.ReaderStats) int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f(stats())) })
+	}
+	for _, c := range []prometheus.Collector{
+		counter("strata_gateway_tier_chunk_cache_hits_total", "This gateway's remote reads served from its chunk cache.",
+			func(s tier.ReaderStats) int64 { return s.ChunkHits }),
+		counter("strata_gateway_tier_chunk_cache_misses_total", "This gateway's remote reads that fetched their chunk from the store.",
+			func(s tier.ReaderStats) int64 { return s.ChunkMisses }),
+		counter("strata_gateway_tier_fetched_bytes_total", "Bytes this gateway fetched from the object store for remote reads.",
+			func(s tier.ReaderStats) int64 { return s.FetchedBytes }),
+	} {
+		m.reg.Register(c) // a second gateway in the process (tests) keeps the first's
+	}
 }
 
 // observe records one request and its response (nil: none was sent).

@@ -184,7 +184,9 @@ func (g *Gateway) serveRemote(ctx context.Context, req *kmsg.FetchRequest, resp 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			start := time.Now()
 			rd.data, rd.err = g.remote.read(ctx, rd.topic, rd.sp.Partition, rd.offset, min(int(rd.max), budget), rd.hint)
+			g.metrics.remoteRead.Observe(time.Since(start).Seconds())
 		}()
 	}
 	wg.Wait()

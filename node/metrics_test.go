@@ -158,6 +158,14 @@ func TestMetricsAfterWorkload(t *testing.T) {
 	if v, _ := metricValue(t, reg, "strata_kafka_requests_total", map[string]string{"api": "Produce"}); v == 0 {
 		t.Error("no Produce request counted")
 	}
+	// The replay from offset 0 read uploaded segments: the gateway did,
+	// from the bucket.
+	if v, _ := metricValue(t, reg, "strata_gateway_remote_read_seconds", nil); v == 0 {
+		t.Error("no remote read timed on the gateway")
+	}
+	if v, _ := metricValue(t, reg, "strata_gateway_tier_fetched_bytes_total", nil); v == 0 {
+		t.Error("the gateway fetched no bytes from the bucket")
+	}
 	if v, _ := metricValue(t, reg, "strata_kafka_request_duration_seconds", map[string]string{"api": "Fetch"}); v == 0 {
 		t.Error("no Fetch latency observed")
 	}

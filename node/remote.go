@@ -101,7 +101,9 @@ func (n *Node) readRemote(ctx context.Context, l *openLog, part meta.Partition, 
 		s, ok, _ := v.TierSegmentAt(part.Topic, part.Partition, seg.LastOffset+1)
 		return s, ok
 	}
+	start := time.Now()
 	data, err := n.remote.Read(ctx, seg, offset, maxBytes, next)
+	n.stages.remote.Observe(time.Since(start).Seconds())
 	if err != nil {
 		n.logger.Warn("remote read failed", "topic", part.Topic, "partition", part.Partition, "offset", offset, "error", err)
 		return nil, err

@@ -13,7 +13,8 @@ import (
 //     (acks=all: waiting for the high watermark to pass the batches);
 //   - Fetch (consumers) and ReplicaFetch (followers): read (reading the
 //     logs, every round of a long poll together), wait (the long poll
-//     waiting for data);
+//     waiting for data); for consumers also remote, one partition's read
+//     of uploaded data from the bucket (a part of read);
 //   - every API: respond (encoding the answer and handing it to NATS or
 //     the stream connection).
 //
@@ -24,6 +25,7 @@ type stages struct {
 	produceAppend, replicate prometheus.Observer
 	fetchRead, fetchWait     prometheus.Observer
 	replicaRead, replicaWait prometheus.Observer
+	remote                   prometheus.Observer
 }
 
 // stageBuckets run from 50 µs to about 7 s.
@@ -32,7 +34,7 @@ var stageBuckets = prometheus.ExponentialBuckets(50e-6, 2.5, 14)
 func newStages(node string) *stages {
 	vec := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:        "strata_node_request_stage_seconds",
-		Help:        "Time a node's Kafka requests spend in each stage (Produce: append, replicate; Fetch, ReplicaFetch: read, wait; all: respond).",
+		Help:        "Time a node's Kafka requests spend in each stage (Produce: append, replicate; Fetch, ReplicaFetch: read, wait; Fetch: remote, per partition; all: respond).",
 		Buckets:     stageBuckets,
 		ConstLabels: prometheus.Labels{"node": node},
 	}, []string{"api", "stage"})
@@ -43,6 +45,7 @@ func newStages(node string) *stages {
 		fetchWait:     vec.WithLabelValues("Fetch", "wait"),
 		replicaRead:   vec.WithLabelValues("ReplicaFetch", "read"),
 		replicaWait:   vec.WithLabelValues("ReplicaFetch", "wait"),
+		remote:        vec.WithLabelValues("Fetch", "remote"),
 	}
 }
 

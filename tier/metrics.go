@@ -17,12 +17,43 @@ type StoreMetrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	bytes    *prometheus.CounterVec
+	cost     *prometheus.CounterVec
+	prices   Prices
+}
+
+// Prices are what the object store charges per request, in dollars per
+// 1,000 requests of each kind, for strata_tier_store_cost_dollars_total:
+// an estimate from the requests this process made, not a bill (a list
+// is counted as one request however many pages it reads; failed requests
+// are not counted).
+type Prices struct {
+	Put, Get, List, Delete float64
+}
+
+// S3StandardPrices are Amazon S3 Standard's request prices in us-east-1:
+// PUT and LIST $0.005, GET $0.0004 per 1,000; DELETE free.
+var S3StandardPrices = Prices{Put: 0.005, Get: 0.0004, List: 0.005}
+
+func (p Prices) of(op string) float64 {
+	switch op {
+	case "put":
+		return p.Put / 1000
+	case "get":
+		return p.Get / 1000
+	case "list":
+		return p.List / 1000
+	case "delete":
+		return p.Delete / 1000
+	}
+	return 0
 }
 
 // NewStoreMetrics registers the metrics on reg (nil: kept, not
-// exported).
-func NewStoreMetrics(reg prometheus.Registerer) *StoreMetrics {
-	m := &StoreMetrics{
+// exported), estimating request cost at prices.
+func NewStoreMetrics(reg prometheus.Registerer, prices Prices) *StoreMetrics {
+	m := &StoreMetrics{prices: prices,
+		cost: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_tier_store_cost_dollars_total",
+			Help: "Estimated object-store request cost in dollars, by operation, at the configured prices (--tier-price-*)."}, []string{"op"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_tier_store_requests_total",
 			Help: "Object-store requests, by operation and outcome (ok, not_found, error)."}, []string{"op", "status"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "strata_tier_store_request_duration_seconds",
@@ -32,7 +63,7 @@ func NewStoreMetrics(reg prometheus.Registerer) *StoreMetrics {
 			Help: "Bytes sent to (put) and asked of (get) the object store."}, []string{"op"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.bytes)
+		reg.MustRegister(m.requests, m.duration, m.bytes, m.cost)
 	}
 	return m
 }
@@ -73,6 +104,9 @@ func (s *instrumented) observe(op string, start time.Time, err error) {
 		status = "error"
 	}
 	s.m.requests.WithLabelValues(op, status).Inc()
+	if status != "error" {
+		s.m.cost.WithLabelValues(op).Add(s.m.prices.of(op))
+	}
 	s.m.duration.WithLabelValues(op).Observe(time.Since(start).Seconds())
 }
 

@@ -3,6 +3,7 @@ package tier
 import (
 	"context"
 	"errors"
+	"math"
 	"strings"
 	"testing"
 
@@ -16,7 +17,7 @@ func TestInstrumentedStoreCounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	s := Instrument(dir, NewStoreMetrics(reg))
+	s := Instrument(dir, NewStoreMetrics(reg, S3StandardPrices))
 	if _, ok := s.(PartialSweeper); !ok {
 		t.Fatal("a directory store sweeps partial writes; instrumented, it must still")
 	}
@@ -46,5 +47,15 @@ func TestInstrumentedStoreCounts(t *testing.T) {
 	}
 	if n, err := testutil.GatherAndCount(reg, "strata_tier_store_request_duration_seconds"); err != nil || n != 2 {
 		t.Errorf("latency series: %d, %v", n, err)
+	}
+	// One PUT and two GETs (a miss is billed too) at S3 Standard prices.
+	for op, want := range map[string]float64{"put": 0.005 / 1000, "get": 2 * 0.0004 / 1000} {
+		m, err := s.(*instrumentedSweeper).m.cost.GetMetricWithLabelValues(op)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := testutil.ToFloat64(m); math.Abs(got-want) > 1e-12 {
+			t.Errorf("%s cost $%g, want $%g", op, got, want)
+		}
 	}
 }
