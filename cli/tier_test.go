@@ -37,8 +37,10 @@ func TestTierCommands(t *testing.T) {
 	admin := "--admin-url=" + adminAPI(t, c)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	// The manual partitioner: the records name their partitions, and
+	// both must get some (kgo's default is free to put all in one).
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), kgo.DefaultProduceTopic("history"), kgo.ProducerBatchMaxBytes(8<<10),
-		kgo.ProducerBatchCompression(kgo.NoCompression()))
+		kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		t.Fatal(err)
 	}
