@@ -47,16 +47,34 @@ func (c *Coordinator) ListGroups(ctx context.Context, req *kmsg.ListGroupsReques
 }
 
 // DescribeGroups reports each group's state, protocol and members with
-// their assignments. A group without members is Empty (or Dead if it has
-// never been seen).
-func (c *Coordinator) DescribeGroups(req *kmsg.DescribeGroupsRequest) *kmsg.DescribeGroupsResponse {
+// their assignments. A group without members is Empty, also one known
+// only by its committed offsets (as ListGroups says, and as Kafka loads
+// such a group from its offsets topic); one with neither is Dead.
+func (c *Coordinator) DescribeGroups(ctx context.Context, req *kmsg.DescribeGroupsRequest) *kmsg.DescribeGroupsResponse {
 	resp := req.ResponseKind().(*kmsg.DescribeGroupsResponse)
+	withOffsets := map[string]bool{}
+	c.mu.Lock()
+	for _, id := range req.Groups {
+		if c.groups[id] == nil {
+			withOffsets[id] = false
+		}
+	}
+	c.mu.Unlock()
+	for id := range withOffsets {
+		if os, err := c.store.GroupOffsets(ctx, id); err == nil && len(os) > 0 {
+			withOffsets[id] = true
+		}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, id := range req.Groups {
 		dg := kmsg.NewDescribeGroupsResponseGroup()
 		dg.Group, dg.State = id, "Dead"
-		if g := c.groups[id]; g != nil {
+		g := c.groups[id]
+		if g == nil && withOffsets[id] {
+			dg.State, dg.ProtocolType = "Empty", "consumer"
+		}
+		if g != nil {
 			dg.State, dg.ProtocolType, dg.Protocol = g.state.String(), g.protocolType, g.protocol
 			for _, m := range g.members {
 				dm := kmsg.NewDescribeGroupsResponseGroupMember()

@@ -175,3 +175,21 @@ func TestSessionTimeoutAndStaticMembership(t *testing.T) {
 	time.Sleep(1500 * time.Millisecond)
 	wantCode(t, "after session timeout", heartbeat(c, s2.MemberID, s2.Generation), kerr.UnknownMemberID)
 }
+
+// TestDescribeGroupKnownByOffsets: a group with committed offsets and no
+// members (after a controller change, say) is Empty, as ListGroups and
+// Kafka say; a group never seen is Dead.
+func TestDescribeGroupKnownByOffsets(t *testing.T) {
+	store := &memStore{offsets: map[string][]meta.Offset{"billing": {{Group: "billing", Topic: "t", Partition: 0, Offset: 5}}}}
+	c := New(store, nil)
+	defer c.Close()
+	req := kmsg.NewPtrDescribeGroupsRequest()
+	req.Groups = []string{"billing", "never"}
+	resp := c.DescribeGroups(context.Background(), req)
+	if got := resp.Groups[0]; got.State != "Empty" || got.ProtocolType != "consumer" {
+		t.Errorf("billing: state %q, protocol type %q; want Empty, consumer", got.State, got.ProtocolType)
+	}
+	if got := resp.Groups[1]; got.State != "Dead" {
+		t.Errorf("never: state %q, want Dead", got.State)
+	}
+}

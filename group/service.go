@@ -152,7 +152,7 @@ func (s *Service) handle(msg *nats.Msg) {
 	case *kmsg.ListGroupsRequest:
 		resp = coord.ListGroups(ctx, r)
 	case *kmsg.DescribeGroupsRequest:
-		resp = coord.DescribeGroups(r)
+		resp = coord.DescribeGroups(ctx, r)
 	case *kmsg.DeleteGroupsRequest:
 		resp = coord.DeleteGroups(ctx, r)
 	case *kmsg.OffsetDeleteRequest:
