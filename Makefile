@@ -19,7 +19,7 @@ STRATA_IMAGE := strata-test/strata:dev
 
 export CGO_ENABLED := 0
 
-.PHONY: build run test test-long bench lint clean servers images
+.PHONY: build run test test-long bench lint clean servers images chromium
 
 build:
 	$(GO) build -trimpath -ldflags='-s -w' -o $(BIN) .
@@ -43,6 +43,28 @@ $(NATS_SERVER):
 	GOBIN=$(CACHE)/bin $(GO) install -ldflags='-s -w' github.com/nats-io/nats-server/v2@$(NATS_VERSION)
 
 servers: $(MINIO) $(NATS_SERVER)
+
+# Headless Chromium for the console's browser test, from Debian's package
+# and its libraries, unpacked into the cache (nothing installed on the
+# system); a wrapper points it at its libraries. Where apt cannot fetch
+# it, the browser test skips.
+CHROMIUM_DIR := $(CACHE)/chromium
+CHROMIUM := $(CHROMIUM_DIR)/chromium.sh
+SCREENSHOTS := $(CACHE)/screenshots
+
+$(CHROMIUM):
+	@mkdir -p $(CHROMIUM_DIR)/archives/partial $(CHROMIUM_DIR)/root
+	@echo "unpacking Debian's chromium into $(CHROMIUM_DIR) (once)"
+	@{ apt-get install -y -qq --download-only --no-install-recommends -o Dir::Cache::archives=$(CHROMIUM_DIR)/archives chromium \
+		>$(CHROMIUM_DIR)/apt.log 2>&1 || { apt-get update -qq >>$(CHROMIUM_DIR)/apt.log 2>&1 && \
+		apt-get install -y -qq --download-only --no-install-recommends -o Dir::Cache::archives=$(CHROMIUM_DIR)/archives chromium \
+		>>$(CHROMIUM_DIR)/apt.log 2>&1; }; } && \
+	for d in $(CHROMIUM_DIR)/archives/*.deb; do dpkg -x $$d $(CHROMIUM_DIR)/root || exit 1; done && \
+	printf '#!/bin/sh\nroot=$$(dirname "$$0")/root\nlib=$$root/usr/lib/x86_64-linux-gnu\nexport LD_LIBRARY_PATH="$$lib:$$lib/pulseaudio:$$root/lib/x86_64-linux-gnu$${LD_LIBRARY_PATH:+:$$LD_LIBRARY_PATH}"\nexec "$$root/usr/lib/chromium/chromium" "$$@"\n' >$@ && \
+	chmod +x $@ && rm -rf $(CHROMIUM_DIR)/archives || \
+	echo "chromium could not be fetched (see $(CHROMIUM_DIR)/apt.log): the browser test will skip"
+
+chromium: $(CHROMIUM)
 
 # No image can be pulled: each is built FROM scratch around a static
 # binary (an empty /data and /tmp are made for it). Without a Docker
@@ -99,8 +121,10 @@ define fuzz_all
 endef
 
 # The race detector needs cgo.
-test: lint build images
-	$(image_env) CGO_ENABLED=1 STRATA_MINIO_BIN=$(MINIO) $(GO) test -race -count=1 -timeout 20m $(PKGS)
+test: lint build images chromium
+	$(image_env) CGO_ENABLED=1 STRATA_MINIO_BIN=$(MINIO) STRATA_CHROMIUM=$(CHROMIUM) STRATA_SCREENSHOTS=$(SCREENSHOTS) \
+		$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	@echo "console screenshots: $(SCREENSHOTS)"
 	# The fault suite, one seed, on its own: the packages' tests would
 	# load the machine under it.
 	CGO_ENABLED=1 STRATA_FAULTS=$(FAULTS_SHORT) STRATA_FAULT_SECONDS=$(FAULT_SECONDS_SHORT) $(GO) test -race -count=1 -timeout 10m -run '^TestFaultSuite$$' -v ./node/

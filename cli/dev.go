@@ -146,7 +146,11 @@ func runDev(ctx context.Context, cfg devConfig, ready func(kafkaAddr string)) er
 		return fmt.Errorf("dev: %w", err)
 	}
 	defer gw.Close()
-	admin.mount(gw.RegisterAdmin)
+	closeConsole, err := admin.mountGateway(gw, logger)
+	if err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
+	defer closeConsole()
 	admin.readyWhen(func() error {
 		if err := proc.Node.Ready(); err != nil {
 			return err

@@ -193,7 +193,11 @@ func gatewayCommand() *ucli.Command {
 			if err != nil {
 				return fmt.Errorf("gateway: %w", err)
 			}
-			admin.mount(gw.RegisterAdmin)
+			closeConsole, err := admin.mountGateway(gw, logger)
+			if err != nil {
+				return fmt.Errorf("gateway: %w", err)
+			}
+			defer closeConsole()
 			admin.readyWhen(func() error {
 				ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 				defer cancel()

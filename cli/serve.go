@@ -17,6 +17,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	ucli "github.com/urfave/cli/v2"
+
+	"github.com/strata-io/strata/console"
+	"github.com/strata-io/strata/gateway"
 )
 
 // newLogger logs to stderr, as every Strata process does.
@@ -108,4 +111,16 @@ func (a *adminServer) close() {
 		defer cancel()
 		a.srv.Shutdown(ctx)
 	}
+}
+
+// mountGateway serves a gateway's admin API and its web console on the
+// admin address; the returned func stops the console.
+func (a *adminServer) mountGateway(gw *gateway.Gateway, logger *slog.Logger) (func(), error) {
+	con, err := console.New(gw, logger.With("component", "console"))
+	if err != nil {
+		return nil, err
+	}
+	a.mount(gw.RegisterAdmin)
+	a.mount(con.Register)
+	return con.Close, nil
 }

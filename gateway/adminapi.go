@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"slices"
 
@@ -136,4 +137,28 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	json.NewEncoder(w).Encode(v)
+}
+
+// TopicPartitions are topic's partitions as the metadata holds them:
+// replicas, ISR and leader by node (a Kafka client's Metadata names
+// gateways instead).
+func (g *Gateway) TopicPartitions(ctx context.Context, topic string) ([]meta.Partition, error) {
+	r, err := g.meta.Read(ctx, meta.ReadRequest{Kind: "topics", Topic: topic})
+	if err != nil {
+		return nil, err
+	}
+	return r.Partitions, nil
+}
+
+// TierLs lists topic's uploaded segments, by partition, as the bucket's
+// manifests hold them.
+func (g *Gateway) TierLs(ctx context.Context, topic string) (tier.LsReply, error) {
+	var reply tier.LsReply
+	if err := g.tierAsk(ctx, "ls", topic, &reply); err != nil {
+		return reply, err
+	}
+	if reply.Error != "" {
+		return reply, errors.New(reply.Error)
+	}
+	return reply, nil
 }
