@@ -42,33 +42,52 @@ func (l *latencies) report(b *testing.B) {
 func BenchmarkProposals3Voters(b *testing.B) {
 	for _, proposers := range []int{1, 16} {
 		b.Run(fmt.Sprintf("proposers=%d", proposers), func(b *testing.B) {
-			g := startGroup(b, 3, nil)
-			leader := g.leader()
-			ctx := context.Background()
-			var lat latencies
-			var next atomic.Int64
-			b.ResetTimer()
-			var wg sync.WaitGroup
-			for range proposers {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for next.Add(1) <= int64(b.N) {
-						t0 := time.Now()
-						res, err := leader.Propose(ctx, &RegisterNode{Node: Node{ID: int32(next.Load() % 100), RaftAddr: "127.0.0.1:1"}})
-						if err != nil || res.Err != nil {
-							b.Error(err, res)
-							return
-						}
-						lat.add(time.Since(t0))
-					}
-				}()
-			}
-			wg.Wait()
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "proposals/s")
-			lat.report(b)
+			benchProposals(b, proposers)
 		})
 	}
+}
+
+// BenchmarkProposalsPipelined is BenchmarkProposals3Voters with and
+// without Raft's pipelined replication, which Strata turns off (see
+// raftRPCsInFlight): what that costs, measured side by side.
+func BenchmarkProposalsPipelined(b *testing.B) {
+	defer func(v int) { raftRPCsInFlight = v }(raftRPCsInFlight)
+	for _, proposers := range []int{1, 16} {
+		for _, inFlight := range []int{1, 2} {
+			b.Run(fmt.Sprintf("proposers=%d/rpcs-in-flight=%d", proposers, inFlight), func(b *testing.B) {
+				raftRPCsInFlight = inFlight
+				benchProposals(b, proposers)
+			})
+		}
+	}
+}
+
+func benchProposals(b *testing.B, proposers int) {
+	g := startGroup(b, 3, nil)
+	leader := g.leader()
+	ctx := context.Background()
+	var lat latencies
+	var next atomic.Int64
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for range proposers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(b.N) {
+				t0 := time.Now()
+				res, err := leader.Propose(ctx, &RegisterNode{Node: Node{ID: int32(next.Load() % 100), RaftAddr: "127.0.0.1:1"}})
+				if err != nil || res.Err != nil {
+					b.Error(err, res)
+					return
+				}
+				lat.add(time.Since(t0))
+			}
+		}()
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "proposals/s")
+	lat.report(b)
 }
 
 // BenchmarkOffsetCommits commits one offset per call from many concurrent

@@ -51,6 +51,10 @@ type Server struct {
 	logPipe   io.Closer // ends the goroutine that forwards Raft's log
 }
 
+// raftRPCsInFlight is 1: no pipelined replication (see OpenServer). A
+// variable so that a benchmark can measure what that costs.
+var raftRPCsInFlight = 1
+
 // OpenServer opens the member's stores and starts Raft. A member with no
 // Raft state waits to be bootstrapped or added by the leader.
 func OpenServer(cfg ServerConfig) (*Server, error) {
@@ -82,7 +86,16 @@ func OpenServer(cfg ServerConfig) (*Server, error) {
 	if err := s.catchUpFromSnapshot(snaps); err != nil {
 		return nil, err
 	}
-	if s.transport, err = raft.NewTCPTransportWithLogger(cfg.RaftAddr, nil, 3, 10*time.Second, hlog); err != nil {
+	// MaxRPCsInFlight 1 turns off Raft's pipelined replication: in
+	// hashicorp/raft v1.8.0 a follower that answers one pipelined append
+	// with Success=false can leave the pipeline's two goroutines blocked
+	// on each other, and replication to that follower stops for good
+	// while heartbeats go on (the follower's metadata freezes and nothing
+	// ever calls an election), and Shutdown waits on them forever. Seen
+	// here as a node whose Close never returned. Synchronous appends cost
+	// a round trip each; the metadata's writes are small and batched.
+	if s.transport, err = raft.NewTCPTransportWithConfig(cfg.RaftAddr, nil, &raft.NetworkTransportConfig{
+		MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog, MaxRPCsInFlight: raftRPCsInFlight}); err != nil {
 		return nil, fmt.Errorf("meta: raft transport on %s: %w", cfg.RaftAddr, err)
 	}
 	rc := raft.DefaultConfig()

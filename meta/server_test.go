@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
 )
 
 // testGroup runs n members of a metadata group in this process, each with
@@ -372,5 +374,18 @@ func TestStateBehindSnapshotIsRestored(t *testing.T) {
 		if _, ok, _ := v.Topic(name); !ok {
 			t.Fatalf("topic %q lost: the state fell behind the snapshot and was not restored", name)
 		}
+	}
+}
+
+// TestNoPipelinedReplication: the Raft transport refuses pipelines, so
+// replication takes hashicorp/raft's synchronous path. Its pipeline can
+// deadlock after a follower's Success=false (replication to that
+// follower stops for good while heartbeats go on, and Shutdown hangs);
+// a node's Close was seen to hang on it in CI.
+func TestNoPipelinedReplication(t *testing.T) {
+	g := startGroup(t, 1, nil)
+	_, err := g.servers[1].transport.AppendEntriesPipeline("2", "127.0.0.1:1")
+	if !errors.Is(err, raft.ErrPipelineReplicationNotSupported) {
+		t.Fatalf("AppendEntriesPipeline: %v, want ErrPipelineReplicationNotSupported", err)
 	}
 }
