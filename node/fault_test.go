@@ -140,6 +140,7 @@ func runFaultSuite(t *testing.T, seed uint64, faultTime time.Duration) {
 	}
 	prod := newSeedsClient(t, seeds, prodOpts...)
 	check := testenv.StartChecker(t, prod, "faults", 100, 1500)
+	check.OnStall = c.DumpStacks // a stall is a bug: where every goroutine waits says which
 	check.ExpectIdempotent()
 	loose := newSeedsClient(t, seeds, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite(), kgo.DefaultProduceTopic("loose"))
 	group := testenv.StartGroupChecker(t, "faults", "fault-readers", seeds...)

@@ -20,6 +20,10 @@ import (
 // (partition, offset, value), then verifies that each is readable exactly
 // where it was acknowledged, in order: what fault tests promise producers.
 type Checker struct {
+	// OnStall, when set, runs before WaitAcked fails for want of
+	// progress (to capture the processes' state).
+	OnStall func()
+
 	t     testing.TB
 	topic string
 	mu    sync.Mutex
@@ -150,6 +154,9 @@ func (c *Checker) WaitAcked(ctx context.Context, n int, what string) {
 			last, progress = acked, time.Now()
 		}
 		if ctx.Err() != nil || time.Since(progress) > 2*time.Minute {
+			if c.OnStall != nil {
+				c.OnStall()
+			}
 			c.t.Fatalf("%s: %d of %d records acknowledged, none for %v", what, acked, want, time.Since(progress).Round(time.Second))
 		}
 		time.Sleep(20 * time.Millisecond)

@@ -410,6 +410,37 @@ func (c *Procs) kill(p *proc) {
 	<-p.done
 }
 
+// DumpStacks has every running child print all its goroutines' stacks
+// to its log and exit (SIGQUIT, the Go runtime's dump): for a run that
+// stalled, where they wait tells why.
+func (c *Procs) DumpStacks() {
+	for _, p := range c.all() {
+		if p == nil || p.cmd == nil || p.cmd.Process == nil {
+			continue
+		}
+		select {
+		case <-p.done:
+			continue
+		default:
+		}
+		if p.paused {
+			p.cmd.Process.Signal(syscall.SIGCONT)
+		}
+		p.killed = true
+		p.cmd.Process.Signal(syscall.SIGQUIT)
+	}
+	for _, p := range c.all() {
+		if p == nil || p.cmd == nil || !p.killed {
+			continue
+		}
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+		}
+	}
+	c.t.Logf("every child dumped its goroutines into its log (%s)", filepath.Join(c.dir, "logs"))
+}
+
 // Pause freezes node id with SIGSTOP; Resume thaws it with SIGCONT.
 func (c *Procs) Pause(id int32) {
 	c.nodes[id].paused = true

@@ -301,6 +301,8 @@ func (f *Fetcher) apply(p Follower, offset int64, rp *kmsg.FetchResponseTopicPar
 		return p.TruncateFullyAndStartAt(rp.LogStartOffset)
 	case errors.Is(err, kerr.NotLeaderForPartition), errors.Is(err, kerr.FencedLeaderEpoch),
 		errors.Is(err, kerr.UnknownLeaderEpoch), errors.Is(err, kerr.UnknownTopicOrPartition):
+		f.logger.Debug("the leader refuses the partition's fetch: metadata to be read again", "topic", p.Topic(),
+			"partition", p.Partition(), "leader_epoch", p.LeaderEpoch(), "error", err)
 		f.Remove(p.Topic(), p.Partition())
 		f.cfg.Stale(p, err)
 		return nil
