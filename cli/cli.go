@@ -39,6 +39,7 @@ func runWith(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			logCommand(),
 			tierCommand(),
 			clusterCommand(),
+			topCommand(),
 		},
 	}
 	if err := app.Run(hoistFlags(app.Commands, args)); err != nil {

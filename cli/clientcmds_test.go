@@ -2,10 +2,15 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/strata-io/strata/testenv"
 )
@@ -128,4 +133,80 @@ func TestBenchCommands(t *testing.T) {
 			t.Fatalf("bench %s lacks percentiles: %q", sub, out)
 		}
 	}
+}
+
+// TestTopCommand: `strata top` shows each topic with its records and, on
+// the second look, the rate they grow at while a producer writes; and
+// each group with its lag.
+func TestTopCommand(t *testing.T) {
+	c := testenv.InProcess(t, 1, testenv.Options{})
+	b := "--brokers=" + c.Addr()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), kgo.DefaultProduceTopic("busy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for _, topic := range []string{"busy", "quiet"} {
+		if _, errOut, code := strataCmd(t, "", "topic", "create", topic, "-p", "2", b); code != 0 {
+			t.Fatalf("topic create %s: %s", topic, errOut)
+		}
+	}
+	for range 100 {
+		cl.Produce(ctx, &kgo.Record{Value: []byte("x")}, nil)
+	}
+	if err := cl.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var commit kadm.Offsets
+	commit.Add(kadm.Offset{Topic: "busy", Partition: 0, At: 40, LeaderEpoch: -1})
+	if r, err := kadm.NewClient(cl).CommitOffsets(ctx, "readers", commit); err != nil || r.Error() != nil {
+		t.Fatal(err, r.Error())
+	}
+	// A producer keeps writing while top looks twice.
+	pctx, stop := context.WithCancel(ctx)
+	go func() {
+		for pctx.Err() == nil {
+			cl.ProduceSync(pctx, &kgo.Record{Value: []byte("y")})
+		}
+	}()
+	out, errOut, code := strataCmd(t, "", "top", b, "-n", "2", "-i", "500ms")
+	stop()
+	if code != 0 {
+		t.Fatalf("top: exit %d: %s", code, errOut)
+	}
+	frames := strings.Split(out, "strata top")
+	if len(frames) != 3 {
+		t.Fatalf("want two looks:\n%s", out)
+	}
+	first, second := frames[1], frames[2]
+	for _, want := range []string{"TOPIC", "PARTITIONS", "IN/S", "quiet", "GROUP", "LAG", "readers"} {
+		if !strings.Contains(first, want) {
+			t.Errorf("the first look lacks %q:\n%s", want, first)
+		}
+	}
+	busy := lineOf(second, "busy")
+	if f := strings.Fields(busy); len(f) != 4 || f[3] == "-" || f[3] == "0.0" {
+		t.Errorf("busy grows while top looks, but the second look says %q", busy)
+	}
+	if f := strings.Fields(lineOf(first, "busy")); len(f) != 4 || f[3] != "-" {
+		t.Errorf("the first look has no rate to show: %q", lineOf(first, "busy"))
+	}
+	if readers := strings.Fields(lineOf(first, "readers")); len(readers) < 4 || readers[3] == "?" {
+		t.Errorf("readers' lag: %q", lineOf(first, "readers"))
+	}
+	if _, errOut, code := strataCmd(t, "", "top", b, "-i", "1ms"); code != 1 || !strings.Contains(errOut, "interval") {
+		t.Errorf("top with a 1ms interval: exit %d: %s", code, errOut)
+	}
+}
+
+// lineOf is the first line of s that starts with prefix.
+func lineOf(s, prefix string) string {
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, prefix+" ") {
+			return l
+		}
+	}
+	return ""
 }
