@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -26,13 +27,16 @@ type site struct {
 	cluster *testenv.Cluster
 }
 
-func newSite(t *testing.T) site {
+func newSite(t *testing.T) site { return newSiteOf(t, 1) }
+
+// newSiteOf is newSite on n nodes, its topics replicated n times.
+func newSiteOf(t *testing.T, n int) site {
 	t.Helper()
 	store, err := tier.OpenDir(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := testenv.InProcess(t, 1, testenv.Options{Tier: store, MaintainInterval: 50 * time.Millisecond})
+	c := testenv.InProcess(t, n, testenv.Options{Tier: store, MaintainInterval: 50 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), kgo.RecordPartitioner(kgo.ManualPartitioner()),
@@ -42,11 +46,11 @@ func newSite(t *testing.T) site {
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	if r, err := adm.CreateTopic(ctx, 2, 1, map[string]*string{"remote.storage.enable": kadm.StringPtr("true"),
+	if r, err := adm.CreateTopic(ctx, 2, int16(n), map[string]*string{"remote.storage.enable": kadm.StringPtr("true"),
 		"segment.bytes": kadm.StringPtr("16384")}, "orders"); err != nil || r.Err != nil {
 		t.Fatal(err, r.Err)
 	}
-	if r, err := adm.CreateTopic(ctx, 1, 1, nil, "audit"); err != nil || r.Err != nil {
+	if r, err := adm.CreateTopic(ctx, 1, int16(n), nil, "audit"); err != nil || r.Err != nil {
 		t.Fatal(err, r.Err)
 	}
 	for i := range 2000 {
@@ -136,6 +140,33 @@ func TestPages(t *testing.T) {
 			t.Fatalf("no lag sparkline:\n%s", body)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestPagesThreeNodes: the same pages on a cluster of three nodes, with
+// every partition on all three.
+func TestPagesThreeNodes(t *testing.T) {
+	s := newSiteOf(t, 3)
+	for _, p := range pages {
+		code, body := get(t, s.url+p.path)
+		if code != http.StatusOK {
+			t.Errorf("%s: status %d\n%s", p.path, code, body)
+			continue
+		}
+		want := p.want
+		if p.path == "/" {
+			want = []string{"Controller", "3 / 3", "node 1", "node 2", "node 3"}
+		}
+		for _, w := range want {
+			if !strings.Contains(body, w) {
+				t.Errorf("%s lacks %q", p.path, w)
+			}
+		}
+	}
+	// Each partition of orders shows three replicas.
+	_, body := get(t, s.url+"/topics/orders")
+	if n := len(regexp.MustCompile(`<td>[123], [123], [123]</td>`).FindAllString(body, -1)); n < 2 {
+		t.Errorf("/topics/orders shows three replicas for %d partitions, want 2:\n%s", n, body)
 	}
 }
 
