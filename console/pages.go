@@ -2,6 +2,7 @@ package console
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"net/http"
 	"slices"
@@ -170,7 +171,7 @@ func (c *Console) topic(ctx context.Context, r *http.Request) (any, error) {
 	starts, _ := adm.ListStartOffsets(ctx, name)
 	ends, _ := adm.ListEndOffsets(ctx, name)
 	sizes := c.sizes(ctx)
-	v := topicView{Name: name, ID: t.ID.String()}
+	v := topicView{Name: name, ID: base64.RawURLEncoding.EncodeToString(t.ID[:])} // as Kafka's tools print it
 	for _, p := range parts {
 		row := partitionRow{Partition: p.Partition, Leader: p.Leader, Replicas: p.Replicas, ISR: p.ISR, Start: -1, End: -1,
 			UnderReplicated: len(p.ISR) < len(p.Replicas)}
