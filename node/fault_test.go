@@ -136,7 +136,11 @@ func runFaultSuite(t *testing.T, seed uint64, faultTime time.Duration) {
 			t.Fatal(err)
 		}
 		defer f.Close()
-		prodOpts = append(prodOpts, kgo.WithLogger(kgo.BasicLogger(f, kgo.LogLevelInfo, func() string { return time.Now().Format("15:04:05.000 ") })))
+		level := kgo.LogLevelInfo
+		if os.Getenv(testenv.ChildLogLevelEnv) == "debug" {
+			level = kgo.LogLevelDebug // every request and each partition's error
+		}
+		prodOpts = append(prodOpts, kgo.WithLogger(kgo.BasicLogger(f, level, func() string { return time.Now().Format("15:04:05.000 ") })))
 	}
 	prod := newSeedsClient(t, seeds, prodOpts...)
 	check := testenv.StartChecker(t, prod, "faults", 100, 1500)
