@@ -189,7 +189,7 @@ func renderTop(w io.Writer, brokers string, prev, s *topSample, limit int) {
 		r, ok := rate(t.end, before.end, had)
 		rows = append(rows, row{name, r, fmt.Sprintf("%s\t%d\t%d\t%s", name, t.partitions, t.records, format(r, ok))})
 	}
-	sortRows := func(rows []row) {
+	table := func(header string, rows []row, empty string) {
 		slices.SortFunc(rows, func(a, b row) int {
 			if a.r != b.r {
 				if a.r > b.r {
@@ -199,18 +199,21 @@ func renderTop(w io.Writer, brokers string, prev, s *topSample, limit int) {
 			}
 			return strings.Compare(a.name, b.name)
 		})
-	}
-	sortRows(rows)
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TOPIC\tPARTITIONS\tRECORDS\tIN/S")
-	for i, r := range rows {
-		if i == limit {
-			fmt.Fprintf(tw, "… %d more\t\t\t\n", len(rows)-limit)
-			break
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, header)
+		for i, r := range rows {
+			if i == limit {
+				fmt.Fprintf(tw, "… %d more\n", len(rows)-limit)
+				break
+			}
+			fmt.Fprintln(tw, r.line)
 		}
-		fmt.Fprintln(tw, r.line)
+		if len(rows) == 0 {
+			fmt.Fprintln(tw, empty)
+		}
+		tw.Flush()
 	}
-	tw.Flush()
+	table("TOPIC\tPARTITIONS\tRECORDS\tIN/S", rows, "(no topics)")
 	fmt.Fprintln(w)
 
 	rows = rows[:0]
@@ -228,20 +231,7 @@ func renderTop(w io.Writer, brokers string, prev, s *topSample, limit int) {
 		}
 		rows = append(rows, row{name, float64(g.lag), fmt.Sprintf("%s\t%s\t%d\t%s\t%s", name, g.state, g.members, lag, committed)})
 	}
-	sortRows(rows)
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "GROUP\tSTATE\tMEMBERS\tLAG\tCOMMITTED/S")
-	for i, r := range rows {
-		if i == limit {
-			fmt.Fprintf(tw, "… %d more\t\t\t\t\n", len(rows)-limit)
-			break
-		}
-		fmt.Fprintln(tw, r.line)
-	}
-	if len(rows) == 0 {
-		fmt.Fprintln(tw, "(no consumer groups)\t\t\t\t")
-	}
-	tw.Flush()
+	table("GROUP\tSTATE\tMEMBERS\tLAG\tCOMMITTED/S", rows, "(no consumer groups)")
 }
 
 // isTerminal reports whether w is a terminal (a character device).

@@ -411,49 +411,44 @@ func (c *Console) browse(ctx context.Context, r *http.Request) (any, error) {
 	v.Searched = true
 	// Where to start: an offset, a time (RFC 3339 or milliseconds), or
 	// the log start.
+	// offsetOf is the partition's offset in what list answers.
+	offsetOf := func(offs kadm.ListedOffsets, err error) (int64, error) {
+		if err != nil {
+			return 0, err
+		}
+		o, ok := offs.Lookup(v.Topic, v.Partition)
+		if !ok || o.Err != nil {
+			return 0, fmt.Errorf("%w: partition %d of %q", errNotFound, v.Partition, v.Topic)
+		}
+		return o.Offset, nil
+	}
 	switch {
 	case v.Timestamp != "":
 		ms, err := parseTime(v.Timestamp)
 		if err != nil {
 			return v, err
 		}
-		offs, err := adm.ListOffsetsAfterMilli(ctx, ms, v.Topic)
-		if err != nil {
+		if v.From, err = offsetOf(adm.ListOffsetsAfterMilli(ctx, ms, v.Topic)); err != nil {
 			return v, err
 		}
-		o, ok := offs.Lookup(v.Topic, v.Partition)
-		if !ok || o.Err != nil {
-			return v, fmt.Errorf("%w: partition %d of %q", errNotFound, v.Partition, v.Topic)
-		}
-		v.From = o.Offset
 	case v.Offset != "":
 		if v.From, err = strconv.ParseInt(v.Offset, 10, 64); err != nil || v.From < 0 {
 			return v, fmt.Errorf("offset %q: a number from 0", v.Offset)
 		}
 	default:
-		offs, err := adm.ListStartOffsets(ctx, v.Topic)
-		if err != nil {
+		if v.From, err = offsetOf(adm.ListStartOffsets(ctx, v.Topic)); err != nil {
 			return v, err
 		}
-		o, ok := offs.Lookup(v.Topic, v.Partition)
-		if !ok || o.Err != nil {
-			return v, fmt.Errorf("%w: partition %d of %q", errNotFound, v.Partition, v.Topic)
-		}
-		v.From = o.Offset
 	}
-	ends, err := adm.ListEndOffsets(ctx, v.Topic)
+	end, err := offsetOf(adm.ListEndOffsets(ctx, v.Topic))
 	if err != nil {
 		return v, err
 	}
-	end, ok := ends.Lookup(v.Topic, v.Partition)
-	if !ok || end.Err != nil {
-		return v, fmt.Errorf("%w: partition %d of %q", errNotFound, v.Partition, v.Topic)
-	}
-	if v.From >= end.Offset {
+	if v.From >= end {
 		v.HighWatermarkEnd = true
 		return v, nil
 	}
-	recs, err := c.read(ctx, v.Topic, v.Partition, v.From, min(int64(v.Limit), end.Offset-v.From))
+	recs, err := c.read(ctx, v.Topic, v.Partition, v.From, min(int64(v.Limit), end-v.From))
 	v.Records = recs
 	return v, err
 }

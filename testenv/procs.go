@@ -414,6 +414,23 @@ func (c *Procs) kill(p *proc) {
 // to its log and exit (SIGQUIT, the Go runtime's dump): for a run that
 // stalled, where they wait tells why.
 func (c *Procs) DumpStacks() {
+	running := c.signalRunning(syscall.SIGQUIT)
+	for _, p := range running {
+		p.killed = true // its exit status is the dump's, not a failure
+	}
+	for _, p := range running {
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+		}
+	}
+	c.t.Logf("every child dumped its goroutines into its log (%s)", filepath.Join(c.dir, "logs"))
+}
+
+// signalRunning sends sig to every child still running (thawing a
+// paused one first) and returns them.
+func (c *Procs) signalRunning(sig syscall.Signal) []*proc {
+	var running []*proc
 	for _, p := range c.all() {
 		if p == nil || p.cmd == nil || p.cmd.Process == nil {
 			continue
@@ -426,19 +443,10 @@ func (c *Procs) DumpStacks() {
 		if p.paused {
 			p.cmd.Process.Signal(syscall.SIGCONT)
 		}
-		p.killed = true
-		p.cmd.Process.Signal(syscall.SIGQUIT)
+		p.cmd.Process.Signal(sig)
+		running = append(running, p)
 	}
-	for _, p := range c.all() {
-		if p == nil || p.cmd == nil || !p.killed {
-			continue
-		}
-		select {
-		case <-p.done:
-		case <-time.After(10 * time.Second):
-		}
-	}
-	c.t.Logf("every child dumped its goroutines into its log (%s)", filepath.Join(c.dir, "logs"))
+	return running
 }
 
 // Pause freezes node id with SIGSTOP; Resume thaws it with SIGCONT.
@@ -562,20 +570,7 @@ func (c *Procs) tails() string {
 // fails the test if one did not stop cleanly within 20 s, or if any log
 // shows a panic or a race.
 func (c *Procs) close() {
-	for _, p := range c.all() {
-		if p == nil || p.cmd == nil {
-			continue
-		}
-		select {
-		case <-p.done:
-			continue
-		default:
-		}
-		if p.paused {
-			p.cmd.Process.Signal(syscall.SIGCONT)
-		}
-		p.cmd.Process.Signal(syscall.SIGTERM)
-	}
+	c.signalRunning(syscall.SIGTERM)
 	for _, p := range c.all() {
 		if p == nil || p.cmd == nil {
 			continue
