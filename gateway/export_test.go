@@ -24,3 +24,7 @@ func (g *Gateway) PinStaleLeader(ctx context.Context, topic string, partition, l
 	g.cache.mu.Unlock()
 	return nil
 }
+
+// SetGather turns writing large fetch records as they are (writev) on
+// or off, for a benchmark's baseline; it returns the setting before.
+func SetGather(on bool) (was bool) { return !gatherOff.Swap(!on) }

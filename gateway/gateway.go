@@ -246,7 +246,7 @@ func (g *Gateway) acceptLoop() {
 
 // pending is one request's place in a connection's response order.
 type pending struct {
-	resp chan []byte // the framed response, or nil for none (acks=0)
+	resp chan *respFrame // the framed response, or nil for none (acks=0)
 }
 
 // serve reads requests from one connection. Each is handled on its own
@@ -268,22 +268,28 @@ func (g *Gateway) serve(c net.Conn) {
 	go func() {
 		defer close(writerDone)
 		w := bufio.NewWriter(c)
+		failed := false
 		for p := range order {
-			b := <-p.resp
-			if b == nil {
+			f := <-p.resp
+			if f == nil {
 				continue
 			}
-			_, err := w.Write(b)
-			bufpool.Put(b)
-			if err != nil {
-				c.Close()
-				continue // drain the rest
-			}
-			if len(order) == 0 {
-				if err := w.Flush(); err != nil {
-					c.Close()
+			if !failed {
+				var err error
+				if len(f.bufs) == 1 {
+					_, err = w.Write(f.bufs[0]) // small ones coalesce
+				} else if err = w.Flush(); err == nil {
+					_, err = f.bufs.WriteTo(c) // one writev, records not copied
+				}
+				if err == nil && len(order) == 0 {
+					err = w.Flush()
+				}
+				if err != nil {
+					failed = true
+					c.Close() // drain the rest
 				}
 			}
+			f.done()
 		}
 		w.Flush()
 	}()
@@ -320,7 +326,7 @@ func (g *Gateway) serve(c net.Conn) {
 			g.logger.Warn("closing connection: malformed request", "remote", c.RemoteAddr().String(), "error", err)
 			return
 		}
-		p := &pending{resp: make(chan []byte, 1)}
+		p := &pending{resp: make(chan *respFrame, 1)}
 		order <- p
 		var after chan struct{}
 		var appended func()
@@ -347,8 +353,10 @@ func (g *Gateway) serve(c net.Conn) {
 			if appended != nil {
 				ctx = context.WithValue(ctx, appendedKey{}, appended)
 			}
+			// rel gives back what the response's records reference:
+			// once the response is encoded, or, for records the frame
+			// sends as they are, once it is written.
 			rel := &releaser{}
-			defer rel.run() // after the response is encoded
 			ctx = context.WithValue(ctx, releaserKey{}, rel)
 			g.metrics.inFlight.Inc()
 			start := time.Now()
@@ -357,10 +365,20 @@ func (g *Gateway) serve(c net.Conn) {
 			g.metrics.inFlight.Dec()
 			reuse()
 			if resp == nil {
+				rel.run()
 				p.resp <- nil
 				return
 			}
-			p.resp <- frameResponse(h, resp)
+			if fr, ok := resp.(*kmsg.FetchResponse); ok {
+				if f, ok := frameFetch(h, fr); ok {
+					f.release = rel.run
+					p.resp <- &f
+					return
+				}
+			}
+			b := frameResponse(h, resp)
+			rel.run()
+			p.resp <- &respFrame{bufs: net.Buffers{b}, pooled: b}
 		}()
 	}
 }

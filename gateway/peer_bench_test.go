@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/strata-io/strata/gateway"
 	"github.com/strata-io/strata/meta"
 	"github.com/strata-io/strata/testenv"
 )
@@ -55,14 +56,22 @@ func BenchmarkStrataVsJetStream(b *testing.B) {
 		for _, path := range []struct {
 			name string
 			addr func(b *testing.B) string
+			copy bool
 		}{
-			{"nats", inProcess(testenv.Options{})},
-			{"stream", inProcess(testenv.Options{Streams: true})},
-			{"local", inProcess(testenv.Options{LocalPath: true})},
-			{"procs-nats", processes(true)},
-			{"procs-stream", processes(false)},
+			{"nats", inProcess(testenv.Options{}), false},
+			{"stream", inProcess(testenv.Options{Streams: true}), false},
+			{"local", inProcess(testenv.Options{LocalPath: true}), false},
+			// The gateway copying fetched records into the response,
+			// as before they went to the socket by writev: the
+			// baseline of that change, in the same run.
+			{"local-copy", inProcess(testenv.Options{LocalPath: true}), true},
+			{"stream-copy", inProcess(testenv.Options{Streams: true}), true},
+			{"procs-nats", processes(true), false},
+			{"procs-stream", processes(false), false},
 		} {
+			was := gateway.SetGather(!path.copy)
 			r := benchStrata(b, path.addr(b), payload)
+			gateway.SetGather(was)
 			b.ReportMetric(r.produce, path.name+"-produce-MB/s")
 			b.ReportMetric(r.consume, path.name+"-consume-MB/s")
 			b.ReportMetric(r.p99, path.name+"-produce-p99-ms")
