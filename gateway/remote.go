@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"golang.org/x/sync/semaphore"
 
+	"github.com/strata-io/strata/internal/bufpool"
 	"github.com/strata-io/strata/internal/errcode"
 	"github.com/strata-io/strata/meta"
 	"github.com/strata-io/strata/tier"
@@ -116,7 +117,18 @@ func (rr *remoteReader) read(ctx context.Context, topic string, partition int32,
 	if next != nil {
 		nextSeg = func() (meta.TierSegment, bool) { return *next, true }
 	}
-	return rr.r.Read(ctx, seg, offset, maxBytes, nextSeg)
+	// Into a pooled buffer, given back once the client's answer is
+	// written (the request's releaser); fresh megabytes per fetch would
+	// keep the garbage collector busy under every other request.
+	rel, ok := ctx.Value(releaserKey{}).(*releaser)
+	if !ok {
+		return rr.r.Read(ctx, seg, offset, maxBytes, nextSeg)
+	}
+	return rr.r.ReadAlloc(ctx, seg, offset, maxBytes, nextSeg, func(n int) []byte {
+		b := bufpool.Get(n)
+		rel.add(func() { bufpool.Put(b) })
+		return b
+	})
 }
 
 // serveRemote answers, from the store, each partition of resp a node

@@ -123,7 +123,11 @@ func (n *Node) fetchOnce(ctx context.Context, req *kmsg.FetchRequest, budget int
 						continue
 					}
 				} else {
-					data, err = n.readRemote(ctx, l, part, rp.FetchOffset, max)
+					data, err = n.readRemote(ctx, l, part, rp.FetchOffset, max, func(n int) []byte {
+						b := bufpool.Get(n)
+						*held = append(*held, b) // given back once the response is sent
+						return b
+					})
 				}
 			}
 			if err != nil {

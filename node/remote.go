@@ -90,7 +90,7 @@ func (n *Node) remoteSegment(l *openLog, part meta.Partition, offset int64) (seg
 
 // readRemote reads uploaded batches from offset, below the local log's
 // start. A store failure is tier.ErrUnavailable (retriable).
-func (n *Node) readRemote(ctx context.Context, l *openLog, part meta.Partition, offset int64, maxBytes int) ([]byte, error) {
+func (n *Node) readRemote(ctx context.Context, l *openLog, part meta.Partition, offset int64, maxBytes int, alloc func(int) []byte) ([]byte, error) {
 	seg, _, _, err := n.remoteSegment(l, part, offset)
 	if err != nil {
 		return nil, err
@@ -102,7 +102,7 @@ func (n *Node) readRemote(ctx context.Context, l *openLog, part meta.Partition, 
 		return s, ok
 	}
 	start := time.Now()
-	data, err := n.remote.Read(ctx, seg, offset, maxBytes, next)
+	data, err := n.remote.ReadAlloc(ctx, seg, offset, maxBytes, next, alloc)
 	n.stages.remote.Observe(time.Since(start).Seconds())
 	if err != nil {
 		n.logger.Warn("remote read failed", "topic", part.Topic, "partition", part.Partition, "offset", offset, "error", err)

@@ -116,12 +116,21 @@ func (r *Reader) Stats() ReaderStats {
 // chunks are fetched in the background, so a replay does not stall on
 // two GETs at every segment boundary.
 func (r *Reader) Read(ctx context.Context, seg meta.TierSegment, offset int64, maxBytes int, next func() (meta.TierSegment, bool)) ([]byte, error) {
+	return r.ReadAlloc(ctx, seg, offset, maxBytes, next, func(n int) []byte { return make([]byte, 0, n) })
+}
+
+// ReadAlloc is Read into a buffer from alloc (a pool's, say: a replay
+// reads megabytes per fetch, and fresh ones keep the garbage collector
+// busy under every other request). alloc returns a slice of length 0
+// and capacity at least n; the result is that buffer, cut.
+func (r *Reader) ReadAlloc(ctx context.Context, seg meta.TierSegment, offset int64, maxBytes int, next func() (meta.TierSegment, bool),
+	alloc func(n int) []byte) ([]byte, error) {
 	pos, h, err := r.findBatch(ctx, seg, offset)
 	if err != nil || pos < 0 {
 		return nil, err
 	}
 	n := min(max(int64(maxBytes), h.Size()), seg.SizeBytes-pos)
-	buf := make([]byte, n)
+	buf := alloc(int(n))[:n]
 	if err := r.readLog(ctx, seg, buf, pos); err != nil {
 		return nil, err
 	}
