@@ -37,9 +37,13 @@ type replState struct {
 	epoch     int32
 	partEpoch int32
 	// proposing: an ISR change is on its way to the controller; after a
-	// refusal the next waits until proposeAfter.
-	proposing    bool
-	proposeAfter time.Time
+	// refusal the next waits until proposeAfter. awaitPartEpoch is the
+	// partition epoch of the last change this node made: none is proposed
+	// again until metadata shows it (a proposal from an older view is
+	// refused anyway, and its refusal must not be taken for the change's).
+	proposing      bool
+	proposeAfter   time.Time
+	awaitPartEpoch int32
 	// hw is the high watermark this node knows: consumers read below it.
 	hw atomic.Int64
 	// changed is closed and replaced whenever hw or the ISR moves, waking
@@ -109,7 +113,7 @@ func (n *Node) lead(ol *openLog, part meta.Partition) {
 		}
 		hw := max(r.hw.Load(), ol.StartOffset())
 		r.leader = replica.NewLeader(n.cfg.ID, part.Replicas, part.ISR, hw, now, n.cfg.ReplicaLagMax)
-		r.epoch, r.partEpoch, r.proposing = part.LeaderEpoch, part.PartitionEpoch, false
+		r.epoch, r.partEpoch, r.proposing, r.awaitPartEpoch = part.LeaderEpoch, part.PartitionEpoch, false, 0
 		// A follower kept its producer state as it appended, unless a
 		// truncation cut batches it had recorded: only then is it built
 		// again, from the newest snapshot and the batches after it.
@@ -561,7 +565,7 @@ func (n *Node) proposeISRChanges(ctx context.Context) {
 	for k, ol := range logs {
 		r := &ol.repl
 		r.mu.Lock()
-		if r.leader == nil || r.proposing || now.Before(r.proposeAfter) {
+		if r.leader == nil || r.proposing || now.Before(r.proposeAfter) || r.partEpoch < r.awaitPartEpoch {
 			r.mu.Unlock()
 			continue
 		}
@@ -600,6 +604,14 @@ func (n *Node) proposeISRChanges(ctx context.Context) {
 				// commit: its replicas keep counting until a committed
 				// change arrives by SetReplicas.
 				leader.ProposalFailed()
+			}
+			if err == nil && r.leader == leader {
+				// Made: the controller may elect a replica it added at
+				// once, before this node's metadata shows the change. Its
+				// replicas count until it does, and nothing is proposed
+				// from the older view meanwhile.
+				leader.ProposalCommitted(isr)
+				r.awaitPartEpoch = res.Partition.PartitionEpoch
 			}
 			r.mu.Unlock()
 			switch {

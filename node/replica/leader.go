@@ -24,17 +24,22 @@ import (
 //     whose log end reaches the high watermark, at a fetch made since it
 //     left, joins it;
 //   - while an ISR change is proposed (Proposing) and until it is
-//     committed (SetReplicas) or fails (ProposalFailed), the high
+//     seen committed (SetReplicas) or fails (ProposalFailed), the high
 //     watermark counts the maximal ISR: the committed one and every
-//     replica the proposal adds. The controller may elect a replica from
+//     replica the proposal adds; a change known to have committed
+//     (ProposalCommitted) counts until SetReplicas, even when a later
+//     proposal fails. The controller may elect a replica from
 //     the new ISR as soon as it commits, before this leader hears of it:
 //     a record acknowledged meanwhile by the old, smaller ISR would be
 //     missing on that new leader, and lost.
 type Leader struct {
-	self      int32
-	replicas  []int32
-	isr       []int32
-	adding    []int32 // replicas a proposed ISR change adds
+	self     int32
+	replicas []int32
+	isr      []int32
+	adding   []int32 // replicas a proposed ISR change adds
+	// committed are replicas a change known to have committed adds, not
+	// yet seen here (SetReplicas): they count whatever later proposals do.
+	committed []int32
 	lagMax    time.Duration
 	hw        int64
 	followers map[int32]*follower
@@ -64,7 +69,7 @@ func NewLeader(self int32, replicas, isr []int32, hw int64, now time.Time, lagMa
 // entering the ISR count as caught up now.
 func (l *Leader) SetReplicas(replicas, isr []int32, now time.Time) {
 	before := l.isr
-	l.replicas, l.isr, l.adding = slices.Clone(replicas), slices.Clone(isr), nil
+	l.replicas, l.isr, l.adding, l.committed = slices.Clone(replicas), slices.Clone(isr), nil, nil
 	for _, id := range replicas {
 		if id == l.self {
 			continue
@@ -124,9 +129,22 @@ func (l *Leader) Proposing(isr []int32) {
 	}
 }
 
+// ProposalCommitted records that a proposed change to isr committed: the
+// replicas it adds count for the high watermark until SetReplicas brings
+// it (or a later change), whatever becomes of later proposals. The
+// controller may elect one of them the moment it commits.
+func (l *Leader) ProposalCommitted(isr []int32) {
+	for _, id := range isr {
+		if !slices.Contains(l.isr, id) && !slices.Contains(l.committed, id) {
+			l.committed = append(l.committed, id)
+		}
+	}
+}
+
 // ProposalFailed records that no proposed ISR change was made (the
 // controller rejected it); one whose fate is unknown (a timeout) may yet
-// commit and must not be reported here.
+// commit and must not be reported here. Replicas of changes known to
+// have committed keep counting (ProposalCommitted).
 func (l *Leader) ProposalFailed() { l.adding = nil }
 
 // Advance recomputes the high watermark for a leader log ending at
@@ -134,7 +152,7 @@ func (l *Leader) ProposalFailed() { l.adding = nil }
 // Proposing).
 func (l *Leader) Advance(leaderLEO int64) (hw int64, moved bool) {
 	low := leaderLEO
-	for _, id := range append(slices.Clone(l.isr), l.adding...) {
+	for _, id := range slices.Concat(l.isr, l.adding, l.committed) {
 		if id == l.self {
 			continue
 		}
@@ -157,9 +175,10 @@ func (l *Leader) HighWatermark() int64 { return l.hw }
 // Replicas are the assigned replicas, in assignment order.
 func (l *Leader) Replicas() []int32 { return slices.Clone(l.replicas) }
 
-// Adding are the replicas a proposed ISR change adds, counted for the
-// high watermark until it resolves.
-func (l *Leader) Adding() []int32 { return slices.Clone(l.adding) }
+// Adding are the replicas proposed ISR changes add, counted for the high
+// watermark until they resolve: those of changes in flight, and those of
+// changes committed but not seen here yet.
+func (l *Leader) Adding() []int32 { return slices.Concat(l.adding, l.committed) }
 
 // ISR is the in-sync set as last committed.
 func (l *Leader) ISR() []int32 { return slices.Clone(l.isr) }

@@ -74,7 +74,17 @@ func TestLeaderOracle(t *testing.T) {
 		o := newOracle(replicas, now, lagMax)
 		l := NewLeader(1, replicas, replicas, 0, now, lagMax)
 		leo := int64(0)
+		// ctrlISR is the ISR the controller holds: any of its members may
+		// be elected at any moment. pending is a change it committed that
+		// this leader has not seen yet (nil: none).
+		ctrlISR := slices.Clone(replicas)
+		var pending []int32
 		for step := range 300 {
+			if pending != nil && rng.IntN(4) == 0 { // the metadata arrives
+				l.SetReplicas(replicas, pending, now)
+				o.setISR(pending, now)
+				pending = nil
+			}
 			switch rng.IntN(5) {
 			case 0:
 				leo += int64(rng.IntN(20))
@@ -97,13 +107,19 @@ func TestLeaderOracle(t *testing.T) {
 				if changed {
 					l.Proposing(want)
 					o.propose(want)
-					switch rng.IntN(3) {
-					case 0: // the controller commits it
+					switch fate := rng.IntN(4); {
+					case fate == 0 && pending == nil: // the controller commits it, seen at once
+						l.ProposalCommitted(want)
 						l.SetReplicas(replicas, want, now)
 						o.setISR(want, now)
-					case 1: // it refuses it
+						ctrlISR = slices.Clone(want)
+					case fate == 1: // it refuses it (a stale epoch, say)
 						l.ProposalFailed()
-						o.adding = nil
+						o.failed()
+					case fate == 2 && pending == nil: // it commits it; the metadata comes later
+						l.ProposalCommitted(want)
+						o.committedChange(want)
+						ctrlISR, pending = slices.Clone(want), slices.Clone(want)
 					} // else its fate is not known yet
 				}
 			case 4:
@@ -113,6 +129,14 @@ func TestLeaderOracle(t *testing.T) {
 				}
 				if hw > leo {
 					t.Fatalf("seed %d step %d: high watermark %d past the log end %d", seed, step, hw, leo)
+				}
+				// Safety: everything acknowledged is on every replica the
+				// controller could elect now.
+				for _, id := range ctrlISR {
+					if id != 1 && hw > o.maxLEO(id) && hw > o.hwAtJoin(id) {
+						t.Fatalf("seed %d step %d: high watermark %d, but %d, in the controller's ISR %v, has only %d",
+							seed, step, hw, id, ctrlISR, o.leo(id))
+					}
 				}
 			}
 		}
@@ -129,7 +153,38 @@ type oracle struct {
 	joined   map[int32]time.Time // when each ISR member last entered (or the leadership began)
 	left     map[int32]time.Time // when each follower last left the ISR
 	adding   []int32             // replicas proposed ISR changes add, fate unknown
+	// committed are replicas a change known to have committed adds, not
+	// seen yet; joinHW is the high watermark when each last joined the
+	// controller's ISR.
+	committed []int32
+	joinHW    map[int32]int64
 }
+
+func (o *oracle) failed() { o.adding = nil }
+
+func (o *oracle) committedChange(isr []int32) {
+	for _, id := range isr {
+		if !slices.Contains(o.isr, id) && !slices.Contains(o.committed, id) {
+			o.committed = append(o.committed, id)
+			o.joinHW[id] = o.hw
+		}
+	}
+}
+
+// maxLEO is the furthest the follower's log was known to reach (the
+// random fetches may go back, as after a truncation).
+func (o *oracle) maxLEO(id int32) int64 {
+	best := int64(0)
+	for _, f := range o.fetches[id] {
+		best = max(best, min(f.offset, f.leaderLEO))
+	}
+	return best
+}
+
+// hwAtJoin is the high watermark when id last joined the ISR: a
+// replica joins only once it has everything below it, so a member that
+// has not fetched since still holds that much.
+func (o *oracle) hwAtJoin(id int32) int64 { return o.joinHW[id] }
 
 type fetchEvent struct {
 	offset, leaderLEO int64
@@ -138,7 +193,7 @@ type fetchEvent struct {
 
 func newOracle(replicas []int32, now time.Time, lagMax time.Duration) *oracle {
 	o := &oracle{replicas: replicas, isr: slices.Clone(replicas), lagMax: lagMax, fetches: map[int32][]fetchEvent{},
-		joined: map[int32]time.Time{}, left: map[int32]time.Time{}}
+		joined: map[int32]time.Time{}, left: map[int32]time.Time{}, joinHW: map[int32]int64{}}
 	for _, id := range replicas {
 		o.joined[id] = now
 	}
@@ -158,10 +213,13 @@ func (o *oracle) propose(isr []int32) {
 }
 
 func (o *oracle) setISR(isr []int32, now time.Time) {
-	o.adding = nil
+	o.adding, o.committed = nil, nil
 	for _, id := range isr {
 		if !slices.Contains(o.isr, id) {
 			o.joined[id] = now
+			if _, ok := o.joinHW[id]; !ok {
+				o.joinHW[id] = o.hw
+			}
 		}
 	}
 	for _, id := range o.isr {
@@ -215,7 +273,7 @@ func (o *oracle) fetchedSince(id int32, t time.Time) bool {
 
 func (o *oracle) advance(leo int64) int64 {
 	low := leo
-	for _, id := range append(slices.Clone(o.isr), o.adding...) {
+	for _, id := range slices.Concat(o.isr, o.adding, o.committed) {
 		if id == 1 {
 			continue
 		}
@@ -274,5 +332,35 @@ func TestLeaderCountsJoiningReplica(t *testing.T) {
 	l.Fetched(2, 300, 300, now)
 	if hw, _ := l.Advance(300); hw != 300 {
 		t.Fatalf("high watermark %d after the proposal was refused", hw)
+	}
+}
+
+// TestLeaderKeepsCommittedJoinerAfterRefusal is seed 17006's loss:
+// leader 1 (ISR [1 2]) proposed adding 3, caught up at 5736, and the
+// controller committed it; before the metadata reached 1, a second
+// proposal from its older view was refused as stale, and the refusal
+// stopped 3 counting. 1 then acknowledged 5736-5750 on 2's word alone,
+// the controller elected 3, and the records were lost.
+func TestLeaderKeepsCommittedJoinerAfterRefusal(t *testing.T) {
+	now := at(0)
+	l := NewLeader(1, []int32{3, 1, 2}, []int32{1, 2}, 5736, now, 10*time.Second)
+	l.Fetched(2, 5736, 5736, now)
+	l.Fetched(3, 5736, 5736, now)
+	isr, changed := l.WantISR(now)
+	if !changed || !slices.Contains(isr, 3) {
+		t.Fatalf("want ISR %v (changed %v): 3 is caught up", isr, changed)
+	}
+	l.Proposing(isr)
+	l.ProposalCommitted(isr) // the controller may elect 3 from now on
+	l.Proposing(isr)         // from the view that does not show it yet
+	l.ProposalFailed()       // refused: a stale partition epoch
+	l.Fetched(2, 5751, 5751, now)
+	if hw, _ := l.Advance(5751); hw != 5736 {
+		t.Fatalf("high watermark %d while 3, in the committed ISR, has 5736", hw)
+	}
+	l.SetReplicas([]int32{3, 1, 2}, []int32{3, 1, 2}, now) // the metadata arrives
+	l.Fetched(3, 5751, 5751, now)
+	if hw, _ := l.Advance(5751); hw != 5751 {
+		t.Fatalf("high watermark %d once 3 has everything", hw)
 	}
 }
