@@ -131,7 +131,13 @@ func (n *Node) lead(ol *openLog, part meta.Partition) {
 			"isr", part.ISR, "log_end", ol.EndOffset())
 		r.signalLocked()
 	}
-	if hw, moved := r.leader.Advance(ol.EndOffset()); moved || r.hw.Load() < 0 {
+	// The leader's high watermark may start above what this node knew
+	// as a follower (a log emptied and restarted at the old leader's log
+	// start): take it even when Advance does not move it, or waiters and
+	// readers would go by the follower's older figure until the next
+	// append, and a producer retrying a batch already written would wait
+	// for ever (seeds 14005, 16006, 17009).
+	if hw, moved := r.leader.Advance(ol.EndOffset()); moved || r.hw.Load() != hw {
 		ol.setHWLocked(hw)
 		n.logHWLocked(ol, part.Topic, part.Partition, "replicas", -1, -1)
 	}
