@@ -234,8 +234,10 @@ func (f *followerLog) AppendReplicated(b []byte) error {
 	if _, err := ol.Log.AppendReplicated(b); err != nil {
 		return err
 	}
-	f.node.logger.Debug("replicated", "topic", f.topic, "partition", f.partition, "leader", f.leader,
-		"leader_epoch", f.epoch, "from", from, "to", ol.EndOffset())
+	if f.node.logger.Enabled(context.Background(), slog.LevelDebug) { // the replication path: no arguments built for nothing
+		f.node.logger.Debug("replicated", "topic", f.topic, "partition", f.partition, "leader", f.leader,
+			"leader_epoch", f.epoch, "from", from, "to", ol.EndOffset())
+	}
 	for len(b) >= plog.BatchHeaderBytes {
 		h, err := plog.ParseBatchHeader(b)
 		if err != nil || h.Size() > int64(len(b)) {
