@@ -314,11 +314,7 @@ func TestLeaderCountsJoiningReplica(t *testing.T) {
 	l := NewLeader(3, []int32{1, 2, 3}, []int32{3, 2}, 169, now, 10*time.Second)
 	l.Fetched(1, 169, 169, now)
 	l.Fetched(2, 169, 169, now)
-	isr, changed := l.WantISR(now)
-	if !changed || !slices.Contains(isr, 1) {
-		t.Fatalf("want ISR %v (changed %v): 1 is caught up", isr, changed)
-	}
-	l.Proposing(isr)
+	proposeJoiner(t, l, 1, now)
 	l.Fetched(2, 229, 229, now) // 2 has the next 60 records, 1 not yet
 	if hw, _ := l.Advance(229); hw != 169 {
 		t.Fatalf("high watermark %d while 1, proposed into the ISR, has only 169", hw)
@@ -346,11 +342,7 @@ func TestLeaderKeepsCommittedJoinerAfterRefusal(t *testing.T) {
 	l := NewLeader(1, []int32{3, 1, 2}, []int32{1, 2}, 5736, now, 10*time.Second)
 	l.Fetched(2, 5736, 5736, now)
 	l.Fetched(3, 5736, 5736, now)
-	isr, changed := l.WantISR(now)
-	if !changed || !slices.Contains(isr, 3) {
-		t.Fatalf("want ISR %v (changed %v): 3 is caught up", isr, changed)
-	}
-	l.Proposing(isr)
+	isr := proposeJoiner(t, l, 3, now)
 	l.ProposalCommitted(isr) // the controller may elect 3 from now on
 	l.Proposing(isr)         // from the view that does not show it yet
 	l.ProposalFailed()       // refused: a stale partition epoch
@@ -363,4 +355,16 @@ func TestLeaderKeepsCommittedJoinerAfterRefusal(t *testing.T) {
 	if hw, _ := l.Advance(5751); hw != 5751 {
 		t.Fatalf("high watermark %d once 3 has everything", hw)
 	}
+}
+
+// proposeJoiner has l propose the ISR it wants now, which must add id,
+// caught up; it returns that ISR.
+func proposeJoiner(t *testing.T, l *Leader, id int32, now time.Time) []int32 {
+	t.Helper()
+	isr, changed := l.WantISR(now)
+	if !changed || !slices.Contains(isr, id) {
+		t.Fatalf("want ISR %v (changed %v): %d is caught up", isr, changed, id)
+	}
+	l.Proposing(isr)
+	return isr
 }
