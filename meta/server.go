@@ -72,10 +72,10 @@ func OpenServer(cfg ServerConfig) (*Server, error) {
 	}()
 	var err error
 	if s.store, err = OpenRaftStore(filepath.Join(cfg.DataDir, "raft"), logger); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("meta: raft log store: %w", err)
 	}
 	if s.fsm, err = OpenFSM(filepath.Join(cfg.DataDir, "state"), logger, cfg.OnApply); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("meta: metadata store: %w", err)
 	}
 	hlog, logPipe := newHclog(logger)
 	s.logPipe = logPipe

@@ -96,7 +96,7 @@ func StartProcess(cfg ProcessConfig) (*Process, error) {
 	if cfg.StreamAddr != "" {
 		var err error
 		if ss, err = stream.Listen(cfg.StreamAddr, cfg.Logger); err != nil {
-			return nil, err
+			return nil, wrapErr("stream", err)
 		}
 		streamAddr = advertised(ss.Addr(), cfg.RaftAddr)
 		if cfg.StreamAdvertised != "" {
@@ -112,7 +112,7 @@ func StartProcess(cfg ProcessConfig) (*Process, error) {
 		if ss != nil {
 			ss.Close()
 		}
-		return nil, err
+		return nil, wrapErr("metadata", err)
 	}
 	n, err := Start(Config{ID: cfg.ID, Cluster: cfg.Cluster, DataDir: filepath.Join(cfg.DataDir, "partitions"),
 		Conn: cfg.Conn, Meta: m, LogDefaults: cfg.LogDefaults, TopicDefaults: cfg.TopicDefaults,
@@ -126,7 +126,7 @@ func StartProcess(cfg ProcessConfig) (*Process, error) {
 			ss.Close()
 		}
 		m.Close()
-		return nil, err
+		return nil, wrapErr("partitions", err)
 	}
 	g, err := group.Start(m, cfg.Conn, cfg.Cluster, cfg.ID, cfg.Logger)
 	if err != nil {
@@ -135,7 +135,7 @@ func StartProcess(cfg ProcessConfig) (*Process, error) {
 		}
 		n.Close()
 		m.Close()
-		return nil, err
+		return nil, wrapErr("groups", err)
 	}
 	if ss != nil {
 		ss.SetHandler(n.ServeKafka, n.Responded)
@@ -187,8 +187,8 @@ func (p *Process) Close() error {
 	return p.closeErr
 }
 
-// wrapErr names what failed to close, so that a bare error (an EOF) says
-// where it came from.
+// wrapErr names what failed to start or close, so that a bare error (an
+// EOF) says where it came from.
 func wrapErr(what string, err error) error {
 	if err == nil {
 		return nil
