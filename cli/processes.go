@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"time"
 
@@ -11,18 +12,20 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/strata-io/strata/gateway"
+	"github.com/strata-io/strata/internal/rpc"
 	"github.com/strata-io/strata/node"
 	plog "github.com/strata-io/strata/node/log"
 )
 
 var natsFlag = &ucli.StringFlag{Name: "nats", Value: nats.DefaultURL, EnvVars: envVars("nats"), Usage: "NATS server URL(s)"}
 
-func connectNATS(c *ucli.Context, name string) (*nats.Conn, error) {
-	nc, err := nats.Connect(c.String("nats"), nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
-	if err != nil {
-		return nil, fmt.Errorf("cannot reach NATS at %s: %w", c.String("nats"), err)
-	}
-	return nc, nil
+// natsWaitFlag bounds how long a starting process waits for NATS.
+var natsWaitFlag = &ucli.DurationFlag{Name: "nats-connect-timeout", Value: time.Minute, EnvVars: envVars("nats-connect-timeout"),
+	Usage: "how long a starting process keeps trying to reach NATS before it exits (once connected, it reconnects forever)"}
+
+func connectNATS(c *ucli.Context, name string, logger *slog.Logger) (*nats.Conn, error) {
+	return rpc.Connect(c.Context, c.String("nats"), c.Duration("nats-connect-timeout"), logger,
+		nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
 }
 
 // numPartitionsFlag is num.partitions: partitions of a topic created
@@ -65,7 +68,7 @@ func nodeCommand() *ucli.Command {
 		Flags: append([]ucli.Flag{
 			&ucli.IntFlag{Name: "id", Required: true, EnvVars: envVars("id"), Usage: "node id (unique, >= 1)"},
 			&ucli.StringFlag{Name: "data-dir", Required: true, EnvVars: envVars("data-dir"), Usage: "where partition logs and metadata live"},
-			natsFlag,
+			natsFlag, natsWaitFlag,
 			&ucli.StringFlag{Name: "raft-addr", Required: true, EnvVars: envVars("raft-addr"), Usage: "metadata Raft address host:port (keep it stable across restarts)"},
 			&ucli.StringFlag{Name: "stream-addr", EnvVars: envVars("stream-addr"),
 				Usage: "where gateways send this node Kafka requests over a direct connection, beside NATS (default: --raft-addr's host, any port; \"none\" sends everything over NATS)"},
@@ -109,7 +112,7 @@ func nodeCommand() *ucli.Command {
 				return fmt.Errorf("node: %w", err)
 			}
 			store = instrumentTier(c, store, admin.registry)
-			nc, err := connectNATS(c, fmt.Sprintf("strata-node-%d", c.Int("id")))
+			nc, err := connectNATS(c, fmt.Sprintf("strata-node-%d", c.Int("id")), logger)
 			if err != nil {
 				return fmt.Errorf("node: %w", err)
 			}
@@ -145,7 +148,7 @@ func gatewayCommand() *ucli.Command {
 		Name:  "gateway",
 		Usage: "run a Kafka gateway: clients connect here; requests go to partition leaders over NATS",
 		Flags: append([]ucli.Flag{
-			natsFlag,
+			natsFlag, natsWaitFlag,
 			&ucli.StringFlag{Name: "kafka-addr", Value: ":9092", EnvVars: envVars("kafka-addr"), Usage: "Kafka listener address"},
 			&ucli.StringFlag{Name: "advertised-addr", EnvVars: envVars("advertised-addr"), Usage: "address clients are told to connect to (default: the listener's)"},
 			&ucli.StringFlag{Name: "admin-addr", Value: ":9644", EnvVars: envVars("admin-addr"), Usage: "HTTP admin address (/healthz, /readyz); empty to disable"},
@@ -178,7 +181,7 @@ func gatewayCommand() *ucli.Command {
 				return fmt.Errorf("gateway: %w", err)
 			}
 			store = instrumentTier(c, store, admin.registry)
-			nc, err := connectNATS(c, "strata-gateway")
+			nc, err := connectNATS(c, "strata-gateway", logger)
 			if err != nil {
 				return fmt.Errorf("gateway: %w", err)
 			}

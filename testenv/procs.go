@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/strata-io/strata/gateway"
+	"github.com/strata-io/strata/internal/rpc"
 	"github.com/strata-io/strata/meta"
 	"github.com/strata-io/strata/node"
 	"github.com/strata-io/strata/tier"
@@ -82,7 +83,9 @@ func (s childSpec) run() error {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
-	nc, err := nats.Connect(s.NATS, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	// A child started while its proxy is cut or NATS restarts waits for
+	// it, as strata node and strata gateway do.
+	nc, err := rpc.Connect(context.Background(), s.NATS, time.Minute, logger, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
 		return err
 	}
