@@ -32,8 +32,8 @@ func devCommand() *ucli.Command {
 			diskHighWatermarkFlag,
 			&ucli.StringFlag{Name: "raft-addr", Value: "127.0.0.1:9646", EnvVars: envVars("raft-addr"), Usage: "metadata Raft address (loopback; keep it stable across restarts)"},
 			numPartitionsFlag(), debugFlag, tierFetchRateFlag, partitionMetricsFlag,
-		}, append(tierFlags("object store for closed segments of topics with remote.storage.enable=true (default file://<data-dir>/tier)"),
-			brokerDefaultFlags()...)...),
+		}, append(append(tierFlags("object store for closed segments of topics with remote.storage.enable=true (default file://<data-dir>/tier)"),
+			brokerDefaultFlags()...), listenerFlags()...)...),
 		Action: func(c *ucli.Context) error {
 			defaults, err := topicDefaults(c)
 			if err != nil {
@@ -50,6 +50,10 @@ func devCommand() *ucli.Command {
 			if c.Int64("tier-fetch-max-bytes-per-second") < 0 {
 				return errors.New("dev: --tier-fetch-max-bytes-per-second must be 0 (unbounded) or more")
 			}
+			listener, err := readListenerFlags(c)
+			if err != nil {
+				return fmt.Errorf("dev: %w", err)
+			}
 			store, err := openTier(c, tierURL)
 			if err != nil {
 				return fmt.Errorf("dev: %w", err)
@@ -62,7 +66,7 @@ func devCommand() *ucli.Command {
 				tierFetchRate: c.Int64("tier-fetch-max-bytes-per-second"), tierOrphanGrace: c.Duration("tier-orphan-grace"),
 				tierReconcileInterval: c.Duration("tier-reconcile-interval"), diskHighWatermark: c.Float64("disk-high-watermark"), topicDefaults: defaults,
 				numPartitions: int32(c.Int("num-partitions")), logger: newLogger(c), noPartitionMetrics: !c.Bool("partition-metrics"),
-				tierPrices: tierPrices(c),
+				tierPrices: tierPrices(c), listener: listener,
 			}, nil)
 		},
 	}
@@ -79,6 +83,7 @@ type devConfig struct {
 	logger                                  *slog.Logger
 	noPartitionMetrics                      bool
 	tierPrices                              tier.Prices
+	listener                                listenerSettings
 }
 
 // runDev runs the single-process cluster until ctx ends; ready, if set, is
@@ -137,11 +142,13 @@ func runDev(ctx context.Context, cfg devConfig, ready func(kafkaAddr string)) er
 	defer gwConn.Close()
 	// The gateway reads uploaded segments from the store itself, as a
 	// cluster's gateways do.
-	gw, err := gateway.Start(gateway.Config{Cluster: "dev", Conn: gwConn, ID: 0, Addr: cfg.kafkaAddr,
+	gcfg := gateway.Config{Cluster: "dev", Conn: gwConn, ID: 0, Addr: cfg.kafkaAddr,
 		AutoCreateTopics: true, DefaultPartitions: cfg.numPartitions, Tier: cfg.tier,
 		Local:        map[int32]gateway.LocalNode{1: proc.Node}, // the node is in this process
 		TierCacheDir: filepath.Join(cfg.dataDir, ".gateway-tier-cache"), TierCacheBytes: cfg.tierCacheBytes,
-		TierFetchMaxBytesPerSecond: cfg.tierFetchRate, Registry: admin.registry, Logger: logger})
+		TierFetchMaxBytesPerSecond: cfg.tierFetchRate, Registry: admin.registry, Logger: logger}
+	cfg.listener.apply(&gcfg)
+	gw, err := gateway.Start(gcfg)
 	if err != nil {
 		return fmt.Errorf("dev: %w", err)
 	}

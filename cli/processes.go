@@ -156,11 +156,10 @@ func gatewayCommand() *ucli.Command {
 			&ucli.BoolFlag{Name: "auto-create-topics", EnvVars: envVars("auto-create-topics"), Usage: "create unknown topics clients ask for (auto.create.topics.enable)"},
 			numPartitionsFlag(),
 			&ucli.IntFlag{Name: "default-replication-factor", Value: 1, EnvVars: envVars("default-replication-factor"), Usage: "replicas of a topic created without a replication factor (default.replication.factor)"},
-			&ucli.IntFlag{Name: "socket-request-max-bytes", Value: 100 << 20, EnvVars: envVars("socket-request-max-bytes"), Usage: "largest request accepted; a bigger one closes the connection (socket.request.max.bytes)"},
 			&ucli.BoolFlag{Name: "node-streams", Value: true, EnvVars: envVars("node-streams"),
 				Usage: "send nodes Kafka requests over their direct stream connections where they offer one (false: all over NATS)"},
 			clusterFlag, debugFlag,
-		}, gatewayTierFlags()...),
+		}, append(gatewayTierFlags(), listenerFlags()...)...),
 		Action: func(c *ucli.Context) error {
 			logger := newLogger(c)
 			ctx, cancel := signalContext(c.Context)
@@ -170,6 +169,10 @@ func gatewayCommand() *ucli.Command {
 			}
 			if c.Int64("tier-fetch-max-bytes-per-second") < 0 {
 				return errors.New("gateway: --tier-fetch-max-bytes-per-second must be 0 (unbounded) or more")
+			}
+			listener, err := readListenerFlags(c)
+			if err != nil {
+				return fmt.Errorf("gateway: %w", err)
 			}
 			admin, err := startAdmin(c.String("admin-addr"), logger)
 			if err != nil {
@@ -186,13 +189,15 @@ func gatewayCommand() *ucli.Command {
 				return fmt.Errorf("gateway: %w", err)
 			}
 			defer nc.Close()
-			gw, err := gateway.Start(gateway.Config{Cluster: c.String("cluster"), Conn: nc, ID: int32(c.Int("id")),
+			gcfg := gateway.Config{Cluster: c.String("cluster"), Conn: nc, ID: int32(c.Int("id")),
 				Addr: c.String("kafka-addr"), AdvertisedAddr: c.String("advertised-addr"),
 				AutoCreateTopics: c.Bool("auto-create-topics"), DefaultPartitions: int32(c.Int("num-partitions")),
-				DefaultReplicationFactor: int16(c.Int("default-replication-factor")), MaxRequestBytes: c.Int("socket-request-max-bytes"),
-				Tier: store, TierCacheDir: c.String("tier-cache-dir"), TierCacheBytes: c.Int64("tier-cache-bytes"),
+				DefaultReplicationFactor: int16(c.Int("default-replication-factor")),
+				Tier:                     store, TierCacheDir: c.String("tier-cache-dir"), TierCacheBytes: c.Int64("tier-cache-bytes"),
 				TierReadConcurrency: c.Int("tier-read-concurrency"), TierReadMaxBytes: c.Int64("tier-read-max-bytes"),
-				TierFetchMaxBytesPerSecond: c.Int64("tier-fetch-max-bytes-per-second"), NoStreams: !c.Bool("node-streams"), Registry: admin.registry, Logger: logger})
+				TierFetchMaxBytesPerSecond: c.Int64("tier-fetch-max-bytes-per-second"), NoStreams: !c.Bool("node-streams"), Registry: admin.registry, Logger: logger}
+			listener.apply(&gcfg)
+			gw, err := gateway.Start(gcfg)
 			if err != nil {
 				return fmt.Errorf("gateway: %w", err)
 			}

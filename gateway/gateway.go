@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"strconv"
@@ -42,6 +41,25 @@ type Config struct {
 	// MaxRequestBytes caps a request frame (socket.request.max.bytes,
 	// default 100 MiB); a bigger one closes the connection.
 	MaxRequestBytes int
+	// QueuedMaxRequestBytes bounds the bytes of all requests read and
+	// not yet handled (queued.max.request.bytes; default 512 MiB): a
+	// connection whose next request does not fit stops reading until
+	// others are done.
+	QueuedMaxRequestBytes int64
+	// MaxConnections bounds client connections (max.connections: the
+	// listener waits for one to close); MaxConnectionsPerIP those from
+	// one address (max.connections.per.ip: one more is closed at once),
+	// with per-host overrides (max.connections.per.ip.overrides). Zero:
+	// unbounded.
+	MaxConnections              int
+	MaxConnectionsPerIP         int
+	MaxConnectionsPerIPOverride map[string]int
+	// IdleTimeout closes a connection that sends nothing for that long
+	// (connections.max.idle.ms; default 10 minutes, negative: never);
+	// StallTimeout one whose request stops arriving midway for that long
+	// (default 30 s).
+	IdleTimeout  time.Duration
+	StallTimeout time.Duration
 	// Tier, when set, is the object store tiered topics upload to (the
 	// nodes' --tier-url): the gateway then serves a fetch below a
 	// partition's local log from it itself, through a chunk cache under
@@ -87,6 +105,8 @@ type Gateway struct {
 	mu          sync.Mutex
 	conns       map[net.Conn]struct{}
 	closed      bool
+	limits      *connLimits
+	budget      *requestBudget
 	eventSub    *nats.Subscription
 	peers       *peers
 	defaults    *nodeDefaults
@@ -124,6 +144,15 @@ func Start(cfg Config) (*Gateway, error) {
 	if cfg.MaxRequestBytes <= 0 {
 		cfg.MaxRequestBytes = 100 << 20
 	}
+	if cfg.QueuedMaxRequestBytes <= 0 {
+		cfg.QueuedMaxRequestBytes = 512 << 20
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = 10 * time.Minute
+	}
+	if cfg.StallTimeout <= 0 {
+		cfg.StallTimeout = 30 * time.Second
+	}
 	if cfg.DefaultPartitions <= 0 {
 		cfg.DefaultPartitions = 1
 	}
@@ -151,8 +180,10 @@ func Start(cfg Config) (*Gateway, error) {
 	client := meta.NewClient(cfg.Conn, cfg.Cluster)
 	g := &Gateway{cfg: cfg, logger: cfg.Logger.With("gateway", cfg.ID), ln: ln, meta: client,
 		cache: newMetadataCache(client), host: host, port: int32(port), conns: map[net.Conn]struct{}{},
-		metrics: newMetrics(cfg.Registry)}
+		metrics: newMetrics(cfg.Registry), budget: newRequestBudget(cfg.QueuedMaxRequestBytes),
+		limits: newConnLimits(cfg.MaxConnections, cfg.MaxConnectionsPerIP, cfg.MaxConnectionsPerIPOverride)}
 	g.base, g.cancelBase = context.WithCancel(context.Background())
+	g.metrics.queued(g.budget)
 	if g.eventSub, err = client.Events(func(meta.Event) { g.cache.invalidate() }); err != nil {
 		ln.Close()
 		return nil, err
@@ -206,6 +237,7 @@ func (g *Gateway) Close() error {
 	}
 	g.closed = true
 	g.cancelBase()
+	g.limits.close()
 	for c := range g.conns {
 		c.Close()
 	}
@@ -226,14 +258,23 @@ func (g *Gateway) Close() error {
 
 func (g *Gateway) acceptLoop() {
 	defer g.wg.Done()
-	for {
+	for g.limits.waitRoom() {
 		c, err := g.ln.Accept()
 		if err != nil {
 			return
 		}
+		if ok, warn := g.limits.admit(c.RemoteAddr()); !ok {
+			g.metrics.refused.Inc()
+			if warn {
+				g.logger.Warn("refusing connection: too many from its address (max.connections.per.ip)", "remote", c.RemoteAddr().String())
+			}
+			c.Close()
+			continue
+		}
 		g.mu.Lock()
 		if g.closed {
 			g.mu.Unlock()
+			g.limits.done(c.RemoteAddr())
 			c.Close()
 			return
 		}
@@ -262,6 +303,7 @@ func (g *Gateway) serve(c net.Conn) {
 		g.mu.Lock()
 		delete(g.conns, c)
 		g.mu.Unlock()
+		g.limits.done(c.RemoteAddr())
 	}()
 	order := make(chan *pending, 256)
 	writerDone := make(chan struct{})
@@ -297,8 +339,7 @@ func (g *Gateway) serve(c net.Conn) {
 		close(order)
 		<-writerDone
 	}()
-	r := bufio.NewReaderSize(c, 64<<10)
-	var sizeBuf [4]byte
+	fc := &frameConn{c: c, r: bufio.NewReaderSize(c, 64<<10), idle: max(g.cfg.IdleTimeout, 0), stall: g.cfg.StallTimeout}
 	// Produce requests of one connection are appended one after another,
 	// in the order they came: a client with several in flight relies on
 	// that. A produce goes to the nodes once the one before is appended
@@ -306,23 +347,37 @@ func (g *Gateway) serve(c net.Conn) {
 	// run side by side.
 	var lastProduce chan struct{}
 	for {
-		if _, err := io.ReadFull(r, sizeBuf[:]); err != nil {
+		size, err := fc.size()
+		if err != nil {
+			if isTimeout(err) {
+				g.logger.Debug("closing idle connection (connections.max.idle.ms)", "remote", c.RemoteAddr().String())
+			}
 			return
 		}
-		size := int32(binary.BigEndian.Uint32(sizeBuf[:]))
 		if size < 8 || int(size) > g.cfg.MaxRequestBytes {
-			g.logger.Warn("closing connection: bad request size", "remote", c.RemoteAddr().String(), "size", size)
+			g.logger.Warn("closing connection: bad request size (socket.request.max.bytes)", "remote", c.RemoteAddr().String(), "size", size)
 			return
 		}
-		frame := make([]byte, size)
-		if size >= pooledFrame {
-			frame = bufpool.Get(int(size))[:size]
+		// Small requests are not charged: their memory is bounded by the
+		// connections, and a client holding the budget with claimed
+		// sizes it never sends cannot hold up heartbeats and metadata.
+		var charged int64
+		if int(size) > firstChunk {
+			if charged, err = g.budget.acquire(g.base, int(size)); err != nil {
+				return
+			}
 		}
-		if _, err := io.ReadFull(r, frame); err != nil {
+		frame, err := fc.body(int(size))
+		if err != nil {
+			g.budget.release(charged)
+			if _, ok := err.(errFrameStalled); ok {
+				g.logger.Warn("closing connection: "+err.Error(), "remote", c.RemoteAddr().String())
+			}
 			return
 		}
 		h, req, err := parseRequest(frame)
 		if err != nil {
+			g.budget.release(charged)
 			g.logger.Warn("closing connection: malformed request", "remote", c.RemoteAddr().String(), "error", err)
 			return
 		}
@@ -334,7 +389,7 @@ func (g *Gateway) serve(c net.Conn) {
 		// answered; other requests may keep parts of theirs.
 		reuse := func() {}
 		if _, ok := req.(*kmsg.ProduceRequest); ok {
-			if size >= pooledFrame {
+			if size > firstChunk { // a pooled buffer (frameConn.body)
 				reuse = func() { bufpool.Put(frame) }
 			}
 			done := make(chan struct{})
@@ -364,6 +419,7 @@ func (g *Gateway) serve(c net.Conn) {
 			g.metrics.observe(req, resp, time.Since(start))
 			g.metrics.inFlight.Dec()
 			reuse()
+			g.budget.release(charged)
 			if resp == nil {
 				rel.run()
 				p.resp <- nil
@@ -382,10 +438,6 @@ func (g *Gateway) serve(c net.Conn) {
 		}()
 	}
 }
-
-// pooledFrame is the request size from which a produce's frame comes
-// from (and goes back to) the buffer pool.
-const pooledFrame = 64 << 10
 
 // appendedKey holds, in a produce's context, the function that lets the
 // connection's next produce go: called once this one is appended.

@@ -22,6 +22,7 @@ type metrics struct {
 	inFlight    prometheus.Gauge
 	connections prometheus.Gauge
 	accepted    prometheus.Counter
+	refused     prometheus.Counter
 	bytesIn     *prometheus.CounterVec // topic
 	bytesOut    *prometheus.CounterVec // topic
 	// remoteRead times one partition's read of uploaded data from the
@@ -45,6 +46,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Kafka client connections open."}),
 		accepted: prometheus.NewCounter(prometheus.CounterOpts{Name: "strata_kafka_connections_accepted_total",
 			Help: "Kafka client connections accepted."}),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{Name: "strata_kafka_connections_refused_total",
+			Help: "Kafka client connections closed at once: their address already held max.connections.per.ip."}),
 		bytesIn: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_kafka_bytes_in_total",
 			Help: "Record batch bytes produced and appended (partitions answered without error), by topic."}, []string{"topic"}),
 		bytesOut: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_kafka_bytes_out_total",
@@ -55,9 +58,20 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		reg: reg,
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.errors, m.duration, m.inFlight, m.connections, m.accepted, m.bytesIn, m.bytesOut, m.remoteRead)
+		reg.MustRegister(m.requests, m.errors, m.duration, m.inFlight, m.connections, m.accepted, m.refused, m.bytesIn, m.bytesOut, m.remoteRead)
 	}
 	return m
+}
+
+// queued exports the bytes of requests read and not yet handled, against
+// queued.max.request.bytes.
+func (m *metrics) queued(b *requestBudget) {
+	if m.reg == nil {
+		return
+	}
+	m.reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "strata_kafka_request_queue_bytes",
+		Help: "Bytes of Kafka requests read and not yet handled (bounded by queued.max.request.bytes)."},
+		func() float64 { return float64(b.inUse.Load()) }))
 }
 
 // remoteReads exports the gateway's chunk cache figures, read from the

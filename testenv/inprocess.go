@@ -65,6 +65,9 @@ type Options struct {
 	StreamAdvertised map[int32]string
 	// Registry, when set, gets every node's and the gateway's metrics.
 	Registry *prometheus.Registry
+	// Gateway, when set, adjusts the gateway's configuration before it
+	// starts.
+	Gateway func(*gateway.Config)
 }
 
 // Cluster is a Strata cluster running inside the test process.
@@ -134,8 +137,12 @@ func InProcess(t testing.TB, n int, opts Options) *Cluster {
 			local[id] = p.Node
 		}
 	}
-	g, err := gateway.Start(gateway.Config{Cluster: "test", Conn: c.connect(), ID: 0, Addr: "127.0.0.1:0", AutoCreateTopics: opts.AutoCreateTopics,
-		Tier: c.gatewayTier, Local: local, Registry: registerer(opts.Registry)})
+	gcfg := gateway.Config{Cluster: "test", Conn: c.connect(), ID: 0, Addr: "127.0.0.1:0", AutoCreateTopics: opts.AutoCreateTopics,
+		Tier: c.gatewayTier, Local: local, Registry: registerer(opts.Registry)}
+	if opts.Gateway != nil {
+		opts.Gateway(&gcfg)
+	}
+	g, err := gateway.Start(gcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
