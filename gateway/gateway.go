@@ -3,12 +3,13 @@ package gateway
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"strconv"
+	"slices"
 	"sync"
 	"time"
 
@@ -29,9 +30,18 @@ type Config struct {
 	// ID is the broker id this gateway has in Metadata responses.
 	ID int32
 	// Addr is where the Kafka listener binds; AdvertisedAddr what clients
-	// are told to connect to (default: the bound address).
+	// are told to connect to (default: the bound address). A PLAINTEXT
+	// listener, unless Listeners are given.
 	Addr           string
 	AdvertisedAddr string
+	// Listeners, when given, are the gateway's Kafka listeners in place
+	// of Addr: several at once, each with its security protocol and
+	// advertised address. The first is Addr().
+	Listeners []Listener
+	// ReauthMax is connections.max.reauth.ms: a SASL session lasts this
+	// long, and a client must authenticate again on its connection
+	// before it ends (KIP-368). Zero: sessions never expire.
+	ReauthMax time.Duration
 	// AutoCreateTopics creates a topic a client asks Metadata for
 	// (auto.create.topics.enable), with DefaultPartitions and
 	// DefaultReplicationFactor.
@@ -96,11 +106,11 @@ type Config struct {
 type Gateway struct {
 	cfg         Config
 	logger      *slog.Logger
-	ln          net.Listener
+	listeners   []*listener
 	meta        *meta.Client
 	cache       *metadataCache
-	host        string
-	port        int32
+	creds       *credentials
+	authDelay   failureDelay
 	wg          sync.WaitGroup
 	mu          sync.Mutex
 	conns       map[net.Conn]struct{}
@@ -159,54 +169,57 @@ func Start(cfg Config) (*Gateway, error) {
 	if cfg.DefaultReplicationFactor <= 0 {
 		cfg.DefaultReplicationFactor = 1
 	}
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("gateway: listen on %s: %w", cfg.Addr, err)
+	if len(cfg.Listeners) == 0 {
+		cfg.Listeners = []Listener{{Name: Plaintext, Addr: cfg.Addr, Advertised: cfg.AdvertisedAddr, Protocol: Plaintext}}
 	}
-	adv := cfg.AdvertisedAddr
-	if adv == "" {
-		adv = ln.Addr().String()
-	}
-	host, portStr, err := net.SplitHostPort(adv)
+	lns, err := listen(cfg.Listeners)
 	if err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("gateway: advertised address %q: %w", adv, err)
+		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	port, err := strconv.Atoi(portStr)
-	if err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("gateway: advertised port %q: %w", portStr, err)
+	closeListeners := func() {
+		for _, l := range lns {
+			l.ln.Close()
+		}
 	}
 	client := meta.NewClient(cfg.Conn, cfg.Cluster)
-	g := &Gateway{cfg: cfg, logger: cfg.Logger.With("gateway", cfg.ID), ln: ln, meta: client,
-		cache: newMetadataCache(client), host: host, port: int32(port), conns: map[net.Conn]struct{}{},
+	g := &Gateway{cfg: cfg, logger: cfg.Logger.With("gateway", cfg.ID), listeners: lns, meta: client,
+		cache: newMetadataCache(client), conns: map[net.Conn]struct{}{},
 		metrics: newMetrics(cfg.Registry), budget: newRequestBudget(cfg.QueuedMaxRequestBytes),
 		limits: newConnLimits(cfg.MaxConnections, cfg.MaxConnectionsPerIP, cfg.MaxConnectionsPerIPOverride)}
 	g.base, g.cancelBase = context.WithCancel(context.Background())
 	g.metrics.queued(g.budget)
-	if g.eventSub, err = client.Events(func(meta.Event) { g.cache.invalidate() }); err != nil {
-		ln.Close()
+	g.creds = &credentials{client: client, logger: g.logger}
+	if g.eventSub, err = client.Events(func(ev meta.Event) {
+		g.cache.invalidate()
+		if ev.Reset || slices.ContainsFunc(ev.Changes, func(c meta.Change) bool { return c.Kind == "credentials" }) {
+			g.creds.invalidate()
+		}
+	}); err != nil {
+		closeListeners()
 		return nil, err
 	}
 	if g.caller, err = rpc.NewCaller(cfg.Conn); err != nil {
 		g.eventSub.Unsubscribe()
-		ln.Close()
+		closeListeners()
 		return nil, err
 	}
 	if g.defaults, err = watchNodeDefaults(cfg.Conn, cfg.Cluster, !cfg.NoStreams); err != nil {
 		g.caller.Close()
 		g.eventSub.Unsubscribe()
-		ln.Close()
+		closeListeners()
 		return nil, err
 	}
-	self := peerBeat{ID: cfg.ID, Host: host, Port: int32(port)}
+	self := peerBeat{ID: cfg.ID, Host: lns[0].host, Port: lns[0].port, Listeners: map[string]string{}}
+	for _, l := range lns {
+		self.Listeners[l.Name] = l.advertised()
+	}
 	if g.peers, err = startPeers(cfg.Conn, cfg.Cluster, self, func(other string) {
 		g.logger.Warn("another gateway uses this broker id: give each gateway its own --id", "id", cfg.ID, "other", other)
 	}); err != nil {
 		g.defaults.close()
 		g.caller.Close()
 		g.eventSub.Unsubscribe()
-		ln.Close()
+		closeListeners()
 		return nil, err
 	}
 	if cfg.Tier != nil {
@@ -215,18 +228,30 @@ func Start(cfg Config) (*Gateway, error) {
 			g.defaults.close()
 			g.caller.Close()
 			g.eventSub.Unsubscribe()
-			ln.Close()
+			closeListeners()
 			return nil, err
 		}
 		g.metrics.remoteReads(g.remote.r.Stats)
 	}
-	g.wg.Add(1)
-	go g.acceptLoop()
+	for _, l := range lns {
+		g.wg.Add(1)
+		go g.acceptLoop(l)
+	}
 	return g, nil
 }
 
-// Addr is the listener's address.
-func (g *Gateway) Addr() string { return g.ln.Addr().String() }
+// Addr is the first listener's address.
+func (g *Gateway) Addr() string { return g.listeners[0].ln.Addr().String() }
+
+// ListenerAddr is the bound address of the listener named name, or "".
+func (g *Gateway) ListenerAddr(name string) string {
+	for _, l := range g.listeners {
+		if l.Name == name {
+			return l.ln.Addr().String()
+		}
+	}
+	return ""
+}
 
 // Close stops listening, closes every connection and waits for them.
 func (g *Gateway) Close() error {
@@ -242,7 +267,12 @@ func (g *Gateway) Close() error {
 		c.Close()
 	}
 	g.mu.Unlock()
-	err := g.ln.Close()
+	var err error
+	for _, l := range g.listeners {
+		if e := l.ln.Close(); err == nil {
+			err = e
+		}
+	}
 	g.eventSub.Unsubscribe()
 	g.defaults.close()
 	g.peers.close()
@@ -256,10 +286,10 @@ func (g *Gateway) Close() error {
 	return err
 }
 
-func (g *Gateway) acceptLoop() {
+func (g *Gateway) acceptLoop(l *listener) {
 	defer g.wg.Done()
 	for g.limits.waitRoom() {
-		c, err := g.ln.Accept()
+		c, err := l.ln.Accept()
 		if err != nil {
 			return
 		}
@@ -281,9 +311,12 @@ func (g *Gateway) acceptLoop() {
 		g.conns[c] = struct{}{}
 		g.wg.Add(1)
 		g.mu.Unlock()
-		go g.serve(c)
+		go g.serve(c, l)
 	}
 }
+
+// tlsHandshakeTimeout bounds a client's TLS handshake.
+const tlsHandshakeTimeout = 10 * time.Second
 
 // pending is one request's place in a connection's response order.
 type pending struct {
@@ -293,7 +326,7 @@ type pending struct {
 // serve reads requests from one connection. Each is handled on its own
 // goroutine; a writer sends the responses back in request order. A frame
 // that is too big or does not parse closes this connection only.
-func (g *Gateway) serve(c net.Conn) {
+func (g *Gateway) serve(c net.Conn, l *listener) {
 	defer g.wg.Done()
 	g.metrics.accepted.Inc()
 	g.metrics.connections.Inc()
@@ -339,7 +372,31 @@ func (g *Gateway) serve(c net.Conn) {
 		close(order)
 		<-writerDone
 	}()
+	sess := &session{listener: l, remote: c.RemoteAddr()}
+	if l.tls() {
+		tc := tls.Server(c, l.TLS)
+		ctx, cancel := context.WithTimeout(g.base, tlsHandshakeTimeout)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			g.metrics.authentications.WithLabelValues("TLS", "failed").Inc()
+			g.logger.Warn("closing connection: TLS handshake failed", "remote", c.RemoteAddr().String(), "listener", l.Name, "error", err)
+			return
+		}
+		c = tc
+		if !l.sasl() {
+			sess.principal = tlsPrincipal(tc)
+		}
+	} else if !l.sasl() {
+		sess.principal = Anonymous
+	}
 	fc := &frameConn{c: c, r: bufio.NewReaderSize(c, 64<<10), idle: max(g.cfg.IdleTimeout, 0), stall: g.cfg.StallTimeout}
+	// send queues a response made in the read loop, in order.
+	send := func(f *respFrame) {
+		p := &pending{resp: make(chan *respFrame, 1)}
+		p.resp <- f
+		order <- p
+	}
 	// Produce requests of one connection are appended one after another,
 	// in the order they came: a client with several in flight relies on
 	// that. A produce goes to the nodes once the one before is appended
@@ -354,8 +411,12 @@ func (g *Gateway) serve(c net.Conn) {
 			}
 			return
 		}
-		if size < 8 || int(size) > g.cfg.MaxRequestBytes {
-			g.logger.Warn("closing connection: bad request size (socket.request.max.bytes)", "remote", c.RemoteAddr().String(), "size", size)
+		if (size < 8 && !sess.raw) || size < 0 || int(size) > sess.maxFrame(g.cfg.MaxRequestBytes) {
+			what := "socket.request.max.bytes"
+			if !sess.authenticated() {
+				what = "before authentication, sasl.server.max.receive.size"
+			}
+			g.logger.Warn("closing connection: bad request size ("+what+")", "remote", c.RemoteAddr().String(), "size", size)
 			return
 		}
 		// Small requests are not charged: their memory is bounded by the
@@ -375,11 +436,34 @@ func (g *Gateway) serve(c net.Conn) {
 			}
 			return
 		}
+		if sess.raw { // a SASL token after SaslHandshake v0
+			g.budget.release(charged)
+			f, err := g.rawSASL(sess, frame)
+			if err != nil {
+				return
+			}
+			send(f)
+			continue
+		}
 		h, req, err := parseRequest(frame)
 		if err != nil {
 			g.budget.release(charged)
 			g.logger.Warn("closing connection: malformed request", "remote", c.RemoteAddr().String(), "error", err)
 			return
+		}
+		if !sess.authenticated() || isSASL(h.key) || !sess.expires.IsZero() {
+			resp, handled, err := g.saslRequest(sess, h, req)
+			if handled {
+				g.budget.release(charged)
+				if resp != nil {
+					b := frameResponse(h, resp)
+					send(&respFrame{bufs: net.Buffers{b}, pooled: b})
+				}
+				if err != nil {
+					return
+				}
+				continue
+			}
 		}
 		p := &pending{resp: make(chan *respFrame, 1)}
 		order <- p
@@ -413,6 +497,7 @@ func (g *Gateway) serve(c net.Conn) {
 			// sends as they are, once it is written.
 			rel := &releaser{}
 			ctx = context.WithValue(ctx, releaserKey{}, rel)
+			ctx = context.WithValue(ctx, sessionKey{}, sess)
 			g.metrics.inFlight.Inc()
 			start := time.Now()
 			resp := g.handle(ctx, h, req)
@@ -584,7 +669,11 @@ func (g *Gateway) handle(ctx context.Context, h requestHeader, req kmsg.Request)
 	case *kmsg.OffsetForLeaderEpochRequest:
 		return g.offsetForLeaderEpoch(ctx, r)
 	case *kmsg.DescribeClusterRequest:
-		return g.describeCluster(r)
+		return g.describeCluster(ctx, r)
+	case *kmsg.DescribeUserSCRAMCredentialsRequest:
+		return g.describeUserScramCredentials(ctx, r)
+	case *kmsg.AlterUserSCRAMCredentialsRequest:
+		return g.alterUserScramCredentials(ctx, r)
 	case *kmsg.DescribeLogDirsRequest:
 		return g.describeLogDirs(ctx, r)
 	case *kmsg.InitProducerIDRequest:
@@ -604,7 +693,7 @@ func (g *Gateway) handle(ctx context.Context, h requestHeader, req kmsg.Request)
 	case *kmsg.ListPartitionReassignmentsRequest:
 		return g.listPartitionReassignments(ctx, r)
 	case *kmsg.FindCoordinatorRequest:
-		return g.findCoordinator(r)
+		return g.findCoordinator(ctx, r)
 	case *kmsg.JoinGroupRequest, *kmsg.SyncGroupRequest, *kmsg.HeartbeatRequest, *kmsg.LeaveGroupRequest,
 		*kmsg.OffsetCommitRequest, *kmsg.OffsetFetchRequest, *kmsg.ListGroupsRequest, *kmsg.DescribeGroupsRequest,
 		*kmsg.DeleteGroupsRequest, *kmsg.OffsetDeleteRequest:

@@ -17,14 +17,14 @@ import (
 // findCoordinator names a live gateway, spread by group id: every gateway
 // forwards group requests to the controller, which coordinates every
 // group.
-func (g *Gateway) findCoordinator(req *kmsg.FindCoordinatorRequest) kmsg.Response {
+func (g *Gateway) findCoordinator(ctx context.Context, req *kmsg.FindCoordinatorRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
 	if req.CoordinatorType != 0 {
 		// Transaction coordinators are not served.
 		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
 		return resp
 	}
-	p := pick(g.peers.live(), req.CoordinatorKey, 0)
+	p := pick(g.liveOn(ctx), req.CoordinatorKey, 0)
 	resp.NodeID, resp.Host, resp.Port = p.id, p.host, p.port
 	return resp
 }

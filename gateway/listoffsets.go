@@ -120,10 +120,10 @@ func (g *Gateway) offsetForLeaderEpoch(ctx context.Context, req *kmsg.OffsetForL
 
 // describeCluster lists the live gateways as brokers and this one as the
 // controller, as Metadata does.
-func (g *Gateway) describeCluster(req *kmsg.DescribeClusterRequest) kmsg.Response {
+func (g *Gateway) describeCluster(ctx context.Context, req *kmsg.DescribeClusterRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.DescribeClusterResponse)
 	resp.ClusterID, resp.ControllerID = g.cfg.Cluster, g.cfg.ID
-	for _, p := range g.peers.live() {
+	for _, p := range g.liveOn(ctx) {
 		b := kmsg.NewDescribeClusterResponseBroker()
 		b.NodeID, b.Host, b.Port = p.id, p.host, p.port
 		resp.Brokers = append(resp.Brokers, b)

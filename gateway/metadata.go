@@ -16,7 +16,7 @@ import (
 // client allows it and auto.create.topics.enable is on.
 func (g *Gateway) metadata(ctx context.Context, req *kmsg.MetadataRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
-	live := g.peers.live()
+	live := g.liveOn(ctx)
 	for _, p := range live {
 		b := kmsg.NewMetadataResponseBroker()
 		b.NodeID, b.Host, b.Port = p.id, p.host, p.port

@@ -23,8 +23,11 @@ type metrics struct {
 	connections prometheus.Gauge
 	accepted    prometheus.Counter
 	refused     prometheus.Counter
-	bytesIn     *prometheus.CounterVec // topic
-	bytesOut    *prometheus.CounterVec // topic
+	// authentications counts SASL and TLS authentications by mechanism
+	// and result (ok, failed).
+	authentications *prometheus.CounterVec
+	bytesIn         *prometheus.CounterVec // topic
+	bytesOut        *prometheus.CounterVec // topic
 	// remoteRead times one partition's read of uploaded data from the
 	// bucket, its wait for a read slot included.
 	remoteRead prometheus.Histogram
@@ -48,6 +51,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Kafka client connections accepted."}),
 		refused: prometheus.NewCounter(prometheus.CounterOpts{Name: "strata_kafka_connections_refused_total",
 			Help: "Kafka client connections closed at once: their address already held max.connections.per.ip."}),
+		authentications: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_kafka_authentications_total",
+			Help: "Client authentications by mechanism (SASL mechanism, or TLS for a failed handshake) and result (ok, failed)."}, []string{"mechanism", "result"}),
 		bytesIn: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_kafka_bytes_in_total",
 			Help: "Record batch bytes produced and appended (partitions answered without error), by topic."}, []string{"topic"}),
 		bytesOut: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_kafka_bytes_out_total",
@@ -58,7 +63,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		reg: reg,
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.errors, m.duration, m.inFlight, m.connections, m.accepted, m.refused, m.bytesIn, m.bytesOut, m.remoteRead)
+		reg.MustRegister(m.requests, m.errors, m.duration, m.inFlight, m.connections, m.accepted, m.refused, m.authentications, m.bytesIn, m.bytesOut, m.remoteRead)
 	}
 	return m
 }

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"hash/fnv"
 	"net"
@@ -30,10 +31,13 @@ func gatewayHeartbeatSubject(cluster string) string {
 
 // peerBeat is one gateway heartbeat.
 type peerBeat struct {
-	ID      int32  `json:"id"`
-	Host    string `json:"host"`
-	Port    int32  `json:"port"`
-	Leaving bool   `json:"leaving,omitempty"`
+	ID   int32  `json:"id"`
+	Host string `json:"host"`
+	Port int32  `json:"port"`
+	// Listeners are its advertised address on each listener, by name
+	// (Host and Port are the first's).
+	Listeners map[string]string `json:"listeners,omitempty"`
+	Leaving   bool              `json:"leaving,omitempty"`
 	// Deaf says the gateway has not heard its own heartbeats come back:
 	// it sends on NATS but receives nothing, so no request through it
 	// can be answered. Other gateways stop listing it.
@@ -42,9 +46,32 @@ type peerBeat struct {
 
 // peer is a gateway as Metadata lists it.
 type peer struct {
-	id   int32
-	host string
-	port int32
+	id        int32
+	host      string
+	port      int32
+	listeners map[string]string
+}
+
+// on is the peer's address on the listener named name: ok false when it
+// has no such listener. A peer that names no listeners has one, at its
+// host and port.
+func (p peer) on(name string) (host string, port int32, ok bool) {
+	if len(p.listeners) == 0 {
+		return p.host, p.port, true
+	}
+	a, ok := p.listeners[name]
+	if !ok {
+		return "", 0, false
+	}
+	h, ps, err := net.SplitHostPort(a)
+	if err != nil {
+		return "", 0, false
+	}
+	n, err := strconv.Atoi(ps)
+	if err != nil {
+		return "", 0, false
+	}
+	return h, int32(n), true
 }
 
 // peers tracks the live gateways, this one included.
@@ -107,7 +134,7 @@ func (p *peers) onBeat(m *nats.Msg) {
 		}
 		return
 	}
-	p.seen[b.ID] = seenPeer{peer{b.ID, b.Host, b.Port}, time.Now()}
+	p.seen[b.ID] = seenPeer{peer{b.ID, b.Host, b.Port, b.Listeners}, time.Now()}
 }
 
 func addr(host string, port int32) string {
@@ -150,7 +177,7 @@ func (p *peers) close() {
 func (p *peers) live() []peer {
 	now := time.Now()
 	p.mu.Lock()
-	out := []peer{{p.self.ID, p.self.Host, p.self.Port}}
+	out := []peer{{p.self.ID, p.self.Host, p.self.Port, p.self.Listeners}}
 	for id, s := range p.seen {
 		if now.Sub(s.at) > peerExpiry {
 			delete(p.seen, id)
@@ -169,4 +196,23 @@ func pick(live []peer, key string, n int32) peer {
 	h := fnv.New32a()
 	h.Write([]byte(key))
 	return live[(h.Sum32()+uint32(n))%uint32(len(live))]
+}
+
+// liveOn lists the live gateways as a client on the request's listener
+// must reach them: at their address on a listener of the same name,
+// those without one left out (as Kafka lists brokers per listener).
+func (g *Gateway) liveOn(ctx context.Context) []peer {
+	all := g.peers.live()
+	s := sessionOf(ctx)
+	if s == nil {
+		return all
+	}
+	out := all[:0]
+	for _, p := range all {
+		if host, port, ok := p.on(s.listener.Name); ok {
+			p.host, p.port = host, port
+			out = append(out, p)
+		}
+	}
+	return out
 }

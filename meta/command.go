@@ -438,6 +438,8 @@ func DecodeCommand(b []byte) (Command, error) {
 		c = &AlterReassignment{}
 	case TypeCompleteReassignment:
 		c = &CompleteReassignment{}
+	case TypeAlterScramCredentials:
+		c = &AlterScramCredentials{}
 	default:
 		return nil, fmt.Errorf("%w: command type %d", ErrUnknownCommand, b[1])
 	}

@@ -267,6 +267,8 @@ func (w *writer) applyCmd(cmd Command) (*ApplyResult, error) {
 		return w.allocateProducerIDs(c)
 	case *DeleteTierSegments:
 		return w.deleteTierSegments(c)
+	case *AlterScramCredentials:
+		return w.alterScramCredentials(c)
 	}
 	return rejected(fmt.Errorf("%w: %T", ErrUnknownCommand, cmd))
 }

@@ -97,6 +97,8 @@ func allCommands() []Command {
 		&AlterReassignment{Topic: "orders", Partition: 1, Target: []int32{2, 0}},
 		&AlterReassignment{Topic: "orders", Partition: 1},
 		&CompleteReassignment{Topic: "orders", Partition: 2, PartitionEpoch: 4},
+		&AlterScramCredentials{Upserts: []ScramCredential{{User: "alice", Mechanism: "SCRAM-SHA-256", Iterations: 4096,
+			Salt: []byte{1}, StoredKey: []byte{2}, ServerKey: []byte{3}}}, Deletes: []CredentialRef{{User: "bob", Mechanism: "SCRAM-SHA-512"}}},
 	}
 }
 

@@ -134,6 +134,8 @@ type ReadResponse struct {
 	Tier       []TierSegment `json:"tier,omitempty"`
 	// Reassignments answers "reassignments": the moves in progress.
 	Reassignments []Reassignment `json:"reassignments,omitempty"`
+	// Credentials answers "credentials": every SCRAM credential.
+	Credentials []ScramCredential `json:"credentials,omitempty"`
 	// Controller is the id of the controller that answered; Live
 	// answers "cluster": the nodes it heard from within the session
 	// timeout.
@@ -204,6 +206,8 @@ func answerRead(v *View, req ReadRequest) (ReadResponse, error) {
 		resp.Offsets, err = v.GroupOffsets(req.Group)
 	case "tier":
 		resp.Tier, err = v.TierSegments(req.Topic, req.Partition)
+	case "credentials":
+		resp.Credentials, err = v.ScramCredentials()
 	default:
 		err = fmt.Errorf("%w: read kind %q", ErrInvalidRequest, req.Kind)
 	}
@@ -224,7 +228,7 @@ type Event struct {
 
 // Change names one changed record.
 type Change struct {
-	Kind      string `json:"kind"` // node, topic, partition, offsets, tier
+	Kind      string `json:"kind"` // node, topic, partition, offsets, tier, credentials
 	ID        int32  `json:"id,omitempty"`
 	Topic     string `json:"topic,omitempty"`
 	Partition int32  `json:"partition,omitempty"`
@@ -267,6 +271,8 @@ func (m *Member) publishEvents(version uint64, cmds []Command) {
 			ev.Changes = append(ev.Changes, Change{Kind: "partition", Topic: c.Topic, Partition: c.Partition})
 		case *CompleteReassignment:
 			ev.Changes = append(ev.Changes, Change{Kind: "partition", Topic: c.Topic, Partition: c.Partition})
+		case *AlterScramCredentials:
+			ev.Changes = append(ev.Changes, Change{Kind: "credentials"})
 		}
 	}
 	if !ev.Reset && len(ev.Changes) == 0 {

@@ -1,0 +1,151 @@
+package meta
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Security state: SCRAM credentials (salted and hashed as RFC 5802 has a
+// server keep them; never a password), kept in the metadata so every
+// gateway authenticates against the same users.
+
+// ScramCredential is one user's credential for one SCRAM mechanism.
+type ScramCredential struct {
+	User       string `json:"user"`
+	Mechanism  string `json:"mechanism"` // SCRAM-SHA-256 or SCRAM-SHA-512
+	Iterations int32  `json:"iterations"`
+	Salt       []byte `json:"salt"`
+	StoredKey  []byte `json:"stored_key"`
+	ServerKey  []byte `json:"server_key"`
+}
+
+// CredentialRef names one user's credential for one mechanism.
+type CredentialRef struct {
+	User      string
+	Mechanism string
+}
+
+// AlterScramCredentials sets and deletes SCRAM credentials
+// (AlterUserScramCredentials). Deleting a credential that is not there is
+// not an error: the gateway answers RESOURCE_NOT_FOUND from its view.
+type AlterScramCredentials struct {
+	Upserts []ScramCredential
+	Deletes []CredentialRef
+}
+
+const (
+	TypeAlterScramCredentials CommandType = 17
+)
+
+const keyCredential = "u/" // u/<user>\x00<mechanism>
+
+func credentialKey(user, mech string) []byte {
+	return append(append(append([]byte(keyCredential), user...), 0), mech...)
+}
+
+func (AlterScramCredentials) Type() CommandType { return TypeAlterScramCredentials }
+
+func (c *ScramCredential) encodeTo(e *encoder) {
+	e.string(c.User)
+	e.string(c.Mechanism)
+	e.varint(int64(c.Iterations))
+	e.bytes(c.Salt)
+	e.bytes(c.StoredKey)
+	e.bytes(c.ServerKey)
+}
+
+func (c *ScramCredential) decode(d *decoder) {
+	c.User, c.Mechanism, c.Iterations = d.string(), d.string(), d.int32()
+	c.Salt, c.StoredKey, c.ServerKey = d.bytesCopy(), d.bytesCopy(), d.bytesCopy()
+}
+
+func (c *ScramCredential) encode() []byte {
+	e := encoder{}
+	e.byte(stateVersion)
+	c.encodeTo(&e)
+	return e.b
+}
+
+func decodeScramCredential(b []byte) (ScramCredential, error) {
+	d := decoder{b: b}
+	var c ScramCredential
+	if v := d.byte(); v != stateVersion {
+		return c, fmt.Errorf("%w: credential record version %d", ErrUnknownCommand, v)
+	}
+	c.decode(&d)
+	return c, d.finish("credential")
+}
+
+func (c *AlterScramCredentials) encode(e *encoder) {
+	e.uvarint(uint64(len(c.Upserts)))
+	for i := range c.Upserts {
+		c.Upserts[i].encodeTo(e)
+	}
+	e.uvarint(uint64(len(c.Deletes)))
+	for _, r := range c.Deletes {
+		e.string(r.User)
+		e.string(r.Mechanism)
+	}
+}
+
+func (c *AlterScramCredentials) decode(d *decoder) {
+	if n := d.length(); n > 0 {
+		c.Upserts = make([]ScramCredential, n)
+		for i := range c.Upserts {
+			c.Upserts[i].decode(d)
+		}
+	}
+	if n := d.length(); n > 0 {
+		c.Deletes = make([]CredentialRef, n)
+		for i := range c.Deletes {
+			c.Deletes[i] = CredentialRef{User: d.string(), Mechanism: d.string()}
+		}
+	}
+}
+
+// validCredentialName rejects what cannot be a key: an empty user, or a
+// NUL in either part.
+func validCredentialName(user, mech string) error {
+	switch {
+	case user == "":
+		return fmt.Errorf("%w: empty user name", ErrInvalidRequest)
+	case strings.ContainsRune(user, 0) || strings.ContainsRune(mech, 0):
+		return fmt.Errorf("%w: NUL in a user or mechanism name", ErrInvalidRequest)
+	case mech != "SCRAM-SHA-256" && mech != "SCRAM-SHA-512":
+		return fmt.Errorf("%w: mechanism %q", ErrInvalidRequest, mech)
+	}
+	return nil
+}
+
+func (w *writer) alterScramCredentials(c *AlterScramCredentials) (*ApplyResult, error) {
+	for _, u := range c.Upserts {
+		if err := validCredentialName(u.User, u.Mechanism); err != nil {
+			return rejected(err)
+		}
+		if u.Iterations <= 0 || len(u.Salt) == 0 || len(u.StoredKey) == 0 || len(u.ServerKey) == 0 {
+			return rejected(fmt.Errorf("%w: credential of %q lacks iterations, salt or keys", ErrInvalidRequest, u.User))
+		}
+	}
+	for _, r := range c.Deletes {
+		if err := validCredentialName(r.User, r.Mechanism); err != nil {
+			return rejected(err)
+		}
+	}
+	for _, r := range c.Deletes {
+		if err := w.delete(credentialKey(r.User, r.Mechanism)); err != nil {
+			return nil, err
+		}
+	}
+	for i := range c.Upserts {
+		u := &c.Upserts[i]
+		if err := w.set(credentialKey(u.User, u.Mechanism), u.encode()); err != nil {
+			return nil, err
+		}
+	}
+	return &ApplyResult{}, nil
+}
+
+// ScramCredentials lists every stored credential, by user then mechanism.
+func (v *View) ScramCredentials() ([]ScramCredential, error) {
+	return listRecords(v.txn, []byte(keyCredential), decodeScramCredential)
+}
