@@ -97,7 +97,7 @@ image_env = STRATA_MINIO_IMAGE=$(call has_image,$(MINIO_IMAGE)) STRATA_NATS_IMAG
 # `make test-long` for FUZZTIME each.
 FUZZ_TARGETS := ./node/log/:FuzzValidateBatch:500000x ./node/log/:FuzzRecovery:400x ./gateway/:FuzzParseRequest:20000x \
 	./gateway/:FuzzListener:10x ./meta/:FuzzApply:30000x ./tier/:FuzzDecodeManifest:50000x ./internal/rpc/:FuzzGather:5000x \
-	./internal/rpc/:FuzzCallerReply:5000x
+	./internal/rpc/:FuzzCallerReply:5000x ./auth/:FuzzExchange:100000x
 FUZZTIME ?= 10m
 # The fault suite: `make test` runs one seed with FAULT_SECONDS_SHORT of
 # the faults in FAULTS_SHORT (about two and a half minutes in all): those
