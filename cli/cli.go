@@ -40,8 +40,10 @@ func runWith(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			tierCommand(),
 			clusterCommand(),
 			topCommand(),
+			userCommand(),
 		},
 	}
+	addClientSecurityFlags(app.Commands)
 	if err := app.Run(hoistFlags(app.Commands, args)); err != nil {
 		fmt.Fprintf(stderr, "strata: %v\n", oneLine(err))
 		return 1

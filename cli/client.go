@@ -16,7 +16,11 @@ var brokersFlag = &ucli.StringFlag{Name: "brokers", Aliases: []string{"b"}, Valu
 // newKafkaClient connects to the cluster as a Kafka client.
 func newKafkaClient(c *ucli.Context, opts ...kgo.Opt) (*kgo.Client, error) {
 	seeds := strings.Split(c.String("brokers"), ",")
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(seeds...), kgo.ClientID("strata-cli")}, opts...)...)
+	sec, err := clientSecurity(c)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := kgo.NewClient(append(append([]kgo.Opt{kgo.SeedBrokers(seeds...), kgo.ClientID("strata-cli")}, sec...), opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("cannot create a client for %s: %w", c.String("brokers"), err)
 	}

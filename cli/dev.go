@@ -31,9 +31,11 @@ func devCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "admin-addr", Value: "127.0.0.1:9644", EnvVars: envVars("admin-addr"), Usage: "HTTP admin address (/healthz, /readyz); empty to disable"},
 			diskHighWatermarkFlag,
 			&ucli.StringFlag{Name: "raft-addr", Value: "127.0.0.1:9646", EnvVars: envVars("raft-addr"), Usage: "metadata Raft address (loopback; keep it stable across restarts)"},
-			numPartitionsFlag(), debugFlag, tierFetchRateFlag, partitionMetricsFlag,
-		}, append(append(tierFlags("object store for closed segments of topics with remote.storage.enable=true (default file://<data-dir>/tier)"),
-			brokerDefaultFlags()...), listenerFlags()...)...),
+			numPartitionsFlag(), debugFlag, tierFetchRateFlag, partitionMetricsFlag, bootstrapUserFlag,
+			&ucli.BoolFlag{Name: "secure", EnvVars: envVars("secure"),
+				Usage: "SASL/SCRAM on --kafka-addr (SASL_PLAINTEXT) with a user admin whose generated password is printed once (or --bootstrap-user's)"},
+		}, append(append(append(tierFlags("object store for closed segments of topics with remote.storage.enable=true (default file://<data-dir>/tier)"),
+			brokerDefaultFlags()...), listenerFlags()...), listenerSecurityFlags()...)...),
 		Action: func(c *ucli.Context) error {
 			defaults, err := topicDefaults(c)
 			if err != nil {
@@ -54,6 +56,10 @@ func devCommand() *ucli.Command {
 			if err != nil {
 				return fmt.Errorf("dev: %w", err)
 			}
+			sec, err := readDevSecurity(c)
+			if err != nil {
+				return fmt.Errorf("dev: %w", err)
+			}
 			store, err := openTier(c, tierURL)
 			if err != nil {
 				return fmt.Errorf("dev: %w", err)
@@ -66,7 +72,7 @@ func devCommand() *ucli.Command {
 				tierFetchRate: c.Int64("tier-fetch-max-bytes-per-second"), tierOrphanGrace: c.Duration("tier-orphan-grace"),
 				tierReconcileInterval: c.Duration("tier-reconcile-interval"), diskHighWatermark: c.Float64("disk-high-watermark"), topicDefaults: defaults,
 				numPartitions: int32(c.Int("num-partitions")), logger: newLogger(c), noPartitionMetrics: !c.Bool("partition-metrics"),
-				tierPrices: tierPrices(c), listener: listener,
+				tierPrices: tierPrices(c), listener: listener, security: sec,
 			}, nil)
 		},
 	}
@@ -84,6 +90,46 @@ type devConfig struct {
 	noPartitionMetrics                      bool
 	tierPrices                              tier.Prices
 	listener                                listenerSettings
+	security                                devSecurity
+}
+
+// devSecurity is strata dev's listeners and first user.
+type devSecurity struct {
+	listeners              []gateway.Listener // nil: PLAINTEXT on kafkaAddr
+	reauth                 time.Duration
+	bootUser, bootPassword string
+	generated              bool // bootPassword was made here: print it once
+}
+
+// secureListeners is strata dev --secure's listener: SASL_PLAINTEXT on
+// the Kafka address.
+func secureListeners(kafkaAddr string) []gateway.Listener {
+	return []gateway.Listener{{Name: gateway.SASLPlaintext, Addr: kafkaAddr, Protocol: gateway.SASLPlaintext}}
+}
+
+// readDevSecurity reads strata dev's security flags. --secure without
+// --listeners puts SASL_PLAINTEXT on --kafka-addr; without
+// --bootstrap-user it makes user admin a random password.
+func readDevSecurity(c *ucli.Context) (devSecurity, error) {
+	var s devSecurity
+	var err error
+	if s.bootUser, s.bootPassword, err = readBootstrapUser(c); err != nil {
+		return s, err
+	}
+	if s.reauth, err = reauthMax(c); err != nil {
+		return s, err
+	}
+	if c.String("listeners") != "" {
+		if s.listeners, err = readListeners(c, "", ""); err != nil {
+			return s, err
+		}
+	} else if c.Bool("secure") {
+		s.listeners = secureListeners(c.String("kafka-addr"))
+	}
+	if c.Bool("secure") && s.bootUser == "" {
+		s.bootUser, s.bootPassword, s.generated = "admin", randomPassword(), true
+	}
+	return s, nil
 }
 
 // runDev runs the single-process cluster until ctx ends; ready, if set, is
@@ -123,6 +169,8 @@ func runDev(ctx context.Context, cfg devConfig, ready func(kafkaAddr string)) er
 		TierReconcileInterval: cfg.tierReconcileInterval, DiskHighWatermark: cfg.diskHighWatermark, Logger: logger,
 		HeartbeatInterval: 500 * time.Millisecond, SessionTimeout: 3 * time.Second,
 		Registry: admin.registry, NoPartitionMetrics: cfg.noPartitionMetrics,
+		BootstrapUser: cfg.security.bootUser, BootstrapPassword: cfg.security.bootPassword,
+		OnBootstrapUser: func(created bool) { announceBootstrapUser(logger, cfg.security, created) },
 	})
 	if err != nil {
 		return fmt.Errorf("dev: node: %w", err)
@@ -148,6 +196,7 @@ func runDev(ctx context.Context, cfg devConfig, ready func(kafkaAddr string)) er
 		TierCacheDir: filepath.Join(cfg.dataDir, ".gateway-tier-cache"), TierCacheBytes: cfg.tierCacheBytes,
 		TierFetchMaxBytesPerSecond: cfg.tierFetchRate, Registry: admin.registry, Logger: logger}
 	cfg.listener.apply(&gcfg)
+	gcfg.Listeners, gcfg.ReauthMax = cfg.security.listeners, cfg.security.reauth
 	gw, err := gateway.Start(gcfg)
 	if err != nil {
 		return fmt.Errorf("dev: %w", err)

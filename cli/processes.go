@@ -77,6 +77,7 @@ func nodeCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "rack", EnvVars: envVars("rack"), Usage: "rack for rack-aware replica placement"},
 			partitionMetricsFlag,
 			&ucli.IntFlag{Name: "bootstrap-expect", Value: 1, EnvVars: envVars("bootstrap-expect"), Usage: "number of metadata voters; the first nodes seen become them"},
+			bootstrapUserFlag,
 			&ucli.StringFlag{Name: "admin-addr", EnvVars: envVars("admin-addr"), Usage: "HTTP admin address (/healthz, /readyz)"},
 			diskHighWatermarkFlag,
 			&ucli.DurationFlag{Name: "replica-lag-time-max", Value: 30 * time.Second, EnvVars: envVars("replica-lag-time-max"),
@@ -102,6 +103,10 @@ func nodeCommand() *ucli.Command {
 			logger := newLogger(c)
 			ctx, cancel := signalContext(c.Context)
 			defer cancel()
+			bootUser, bootPassword, err := readBootstrapUser(c)
+			if err != nil {
+				return fmt.Errorf("node: %w", err)
+			}
 			admin, err := startAdmin(c.String("admin-addr"), logger)
 			if err != nil {
 				return fmt.Errorf("node: %w", err)
@@ -126,6 +131,12 @@ func nodeCommand() *ucli.Command {
 				DiskHighWatermark:     c.Float64("disk-high-watermark"), ReplicaLagMax: c.Duration("replica-lag-time-max"), Logger: logger,
 				StreamAddr: streamAddr, StreamAdvertised: c.String("advertised-stream-addr"),
 				Registry: admin.registry, NoPartitionMetrics: !c.Bool("partition-metrics"),
+				BootstrapUser: bootUser, BootstrapPassword: bootPassword,
+				OnBootstrapUser: func(created bool) {
+					if created {
+						logger.Info("bootstrap user created", "user", bootUser)
+					}
+				},
 			})
 			if err != nil {
 				return fmt.Errorf("node: %w", err)
@@ -159,7 +170,7 @@ func gatewayCommand() *ucli.Command {
 			&ucli.BoolFlag{Name: "node-streams", Value: true, EnvVars: envVars("node-streams"),
 				Usage: "send nodes Kafka requests over their direct stream connections where they offer one (false: all over NATS)"},
 			clusterFlag, debugFlag,
-		}, append(gatewayTierFlags(), listenerFlags()...)...),
+		}, append(append(gatewayTierFlags(), listenerFlags()...), listenerSecurityFlags()...)...),
 		Action: func(c *ucli.Context) error {
 			logger := newLogger(c)
 			ctx, cancel := signalContext(c.Context)
@@ -171,6 +182,14 @@ func gatewayCommand() *ucli.Command {
 				return errors.New("gateway: --tier-fetch-max-bytes-per-second must be 0 (unbounded) or more")
 			}
 			listener, err := readListenerFlags(c)
+			if err != nil {
+				return fmt.Errorf("gateway: %w", err)
+			}
+			listeners, err := readListeners(c, c.String("kafka-addr"), c.String("advertised-addr"))
+			if err != nil {
+				return fmt.Errorf("gateway: %w", err)
+			}
+			reauth, err := reauthMax(c)
 			if err != nil {
 				return fmt.Errorf("gateway: %w", err)
 			}
@@ -190,7 +209,7 @@ func gatewayCommand() *ucli.Command {
 			}
 			defer nc.Close()
 			gcfg := gateway.Config{Cluster: c.String("cluster"), Conn: nc, ID: int32(c.Int("id")),
-				Addr: c.String("kafka-addr"), AdvertisedAddr: c.String("advertised-addr"),
+				Listeners: listeners, ReauthMax: reauth,
 				AutoCreateTopics: c.Bool("auto-create-topics"), DefaultPartitions: int32(c.Int("num-partitions")),
 				DefaultReplicationFactor: int16(c.Int("default-replication-factor")),
 				Tier:                     store, TierCacheDir: c.String("tier-cache-dir"), TierCacheBytes: c.Int64("tier-cache-bytes"),

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"html/template"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -25,8 +26,12 @@ type Source interface {
 	TierLs(ctx context.Context, topic string) (tier.LsReply, error)
 	TopicPartitions(ctx context.Context, topic string) ([]meta.Partition, error)
 	// Addr is the gateway's Kafka listener, which the console's own
-	// client dials.
+	// client names as its seed.
 	Addr() string
+	// DialInternal opens a connection to the gateway's Kafka listener
+	// that needs no authentication (gateway.Gateway.DialInternal), so
+	// the console works whatever security the listeners demand.
+	DialInternal(ctx context.Context, network, host string) (net.Conn, error)
 }
 
 //go:embed templates/*.html
@@ -83,7 +88,7 @@ func (c *Console) Close() {
 // use (the gateway listens by then).
 func (c *Console) client() (*kgo.Client, *kadm.Client, error) {
 	c.clientOnce.Do(func() {
-		c.cl, c.clientErr = kgo.NewClient(kgo.SeedBrokers(c.src.Addr()), kgo.ClientID("strata-console"))
+		c.cl, c.clientErr = kgo.NewClient(kgo.SeedBrokers(c.src.Addr()), kgo.ClientID("strata-console"), kgo.Dialer(c.src.DialInternal))
 		if c.clientErr == nil {
 			c.adm = kadm.NewClient(c.cl)
 		}

@@ -456,7 +456,7 @@ func (c *Console) browse(ctx context.Context, r *http.Request) (any, error) {
 // read reads up to n records of a partition from offset with a client of
 // its own (a consumer at an offset cannot share the console's).
 func (c *Console) read(ctx context.Context, topic string, partition int32, offset, n int64) ([]recordRow, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.src.Addr()), kgo.ClientID("strata-console-browser"),
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.src.Addr()), kgo.ClientID("strata-console-browser"), kgo.Dialer(c.src.DialInternal),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {partition: kgo.NewOffset().At(offset)}}),
 		kgo.FetchMaxBytes(4<<20))
 	if err != nil {

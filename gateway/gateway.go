@@ -326,7 +326,11 @@ type pending struct {
 // serve reads requests from one connection. Each is handled on its own
 // goroutine; a writer sends the responses back in request order. A frame
 // that is too big or does not parse closes this connection only.
-func (g *Gateway) serve(c net.Conn, l *listener) {
+func (g *Gateway) serve(c net.Conn, l *listener) { g.serveAs(c, l, "") }
+
+// serveAs serves a connection; a principal given is the connection's
+// from the start (DialInternal), with no handshake of any kind.
+func (g *Gateway) serveAs(c net.Conn, l *listener, principal string) {
 	defer g.wg.Done()
 	g.metrics.accepted.Inc()
 	g.metrics.connections.Inc()
@@ -336,7 +340,9 @@ func (g *Gateway) serve(c net.Conn, l *listener) {
 		g.mu.Lock()
 		delete(g.conns, c)
 		g.mu.Unlock()
-		g.limits.done(c.RemoteAddr())
+		if principal == "" {
+			g.limits.done(c.RemoteAddr())
+		}
 	}()
 	order := make(chan *pending, 256)
 	writerDone := make(chan struct{})
@@ -372,8 +378,10 @@ func (g *Gateway) serve(c net.Conn, l *listener) {
 		close(order)
 		<-writerDone
 	}()
-	sess := &session{listener: l, remote: c.RemoteAddr()}
-	if l.tls() {
+	sess := &session{listener: l, remote: c.RemoteAddr(), principal: principal}
+	if principal != "" {
+		sess.stage = saslDone
+	} else if l.tls() {
 		tc := tls.Server(c, l.TLS)
 		ctx, cancel := context.WithTimeout(g.base, tlsHandshakeTimeout)
 		err := tc.HandshakeContext(ctx)

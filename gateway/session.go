@@ -361,3 +361,27 @@ func principalOf(ctx context.Context) string {
 
 // userOf strips the "User:" of a principal.
 func userOf(principal string) string { return strings.TrimPrefix(principal, "User:") }
+
+// InternalPrincipal is the principal of connections made with
+// DialInternal: the gateway's own tools (the console), never a client.
+const InternalPrincipal = "User:strata-internal"
+
+// DialInternal opens a Kafka connection to this gateway that crosses no
+// socket and needs no authentication, as InternalPrincipal: for the
+// gateway's own tools, such as the console, whatever its listeners
+// demand. Its signature is kgo.Dialer's; the address is ignored (every
+// broker a client is told of is this gateway, which serves any
+// partition).
+func (g *Gateway) DialInternal(ctx context.Context, _, _ string) (net.Conn, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return nil, errors.New("gateway closed")
+	}
+	client, server := net.Pipe()
+	internal := &listener{Listener: Listener{Name: g.listeners[0].Name, Protocol: Plaintext}, host: g.listeners[0].host, port: g.listeners[0].port}
+	g.conns[server] = struct{}{}
+	g.wg.Add(1)
+	go g.serveAs(server, internal, InternalPrincipal)
+	return client, nil
+}

@@ -98,7 +98,7 @@ func allCommands() []Command {
 		&AlterReassignment{Topic: "orders", Partition: 1},
 		&CompleteReassignment{Topic: "orders", Partition: 2, PartitionEpoch: 4},
 		&AlterScramCredentials{Upserts: []ScramCredential{{User: "alice", Mechanism: "SCRAM-SHA-256", Iterations: 4096,
-			Salt: []byte{1}, StoredKey: []byte{2}, ServerKey: []byte{3}}}, Deletes: []CredentialRef{{User: "bob", Mechanism: "SCRAM-SHA-512"}}},
+			Salt: []byte{1}, StoredKey: []byte{2}, ServerKey: []byte{3}}}, Deletes: []CredentialRef{{User: "bob", Mechanism: "SCRAM-SHA-512"}}, OnlyIfAbsent: true},
 	}
 }
 

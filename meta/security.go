@@ -28,9 +28,14 @@ type CredentialRef struct {
 // AlterScramCredentials sets and deletes SCRAM credentials
 // (AlterUserScramCredentials). Deleting a credential that is not there is
 // not an error: the gateway answers RESOURCE_NOT_FOUND from its view.
+//
+// OnlyIfAbsent upserts only users that have no credential at all (the
+// bootstrap user: several nodes may offer it, and a password changed
+// since must stay); the result's Value is the number of users created.
 type AlterScramCredentials struct {
-	Upserts []ScramCredential
-	Deletes []CredentialRef
+	Upserts      []ScramCredential
+	Deletes      []CredentialRef
+	OnlyIfAbsent bool
 }
 
 const (
@@ -86,6 +91,7 @@ func (c *AlterScramCredentials) encode(e *encoder) {
 		e.string(r.User)
 		e.string(r.Mechanism)
 	}
+	e.bool(c.OnlyIfAbsent)
 }
 
 func (c *AlterScramCredentials) decode(d *decoder) {
@@ -101,6 +107,7 @@ func (c *AlterScramCredentials) decode(d *decoder) {
 			c.Deletes[i] = CredentialRef{User: d.string(), Mechanism: d.string()}
 		}
 	}
+	c.OnlyIfAbsent = d.bool()
 }
 
 // validCredentialName rejects what cannot be a key: an empty user, or a
@@ -136,13 +143,20 @@ func (w *writer) alterScramCredentials(c *AlterScramCredentials) (*ApplyResult, 
 			return nil, err
 		}
 	}
+	created := map[string]bool{}
 	for i := range c.Upserts {
 		u := &c.Upserts[i]
+		if c.OnlyIfAbsent && !created[u.User] {
+			if len(w.keys(append(append([]byte(keyCredential), u.User...), 0))) > 0 {
+				continue
+			}
+			created[u.User] = true
+		}
 		if err := w.set(credentialKey(u.User, u.Mechanism), u.encode()); err != nil {
 			return nil, err
 		}
 	}
-	return &ApplyResult{}, nil
+	return &ApplyResult{Value: int64(len(created))}, nil
 }
 
 // ScramCredentials lists every stored credential, by user then mechanism.

@@ -35,6 +35,18 @@ func TestScramCredentials(t *testing.T) {
 	if got := list(); len(got) != 3 || got[0].User != "al" {
 		t.Fatalf("credentials after adding al: %+v", got)
 	}
+	// OnlyIfAbsent creates a user that has nothing, and leaves one that
+	// has any credential as it is.
+	res := a.apply(&AlterScramCredentials{OnlyIfAbsent: true, Upserts: []ScramCredential{
+		cred("admin", "SCRAM-SHA-256", 5), cred("admin", "SCRAM-SHA-512", 5), cred("alice", "SCRAM-SHA-256", 5)}})[0]
+	if res.Err != nil || res.Value != 1 {
+		t.Fatalf("bootstrap of admin and alice: %v, %d created, want 1", res.Err, res.Value)
+	}
+	got := list()
+	if len(got) != 5 || got[0].User != "admin" || got[1].User != "admin" || got[3].Salt[0] != 9 {
+		t.Fatalf("after the bootstrap: %+v", got)
+	}
+	a.mustApply(&AlterScramCredentials{Deletes: []CredentialRef{{User: "admin", Mechanism: "SCRAM-SHA-256"}, {User: "admin", Mechanism: "SCRAM-SHA-512"}}})
 	for _, bad := range []*AlterScramCredentials{
 		{Upserts: []ScramCredential{cred("", "SCRAM-SHA-256", 1)}},
 		{Upserts: []ScramCredential{cred("x\x00y", "SCRAM-SHA-256", 1)}},

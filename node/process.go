@@ -66,6 +66,12 @@ type ProcessConfig struct {
 	// Registry and NoPartitionMetrics: see Config.
 	Registry           prometheus.Registerer
 	NoPartitionMetrics bool
+	// BootstrapUser and BootstrapPassword, when set, create the first
+	// SASL/SCRAM user of the cluster unless it exists: a secured cluster
+	// never has to be open to be set up. OnBootstrapUser, when set, is
+	// told whether this process created it.
+	BootstrapUser, BootstrapPassword string
+	OnBootstrapUser                  func(created bool)
 }
 
 // Process is a running node: metadata member, partition server and the
@@ -83,10 +89,14 @@ type Process struct {
 
 	closeOnce sync.Once
 	closeErr  error
+	stop      chan struct{} // closed by Close
 }
 
 // StartProcess opens the metadata member, then starts serving partitions.
 func StartProcess(cfg ProcessConfig) (*Process, error) {
+	if cfg.BootstrapUser != "" && cfg.BootstrapPassword == "" {
+		return nil, errors.New("node: the bootstrap user needs a password")
+	}
 	sc := meta.ServerConfig{NodeID: cfg.ID, DataDir: filepath.Join(cfg.DataDir, "meta"), RaftAddr: cfg.RaftAddr, Logger: cfg.Logger}
 	if cfg.TuneRaft != nil {
 		cfg.TuneRaft(&sc)
@@ -140,7 +150,14 @@ func StartProcess(cfg ProcessConfig) (*Process, error) {
 	if ss != nil {
 		ss.SetHandler(n.ServeKafka, n.Responded)
 	}
-	p := &Process{Member: m, Node: n, Groups: g, Stream: ss}
+	p := &Process{Member: m, Node: n, Groups: g, Stream: ss, stop: make(chan struct{})}
+	if cfg.BootstrapUser != "" {
+		logger := cfg.Logger
+		if logger == nil {
+			logger = slog.New(slog.DiscardHandler)
+		}
+		go bootstrapUser(m, cfg.BootstrapUser, cfg.BootstrapPassword, p.stop, cfg.OnBootstrapUser, logger.Warn)
+	}
 	if cfg.Registry != nil {
 		// The node label, as on the node's own metrics, tells members
 		// apart in a registry several share (strata dev, tests).
@@ -175,6 +192,7 @@ func advertised(addr, peer string) string {
 // call more than once.
 func (p *Process) Close() error {
 	p.closeOnce.Do(func() {
+		close(p.stop)
 		for _, r := range p.registered {
 			r.on.Unregister(r.c)
 		}
