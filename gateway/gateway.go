@@ -344,6 +344,26 @@ func (g *Gateway) serveAs(c net.Conn, l *listener, principal string) {
 			g.limits.done(c.RemoteAddr())
 		}
 	}()
+	sess := &session{listener: l, remote: c.RemoteAddr(), principal: principal}
+	if principal != "" {
+		sess.stage = saslDone
+	} else if l.tls() { // before the writer starts: it writes to c
+		tc := tls.Server(c, l.TLS)
+		ctx, cancel := context.WithTimeout(g.base, tlsHandshakeTimeout)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			g.metrics.authentications.WithLabelValues("TLS", "failed").Inc()
+			g.logger.Warn("closing connection: TLS handshake failed", "remote", c.RemoteAddr().String(), "listener", l.Name, "error", err)
+			return
+		}
+		c = tc
+		if !l.sasl() {
+			sess.principal = tlsPrincipal(tc)
+		}
+	} else if !l.sasl() {
+		sess.principal = Anonymous
+	}
 	order := make(chan *pending, 256)
 	writerDone := make(chan struct{})
 	go func() {
@@ -378,26 +398,6 @@ func (g *Gateway) serveAs(c net.Conn, l *listener, principal string) {
 		close(order)
 		<-writerDone
 	}()
-	sess := &session{listener: l, remote: c.RemoteAddr(), principal: principal}
-	if principal != "" {
-		sess.stage = saslDone
-	} else if l.tls() {
-		tc := tls.Server(c, l.TLS)
-		ctx, cancel := context.WithTimeout(g.base, tlsHandshakeTimeout)
-		err := tc.HandshakeContext(ctx)
-		cancel()
-		if err != nil {
-			g.metrics.authentications.WithLabelValues("TLS", "failed").Inc()
-			g.logger.Warn("closing connection: TLS handshake failed", "remote", c.RemoteAddr().String(), "listener", l.Name, "error", err)
-			return
-		}
-		c = tc
-		if !l.sasl() {
-			sess.principal = tlsPrincipal(tc)
-		}
-	} else if !l.sasl() {
-		sess.principal = Anonymous
-	}
 	fc := &frameConn{c: c, r: bufio.NewReaderSize(c, 64<<10), idle: max(g.cfg.IdleTimeout, 0), stall: g.cfg.StallTimeout}
 	// send queues a response made in the read loop, in order.
 	send := func(f *respFrame) {
