@@ -41,6 +41,7 @@ func runWith(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			clusterCommand(),
 			topCommand(),
 			userCommand(),
+			aclCommand(),
 		},
 	}
 	addClientSecurityFlags(app.Commands)

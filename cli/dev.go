@@ -33,7 +33,7 @@ func devCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "raft-addr", Value: "127.0.0.1:9646", EnvVars: envVars("raft-addr"), Usage: "metadata Raft address (loopback; keep it stable across restarts)"},
 			numPartitionsFlag(), debugFlag, tierFetchRateFlag, partitionMetricsFlag, bootstrapUserFlag,
 			&ucli.BoolFlag{Name: "secure", EnvVars: envVars("secure"),
-				Usage: "SASL/SCRAM on --kafka-addr (SASL_PLAINTEXT) with a user admin whose generated password is printed once (or --bootstrap-user's)"},
+				Usage: "SASL/SCRAM on --kafka-addr (SASL_PLAINTEXT) and ACLs, with a super user admin whose generated password is printed once (or --bootstrap-user's)"},
 		}, append(append(append(tierFlags("object store for closed segments of topics with remote.storage.enable=true (default file://<data-dir>/tier)"),
 			brokerDefaultFlags()...), listenerFlags()...), listenerSecurityFlags()...)...),
 		Action: func(c *ucli.Context) error {
@@ -99,6 +99,7 @@ type devSecurity struct {
 	reauth                 time.Duration
 	bootUser, bootPassword string
 	generated              bool // bootPassword was made here: print it once
+	authz                  authz
 }
 
 // secureListeners is strata dev --secure's listener: SASL_PLAINTEXT on
@@ -128,6 +129,13 @@ func readDevSecurity(c *ucli.Context) (devSecurity, error) {
 	}
 	if c.Bool("secure") && s.bootUser == "" {
 		s.bootUser, s.bootPassword, s.generated = "admin", randomPassword(), true
+	}
+	if s.authz, err = readAuthz(c); err != nil {
+		return s, err
+	}
+	if c.Bool("secure") {
+		s.authz.on = true
+		s.authz.super = append(s.authz.super, "User:"+s.bootUser)
 	}
 	return s, nil
 }
@@ -197,6 +205,7 @@ func runDev(ctx context.Context, cfg devConfig, ready func(kafkaAddr string)) er
 		TierFetchMaxBytesPerSecond: cfg.tierFetchRate, Registry: admin.registry, Logger: logger}
 	cfg.listener.apply(&gcfg)
 	gcfg.Listeners, gcfg.ReauthMax = cfg.security.listeners, cfg.security.reauth
+	cfg.security.authz.apply(&gcfg)
 	gw, err := gateway.Start(gcfg)
 	if err != nil {
 		return fmt.Errorf("dev: %w", err)

@@ -193,6 +193,10 @@ func gatewayCommand() *ucli.Command {
 			if err != nil {
 				return fmt.Errorf("gateway: %w", err)
 			}
+			authorization, err := readAuthz(c)
+			if err != nil {
+				return fmt.Errorf("gateway: %w", err)
+			}
 			admin, err := startAdmin(c.String("admin-addr"), logger)
 			if err != nil {
 				return fmt.Errorf("gateway: %w", err)
@@ -216,6 +220,7 @@ func gatewayCommand() *ucli.Command {
 				TierReadConcurrency: c.Int("tier-read-concurrency"), TierReadMaxBytes: c.Int64("tier-read-max-bytes"),
 				TierFetchMaxBytesPerSecond: c.Int64("tier-fetch-max-bytes-per-second"), NoStreams: !c.Bool("node-streams"), Registry: admin.registry, Logger: logger}
 			listener.apply(&gcfg)
+			authorization.apply(&gcfg)
 			gw, err := gateway.Start(gcfg)
 			if err != nil {
 				return fmt.Errorf("gateway: %w", err)

@@ -126,7 +126,40 @@ func listenerSecurityFlags() []ucli.Flag {
 			Usage: "SASL mechanisms SASL listeners offer (sasl.enabled.mechanisms)"},
 		&ucli.DurationFlag{Name: "connections-max-reauth", EnvVars: envVars("connections-max-reauth"),
 			Usage: "a SASL session's lifetime: clients re-authenticate on their connection before it ends (connections.max.reauth.ms; 0: never)"},
+		&ucli.BoolFlag{Name: "authorizer", EnvVars: envVars("authorizer"),
+			Usage: "check every request against the ACLs (Kafka's authorizer.class.name); strata acl manages them"},
+		&ucli.StringFlag{Name: "super-users", EnvVars: envVars("super-users"),
+			Usage: "principals allowed everything, as User:admin;User:ops (super.users)"},
+		&ucli.BoolFlag{Name: "allow-everyone-if-no-acl-found", EnvVars: envVars("allow-everyone-if-no-acl-found"),
+			Usage: "a resource no ACL names is open to everyone (allow.everyone.if.no.acl.found)"},
 	}
+}
+
+// authz is the gateway's authorization settings.
+type authz struct {
+	on           bool
+	super        []string
+	allowIfNoACL bool
+}
+
+// readAuthz reads --authorizer, --super-users and
+// --allow-everyone-if-no-acl-found.
+func readAuthz(c *ucli.Context) (authz, error) {
+	a := authz{on: c.Bool("authorizer"), allowIfNoACL: c.Bool("allow-everyone-if-no-acl-found")}
+	for _, p := range strings.FieldsFunc(c.String("super-users"), func(r rune) bool { return r == ';' || r == ',' }) {
+		if p = strings.TrimSpace(p); !strings.HasPrefix(p, "User:") || p == "User:" {
+			return a, fmt.Errorf("--super-users: %q is not User:NAME", p)
+		}
+		a.super = append(a.super, strings.TrimSpace(p))
+	}
+	if !a.on && (len(a.super) > 0 || a.allowIfNoACL) {
+		return a, errors.New("--super-users and --allow-everyone-if-no-acl-found need --authorizer")
+	}
+	return a, nil
+}
+
+func (a authz) apply(cfg *gateway.Config) {
+	cfg.Authorizer, cfg.SuperUsers, cfg.AllowEveryoneIfNoACL = a.on, a.super, a.allowIfNoACL
 }
 
 // readListeners builds a gateway's listeners from --listeners and the

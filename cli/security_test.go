@@ -14,7 +14,8 @@ import (
 func startSecureDev(t *testing.T, dir, raftAddr string) (string, *syncBuffer, func()) {
 	t.Helper()
 	var log syncBuffer
-	sec := devSecurity{bootUser: "admin", bootPassword: randomPassword(), generated: true}
+	sec := devSecurity{bootUser: "admin", bootPassword: randomPassword(), generated: true,
+		authz: authz{on: true, super: []string{"User:admin"}}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	readyCh := make(chan string, 1)
@@ -75,14 +76,29 @@ func TestSecureDev(t *testing.T) {
 	}
 	must(append([]string{"user", "create", "alice", "--password", "alice-secret"}, admin...)...)
 	alice := []string{b, "--sasl-mechanism", "SCRAM-SHA-512", "--sasl-user", "alice", "--sasl-password", "alice-secret"}
+	// With ACLs on, alice may do nothing until granted.
+	_, errOut, code := strataCmd(t, "", append([]string{"topic", "create", "orders"}, alice...)...)
+	if code != 1 || !strings.Contains(errOut, "TOPIC_AUTHORIZATION_FAILED") {
+		t.Fatalf("alice creates a topic without an ACL: exit %d, %q", code, errOut)
+	}
+	must(append([]string{"acl", "create", "--allow-principal", "User:alice", "--operation", "create", "--operation", "write",
+		"--topic", "ord", "--resource-pattern-type", "prefixed"}, admin...)...)
+	must(append([]string{"acl", "create", "--allow-principal", "User:alice", "--operation", "describe", "--cluster"}, admin...)...)
 	must(append([]string{"topic", "create", "orders"}, alice...)...)
-	out := must(append([]string{"user", "list"}, alice...)...)
+	out := must(append([]string{"acl", "list", "--allow-principal", "User:alice"}, admin...)...)
+	if !strings.Contains(out, "PREFIXED") || !strings.Contains(out, "ord") || strings.Count(out, "User:alice") != 3 {
+		t.Fatalf("acl list:\n%s", out)
+	}
+	out = must(append([]string{"user", "list"}, alice...)...)
 	if !strings.Contains(out, "admin") || !strings.Contains(out, "alice") || !strings.Contains(out, "SCRAM-SHA-512 (8192 iterations)") {
 		t.Fatalf("user list:\n%s", out)
 	}
-	_, errOut, code := strataCmd(t, "", "topic", "list", b, "--sasl-mechanism", "PLAIN", "--sasl-user", "alice", "--sasl-password", "wrong")
+	_, errOut, code = strataCmd(t, "", "topic", "list", b, "--sasl-mechanism", "PLAIN", "--sasl-user", "alice", "--sasl-password", "wrong")
 	if code != 1 || !strings.Contains(errOut, "SASL_AUTHENTICATION_FAILED") || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
 		t.Fatalf("a wrong password: exit %d, %q", code, errOut)
+	}
+	if out := must(append([]string{"acl", "delete", "--allow-principal", "User:alice", "--cluster"}, admin...)...); !strings.Contains(out, "deleted 1 ACLs") {
+		t.Fatalf("acl delete:\n%s", out)
 	}
 	must(append([]string{"user", "delete", "alice"}, admin...)...)
 	if _, errOut, code = strataCmd(t, "", append([]string{"topic", "list"}, alice...)...); code != 1 {

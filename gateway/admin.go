@@ -80,9 +80,12 @@ func (g *Gateway) deleteTopics(ctx context.Context, req *kmsg.DeleteTopicsReques
 		case snap != nil:
 			name = snap.byID[t.id]
 		}
-		if name == "" {
+		switch {
+		case name == "":
 			rt.ErrorCode = kerr.UnknownTopicID.Code
-		} else {
+		case !g.allowed(ctx, opDelete, rtTopic, name):
+			rt.ErrorCode = kerr.TopicAuthorizationFailed.Code
+		default:
 			n := name
 			rt.Topic = &n
 			err := g.propose(ctx, &meta.DeleteTopic{Name: name})
@@ -106,6 +109,8 @@ func (g *Gateway) createPartitions(ctx context.Context, req *kmsg.CreatePartitio
 			t, ok = snap.topics[rt.Topic]
 		}
 		switch {
+		case !g.allowed(ctx, opAlter, rtTopic, rt.Topic):
+			st.ErrorCode = kerr.TopicAuthorizationFailed.Code
 		case !ok:
 			st.ErrorCode = kerr.UnknownTopicOrPartition.Code
 		case rt.Count <= t.Partitions:
@@ -140,6 +145,10 @@ func (g *Gateway) describeConfigs(ctx context.Context, req *kmsg.DescribeConfigs
 			t, ok := meta.Topic{}, false
 			if err == nil {
 				t, ok = snap.topics[rr.ResourceName]
+			}
+			if !g.allowed(ctx, opDescribeConfigs, rtTopic, rr.ResourceName) {
+				sr.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				break
 			}
 			if !ok {
 				sr.ErrorCode = kerr.UnknownTopicOrPartition.Code
@@ -178,6 +187,9 @@ func (g *Gateway) describeConfigs(ctx context.Context, req *kmsg.DescribeConfigs
 		case kmsg.ConfigResourceTypeBroker:
 			// Broker settings are flags of the processes, not dynamic
 			// configs: nothing to describe.
+			if !g.allowedCluster(ctx, opDescribeConfigs) {
+				sr.ErrorCode = kerr.ClusterAuthorizationFailed.Code
+			}
 		default:
 			sr.ErrorCode = kerr.InvalidRequest.Code
 		}
@@ -248,6 +260,12 @@ func (g *Gateway) incrementalAlterConfigs(ctx context.Context, req *kmsg.Increme
 }
 
 func (g *Gateway) alterTopicConfigs(ctx context.Context, snap *snapshot, typ kmsg.ConfigResourceType, name string, set map[string]string, del []string, validateOnly bool) (int16, *string) {
+	switch {
+	case typ == kmsg.ConfigResourceTypeTopic && !g.allowed(ctx, opAlterConfigs, rtTopic, name):
+		return kerr.TopicAuthorizationFailed.Code, nil
+	case typ == kmsg.ConfigResourceTypeBroker && !g.allowedCluster(ctx, opAlterConfigs):
+		return kerr.ClusterAuthorizationFailed.Code, nil
+	}
 	if typ != kmsg.ConfigResourceTypeTopic {
 		return kerr.InvalidRequest.Code, errMessage(errors.New("only topic configs can be altered; broker settings are process flags"))
 	}

@@ -26,6 +26,11 @@ func (g *Gateway) createTopics(ctx context.Context, req *kmsg.CreateTopicsReques
 				configs[c.Name] = *c.Value
 			}
 		}
+		if !g.mayCreateTopic(ctx, rt.Topic) {
+			st.ErrorCode = kerr.TopicAuthorizationFailed.Code
+			resp.Topics = append(resp.Topics, st)
+			continue
+		}
 		var assignment [][]int32
 		if len(rt.ReplicaAssignment) > 0 {
 			assignment = make([][]int32, len(rt.ReplicaAssignment))

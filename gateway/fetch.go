@@ -35,15 +35,19 @@ func (g *Gateway) fetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.Respon
 			st.Topic = name
 		}
 		names[i] = name
+		authorized := known && g.allowed(ctx, opRead, rtTopic, name)
 		for j, rp := range rt.Partitions {
 			sp := kmsg.NewFetchResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = -1, -1, -1
 			sp.RecordBatches = []byte{} // empty, never null: librdkafka rejects null
-			if known {
-				refs = append(refs, partRef{name, rp.Partition, slot{i, j}})
-			} else {
+			switch {
+			case !known:
 				sp.ErrorCode = kerr.UnknownTopicID.Code
+			case !authorized:
+				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+			default:
+				refs = append(refs, partRef{name, rp.Partition, slot{i, j}})
 			}
 			st.Partitions = append(st.Partitions, sp)
 		}

@@ -38,6 +38,13 @@ type Config struct {
 	// of Addr: several at once, each with its security protocol and
 	// advertised address. The first is Addr().
 	Listeners []Listener
+	// Authorizer turns on Kafka ACLs (Kafka's authorizer.class.name):
+	// every request is checked against the ACLs in the metadata.
+	// SuperUsers (principals, User:NAME) may do anything;
+	// AllowEveryoneIfNoACL is allow.everyone.if.no.acl.found.
+	Authorizer           bool
+	SuperUsers           []string
+	AllowEveryoneIfNoACL bool
 	// ReauthMax is connections.max.reauth.ms: a SASL session lasts this
 	// long, and a client must authenticate again on its connection
 	// before it ends (KIP-368). Zero: sessions never expire.
@@ -110,6 +117,7 @@ type Gateway struct {
 	meta        *meta.Client
 	cache       *metadataCache
 	creds       *credentials
+	acls        *acls // nil: authorization off
 	authDelay   failureDelay
 	wg          sync.WaitGroup
 	mu          sync.Mutex
@@ -189,10 +197,16 @@ func Start(cfg Config) (*Gateway, error) {
 	g.base, g.cancelBase = context.WithCancel(context.Background())
 	g.metrics.queued(g.budget)
 	g.creds = &credentials{client: client, logger: g.logger}
+	if cfg.Authorizer {
+		g.acls = &acls{client: client, super: cfg.SuperUsers, allowIfNoACL: cfg.AllowEveryoneIfNoACL, logger: g.logger}
+	}
 	if g.eventSub, err = client.Events(func(ev meta.Event) {
 		g.cache.invalidate()
 		if ev.Reset || slices.ContainsFunc(ev.Changes, func(c meta.Change) bool { return c.Kind == "credentials" }) {
 			g.creds.invalidate()
+		}
+		if g.acls != nil && (ev.Reset || slices.ContainsFunc(ev.Changes, func(c meta.Change) bool { return c.Kind == "acls" })) {
+			g.acls.invalidate()
 		}
 	}); err != nil {
 		closeListeners()
@@ -682,6 +696,12 @@ func (g *Gateway) handle(ctx context.Context, h requestHeader, req kmsg.Request)
 		return g.describeUserScramCredentials(ctx, r)
 	case *kmsg.AlterUserSCRAMCredentialsRequest:
 		return g.alterUserScramCredentials(ctx, r)
+	case *kmsg.DescribeACLsRequest:
+		return g.describeAcls(ctx, r)
+	case *kmsg.CreateACLsRequest:
+		return g.createAcls(ctx, r)
+	case *kmsg.DeleteACLsRequest:
+		return g.deleteAcls(ctx, r)
 	case *kmsg.DescribeLogDirsRequest:
 		return g.describeLogDirs(ctx, r)
 	case *kmsg.InitProducerIDRequest:
@@ -705,7 +725,11 @@ func (g *Gateway) handle(ctx context.Context, h requestHeader, req kmsg.Request)
 	case *kmsg.JoinGroupRequest, *kmsg.SyncGroupRequest, *kmsg.HeartbeatRequest, *kmsg.LeaveGroupRequest,
 		*kmsg.OffsetCommitRequest, *kmsg.OffsetFetchRequest, *kmsg.ListGroupsRequest, *kmsg.DescribeGroupsRequest,
 		*kmsg.DeleteGroupsRequest, *kmsg.OffsetDeleteRequest:
-		return g.groupRequest(ctx, h, req)
+		denied, forward, fix := g.authorizeGroup(ctx, req)
+		if denied != nil {
+			return denied
+		}
+		return fix(g.groupRequest(ctx, h, forward))
 	}
 	return nil
 }

@@ -24,6 +24,10 @@ func (g *Gateway) findCoordinator(ctx context.Context, req *kmsg.FindCoordinator
 		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
 		return resp
 	}
+	if g.coordinatorDenied(ctx, req) {
+		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
+		return resp
+	}
 	p := pick(g.liveOn(ctx), req.CoordinatorKey, 0)
 	resp.NodeID, resp.Host, resp.Port = p.id, p.host, p.port
 	return resp

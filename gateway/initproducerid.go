@@ -50,6 +50,12 @@ func (g *Gateway) initProducerID(ctx context.Context, req *kmsg.InitProducerIDRe
 		resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
 		return resp
 	}
+	// An idempotent producer needs IDEMPOTENT_WRITE on the cluster, or
+	// WRITE on some topic (KIP-679).
+	if !g.allowedCluster(ctx, opIdempotentWrite) && !g.allowedAny(ctx, opWrite, rtTopic) {
+		resp.ErrorCode = kerr.ClusterAuthorizationFailed.Code
+		return resp
+	}
 	if req.ProducerID >= 0 && req.ProducerEpoch >= 0 && req.ProducerEpoch < math.MaxInt16-1 {
 		resp.ProducerID, resp.ProducerEpoch = req.ProducerID, req.ProducerEpoch+1
 		return resp

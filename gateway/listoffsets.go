@@ -14,11 +14,16 @@ func (g *Gateway) listOffsets(ctx context.Context, req *kmsg.ListOffsetsRequest)
 	for i, rt := range req.Topics {
 		st := kmsg.NewListOffsetsResponseTopic()
 		st.Topic = rt.Topic
+		authorized := g.allowed(ctx, opDescribe, rtTopic, rt.Topic)
 		for j, rp := range rt.Partitions {
 			sp := kmsg.NewListOffsetsResponseTopicPartition()
 			sp.Partition, sp.Timestamp, sp.Offset, sp.LeaderEpoch = rp.Partition, -1, -1, -1
+			if authorized {
+				refs = append(refs, partRef{rt.Topic, rp.Partition, slot{i, j}})
+			} else {
+				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+			}
 			st.Partitions = append(st.Partitions, sp)
-			refs = append(refs, partRef{rt.Topic, rp.Partition, slot{i, j}})
 		}
 		resp.Topics = append(resp.Topics, st)
 	}
@@ -51,11 +56,16 @@ func (g *Gateway) deleteRecords(ctx context.Context, req *kmsg.DeleteRecordsRequ
 	for i, rt := range req.Topics {
 		st := kmsg.NewDeleteRecordsResponseTopic()
 		st.Topic = rt.Topic
+		authorized := g.allowed(ctx, opDelete, rtTopic, rt.Topic)
 		for j, rp := range rt.Partitions {
 			sp := kmsg.NewDeleteRecordsResponseTopicPartition()
 			sp.Partition, sp.LowWatermark = rp.Partition, -1
+			if authorized {
+				refs = append(refs, partRef{rt.Topic, rp.Partition, slot{i, j}})
+			} else {
+				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+			}
 			st.Partitions = append(st.Partitions, sp)
-			refs = append(refs, partRef{rt.Topic, rp.Partition, slot{i, j}})
 		}
 		resp.Topics = append(resp.Topics, st)
 	}
@@ -88,11 +98,16 @@ func (g *Gateway) offsetForLeaderEpoch(ctx context.Context, req *kmsg.OffsetForL
 	for i, rt := range req.Topics {
 		st := kmsg.NewOffsetForLeaderEpochResponseTopic()
 		st.Topic = rt.Topic
+		authorized := g.allowed(ctx, opDescribe, rtTopic, rt.Topic)
 		for j, rp := range rt.Partitions {
 			sp := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
 			sp.Partition, sp.LeaderEpoch, sp.EndOffset = rp.Partition, -1, -1
+			if authorized {
+				refs = append(refs, partRef{rt.Topic, rp.Partition, slot{i, j}})
+			} else {
+				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+			}
 			st.Partitions = append(st.Partitions, sp)
-			refs = append(refs, partRef{rt.Topic, rp.Partition, slot{i, j}})
 		}
 		resp.Topics = append(resp.Topics, st)
 	}
@@ -135,6 +150,10 @@ func (g *Gateway) describeCluster(ctx context.Context, req *kmsg.DescribeCluster
 // when the request names none) and lists every node's directory.
 func (g *Gateway) describeLogDirs(ctx context.Context, req *kmsg.DescribeLogDirsRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.DescribeLogDirsResponse)
+	if !g.allowedCluster(ctx, opDescribe) {
+		resp.ErrorCode = kerr.ClusterAuthorizationFailed.Code
+		return resp
+	}
 	var refs []partRef
 	if req.Topics == nil {
 		snap, err := g.cache.get(ctx, false)

@@ -51,9 +51,25 @@ func (g *Gateway) metadata(ctx context.Context, req *kmsg.MetadataRequest) kmsg.
 			}
 		}
 	}
+	// A topic the principal may not describe is left out of a list of
+	// all, and named with TOPIC_AUTHORIZATION_FAILED when asked for.
+	visible := names[:0]
+	for _, name := range names {
+		if g.allowed(ctx, opDescribe, rtTopic, name) {
+			visible = append(visible, name)
+		} else if req.Topics != nil {
+			resp.Topics = append(resp.Topics, deniedTopic(name))
+		}
+	}
+	names = visible
 	created := false
+	createDenied := map[string]bool{}
 	for _, name := range names {
 		if _, ok := snap.topics[name]; ok || req.Topics == nil || !req.AllowAutoTopicCreation || !g.cfg.AutoCreateTopics {
+			continue
+		}
+		if !g.mayCreateTopic(ctx, name) {
+			createDenied[name] = true
 			continue
 		}
 		if code := g.createTopic(ctx, name, -1, -1, nil, nil, false); code == 0 || code == kerr.TopicAlreadyExists.Code {
@@ -70,6 +86,10 @@ func (g *Gateway) metadata(ctx context.Context, req *kmsg.MetadataRequest) kmsg.
 		n := name
 		mt.Topic = &n
 		t, ok := snap.topics[name]
+		if !ok && createDenied[name] {
+			resp.Topics = append(resp.Topics, deniedTopic(name))
+			continue
+		}
 		if !ok {
 			mt.ErrorCode = kerr.UnknownTopicOrPartition.Code
 			if err != nil {
@@ -94,6 +114,14 @@ func (g *Gateway) metadata(ctx context.Context, req *kmsg.MetadataRequest) kmsg.
 		resp.Topics = append(resp.Topics, mt)
 	}
 	return resp
+}
+
+// deniedTopic is a Metadata entry for a topic the principal may not
+// describe (or auto-create).
+func deniedTopic(name string) kmsg.MetadataResponseTopic {
+	mt := kmsg.NewMetadataResponseTopic()
+	mt.Topic, mt.ErrorCode = &name, kerr.TopicAuthorizationFailed.Code
+	return mt
 }
 
 // validTopicName applies Kafka's topic name rule.

@@ -26,8 +26,10 @@ type metrics struct {
 	// authentications counts SASL and TLS authentications by mechanism
 	// and result (ok, failed).
 	authentications *prometheus.CounterVec
-	bytesIn         *prometheus.CounterVec // topic
-	bytesOut        *prometheus.CounterVec // topic
+	// denied counts authorization denials by operation and resource type.
+	denied   *prometheus.CounterVec
+	bytesIn  *prometheus.CounterVec // topic
+	bytesOut *prometheus.CounterVec // topic
 	// remoteRead times one partition's read of uploaded data from the
 	// bucket, its wait for a read slot included.
 	remoteRead prometheus.Histogram
@@ -53,6 +55,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Kafka client connections closed at once: their address already held max.connections.per.ip."}),
 		authentications: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_kafka_authentications_total",
 			Help: "Client authentications by mechanism (SASL mechanism, or TLS for a failed handshake) and result (ok, failed)."}, []string{"mechanism", "result"}),
+		denied: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_kafka_authorization_denied_total",
+			Help: "Operations the ACLs denied, by operation and resource type."}, []string{"operation", "resource_type"}),
 		bytesIn: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_kafka_bytes_in_total",
 			Help: "Record batch bytes produced and appended (partitions answered without error), by topic."}, []string{"topic"}),
 		bytesOut: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_kafka_bytes_out_total",
@@ -63,7 +67,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		reg: reg,
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.errors, m.duration, m.inFlight, m.connections, m.accepted, m.refused, m.authentications, m.bytesIn, m.bytesOut, m.remoteRead)
+		reg.MustRegister(m.requests, m.errors, m.duration, m.inFlight, m.connections, m.accepted, m.refused, m.authentications, m.denied, m.bytesIn, m.bytesOut, m.remoteRead)
 	}
 	return m
 }

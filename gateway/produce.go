@@ -30,6 +30,7 @@ func (g *Gateway) produce(ctx context.Context, req *kmsg.ProduceRequest) kmsg.Re
 		if known {
 			st.Topic = name // from v13 only the id is encoded; the name is for metrics
 		}
+		authorized := known && g.allowed(ctx, opWrite, rtTopic, name)
 		for j, rp := range rt.Partitions {
 			sp := kmsg.NewProduceResponseTopicPartition()
 			sp.Partition, sp.BaseOffset, sp.LogAppendTime, sp.LogStartOffset = rp.Partition, -1, -1, -1
@@ -38,6 +39,8 @@ func (g *Gateway) produce(ctx context.Context, req *kmsg.ProduceRequest) kmsg.Re
 				sp.ErrorCode = kerr.InvalidRequiredAcks.Code
 			case !known:
 				sp.ErrorCode = kerr.UnknownTopicID.Code
+			case !authorized:
+				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
 			default:
 				refs = append(refs, partRef{name, rp.Partition, slot{i, j}})
 			}

@@ -15,6 +15,10 @@ import (
 // replicas have caught up.
 func (g *Gateway) alterPartitionAssignments(ctx context.Context, req *kmsg.AlterPartitionAssignmentsRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.AlterPartitionAssignmentsResponse)
+	if !g.allowedCluster(ctx, opAlter) {
+		resp.ErrorCode = kerr.ClusterAuthorizationFailed.Code
+		return resp
+	}
 	snap, snapErr := g.cache.get(ctx, true)
 	for _, rt := range req.Topics {
 		st := kmsg.NewAlterPartitionAssignmentsResponseTopic()
@@ -42,6 +46,10 @@ func (g *Gateway) alterPartitionAssignments(ctx context.Context, req *kmsg.Alter
 // partitions or of all.
 func (g *Gateway) listPartitionReassignments(ctx context.Context, req *kmsg.ListPartitionReassignmentsRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.ListPartitionReassignmentsResponse)
+	if !g.allowedCluster(ctx, opDescribe) {
+		resp.ErrorCode = kerr.ClusterAuthorizationFailed.Code
+		return resp
+	}
 	r, err := g.meta.Read(ctx, meta.ReadRequest{Kind: "reassignments"})
 	if err != nil {
 		resp.ErrorCode, resp.ErrorMessage = metaErrorCode(err), errMessage(err)

@@ -29,6 +29,10 @@ func scramMechanismID(name string) int8 {
 // iterations (never salts or keys): all users, or those named.
 func (g *Gateway) describeUserScramCredentials(ctx context.Context, req *kmsg.DescribeUserSCRAMCredentialsRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.DescribeUserSCRAMCredentialsResponse)
+	if !g.allowedCluster(ctx, opDescribe) {
+		resp.ErrorCode = kerr.ClusterAuthorizationFailed.Code
+		return resp
+	}
 	all, err := g.creds.all(ctx)
 	if err != nil {
 		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
@@ -87,6 +91,12 @@ func (g *Gateway) describeUserScramCredentials(ctx context.Context, req *kmsg.De
 // bad change gets its error and keeps what it had.
 func (g *Gateway) alterUserScramCredentials(ctx context.Context, req *kmsg.AlterUserSCRAMCredentialsRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.AlterUserSCRAMCredentialsResponse)
+	if !g.allowedCluster(ctx, opAlter) {
+		for _, u := range userOrder(req) {
+			resp.Results = append(resp.Results, scramResult(u, kerr.ClusterAuthorizationFailed, "altering credentials needs ALTER on the cluster"))
+		}
+		return resp
+	}
 	existing, err := g.creds.all(ctx)
 	if err != nil {
 		for _, u := range userOrder(req) {

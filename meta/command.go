@@ -440,6 +440,10 @@ func DecodeCommand(b []byte) (Command, error) {
 		c = &CompleteReassignment{}
 	case TypeAlterScramCredentials:
 		c = &AlterScramCredentials{}
+	case TypeCreateAcls:
+		c = &CreateAcls{}
+	case TypeDeleteAcls:
+		c = &DeleteAcls{}
 	default:
 		return nil, fmt.Errorf("%w: command type %d", ErrUnknownCommand, b[1])
 	}

@@ -269,6 +269,10 @@ func (w *writer) applyCmd(cmd Command) (*ApplyResult, error) {
 		return w.deleteTierSegments(c)
 	case *AlterScramCredentials:
 		return w.alterScramCredentials(c)
+	case *CreateAcls:
+		return w.createAcls(c)
+	case *DeleteAcls:
+		return w.deleteAcls(c)
 	}
 	return rejected(fmt.Errorf("%w: %T", ErrUnknownCommand, cmd))
 }

@@ -99,6 +99,8 @@ func allCommands() []Command {
 		&CompleteReassignment{Topic: "orders", Partition: 2, PartitionEpoch: 4},
 		&AlterScramCredentials{Upserts: []ScramCredential{{User: "alice", Mechanism: "SCRAM-SHA-256", Iterations: 4096,
 			Salt: []byte{1}, StoredKey: []byte{2}, ServerKey: []byte{3}}}, Deletes: []CredentialRef{{User: "bob", Mechanism: "SCRAM-SHA-512"}}, OnlyIfAbsent: true},
+		&CreateAcls{ACLs: []ACL{{ResourceType: 2, ResourceName: "orders", PatternType: 3, Principal: "User:alice", Host: "*", Operation: 4, Permission: 3}}},
+		&DeleteAcls{ACLs: []ACL{{ResourceType: 3, ResourceName: "g", PatternType: 4, Principal: "User:*", Host: "10.0.0.1", Operation: 2, Permission: 2}}},
 	}
 }
 

@@ -163,3 +163,141 @@ func (w *writer) alterScramCredentials(c *AlterScramCredentials) (*ApplyResult, 
 func (v *View) ScramCredentials() ([]ScramCredential, error) {
 	return listRecords(v.txn, []byte(keyCredential), decodeScramCredential)
 }
+
+// ACL is one Kafka ACL binding, with Kafka's wire numbers (see package
+// acl, which gives them meaning; the gateway validates them).
+type ACL struct {
+	ResourceType int8   `json:"resource_type"`
+	ResourceName string `json:"resource_name"`
+	PatternType  int8   `json:"pattern_type"`
+	Principal    string `json:"principal"`
+	Host         string `json:"host"`
+	Operation    int8   `json:"operation"`
+	Permission   int8   `json:"permission"`
+}
+
+// CreateAcls stores bindings; one already there is left as it is.
+type CreateAcls struct{ ACLs []ACL }
+
+// DeleteAcls removes bindings (exactly these; the gateway matched the
+// filters); one not there is skipped. Value is the number removed.
+type DeleteAcls struct{ ACLs []ACL }
+
+const (
+	TypeCreateAcls CommandType = 18
+	TypeDeleteAcls CommandType = 19
+)
+
+const keyACL = "l/" // l/<type><pattern><name>\x00<principal>\x00<host>\x00<op><permission>
+
+func aclKey(a *ACL) []byte {
+	k := append([]byte(keyACL), byte(a.ResourceType), byte(a.PatternType))
+	k = append(append(k, a.ResourceName...), 0)
+	k = append(append(k, a.Principal...), 0)
+	k = append(append(k, a.Host...), 0)
+	return append(k, byte(a.Operation), byte(a.Permission))
+}
+
+func (a *ACL) encodeTo(e *encoder) {
+	e.varint(int64(a.ResourceType))
+	e.string(a.ResourceName)
+	e.varint(int64(a.PatternType))
+	e.string(a.Principal)
+	e.string(a.Host)
+	e.varint(int64(a.Operation))
+	e.varint(int64(a.Permission))
+}
+
+func (a *ACL) decode(d *decoder) {
+	a.ResourceType = int8(d.varint())
+	a.ResourceName = d.string()
+	a.PatternType = int8(d.varint())
+	a.Principal, a.Host = d.string(), d.string()
+	a.Operation, a.Permission = int8(d.varint()), int8(d.varint())
+}
+
+func (a *ACL) encode() []byte {
+	e := encoder{}
+	e.byte(stateVersion)
+	a.encodeTo(&e)
+	return e.b
+}
+
+func decodeACL(b []byte) (ACL, error) {
+	d := decoder{b: b}
+	var a ACL
+	if v := d.byte(); v != stateVersion {
+		return a, fmt.Errorf("%w: ACL record version %d", ErrUnknownCommand, v)
+	}
+	a.decode(&d)
+	return a, d.finish("ACL")
+}
+
+func encodeACLs(e *encoder, as []ACL) {
+	e.uvarint(uint64(len(as)))
+	for i := range as {
+		as[i].encodeTo(e)
+	}
+}
+
+func decodeACLs(d *decoder) []ACL {
+	n := d.length()
+	if n == 0 {
+		return nil
+	}
+	as := make([]ACL, n)
+	for i := range as {
+		as[i].decode(d)
+	}
+	return as
+}
+
+func (CreateAcls) Type() CommandType    { return TypeCreateAcls }
+func (c *CreateAcls) encode(e *encoder) { encodeACLs(e, c.ACLs) }
+func (c *CreateAcls) decode(d *decoder) { c.ACLs = decodeACLs(d) }
+func (DeleteAcls) Type() CommandType    { return TypeDeleteAcls }
+func (c *DeleteAcls) encode(e *encoder) { encodeACLs(e, c.ACLs) }
+func (c *DeleteAcls) decode(d *decoder) { c.ACLs = decodeACLs(d) }
+
+// validACL rejects what cannot be a key: empty names, NUL.
+func validACL(a *ACL) error {
+	if a.ResourceName == "" || a.Principal == "" || a.Host == "" {
+		return fmt.Errorf("%w: ACL with an empty resource name, principal or host", ErrInvalidRequest)
+	}
+	if strings.ContainsRune(a.ResourceName+a.Principal+a.Host, 0) {
+		return fmt.Errorf("%w: NUL in an ACL", ErrInvalidRequest)
+	}
+	return nil
+}
+
+func (w *writer) createAcls(c *CreateAcls) (*ApplyResult, error) {
+	for i := range c.ACLs {
+		if err := validACL(&c.ACLs[i]); err != nil {
+			return rejected(err)
+		}
+	}
+	for i := range c.ACLs {
+		if err := w.set(aclKey(&c.ACLs[i]), c.ACLs[i].encode()); err != nil {
+			return nil, err
+		}
+	}
+	return &ApplyResult{}, nil
+}
+
+func (w *writer) deleteAcls(c *DeleteAcls) (*ApplyResult, error) {
+	n := 0
+	for i := range c.ACLs {
+		k := aclKey(&c.ACLs[i])
+		if len(w.keys(k)) == 0 {
+			continue
+		}
+		if err := w.delete(k); err != nil {
+			return nil, err
+		}
+		n++
+	}
+	return &ApplyResult{Value: int64(n)}, nil
+}
+
+// ACLs lists every stored ACL.
+func (v *View) ACLs() ([]ACL, error) { return listRecords(v.txn, []byte(keyACL), decodeACL) }

@@ -60,3 +60,39 @@ func TestScramCredentials(t *testing.T) {
 		t.Fatalf("a refused command changed the credentials: %+v", got)
 	}
 }
+
+// TestACLs: ACLs are stored once each, listed, deleted exactly.
+func TestACLs(t *testing.T) {
+	a := &applier{t: t, f: openTestFSM(t, t.TempDir())}
+	write := ACL{ResourceType: 2, ResourceName: "orders", PatternType: 3, Principal: "User:alice", Host: "*", Operation: 4, Permission: 3}
+	read := write
+	read.Operation = 3
+	prefixed := write
+	prefixed.PatternType, prefixed.ResourceName = 4, "ord"
+	a.mustApply(&CreateAcls{ACLs: []ACL{write, read}}, &CreateAcls{ACLs: []ACL{write, prefixed}})
+	list := func() []ACL {
+		v := a.f.View()
+		defer v.Close()
+		as, err := v.ACLs()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return as
+	}
+	if got := list(); len(got) != 3 {
+		t.Fatalf("ACLs: %+v", got)
+	}
+	res := a.apply(&DeleteAcls{ACLs: []ACL{read, read, {ResourceType: 3, ResourceName: "x", PatternType: 3, Principal: "User:a", Host: "*", Operation: 3, Permission: 3}}})[0]
+	if res.Err != nil || res.Value != 1 {
+		t.Fatalf("delete: %v, %d removed, want 1", res.Err, res.Value)
+	}
+	if got := list(); len(got) != 2 || !reflect.DeepEqual(got[0], write) && !reflect.DeepEqual(got[1], write) {
+		t.Fatalf("after the delete: %+v", got)
+	}
+	bad := write
+	bad.Host = ""
+	a.wantErr(ErrInvalidRequest, &CreateAcls{ACLs: []ACL{read, bad}})
+	if got := list(); len(got) != 2 {
+		t.Fatalf("a refused create stored something: %+v", got)
+	}
+}

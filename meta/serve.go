@@ -136,6 +136,8 @@ type ReadResponse struct {
 	Reassignments []Reassignment `json:"reassignments,omitempty"`
 	// Credentials answers "credentials": every SCRAM credential.
 	Credentials []ScramCredential `json:"credentials,omitempty"`
+	// ACLs answers "acls": every ACL.
+	ACLs []ACL `json:"acls,omitempty"`
 	// Controller is the id of the controller that answered; Live
 	// answers "cluster": the nodes it heard from within the session
 	// timeout.
@@ -208,6 +210,8 @@ func answerRead(v *View, req ReadRequest) (ReadResponse, error) {
 		resp.Tier, err = v.TierSegments(req.Topic, req.Partition)
 	case "credentials":
 		resp.Credentials, err = v.ScramCredentials()
+	case "acls":
+		resp.ACLs, err = v.ACLs()
 	default:
 		err = fmt.Errorf("%w: read kind %q", ErrInvalidRequest, req.Kind)
 	}
@@ -228,7 +232,7 @@ type Event struct {
 
 // Change names one changed record.
 type Change struct {
-	Kind      string `json:"kind"` // node, topic, partition, offsets, tier, credentials
+	Kind      string `json:"kind"` // node, topic, partition, offsets, tier, credentials, acls
 	ID        int32  `json:"id,omitempty"`
 	Topic     string `json:"topic,omitempty"`
 	Partition int32  `json:"partition,omitempty"`
@@ -273,6 +277,8 @@ func (m *Member) publishEvents(version uint64, cmds []Command) {
 			ev.Changes = append(ev.Changes, Change{Kind: "partition", Topic: c.Topic, Partition: c.Partition})
 		case *AlterScramCredentials:
 			ev.Changes = append(ev.Changes, Change{Kind: "credentials"})
+		case *CreateAcls, *DeleteAcls:
+			ev.Changes = append(ev.Changes, Change{Kind: "acls"})
 		}
 	}
 	if !ev.Reset && len(ev.Changes) == 0 {

@@ -1,0 +1,225 @@
+package gateway
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// authorizeGroup checks a consumer-group request before it goes to the
+// coordinator, as Kafka's broker does: READ on the group to join, sync,
+// heartbeat, leave and commit; DESCRIBE to fetch offsets and describe;
+// DELETE to delete a group or its offsets; READ on each topic committed
+// or whose offsets are deleted, DESCRIBE on each topic whose offsets are
+// fetched. It returns a whole answer when nothing may go (denied), or
+// the request to forward (some parts taken out) and fix, which puts the
+// answers of what was taken out back into the coordinator's.
+func (g *Gateway) authorizeGroup(ctx context.Context, req kmsg.Request) (denied kmsg.Response, forward kmsg.Request, fix func(kmsg.Response) kmsg.Response) {
+	keep := func(r kmsg.Response) kmsg.Response { return r }
+	if g.acls == nil {
+		return nil, req, keep
+	}
+	groupDenied := func(group string, op kmsg.ACLOperation) bool { return !g.allowed(ctx, op, rtGroup, group) }
+	switch r := req.(type) {
+	case *kmsg.JoinGroupRequest:
+		if groupDenied(r.Group, opRead) {
+			return groupError(req, kerr.GroupAuthorizationFailed.Code), nil, nil
+		}
+	case *kmsg.SyncGroupRequest:
+		if groupDenied(r.Group, opRead) {
+			return groupError(req, kerr.GroupAuthorizationFailed.Code), nil, nil
+		}
+	case *kmsg.HeartbeatRequest:
+		if groupDenied(r.Group, opRead) {
+			return groupError(req, kerr.GroupAuthorizationFailed.Code), nil, nil
+		}
+	case *kmsg.LeaveGroupRequest:
+		if groupDenied(r.Group, opRead) {
+			return groupError(req, kerr.GroupAuthorizationFailed.Code), nil, nil
+		}
+	case *kmsg.OffsetCommitRequest:
+		if groupDenied(r.Group, opRead) {
+			return groupError(req, kerr.GroupAuthorizationFailed.Code), nil, nil
+		}
+		return g.commitTopics(ctx, r)
+	case *kmsg.OffsetDeleteRequest:
+		if groupDenied(r.Group, opDelete) {
+			return groupError(req, kerr.GroupAuthorizationFailed.Code), nil, nil
+		}
+		return g.offsetDeleteTopics(ctx, r)
+	case *kmsg.OffsetFetchRequest:
+		if groupDenied(r.Group, opDescribe) {
+			return groupError(req, kerr.GroupAuthorizationFailed.Code), nil, nil
+		}
+		return nil, req, func(resp kmsg.Response) kmsg.Response { return g.hideFetchedOffsets(ctx, r, resp) }
+	case *kmsg.DescribeGroupsRequest:
+		return nil, req, func(resp kmsg.Response) kmsg.Response {
+			if d, ok := resp.(*kmsg.DescribeGroupsResponse); ok {
+				for i := range d.Groups {
+					if groupDenied(d.Groups[i].Group, opDescribe) {
+						e := kmsg.NewDescribeGroupsResponseGroup()
+						e.Group, e.ErrorCode = d.Groups[i].Group, kerr.GroupAuthorizationFailed.Code
+						d.Groups[i] = e
+					}
+				}
+			}
+			return resp
+		}
+	case *kmsg.ListGroupsRequest:
+		if g.allowedCluster(ctx, opDescribe) {
+			return nil, req, keep
+		}
+		return nil, req, func(resp kmsg.Response) kmsg.Response {
+			if l, ok := resp.(*kmsg.ListGroupsResponse); ok {
+				kept := l.Groups[:0]
+				for _, gr := range l.Groups {
+					if !groupDenied(gr.Group, opDescribe) {
+						kept = append(kept, gr)
+					}
+				}
+				l.Groups = kept
+			}
+			return resp
+		}
+	case *kmsg.DeleteGroupsRequest:
+		var allowed, refused []string
+		for _, gr := range r.Groups {
+			if groupDenied(gr, opDelete) {
+				refused = append(refused, gr)
+			} else {
+				allowed = append(allowed, gr)
+			}
+		}
+		if len(refused) == 0 {
+			return nil, req, keep
+		}
+		add := func(resp kmsg.Response) kmsg.Response {
+			d := resp.(*kmsg.DeleteGroupsResponse)
+			for _, gr := range refused {
+				e := kmsg.NewDeleteGroupsResponseGroup()
+				e.Group, e.ErrorCode = gr, kerr.GroupAuthorizationFailed.Code
+				d.Groups = append(d.Groups, e)
+			}
+			return d
+		}
+		if len(allowed) == 0 {
+			resp := r.ResponseKind()
+			resp.SetVersion(r.GetVersion())
+			return add(resp), nil, nil
+		}
+		fwd := *r
+		fwd.Groups = allowed
+		return nil, &fwd, add
+	}
+	return nil, req, keep
+}
+
+// commitTopics takes the topics the principal may not read out of an
+// offset commit; they are answered TOPIC_AUTHORIZATION_FAILED.
+func (g *Gateway) commitTopics(ctx context.Context, r *kmsg.OffsetCommitRequest) (kmsg.Response, kmsg.Request, func(kmsg.Response) kmsg.Response) {
+	var kept, refused []kmsg.OffsetCommitRequestTopic
+	for _, t := range r.Topics {
+		if g.allowed(ctx, opRead, rtTopic, t.Topic) {
+			kept = append(kept, t)
+		} else {
+			refused = append(refused, t)
+		}
+	}
+	add := func(resp kmsg.Response) kmsg.Response {
+		c := resp.(*kmsg.OffsetCommitResponse)
+		for _, t := range refused {
+			rt := kmsg.NewOffsetCommitResponseTopic()
+			rt.Topic = t.Topic
+			for _, p := range t.Partitions {
+				rp := kmsg.NewOffsetCommitResponseTopicPartition()
+				rp.Partition, rp.ErrorCode = p.Partition, kerr.TopicAuthorizationFailed.Code
+				rt.Partitions = append(rt.Partitions, rp)
+			}
+			c.Topics = append(c.Topics, rt)
+		}
+		return c
+	}
+	switch {
+	case len(refused) == 0:
+		return nil, r, func(resp kmsg.Response) kmsg.Response { return resp }
+	case len(kept) == 0:
+		resp := r.ResponseKind()
+		resp.SetVersion(r.GetVersion())
+		return add(resp), nil, nil
+	}
+	fwd := *r
+	fwd.Topics = kept
+	return nil, &fwd, add
+}
+
+// offsetDeleteTopics takes the topics the principal may not read out of
+// an OffsetDelete.
+func (g *Gateway) offsetDeleteTopics(ctx context.Context, r *kmsg.OffsetDeleteRequest) (kmsg.Response, kmsg.Request, func(kmsg.Response) kmsg.Response) {
+	var kept, refused []kmsg.OffsetDeleteRequestTopic
+	for _, t := range r.Topics {
+		if g.allowed(ctx, opRead, rtTopic, t.Topic) {
+			kept = append(kept, t)
+		} else {
+			refused = append(refused, t)
+		}
+	}
+	add := func(resp kmsg.Response) kmsg.Response {
+		d := resp.(*kmsg.OffsetDeleteResponse)
+		for _, t := range refused {
+			rt := kmsg.NewOffsetDeleteResponseTopic()
+			rt.Topic = t.Topic
+			for _, p := range t.Partitions {
+				rp := kmsg.NewOffsetDeleteResponseTopicPartition()
+				rp.Partition, rp.ErrorCode = p.Partition, kerr.TopicAuthorizationFailed.Code
+				rt.Partitions = append(rt.Partitions, rp)
+			}
+			d.Topics = append(d.Topics, rt)
+		}
+		return d
+	}
+	switch {
+	case len(refused) == 0:
+		return nil, r, func(resp kmsg.Response) kmsg.Response { return resp }
+	case len(kept) == 0:
+		resp := r.ResponseKind()
+		resp.SetVersion(r.GetVersion())
+		return add(resp), nil, nil
+	}
+	fwd := *r
+	fwd.Topics = kept
+	return nil, &fwd, add
+}
+
+// hideFetchedOffsets keeps what the principal may not describe out of an
+// OffsetFetch answer: left out of a fetch of all topics, and answered
+// TOPIC_AUTHORIZATION_FAILED (no offset) where the topic was named.
+func (g *Gateway) hideFetchedOffsets(ctx context.Context, r *kmsg.OffsetFetchRequest, resp kmsg.Response) kmsg.Response {
+	f, ok := resp.(*kmsg.OffsetFetchResponse)
+	if !ok {
+		return resp
+	}
+	kept := f.Topics[:0]
+	for _, t := range f.Topics {
+		if g.allowed(ctx, opDescribe, rtTopic, t.Topic) {
+			kept = append(kept, t)
+			continue
+		}
+		if r.Topics == nil {
+			continue
+		}
+		for i := range t.Partitions {
+			p := &t.Partitions[i]
+			p.Offset, p.LeaderEpoch, p.Metadata, p.ErrorCode = -1, -1, nil, kerr.TopicAuthorizationFailed.Code
+		}
+		kept = append(kept, t)
+	}
+	f.Topics = kept
+	return f
+}
+
+// authorizeCoordinator: FindCoordinator needs DESCRIBE on the group
+// (GROUP_AUTHORIZATION_FAILED otherwise).
+func (g *Gateway) coordinatorDenied(ctx context.Context, req *kmsg.FindCoordinatorRequest) bool {
+	return req.CoordinatorType == 0 && !g.allowed(ctx, opDescribe, rtGroup, req.CoordinatorKey)
+}
