@@ -19,7 +19,7 @@ STRATA_IMAGE := strata-test/strata:dev
 
 export CGO_ENABLED := 0
 
-.PHONY: build run test test-long bench lint clean servers images chromium
+.PHONY: build run test test-long bench lint clean servers images chromium kcat
 
 build:
 	$(GO) build -trimpath -ldflags='-s -w' -o $(BIN) .
@@ -44,25 +44,37 @@ $(NATS_SERVER):
 
 servers: $(MINIO) $(NATS_SERVER)
 
-# Headless Chromium for the console's browser test, from Debian's package
-# and its libraries, unpacked into the cache (nothing installed on the
-# system); a wrapper points it at its libraries. Where apt cannot fetch
-# it, the browser test skips.
+# Debian packages the tests drive (headless Chromium for the console's
+# browser test, kcat for librdkafka), with their libraries, unpacked into
+# the cache (nothing installed on the system); a wrapper points each at
+# its libraries. Where apt cannot fetch one, its tests skip.
+# unpack_debian: directory, package, program inside the package's root.
+define unpack_debian
+	@mkdir -p $(1)/archives/partial $(1)/root
+	@echo "unpacking Debian's $(2) into $(1) (once)"
+	@{ apt-get install -y -qq --download-only --no-install-recommends -o Dir::Cache::archives=$(1)/archives $(2) \
+		>$(1)/apt.log 2>&1 || { apt-get update -qq >>$(1)/apt.log 2>&1 && \
+		apt-get install -y -qq --download-only --no-install-recommends -o Dir::Cache::archives=$(1)/archives $(2) \
+		>>$(1)/apt.log 2>&1; }; } && \
+	for d in $(1)/archives/*.deb; do dpkg -x $$d $(1)/root || exit 1; done && \
+	printf '#!/bin/sh\nroot=$$(dirname "$$0")/root\nlib=$$root/usr/lib/x86_64-linux-gnu\nexport LD_LIBRARY_PATH="$$lib:$$lib/pulseaudio:$$root/lib/x86_64-linux-gnu$${LD_LIBRARY_PATH:+:$$LD_LIBRARY_PATH}"\nexec "$$root/$(3)" "$$@"\n' >$@ && \
+	chmod +x $@ && rm -rf $(1)/archives || \
+	echo "$(2) could not be fetched (see $(1)/apt.log): its tests will skip"
+endef
+
 CHROMIUM_DIR := $(CACHE)/chromium
 CHROMIUM := $(CHROMIUM_DIR)/chromium.sh
 SCREENSHOTS := $(CACHE)/screenshots
+KCAT_DIR := $(CACHE)/kcat
+KCAT := $(KCAT_DIR)/kcat.sh
 
 $(CHROMIUM):
-	@mkdir -p $(CHROMIUM_DIR)/archives/partial $(CHROMIUM_DIR)/root
-	@echo "unpacking Debian's chromium into $(CHROMIUM_DIR) (once)"
-	@{ apt-get install -y -qq --download-only --no-install-recommends -o Dir::Cache::archives=$(CHROMIUM_DIR)/archives chromium \
-		>$(CHROMIUM_DIR)/apt.log 2>&1 || { apt-get update -qq >>$(CHROMIUM_DIR)/apt.log 2>&1 && \
-		apt-get install -y -qq --download-only --no-install-recommends -o Dir::Cache::archives=$(CHROMIUM_DIR)/archives chromium \
-		>>$(CHROMIUM_DIR)/apt.log 2>&1; }; } && \
-	for d in $(CHROMIUM_DIR)/archives/*.deb; do dpkg -x $$d $(CHROMIUM_DIR)/root || exit 1; done && \
-	printf '#!/bin/sh\nroot=$$(dirname "$$0")/root\nlib=$$root/usr/lib/x86_64-linux-gnu\nexport LD_LIBRARY_PATH="$$lib:$$lib/pulseaudio:$$root/lib/x86_64-linux-gnu$${LD_LIBRARY_PATH:+:$$LD_LIBRARY_PATH}"\nexec "$$root/usr/lib/chromium/chromium" "$$@"\n' >$@ && \
-	chmod +x $@ && rm -rf $(CHROMIUM_DIR)/archives || \
-	echo "chromium could not be fetched (see $(CHROMIUM_DIR)/apt.log): the browser test will skip"
+	$(call unpack_debian,$(CHROMIUM_DIR),chromium,usr/lib/chromium/chromium)
+
+$(KCAT):
+	$(call unpack_debian,$(KCAT_DIR),kcat,usr/bin/kcat)
+
+kcat: $(KCAT)
 
 chromium: $(CHROMIUM)
 
@@ -121,8 +133,8 @@ define fuzz_all
 endef
 
 # The race detector needs cgo.
-test: lint build images chromium
-	$(image_env) CGO_ENABLED=1 STRATA_MINIO_BIN=$(MINIO) STRATA_CHROMIUM=$(CHROMIUM) STRATA_SCREENSHOTS=$(SCREENSHOTS) \
+test: lint build images chromium kcat
+	$(image_env) CGO_ENABLED=1 STRATA_MINIO_BIN=$(MINIO) STRATA_CHROMIUM=$(CHROMIUM) STRATA_KCAT=$(KCAT) STRATA_SCREENSHOTS=$(SCREENSHOTS) \
 		$(GO) test -race -count=1 -timeout 20m $(PKGS)
 	@echo "console screenshots: $(SCREENSHOTS)"
 	# The fault suite, one seed, on its own: the packages' tests would

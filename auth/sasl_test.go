@@ -2,7 +2,13 @@ package auth_test
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/pbkdf2"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/xdg-go/scram"
@@ -192,4 +198,64 @@ func FuzzExchange(f *testing.F) {
 			t.Fatalf("%s authenticated %q without the password: %q, %q", mech, x.User(), first, second)
 		}
 	})
+}
+
+// TestScramDoubledNonce: librdkafka 2.0 answers the server's nonce with
+// its own nonce before it again; Kafka's server accepts a final nonce
+// that ends with its own, and so does this one, checking the proof over
+// the messages as sent. Any other nonce is refused.
+func TestScramDoubledNonce(t *testing.T) {
+	lookup := users(t)
+	for _, c := range []struct {
+		name     string
+		password string
+		nonce    func(cNonce, sNonce string) string
+		ok       bool
+	}{
+		{"doubled", "alice-secret", func(c, s string) string { return c + s }, true},
+		{"doubled, wrong password", "nope", func(c, s string) string { return c + s }, false},
+		{"another suffix", "alice-secret", func(c, s string) string { return c + s + "x" }, false},
+	} {
+		x, _ := auth.NewExchange(auth.ScramSHA256, lookup)
+		const c1bare = "n=alice,r=clientnonce"
+		s1, err := x.Step([]byte("n,," + c1bare))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sNonce, salt64, iters := "", "", 0
+		for _, a := range strings.Split(string(s1), ",") {
+			switch {
+			case strings.HasPrefix(a, "r="):
+				sNonce = a[2:]
+			case strings.HasPrefix(a, "s="):
+				salt64 = a[2:]
+			case strings.HasPrefix(a, "i="):
+				iters, _ = strconv.Atoi(a[2:])
+			}
+		}
+		salt, _ := base64.StdEncoding.DecodeString(salt64)
+		salted, _ := pbkdf2.Key(sha256.New, c.password, salt, iters, sha256.Size)
+		hm := func(key []byte, msg string) []byte {
+			m := hmac.New(sha256.New, key)
+			m.Write([]byte(msg))
+			return m.Sum(nil)
+		}
+		clientKey := hm(salted, "Client Key")
+		stored := sha256.Sum256(clientKey)
+		c2wop := "c=biws,r=" + c.nonce("clientnonce", sNonce)
+		sig := hm(stored[:], c1bare+","+string(s1)+","+c2wop)
+		proof := make([]byte, len(sig))
+		for i := range sig {
+			proof[i] = clientKey[i] ^ sig[i]
+		}
+		out, err := x.Step([]byte(c2wop + ",p=" + base64.StdEncoding.EncodeToString(proof)))
+		if c.ok {
+			want := "v=" + base64.StdEncoding.EncodeToString(hm(hm(salted, "Server Key"), c1bare+","+string(s1)+","+c2wop))
+			if err != nil || !x.Done() || string(out) != want {
+				t.Errorf("%s: %v, done %v, answer %q", c.name, err, x.Done(), out)
+			}
+		} else if err == nil || x.Done() {
+			t.Errorf("%s: accepted", c.name)
+		}
+	}
 }

@@ -3,7 +3,11 @@ package cli
 import (
 	"context"
 	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -119,4 +123,42 @@ func TestSecureDev(t *testing.T) {
 		t.Fatalf("a restart printed a password:\n%s", log.String())
 	}
 	must(append([]string{"topic", "list"}, admin...)...)
+}
+
+// TestKgoSCRAMSuite runs franz-go's own SCRAM integration tests
+// (TestSCRAMAuth, TestSCRAMAuthBadCredentials, which skip unless
+// KGO_TEST_SCRAM_SEEDS is set) against strata dev --secure, with
+// SCRAM-SHA-256 and SCRAM-SHA-512.
+func TestKgoSCRAMSuite(t *testing.T) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		if _, err := os.Stat(goBin); err != nil {
+			t.Skip("no go command to run franz-go's tests with")
+		}
+	}
+	addr, log, stop := startSecureDev(t, t.TempDir(), freeAddr(t))
+	defer stop()
+	var password string
+	for deadline := time.Now().Add(10 * time.Second); password == ""; time.Sleep(20 * time.Millisecond) {
+		if m := regexp.MustCompile(`password=(\S+)`).FindStringSubmatch(log.String()); m != nil {
+			password = m[1]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no password printed:\n%s", log.String())
+		}
+	}
+	for _, alg := range []string{"256", "512"} {
+		cmd := exec.Command(goBin, "test", "-count=1", "-v", "-run", "^(TestSCRAMAuth|TestSCRAMAuthBadCredentials)$", "github.com/twmb/franz-go/pkg/kgo")
+		cmd.Env = append(os.Environ(), "GOFLAGS=", "KGO_SEEDS="+addr, "KGO_TEST_SCRAM_SEEDS="+addr, "KGO_TEST_SCRAM=admin:"+password+":"+alg)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("franz-go's SCRAM tests with SCRAM-SHA-%s: %v\n%s", alg, err, out)
+		}
+		for _, name := range []string{"TestSCRAMAuth", "TestSCRAMAuthBadCredentials"} {
+			if !strings.Contains(string(out), "--- PASS: "+name+" ") {
+				t.Fatalf("franz-go's %s did not pass (skipped?) with SCRAM-SHA-%s:\n%s", name, alg, out)
+			}
+		}
+	}
 }
