@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -23,9 +24,67 @@ var natsFlag = &ucli.StringFlag{Name: "nats", Value: nats.DefaultURL, EnvVars: e
 var natsWaitFlag = &ucli.DurationFlag{Name: "nats-connect-timeout", Value: time.Minute, EnvVars: envVars("nats-connect-timeout"),
 	Usage: "how long a starting process keeps trying to reach NATS before it exits (once connected, it reconnects forever)"}
 
+// natsAuthFlags are how a node or gateway logs in to NATS and trusts it.
+func natsAuthFlags() []ucli.Flag {
+	return []ucli.Flag{
+		&ucli.StringFlag{Name: "nats-user", EnvVars: envVars("nats-user"), Usage: "NATS user (see deploy/nats/strata.conf)"},
+		&ucli.StringFlag{Name: "nats-password", EnvVars: envVars("nats-password"), Usage: "NATS password (better from STRATA_NATS_PASSWORD)"},
+		&ucli.StringFlag{Name: "nats-nkey-seed", EnvVars: envVars("nats-nkey-seed"), Usage: "file holding the NATS nkey seed to log in with"},
+		&ucli.StringFlag{Name: "nats-creds", EnvVars: envVars("nats-creds"), Usage: "NATS user credentials file (JWT and seed, from nsc)"},
+		&ucli.StringFlag{Name: "nats-tls-ca", EnvVars: envVars("nats-tls-ca"), Usage: "PEM CA certificates that sign the NATS server's (turns TLS on)"},
+		&ucli.StringFlag{Name: "nats-tls-cert", EnvVars: envVars("nats-tls-cert"), Usage: "PEM client certificate for NATS (with --nats-tls-key)"},
+		&ucli.StringFlag{Name: "nats-tls-key", EnvVars: envVars("nats-tls-key"), Usage: "PEM private key of --nats-tls-cert"},
+	}
+}
+
+// natsInboxPrefix is where Strata's processes take their replies: not
+// the _INBOX.> every NATS client shares, so a NATS account shared with
+// other applications can keep them off Strata's replies by permissions
+// (deploy/nats/strata.conf).
+const natsInboxPrefix = "_INBOX_strata"
+
+// natsOptions are the login and trust the flags ask for.
+func natsOptions(c *ucli.Context, name string) ([]nats.Option, error) {
+	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond),
+		nats.CustomInboxPrefix(natsInboxPrefix)}
+	user, pass := c.String("nats-user"), c.String("nats-password")
+	if (user == "") != (pass == "") {
+		return nil, errors.New("--nats-user and --nats-password go together")
+	}
+	if user != "" {
+		opts = append(opts, nats.UserInfo(user, pass))
+	}
+	if seed := c.String("nats-nkey-seed"); seed != "" {
+		o, err := nats.NkeyOptionFromSeed(seed)
+		if err != nil {
+			return nil, fmt.Errorf("--nats-nkey-seed: %w", err)
+		}
+		opts = append(opts, o)
+	}
+	if creds := c.String("nats-creds"); creds != "" {
+		if _, err := os.Stat(creds); err != nil {
+			return nil, fmt.Errorf("--nats-creds: %w", err)
+		}
+		opts = append(opts, nats.UserCredentials(creds))
+	}
+	if ca := c.String("nats-tls-ca"); ca != "" {
+		opts = append(opts, nats.RootCAs(ca))
+	}
+	if cert, key := c.String("nats-tls-cert"), c.String("nats-tls-key"); cert != "" || key != "" {
+		if cert == "" || key == "" {
+			return nil, errors.New("--nats-tls-cert and --nats-tls-key go together")
+		}
+		opts = append(opts, nats.ClientCert(cert, key))
+	}
+	return opts, nil
+}
+
 func connectNATS(c *ucli.Context, name string, logger *slog.Logger) (*nats.Conn, error) {
-	return rpc.Connect(c.Context, c.String("nats"), c.Duration("nats-connect-timeout"), logger,
-		nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+	opts, err := natsOptions(c, name)
+	if err != nil {
+		return nil, err
+	}
+	return rpc.Connect(c.Context, c.String("nats"), c.Duration("nats-connect-timeout"), logger, opts...)
 }
 
 // numPartitionsFlag is num.partitions: partitions of a topic created
@@ -83,8 +142,8 @@ func nodeCommand() *ucli.Command {
 			&ucli.DurationFlag{Name: "replica-lag-time-max", Value: 30 * time.Second, EnvVars: envVars("replica-lag-time-max"),
 				Usage: "a follower not caught up for this long leaves the ISR (replica.lag.time.max.ms)"},
 			clusterFlag, debugFlag,
-		}, append(tierFlags("object store for closed segments of topics with remote.storage.enable=true: s3://bucket/prefix?endpoint=host:port or file:///dir"),
-			brokerDefaultFlags()...)...),
+		}, append(append(tierFlags("object store for closed segments of topics with remote.storage.enable=true: s3://bucket/prefix?endpoint=host:port or file:///dir"),
+			brokerDefaultFlags()...), natsAuthFlags()...)...),
 		Action: func(c *ucli.Context) error {
 			if c.Int("id") < 1 {
 				return errors.New("node: --id must be at least 1")
@@ -170,7 +229,7 @@ func gatewayCommand() *ucli.Command {
 			&ucli.BoolFlag{Name: "node-streams", Value: true, EnvVars: envVars("node-streams"),
 				Usage: "send nodes Kafka requests over their direct stream connections where they offer one (false: all over NATS)"},
 			clusterFlag, debugFlag,
-		}, append(append(gatewayTierFlags(), listenerFlags()...), listenerSecurityFlags()...)...),
+		}, append(append(append(gatewayTierFlags(), listenerFlags()...), listenerSecurityFlags()...), natsAuthFlags()...)...),
 		Action: func(c *ucli.Context) error {
 			logger := newLogger(c)
 			ctx, cancel := signalContext(c.Context)
