@@ -45,6 +45,7 @@ func runWith(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		},
 	}
 	addClientSecurityFlags(app.Commands)
+	addAdminClientFlags(app.Commands)
 	if err := app.Run(hoistFlags(app.Commands, args)); err != nil {
 		fmt.Fprintf(stderr, "strata: %v\n", oneLine(err))
 		return 1

@@ -35,7 +35,7 @@ func devCommand() *ucli.Command {
 			&ucli.BoolFlag{Name: "secure", EnvVars: envVars("secure"),
 				Usage: "SASL/SCRAM on --kafka-addr (SASL_PLAINTEXT) and ACLs, with a super user admin whose generated password is printed once (or --bootstrap-user's)"},
 		}, append(append(append(tierFlags("object store for closed segments of topics with remote.storage.enable=true (default file://<data-dir>/tier)"),
-			brokerDefaultFlags()...), listenerFlags()...), listenerSecurityFlags()...)...),
+			brokerDefaultFlags()...), listenerFlags()...), append(listenerSecurityFlags(), adminSecurityFlags()...)...)...),
 		Action: func(c *ucli.Context) error {
 			defaults, err := topicDefaults(c)
 			if err != nil {
@@ -60,6 +60,10 @@ func devCommand() *ucli.Command {
 			if err != nil {
 				return fmt.Errorf("dev: %w", err)
 			}
+			adminSec, err := readAdminSecurity(c)
+			if err != nil {
+				return fmt.Errorf("dev: %w", err)
+			}
 			store, err := openTier(c, tierURL)
 			if err != nil {
 				return fmt.Errorf("dev: %w", err)
@@ -72,7 +76,7 @@ func devCommand() *ucli.Command {
 				tierFetchRate: c.Int64("tier-fetch-max-bytes-per-second"), tierOrphanGrace: c.Duration("tier-orphan-grace"),
 				tierReconcileInterval: c.Duration("tier-reconcile-interval"), diskHighWatermark: c.Float64("disk-high-watermark"), topicDefaults: defaults,
 				numPartitions: int32(c.Int("num-partitions")), logger: newLogger(c), noPartitionMetrics: !c.Bool("partition-metrics"),
-				tierPrices: tierPrices(c), listener: listener, security: sec,
+				tierPrices: tierPrices(c), listener: listener, security: sec, adminSec: adminSec,
 			}, nil)
 		},
 	}
@@ -91,6 +95,7 @@ type devConfig struct {
 	tierPrices                              tier.Prices
 	listener                                listenerSettings
 	security                                devSecurity
+	adminSec                                adminSecurity
 }
 
 // devSecurity is strata dev's listeners and first user.
@@ -145,7 +150,7 @@ func readDevSecurity(c *ucli.Context) (devSecurity, error) {
 func runDev(ctx context.Context, cfg devConfig, ready func(kafkaAddr string)) error {
 	logger := cfg.logger
 	start := time.Now()
-	admin, err := startAdmin(cfg.adminAddr, logger)
+	admin, err := startAdmin(cfg.adminAddr, cfg.adminSec, logger)
 	if err != nil {
 		return fmt.Errorf("dev: %w", err)
 	}

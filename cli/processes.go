@@ -143,7 +143,7 @@ func nodeCommand() *ucli.Command {
 				Usage: "a follower not caught up for this long leaves the ISR (replica.lag.time.max.ms)"},
 			clusterFlag, debugFlag,
 		}, append(append(tierFlags("object store for closed segments of topics with remote.storage.enable=true: s3://bucket/prefix?endpoint=host:port or file:///dir"),
-			brokerDefaultFlags()...), natsAuthFlags()...)...),
+			brokerDefaultFlags()...), append(natsAuthFlags(), adminSecurityFlags()...)...)...),
 		Action: func(c *ucli.Context) error {
 			if c.Int("id") < 1 {
 				return errors.New("node: --id must be at least 1")
@@ -166,7 +166,11 @@ func nodeCommand() *ucli.Command {
 			if err != nil {
 				return fmt.Errorf("node: %w", err)
 			}
-			admin, err := startAdmin(c.String("admin-addr"), logger)
+			adminSec, err := readAdminSecurity(c)
+			if err != nil {
+				return fmt.Errorf("node: %w", err)
+			}
+			admin, err := startAdmin(c.String("admin-addr"), adminSec, logger)
 			if err != nil {
 				return fmt.Errorf("node: %w", err)
 			}
@@ -229,7 +233,7 @@ func gatewayCommand() *ucli.Command {
 			&ucli.BoolFlag{Name: "node-streams", Value: true, EnvVars: envVars("node-streams"),
 				Usage: "send nodes Kafka requests over their direct stream connections where they offer one (false: all over NATS)"},
 			clusterFlag, debugFlag,
-		}, append(append(append(gatewayTierFlags(), listenerFlags()...), listenerSecurityFlags()...), natsAuthFlags()...)...),
+		}, append(append(append(gatewayTierFlags(), listenerFlags()...), listenerSecurityFlags()...), append(natsAuthFlags(), adminSecurityFlags()...)...)...),
 		Action: func(c *ucli.Context) error {
 			logger := newLogger(c)
 			ctx, cancel := signalContext(c.Context)
@@ -256,7 +260,11 @@ func gatewayCommand() *ucli.Command {
 			if err != nil {
 				return fmt.Errorf("gateway: %w", err)
 			}
-			admin, err := startAdmin(c.String("admin-addr"), logger)
+			adminSec, err := readAdminSecurity(c)
+			if err != nil {
+				return fmt.Errorf("gateway: %w", err)
+			}
+			admin, err := startAdmin(c.String("admin-addr"), adminSec, logger)
 			if err != nil {
 				return fmt.Errorf("gateway: %w", err)
 			}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -69,7 +70,7 @@ func (a *adminServer) mount(register func(*http.ServeMux)) {
 	}
 }
 
-func startAdmin(addr string, logger *slog.Logger) (*adminServer, error) {
+func startAdmin(addr string, sec adminSecurity, logger *slog.Logger) (*adminServer, error) {
 	a := &adminServer{registry: prometheus.NewRegistry()}
 	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if addr == "" {
@@ -96,7 +97,10 @@ func startAdmin(addr string, logger *slog.Logger) (*adminServer, error) {
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	a.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	a.srv = &http.Server{Handler: sec.guard(mux, isLoopback(ln.Addr())), ReadHeaderTimeout: 5 * time.Second}
+	if sec.tls != nil {
+		ln = tls.NewListener(ln, sec.tls)
+	}
 	go func() {
 		if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			logger.Error("admin server", "error", err)

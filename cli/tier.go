@@ -56,7 +56,14 @@ func adminCall(c *ucli.Context, method, path string, query url.Values, out any) 
 	if err != nil {
 		return fmt.Errorf("admin url %s: %w", c.String("admin-url"), err)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	if token := c.String("admin-token"); token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	client, err := adminHTTPClient(c)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return fmt.Errorf("cannot reach the gateway's admin API at %s: %w", base, errors.Unwrap(err))
 	}
