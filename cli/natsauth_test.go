@@ -32,7 +32,7 @@ func TestSecuredNATS(t *testing.T) {
 		t.Fatal(err)
 	}
 	ns.Start()
-	defer ns.Shutdown()
+	t.Cleanup(ns.Shutdown) // after the servers stop (cleanups run last first)
 	if !ns.ReadyForConnections(5 * time.Second) {
 		t.Fatal("nats not ready")
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/strata-io/strata/gateway"
+	"github.com/strata-io/strata/internal/natstest"
 	"github.com/strata-io/strata/testenv"
 )
 
@@ -187,5 +188,27 @@ func TestRequestBudgetWaits(t *testing.T) {
 	}
 	if d := time.Since(start); d < time.Second {
 		t.Errorf("the produce took %s: it did not wait for the claimant's budget", d)
+	}
+}
+
+// TestCloseWithoutNATS: a gateway stopping while NATS is away stops at
+// once, without waiting to say goodbye.
+func TestCloseWithoutNATS(t *testing.T) {
+	ns := natstest.Start(t)
+	nc := ns.Connect(t)
+	gw, err := gateway.Start(gateway.Config{Cluster: "test", Conn: nc, Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Shutdown()
+	for deadline := time.Now().Add(5 * time.Second); nc.IsConnected(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the connection did not notice NATS go")
+		}
+	}
+	start := time.Now()
+	gw.Close()
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("Close took %s with NATS down", d)
 	}
 }

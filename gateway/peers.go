@@ -170,7 +170,9 @@ func (p *peers) close() {
 	<-p.done
 	p.sub.Unsubscribe()
 	p.publish(true)
-	p.conn.Flush()
+	if p.conn.IsConnected() { // a gateway stopping while NATS is away need not wait for it
+		p.conn.FlushTimeout(time.Second)
+	}
 }
 
 // live lists the live gateways by id, this one included.
