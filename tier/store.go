@@ -60,10 +60,23 @@ type Credentials struct {
 // Without an endpoint, s3:// means AWS (s3.amazonaws.com). A bad URL, a
 // missing bucket or refused credentials fail here with one line naming
 // the problem.
+//
+// Keys in the URL (s3://ACCESS:SECRET@bucket/...) are taken as
+// credentials, and no error or log line shows the secret.
 func Open(ctx context.Context, rawURL string, creds Credentials) (Store, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("tier url %q: %w", rawURL, err)
+		return nil, fmt.Errorf("tier url: %w", redactErr(err, rawURL))
+	}
+	if u.User != nil {
+		if pass, ok := u.User.Password(); ok && creds.SecretKey == "" {
+			creds.SecretKey = pass
+		}
+		if creds.AccessKey == "" {
+			creds.AccessKey = u.User.Username()
+		}
+		rawURL = u.Redacted()
+		u.User = nil
 	}
 	switch u.Scheme {
 	case "file":
@@ -123,4 +136,15 @@ func validKey(key string) error {
 		}
 	}
 	return nil
+}
+
+// redactErr keeps a URL's password out of a parse error, which quotes
+// the URL.
+func redactErr(err error, rawURL string) error {
+	i := strings.Index(rawURL, "://")
+	at := strings.LastIndex(rawURL, "@")
+	if i < 0 || at < i {
+		return err
+	}
+	return errors.New(strings.ReplaceAll(err.Error(), rawURL, rawURL[:i+3]+"xxxxx"+rawURL[at:]))
 }

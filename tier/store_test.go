@@ -271,3 +271,25 @@ func TestS3SlowDown(t *testing.T) {
 		t.Fatal("after SlowDown ends: other bytes")
 	}
 }
+
+// TestOpenKeepsSecretsOutOfErrors: keys in a tier URL are credentials,
+// and no error names the secret.
+func TestOpenKeepsSecretsOutOfErrors(t *testing.T) {
+	for _, raw := range []string{
+		"s3://AKIA:sup3rs3cret@bucket/p?bogus=1",
+		"s3://AKIA:sup3rs3cret@bucket/p?insecure=maybe",
+		"s3://AKIA:sup3rs3cret@/p",
+		"s3://AKIA:sup3rs3cret@bucket/p?endpoint=127.0.0.1:1&insecure=true",
+		"s3://AKIA:sup3rs3cret@bu%zzcket/p",
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := tier.Open(ctx, raw, tier.Credentials{})
+		cancel()
+		if err == nil {
+			t.Fatalf("%s opened", raw)
+		}
+		if strings.Contains(err.Error(), "sup3rs3cret") {
+			t.Errorf("the error shows the secret: %v", err)
+		}
+	}
+}
