@@ -2,7 +2,9 @@ package cli
 
 import (
 	"context"
+	"crypto/x509/pkix"
 	"errors"
+	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,6 +14,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/strata-io/strata/testenv"
 )
 
 // TestSecuredNATS runs strata node and strata gateway against a NATS
@@ -37,8 +41,12 @@ func TestSecuredNATS(t *testing.T) {
 		t.Fatal("nats not ready")
 	}
 	url := ns.ClientURL()
-	kafka := freeAddr(t)
-	runServer(t, "node", "--id", "1", "--data-dir", t.TempDir(), "--nats", url, "--nats-user", "strata", "--raft-addr", freeAddr(t))
+	kafka, raftAddr := freeAddr(t), freeAddr(t)
+	// The node's Raft transport is mutual TLS too.
+	certs := testenv.NewCerts(t)
+	_, nodeCert, nodeKey := certs.Client(pkix.Name{CommonName: "node-1"}, false)
+	runServer(t, "node", "--id", "1", "--data-dir", t.TempDir(), "--nats", url, "--nats-user", "strata", "--raft-addr", raftAddr,
+		"--raft-tls-cert", nodeCert, "--raft-tls-key", nodeKey, "--raft-tls-ca", certs.CAFile)
 	runServer(t, "gateway", "--id", "0", "--nats", url, "--nats-user", "strata", "--kafka-addr", kafka, "--admin-addr", "")
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -100,6 +108,15 @@ func TestSecuredNATS(t *testing.T) {
 		case <-deadline:
 			t.Fatalf("the server reported %d permission violations for another user's subscriptions to Strata's subjects, want 2 or more", len(violations))
 		}
+	}
+	// The Raft address speaks only TLS with a certificate the CA signed.
+	if c, err := net.Dial("tcp", raftAddr); err == nil {
+		c.Write(make([]byte, 64))
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err == nil {
+			t.Error("the Raft address answered plaintext")
+		}
+		c.Close()
 	}
 	// Records produced meanwhile reach no one but Strata.
 	if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("w")}).FirstErr(); err != nil {

@@ -143,7 +143,7 @@ func nodeCommand() *ucli.Command {
 				Usage: "a follower not caught up for this long leaves the ISR (replica.lag.time.max.ms)"},
 			clusterFlag, debugFlag,
 		}, append(append(tierFlags("object store for closed segments of topics with remote.storage.enable=true: s3://bucket/prefix?endpoint=host:port or file:///dir"),
-			brokerDefaultFlags()...), append(natsAuthFlags(), adminSecurityFlags()...)...)...),
+			brokerDefaultFlags()...), append(append(natsAuthFlags(), adminSecurityFlags()...), raftTLSFlags()...)...)...),
 		Action: func(c *ucli.Context) error {
 			if c.Int("id") < 1 {
 				return errors.New("node: --id must be at least 1")
@@ -163,6 +163,10 @@ func nodeCommand() *ucli.Command {
 			ctx, cancel := signalContext(c.Context)
 			defer cancel()
 			bootUser, bootPassword, err := readBootstrapUser(c)
+			if err != nil {
+				return fmt.Errorf("node: %w", err)
+			}
+			raftTLS, err := readRaftTLS(c)
 			if err != nil {
 				return fmt.Errorf("node: %w", err)
 			}
@@ -194,7 +198,7 @@ func nodeCommand() *ucli.Command {
 				DiskHighWatermark:     c.Float64("disk-high-watermark"), ReplicaLagMax: c.Duration("replica-lag-time-max"), Logger: logger,
 				StreamAddr: streamAddr, StreamAdvertised: c.String("advertised-stream-addr"),
 				Registry: admin.registry, NoPartitionMetrics: !c.Bool("partition-metrics"),
-				BootstrapUser: bootUser, BootstrapPassword: bootPassword,
+				BootstrapUser: bootUser, BootstrapPassword: bootPassword, RaftTLS: raftTLS,
 				OnBootstrapUser: func(created bool) {
 					if created {
 						logger.Info("bootstrap user created", "user", bootUser)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/strata-io/strata/auth"
 	"github.com/strata-io/strata/gateway"
+	"github.com/strata-io/strata/meta"
 )
 
 // Client side: every command that speaks Kafka (it has --brokers) also
@@ -275,4 +276,33 @@ func announceBootstrapUser(logger *slog.Logger, s devSecurity, created bool) {
 		logger.Info("SASL/SCRAM is on: user admin exists from an earlier run, with the password printed then (strata user create admin --password ... sets a new one)",
 			"user", s.bootUser)
 	}
+}
+
+// raftTLSFlags make the metadata Raft transport between nodes mutual TLS.
+func raftTLSFlags() []ucli.Flag {
+	return []ucli.Flag{
+		&ucli.StringFlag{Name: "raft-tls-cert", EnvVars: envVars("raft-tls-cert"), Usage: "PEM certificate this node presents to the others on --raft-addr (turns Raft TLS on; every node needs it)"},
+		&ucli.StringFlag{Name: "raft-tls-key", EnvVars: envVars("raft-tls-key"), Usage: "PEM private key of --raft-tls-cert"},
+		&ucli.StringFlag{Name: "raft-tls-ca", EnvVars: envVars("raft-tls-ca"), Usage: "PEM CA certificates: a node whose certificate they sign is a peer"},
+	}
+}
+
+// readRaftTLS reads the Raft TLS flags; nil when none is given.
+func readRaftTLS(c *ucli.Context) (*meta.RaftTLS, error) {
+	cert, key, ca := c.String("raft-tls-cert"), c.String("raft-tls-key"), c.String("raft-tls-ca")
+	if cert == "" && key == "" && ca == "" {
+		return nil, nil
+	}
+	if cert == "" || key == "" || ca == "" {
+		return nil, errors.New("Raft TLS needs --raft-tls-cert, --raft-tls-key and --raft-tls-ca together")
+	}
+	pair, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		return nil, fmt.Errorf("--raft-tls-cert and --raft-tls-key: %w", err)
+	}
+	pool, err := loadCertPool(ca)
+	if err != nil {
+		return nil, fmt.Errorf("--raft-tls-ca: %w", err)
+	}
+	return &meta.RaftTLS{Cert: pair, CA: pool}, nil
 }

@@ -34,13 +34,13 @@ func watchNodeDefaults(nc *nats.Conn, cluster string, streams bool) (*nodeDefaul
 		if !maps.Equal(d.byID[hb.ID], hb.TopicDefaults) {
 			d.byID[hb.ID] = hb.TopicDefaults
 		}
-		if old := d.streams[hb.ID]; streams && (old == nil || old.Addr() != hb.StreamAddr) {
+		if old := d.streams[hb.ID]; streams && (old == nil || old.Addr() != hb.StreamAddr || old.Token() != hb.StreamToken) {
 			if old != nil {
-				old.Close() // the node restarted elsewhere, or stopped streaming
+				old.Close() // the node restarted (a new token, maybe elsewhere), or stopped streaming
 				delete(d.streams, hb.ID)
 			}
 			if hb.StreamAddr != "" {
-				d.streams[hb.ID] = stream.NewClient(hb.StreamAddr)
+				d.streams[hb.ID] = stream.NewClient(hb.StreamAddr, hb.StreamToken)
 			}
 		}
 	})

@@ -30,6 +30,10 @@ type Heartbeat struct {
 	// StreamAddr is where the node takes Kafka requests over a direct
 	// connection (internal/stream); empty: over NATS only.
 	StreamAddr string `json:"stream_addr,omitempty"`
+	// StreamToken is the secret a gateway opens a stream connection with
+	// (internal/stream): heartbeats are the only place it is told, so
+	// the stream serves only who may read Strata's NATS subjects.
+	StreamToken string `json:"stream_token,omitempty"`
 	// Deaf says the node has not heard its own heartbeats come back: it
 	// sends on NATS but receives nothing (a one-way partition, a stalled
 	// connection). Such a heartbeat does not count as the node being
@@ -48,7 +52,7 @@ func (m *Member) heartbeat() Heartbeat {
 	members, _ := m.server.Members()
 	return Heartbeat{ID: m.cfg.NodeID, RaftAddr: m.server.Addr(), Rack: m.cfg.Rack, Version: m.cfg.Version,
 		Member: len(members) > 0, Leader: leader, Applied: m.server.FSM().Applied(), TopicDefaults: m.cfg.TopicDefaults,
-		StreamAddr: m.cfg.StreamAddr, Deaf: m.deaf(time.Now())}
+		StreamAddr: m.cfg.StreamAddr, StreamToken: m.cfg.StreamToken, Deaf: m.deaf(time.Now())}
 }
 
 // deaf reports whether this node's own heartbeats have stopped coming

@@ -38,8 +38,9 @@ type MemberConfig struct {
 	// TopicDefaults go out in heartbeats (see Heartbeat).
 	TopicDefaults map[string]string
 	// StreamAddr goes out in heartbeats: where gateways send this node
-	// Kafka requests directly (see Heartbeat).
-	StreamAddr string
+	// Kafka requests directly, and the token they open it with (see
+	// Heartbeat).
+	StreamAddr, StreamToken string
 	// BootstrapExpect is how many voters the group has: the first nodes
 	// seen, by lowest id; later nodes join as non-voters.
 	BootstrapExpect int

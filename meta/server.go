@@ -23,7 +23,9 @@ type ServerConfig struct {
 	// RaftAddr is the address the Raft TCP transport listens on and
 	// advertises ("127.0.0.1:0" picks a free port).
 	RaftAddr string
-	Logger   *slog.Logger
+	// RaftTLS, when set, makes the transport mutual TLS.
+	RaftTLS *RaftTLS
+	Logger  *slog.Logger
 	// OnApply is called after each applied batch (see OpenFSM).
 	OnApply func(version uint64, applied []Command)
 
@@ -94,8 +96,13 @@ func OpenServer(cfg ServerConfig) (*Server, error) {
 	// ever calls an election), and Shutdown waits on them forever. Seen
 	// here as a node whose Close never returned. Synchronous appends cost
 	// a round trip each; the metadata's writes are small and batched.
-	if s.transport, err = raft.NewTCPTransportWithConfig(cfg.RaftAddr, nil, &raft.NetworkTransportConfig{
-		MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog, MaxRPCsInFlight: raftRPCsInFlight}); err != nil {
+	tcfg := &raft.NetworkTransportConfig{MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog, MaxRPCsInFlight: raftRPCsInFlight}
+	if cfg.RaftTLS != nil {
+		s.transport, err = newTLSTransport(cfg.RaftAddr, cfg.RaftTLS, tcfg)
+	} else {
+		s.transport, err = raft.NewTCPTransportWithConfig(cfg.RaftAddr, nil, tcfg)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("meta: raft transport on %s: %w", cfg.RaftAddr, err)
 	}
 	rc := raft.DefaultConfig()

@@ -66,6 +66,8 @@ type ProcessConfig struct {
 	// Registry and NoPartitionMetrics: see Config.
 	Registry           prometheus.Registerer
 	NoPartitionMetrics bool
+	// RaftTLS, when set, makes the metadata Raft transport mutual TLS.
+	RaftTLS *meta.RaftTLS
 	// BootstrapUser and BootstrapPassword, when set, create the first
 	// SASL/SCRAM user of the cluster unless it exists: a secured cluster
 	// never has to be open to be set up. OnBootstrapUser, when set, is
@@ -97,15 +99,16 @@ func StartProcess(cfg ProcessConfig) (*Process, error) {
 	if cfg.BootstrapUser != "" && cfg.BootstrapPassword == "" {
 		return nil, errors.New("node: the bootstrap user needs a password")
 	}
-	sc := meta.ServerConfig{NodeID: cfg.ID, DataDir: filepath.Join(cfg.DataDir, "meta"), RaftAddr: cfg.RaftAddr, Logger: cfg.Logger}
+	sc := meta.ServerConfig{NodeID: cfg.ID, DataDir: filepath.Join(cfg.DataDir, "meta"), RaftAddr: cfg.RaftAddr, RaftTLS: cfg.RaftTLS, Logger: cfg.Logger}
 	if cfg.TuneRaft != nil {
 		cfg.TuneRaft(&sc)
 	}
 	var ss *stream.Server
 	var streamAddr string
+	streamToken := stream.NewToken()
 	if cfg.StreamAddr != "" {
 		var err error
-		if ss, err = stream.Listen(cfg.StreamAddr, cfg.Logger); err != nil {
+		if ss, err = stream.Listen(cfg.StreamAddr, streamToken, cfg.Logger); err != nil {
 			return nil, wrapErr("stream", err)
 		}
 		streamAddr = advertised(ss.Addr(), cfg.RaftAddr)
@@ -116,7 +119,7 @@ func StartProcess(cfg ProcessConfig) (*Process, error) {
 	m, err := meta.OpenMember(meta.MemberConfig{
 		ServerConfig: sc, Cluster: cfg.Cluster, Conn: cfg.Conn, Rack: cfg.Rack, Version: cfg.Version, TopicDefaults: cfg.TopicDefaults,
 		BootstrapExpect: cfg.BootstrapExpect, HeartbeatInterval: cfg.HeartbeatInterval, SessionTimeout: cfg.SessionTimeout,
-		StreamAddr: streamAddr,
+		StreamAddr: streamAddr, StreamToken: streamToken,
 	})
 	if err != nil {
 		if ss != nil {

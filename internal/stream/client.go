@@ -31,7 +31,7 @@ const dialTimeout = 2 * time.Second
 // Client sends Kafka requests to one node's stream address over one
 // connection, made on first use and again after it breaks.
 type Client struct {
-	addr string
+	addr, token string
 
 	mu   sync.Mutex
 	conn *clientConn
@@ -41,8 +41,12 @@ type Client struct {
 	closed   bool
 }
 
-// NewClient returns a client of the node streaming at addr.
-func NewClient(addr string) *Client { return &Client{addr: addr} }
+// NewClient returns a client of the node streaming at addr, whose
+// heartbeats name token.
+func NewClient(addr, token string) *Client { return &Client{addr: addr, token: token} }
+
+// Token is the node's stream token the client presents.
+func (c *Client) Token() string { return c.token }
 
 // Addr is the node's stream address.
 func (c *Client) Addr() string { return c.addr }
@@ -80,6 +84,12 @@ func (c *Client) get(ctx context.Context) (*clientConn, error) {
 	}
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
+	}
+	nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	if _, err := nc.Write(helloFrame(c.token)); err != nil {
+		nc.Close()
+		c.failedAt = time.Now()
+		return nil, fmt.Errorf("%w: %v", ErrNotSent, err)
 	}
 	c.conn = newClientConn(nc)
 	return c.conn, nil

@@ -3,8 +3,10 @@ package stream
 import (
 	"bufio"
 	"context"
+	"crypto/subtle"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -45,10 +47,12 @@ type Server struct {
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	served    atomic.Int64
+	hello     []byte // the hello frame's payload a connection must send
 }
 
-// Listen starts accepting on addr. Requests are refused until SetHandler.
-func Listen(addr string, logger *slog.Logger) (*Server, error) {
+// Listen starts accepting on addr; a connection must open with token
+// (NewToken). Requests are refused until SetHandler.
+func Listen(addr, token string, logger *slog.Logger) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("stream: %w", err)
@@ -56,7 +60,7 @@ func Listen(addr string, logger *slog.Logger) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{ln: ln, logger: logger, conns: map[net.Conn]struct{}{}}
+	s := &Server{ln: ln, logger: logger, conns: map[net.Conn]struct{}{}, hello: []byte(helloPrefix + token)}
 	s.base, s.cancel = context.WithCancel(context.Background())
 	s.wg.Add(1)
 	go s.accept()
@@ -138,6 +142,14 @@ func (s *Server) serve(c net.Conn) {
 		tc.SetNoDelay(true)
 	}
 	r := bufio.NewReaderSize(c, 64<<10)
+	c.SetReadDeadline(time.Now().Add(helloTimeout))
+	hello := make([]byte, 4+len(s.hello))
+	_, err := io.ReadFull(r, hello)
+	if err != nil || int(binary.BigEndian.Uint32(hello)) != len(s.hello) || subtle.ConstantTimeCompare(hello[4:], s.hello) != 1 {
+		s.logger.Warn("stream: a connection without this node's stream token; closing it", "remote", c.RemoteAddr().String())
+		return
+	}
+	c.SetReadDeadline(time.Time{})
 	for {
 		frame, err := readFrame(r, bufpool.Get)
 		if err != nil {

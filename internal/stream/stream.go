@@ -14,6 +14,12 @@
 //
 //	id uint32 | kind uint8 | body
 //
+// A connection opens with a hello frame from the gateway: helloPrefix
+// and the node's stream token, a secret the node names only in its
+// heartbeats on NATS. A connection without it is closed unanswered, so
+// reaching a node's stream port is not enough to produce or fetch: it
+// takes what NATS gives only to Strata's own users.
+//
 // where kind is kindResponse (the response at the request's version),
 // kindAppended (a produce's interim answer: every partition appended,
 // only the wait for replicas left; no body) or kindError (a request-level
@@ -22,12 +28,30 @@
 package stream
 
 import (
+	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"time"
 )
+
+// NewToken makes a stream token: 32 random bytes, in hex.
+func NewToken() string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// helloFrame is the frame a connection opens with.
+func helloFrame(token string) []byte {
+	f := make([]byte, 4, 4+len(helloPrefix)+len(token))
+	f = append(append(f, helloPrefix...), token...)
+	putLength(f)
+	return f
+}
 
 const (
 	flagTierRead     = 1 << 0 // rpc.HeaderTierRead
@@ -39,6 +63,9 @@ const (
 
 	requestHeader = 4 + 1 + 8 + 2 + 2
 	answerHeader  = 4 + 1
+
+	helloPrefix  = "strata-stream/1 "
+	helloTimeout = 5 * time.Second
 
 	// MaxFrame bounds one frame: a fetch answer is at most 55 MiB of
 	// records, a produce request at most the gateway's request bound.

@@ -15,10 +15,13 @@ import (
 	"github.com/strata-io/strata/internal/rpc"
 )
 
+// testToken is the test servers' stream token.
+const testToken = "0123456789abcdef"
+
 // testServer serves h on a loopback port until the test ends.
 func testServer(t *testing.T, h Handler) *Server {
 	t.Helper()
-	s, err := Listen("127.0.0.1:0", nil)
+	s, err := Listen("127.0.0.1:0", testToken, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +68,7 @@ func TestRoundTrips(t *testing.T) {
 		resp.Topics = append(resp.Topics, rt)
 		return resp, func() { released.Add(1) }, nil
 	})
-	c := NewClient(s.Addr())
+	c := NewClient(s.Addr(), testToken)
 	defer c.Close()
 	ctx := context.Background()
 
@@ -124,7 +127,7 @@ func TestConnectionLoss(t *testing.T) {
 		<-ctx.Done()
 		return nil, func() {}, ctx.Err()
 	})
-	c := NewClient(s.Addr())
+	c := NewClient(s.Addr(), testToken)
 	defer c.Close()
 	errc := make(chan error, 1)
 	go func() {
@@ -161,6 +164,7 @@ func TestHostileFrames(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		conn.Write(helloFrame(testToken)) // past the hello, to the frames
 		conn.Write(b)
 		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 		if n, err := conn.Read(make([]byte, 1)); err == nil {
@@ -168,7 +172,8 @@ func TestHostileFrames(t *testing.T) {
 		}
 		conn.Close()
 	}
-	// A well-framed request whose body is garbage gets an error answer.
+	// A well-framed request whose body is garbage gets an error answer
+	// (after the hello: without it, nothing is answered).
 	body := make([]byte, requestHeader+5)
 	binary.BigEndian.PutUint16(body[13:], uint16(kmsg.Fetch))
 	binary.BigEndian.PutUint16(body[15:], 12)
@@ -178,6 +183,7 @@ func TestHostileFrames(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
+	conn.Write(helloFrame(testToken))
 	conn.Write(append(frame(body), body...))
 	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	answer, err := readFrame(conn, func(n int) []byte { return make([]byte, n) })
@@ -185,11 +191,50 @@ func TestHostileFrames(t *testing.T) {
 		t.Fatalf("garbage body: %v, answer %q", err, answer)
 	}
 	// And the node still serves.
-	c := NewClient(s.Addr())
+	c := NewClient(s.Addr(), testToken)
 	defer c.Close()
 	if _, release, err := c.ServeKafka(context.Background(), fetchReq("ok"), false, nil); err != nil {
 		t.Fatal(err)
 	} else {
 		release()
+	}
+}
+
+// TestStreamNeedsToken: a client with another token, or a raw
+// connection that sends a request without the hello, is closed
+// unanswered; the right token is served.
+func TestStreamNeedsToken(t *testing.T) {
+	s := testServer(t, func(ctx context.Context, req kmsg.Request, tierRead bool, appended func()) (kmsg.Response, func(), error) {
+		return req.ResponseKind(), func() {}, nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	good := NewClient(s.Addr(), testToken)
+	defer good.Close()
+	if _, release, err := good.ServeKafka(ctx, fetchReq("t"), false, nil); err != nil {
+		t.Fatalf("with the token: %v", err)
+	} else {
+		release()
+	}
+	bad := NewClient(s.Addr(), "not-the-token-xx")
+	defer bad.Close()
+	if _, _, err := bad.ServeKafka(ctx, fetchReq("t"), false, nil); err == nil {
+		t.Fatal("a client with another token was served")
+	}
+	// A request frame where the hello should be.
+	c, err := net.Dial("tcp", s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	frame := make([]byte, 4+requestHeader)
+	putLength(frame)
+	c.Write(frame)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatal("a connection without the hello was answered")
+	}
+	if s.Served() != 1 {
+		t.Fatalf("%d requests served, want 1", s.Served())
 	}
 }
