@@ -104,10 +104,10 @@ func processes(noStreams bool) func(b *testing.B) string {
 type strataResult struct{ produce, consume, p99, produceCores, consumeCores float64 }
 
 // benchStrata runs the workload through the gateway at addr.
-func benchStrata(b *testing.B, addr string, payload []byte) strataResult {
+func benchStrata(b *testing.B, addr string, payload []byte, opts ...kgo.Opt) strataResult {
 	ctx := context.Background()
-	prod, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic("peer"),
-		kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.ProducerLinger(time.Millisecond), kgo.MaxBufferedRecords(10_000))
+	prod, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addr), kgo.DefaultProduceTopic("peer"),
+		kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.ProducerLinger(time.Millisecond), kgo.MaxBufferedRecords(10_000)}, opts...)...)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -136,8 +136,8 @@ func benchStrata(b *testing.B, addr string, payload []byte) strataResult {
 	}
 	wg.Wait()
 	res.produce, res.produceCores, res.p99 = mbps(peerRecords, time.Since(start)), cpu.Cores(), p99(lat)
-	cons, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics("peer"),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxBytes(16<<20))
+	cons, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addr), kgo.ConsumeTopics("peer"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxBytes(16 << 20)}, opts...)...)
 	if err != nil {
 		b.Fatal(err)
 	}
