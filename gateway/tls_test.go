@@ -159,3 +159,30 @@ func TestSaramaSASLSSL(t *testing.T) {
 		t.Fatal("Sarama with a wrong password connected")
 	}
 }
+
+// TestMTLSPrincipal: on an SSL listener with client certificates, the
+// principal is the certificate's subject, and ACLs name it so.
+func TestMTLSPrincipal(t *testing.T) {
+	certs := testenv.NewCerts(t)
+	gw := testenv.InProcess(t, 1, testenv.Options{Gateway: func(cfg *gateway.Config) {
+		cfg.Listeners = []gateway.Listener{{Name: "MTLS", Addr: "127.0.0.1:0", Protocol: gateway.SSL, TLS: certs.ServerTLS(true)}}
+		cfg.Authorizer = true
+	}}).Gateway
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	internal := kadm.NewClient(newClient(t, gw.Addr(), kgo.Dialer(gw.DialInternal)))
+	if _, err := internal.CreateTopic(ctx, 1, 1, nil, "certified"); err != nil {
+		t.Fatal(err)
+	}
+	mustACL(t, internal, kadm.NewACLs().Allow("User:CN=alice,OU=eng").Topics("certified").Operations(kadm.OpWrite))
+	alice, _, _ := certs.Client(pkix.Name{CommonName: "alice", OrganizationalUnit: []string{"eng"}}, false)
+	bob, _, _ := certs.Client(pkix.Name{CommonName: "bob", OrganizationalUnit: []string{"eng"}}, false)
+	ok := newClient(t, gw.Addr(), kgo.DialTLSConfig(certs.ClientTLS(alice)))
+	if err := ok.ProduceSync(ctx, &kgo.Record{Topic: "certified", Value: []byte("v")}).FirstErr(); err != nil {
+		t.Fatalf("alice's certificate: %v", err)
+	}
+	denied := newClient(t, gw.Addr(), kgo.DialTLSConfig(certs.ClientTLS(bob)))
+	if err := denied.ProduceSync(ctx, &kgo.Record{Topic: "certified", Value: []byte("v")}).FirstErr(); !errors.Is(err, kerr.TopicAuthorizationFailed) {
+		t.Fatalf("bob's certificate: %v, want TOPIC_AUTHORIZATION_FAILED", err)
+	}
+}
