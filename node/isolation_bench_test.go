@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"runtime/trace"
 	"strconv"
 	"strings"
 	"sync"
@@ -114,9 +115,11 @@ func BenchmarkReplayIsolation(b *testing.B) {
 			alone, _ := produceWindow(ctx, b, gw.Addr(), nil)
 			var replayed int64
 			var took time.Duration
+			stopTrace := traceWindow(b, path.name)
 			during, _ := produceWindow(ctx, b, gw.Addr(), func(stop <-chan struct{}) {
 				replayed, took = replayWhile(ctx, b, gw.Addr(), end, stop)
 			})
+			stopTrace()
 			gw.Close()
 			b.ReportMetric(quantileMs(alone, 0.99), path.name+"-alone-p99-ms")
 			b.ReportMetric(quantileMs(during, 0.99), path.name+"-replay-p99-ms")
@@ -127,6 +130,24 @@ func BenchmarkReplayIsolation(b *testing.B) {
 		cl.Close()
 		cancel()
 	}
+}
+
+// traceWindow writes an execution trace of the path named in
+// STRATA_ISOLATION_TRACE (as path=file) while it replays; it returns
+// the function that stops it.
+func traceWindow(b *testing.B, name string) func() {
+	want, file, ok := strings.Cut(os.Getenv("STRATA_ISOLATION_TRACE"), "=")
+	if !ok || want != name {
+		return func() {}
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := trace.Start(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() { trace.Stop(); f.Close() }
 }
 
 // produceWindow produces to "live" through addr at 2,000 records/s for 5 s
