@@ -123,20 +123,6 @@ func adminClientFlags() []ucli.Flag {
 	}
 }
 
-// addAdminClientFlags gives every command with --admin-url the admin
-// client flags.
-func addAdminClientFlags(cmds []*ucli.Command) {
-	for _, cmd := range cmds {
-		for _, f := range cmd.Flags {
-			if f == adminURLFlag {
-				cmd.Flags = append(cmd.Flags, adminClientFlags()...)
-				break
-			}
-		}
-		addAdminClientFlags(cmd.Subcommands)
-	}
-}
-
 // adminHTTPClient is the HTTP client the admin flags ask for.
 func adminHTTPClient(c *ucli.Context) (*http.Client, error) {
 	ca, cert, key := c.String("admin-tls-ca"), c.String("admin-tls-cert"), c.String("admin-tls-key")

@@ -44,8 +44,8 @@ func runWith(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			aclCommand(),
 		},
 	}
-	addClientSecurityFlags(app.Commands)
-	addAdminClientFlags(app.Commands)
+	addFlagsBeside(app.Commands, brokersFlag, clientSecurityFlags)
+	addFlagsBeside(app.Commands, adminURLFlag, adminClientFlags)
 	if err := app.Run(hoistFlags(app.Commands, args)); err != nil {
 		fmt.Fprintf(stderr, "strata: %v\n", oneLine(err))
 		return 1

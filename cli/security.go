@@ -38,17 +38,17 @@ func clientSecurityFlags() []ucli.Flag {
 	}
 }
 
-// addClientSecurityFlags gives every command with --brokers the client
-// security flags, so no command can forget them.
-func addClientSecurityFlags(cmds []*ucli.Command) {
+// addFlagsBeside gives every command that has marker (--brokers,
+// --admin-url) the flags extra makes, so no command can forget them.
+func addFlagsBeside(cmds []*ucli.Command, marker ucli.Flag, extra func() []ucli.Flag) {
 	for _, cmd := range cmds {
 		for _, f := range cmd.Flags {
-			if f == brokersFlag {
-				cmd.Flags = append(cmd.Flags, clientSecurityFlags()...)
+			if f == marker {
+				cmd.Flags = append(cmd.Flags, extra()...)
 				break
 			}
 		}
-		addClientSecurityFlags(cmd.Subcommands)
+		addFlagsBeside(cmd.Subcommands, marker, extra)
 	}
 }
 

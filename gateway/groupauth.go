@@ -83,34 +83,18 @@ func (g *Gateway) authorizeGroup(ctx context.Context, req kmsg.Request) (denied 
 			return resp
 		}
 	case *kmsg.DeleteGroupsRequest:
-		var allowed, refused []string
-		for _, gr := range r.Groups {
-			if groupDenied(gr, opDelete) {
-				refused = append(refused, gr)
-			} else {
-				allowed = append(allowed, gr)
-			}
-		}
-		if len(refused) == 0 {
-			return nil, req, keep
-		}
-		add := func(resp kmsg.Response) kmsg.Response {
-			d := resp.(*kmsg.DeleteGroupsResponse)
-			for _, gr := range refused {
-				e := kmsg.NewDeleteGroupsResponseGroup()
-				e.Group, e.ErrorCode = gr, kerr.GroupAuthorizationFailed.Code
-				d.Groups = append(d.Groups, e)
-			}
-			return d
-		}
-		if len(allowed) == 0 {
-			resp := r.ResponseKind()
-			resp.SetVersion(r.GetVersion())
-			return add(resp), nil, nil
-		}
-		fwd := *r
-		fwd.Groups = allowed
-		return nil, &fwd, add
+		return forwardAllowed(r, r.Groups, func(gr string) string { return gr },
+			func(gr string) bool { return !groupDenied(gr, opDelete) },
+			func(kept []string) kmsg.Request { fwd := *r; fwd.Groups = kept; return &fwd },
+			func(resp kmsg.Response, refused []string) kmsg.Response {
+				d := resp.(*kmsg.DeleteGroupsResponse)
+				for _, gr := range refused {
+					e := kmsg.NewDeleteGroupsResponseGroup()
+					e.Group, e.ErrorCode = gr, kerr.GroupAuthorizationFailed.Code
+					d.Groups = append(d.Groups, e)
+				}
+				return d
+			})
 	}
 	return nil, req, keep
 }
@@ -118,65 +102,60 @@ func (g *Gateway) authorizeGroup(ctx context.Context, req kmsg.Request) (denied 
 // commitTopics takes the topics the principal may not read out of an
 // offset commit; they are answered TOPIC_AUTHORIZATION_FAILED.
 func (g *Gateway) commitTopics(ctx context.Context, r *kmsg.OffsetCommitRequest) (kmsg.Response, kmsg.Request, func(kmsg.Response) kmsg.Response) {
-	var kept, refused []kmsg.OffsetCommitRequestTopic
-	for _, t := range r.Topics {
-		if g.allowed(ctx, opRead, rtTopic, t.Topic) {
-			kept = append(kept, t)
-		} else {
-			refused = append(refused, t)
-		}
-	}
-	add := func(resp kmsg.Response) kmsg.Response {
-		c := resp.(*kmsg.OffsetCommitResponse)
-		for _, t := range refused {
-			rt := kmsg.NewOffsetCommitResponseTopic()
-			rt.Topic = t.Topic
-			for _, p := range t.Partitions {
-				rp := kmsg.NewOffsetCommitResponseTopicPartition()
-				rp.Partition, rp.ErrorCode = p.Partition, kerr.TopicAuthorizationFailed.Code
-				rt.Partitions = append(rt.Partitions, rp)
+	return forwardAllowed(r, r.Topics, func(t kmsg.OffsetCommitRequestTopic) string { return t.Topic },
+		func(topic string) bool { return g.allowed(ctx, opRead, rtTopic, topic) },
+		func(kept []kmsg.OffsetCommitRequestTopic) kmsg.Request { fwd := *r; fwd.Topics = kept; return &fwd },
+		func(resp kmsg.Response, refused []kmsg.OffsetCommitRequestTopic) kmsg.Response {
+			c := resp.(*kmsg.OffsetCommitResponse)
+			for _, t := range refused {
+				rt := kmsg.NewOffsetCommitResponseTopic()
+				rt.Topic = t.Topic
+				for _, p := range t.Partitions {
+					rp := kmsg.NewOffsetCommitResponseTopicPartition()
+					rp.Partition, rp.ErrorCode = p.Partition, kerr.TopicAuthorizationFailed.Code
+					rt.Partitions = append(rt.Partitions, rp)
+				}
+				c.Topics = append(c.Topics, rt)
 			}
-			c.Topics = append(c.Topics, rt)
-		}
-		return c
-	}
-	switch {
-	case len(refused) == 0:
-		return nil, r, func(resp kmsg.Response) kmsg.Response { return resp }
-	case len(kept) == 0:
-		resp := r.ResponseKind()
-		resp.SetVersion(r.GetVersion())
-		return add(resp), nil, nil
-	}
-	fwd := *r
-	fwd.Topics = kept
-	return nil, &fwd, add
+			return c
+		})
 }
 
 // offsetDeleteTopics takes the topics the principal may not read out of
 // an OffsetDelete.
 func (g *Gateway) offsetDeleteTopics(ctx context.Context, r *kmsg.OffsetDeleteRequest) (kmsg.Response, kmsg.Request, func(kmsg.Response) kmsg.Response) {
-	var kept, refused []kmsg.OffsetDeleteRequestTopic
-	for _, t := range r.Topics {
-		if g.allowed(ctx, opRead, rtTopic, t.Topic) {
+	return forwardAllowed(r, r.Topics, func(t kmsg.OffsetDeleteRequestTopic) string { return t.Topic },
+		func(topic string) bool { return g.allowed(ctx, opRead, rtTopic, topic) },
+		func(kept []kmsg.OffsetDeleteRequestTopic) kmsg.Request { fwd := *r; fwd.Topics = kept; return &fwd },
+		func(resp kmsg.Response, refused []kmsg.OffsetDeleteRequestTopic) kmsg.Response {
+			d := resp.(*kmsg.OffsetDeleteResponse)
+			for _, t := range refused {
+				rt := kmsg.NewOffsetDeleteResponseTopic()
+				rt.Topic = t.Topic
+				for _, p := range t.Partitions {
+					rp := kmsg.NewOffsetDeleteResponseTopicPartition()
+					rp.Partition, rp.ErrorCode = p.Partition, kerr.TopicAuthorizationFailed.Code
+					rt.Partitions = append(rt.Partitions, rp)
+				}
+				d.Topics = append(d.Topics, rt)
+			}
+			return d
+		})
+}
+
+// forwardAllowed splits a request's topics (or groups) by allowed: with none
+// refused, the request goes whole; with all refused, it is answered at
+// once from add; else a copy holding the allowed (with) goes, and add
+// puts the refused topics' answers into its response.
+func forwardAllowed[T any](r kmsg.Request, topics []T, name func(T) string, allowed func(string) bool,
+	with func([]T) kmsg.Request, add func(kmsg.Response, []T) kmsg.Response) (kmsg.Response, kmsg.Request, func(kmsg.Response) kmsg.Response) {
+	var kept, refused []T
+	for _, t := range topics {
+		if allowed(name(t)) {
 			kept = append(kept, t)
 		} else {
 			refused = append(refused, t)
 		}
-	}
-	add := func(resp kmsg.Response) kmsg.Response {
-		d := resp.(*kmsg.OffsetDeleteResponse)
-		for _, t := range refused {
-			rt := kmsg.NewOffsetDeleteResponseTopic()
-			rt.Topic = t.Topic
-			for _, p := range t.Partitions {
-				rp := kmsg.NewOffsetDeleteResponseTopicPartition()
-				rp.Partition, rp.ErrorCode = p.Partition, kerr.TopicAuthorizationFailed.Code
-				rt.Partitions = append(rt.Partitions, rp)
-			}
-			d.Topics = append(d.Topics, rt)
-		}
-		return d
 	}
 	switch {
 	case len(refused) == 0:
@@ -184,11 +163,9 @@ func (g *Gateway) offsetDeleteTopics(ctx context.Context, r *kmsg.OffsetDeleteRe
 	case len(kept) == 0:
 		resp := r.ResponseKind()
 		resp.SetVersion(r.GetVersion())
-		return add(resp), nil, nil
+		return add(resp, refused), nil, nil
 	}
-	fwd := *r
-	fwd.Topics = kept
-	return nil, &fwd, add
+	return nil, with(kept), func(resp kmsg.Response) kmsg.Response { return add(resp, refused) }
 }
 
 // hideFetchedOffsets keeps what the principal may not describe out of an
