@@ -31,14 +31,22 @@ func (g *Gateway) allACLs(ctx context.Context) ([]acl.Binding, error) {
 	return bs, nil
 }
 
+// aclAPIRefusal is why an ACL API is refused, if it is: the authorizer
+// is off, or the principal may not do op on the cluster.
+func (g *Gateway) aclAPIRefusal(ctx context.Context, op kmsg.ACLOperation) (code int16, msg string) {
+	switch {
+	case g.acls == nil:
+		return kerr.SecurityDisabled.Code, "no authorizer: start the gateway with --authorizer"
+	case !g.allowedCluster(ctx, op):
+		return kerr.ClusterAuthorizationFailed.Code, "the ACL APIs need " + op.String() + " on the cluster"
+	}
+	return 0, ""
+}
+
 func (g *Gateway) describeAcls(ctx context.Context, req *kmsg.DescribeACLsRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.DescribeACLsResponse)
-	if g.acls == nil {
-		resp.ErrorCode, resp.ErrorMessage = kerr.SecurityDisabled.Code, errMsg("no authorizer: start the gateway with --authorizer")
-		return resp
-	}
-	if !g.allowedCluster(ctx, opDescribe) {
-		resp.ErrorCode = kerr.ClusterAuthorizationFailed.Code
+	if code, msg := g.aclAPIRefusal(ctx, opDescribe); code != 0 {
+		resp.ErrorCode, resp.ErrorMessage = code, errMsg(msg)
 		return resp
 	}
 	f := acl.Filter{ResourceType: req.ResourceType, ResourceName: req.ResourceName, Pattern: req.ResourcePatternType,
@@ -83,19 +91,13 @@ func (g *Gateway) describeAcls(ctx context.Context, req *kmsg.DescribeACLsReques
 
 func (g *Gateway) createAcls(ctx context.Context, req *kmsg.CreateACLsRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.CreateACLsResponse)
-	fail := func(code int16, msg string) kmsg.Response {
+	if code, msg := g.aclAPIRefusal(ctx, opAlter); code != 0 {
 		for range req.Creations {
 			r := kmsg.NewCreateACLsResponseResult()
 			r.ErrorCode, r.ErrorMessage = code, errMsg(msg)
 			resp.Results = append(resp.Results, r)
 		}
 		return resp
-	}
-	if g.acls == nil {
-		return fail(kerr.SecurityDisabled.Code, "no authorizer: start the gateway with --authorizer")
-	}
-	if !g.allowedCluster(ctx, opAlter) {
-		return fail(kerr.ClusterAuthorizationFailed.Code, "creating ACLs needs ALTER on the cluster")
 	}
 	cmd := &meta.CreateAcls{}
 	results := make([]kmsg.CreateACLsResponseResult, len(req.Creations))
@@ -138,11 +140,8 @@ func (g *Gateway) deleteAcls(ctx context.Context, req *kmsg.DeleteACLsRequest) k
 		}
 		return resp
 	}
-	if g.acls == nil {
-		return fail(kerr.SecurityDisabled.Code, "no authorizer: start the gateway with --authorizer")
-	}
-	if !g.allowedCluster(ctx, opAlter) {
-		return fail(kerr.ClusterAuthorizationFailed.Code, "deleting ACLs needs ALTER on the cluster")
+	if code, msg := g.aclAPIRefusal(ctx, opAlter); code != 0 {
+		return fail(code, msg)
 	}
 	all, err := g.allACLs(ctx)
 	if err != nil {
