@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -176,6 +177,12 @@ func (m *MinIO) CreateBucket(name string) {
 // URL is the tier URL of bucket/prefix on this server.
 func (m *MinIO) URL(bucket, prefix string) string {
 	return fmt.Sprintf("s3://%s/%s?endpoint=%s&insecure=true", bucket, prefix, m.Endpoint)
+}
+
+// URLWithKeys is URL with the server's keys in it, for a process that
+// takes nothing else (a Procs child).
+func (m *MinIO) URLWithKeys(bucket, prefix string) string {
+	return fmt.Sprintf("s3://%s:%s@%s/%s?endpoint=%s&insecure=true", url.PathEscape(m.AccessKey), url.PathEscape(m.Secret), bucket, prefix, m.Endpoint)
 }
 
 // Store creates bucket and opens it (under prefix) as a tier store.

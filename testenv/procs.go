@@ -60,7 +60,10 @@ type childSpec struct {
 	DataDir, RaftAddr string
 	N                 int
 	TierDir           string
-	Maintain          time.Duration
+	// TierURL, when set, is the object store in place of TierDir (an
+	// s3:// URL with its keys in it).
+	TierURL  string
+	Maintain time.Duration
 	// Ctl is the directory of fault switches (files) a node watches.
 	Ctl string
 	// A gateway's Kafka address; a gateway given TierDir reads the tier
@@ -91,7 +94,16 @@ func (s childSpec) run() error {
 	}
 	defer nc.Close()
 	var store *FaultStore
-	if s.TierDir != "" {
+	switch {
+	case s.TierURL != "":
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		st, err := tier.Open(ctx, s.TierURL, tier.Credentials{})
+		cancel()
+		if err != nil {
+			return err
+		}
+		store = &FaultStore{Store: st}
+	case s.TierDir != "":
 		dir, err := tier.OpenDir(s.TierDir)
 		if err != nil {
 			return err
@@ -217,6 +229,10 @@ type ProcsOptions struct {
 	// NoStreams: nodes take Kafka requests over NATS only, as with
 	// strata node --stream-addr none.
 	NoStreams bool
+	// TierURL, when set, is the nodes' (and tier gateways') object store
+	// in place of the shared directory: an s3:// URL with its keys
+	// (MinIO.URLWithKeys).
+	TierURL string
 }
 
 // Processes starts NATS, n nodes and the gateways as child processes and
@@ -270,14 +286,14 @@ func Processes(t testing.TB, n int, opts ProcsOptions) *Procs {
 		}
 		c.nodes[id] = &proc{name: fmt.Sprintf("node %d", id), log: filepath.Join(dir, "logs", fmt.Sprintf("node-%d.log", id)),
 			spec: childSpec{Role: "node", ID: id, NATS: natsURL, DataDir: dataDirs[id-1], RaftAddr: freePort(t),
-				N: n, TierDir: c.Tier, Maintain: opts.MaintainInterval, Ctl: c.ctl, NoStream: opts.NoStreams}}
+				N: n, TierDir: c.Tier, TierURL: opts.TierURL, Maintain: opts.MaintainInterval, Ctl: c.ctl, NoStream: opts.NoStreams}}
 		c.start(c.nodes[id])
 	}
 	for i := range opts.Gateways {
 		g := &proc{name: fmt.Sprintf("gateway %d", i), log: filepath.Join(dir, "logs", fmt.Sprintf("gateway-%d.log", i)),
 			spec: childSpec{Role: "gateway", ID: int32(i), NATS: ns.clientURL(), Addr: freePort(t), Ctl: c.ctl}}
 		if i < opts.TierGateways {
-			g.spec.TierDir, g.spec.DataDir = c.Tier, gatewayDirs[i]
+			g.spec.TierDir, g.spec.TierURL, g.spec.DataDir = c.Tier, opts.TierURL, gatewayDirs[i]
 		}
 		c.gateways = append(c.gateways, g)
 		c.start(g)
