@@ -12,7 +12,9 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
 
+	"github.com/strata-io/strata/gateway"
 	"github.com/strata-io/strata/testenv"
 	"github.com/strata-io/strata/tier"
 )
@@ -27,7 +29,11 @@ func TestDeployFilesNameExportedMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	c := testenv.InProcess(t, 1, testenv.Options{Tier: dir, MaintainInterval: 50 * time.Millisecond, Registry: reg})
+	c := testenv.InProcess(t, 1, testenv.Options{Tier: dir, MaintainInterval: 50 * time.Millisecond, Registry: reg,
+		Gateway: func(cfg *gateway.Config) {
+			cfg.Listeners = []gateway.Listener{{Addr: "127.0.0.1:0"}, {Name: "SASL", Addr: "127.0.0.1:0", Protocol: gateway.SASLPlaintext}}
+			cfg.Authorizer, cfg.AllowEveryoneIfNoACL = true, true
+		}})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), kgo.DefaultProduceTopic("d"), kgo.ProducerBatchMaxBytes(16<<10),
@@ -60,6 +66,20 @@ func TestDeployFilesNameExportedMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	adm.ListEndOffsets(ctx, "no-such-topic") // an error code to count
+	// A failed authentication and a denied operation, so their counters
+	// are there.
+	bad, err := kgo.NewClient(kgo.SeedBrokers(c.Gateway.ListenerAddr("SASL")), kgo.RequestRetries(0),
+		kgo.SASL(plain.Auth{User: "nobody", Pass: "x"}.AsMechanism()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kadm.NewClient(bad).ListTopics(ctx)
+	bad.Close()
+	var deny kadm.ACLBuilder
+	if _, err := adm.CreateACLs(ctx, deny.Deny("User:ANONYMOUS").DenyHosts().Topics("forbidden").Operations(kadm.OpDescribe)); err != nil {
+		t.Fatal(err)
+	}
+	adm.ListEndOffsets(ctx, "forbidden")
 	// An upload, so the tier's counters have moved.
 	for {
 		if v, _ := metricValue(t, reg, "strata_tier_uploads_total", nil); v > 0 {
