@@ -112,9 +112,9 @@ func (c *Client) Propose(ctx context.Context, cmd Command) (*ApplyResult, error)
 		if r.Code == errCode(ErrNotLeader) {
 			return nil, codeErr(r.Code, r.Error)
 		}
-		return &ApplyResult{Err: codeErr(r.Code, r.Error)}, nil
+		return &ApplyResult{Err: codeErr(r.Code, r.Error), Txn: r.Txn}, nil
 	}
-	res := &ApplyResult{Value: r.Value}
+	res := &ApplyResult{Value: r.Value, Txn: r.Txn}
 	if r.Partition != nil {
 		res.Partition = *r.Partition
 	}

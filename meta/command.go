@@ -444,6 +444,14 @@ func DecodeCommand(b []byte) (Command, error) {
 		c = &CreateAcls{}
 	case TypeDeleteAcls:
 		c = &DeleteAcls{}
+	case TypeInitTxn:
+		c = &InitTxn{}
+	case TypeAddTxnPartitions:
+		c = &AddTxnPartitions{}
+	case TypeEndTxn:
+		c = &EndTxn{}
+	case TypeCompleteTxn:
+		c = &CompleteTxn{}
 	default:
 		return nil, fmt.Errorf("%w: command type %d", ErrUnknownCommand, b[1])
 	}

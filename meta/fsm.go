@@ -63,6 +63,9 @@ type ApplyResult struct {
 	Partition Partition
 	// Value is a command's number: the first producer id allocated.
 	Value int64
+	// Txn is a transaction command's state after it (also with some
+	// errors: an InitTxn that aborts an ongoing transaction).
+	Txn *Transaction
 }
 
 // OpenFSM opens (creating) the state DB in dir. onApply, if set, is called
@@ -273,6 +276,14 @@ func (w *writer) applyCmd(cmd Command) (*ApplyResult, error) {
 		return w.createAcls(c)
 	case *DeleteAcls:
 		return w.deleteAcls(c)
+	case *InitTxn:
+		return w.initTxn(c)
+	case *AddTxnPartitions:
+		return w.addTxnPartitions(c)
+	case *EndTxn:
+		return w.endTxn(c)
+	case *CompleteTxn:
+		return w.completeTxn(c)
 	}
 	return rejected(fmt.Errorf("%w: %T", ErrUnknownCommand, cmd))
 }

@@ -7,11 +7,8 @@ import (
 	"io"
 	"maps"
 	"math/rand/v2"
-	"os"
 	"reflect"
-	"strconv"
 	"testing"
-	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -101,6 +98,10 @@ func allCommands() []Command {
 			Salt: []byte{1}, StoredKey: []byte{2}, ServerKey: []byte{3}}}, Deletes: []CredentialRef{{User: "bob", Mechanism: "SCRAM-SHA-512"}}, OnlyIfAbsent: true},
 		&CreateAcls{ACLs: []ACL{{ResourceType: 2, ResourceName: "orders", PatternType: 3, Principal: "User:alice", Host: "*", Operation: 4, Permission: 3}}},
 		&DeleteAcls{ACLs: []ACL{{ResourceType: 3, ResourceName: "g", PatternType: 4, Principal: "User:*", Host: "10.0.0.1", Operation: 2, Permission: 2}}},
+		&InitTxn{ID: "tx", TimeoutMs: 60000, ProducerID: -1, Epoch: -1, NowMs: 5},
+		&AddTxnPartitions{ID: "tx", ProducerID: 1000, Epoch: 0, Partitions: []TxnPartition{{Topic: "orders", Partition: 1}}, Groups: []string{"g"}, NowMs: 6},
+		&EndTxn{ID: "tx", ProducerID: 1000, Epoch: 0, Commit: true, NowMs: 7},
+		&CompleteTxn{ID: "tx", ProducerID: 1000, Epoch: 0, NowMs: 8},
 	}
 }
 
@@ -544,11 +545,7 @@ func TestFSMRestoreTwice(t *testing.T) {
 // holding it: an entry inside a longer one once hid the longer one's
 // later offsets, and readers answered them out of range.
 func TestManifestNeverHoldsAnEntryInsideAnother(t *testing.T) {
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("STRATA_SEED"); s != "" {
-		seed, _ = strconv.ParseUint(s, 10, 64)
-	}
-	t.Logf("seed %d (STRATA_SEED=%d replays it)", seed, seed)
+	seed := testSeed(t)
 	rng := rand.New(rand.NewPCG(seed, 3))
 	for round := range 20 {
 		f := openTestFSM(t, t.TempDir())

@@ -80,10 +80,11 @@ func (m *Member) respond(msg *nats.Msg, b []byte) {
 
 // applyReply is the answer on meta.apply.
 type applyReply struct {
-	Error     string     `json:"error,omitempty"`
-	Code      string     `json:"code,omitempty"`
-	Partition *Partition `json:"partition,omitempty"`
-	Value     int64      `json:"value,omitempty"`
+	Error     string       `json:"error,omitempty"`
+	Code      string       `json:"code,omitempty"`
+	Partition *Partition   `json:"partition,omitempty"`
+	Value     int64        `json:"value,omitempty"`
+	Txn       *Transaction `json:"txn,omitempty"`
 }
 
 func (m *Member) onApply(msg *nats.Msg) {
@@ -102,10 +103,14 @@ func (m *Member) onApply(msg *nats.Msg) {
 		err = res.Err
 	}
 	if err != nil {
-		m.reply(msg, applyReply{Error: err.Error(), Code: errCode(err)})
+		r := applyReply{Error: err.Error(), Code: errCode(err)}
+		if res != nil {
+			r.Txn = res.Txn
+		}
+		m.reply(msg, r)
 		return
 	}
-	r := applyReply{Value: res.Value}
+	r := applyReply{Value: res.Value, Txn: res.Txn}
 	if res.Partition.Topic != "" {
 		r.Partition = &res.Partition
 	}
@@ -138,6 +143,8 @@ type ReadResponse struct {
 	Credentials []ScramCredential `json:"credentials,omitempty"`
 	// ACLs answers "acls": every ACL.
 	ACLs []ACL `json:"acls,omitempty"`
+	// Transactions answers "transactions": every transactional id.
+	Transactions []Transaction `json:"transactions,omitempty"`
 	// Controller is the id of the controller that answered; Live
 	// answers "cluster": the nodes it heard from within the session
 	// timeout.
@@ -212,6 +219,8 @@ func answerRead(v *View, req ReadRequest) (ReadResponse, error) {
 		resp.Credentials, err = v.ScramCredentials()
 	case "acls":
 		resp.ACLs, err = v.ACLs()
+	case "transactions":
+		resp.Transactions, err = v.Transactions()
 	default:
 		err = fmt.Errorf("%w: read kind %q", ErrInvalidRequest, req.Kind)
 	}
@@ -304,6 +313,11 @@ var errCodes = []struct {
 	{"not_leader", ErrNotLeader},
 	{"invalid_replicas", ErrInvalidReplicas},
 	{"no_reassignment", ErrNoReassignment},
+	{"producer_fenced", ErrProducerFenced},
+	{"invalid_producer_id_mapping", ErrInvalidProducerIDMapping},
+	{"concurrent_transactions", ErrConcurrentTransactions},
+	{"invalid_txn_state", ErrInvalidTxnState},
+	{"unknown_transactional_id", ErrUnknownTransactionalID},
 }
 
 func errCode(err error) string {

@@ -1,0 +1,251 @@
+package meta
+
+import (
+	"errors"
+	"math"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// testSeed is a randomized test's seed: STRATA_SEED when set (to replay
+// a failure), else the clock; logged either way. (testenv.Seed, which
+// this package cannot import.)
+func testSeed(t *testing.T) uint64 {
+	t.Helper()
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("STRATA_SEED"); s != "" {
+		seed, _ = strconv.ParseUint(s, 10, 64)
+	}
+	t.Logf("seed %d (STRATA_SEED=%d replays it)", seed, seed)
+	return seed
+}
+
+// txn applies c and returns the transaction it answered with.
+func (a *applier) txn(c Command) (*Transaction, error) {
+	a.t.Helper()
+	r := a.apply(c)[0]
+	return r.Txn, r.Err
+}
+
+func (a *applier) stateOf(id string) Transaction {
+	a.t.Helper()
+	v := a.f.View()
+	defer v.Close()
+	t, ok, err := v.Transaction(id)
+	if err != nil || !ok {
+		a.t.Fatalf("transaction %s: %v %v", id, ok, err)
+	}
+	return t
+}
+
+// TestTxnLifecycle walks a transactional id through Kafka's states:
+// fencing by epoch, a commit with its retries, an abort forced by a new
+// producer, and the errors in between.
+func TestTxnLifecycle(t *testing.T) {
+	a := &applier{t: t, f: openTestFSM(t, t.TempDir())}
+	a.mustApply(testTopic("orders", 2, 1))
+	p0 := TxnPartition{Topic: "orders", Partition: 0}
+	p1 := TxnPartition{Topic: "orders", Partition: 1}
+
+	first, err := a.txn(&InitTxn{ID: "tx", TimeoutMs: 60000, ProducerID: -1, Epoch: -1, NowMs: 1})
+	if err != nil || first.Epoch != 0 || first.State != TxnEmpty {
+		t.Fatalf("first init: %+v %v", first, err)
+	}
+	pid := first.ProducerID
+	second, err := a.txn(&InitTxn{ID: "tx", TimeoutMs: 60000, ProducerID: -1, Epoch: -1, NowMs: 2})
+	if err != nil || second.ProducerID != pid || second.Epoch != 1 {
+		t.Fatalf("second init: %+v %v", second, err)
+	}
+	// The producer of epoch 0 is fenced.
+	a.wantErr(ErrProducerFenced, &AddTxnPartitions{ID: "tx", ProducerID: pid, Epoch: 0, Partitions: []TxnPartition{p0}})
+	a.wantErr(ErrInvalidProducerIDMapping, &AddTxnPartitions{ID: "tx", ProducerID: pid + 1, Epoch: 1, Partitions: []TxnPartition{p0}})
+	a.wantErr(ErrInvalidProducerIDMapping, &AddTxnPartitions{ID: "nobody", ProducerID: pid, Epoch: 1})
+	a.wantErr(ErrUnknownTopic, &AddTxnPartitions{ID: "tx", ProducerID: pid, Epoch: 1, Partitions: []TxnPartition{{Topic: "orders", Partition: 9}}})
+	if s := a.stateOf("tx"); s.State != TxnEmpty || len(s.Partitions) != 0 {
+		t.Fatalf("refused adds changed the transaction: %+v", s)
+	}
+
+	tx, err := a.txn(&AddTxnPartitions{ID: "tx", ProducerID: pid, Epoch: 1, Partitions: []TxnPartition{p0, p0}, NowMs: 10})
+	if err != nil || tx.State != TxnOngoing || len(tx.Partitions) != 1 || tx.StartMs != 10 {
+		t.Fatalf("add: %+v %v", tx, err)
+	}
+	if tx, err = a.txn(&AddTxnPartitions{ID: "tx", ProducerID: pid, Epoch: 1, Partitions: []TxnPartition{p1}, Groups: []string{"g"}, NowMs: 11}); err != nil ||
+		len(tx.Partitions) != 2 || len(tx.Groups) != 1 || tx.StartMs != 10 {
+		t.Fatalf("second add: %+v %v", tx, err)
+	}
+	if tx, err = a.txn(&EndTxn{ID: "tx", ProducerID: pid, Epoch: 1, Commit: true}); err != nil || tx.State != TxnPrepareCommit {
+		t.Fatalf("commit: %+v %v", tx, err)
+	}
+	a.wantErr(ErrConcurrentTransactions, &AddTxnPartitions{ID: "tx", ProducerID: pid, Epoch: 1, Partitions: []TxnPartition{p0}})
+	a.wantErr(ErrConcurrentTransactions, &InitTxn{ID: "tx", TimeoutMs: 60000, ProducerID: -1, Epoch: -1})
+	a.wantErr(ErrInvalidTxnState, &EndTxn{ID: "tx", ProducerID: pid, Epoch: 1, Commit: false})
+	if tx, err = a.txn(&EndTxn{ID: "tx", ProducerID: pid, Epoch: 1, Commit: true}); err != nil || tx.State != TxnPrepareCommit {
+		t.Fatalf("a retried commit: %+v %v", tx, err)
+	}
+	a.wantErr(ErrProducerFenced, &CompleteTxn{ID: "tx", ProducerID: pid, Epoch: 0})
+	if tx, err = a.txn(&CompleteTxn{ID: "tx", ProducerID: pid, Epoch: 1}); err != nil || tx.State != TxnCompleteCommit || len(tx.Partitions)+len(tx.Groups) != 0 {
+		t.Fatalf("complete: %+v %v", tx, err)
+	}
+	if tx, err = a.txn(&CompleteTxn{ID: "tx", ProducerID: pid, Epoch: 1}); err != nil || tx.State != TxnCompleteCommit {
+		t.Fatalf("a repeated completion: %+v %v", tx, err)
+	}
+	if tx, err = a.txn(&EndTxn{ID: "tx", ProducerID: pid, Epoch: 1, Commit: true}); err != nil || tx.State != TxnCompleteCommit {
+		t.Fatalf("a commit retried after completion: %+v %v", tx, err)
+	}
+
+	// A new transaction, then a new producer takes the id over: the
+	// ongoing transaction is aborted at the new epoch, and the client
+	// is told to try again.
+	if _, err = a.txn(&AddTxnPartitions{ID: "tx", ProducerID: pid, Epoch: 1, Partitions: []TxnPartition{p1}, NowMs: 20}); err != nil {
+		t.Fatal(err)
+	}
+	tx, err = a.txn(&InitTxn{ID: "tx", TimeoutMs: 60000, ProducerID: -1, Epoch: -1, NowMs: 21})
+	if !errors.Is(err, ErrConcurrentTransactions) || tx == nil || tx.State != TxnPrepareAbort || tx.Epoch != 2 || len(tx.Partitions) != 1 {
+		t.Fatalf("init over an ongoing transaction: %+v %v", tx, err)
+	}
+	a.wantErr(ErrProducerFenced, &EndTxn{ID: "tx", ProducerID: pid, Epoch: 1, Commit: true})
+	if tx, err = a.txn(&CompleteTxn{ID: "tx", ProducerID: pid, Epoch: 2}); err != nil || tx.State != TxnCompleteAbort {
+		t.Fatalf("the abort completed: %+v %v", tx, err)
+	}
+	if tx, err = a.txn(&InitTxn{ID: "tx", TimeoutMs: 60000, ProducerID: -1, Epoch: -1}); err != nil || tx.Epoch != 3 || tx.State != TxnEmpty {
+		t.Fatalf("init after the abort: %+v %v", tx, err)
+	}
+	// Nothing to end: an abort is a no-op, a commit refused.
+	if tx, err = a.txn(&EndTxn{ID: "tx", ProducerID: pid, Epoch: 3}); err != nil || tx.State != TxnEmpty {
+		t.Fatalf("abort of nothing: %+v %v", tx, err)
+	}
+	a.wantErr(ErrInvalidTxnState, &EndTxn{ID: "tx", ProducerID: pid, Epoch: 3, Commit: true})
+	a.wantErr(ErrInvalidTxnState, &EndTxn{ID: "tx", ProducerID: pid, Epoch: 4})
+	a.wantErr(ErrInvalidRequest, &InitTxn{ID: "", TimeoutMs: 1})
+	a.wantErr(ErrInvalidRequest, &InitTxn{ID: "x", TimeoutMs: 0})
+	a.wantErr(ErrUnknownTransactionalID, &CompleteTxn{ID: "nobody"})
+}
+
+// TestTxnInitRetries: KIP-360. An init naming the current producer id
+// and epoch bumps it; one naming the epoch just before answers the same
+// (a retry of the init that bumped it); an older epoch or another
+// producer id is fenced.
+func TestTxnInitRetries(t *testing.T) {
+	a := &applier{t: t, f: openTestFSM(t, t.TempDir())}
+	first, _ := a.txn(&InitTxn{ID: "tx", TimeoutMs: 1000, ProducerID: -1, Epoch: -1})
+	pid := first.ProducerID
+	bumped, err := a.txn(&InitTxn{ID: "tx", TimeoutMs: 1000, ProducerID: pid, Epoch: 0})
+	if err != nil || bumped.Epoch != 1 {
+		t.Fatalf("init from epoch 0: %+v %v", bumped, err)
+	}
+	retried, err := a.txn(&InitTxn{ID: "tx", TimeoutMs: 1000, ProducerID: pid, Epoch: 0})
+	if err != nil || retried.Epoch != 1 || retried.ProducerID != pid {
+		t.Fatalf("a retry of that init: %+v %v", retried, err)
+	}
+	a.wantErr(ErrProducerFenced, &InitTxn{ID: "tx", TimeoutMs: 1000, ProducerID: pid + 7, Epoch: 1})
+	a.mustApply(&InitTxn{ID: "tx", TimeoutMs: 1000, ProducerID: -1, Epoch: -1})
+	a.wantErr(ErrProducerFenced, &InitTxn{ID: "tx", TimeoutMs: 1000, ProducerID: pid, Epoch: 0})
+}
+
+// TestTxnEpochExhausted: past the last epoch, an init hands out a new
+// producer id at epoch 0, and the old one is fenced.
+func TestTxnEpochExhausted(t *testing.T) {
+	a := &applier{t: t, f: openTestFSM(t, t.TempDir())}
+	first, _ := a.txn(&InitTxn{ID: "tx", TimeoutMs: 1000, ProducerID: -1, Epoch: -1})
+	cmds := make([]Command, math.MaxInt16) // epochs 1 to 32766, then a new producer id
+	for i := range cmds {
+		cmds[i] = &InitTxn{ID: "tx", TimeoutMs: 1000, ProducerID: -1, Epoch: -1}
+	}
+	a.mustApply(cmds...)
+	if s := a.stateOf("tx"); s.ProducerID == first.ProducerID || s.Epoch != 0 {
+		t.Fatalf("after %d inits: producer %d epoch %d, want a new producer id at epoch 0", len(cmds)+1, s.ProducerID, s.Epoch)
+	}
+	a.wantErr(ErrInvalidProducerIDMapping, &AddTxnPartitions{ID: "tx", ProducerID: first.ProducerID, Epoch: math.MaxInt16 - 1})
+	// The idempotent producers' counter moved past it too.
+	got := a.apply(&AllocateProducerIDs{Count: 1})[0]
+	if got.Value <= a.stateOf("tx").ProducerID {
+		t.Fatalf("an idempotent producer got id %d, not above the transactional %d", got.Value, a.stateOf("tx").ProducerID)
+	}
+}
+
+// TestTxnRandom drives a few transactional ids with random commands from
+// current, fenced and unknown producers, and checks after each that the
+// state is one Kafka allows: producer ids and epochs only move forward,
+// a completed or empty transaction holds no partitions, a prepared one
+// came from an ongoing one and keeps its partitions, and every refused
+// command changed nothing.
+func TestTxnRandom(t *testing.T) {
+	seed := testSeed(t)
+	rng := rand.New(rand.NewPCG(seed, seed))
+	a := &applier{t: t, f: openTestFSM(t, t.TempDir())}
+	a.mustApply(testTopic("orders", 3, 1))
+	ids := []string{"a", "b", "c"}
+	last := map[string]Transaction{}
+	for step := range 3000 {
+		id := ids[rng.IntN(len(ids))]
+		cur, known := last[id]
+		pid, epoch := cur.ProducerID, cur.Epoch
+		switch rng.IntN(4) { // mostly the current producer
+		case 0:
+			epoch -= int16(rng.IntN(2))
+		case 1:
+			pid += int64(rng.IntN(2))
+		}
+		var cmd Command
+		switch rng.IntN(6) {
+		case 0:
+			if rng.IntN(2) == 0 {
+				cmd = &InitTxn{ID: id, TimeoutMs: 1000, ProducerID: -1, Epoch: -1, NowMs: int64(step)}
+			} else {
+				cmd = &InitTxn{ID: id, TimeoutMs: 1000, ProducerID: pid, Epoch: epoch, NowMs: int64(step)}
+			}
+		case 1, 2:
+			cmd = &AddTxnPartitions{ID: id, ProducerID: pid, Epoch: epoch, NowMs: int64(step),
+				Partitions: []TxnPartition{{Topic: "orders", Partition: int32(rng.IntN(3))}}}
+		case 3:
+			cmd = &EndTxn{ID: id, ProducerID: pid, Epoch: epoch, Commit: rng.IntN(2) == 0, NowMs: int64(step)}
+		default:
+			cmd = &CompleteTxn{ID: id, ProducerID: pid, Epoch: epoch, NowMs: int64(step)}
+		}
+		r := a.apply(cmd)[0]
+		v := a.f.View()
+		now, ok, err := v.Transaction(id)
+		v.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			if known {
+				t.Fatalf("step %d: %s vanished", step, id)
+			}
+			continue
+		}
+		before := cur
+		switch {
+		case r.Err != nil && !errors.Is(r.Err, ErrConcurrentTransactions) && known && !equalTxn(before, now):
+			t.Fatalf("step %d: %T refused (%v) but changed %s:\n%+v\n%+v", step, cmd, r.Err, id, before, now)
+		case known && now.ProducerID < before.ProducerID:
+			t.Fatalf("step %d: %s's producer id went back from %d to %d", step, id, before.ProducerID, now.ProducerID)
+		case known && now.ProducerID == before.ProducerID && now.Epoch < before.Epoch:
+			t.Fatalf("step %d: %s's epoch went back from %d to %d", step, id, before.Epoch, now.Epoch)
+		case (now.State == TxnEmpty || now.State == TxnCompleteCommit || now.State == TxnCompleteAbort) && len(now.Partitions)+len(now.Groups) > 0:
+			t.Fatalf("step %d: %s is %s with partitions %v", step, id, now.State, now.Partitions)
+		case (now.State == TxnPrepareCommit || now.State == TxnPrepareAbort) && before.State != now.State &&
+			before.State != TxnOngoing:
+			t.Fatalf("step %d: %s went from %s to %s", step, id, before.State, now.State)
+		case (now.State == TxnPrepareCommit || now.State == TxnPrepareAbort) && before.State == TxnOngoing && len(now.Partitions) != len(before.Partitions):
+			t.Fatalf("step %d: %s lost partitions preparing", step, id)
+		}
+		last[id] = now
+	}
+}
+
+func equalTxn(a, b Transaction) bool {
+	if a.ProducerID != b.ProducerID || a.Epoch != b.Epoch || a.State != b.State || len(a.Partitions) != len(b.Partitions) || len(a.Groups) != len(b.Groups) {
+		return false
+	}
+	for i := range a.Partitions {
+		if a.Partitions[i] != b.Partitions[i] {
+			return false
+		}
+	}
+	return true
+}
