@@ -8,6 +8,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/strata-io/strata/gateway"
 	"github.com/strata-io/strata/testenv"
 )
 
@@ -32,12 +33,15 @@ func apiVersionsWorks(t testing.TB, addr string) {
 	}
 }
 
-// FuzzListener sends random and mutated frames to a live gateway: it must
-// not crash, the bad connection is closed or answered, and other clients
-// are still served.
+// FuzzListener sends random and mutated frames to a live gateway, on a
+// plaintext listener and on a SASL one (where they meet the SASL
+// exchange): it must not crash, the bad connection is closed or
+// answered, and other clients are still served.
 func FuzzListener(f *testing.F) {
-	c := testenv.InProcess(f, 1, testenv.Options{})
-	addr := c.Addr()
+	c := testenv.InProcess(f, 1, testenv.Options{Gateway: func(cfg *gateway.Config) {
+		cfg.Listeners = []gateway.Listener{{Addr: "127.0.0.1:0"}, {Name: "SASL", Addr: "127.0.0.1:0", Protocol: gateway.SASLPlaintext}}
+	}})
+	addr, saslAddr := c.Addr(), c.Gateway.ListenerAddr("SASL")
 	mk := func(req kmsg.Request) []byte { return kmsg.NewRequestFormatter().AppendRequest(nil, req, 1) }
 	f.Add(mk(&kmsg.ApiVersionsRequest{Version: 3, ClientSoftwareName: "a", ClientSoftwareVersion: "1"}))
 	f.Add(mk(&kmsg.MetadataRequest{Version: 9}))
@@ -46,15 +50,21 @@ func FuzzListener(f *testing.F) {
 	f.Add([]byte{0x7f, 0, 0, 0})                       // size past the limit
 	f.Add([]byte{0, 0, 0, 10, 0, 3, 0, 9, 0, 0, 0, 1}) // truncated Metadata
 	f.Add([]byte{0, 0, 0, 8, 0x40, 0, 0, 0, 0, 0, 0, 1})
+	scram := mk(&kmsg.SASLHandshakeRequest{Version: 1, Mechanism: "SCRAM-SHA-256"})
+	f.Add(append(scram, mk(&kmsg.SASLAuthenticateRequest{Version: 2, SASLAuthBytes: []byte("n,,n=alice,r=abc")})...))
+	f.Add(append(mk(&kmsg.SASLHandshakeRequest{Version: 0, Mechanism: "PLAIN"}), 0, 0, 0, 5, 0, 'a', 0, 'b', 'c'))
+	f.Add(mk(&kmsg.SASLAuthenticateRequest{Version: 1, SASLAuthBytes: []byte("\x00u\x00p")}))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
-		if err != nil {
-			t.Fatalf("listener gone: %v", err)
+		for _, a := range []string{addr, saslAddr} {
+			conn, err := net.DialTimeout("tcp", a, 2*time.Second)
+			if err != nil {
+				t.Fatalf("listener gone: %v", err)
+			}
+			conn.SetDeadline(time.Now().Add(200 * time.Millisecond))
+			conn.Write(b)
+			io.Copy(io.Discard, conn) // until the gateway closes or the deadline
+			conn.Close()
+			apiVersionsWorks(t, a)
 		}
-		conn.SetDeadline(time.Now().Add(200 * time.Millisecond))
-		conn.Write(b)
-		io.Copy(io.Discard, conn) // until the gateway closes or the deadline
-		conn.Close()
-		apiVersionsWorks(t, addr)
 	})
 }
