@@ -20,12 +20,13 @@ import (
 // BenchmarkTierProcs measures the read path of tiered data with a node
 // and a gateway as separate processes (children of the test), MinIO as a
 // process of its own and NATS in the test process, as a deployment runs
-// them: 256 MiB of uploaded history replayed cold from offset 0 through
-// the gateway, which reads the bucket itself, against minio-go GETs of
-// the same objects in the same run; then produce p99 on another topic
-// (2,000 records/s, acks=all) alone and while the history replays
-// through the same gateway. The consumers and the producer are the test
-// process.
+// them: 256 MiB of uploaded history over three partitions, replayed cold
+// from offset 0 through the gateway, which reads the bucket itself, with
+// 1 MiB and with 16 MiB per-partition fetches (the gateway started afresh
+// before each, so its chunk cache is empty), against minio-go GETs of the
+// same objects in the same run; then produce p99 on another topic (2,000
+// records/s, acks=all) alone and while the history replays through the
+// same gateway. The consumers and the producer are the test process.
 //
 //	STRATA_MINIO_BIN=$PWD/.cache/bin/minio go test -run '^$' -bench TierProcs -benchtime 1x ./node
 func BenchmarkTierProcs(b *testing.B) {
@@ -47,7 +48,11 @@ func BenchmarkTierProcs(b *testing.B) {
 				"local.retention.bytes": kadm.StringPtr("1")},
 			"live": nil,
 		} {
-			if r, err := adm.CreateTopic(ctx, 1, 1, cfg, topic); err != nil || r.Err != nil {
+			partitions := int32(1)
+			if topic == "history" {
+				partitions = 3
+			}
+			if r, err := adm.CreateTopic(ctx, partitions, 1, cfg, topic); err != nil || r.Err != nil {
 				b.Fatal(err, r.Err)
 			}
 		}
@@ -55,23 +60,33 @@ func BenchmarkTierProcs(b *testing.B) {
 		for i := range value {
 			value[i] = byte(rand.Uint32())
 		}
-		for range (256 << 20) / len(value) {
-			cl.Produce(ctx, &kgo.Record{Topic: "history", Value: value}, nil)
+		for i := range (256 << 20) / len(value) {
+			cl.Produce(ctx, &kgo.Record{Topic: "history", Partition: int32(i % 3), Value: value}, nil)
 		}
 		if err := cl.Flush(ctx); err != nil {
 			b.Fatal(err)
 		}
-		end, _ := listOffset(ctx, b, cl, "history", -1)
-		for {
-			if local, _ := listOffset(ctx, b, cl, "history", -4); local >= end-int64((32<<20)/len(value)) {
-				break
+		// Each partition's uploaded part ends where its local log starts,
+		// once everything but the active segment has left the disk.
+		remoteEnd := map[int32]int64{}
+		for p := range int32(3) {
+			end, _, err := tryListOffset(ctx, cl, "history", p, -1)
+			if err != nil {
+				b.Fatal(err)
 			}
-			if ctx.Err() != nil {
-				b.Fatal("history never left the disk")
+			for {
+				local, _, err := tryListOffset(ctx, cl, "history", p, -4)
+				if err == nil && local >= end-int64((32<<20)/len(value)) {
+					remoteEnd[p] = local
+					break
+				}
+				if ctx.Err() != nil {
+					b.Fatal("history never left the disk")
+				}
+				time.Sleep(50 * time.Millisecond)
 			}
-			time.Sleep(50 * time.Millisecond)
 		}
-		remoteEnd, _ := listOffset(ctx, b, cl, "history", -4) // the uploaded part ends here
+		end, _ := listOffset(ctx, b, cl, "history", -1) // partition 0's, for the looping replay
 
 		// Raw GETs of the uploaded .log objects, one after another.
 		raw, err := minio.New(m.Endpoint, &minio.Options{Creds: credentials.NewStaticV4(m.AccessKey, m.Secret, "")})
@@ -101,33 +116,52 @@ func BenchmarkTierProcs(b *testing.B) {
 		}
 		getRate, getCores := mb(got, time.Since(getStart)), getCPU.Cores()
 
-		// One cold replay of the uploaded part through the gateway.
+		// A cold replay of the uploaded part through a gateway started
+		// afresh, at each fetch size.
 		b.ResetTimer()
-		rc, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
-			"history": {0: kgo.NewOffset().At(0)}}), kgo.FetchMaxPartitionBytes(8<<20), kgo.FetchMaxBytes(64<<20))
-		if err != nil {
-			b.Fatal(err)
+		type replay struct {
+			rate, cores float64
+			ttfb        time.Duration
 		}
-		replayCPU := testenv.MachineCPU()
-		replayStart := time.Now()
-		var ttfb time.Duration
-		var replayed int64
-		for next := int64(0); next < remoteEnd; {
-			fs := rc.PollFetches(ctx)
-			if err := fs.Err0(); err != nil {
+		replays := map[string]replay{}
+		for _, size := range []struct {
+			name  string
+			bytes int32
+		}{{"1MiB", 1 << 20}, {"16MiB", 16 << 20}} {
+			c.KillGateway(0)
+			c.StartGateway(0)
+			rc, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
+				"history": {0: kgo.NewOffset().At(0), 1: kgo.NewOffset().At(0), 2: kgo.NewOffset().At(0)}}),
+				kgo.FetchMaxPartitionBytes(size.bytes), kgo.FetchMaxBytes(3*size.bytes))
+			if err != nil {
 				b.Fatal(err)
 			}
-			fs.EachRecord(func(r *kgo.Record) {
-				if ttfb == 0 {
-					ttfb = time.Since(replayStart)
+			cpu := testenv.MachineCPU()
+			start := time.Now()
+			var r replay
+			var replayed int64
+			for done := 0; done < 3; {
+				fs := rc.PollFetches(ctx)
+				if err := fs.Err0(); err != nil {
+					b.Fatal(err)
 				}
-				replayed += int64(len(r.Value))
-				next = r.Offset + 1
-			})
+				fs.EachRecord(func(rec *kgo.Record) {
+					if r.ttfb == 0 {
+						r.ttfb = time.Since(start)
+					}
+					if rec.Offset < remoteEnd[rec.Partition] {
+						replayed += int64(len(rec.Value))
+					}
+					if rec.Offset+1 == remoteEnd[rec.Partition] {
+						done++
+					}
+				})
+			}
+			r.rate, r.cores = mb(replayed, time.Since(start)), cpu.Cores()
+			rc.Close()
+			replays[size.name] = r
 		}
-		replayRate, replayCores := mb(replayed, time.Since(replayStart)), replayCPU.Cores()
-		rc.Close()
-
+		produceWindow(ctx, b, addr, nil) // warm up: the gateway was just started
 		alone, _ := produceWindow(ctx, b, addr, nil)
 		var during []time.Duration
 		var looped int64
@@ -138,10 +172,12 @@ func BenchmarkTierProcs(b *testing.B) {
 		b.StopTimer()
 		b.ReportMetric(getRate, "rawget-MB/s")
 		b.ReportMetric(getCores, "rawget-cores")
-		b.ReportMetric(replayRate, "cold-replay-MB/s")
-		b.ReportMetric(replayRate/getRate, "cold-replay/get")
-		b.ReportMetric(replayCores, "cold-replay-cores")
-		b.ReportMetric(float64(ttfb.Microseconds())/1000, "cold-ttfb-ms")
+		for name, r := range replays {
+			b.ReportMetric(r.rate, "cold-"+name+"-MB/s")
+			b.ReportMetric(r.rate/getRate, "cold-"+name+"/get")
+			b.ReportMetric(r.cores, "cold-"+name+"-cores")
+			b.ReportMetric(float64(r.ttfb.Microseconds())/1000, "cold-"+name+"-ttfb-ms")
+		}
 		b.ReportMetric(quantileMs(alone, 0.99), "produce-alone-p99-ms")
 		b.ReportMetric(quantileMs(during, 0.99), "produce-replay-p99-ms")
 		b.ReportMetric(quantileMs(during, 0.99)/quantileMs(alone, 0.99), "p99-ratio")
