@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"net"
 	"strings"
 	"testing"
@@ -147,4 +148,40 @@ func produceAcksRaw(t *testing.T, addr, topic string, acks int16, records []byte
 		t.Fatal(err)
 	}
 	return resp.Topics[0].Partitions[0].ErrorCode
+}
+
+// TestClientMayNotWriteMarkers: a client's control batch is refused
+// with INVALID_RECORD (markers are the coordinator's to write), and a
+// transactional batch with INVALID_TXN_STATE (no transactional producer
+// can be initialized yet); nothing of either is written.
+func TestClientMayNotWriteMarkers(t *testing.T) {
+	c := testenv.InProcess(t, 1, testenv.Options{AutoCreateTopics: true})
+	cl := newClient(t, c.Addr(), testenv.NamedTopics)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 1, nil, "marks"); err != nil {
+		t.Fatal(err)
+	}
+	withAttrs := func(attrs uint16) []byte {
+		b := testenv.Batch([]byte("v"))
+		binary.BigEndian.PutUint16(b[21:], attrs)
+		binary.BigEndian.PutUint32(b[17:], crc32.Checksum(b[21:], crc32.MakeTable(crc32.Castagnoli)))
+		return b
+	}
+	if code := testenv.ProduceRaw(t, cl, "marks", -1, withAttrs(1<<5)); code != kerr.InvalidRecord.Code {
+		t.Fatalf("a control batch: %v, want INVALID_RECORD", kerr.ErrorForCode(code))
+	}
+	if code := testenv.ProduceRaw(t, cl, "marks", -1, withAttrs(1<<4)); code != kerr.InvalidTxnState.Code {
+		t.Fatalf("a transactional batch: %v, want INVALID_TXN_STATE", kerr.ErrorForCode(code))
+	}
+	if code := testenv.ProduceRaw(t, cl, "marks", -1, testenv.Batch([]byte("ok"))); code != 0 {
+		t.Fatalf("a plain batch after them: %v", kerr.ErrorForCode(code))
+	}
+	offs, err := kadm.NewClient(cl).ListEndOffsets(ctx, "marks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, _ := offs.Lookup("marks", 0); o.Offset != 1 {
+		t.Fatalf("end offset %d, want 1: a refused batch was written", o.Offset)
+	}
 }

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -126,8 +127,19 @@ func (n *Node) produce(ctx context.Context, req *kmsg.ProduceRequest, appended f
 // producer's epoch and sequence: a duplicate of one of its recent batches
 // is not written again but answered with the offset it got (dup true); a
 // gap or an old epoch is rejected.
+//
+// A client may not write a control batch (a transaction marker is the
+// coordinator's to write: INVALID_RECORD, as Kafka's LogValidator), nor
+// a transactional one: no transactional producer can be initialized yet
+// (INVALID_TXN_STATE, as for a partition not added to a transaction).
 func appendIdempotent(l *openLog, batch []byte, leaderEpoch int32) (plog.AppendResult, bool, error) {
 	h, err := plog.ParseBatchHeader(batch)
+	switch {
+	case err == nil && h.Control():
+		return plog.AppendResult{}, false, fmt.Errorf("%w: a client may not write a control batch", plog.ErrInvalidRecord)
+	case err == nil && h.Transactional():
+		return plog.AppendResult{}, false, fmt.Errorf("%w: transactional batch from producer %d: transactions are not served", kerr.InvalidTxnState, h.ProducerID)
+	}
 	if err != nil || h.ProducerID < 0 {
 		res, err := l.Append(batch, leaderEpoch)
 		return res, false, err
