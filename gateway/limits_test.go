@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -73,7 +74,8 @@ func residentBytes() uint64 {
 // request budget is set above every claim, so that what bounds memory
 // here is allocating as bytes arrive.
 func TestClaimedSizesCostNothing(t *testing.T) {
-	gw := testenv.InProcess(t, 1, testenv.Options{Gateway: func(cfg *gateway.Config) {
+	reg := prometheus.NewRegistry()
+	gw := testenv.InProcess(t, 1, testenv.Options{Registry: reg, Gateway: func(cfg *gateway.Config) {
 		cfg.QueuedMaxRequestBytes, cfg.StallTimeout = 8<<30, 3*time.Second
 	}}).Gateway
 	adm := kadm.NewClient(newClient(t, gw.Addr()))
@@ -89,7 +91,9 @@ func TestClaimedSizesCostNothing(t *testing.T) {
 	for i := range conns {
 		conns[i] = claimBig(t, gw.Addr(), claim)
 	}
-	time.Sleep(500 * time.Millisecond) // let the gateway read what they sent
+	// Every claim charged: each connection is reading its request's body.
+	waitGauge(t, reg, "strata_kafka_request_queue_bytes", claimants*claim)
+	time.Sleep(100 * time.Millisecond) // and has its 4 KiB in
 
 	// A bound: 64 KiB read buffer and 64 KiB first chunk per connection,
 	// goroutines, with room to spare: far below one claimed request.
@@ -169,7 +173,8 @@ func TestConnectionsPerIP(t *testing.T) {
 // claimant that stalls, a client's large produce waits (its connection
 // unread) instead of failing, and lands once the claimant is closed.
 func TestRequestBudgetWaits(t *testing.T) {
-	gw := testenv.InProcess(t, 1, testenv.Options{Gateway: func(cfg *gateway.Config) {
+	reg := prometheus.NewRegistry()
+	gw := testenv.InProcess(t, 1, testenv.Options{Registry: reg, Gateway: func(cfg *gateway.Config) {
 		cfg.QueuedMaxRequestBytes, cfg.StallTimeout = 4<<20, 2*time.Second
 	}}).Gateway
 	cl := newClient(t, gw.Addr(), kgo.ProducerBatchMaxBytes(8<<20), kgo.RequestTimeoutOverhead(30*time.Second))
@@ -180,7 +185,7 @@ func TestRequestBudgetWaits(t *testing.T) {
 	}
 	claimant := claimBig(t, gw.Addr(), 4<<20)
 	defer claimant.Close()
-	time.Sleep(200 * time.Millisecond)
+	waitGauge(t, reg, "strata_kafka_request_queue_bytes", 4<<20) // the claimant holds the budget
 	start := time.Now()
 	value := make([]byte, 3<<20)
 	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "big", Value: value}).FirstErr(); err != nil {
@@ -211,4 +216,25 @@ func TestCloseWithoutNATS(t *testing.T) {
 	if d := time.Since(start); d > 3*time.Second {
 		t.Fatalf("Close took %s with NATS down", d)
 	}
+}
+
+// waitGauge waits (up to 10 s) until the gauge name in reg reads want.
+func waitGauge(t *testing.T, reg *prometheus.Registry, name string, want float64) {
+	t.Helper()
+	var got float64
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == name && len(mf.GetMetric()) > 0 {
+				got = mf.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		if got == want {
+			return
+		}
+	}
+	t.Fatalf("%s is %v, want %v", name, got, want)
 }
