@@ -376,16 +376,27 @@ func checkProducer(t Transaction, pid int64, epoch int16) error {
 	return nil
 }
 
+// producerTxn reads the transaction a producer's command names,
+// rejecting (INVALID_PRODUCER_ID_MAPPING, PRODUCER_FENCED) a producer it
+// does not have.
+func (w *writer) producerTxn(id string, pid int64, epoch int16) (Transaction, error) {
+	t, ok, err := w.readTxn(id)
+	switch {
+	case err != nil:
+		return t, err
+	case !ok:
+		return t, rejection{fmt.Errorf("%w: %s", ErrInvalidProducerIDMapping, id)}
+	}
+	if err := checkProducer(t, pid, epoch); err != nil {
+		return t, rejection{err}
+	}
+	return t, nil
+}
+
 func (w *writer) addTxnPartitions(c *AddTxnPartitions) (*ApplyResult, error) {
-	t, ok, err := w.readTxn(c.ID)
+	t, err := w.producerTxn(c.ID, c.ProducerID, c.Epoch)
 	if err != nil {
 		return nil, err
-	}
-	if !ok {
-		return rejected(fmt.Errorf("%w: %s", ErrInvalidProducerIDMapping, c.ID))
-	}
-	if err := checkProducer(t, c.ProducerID, c.Epoch); err != nil {
-		return rejected(err)
 	}
 	for _, p := range c.Partitions {
 		if _, err := w.partitionOrReject(p.Topic, p.Partition); err != nil {
@@ -416,15 +427,9 @@ func (w *writer) addTxnPartitions(c *AddTxnPartitions) (*ApplyResult, error) {
 }
 
 func (w *writer) endTxn(c *EndTxn) (*ApplyResult, error) {
-	t, ok, err := w.readTxn(c.ID)
+	t, err := w.producerTxn(c.ID, c.ProducerID, c.Epoch)
 	if err != nil {
 		return nil, err
-	}
-	if !ok {
-		return rejected(fmt.Errorf("%w: %s", ErrInvalidProducerIDMapping, c.ID))
-	}
-	if err := checkProducer(t, c.ProducerID, c.Epoch); err != nil {
-		return rejected(err)
 	}
 	want, done := TxnPrepareAbort, TxnCompleteAbort
 	if c.Commit {
