@@ -44,25 +44,8 @@ func BenchmarkReplayIsolation(b *testing.B) {
 		store := m.Store("tier", "")
 		c := testenv.InProcess(b, 1, testenv.Options{Tier: store, MaintainInterval: 100 * time.Millisecond})
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
-		cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), kgo.ProducerBatchCompression(kgo.NoCompression()),
-			kgo.ProducerBatchMaxBytes(1<<20), kgo.ProducerLinger(5*time.Millisecond))
-		if err != nil {
-			b.Fatal(err)
-		}
-		adm := kadm.NewClient(cl)
-		for topic, cfg := range map[string]map[string]*string{
-			"history": {"remote.storage.enable": kadm.StringPtr("true"), "segment.bytes": kadm.StringPtr(fmt.Sprint(32 << 20)),
-				"local.retention.bytes": kadm.StringPtr("1")},
-			"live": nil,
-		} {
-			if r, err := adm.CreateTopic(ctx, 1, 1, cfg, topic); err != nil || r.Err != nil {
-				b.Fatal(err, r.Err)
-			}
-		}
-		value := make([]byte, 16<<10)
-		for i := range value {
-			value[i] = byte(rand.Uint32())
-		}
+		cl := historyAndLive(ctx, b, c.Addr(), 1)
+		value := randomValue()
 		for range size / int64(len(value)) {
 			cl.Produce(ctx, &kgo.Record{Topic: "history", Value: value}, nil)
 		}
@@ -130,6 +113,38 @@ func BenchmarkReplayIsolation(b *testing.B) {
 		cl.Close()
 		cancel()
 	}
+}
+
+// historyAndLive creates, through addr, the benchmarks' two topics:
+// "history", tiered, with 32 MiB segments and nothing kept on disk past
+// the active one, of historyPartitions partitions, and "live"; it
+// returns a producing client of them.
+func historyAndLive(ctx context.Context, b *testing.B, addr string, historyPartitions int32) *kgo.Client {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ProducerBatchCompression(kgo.NoCompression()),
+		kgo.ProducerBatchMaxBytes(1<<20), kgo.ProducerLinger(5*time.Millisecond))
+	if err != nil {
+		b.Fatal(err)
+	}
+	adm := kadm.NewClient(cl)
+	history := map[string]*string{"remote.storage.enable": kadm.StringPtr("true"),
+		"segment.bytes": kadm.StringPtr(fmt.Sprint(32 << 20)), "local.retention.bytes": kadm.StringPtr("1")}
+	if r, err := adm.CreateTopic(ctx, historyPartitions, 1, history, "history"); err != nil || r.Err != nil {
+		b.Fatal(err, r.Err)
+	}
+	if r, err := adm.CreateTopic(ctx, 1, 1, nil, "live"); err != nil || r.Err != nil {
+		b.Fatal(err, r.Err)
+	}
+	return cl
+}
+
+// randomValue is a 16 KiB record value of random bytes (nothing to
+// compress).
+func randomValue() []byte {
+	value := make([]byte, 16<<10)
+	for i := range value {
+		value[i] = byte(rand.Uint32())
+	}
+	return value
 }
 
 // traceWindow writes an execution trace of the path named in

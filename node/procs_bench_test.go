@@ -2,16 +2,13 @@ package node_test
 
 import (
 	"context"
-	"fmt"
 	"io"
-	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/strata-io/strata/testenv"
@@ -37,29 +34,8 @@ func BenchmarkTierProcs(b *testing.B) {
 		c := testenv.Processes(b, 1, testenv.ProcsOptions{TierURL: m.URLWithKeys("tier", ""), TierGateways: 1, Direct: true})
 		addr := c.Addrs()[0]
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-		cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ProducerBatchCompression(kgo.NoCompression()),
-			kgo.ProducerBatchMaxBytes(1<<20), kgo.ProducerLinger(5*time.Millisecond))
-		if err != nil {
-			b.Fatal(err)
-		}
-		adm := kadm.NewClient(cl)
-		for topic, cfg := range map[string]map[string]*string{
-			"history": {"remote.storage.enable": kadm.StringPtr("true"), "segment.bytes": kadm.StringPtr(fmt.Sprint(32 << 20)),
-				"local.retention.bytes": kadm.StringPtr("1")},
-			"live": nil,
-		} {
-			partitions := int32(1)
-			if topic == "history" {
-				partitions = 3
-			}
-			if r, err := adm.CreateTopic(ctx, partitions, 1, cfg, topic); err != nil || r.Err != nil {
-				b.Fatal(err, r.Err)
-			}
-		}
-		value := make([]byte, 16<<10)
-		for i := range value {
-			value[i] = byte(rand.Uint32())
-		}
+		cl := historyAndLive(ctx, b, addr, 3)
+		value := randomValue()
 		for i := range (256 << 20) / len(value) {
 			cl.Produce(ctx, &kgo.Record{Topic: "history", Partition: int32(i % 3), Value: value}, nil)
 		}
