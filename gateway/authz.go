@@ -2,7 +2,7 @@ package gateway
 
 import (
 	"context"
-	"sync"
+	"log/slog"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -34,82 +34,44 @@ const (
 	rtTxnID   = kmsg.ACLResourceTypeTransactionalId
 )
 
-// acls is the gateway's copy of the ACLs, as an authorizer, read from the
-// controller and dropped when they change.
+// acls is the gateway's copy of the ACLs, as an authorizer.
 type acls struct {
-	client       *meta.Client
 	super        []string
 	allowIfNoACL bool
-	logger       interface{ Warn(string, ...any) }
-	mu           sync.Mutex
-	auth         *acl.Authorizer // nil: stale
-	at           time.Time
-	loading      chan struct{} // closed when a load in progress ends
+	copy         copied[*acl.Authorizer]
 }
 
 // aclsMaxAge bounds how stale the copy may get if an event is missed.
 const aclsMaxAge = 30 * time.Second
 
-func (a *acls) invalidate() {
-	a.mu.Lock()
-	a.auth = nil
-	a.mu.Unlock()
-}
-
-// authorizer returns the current authorizer, reading the ACLs when the
-// copy is stale (one read at a time). When the controller cannot be
-// read, a stale copy is used; with none, only super users may do
-// anything (fail closed).
-func (a *acls) authorizer(ctx context.Context) *acl.Authorizer {
-	for {
-		a.mu.Lock()
-		if a.auth != nil && time.Since(a.at) < aclsMaxAge {
-			auth := a.auth
-			a.mu.Unlock()
-			return auth
-		}
-		if wait := a.loading; wait != nil {
-			a.mu.Unlock()
-			select {
-			case <-wait:
-				continue
-			case <-ctx.Done():
-				return acl.NewAuthorizer(nil, a.super, false)
+func newACLs(client *meta.Client, super []string, allowIfNoACL bool, logger *slog.Logger) *acls {
+	a := &acls{super: super, allowIfNoACL: allowIfNoACL}
+	a.copy = copied[*acl.Authorizer]{maxAge: aclsMaxAge,
+		failed: func(err error) { logger.Warn("cannot read ACLs from the controller", "error", err) },
+		read: func(ctx context.Context) (*acl.Authorizer, error) {
+			r, err := client.Read(ctx, meta.ReadRequest{Kind: "acls"})
+			if err != nil {
+				return nil, err
 			}
-		}
-		done := make(chan struct{})
-		a.loading = done
-		stale := a.auth
-		a.mu.Unlock()
-
-		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		r, err := a.client.Read(rctx, meta.ReadRequest{Kind: "acls"})
-		cancel()
-		var auth *acl.Authorizer
-		if err == nil {
 			bs := make([]acl.Binding, len(r.ACLs))
 			for i, m := range r.ACLs {
 				bs[i] = bindingOf(m)
 			}
-			auth = acl.NewAuthorizer(bs, a.super, a.allowIfNoACL)
-		} else {
-			a.logger.Warn("cannot read ACLs from the controller", "error", err)
-		}
-		a.mu.Lock()
-		a.loading = nil
-		if auth != nil {
-			a.auth, a.at = auth, time.Now()
-		}
-		a.mu.Unlock()
-		close(done)
-		switch {
-		case auth != nil:
-			return auth
-		case stale != nil:
-			return stale
-		}
-		return acl.NewAuthorizer(nil, a.super, false)
+			return acl.NewAuthorizer(bs, super, allowIfNoACL), nil
+		}}
+	return a
+}
+
+func (a *acls) invalidate() { a.copy.invalidate() }
+
+// authorizer returns the current authorizer. With no copy ever read
+// (the controller unreachable since start), only super users may do
+// anything: authorization fails closed.
+func (a *acls) authorizer(ctx context.Context) *acl.Authorizer {
+	if auth, ok := a.copy.get(ctx); ok {
+		return auth
 	}
+	return acl.NewAuthorizer(nil, a.super, false)
 }
 
 func bindingOf(m meta.ACL) acl.Binding {

@@ -196,9 +196,9 @@ func Start(cfg Config) (*Gateway, error) {
 		limits: newConnLimits(cfg.MaxConnections, cfg.MaxConnectionsPerIP, cfg.MaxConnectionsPerIPOverride)}
 	g.base, g.cancelBase = context.WithCancel(context.Background())
 	g.metrics.queued(g.budget)
-	g.creds = &credentials{client: client, logger: g.logger}
+	g.creds = newCredentials(client, g.logger)
 	if cfg.Authorizer {
-		g.acls = &acls{client: client, super: cfg.SuperUsers, allowIfNoACL: cfg.AllowEveryoneIfNoACL, logger: g.logger}
+		g.acls = newACLs(client, cfg.SuperUsers, cfg.AllowEveryoneIfNoACL, g.logger)
 	}
 	if g.eventSub, err = client.Events(func(ev meta.Event) {
 		g.cache.invalidate()

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"slices"
 	"strings"
@@ -289,52 +290,38 @@ func (f *failureDelay) failed(ip string) time.Duration {
 	return min(time.Duration(e.n)*failureDelayBase, failureDelayMax)
 }
 
-// credentials is the gateway's copy of the SCRAM credentials, read from
-// the controller and dropped when they change.
+// credentials is the gateway's copy of the SCRAM credentials, by user
+// and mechanism.
 type credentials struct {
 	client *meta.Client
-	logger interface {
-		Warn(string, ...any)
-	}
-	mu    sync.Mutex
-	byKey map[[2]string]auth.Credential // nil: stale
-	at    time.Time
+	copy   copied[map[[2]string]auth.Credential]
 }
 
 // credentialsMaxAge bounds how stale the copy may get if an event is
 // missed.
 const credentialsMaxAge = 30 * time.Second
 
-func (c *credentials) invalidate() {
-	c.mu.Lock()
-	c.byKey = nil
-	c.mu.Unlock()
-}
-
-// lookup finds user's credential for mech, reading them all when the
-// copy is stale. When the controller cannot be read, a stale copy is
-// used rather than none.
-func (c *credentials) lookup(user, mech string) (auth.Credential, bool) {
-	c.mu.Lock()
-	m, at := c.byKey, c.at
-	c.mu.Unlock()
-	if m == nil || time.Since(at) > credentialsMaxAge {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		r, err := c.client.Read(ctx, meta.ReadRequest{Kind: "credentials"})
-		cancel()
-		if err != nil {
-			c.logger.Warn("cannot read SCRAM credentials from the controller", "error", err)
-		} else {
-			m = map[[2]string]auth.Credential{}
-			for _, cr := range r.Credentials {
+func newCredentials(client *meta.Client, logger *slog.Logger) *credentials {
+	c := &credentials{client: client}
+	c.copy = copied[map[[2]string]auth.Credential]{maxAge: credentialsMaxAge,
+		failed: func(err error) { logger.Warn("cannot read SCRAM credentials from the controller", "error", err) },
+		read: func(ctx context.Context) (map[[2]string]auth.Credential, error) {
+			all, err := c.all(ctx)
+			m := map[[2]string]auth.Credential{}
+			for _, cr := range all {
 				m[[2]string{cr.User, cr.Mechanism}] = auth.Credential{Mechanism: cr.Mechanism, Iterations: int(cr.Iterations),
 					Salt: cr.Salt, StoredKey: cr.StoredKey, ServerKey: cr.ServerKey}
 			}
-			c.mu.Lock()
-			c.byKey, c.at = m, time.Now()
-			c.mu.Unlock()
-		}
-	}
+			return m, err
+		}}
+	return c
+}
+
+func (c *credentials) invalidate() { c.copy.invalidate() }
+
+// lookup finds user's credential for mech.
+func (c *credentials) lookup(user, mech string) (auth.Credential, bool) {
+	m, _ := c.copy.get(context.Background())
 	cr, ok := m[[2]string{user, mech}]
 	return cr, ok
 }
