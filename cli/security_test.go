@@ -59,15 +59,7 @@ func secureOn(s devSecurity, kafkaAddr string) devSecurity {
 func TestSecureDev(t *testing.T) {
 	dir, raftAddr := t.TempDir(), freeAddr(t)
 	addr, log, stop := startSecureDev(t, dir, raftAddr)
-	var password string
-	for deadline := time.Now().Add(10 * time.Second); password == ""; time.Sleep(20 * time.Millisecond) {
-		if m := regexp.MustCompile(`password=(\S+)`).FindStringSubmatch(log.String()); m != nil {
-			password = m[1]
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no password printed:\n%s", log.String())
-		}
-	}
+	password := printedPassword(t, log)
 	b := "--brokers=" + addr
 	admin := []string{b, "--sasl-mechanism", "SCRAM-SHA-256", "--sasl-user", "admin", "--sasl-password", password}
 	must := func(args ...string) string {
@@ -139,15 +131,7 @@ func TestKgoSCRAMSuite(t *testing.T) {
 	}
 	addr, log, stop := startSecureDev(t, t.TempDir(), freeAddr(t))
 	defer stop()
-	var password string
-	for deadline := time.Now().Add(10 * time.Second); password == ""; time.Sleep(20 * time.Millisecond) {
-		if m := regexp.MustCompile(`password=(\S+)`).FindStringSubmatch(log.String()); m != nil {
-			password = m[1]
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no password printed:\n%s", log.String())
-		}
-	}
+	password := printedPassword(t, log)
 	for _, alg := range []string{"256", "512"} {
 		cmd := exec.Command(goBin, "test", "-count=1", "-v", "-run", "^(TestSCRAMAuth|TestSCRAMAuthBadCredentials)$", "github.com/twmb/franz-go/pkg/kgo")
 		cmd.Env = append(os.Environ(), "GOFLAGS=", "KGO_SEEDS="+addr, "KGO_TEST_SCRAM_SEEDS="+addr, "KGO_TEST_SCRAM=admin:"+password+":"+alg)
@@ -161,4 +145,17 @@ func TestKgoSCRAMSuite(t *testing.T) {
 			}
 		}
 	}
+}
+
+// printedPassword waits (up to 10 s) for strata dev --secure to print
+// its generated password, and returns it.
+func printedPassword(t *testing.T, log *syncBuffer) string {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if m := regexp.MustCompile(`password=(\S+)`).FindStringSubmatch(log.String()); m != nil {
+			return m[1]
+		}
+	}
+	t.Fatalf("no password printed:\n%s", log.String())
+	return ""
 }
