@@ -175,7 +175,13 @@ func (c *Checker) Stop() {
 	case <-c.done:
 	case <-time.After(30 * time.Second):
 		c.cancel()
-		<-c.done
+		select {
+		case <-c.done:
+		case <-time.After(30 * time.Second):
+			// A producer that ignores its cancelled context: report
+			// the test's own failure rather than time out the package.
+			c.t.Errorf("checker: the producer did not stop within a minute")
+		}
 	}
 	c.cancel()
 }
