@@ -218,5 +218,6 @@ func (s *segment) info(sealed bool) SegmentInfo {
 		LogPath:       s.logPath,
 		IndexPath:     s.index.path,
 		TimeIndexPath: s.timeIndex.path,
+		AbortedTxns:   s.txn.snapshot(),
 	}
 }

@@ -101,6 +101,9 @@ type SegmentInfo struct {
 	LogPath       string
 	IndexPath     string
 	TimeIndexPath string
+	// AbortedTxns are the transactions whose abort markers the segment
+	// holds (its aborted transaction index).
+	AbortedTxns []AbortedTxn
 }
 
 // Open opens the log in dir, creating it if needed, and recovers it: after
@@ -287,6 +290,10 @@ func (l *Log) openSegment(base int64, trusted bool, scratch []byte, checkpointed
 			err = s.loadTrusted(scratch)
 			if err == nil {
 				s.sealed = true
+				if err := s.txn.load(l.fs, s.nextOffset.Load()); err != nil {
+					s.close()
+					return nil, 0, fmt.Errorf("aborted transaction index of segment %d: %w", base, err)
+				}
 				return s, 0, nil
 			}
 			s.close()
@@ -319,6 +326,11 @@ func (l *Log) openSegment(base int64, trusted bool, scratch []byte, checkpointed
 		l.epochs.assign(h.LeaderEpoch, h.BaseOffset)
 		return nil
 	})
+	if err == nil {
+		if err = s.txn.load(l.fs, s.nextOffset.Load()); err != nil {
+			err = fmt.Errorf("aborted transaction index of segment %d: %w", base, err)
+		}
+	}
 	if err != nil {
 		s.close()
 		return nil, 0, err
@@ -336,7 +348,7 @@ func (l *Log) removeSegmentFiles(base int64) int64 {
 		}
 		f.Close()
 	}
-	for _, p := range []string{logPath, indexPath, timeIndexPath} {
+	for _, p := range []string{logPath, indexPath, timeIndexPath, txnIndexPath(l.dir, base)} {
 		if err := l.fs.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			l.logger.Warn("could not remove segment file", "file", p, "error", err)
 		}

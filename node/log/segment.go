@@ -33,6 +33,7 @@ type segment struct {
 	log           File
 	index         offsetIndex
 	timeIndex     timeIndex
+	txn           txnIndex // aborted transactions (txnindex.go)
 
 	// Published state: written by the appender, read by anyone.
 	// Invariant: every batch that starts below size is whole and valid,
@@ -66,7 +67,7 @@ func createSegment(fs FS, dir string, baseOffset int64, capacity, intervalBytes 
 	logPath, indexPath, timeIndexPath := segmentPaths(dir, baseOffset)
 	// A leftover file from an interrupted roll or a truncation is stale:
 	// start from empty files.
-	for _, p := range []string{logPath, indexPath, timeIndexPath} {
+	for _, p := range []string{logPath, indexPath, timeIndexPath, txnIndexPath(dir, baseOffset)} {
 		if err := fs.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, err
 		}
@@ -105,6 +106,7 @@ func openSegmentFiles(fs FS, dir string, baseOffset int64, indexEntries, timeInd
 		log:           lf,
 		index:         offsetIndex{mmapIndex: ix, baseOffset: baseOffset},
 		timeIndex:     timeIndex{mmapIndex: tix, baseOffset: baseOffset},
+		txn:           txnIndex{path: txnIndexPath(dir, baseOffset)},
 	}
 	s.nextOffset.Store(baseOffset)
 	s.maxTimestamp.Store(math.MinInt64)
@@ -194,14 +196,14 @@ func (s *segment) sync() error {
 }
 
 func (s *segment) close() error {
-	return errors.Join(s.log.Close(), s.index.close(), s.timeIndex.close())
+	return errors.Join(s.log.Close(), s.index.close(), s.timeIndex.close(), s.txn.close())
 }
 
 // remove closes the segment and deletes its files.
 func (s *segment) remove(fs FS) error {
 	s.removed.Store(true)
 	err := s.close()
-	for _, p := range []string{s.logPath, s.index.path, s.timeIndex.path} {
+	for _, p := range []string{s.logPath, s.index.path, s.timeIndex.path, s.txn.path} {
 		if rmErr := fs.Remove(p); rmErr != nil && !errors.Is(rmErr, os.ErrNotExist) {
 			err = errors.Join(err, rmErr)
 		}
@@ -456,6 +458,9 @@ func (s *segment) truncate(size, next int64, scratch []byte) error {
 	}
 	s.index.truncateTo(next)
 	s.timeIndex.truncateTo(next)
+	if err := s.txn.truncateTo(next); err != nil {
+		return err
+	}
 	// The max timestamp is the last remaining time index entry's, or a
 	// newer one among the batches after it.
 	s.maxTimestamp.Store(math.MinInt64)

@@ -46,6 +46,12 @@ func (l *Log) TruncateTo(offset int64) error {
 	if found {
 		newSize, newEnd = pos, h.BaseOffset
 	}
+	if newEnd < l.startOffset.Load() {
+		// The batch holding offset began below the log start (a
+		// DeleteRecords inside it): cutting it leaves nothing readable.
+		// The log empties and keeps its start; it never ends before it.
+		return l.truncateFullyAndStartAtLocked(l.startOffset.Load())
+	}
 	for _, s := range segs[i+1:] {
 		l.logger.Info("segment truncated away", "segment", s.baseOffset, "size_bytes", s.size.Load())
 		if err := s.remove(l.fs); err != nil {
