@@ -114,6 +114,10 @@ func TestReplicationFailover(t *testing.T) {
 	waitISR(ctx, t, c, "rep", 3)
 	t0 := time.Now()
 	check := testenv.StartChecker(t, cl, "rep", 200, 5000)
+	check.OnStall = func() {
+		t.Logf("partitions at the stall: %+v", partitions(t, c, "rep"))
+		c.DumpStacks()
+	}
 	defer check.Stop()
 	group := testenv.StartGroupChecker(t, "rep", "readers", c.Addr())
 	check.WaitAcked(ctx, 2000, "before faults")

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"testing"
 	"time"
@@ -236,6 +237,14 @@ func (c *Cluster) proxy(id int32) *proxy {
 }
 
 // DataDir is node id's data directory.
+// DumpStacks writes every goroutine's stack into the test log: where a
+// stalled in-process cluster waits.
+func (c *Cluster) DumpStacks() {
+	var b strings.Builder
+	_ = pprof.Lookup("goroutine").WriteTo(&b, 2)
+	c.t.Logf("goroutines at the stall:\n%s", b.String())
+}
+
 func (c *Cluster) DataDir(id int32) string { return c.configs[id].DataDir }
 
 // StopNode stops node id cleanly, keeping its disk.
