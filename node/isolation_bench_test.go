@@ -3,8 +3,10 @@ package node_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"runtime/trace"
 	"strconv"
 	"strings"
@@ -214,21 +216,29 @@ func produceWindow(ctx context.Context, b *testing.B, addr string, background fu
 // replayWhile reads "history" from offset 0 to end through addr, again
 // and again, until stop, and returns the bytes read and the time taken.
 // The first pass is cold; later ones may find the gateway's (or node's)
-// chunk cache warm.
+// cache warm.
 func replayWhile(ctx context.Context, b *testing.B, addr string, end int64, stop <-chan struct{}) (int64, time.Duration) {
+	n, took, err := replayLoop(ctx, addr, end, stop)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return n, took
+}
+
+func replayLoop(ctx context.Context, addr string, end int64, stop <-chan struct{}) (int64, time.Duration, error) {
 	start := time.Now()
 	var n int64
 	for {
 		rc, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
 			"history": {0: kgo.NewOffset().At(0)}}), kgo.FetchMaxPartitionBytes(8<<20), kgo.FetchMaxBytes(64<<20))
 		if err != nil {
-			b.Fatal(err)
+			return 0, 0, err
 		}
 		for next := int64(0); next < end; {
 			select {
 			case <-stop:
 				rc.Close()
-				return n, time.Since(start)
+				return n, time.Since(start), nil
 			default:
 			}
 			pctx, pcancel := context.WithTimeout(ctx, 500*time.Millisecond)
@@ -238,6 +248,66 @@ func replayWhile(ctx context.Context, b *testing.B, addr string, end int64, stop
 		}
 		rc.Close()
 	}
+}
+
+// replayChildEnv, set to "ADDR END", makes the test binary a replaying
+// consumer of its own (runReplayChild): a replay that does not share the
+// producer's process, as in a deployment.
+const replayChildEnv = "STRATA_REPLAY_CHILD"
+
+// runReplayChild replays "history" through ADDR until its standard input
+// closes, then prints the bytes read and the seconds taken.
+func runReplayChild() {
+	s := os.Getenv(replayChildEnv)
+	if s == "" {
+		return
+	}
+	var addr string
+	var end int64
+	if _, err := fmt.Sscan(s, &addr, &end); err != nil {
+		fmt.Fprintln(os.Stderr, "replay child:", err)
+		os.Exit(2)
+	}
+	stop := make(chan struct{})
+	go func() { _, _ = io.Copy(io.Discard, os.Stdin); close(stop) }()
+	n, took, err := replayLoop(context.Background(), addr, end, stop)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "replay child:", err)
+		os.Exit(1)
+	}
+	fmt.Println(n, took.Seconds())
+	os.Exit(0)
+}
+
+// replayInChild runs replayWhile's loop in a process of its own until
+// stop, and returns what it read and how long it took.
+func replayInChild(b *testing.B, addr string, end int64, stop <-chan struct{}) (int64, time.Duration) {
+	bin, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %d", replayChildEnv, addr, end))
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	<-stop
+	in.Close()
+	if err := cmd.Wait(); err != nil {
+		b.Fatalf("replay child: %v: %s", err, out.String())
+	}
+	var n int64
+	var secs float64
+	if _, err := fmt.Sscan(out.String(), &n, &secs); err != nil {
+		b.Fatalf("replay child said %q: %v", out.String(), err)
+	}
+	return n, time.Duration(secs * float64(time.Second))
 }
 
 // waitOneBroker waits until the gateway at addr lists itself as the only

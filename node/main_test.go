@@ -8,8 +8,9 @@ import (
 )
 
 // TestMain lets the test binary run as a node or gateway of a
-// testenv.Processes cluster.
+// testenv.Processes cluster, or as a replaying consumer of benchmarks.
 func TestMain(m *testing.M) {
 	testenv.RunChild()
+	runReplayChild()
 	os.Exit(m.Run())
 }

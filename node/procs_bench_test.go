@@ -23,7 +23,9 @@ import (
 // before each, so its chunk cache is empty), against minio-go GETs of the
 // same objects in the same run; then produce p99 on another topic (2,000
 // records/s, acks=all) alone and while the history replays through the
-// same gateway. The consumers and the producer are the test process.
+// same gateway. The producer and the cold replays' consumers are the
+// test process; the replay during the producer's window is a process of
+// its own.
 //
 //	STRATA_MINIO_BIN=$PWD/.cache/bin/minio go test -run '^$' -bench TierProcs -benchtime 1x ./node
 func BenchmarkTierProcs(b *testing.B) {
@@ -143,7 +145,7 @@ func BenchmarkTierProcs(b *testing.B) {
 		var looped int64
 		var took time.Duration
 		during, _ = produceWindow(ctx, b, addr, func(stop <-chan struct{}) {
-			looped, took = replayWhile(ctx, b, addr, end, stop)
+			looped, took = replayInChild(b, addr, end, stop)
 		})
 		b.StopTimer()
 		b.ReportMetric(getRate, "rawget-MB/s")
