@@ -151,9 +151,10 @@ func produceAcksRaw(t *testing.T, addr, topic string, acks int16, records []byte
 }
 
 // TestClientMayNotWriteMarkers: a client's control batch is refused
-// with INVALID_RECORD (markers are the coordinator's to write), and a
-// transactional batch with INVALID_TXN_STATE (no transactional producer
-// can be initialized yet); nothing of either is written.
+// with INVALID_RECORD (markers are the coordinator's to write), as is a
+// transactional batch without a producer id; a transactional batch of a
+// producer with no transaction holding the partition gets
+// INVALID_TXN_STATE; nothing of any is written.
 func TestClientMayNotWriteMarkers(t *testing.T) {
 	c := testenv.InProcess(t, 1, testenv.Options{AutoCreateTopics: true})
 	cl := newClient(t, c.Addr(), testenv.NamedTopics)
@@ -162,16 +163,24 @@ func TestClientMayNotWriteMarkers(t *testing.T) {
 	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 1, nil, "marks"); err != nil {
 		t.Fatal(err)
 	}
-	withAttrs := func(attrs uint16) []byte {
+	withAttrs := func(attrs uint16, pid int64) []byte {
 		b := testenv.Batch([]byte("v"))
 		binary.BigEndian.PutUint16(b[21:], attrs)
+		if pid >= 0 {
+			binary.BigEndian.PutUint64(b[43:], uint64(pid))
+			binary.BigEndian.PutUint16(b[51:], 0)
+			binary.BigEndian.PutUint32(b[53:], 0)
+		}
 		binary.BigEndian.PutUint32(b[17:], crc32.Checksum(b[21:], crc32.MakeTable(crc32.Castagnoli)))
 		return b
 	}
-	if code := testenv.ProduceRaw(t, cl, "marks", -1, withAttrs(1<<5)); code != kerr.InvalidRecord.Code {
+	if code := testenv.ProduceRaw(t, cl, "marks", -1, withAttrs(1<<5, -1)); code != kerr.InvalidRecord.Code {
 		t.Fatalf("a control batch: %v, want INVALID_RECORD", kerr.ErrorForCode(code))
 	}
-	if code := testenv.ProduceRaw(t, cl, "marks", -1, withAttrs(1<<4)); code != kerr.InvalidTxnState.Code {
+	if code := testenv.ProduceRaw(t, cl, "marks", -1, withAttrs(1<<4, -1)); code != kerr.InvalidRecord.Code {
+		t.Fatalf("a transactional batch without a producer id: %v, want INVALID_RECORD", kerr.ErrorForCode(code))
+	}
+	if code := testenv.ProduceRaw(t, cl, "marks", -1, withAttrs(1<<4, 7)); code != kerr.InvalidTxnState.Code {
 		t.Fatalf("a transactional batch: %v, want INVALID_TXN_STATE", kerr.ErrorForCode(code))
 	}
 	if code := testenv.ProduceRaw(t, cl, "marks", -1, testenv.Batch([]byte("ok"))); code != 0 {

@@ -96,10 +96,15 @@ func (n *Node) fetchOnce(ctx context.Context, req *kmsg.FetchRequest, budget int
 				}
 			}
 			hw := l.highWatermark()
-			if req.ReplicaID < 0 {
+			lso := l.lastStableOffset(hw)
+			readCommitted := req.ReplicaID < 0 && req.IsolationLevel == 1
+			switch {
+			case readCommitted:
+				limit = lso
+			case req.ReplicaID < 0:
 				limit = hw
 			}
-			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = hw, hw, n.logStartOffset(l, part)
+			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = hw, lso, n.logStartOffset(l, part)
 			if req.ReplicaID >= 0 {
 				sp.LogStartOffset = l.StartOffset() // a follower copies the local log
 			}
@@ -140,6 +145,9 @@ func (n *Node) fetchOnce(ctx context.Context, req *kmsg.FetchRequest, budget int
 				data = []byte{}
 			}
 			sp.RecordBatches = data
+			if readCommitted {
+				sp.AbortedTransactions = readCommittedAborted(l, rp.FetchOffset, data)
+			}
 			total += len(data)
 			st.Partitions = append(st.Partitions, sp)
 		}

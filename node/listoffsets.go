@@ -34,6 +34,9 @@ func (n *Node) listOffsets(ctx context.Context, req *kmsg.ListOffsetsRequest) km
 			}
 			sp.LeaderEpoch = part.LeaderEpoch
 			hw := l.highWatermark()
+			if req.IsolationLevel == 1 {
+				hw = l.lastStableOffset(hw) // read_committed sees up to the LSO
+			}
 			switch rp.Timestamp {
 			case offsetLatest:
 				sp.Offset = hw

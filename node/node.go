@@ -161,6 +161,10 @@ type openLog struct {
 	// cut lands after it. Lock order: snapshotMu, then appendMu.
 	snapshotAt int64 // guarded by appendMu
 	snapshotMu sync.Mutex
+	// firstUnstable is producers.firstUnstable(), kept for fetches: the
+	// first offset of the earliest open transaction (math.MaxInt64:
+	// none). Written with appendMu held.
+	firstUnstable atomic.Int64
 
 	// configs are the topic configs the log was last set to.
 	configs map[string]string
@@ -376,6 +380,8 @@ func (n *Node) ServeKafka(ctx context.Context, req kmsg.Request, tierRead bool, 
 		resp = n.offsetForLeaderEpoch(r)
 	case *kmsg.DescribeLogDirsRequest:
 		resp = n.describeLogDirs(r)
+	case *kmsg.WriteTxnMarkersRequest:
+		resp = n.writeTxnMarkers(ctx, r)
 	default:
 		return nil, release, fmt.Errorf("node: %s is not served by nodes", kmsg.NameForKey(req.Key()))
 	}

@@ -156,7 +156,9 @@ func (n *Node) openFiles(t meta.Topic, p int32, ol *openLog) (*plog.Log, error) 
 		n.logger.Error("rebuild producer state", "topic", topic, "partition", p, "error", err)
 		return nil, err
 	}
-	ol.producers, ol.snapshotAt = producers, snapshotAt
+	ol.appendMu.Lock()
+	ol.setProducers(producers, snapshotAt)
+	ol.appendMu.Unlock()
 	ol.repl.init()
 	return l, nil
 }

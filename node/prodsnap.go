@@ -25,11 +25,13 @@ import (
 // <partition dir>/<20-digit offset>.producers, describing every batch
 // below offset:
 //
-//	| magic "SPS" | version 1 | CRC-32C of the rest uint32 | offset int64 | count uint32 |
+//	| magic "SPS" | version 2 | CRC-32C of the rest uint32 | offset int64 | count uint32 |
 //	count × | producer id int64 | epoch int16 | last sequence int32 | n uint8 |
 //	         n × | first sequence int32 | last sequence int32 | first offset int64 |
+//	         | transaction first offset int64 (-1: none open) | coordinator epoch int32 |
 //
-// Big-endian, n at most recentBatches. A snapshot is written to a
+// Big-endian, n at most recentBatches. Version 1, written before
+// transactions, lacks the last field and is still read. A snapshot is written to a
 // temporary file, fsynced and renamed. One that fails its checks, lies
 // past the log end, or starts before the log start (the batches between
 // it and the start are gone, and with them what they said) is not used.
@@ -46,9 +48,10 @@ import (
 
 const (
 	producerSnapshotSuffix  = ".producers"
-	producerSnapshotVersion = 1
+	producerSnapshotVersion = 2
 	producerSnapshotHeader  = 4 + 4 + 8 + 4
 	producerEntryMinBytes   = 8 + 2 + 4 + 1
+	txnFirstBytes           = 8 + 4
 	seqBatchBytes           = 4 + 4 + 8
 )
 
@@ -58,7 +61,7 @@ var producerSnapshotMagic = []byte("SPS")
 var errBadProducerSnapshot = errors.New("node: bad producer state snapshot")
 
 func encodeProducerSnapshot(offset int64, ps producerStates) []byte {
-	b := make([]byte, producerSnapshotHeader, producerSnapshotHeader+len(ps)*(producerEntryMinBytes+recentBatches*seqBatchBytes))
+	b := make([]byte, producerSnapshotHeader, producerSnapshotHeader+len(ps)*(producerEntryMinBytes+recentBatches*seqBatchBytes+txnFirstBytes))
 	copy(b, producerSnapshotMagic)
 	b[3] = producerSnapshotVersion
 	binary.BigEndian.PutUint64(b[8:], uint64(offset))
@@ -74,6 +77,12 @@ func encodeProducerSnapshot(offset int64, ps producerStates) []byte {
 			b = binary.BigEndian.AppendUint32(b, uint32(r.lastSeq))
 			b = binary.BigEndian.AppendUint64(b, uint64(r.firstOffset))
 		}
+		txnFirst := int64(-1)
+		if st.inTxn {
+			txnFirst = st.txnFirst
+		}
+		b = binary.BigEndian.AppendUint64(b, uint64(txnFirst))
+		b = binary.BigEndian.AppendUint32(b, uint32(st.coordinatorEpoch))
 	}
 	binary.BigEndian.PutUint32(b[4:], crc32.Checksum(b[8:], castagnoli))
 	return b
@@ -82,9 +91,10 @@ func encodeProducerSnapshot(offset int64, ps producerStates) []byte {
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 func decodeProducerSnapshot(b []byte) (int64, producerStates, error) {
-	if len(b) < producerSnapshotHeader || string(b[:3]) != string(producerSnapshotMagic) || b[3] != producerSnapshotVersion {
-		return 0, nil, fmt.Errorf("%w: no version %d header", errBadProducerSnapshot, producerSnapshotVersion)
+	if len(b) < producerSnapshotHeader || string(b[:3]) != string(producerSnapshotMagic) || b[3] < 1 || b[3] > producerSnapshotVersion {
+		return 0, nil, fmt.Errorf("%w: no version 1 to %d header", errBadProducerSnapshot, producerSnapshotVersion)
 	}
+	version := b[3]
 	if crc32.Checksum(b[8:], castagnoli) != binary.BigEndian.Uint32(b[4:]) {
 		return 0, nil, fmt.Errorf("%w: CRC mismatch", errBadProducerSnapshot)
 	}
@@ -110,6 +120,16 @@ func decodeProducerSnapshot(b []byte) (int64, producerStates, error) {
 			st.recent = append(st.recent, seqBatch{firstSeq: int32(binary.BigEndian.Uint32(rest)),
 				lastSeq: int32(binary.BigEndian.Uint32(rest[4:])), firstOffset: int64(binary.BigEndian.Uint64(rest[8:]))})
 			rest = rest[seqBatchBytes:]
+		}
+		if version >= 2 {
+			if len(rest) < txnFirstBytes {
+				return 0, nil, fmt.Errorf("%w: cut short", errBadProducerSnapshot)
+			}
+			if first := int64(binary.BigEndian.Uint64(rest)); first >= 0 {
+				st.inTxn, st.txnFirst = true, first
+			}
+			st.coordinatorEpoch = int32(binary.BigEndian.Uint32(rest[8:]))
+			rest = rest[txnFirstBytes:]
 		}
 		ps[id] = st
 	}
@@ -219,7 +239,7 @@ func (n *Node) producerStateAt(ol *openLog, topic string, p int32, base, next in
 	if ps == nil {
 		ps = producerStates{}
 	}
-	if err := recordBatches(ol.Log, ps, from, next); err != nil {
+	if _, err := recordBatches(ol.Log, ps, from, next); err != nil {
 		return nil, err
 	}
 	chain.at, chain.ps = next, ps.clone()
@@ -254,7 +274,8 @@ func localSnapshotAtOrBelow(l *plog.Log, next int64) (producerStates, int64) {
 func (ps producerStates) clone() producerStates {
 	out := make(producerStates, len(ps))
 	for id, st := range ps {
-		out[id] = &producerState{epoch: st.epoch, lastSeq: st.lastSeq, recent: slices.Clone(st.recent)}
+		out[id] = &producerState{epoch: st.epoch, lastSeq: st.lastSeq, recent: slices.Clone(st.recent), inTxn: st.inTxn, txnFirst: st.txnFirst,
+			markers: st.markers, coordinatorEpoch: st.coordinatorEpoch}
 	}
 	return out
 }
@@ -306,22 +327,36 @@ func loadProducersWith(l *plog.Log, base func(start int64) (producerStates, erro
 	if ps == nil {
 		ps = producerStates{}
 	}
-	return ps, at, recordBatches(l, ps, from, l.EndOffset())
+	aborted, err := recordBatches(l, ps, from, l.EndOffset())
+	if err != nil {
+		return nil, -1, err
+	}
+	// The index may lack what a crash took before it was written.
+	for _, a := range aborted {
+		if err := l.AppendAbortedTxn(a); err != nil {
+			return nil, -1, err
+		}
+	}
+	return ps, at, nil
 }
 
 // recordBatches records in ps the batches of l from offset from up to
-// offset to.
-func recordBatches(l *plog.Log, ps producerStates, from, to int64) error {
+// offset to, and returns the transactions they abort (see noteAborted).
+func recordBatches(l *plog.Log, ps producerStates, from, to int64) ([]plog.AbortedTxn, error) {
 	if from >= to {
-		return nil
+		return nil, nil
 	}
-	return l.ScanBatches(from, func(h plog.BatchHeader) bool {
+	var aborted []plog.AbortedTxn
+	err := l.ScanBatchesControl(from, func(h plog.BatchHeader, control []byte) bool {
 		if h.BaseOffset >= to {
 			return false
 		}
-		ps.record(h, h.BaseOffset)
+		if a := ps.record(h, h.BaseOffset, control); a != nil {
+			aborted = append(aborted, ps.completeAborted(*a))
+		}
 		return true
 	})
+	return aborted, err
 }
 
 // uploadedProducers returns, for loadProducersWith, the producer state

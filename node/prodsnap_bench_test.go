@@ -134,7 +134,7 @@ func idempotentLog(b *testing.B, dir string, cfg plog.Config, done func(*plog.Lo
 	seqs := map[int64]int32{}
 	for i := 0; !done(l); i++ {
 		pid := int64(1000 + i%100)
-		if _, _, err := appendIdempotent(ol, idemBatch(pid, 0, seqs[pid], 16<<10), 0); err != nil {
+		if _, _, err := appendIdempotent(ol, idemBatch(pid, 0, seqs[pid], 16<<10), 0, nil); err != nil {
 			b.Fatal(err)
 		}
 		seqs[pid]++

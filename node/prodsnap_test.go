@@ -56,7 +56,7 @@ func TestProducerSnapshotsMatchFullScan(t *testing.T) {
 		switch k := rng.IntN(100); {
 		case k < 60:
 			pid := int64(1000 + rng.IntN(6))
-			if _, _, err := appendIdempotent(ol, idemTestBatch(pid, epoch, next[pid]), 0); err != nil {
+			if _, _, err := appendIdempotent(ol, idemTestBatch(pid, epoch, next[pid]), 0, nil); err != nil {
 				t.Fatalf("step %d: append: %v", step, err)
 			}
 			next[pid]++
@@ -128,7 +128,7 @@ func TestProducerSnapshotCodec(t *testing.T) {
 func rebuildProducers(l *plog.Log) (producerStates, error) {
 	ps := producerStates{}
 	err := l.ScanBatches(l.StartOffset(), func(h plog.BatchHeader) bool {
-		ps.record(h, h.BaseOffset)
+		ps.record(h, h.BaseOffset, nil)
 		return true
 	})
 	return ps, err

@@ -34,6 +34,10 @@ func (n *Node) produce(ctx context.Context, req *kmsg.ProduceRequest, appended f
 	}
 	var waits []wait
 	start := time.Now()
+	txnID := ""
+	if req.TransactionID != nil {
+		txnID = *req.TransactionID
+	}
 	for _, rt := range req.Topics {
 		st := kmsg.NewProduceResponseTopic()
 		st.Topic = rt.Topic
@@ -63,7 +67,10 @@ func (n *Node) produce(ctx context.Context, req *kmsg.ProduceRequest, appended f
 				st.Partitions = append(st.Partitions, sp)
 				continue
 			}
-			res, dup, err := appendIdempotent(l, rp.Records, part.LeaderEpoch)
+			topic, p := rt.Topic, rp.Partition
+			res, dup, err := appendIdempotent(l, rp.Records, part.LeaderEpoch, func(h plog.BatchHeader) error {
+				return n.verifyTxn(ctx, txnID, h, topic, p)
+			})
 			if dup {
 				// A retry of a batch already written: answered as
 				// written, once replicated as a first write would be
@@ -129,23 +136,45 @@ func (n *Node) produce(ctx context.Context, req *kmsg.ProduceRequest, appended f
 // gap or an old epoch is rejected.
 //
 // A client may not write a control batch (a transaction marker is the
-// coordinator's to write: INVALID_RECORD, as Kafka's LogValidator), nor
-// a transactional one: no transactional producer can be initialized yet
-// (INVALID_TXN_STATE, as for a partition not added to a transaction).
-func appendIdempotent(l *openLog, batch []byte, leaderEpoch int32) (plog.AppendResult, bool, error) {
+// coordinator's to write: INVALID_RECORD, as Kafka's LogValidator). A
+// transactional batch that would open the producer's transaction on the
+// partition is first checked with verify (see Node.verifyTxn), and still
+// refused if a marker ended a transaction meanwhile.
+func appendIdempotent(l *openLog, batch []byte, leaderEpoch int32, verify func(plog.BatchHeader) error) (plog.AppendResult, bool, error) {
 	h, err := plog.ParseBatchHeader(batch)
 	switch {
 	case err == nil && h.Control():
 		return plog.AppendResult{}, false, fmt.Errorf("%w: a client may not write a control batch", plog.ErrInvalidRecord)
-	case err == nil && h.Transactional():
-		return plog.AppendResult{}, false, fmt.Errorf("%w: transactional batch from producer %d: transactions are not served", kerr.InvalidTxnState, h.ProducerID)
+	case err == nil && h.Transactional() && h.ProducerID < 0:
+		return plog.AppendResult{}, false, fmt.Errorf("%w: a transactional batch without a producer id", plog.ErrInvalidRecord)
 	}
 	if err != nil || h.ProducerID < 0 {
 		res, err := l.Append(batch, leaderEpoch)
 		return res, false, err
 	}
+	var markers uint32
+	verified := false
+	if h.Transactional() {
+		l.appendMu.Lock()
+		open, m := l.txnOpen(h)
+		l.appendMu.Unlock()
+		if !open {
+			if verify == nil {
+				return plog.AppendResult{}, false, fmt.Errorf("%w: transactional batch from producer %d", kerr.InvalidTxnState, h.ProducerID)
+			}
+			if err := verify(h); err != nil {
+				return plog.AppendResult{}, false, err
+			}
+			markers, verified = m, true
+		}
+	}
 	l.appendMu.Lock()
 	defer l.appendMu.Unlock()
+	if verified {
+		if _, m := l.txnOpen(h); m != markers {
+			return plog.AppendResult{}, false, fmt.Errorf("%w: producer %d's transaction ended while its batch was checked", kerr.InvalidTxnState, h.ProducerID)
+		}
+	}
 	dupOffset, dup, reject := l.producers.check(h)
 	if reject != nil {
 		return plog.AppendResult{}, false, reject
@@ -155,7 +184,7 @@ func appendIdempotent(l *openLog, batch []byte, leaderEpoch int32) (plog.AppendR
 	}
 	res, err := l.Append(batch, leaderEpoch)
 	if err == nil {
-		l.producers.record(h, res.FirstOffset)
+		err = l.noteBatches(batch)
 	}
 	return res, false, err
 }

@@ -21,16 +21,16 @@ func TestProducerSequences(t *testing.T) {
 		}
 	}
 	expect(h(0, 0, 3), false, 0, nil) // unknown producer: accepted
-	ps.record(h(0, 0, 3), 100)
+	ps.record(h(0, 0, 3), 100, nil)
 	expect(h(0, 3, 2), false, 0, nil)
-	ps.record(h(0, 3, 2), 103)
+	ps.record(h(0, 3, 2), 103, nil)
 	expect(h(0, 0, 3), true, 100, nil) // retry of a recent batch
 	expect(h(0, 3, 2), true, 103, nil)
 	expect(h(0, 6, 1), false, 0, kerr.OutOfOrderSequenceNumber) // gap
 	expect(h(0, 4, 1), false, 0, kerr.OutOfOrderSequenceNumber) // overlap, not a known batch
 	expect(h(1, 3, 1), false, 0, kerr.OutOfOrderSequenceNumber) // new epoch must start at 0
 	expect(h(1, 0, 1), false, 0, nil)
-	ps.record(h(1, 0, 1), 105)
+	ps.record(h(1, 0, 1), 105, nil)
 	expect(h(0, 5, 1), false, 0, kerr.InvalidProducerEpoch)
 	// Sequences wrap at MaxInt32.
 	if got := addSeq(2147483646, 3); got != 1 {
@@ -48,7 +48,7 @@ func TestProducersRebuiltFromLog(t *testing.T) {
 	}
 	ol := &openLog{Log: l, producers: producerStates{}}
 	b := idemTestBatch(42, 0, 0)
-	if _, dup, err := appendIdempotent(ol, append([]byte(nil), b...), 0); err != nil || dup {
+	if _, dup, err := appendIdempotent(ol, append([]byte(nil), b...), 0, nil); err != nil || dup {
 		t.Fatal(err, dup)
 	}
 	l.Close()
@@ -62,7 +62,7 @@ func TestProducersRebuiltFromLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	ol = &openLog{Log: l, producers: ps}
-	res, dup, err := appendIdempotent(ol, append([]byte(nil), b...), 0)
+	res, dup, err := appendIdempotent(ol, append([]byte(nil), b...), 0, nil)
 	if err != nil || !dup || res.FirstOffset != 0 || l.EndOffset() != 1 {
 		t.Fatalf("retry after reopen: %+v dup=%v %v end %d", res, dup, err, l.EndOffset())
 	}

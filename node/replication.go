@@ -120,7 +120,7 @@ func (n *Node) lead(ol *openLog, part meta.Partition) {
 		ol.appendMu.Lock()
 		if ol.producersStale {
 			if ps, at, err := loadProducers(ol.Log); err == nil {
-				ol.producers, ol.snapshotAt, ol.producersStale = ps, at, false
+				ol.setProducers(ps, at)
 			} else {
 				n.logger.Warn("rebuild producer state", "topic", part.Topic, "partition", part.Partition, "error", err)
 			}
@@ -238,15 +238,7 @@ func (f *followerLog) AppendReplicated(b []byte) error {
 		f.node.logger.Debug("replicated", "topic", f.topic, "partition", f.partition, "leader", f.leader,
 			"leader_epoch", f.epoch, "from", from, "to", ol.EndOffset())
 	}
-	for len(b) >= plog.BatchHeaderBytes {
-		h, err := plog.ParseBatchHeader(b)
-		if err != nil || h.Size() > int64(len(b)) {
-			break // AppendReplicated checked every batch: not reached
-		}
-		ol.producers.record(h, h.BaseOffset)
-		b = b[h.Size():]
-	}
-	return nil
+	return ol.noteBatches(b)
 }
 
 // TruncateTo cuts the log, after removing the producer state snapshots
@@ -327,7 +319,7 @@ func (ol *openLog) truncate(cut func() error, keep int64) error {
 	// records what it appends and snapshots it, so local retention never
 	// leaves it with no usable snapshot.
 	if ps, at, err := loadProducers(ol.Log); err == nil {
-		ol.producers, ol.snapshotAt, ol.producersStale = ps, at, false
+		ol.setProducers(ps, at)
 	}
 	return nil
 }

@@ -249,6 +249,17 @@ func (l *Log) Size() int64 {
 // headers only. Safe for concurrent use; appends made during the scan may
 // or may not be seen.
 func (l *Log) ScanBatches(from int64, fn func(BatchHeader) bool) error {
+	return l.ScanBatchesControl(from, func(h BatchHeader, _ []byte) bool { return fn(h) })
+}
+
+// maxControlBatch bounds what ScanBatchesControl reads of a control
+// batch: a marker is one record of a few bytes.
+const maxControlBatch = 4 << 10
+
+// ScanBatchesControl is ScanBatches that also passes each control batch
+// (a transaction marker) whole; nil for every other batch, and for a
+// control batch too large to be a marker.
+func (l *Log) ScanBatchesControl(from int64, fn func(h BatchHeader, control []byte) bool) error {
 	l.segMu.RLock()
 	defer l.segMu.RUnlock()
 	if err := l.Err(); err != nil {
@@ -263,7 +274,7 @@ func (l *Log) ScanBatches(from int64, fn func(BatchHeader) bool) error {
 		_, pos := s.index.lookup(from)
 		sc := newScanner(s.log, pos, s.size.Load(), 64<<10, false, *scratch)
 		for {
-			_, h, _, err := sc.next()
+			pos, h, _, err := sc.next()
 			if err == io.EOF {
 				break
 			}
@@ -273,7 +284,13 @@ func (l *Log) ScanBatches(from int64, fn func(BatchHeader) bool) error {
 			if h.LastOffset() < from {
 				continue
 			}
-			if !fn(h) {
+			var control []byte
+			if h.Control() && h.Size() <= maxControlBatch {
+				if control, err = sc.fill(pos, int(h.Size())); err != nil {
+					return l.fail(fmt.Errorf("scan batches: %w", err))
+				}
+			}
+			if !fn(h, control) {
 				return nil
 			}
 		}

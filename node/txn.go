@@ -1,0 +1,209 @@
+package node
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"slices"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/strata-io/strata/meta"
+	plog "github.com/strata-io/strata/node/log"
+)
+
+// A partition's side of transactions. Transactional batches are appended
+// like idempotent ones, once the transaction coordinator's state (the
+// metadata this node follows) says the producer's transaction holds the
+// partition (KIP-890's verification: no batch can open a transaction the
+// coordinator would never end). The coordinator ends a transaction with a
+// marker, a control batch it asks each partition's leader to write
+// (WriteTxnMarkers, Kafka's API 27, over the node's RPC). The producer
+// state follows both on leaders and followers: the open transactions give
+// the last stable offset, and aborts go to the aborted transaction index.
+
+// txnVerifyWait bounds how long a transactional produce waits for this
+// node's copy of the metadata to show its partition added: the
+// coordinator answered AddPartitionsToTxn once the change committed, and
+// this node applies it a moment later.
+const txnVerifyWait = 2 * time.Second
+
+// verifyTxn checks, against the coordinator's state, that a
+// transactional batch belongs to the ongoing transaction of txnID that
+// holds topic/p: INVALID_PRODUCER_EPOCH for a producer the coordinator
+// has fenced, INVALID_TXN_STATE for a partition not added (or a
+// transaction not ongoing).
+func (n *Node) verifyTxn(ctx context.Context, txnID string, h plog.BatchHeader, topic string, p int32) error {
+	if txnID == "" {
+		return fmt.Errorf("%w: a transactional batch without a transactional id", kerr.InvalidTxnState)
+	}
+	want := meta.TxnPartition{Topic: topic, Partition: p}
+	deadline := time.Now().Add(txnVerifyWait)
+	for {
+		v := n.cfg.Meta.Server().FSM().View()
+		t, ok, err := v.Transaction(txnID)
+		v.Close()
+		switch {
+		case err != nil:
+			return fmt.Errorf("%w: %v", kerr.UnknownServerError, err)
+		case ok && t.ProducerID == h.ProducerID && t.Epoch > h.ProducerEpoch:
+			return fmt.Errorf("%w: %s is at epoch %d, the batch has %d", kerr.InvalidProducerEpoch, txnID, t.Epoch, h.ProducerEpoch)
+		case ok && t.ProducerID == h.ProducerID && t.Epoch == h.ProducerEpoch && t.State == meta.TxnOngoing && slices.Contains(t.Partitions, want):
+			return nil
+		}
+		if !time.Now().Before(deadline) || ctx.Err() != nil {
+			if !ok {
+				return fmt.Errorf("%w: no transaction %s", kerr.InvalidTxnState, txnID)
+			}
+			return fmt.Errorf("%w: transaction %s (producer %d epoch %d, %s) does not hold %s/%d", kerr.InvalidTxnState,
+				txnID, t.ProducerID, t.Epoch, t.State, topic, p)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// txnOpen reports whether the producer's transaction is open on the
+// partition at the batch's epoch, and how many markers the producer has
+// had: a batch verified against the coordinator is appended only if no
+// marker came in between (it would belong to a transaction that ended).
+// Called with appendMu held.
+func (ol *openLog) txnOpen(h plog.BatchHeader) (open bool, markers uint32) {
+	st := ol.producers[h.ProducerID]
+	if st == nil {
+		return false, 0
+	}
+	return st.inTxn && st.epoch == h.ProducerEpoch, st.markers
+}
+
+// markerBatch encodes a transaction marker: a control batch of one record
+// whose key is the marker's version and type, whose value its version and
+// the coordinator epoch, as Kafka writes them.
+func markerBatch(producerID int64, epoch int16, commit bool, coordinatorEpoch int32, now time.Time) []byte {
+	typ := int16(markerAbort)
+	if commit {
+		typ = markerCommit
+	}
+	key := binary.BigEndian.AppendUint16(binary.BigEndian.AppendUint16(nil, 0), uint16(typ))
+	value := binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint16(nil, 0), uint32(coordinatorEpoch))
+	rec := kmsg.Record{Key: key, Value: value}
+	rec.Length = int32(len(rec.AppendTo(nil)) - 1) // what follows the length (encoded as 0, one byte)
+	body := rec.AppendTo(nil)
+	ms := now.UnixMilli()
+	b := kmsg.RecordBatch{
+		FirstOffset:          0,
+		PartitionLeaderEpoch: -1,
+		Magic:                2,
+		Attributes:           0x10 | 0x20, // transactional, control
+		LastOffsetDelta:      0,
+		FirstTimestamp:       ms,
+		MaxTimestamp:         ms,
+		ProducerID:           producerID,
+		ProducerEpoch:        epoch,
+		FirstSequence:        -1,
+		NumRecords:           1,
+		Records:              body,
+	}
+	out := b.AppendTo(nil)
+	// Length covers everything after itself; the CRC everything after
+	// the attributes' start (Kafka's batch format).
+	binary.BigEndian.PutUint32(out[8:], uint32(len(out)-12))
+	binary.BigEndian.PutUint32(out[17:], crc32.Checksum(out[21:], castagnoli))
+	return out
+}
+
+// writeTxnMarkers writes the markers the coordinator asks for, each to a
+// partition this node leads, and answers once each is replicated as an
+// acks=all produce would be.
+func (n *Node) writeTxnMarkers(ctx context.Context, req *kmsg.WriteTxnMarkersRequest) *kmsg.WriteTxnMarkersResponse {
+	resp := req.ResponseKind().(*kmsg.WriteTxnMarkersResponse)
+	for _, m := range req.Markers {
+		rm := kmsg.NewWriteTxnMarkersResponseMarker()
+		rm.ProducerID = m.ProducerID
+		for _, t := range m.Topics {
+			rt := kmsg.NewWriteTxnMarkersResponseMarkerTopic()
+			rt.Topic = t.Topic
+			for _, p := range t.Partitions {
+				rp := kmsg.NewWriteTxnMarkersResponseMarkerTopicPartition()
+				rp.Partition = p
+				rp.ErrorCode = n.writeMarker(ctx, t.Topic, p, m)
+				rt.Partitions = append(rt.Partitions, rp)
+			}
+			rm.Topics = append(rm.Topics, rt)
+		}
+		resp.Markers = append(resp.Markers, rm)
+	}
+	return resp
+}
+
+func (n *Node) writeMarker(ctx context.Context, topic string, p int32, m kmsg.WriteTxnMarkersRequestMarker) int16 {
+	l, part, kerrCode := n.partition(topic, p)
+	if kerrCode != nil {
+		return kerrCode.Code
+	}
+	if n.diskFull.Load() {
+		return kerr.KafkaStorageError.Code
+	}
+	minISR := minInsyncReplicas(l.configs)
+	if len(part.ISR) < minISR {
+		return kerr.NotEnoughReplicas.Code
+	}
+	res, err := l.appendMarker(m, part.LeaderEpoch)
+	if err != nil {
+		n.logger.Warn("transaction marker not written", "topic", topic, "partition", p, "producer_id", m.ProducerID, "error", err)
+		return errorCode(err)
+	}
+	n.appended(l, topic, p)
+	n.notifyAppended()
+	return n.waitReplicated(ctx, l, res.LastOffset, minISR, part.LeaderEpoch)
+}
+
+// appendMarker appends a marker as the partition's leader. A marker from
+// an older coordinator epoch than the producer's last is fenced
+// (TRANSACTION_COORDINATOR_FENCED); one of an older producer epoch
+// (INVALID_PRODUCER_EPOCH) too.
+func (ol *openLog) appendMarker(m kmsg.WriteTxnMarkersRequestMarker, leaderEpoch int32) (plog.AppendResult, error) {
+	ol.appendMu.Lock()
+	defer ol.appendMu.Unlock()
+	if st := ol.producers[m.ProducerID]; st != nil {
+		switch {
+		case m.CoordinatorEpoch < st.coordinatorEpoch:
+			return plog.AppendResult{}, fmt.Errorf("%w: marker of coordinator epoch %d after %d", kerr.TransactionCoordinatorFenced, m.CoordinatorEpoch, st.coordinatorEpoch)
+		case m.ProducerEpoch < st.epoch:
+			return plog.AppendResult{}, fmt.Errorf("%w: marker of epoch %d, the producer is at %d", kerr.InvalidProducerEpoch, m.ProducerEpoch, st.epoch)
+		}
+	}
+	batch := markerBatch(m.ProducerID, m.ProducerEpoch, m.Committed, m.CoordinatorEpoch, time.Now())
+	res, err := ol.Append(batch, leaderEpoch)
+	if err != nil {
+		return res, err
+	}
+	return res, ol.noteBatches(batch)
+}
+
+// readCommitted trims a consumer's fetch to what read_committed may see
+// and lists the aborted transactions in what it returns: the range from
+// fetchOffset to the end of data.
+func readCommittedAborted(l *openLog, fetchOffset int64, data []byte) []kmsg.FetchResponseTopicPartitionAbortedTransaction {
+	end := int64(-1)
+	for b := data; len(b) >= plog.BatchHeaderBytes; {
+		h, err := plog.ParseBatchHeader(b)
+		if err != nil || h.Size() > int64(len(b)) {
+			break
+		}
+		end = h.LastOffset() + 1
+		b = b[h.Size():]
+	}
+	if end < 0 {
+		return nil
+	}
+	var out []kmsg.FetchResponseTopicPartitionAbortedTransaction
+	for _, a := range l.AbortedTxns(fetchOffset, end) {
+		at := kmsg.NewFetchResponseTopicPartitionAbortedTransaction()
+		at.ProducerID, at.FirstOffset = a.ProducerID, a.FirstOffset
+		out = append(out, at)
+	}
+	return out
+}
