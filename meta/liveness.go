@@ -142,6 +142,12 @@ func (m *Member) HearsHeartbeats() bool {
 	return false
 }
 
+// HearsNATS reports whether this member hears NATS now: connected, with
+// its own heartbeats coming back. HearsHeartbeats lags a cut by a session
+// timeout (it remembers heartbeats heard before); this does not, by the
+// echo's few heartbeat intervals.
+func (m *Member) HearsNATS() bool { return m.hearing(time.Now()) }
+
 // maybeBootstrap starts the group once BootstrapExpect nodes with no group
 // have been seen and the set has held still for two heartbeats. Only the
 // lowest id bootstraps, with the lowest BootstrapExpect ids as voters; a

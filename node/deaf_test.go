@@ -2,12 +2,14 @@ package node_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/strata-io/strata/meta"
 	"github.com/strata-io/strata/testenv"
 )
 
@@ -107,5 +109,43 @@ func TestCutControllerTakesNoLeadership(t *testing.T) {
 		}
 		c.Reconnect(ctrl)
 		waitISR(ctx, t, c, "cut", 2)
+	}
+}
+
+// TestCutLeaderKeepsISR: a leader cut off NATS (its Raft connections
+// stay) sees its followers fall silent, but the silence is its own: it
+// must not shrink its ISRs to itself. The controller did once, being
+// the one node that can still change the metadata when cut off NATS: its
+// followers' lag ran out before it stopped remembering the others'
+// heartbeats; the new controller then moved leadership off it and found
+// no other in-sync replica, so the partition went offline until it came
+// back. A replica lag shorter than the session timeout makes that order
+// certain.
+func TestCutLeaderKeepsISR(t *testing.T) {
+	c := testenv.InProcess(t, 3, testenv.Options{Cuttable: true, ReplicaLagMax: 500 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl := newClient(t, c)
+	createTopic(ctx, t, cl, 3, 3, nil, "rep")
+	waitISR(ctx, t, c, "rep", 3)
+	cut := controller(t, c)
+	if !slices.ContainsFunc(partitions(t, c, "rep"), func(p meta.Partition) bool { return p.Leader == cut }) {
+		t.Skipf("the controller, node %d, leads no partition: %+v", cut, partitions(t, c, "rep"))
+	}
+	c.Disconnect(cut)
+	defer c.Reconnect(cut)
+	moved := false
+	for deadline := time.Now().Add(8 * time.Second); time.Now().Before(deadline); {
+		moved = true
+		for _, p := range partitions(t, c, "rep") {
+			if p.Leader < 0 || (len(p.ISR) == 1 && p.ISR[0] == cut) {
+				t.Fatalf("partition %d went offline with node %d cut off NATS: %+v", p.Partition, cut, p)
+			}
+			moved = moved && p.Leader != cut
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !moved {
+		t.Fatalf("node %d, cut off NATS, still leads: %+v", cut, partitions(t, c, "rep"))
 	}
 }

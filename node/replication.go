@@ -551,9 +551,13 @@ func (n *Node) stopReplicating(ol *openLog) {
 
 // proposeISRChanges asks the controller for the ISR each led partition
 // should have now, one proposal in flight per partition. A node cut off
-// NATS asks nothing: its followers' silence is its own.
+// NATS asks nothing: its followers' silence is its own. Both checks
+// count: HearsHeartbeats remembers the others' heartbeats for a session
+// timeout after a cut, and a leader that judged its followers by it
+// shrank its ISRs to itself before it knew, leaving its partitions no
+// other replica to fail over to once the controller moved them off it.
 func (n *Node) proposeISRChanges(ctx context.Context) {
-	if !n.cfg.Meta.HearsHeartbeats() {
+	if !n.cfg.Meta.HearsHeartbeats() || !n.cfg.Meta.HearsNATS() {
 		return
 	}
 	logs := n.readyLogs()
