@@ -332,10 +332,12 @@ func (c *AlterISR) decode(d *decoder) {
 	c.PartitionEpoch = d.int32()
 }
 
-func (c *CommitOffsets) encode(e *encoder) {
-	e.uvarint(uint64(len(c.Offsets)))
-	for i := range c.Offsets {
-		o := &c.Offsets[i]
+func (c *CommitOffsets) encode(e *encoder) { encodeOffsets(e, c.Offsets) }
+
+func encodeOffsets(e *encoder, offsets []Offset) {
+	e.uvarint(uint64(len(offsets)))
+	for i := range offsets {
+		o := &offsets[i]
 		e.string(o.Group)
 		e.string(o.Topic)
 		e.varint(int64(o.Partition))
@@ -345,12 +347,18 @@ func (c *CommitOffsets) encode(e *encoder) {
 		e.varint(o.CommitTimeMs)
 	}
 }
-func (c *CommitOffsets) decode(d *decoder) {
+func (c *CommitOffsets) decode(d *decoder) { c.Offsets = decodeOffsets(d) }
+
+func decodeOffsets(d *decoder) []Offset {
 	n := d.length()
-	c.Offsets = make([]Offset, n)
-	for i := range c.Offsets {
-		c.Offsets[i].decode(d)
+	if n == 0 {
+		return nil
 	}
+	out := make([]Offset, n)
+	for i := range out {
+		out[i].decode(d)
+	}
+	return out
 }
 
 func (c *DeleteOffsets) encode(e *encoder) {
@@ -452,6 +460,10 @@ func DecodeCommand(b []byte) (Command, error) {
 		c = &EndTxn{}
 	case TypeCompleteTxn:
 		c = &CompleteTxn{}
+	case TypeTxnCommitOffsets:
+		c = &TxnCommitOffsets{}
+	case TypeExpireTxn:
+		c = &ExpireTxn{}
 	default:
 		return nil, fmt.Errorf("%w: command type %d", ErrUnknownCommand, b[1])
 	}

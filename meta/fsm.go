@@ -284,6 +284,10 @@ func (w *writer) applyCmd(cmd Command) (*ApplyResult, error) {
 		return w.endTxn(c)
 	case *CompleteTxn:
 		return w.completeTxn(c)
+	case *TxnCommitOffsets:
+		return w.txnCommitOffsets(c)
+	case *ExpireTxn:
+		return w.expireTxn(c)
 	}
 	return rejected(fmt.Errorf("%w: %T", ErrUnknownCommand, cmd))
 }

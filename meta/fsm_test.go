@@ -102,6 +102,8 @@ func allCommands() []Command {
 		&AddTxnPartitions{ID: "tx", ProducerID: 1000, Epoch: 0, Partitions: []TxnPartition{{Topic: "orders", Partition: 1}}, Groups: []string{"g"}, NowMs: 6},
 		&EndTxn{ID: "tx", ProducerID: 1000, Epoch: 0, Commit: true, NowMs: 7},
 		&CompleteTxn{ID: "tx", ProducerID: 1000, Epoch: 0, NowMs: 8},
+		&TxnCommitOffsets{ID: "tx", ProducerID: 1000, Epoch: 0, Group: "g", Offsets: []Offset{{Group: "g", Topic: "orders", Partition: 1, Offset: 5, LeaderEpoch: 2, Metadata: "m"}}, NowMs: 9},
+		&ExpireTxn{ID: "tx", ProducerID: 1000, Epoch: 0, NowMs: 10},
 	}
 }
 

@@ -93,6 +93,10 @@ type Transaction struct {
 	// AddPartitions or AddOffsets); UpdateMs the last change.
 	StartMs  int64 `json:"start_ms"`
 	UpdateMs int64 `json:"update_ms"`
+	// Offsets are the transaction's pending offset commits
+	// (TxnOffsetCommit): written to their groups if it commits, dropped
+	// if it aborts.
+	Offsets []Offset `json:"offsets,omitempty"`
 }
 
 // InitTxn is InitProducerId with a transactional id: a new id gets a
@@ -131,8 +135,33 @@ type EndTxn struct {
 	NowMs      int64
 }
 
+// TxnCommitOffsets adds offsets for a group the transaction holds (by
+// AddOffsetsToTxn) to its pending commits; a later one for the same
+// partition replaces an earlier one.
+type TxnCommitOffsets struct {
+	ID         string
+	ProducerID int64
+	Epoch      int16
+	Group      string
+	Offsets    []Offset
+	NowMs      int64
+}
+
+// ExpireTxn is the coordinator aborting a transaction past its timeout:
+// the epoch is bumped, fencing the producer that let it run over, and
+// the transaction moves to PrepareAbort for its markers (written with
+// the new epoch). Only the Ongoing transaction of ProducerID at Epoch
+// expires.
+type ExpireTxn struct {
+	ID         string
+	ProducerID int64
+	Epoch      int16
+	NowMs      int64
+}
+
 // CompleteTxn records that a prepared transaction's markers are written:
-// it moves to CompleteCommit or CompleteAbort and forgets its partitions.
+// it moves to CompleteCommit or CompleteAbort and forgets its partitions;
+// a commit writes its pending offsets to their groups.
 // Fenced by producer id and epoch, so a late completion of an earlier
 // transaction changes nothing.
 type CompleteTxn struct {
@@ -147,6 +176,8 @@ const (
 	TypeAddTxnPartitions CommandType = 21
 	TypeEndTxn           CommandType = 22
 	TypeCompleteTxn      CommandType = 23
+	TypeTxnCommitOffsets CommandType = 24
+	TypeExpireTxn        CommandType = 25
 )
 
 const keyTxn = "x/txn/" // x/txn/<transactional id>
@@ -157,6 +188,32 @@ func (InitTxn) Type() CommandType          { return TypeInitTxn }
 func (AddTxnPartitions) Type() CommandType { return TypeAddTxnPartitions }
 func (EndTxn) Type() CommandType           { return TypeEndTxn }
 func (CompleteTxn) Type() CommandType      { return TypeCompleteTxn }
+func (TxnCommitOffsets) Type() CommandType { return TypeTxnCommitOffsets }
+func (ExpireTxn) Type() CommandType        { return TypeExpireTxn }
+
+func (c *TxnCommitOffsets) encode(e *encoder) {
+	e.string(c.ID)
+	e.varint(c.ProducerID)
+	e.varint(int64(c.Epoch))
+	e.string(c.Group)
+	encodeOffsets(e, c.Offsets)
+	e.varint(c.NowMs)
+}
+func (c *TxnCommitOffsets) decode(d *decoder) {
+	c.ID, c.ProducerID, c.Epoch, c.Group = d.string(), d.varint(), int16(d.varint()), d.string()
+	c.Offsets = decodeOffsets(d)
+	c.NowMs = d.varint()
+}
+
+func (c *ExpireTxn) encode(e *encoder) {
+	e.string(c.ID)
+	e.varint(c.ProducerID)
+	e.varint(int64(c.Epoch))
+	e.varint(c.NowMs)
+}
+func (c *ExpireTxn) decode(d *decoder) {
+	c.ID, c.ProducerID, c.Epoch, c.NowMs = d.string(), d.varint(), int16(d.varint()), d.varint()
+}
 
 func (c *InitTxn) encode(e *encoder) {
 	e.string(c.ID)
@@ -237,6 +294,7 @@ func (t *Transaction) encode() []byte {
 	e.strings(t.Groups)
 	e.varint(t.StartMs)
 	e.varint(t.UpdateMs)
+	encodeOffsets(&e, t.Offsets)
 	return e.b
 }
 
@@ -251,6 +309,9 @@ func decodeTransaction(b []byte) (Transaction, error) {
 	t.Partitions = decodeTxnPartitions(&d)
 	t.Groups = d.strings()
 	t.StartMs, t.UpdateMs = d.varint(), d.varint()
+	if len(d.b) > 0 { // absent from records written before TxnOffsetCommit
+		t.Offsets = decodeOffsets(&d)
+	}
 	return t, d.finish("transaction")
 }
 
@@ -463,12 +524,58 @@ func (w *writer) completeTxn(c *CompleteTxn) (*ApplyResult, error) {
 	switch t.State {
 	case TxnPrepareCommit:
 		t.State = TxnCompleteCommit
+		for i := range t.Offsets {
+			o := &t.Offsets[i]
+			o.CommitTimeMs = c.NowMs
+			if err := w.set(offsetKey(o.Group, o.Topic, o.Partition), o.encode()); err != nil {
+				return nil, err
+			}
+		}
 	case TxnPrepareAbort:
 		t.State = TxnCompleteAbort
 	default:
 		return txnResult(t), nil // completed already
 	}
-	t.Partitions, t.Groups, t.UpdateMs = nil, nil, c.NowMs
+	t.Partitions, t.Groups, t.Offsets, t.UpdateMs = nil, nil, nil, c.NowMs
+	return txnResult(t), w.writeTxn(&t)
+}
+
+func (w *writer) txnCommitOffsets(c *TxnCommitOffsets) (*ApplyResult, error) {
+	t, err := w.producerTxn(c.ID, c.ProducerID, c.Epoch)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case t.State == TxnPrepareCommit || t.State == TxnPrepareAbort:
+		return rejected(fmt.Errorf("%w: %s is %s", ErrConcurrentTransactions, c.ID, t.State))
+	case t.State != TxnOngoing || !slices.Contains(t.Groups, c.Group):
+		return rejected(fmt.Errorf("%w: %s (%s) has not added group %q", ErrInvalidTxnState, c.ID, t.State, c.Group))
+	}
+	for _, o := range c.Offsets {
+		o.Group = c.Group
+		i := slices.IndexFunc(t.Offsets, func(p Offset) bool { return p.Group == o.Group && p.Topic == o.Topic && p.Partition == o.Partition })
+		if i >= 0 {
+			t.Offsets[i] = o
+		} else {
+			t.Offsets = append(t.Offsets, o)
+		}
+	}
+	t.UpdateMs = c.NowMs
+	return txnResult(t), w.writeTxn(&t)
+}
+
+func (w *writer) expireTxn(c *ExpireTxn) (*ApplyResult, error) {
+	t, ok, err := w.readTxn(c.ID)
+	if err != nil {
+		return nil, err
+	}
+	if !ok || t.ProducerID != c.ProducerID || t.Epoch != c.Epoch || t.State != TxnOngoing {
+		return rejected(fmt.Errorf("%w: %s is no longer the ongoing transaction of producer %d epoch %d", ErrInvalidTxnState, c.ID, c.ProducerID, c.Epoch))
+	}
+	if err := w.bumpEpoch(&t); err != nil {
+		return nil, err
+	}
+	t.State, t.UpdateMs = TxnPrepareAbort, c.NowMs
 	return txnResult(t), w.writeTxn(&t)
 }
 

@@ -30,6 +30,18 @@ func (a *applier) txn(c Command) (*Transaction, error) {
 	return r.Txn, r.Err
 }
 
+// offsets are a group's committed offsets, by partition.
+func (a *applier) offsets(group string) []Offset {
+	a.t.Helper()
+	v := a.f.View()
+	defer v.Close()
+	os, err := v.GroupOffsets(group)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	return os
+}
+
 func (a *applier) stateOf(id string) Transaction {
 	a.t.Helper()
 	v := a.f.View()
@@ -248,4 +260,63 @@ func equalTxn(a, b Transaction) bool {
 		}
 	}
 	return true
+}
+
+// TestTxnOffsets: offsets committed in a transaction wait in it; a
+// commit writes them to the group, an abort drops them; a group the
+// transaction has not added is refused. A transaction past its timeout
+// expires: its producer is fenced and it aborts.
+func TestTxnOffsets(t *testing.T) {
+	a := &applier{t: t, f: openTestFSM(t, t.TempDir())}
+	a.mustApply(testTopic("orders", 2, 1))
+	init, err := a.txn(&InitTxn{ID: "tx", TimeoutMs: 60000, ProducerID: -1, Epoch: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := init.ProducerID
+	off := func(p int32, o int64) Offset { return Offset{Topic: "orders", Partition: p, Offset: o} }
+	a.wantErr(ErrInvalidTxnState, &TxnCommitOffsets{ID: "tx", ProducerID: pid, Epoch: 0, Group: "g", Offsets: []Offset{off(0, 1)}})
+	if _, err := a.txn(&AddTxnPartitions{ID: "tx", ProducerID: pid, Epoch: 0, Groups: []string{"g"}}); err != nil {
+		t.Fatal(err)
+	}
+	a.wantErr(ErrInvalidTxnState, &TxnCommitOffsets{ID: "tx", ProducerID: pid, Epoch: 0, Group: "other", Offsets: []Offset{off(0, 1)}})
+	a.wantErr(ErrProducerFenced, &TxnCommitOffsets{ID: "tx", ProducerID: pid, Epoch: -1, Group: "g", Offsets: []Offset{off(0, 1)}})
+	for _, o := range []Offset{off(0, 1), off(1, 7), off(0, 3)} {
+		if _, err := a.txn(&TxnCommitOffsets{ID: "tx", ProducerID: pid, Epoch: 0, Group: "g", Offsets: []Offset{o}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := a.offsets("g"); len(got) != 0 {
+		t.Fatalf("pending offsets visible before the commit: %+v", got)
+	}
+	if _, err := a.txn(&EndTxn{ID: "tx", ProducerID: pid, Epoch: 0, Commit: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.txn(&CompleteTxn{ID: "tx", ProducerID: pid, Epoch: 0, NowMs: 50}); err != nil {
+		t.Fatal(err)
+	}
+	got := a.offsets("g")
+	if len(got) != 2 || got[0].Offset != 3 || got[1].Offset != 7 || got[0].Group != "g" || got[0].CommitTimeMs != 50 {
+		t.Fatalf("committed offsets: %+v, want partition 0 at 3 and 1 at 7", got)
+	}
+
+	// Aborted: nothing of it reaches the group.
+	if _, err := a.txn(&AddTxnPartitions{ID: "tx", ProducerID: pid, Epoch: 0, Groups: []string{"g"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.txn(&TxnCommitOffsets{ID: "tx", ProducerID: pid, Epoch: 0, Group: "g", Offsets: []Offset{off(0, 100)}}); err != nil {
+		t.Fatal(err)
+	}
+	a.wantErr(ErrInvalidTxnState, &ExpireTxn{ID: "tx", ProducerID: pid, Epoch: 1})
+	tx, err := a.txn(&ExpireTxn{ID: "tx", ProducerID: pid, Epoch: 0})
+	if err != nil || tx.State != TxnPrepareAbort || tx.Epoch != 1 {
+		t.Fatalf("expiry: %+v %v", tx, err)
+	}
+	a.wantErr(ErrProducerFenced, &EndTxn{ID: "tx", ProducerID: pid, Epoch: 0, Commit: true})
+	if _, err := a.txn(&CompleteTxn{ID: "tx", ProducerID: pid, Epoch: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.offsets("g"); got[0].Offset != 3 {
+		t.Fatalf("an aborted transaction's offset reached the group: %+v", got)
+	}
 }
