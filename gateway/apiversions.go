@@ -34,6 +34,10 @@ var apis = map[int16]apiRange{
 	21: {0, 2},  // DeleteRecords
 	22: {0, 4},  // InitProducerId
 	23: {0, 4},  // OffsetForLeaderEpoch
+	24: {0, 4},  // AddPartitionsToTxn (v4+: batched)
+	25: {0, 3},  // AddOffsetsToTxn (v4: transactions v2, not served)
+	26: {0, 4},  // EndTxn (v5: transactions v2, not served)
+	28: {0, 4},  // TxnOffsetCommit (v5: transactions v2, not served)
 	29: {0, 3},  // DescribeAcls
 	30: {0, 3},  // CreateAcls
 	31: {0, 3},  // DeleteAcls

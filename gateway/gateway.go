@@ -705,7 +705,12 @@ func (g *Gateway) handle(ctx context.Context, h requestHeader, req kmsg.Request)
 	case *kmsg.DescribeLogDirsRequest:
 		return g.describeLogDirs(ctx, r)
 	case *kmsg.InitProducerIDRequest:
+		if r.TransactionalID != nil {
+			return g.txnRequest(ctx, h, r)
+		}
 		return g.initProducerID(ctx, r)
+	case *kmsg.AddPartitionsToTxnRequest, *kmsg.AddOffsetsToTxnRequest, *kmsg.EndTxnRequest, *kmsg.TxnOffsetCommitRequest:
+		return g.txnRequest(ctx, h, req)
 	case *kmsg.DeleteTopicsRequest:
 		return g.deleteTopics(ctx, r)
 	case *kmsg.CreatePartitionsRequest:

@@ -195,8 +195,15 @@ func (g *Gateway) hideFetchedOffsets(ctx context.Context, r *kmsg.OffsetFetchReq
 	return f
 }
 
-// authorizeCoordinator: FindCoordinator needs DESCRIBE on the group
-// (GROUP_AUTHORIZATION_FAILED otherwise).
-func (g *Gateway) coordinatorDenied(ctx context.Context, req *kmsg.FindCoordinatorRequest) bool {
-	return req.CoordinatorType == 0 && !g.allowed(ctx, opDescribe, rtGroup, req.CoordinatorKey)
+// coordinatorDenied: FindCoordinator needs DESCRIBE on the group
+// (GROUP_AUTHORIZATION_FAILED otherwise) or on the transactional id
+// (TRANSACTIONAL_ID_AUTHORIZATION_FAILED); 0 when allowed.
+func (g *Gateway) coordinatorDenied(ctx context.Context, req *kmsg.FindCoordinatorRequest) int16 {
+	switch {
+	case req.CoordinatorType == 0 && !g.allowed(ctx, opDescribe, rtGroup, req.CoordinatorKey):
+		return kerr.GroupAuthorizationFailed.Code
+	case req.CoordinatorType == 1 && !g.allowed(ctx, opDescribe, rtTxnID, req.CoordinatorKey):
+		return kerr.TransactionalIDAuthorizationFailed.Code
+	}
+	return 0
 }

@@ -14,18 +14,17 @@ import (
 	"github.com/strata-io/strata/meta"
 )
 
-// findCoordinator names a live gateway, spread by group id: every gateway
-// forwards group requests to the controller, which coordinates every
-// group.
+// findCoordinator names a live gateway, spread by group or transactional
+// id: every gateway forwards group and transaction requests to the
+// controller, which coordinates every group and transaction.
 func (g *Gateway) findCoordinator(ctx context.Context, req *kmsg.FindCoordinatorRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
-	if req.CoordinatorType != 0 {
-		// Transaction coordinators are not served.
-		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
+	if req.CoordinatorType != 0 && req.CoordinatorType != 1 {
+		resp.ErrorCode = kerr.InvalidRequest.Code
 		return resp
 	}
-	if g.coordinatorDenied(ctx, req) {
-		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
+	if code := g.coordinatorDenied(ctx, req); code != 0 {
+		resp.ErrorCode = code
 		return resp
 	}
 	p := pick(g.liveOn(ctx), req.CoordinatorKey, 0)
@@ -102,6 +101,25 @@ func groupError(req kmsg.Request, code int16) kmsg.Response {
 			dg := kmsg.NewDeleteGroupsResponseGroup()
 			dg.Group, dg.ErrorCode = g, code
 			r.Groups = append(r.Groups, dg)
+		}
+	case *kmsg.InitProducerIDResponse:
+		r.ErrorCode, r.ProducerID, r.ProducerEpoch = code, -1, -1
+	case *kmsg.AddOffsetsToTxnResponse:
+		r.ErrorCode = code
+	case *kmsg.EndTxnResponse:
+		r.ErrorCode = code
+	case *kmsg.AddPartitionsToTxnResponse:
+		txnPartitionErrors(req.(*kmsg.AddPartitionsToTxnRequest), r, func(string, int32) int16 { return code })
+	case *kmsg.TxnOffsetCommitResponse:
+		for _, t := range req.(*kmsg.TxnOffsetCommitRequest).Topics {
+			rt := kmsg.NewTxnOffsetCommitResponseTopic()
+			rt.Topic = t.Topic
+			for _, p := range t.Partitions {
+				rp := kmsg.NewTxnOffsetCommitResponseTopicPartition()
+				rp.Partition, rp.ErrorCode = p.Partition, code
+				rt.Partitions = append(rt.Partitions, rp)
+			}
+			r.Topics = append(r.Topics, rt)
 		}
 	case *kmsg.OffsetCommitResponse:
 		for _, t := range req.(*kmsg.OffsetCommitRequest).Topics {

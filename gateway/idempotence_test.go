@@ -57,8 +57,8 @@ func TestIdempotentProducer(t *testing.T) {
 	tr := kmsg.NewPtrInitProducerIDRequest()
 	tid := "txn"
 	tr.TransactionalID = &tid
-	if r, _ := broker.Request(ctx, tr); r.(*kmsg.InitProducerIDResponse).ErrorCode != kerr.TransactionalIDAuthorizationFailed.Code {
-		t.Fatal("a transactional id was accepted")
+	if r, _ := broker.Request(ctx, tr); r.(*kmsg.InitProducerIDResponse).ErrorCode != kerr.InvalidTransactionTimeout.Code {
+		t.Fatalf("a transactional id with no timeout: %v, want INVALID_TRANSACTION_TIMEOUT", kerr.ErrorForCode(r.(*kmsg.InitProducerIDResponse).ErrorCode))
 	}
 
 	// A default franz-go producer is idempotent now: every record once.

@@ -41,15 +41,11 @@ func (p *producerIDs) take(ctx context.Context, client *meta.Client) (int64, err
 }
 
 // initProducerID gives an idempotent producer its id and epoch. A producer
-// that already has an id (v3+) gets the next epoch of it. Transactions are
-// not supported: a transactional id is refused.
+// that already has an id (v3+) gets the next epoch of it. A
+// transactional producer's goes to the transaction coordinator (txn.go).
 func (g *Gateway) initProducerID(ctx context.Context, req *kmsg.InitProducerIDRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.InitProducerIDResponse)
 	resp.ProducerID, resp.ProducerEpoch = -1, -1
-	if req.TransactionalID != nil {
-		resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
-		return resp
-	}
 	// An idempotent producer needs IDEMPOTENT_WRITE on the cluster, or
 	// WRITE on some topic (KIP-679).
 	if !g.allowedCluster(ctx, opIdempotentWrite) && !g.allowedAny(ctx, opWrite, rtTopic) {

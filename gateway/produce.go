@@ -31,12 +31,15 @@ func (g *Gateway) produce(ctx context.Context, req *kmsg.ProduceRequest) kmsg.Re
 			st.Topic = name // from v13 only the id is encoded; the name is for metrics
 		}
 		authorized := known && g.allowed(ctx, opWrite, rtTopic, name)
+		txnDenied := req.TransactionID != nil && !g.allowed(ctx, opWrite, rtTxnID, *req.TransactionID)
 		for j, rp := range rt.Partitions {
 			sp := kmsg.NewProduceResponseTopicPartition()
 			sp.Partition, sp.BaseOffset, sp.LogAppendTime, sp.LogStartOffset = rp.Partition, -1, -1, -1
 			switch {
 			case req.Acks != 0 && req.Acks != 1 && req.Acks != -1:
 				sp.ErrorCode = kerr.InvalidRequiredAcks.Code
+			case txnDenied:
+				sp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
 			case !known:
 				sp.ErrorCode = kerr.UnknownTopicID.Code
 			case !authorized:

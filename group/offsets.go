@@ -131,3 +131,16 @@ func (c *Coordinator) OffsetFetch(ctx context.Context, req *kmsg.OffsetFetchRequ
 	}
 	return resp
 }
+
+// CheckMember fences a transactional offset commit (TxnOffsetCommit v3+,
+// KIP-447) by the group's generation as OffsetCommit is fenced: 0 when
+// member is in group at generation, or when the commit names no member
+// (generation -1: an older client, or a producer outside the group).
+func (c *Coordinator) CheckMember(group, member string, generation int32) int16 {
+	if generation < 0 && member == "" {
+		return 0
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.checkLocked(c.groups[group], member, generation)
+}

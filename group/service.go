@@ -3,6 +3,7 @@ package group
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/strata-io/strata/internal/rpc"
 	"github.com/strata-io/strata/meta"
+	"github.com/strata-io/strata/txn"
 )
 
 // Service answers group requests on NATS while this node is the
@@ -31,6 +33,7 @@ type Service struct {
 
 	mu    sync.Mutex
 	coord *Coordinator
+	txn   *txn.Coordinator // the transaction coordinator, beside coord
 }
 
 // Start subscribes the service.
@@ -65,17 +68,20 @@ func (s *Service) Close() {
 	s.handlers.Close()
 	s.caller.Close()
 	s.mu.Lock()
-	c := s.coord
-	s.coord = nil
+	c, tc := s.coord, s.txn
+	s.coord, s.txn = nil, nil
 	s.mu.Unlock()
 	if c != nil {
 		c.Close()
+	}
+	if tc != nil {
+		tc.Close()
 	}
 }
 
 // coordinator returns the coordinator while this node leads, creating it;
 // when leadership has moved it drops it (its members get NOT_COORDINATOR).
-func (s *Service) coordinator() *Coordinator {
+func (s *Service) coordinator() (*Coordinator, *txn.Coordinator) {
 	leads := s.member.Server().IsLeader()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -84,12 +90,34 @@ func (s *Service) coordinator() *Coordinator {
 			go s.coord.Close()
 			s.coord = nil
 		}
-		return nil
+		if s.txn != nil {
+			go s.txn.Close()
+			s.txn = nil
+		}
+		return nil, nil
 	}
 	if s.coord == nil {
 		s.coord = New(memberStore{s.member}, s.logger)
 	}
-	return s.coord
+	if s.txn == nil {
+		s.txn = txn.New(txn.Config{Store: memberStore{s.member}, Markers: s.sendMarkers, Members: s.coord.CheckMember,
+			Epoch: txn.EpochOf(s.member.Server().Raft().CurrentTerm()), Logger: s.logger})
+	}
+	return s.coord, s.txn
+}
+
+// sendMarkers asks node to write transaction markers, over its Kafka
+// subject (WriteTxnMarkers is for nodes only: gateways never forward it).
+func (s *Service) sendMarkers(ctx context.Context, node int32, req *kmsg.WriteTxnMarkersRequest) (*kmsg.WriteTxnMarkersResponse, error) {
+	resp, err := s.caller.Kafka(ctx, rpc.KafkaSubject(s.cluster, node), req, rpc.KafkaCall{})
+	if err != nil {
+		return nil, err
+	}
+	r, ok := resp.(*kmsg.WriteTxnMarkersResponse)
+	if !ok {
+		return nil, fmt.Errorf("group: node %d answered WriteTxnMarkers with %T", node, resp)
+	}
+	return r, nil
 }
 
 func (s *Service) handle(msg *nats.Msg) {
@@ -107,7 +135,7 @@ func (s *Service) handle(msg *nats.Msg) {
 		fail("deadline passed before the request was handled")
 		return
 	}
-	coord := s.coordinator()
+	coord, tc := s.coordinator()
 	if coord == nil {
 		if msg.Header.Get("Strata-Forwarded") != "" {
 			fail("not the coordinator")
@@ -157,6 +185,16 @@ func (s *Service) handle(msg *nats.Msg) {
 		resp = coord.DeleteGroups(ctx, r)
 	case *kmsg.OffsetDeleteRequest:
 		resp = coord.OffsetDelete(ctx, r)
+	case *kmsg.InitProducerIDRequest:
+		resp = tc.InitProducerID(ctx, r)
+	case *kmsg.AddPartitionsToTxnRequest:
+		resp = tc.AddPartitionsToTxn(ctx, r)
+	case *kmsg.AddOffsetsToTxnRequest:
+		resp = tc.AddOffsetsToTxn(ctx, r)
+	case *kmsg.EndTxnRequest:
+		resp = tc.EndTxn(ctx, r)
+	case *kmsg.TxnOffsetCommitRequest:
+		resp = tc.TxnOffsetCommit(ctx, r)
 	default:
 		fail("not a group request")
 		return
@@ -200,3 +238,9 @@ func (s memberStore) DeleteOffsets(ctx context.Context, group, topic string, par
 	}
 	return err
 }
+
+func (s memberStore) Propose(ctx context.Context, cmd meta.Command) (*meta.ApplyResult, error) {
+	return s.m.Propose(ctx, cmd)
+}
+
+func (s memberStore) View() *meta.View { return s.m.Server().FSM().View() }

@@ -1,0 +1,82 @@
+package gateway_test
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// TestTransactions: a franz-go transactional producer commits, aborts
+// and commits again; a read_committed consumer sees exactly the
+// committed records, in order, and a read_uncommitted one every record.
+func TestTransactions(t *testing.T) {
+	c, ctx, _, _ := topicEnv(t, "txn", 2)
+	prod, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), kgo.TransactionalID("tx-1"), kgo.DefaultProduceTopic("txn"),
+		kgo.TransactionTimeout(30*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	var committed []string
+	n := 0
+	for i, commit := range []bool{true, false, true, false, true} {
+		if err := prod.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		var vals []string
+		for range 10 + i {
+			v := strconv.Itoa(n)
+			n++
+			vals = append(vals, v)
+			if err := prod.ProduceSync(ctx, &kgo.Record{Key: []byte(v), Value: []byte(v)}).FirstErr(); err != nil {
+				t.Fatalf("transaction %d: %v", i, err)
+			}
+		}
+		if err := prod.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
+			t.Fatalf("end transaction %d (commit %v): %v", i, commit, err)
+		}
+		if commit {
+			committed = append(committed, vals...)
+		}
+	}
+	read := func(level kgo.IsolationLevel, want int) map[string]bool {
+		t.Helper()
+		cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), kgo.ConsumeTopics("txn"), kgo.FetchIsolationLevel(level),
+			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		got := map[string]bool{}
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		for len(got) < want && rctx.Err() == nil {
+			cl.PollFetches(rctx).EachRecord(func(r *kgo.Record) {
+				if got[string(r.Value)] {
+					t.Errorf("record %s read twice", r.Value)
+				}
+				got[string(r.Value)] = true
+			})
+		}
+		// Anything more would show within a moment.
+		extra, cancel2 := context.WithTimeout(ctx, 500*time.Millisecond)
+		defer cancel2()
+		cl.PollFetches(extra).EachRecord(func(r *kgo.Record) { got[string(r.Value)] = true })
+		return got
+	}
+	got := read(kgo.ReadCommitted(), len(committed))
+	if len(got) != len(committed) {
+		t.Fatalf("read_committed read %d records, want the %d committed", len(got), len(committed))
+	}
+	for _, v := range committed {
+		if !got[v] {
+			t.Fatalf("read_committed lacks committed record %s", v)
+		}
+	}
+	if got := read(kgo.ReadUncommitted(), n); len(got) != n {
+		t.Fatalf("read_uncommitted read %d records, want all %d", len(got), n)
+	}
+}
