@@ -1,0 +1,65 @@
+package gateway_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/strata-io/strata/testenv"
+)
+
+// TestFranzGoIntegration runs franz-go's own integration tests of
+// transactions and consumer groups (TestTxnEtl: a consume-transform-
+// produce pipeline in transactions, checked for loss and duplicates;
+// TestGroupETL) against a Strata cluster, from the franz-go module this
+// project builds with. They need the go command, and the module's
+// source in the module cache (go mod download puts it there).
+func TestFranzGoIntegration(t *testing.T) {
+	if testing.Short() {
+		t.Skip("minutes long: not with -short")
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command to run franz-go's tests with")
+	}
+	out, err := exec.Command(goBin, "list", "-m", "-f", "{{.Dir}}", "github.com/twmb/franz-go").Output()
+	src := strings.TrimSpace(string(out))
+	if err != nil || src == "" {
+		t.Skipf("franz-go's source is not in the module cache: %v", err)
+	}
+	// The module cache is read-only; the tests run from a copy.
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS(src)); err != nil {
+		t.Fatal(err)
+	}
+	c := testenv.InProcess(t, 1, testenv.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, goBin, "test", "-count=1", "-run", "^(TestTxnEtl|TestGroupETL)$", "-timeout", "9m", "./pkg/kgo")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "KGO_SEEDS="+c.Addr(), "KGO_TEST_RF=1", "KGO_LOG_LEVEL=none", "GOFLAGS=-mod=mod",
+		"GOCACHE="+goEnv(t, goBin, "GOCACHE"), "CGO_ENABLED=0")
+	got, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("franz-go's integration tests against Strata: %v\n%s", err, tail(string(got), 8000))
+	}
+	t.Logf("%s", tail(string(got), 2000))
+}
+
+func goEnv(t *testing.T, goBin, name string) string {
+	out, err := exec.Command(goBin, "env", name).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}
