@@ -90,13 +90,21 @@ func (n *Node) tierCovers(topic string, p int32, base, next int64) (bool, error)
 	return true, nil
 }
 
-// removable is a partition log's Options.Removable. The rule: a tiered
-// partition's segment leaves the local disk only once the manifest
-// covers it to its last offset (or it lies below the log start, deleted
-// on purpose). The log asks in the same critical section as it deletes,
-// and again right before deleting under the invariants build tag.
-func (n *Node) removable(topic string, p int32, ts *tierState) func(plog.SegmentInfo) bool {
+// removable is a partition log's Options.Removable. The rules: no
+// segment holding an offset at or past the first offset of an open
+// transaction goes (retention never passes the last stable offset: the
+// transaction's records, and the state its marker ends, must stay until
+// it ends); and a tiered partition's segment leaves the local disk only
+// once the manifest covers it to its last offset (or it lies below the
+// log start, deleted on purpose). The log asks in the same critical
+// section as it deletes, and again right before deleting under the
+// invariants build tag.
+func (n *Node) removable(topic string, p int32, ol *openLog) func(plog.SegmentInfo) bool {
+	ts := &ol.tier
 	return func(s plog.SegmentInfo) bool {
+		if s.NextOffset > ol.firstUnstable.Load() {
+			return false // until its producer state is loaded, too: 0
+		}
 		if !ts.enabled.Load() {
 			return true
 		}

@@ -238,3 +238,64 @@ func TestTxnPartition(t *testing.T) {
 		t.Fatalf("a fenced producer's batch: %v, want INVALID_PRODUCER_EPOCH", kerr.ErrorForCode(code))
 	}
 }
+
+// logStart is partition 0's log start (ListOffsets earliest).
+func (h txnHarness) logStart() int64 {
+	h.t.Helper()
+	req := kmsg.NewPtrListOffsetsRequest()
+	req.ReplicaID = -1
+	rt := kmsg.NewListOffsetsRequestTopic()
+	rt.Topic = "t"
+	rp := kmsg.NewListOffsetsRequestTopicPartition()
+	rp.Timestamp = -2
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	sp := h.serve(req).(*kmsg.ListOffsetsResponse).Topics[0].Partitions[0]
+	if sp.ErrorCode != 0 {
+		h.t.Fatalf("list offsets: %v", kerr.ErrorForCode(sp.ErrorCode))
+	}
+	return sp.Offset
+}
+
+// TestRetentionStopsAtOpenTransaction: retention deletes no segment
+// holding an offset at or past the first offset of an open transaction
+// (the last stable offset), however old; once the transaction ends it
+// goes on.
+func TestRetentionStopsAtOpenTransaction(t *testing.T) {
+	c := testenv.InProcess(t, 1, testenv.Options{MaintainInterval: 50 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	h := txnHarness{t, c, ctx}
+	createTopic(ctx, t, newClient(t, c), 1, 1, map[string]*string{"segment.bytes": kmsg.StringPtr("300"), "retention.ms": kmsg.StringPtr("1")}, "t")
+	h.waitServing()
+	for range 3 {
+		if code := h.produce("", txnTestBatch(-1, -1, -1, 1, false)); code != 0 {
+			t.Fatal(kerr.ErrorForCode(code))
+		}
+	}
+	init := h.propose(&meta.InitTxn{ID: "tx", TimeoutMs: 60000, ProducerID: -1, Epoch: -1}).Txn
+	pid, epoch := init.ProducerID, init.Epoch
+	h.propose(&meta.AddTxnPartitions{ID: "tx", ProducerID: pid, Epoch: epoch, Partitions: []meta.TxnPartition{{Topic: "t", Partition: 0}}})
+	if code := h.produce("tx", txnTestBatch(pid, epoch, 0, 1, true)); code != 0 { // offset 3
+		t.Fatal(kerr.ErrorForCode(code))
+	}
+	for range 30 {
+		if code := h.produce("", txnTestBatch(-1, -1, -1, 1, false)); code != 0 {
+			t.Fatal(kerr.ErrorForCode(code))
+		}
+	}
+	time.Sleep(time.Second) // many maintenance passes, everything past retention.ms
+	if start := h.logStart(); start > 3 {
+		t.Fatalf("retention moved the log start to %d, past the open transaction at 3", start)
+	}
+	h.propose(&meta.EndTxn{ID: "tx", ProducerID: pid, Epoch: epoch})
+	if code := h.marker(pid, epoch, false); code != 0 {
+		t.Fatal(kerr.ErrorForCode(code))
+	}
+	for h.logStart() <= 3 {
+		if ctx.Err() != nil {
+			t.Fatal("retention never went past the transaction once it ended")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
