@@ -54,6 +54,9 @@ var apis = map[int16]apiRange{
 	50: {0, 0},  // DescribeUserScramCredentials
 	51: {0, 0},  // AlterUserScramCredentials
 	60: {0, 1},  // DescribeCluster
+	61: {0, 0},  // DescribeProducers
+	65: {0, 0},  // DescribeTransactions
+	66: {0, 2},  // ListTransactions
 }
 
 func supported(key, version int16) bool {

@@ -36,6 +36,7 @@ func TestAuthorizationByAPI(t *testing.T) {
 	topic := func() *kadm.ACLBuilder { return kadm.NewACLs().Allow("User:tester").Topics("t") }
 	group := func() *kadm.ACLBuilder { return kadm.NewACLs().Allow("User:tester").Groups("g") }
 	cluster := func() *kadm.ACLBuilder { return kadm.NewACLs().Allow("User:tester").Clusters() }
+	txnID := func() *kadm.ACLBuilder { return kadm.NewACLs().Allow("User:tester").TransactionalIDs("tx") }
 	str := kmsg.StringPtr
 
 	cases := []struct {
@@ -188,6 +189,66 @@ func TestAuthorizationByAPI(t *testing.T) {
 			r.ProducerID, r.ProducerEpoch = -1, -1
 			return r
 		}, func(r kmsg.Response) int16 { return r.(*kmsg.InitProducerIDResponse).ErrorCode }},
+		{"InitProducerId (transactional)", txnID().Operations(kadm.OpWrite), kerr.TransactionalIDAuthorizationFailed, func() kmsg.Request {
+			r := kmsg.NewPtrInitProducerIDRequest()
+			r.TransactionalID, r.TransactionTimeoutMillis, r.ProducerID, r.ProducerEpoch = str("tx"), 60000, -1, -1
+			return r
+		}, func(r kmsg.Response) int16 { return r.(*kmsg.InitProducerIDResponse).ErrorCode }},
+		{"FindCoordinator (transaction)", txnID().Operations(kadm.OpDescribe), kerr.TransactionalIDAuthorizationFailed, func() kmsg.Request {
+			r := kmsg.NewPtrFindCoordinatorRequest()
+			r.SetVersion(3)
+			r.CoordinatorKey, r.CoordinatorType = "tx", 1
+			return r
+		}, func(r kmsg.Response) int16 { return r.(*kmsg.FindCoordinatorResponse).ErrorCode }},
+		{"AddPartitionsToTxn", txnID().Operations(kadm.OpWrite), kerr.TransactionalIDAuthorizationFailed, func() kmsg.Request {
+			// Both forms: v0-3 names one transaction, v4 batches them
+			// (the client sends the version it negotiated).
+			r := kmsg.NewPtrAddPartitionsToTxnRequest()
+			r.TransactionalID, r.ProducerID, r.ProducerEpoch = "tx", 1, 0
+			rt := kmsg.NewAddPartitionsToTxnRequestTopic()
+			rt.Topic, rt.Partitions = "t", []int32{0}
+			r.Topics = append(r.Topics, rt)
+			tx := kmsg.NewAddPartitionsToTxnRequestTransaction()
+			tx.TransactionalID, tx.ProducerID, tx.ProducerEpoch = "tx", 1, 0
+			tt := kmsg.NewAddPartitionsToTxnRequestTransactionTopic()
+			tt.Topic, tt.Partitions = "t", []int32{0}
+			tx.Topics = append(tx.Topics, tt)
+			r.Transactions = append(r.Transactions, tx)
+			return r
+		}, func(r kmsg.Response) int16 {
+			resp := r.(*kmsg.AddPartitionsToTxnResponse)
+			if len(resp.Transactions) > 0 {
+				return resp.Transactions[0].Topics[0].Partitions[0].ErrorCode
+			}
+			return resp.Topics[0].Partitions[0].ErrorCode
+		}},
+		{"EndTxn", txnID().Operations(kadm.OpWrite), kerr.TransactionalIDAuthorizationFailed, func() kmsg.Request {
+			r := kmsg.NewPtrEndTxnRequest()
+			r.TransactionalID, r.ProducerID = "tx", 1
+			return r
+		}, func(r kmsg.Response) int16 { return r.(*kmsg.EndTxnResponse).ErrorCode }},
+		{"AddOffsetsToTxn", group().Operations(kadm.OpRead), kerr.GroupAuthorizationFailed, func() kmsg.Request {
+			mustACL(t, adm, txnID().Operations(kadm.OpWrite)) // the id is checked first
+			r := kmsg.NewPtrAddOffsetsToTxnRequest()
+			r.TransactionalID, r.ProducerID, r.Group = "tx", 1, "g"
+			return r
+		}, func(r kmsg.Response) int16 { return r.(*kmsg.AddOffsetsToTxnResponse).ErrorCode }},
+		{"DescribeTransactions", txnID().Operations(kadm.OpDescribe), kerr.TransactionalIDAuthorizationFailed, func() kmsg.Request {
+			r := kmsg.NewPtrDescribeTransactionsRequest()
+			r.TransactionalIDs = []string{"tx"}
+			return r
+		}, func(r kmsg.Response) int16 {
+			return r.(*kmsg.DescribeTransactionsResponse).TransactionStates[0].ErrorCode
+		}},
+		{"DescribeProducers", topic().Operations(kadm.OpRead), kerr.TopicAuthorizationFailed, func() kmsg.Request {
+			r := kmsg.NewPtrDescribeProducersRequest()
+			rt := kmsg.NewDescribeProducersRequestTopic()
+			rt.Topic, rt.Partitions = "t", []int32{0}
+			r.Topics = append(r.Topics, rt)
+			return r
+		}, func(r kmsg.Response) int16 {
+			return r.(*kmsg.DescribeProducersResponse).Topics[0].Partitions[0].ErrorCode
+		}},
 		{"DescribeAcls", cluster().Operations(kadm.OpDescribe), kerr.ClusterAuthorizationFailed, func() kmsg.Request {
 			r := kmsg.NewPtrDescribeACLsRequest()
 			r.ResourceType, r.ResourcePatternType, r.Operation, r.PermissionType = kmsg.ACLResourceTypeAny, kmsg.ACLResourcePatternTypeAny, kmsg.ACLOperationAny, kmsg.ACLPermissionTypeAny

@@ -711,6 +711,12 @@ func (g *Gateway) handle(ctx context.Context, h requestHeader, req kmsg.Request)
 		return g.initProducerID(ctx, r)
 	case *kmsg.AddPartitionsToTxnRequest, *kmsg.AddOffsetsToTxnRequest, *kmsg.EndTxnRequest, *kmsg.TxnOffsetCommitRequest:
 		return g.txnRequest(ctx, h, req)
+	case *kmsg.ListTransactionsRequest:
+		return g.listTransactions(ctx, r)
+	case *kmsg.DescribeTransactionsRequest:
+		return g.describeTransactions(ctx, r)
+	case *kmsg.DescribeProducersRequest:
+		return g.describeProducers(ctx, r)
 	case *kmsg.DeleteTopicsRequest:
 		return g.deleteTopics(ctx, r)
 	case *kmsg.CreatePartitionsRequest:

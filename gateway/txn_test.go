@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -13,7 +14,7 @@ import (
 // and commits again; a read_committed consumer sees exactly the
 // committed records, in order, and a read_uncommitted one every record.
 func TestTransactions(t *testing.T) {
-	c, ctx, _, _ := topicEnv(t, "txn", 2)
+	c, ctx, _, adm := topicEnv(t, "txn", 2)
 	prod, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), kgo.TransactionalID("tx-1"), kgo.DefaultProduceTopic("txn"),
 		kgo.TransactionTimeout(30*time.Second))
 	if err != nil {
@@ -67,6 +68,37 @@ func TestTransactions(t *testing.T) {
 		cl.PollFetches(extra).EachRecord(func(r *kgo.Record) { got[string(r.Value)] = true })
 		return got
 	}
+	// An open transaction, as kafka-transactions.sh would see it.
+	if err := prod.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := prod.ProduceSync(ctx, &kgo.Record{Partition: 0, Value: []byte("open")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	listed, err := adm.ListTransactions(ctx, nil, []string{"Ongoing"})
+	if err != nil || listed["tx-1"].State != "Ongoing" {
+		t.Fatalf("list transactions: %+v %v", listed, err)
+	}
+	described, err := adm.DescribeTransactions(ctx, "tx-1")
+	if d := described["tx-1"]; err != nil || d.Err != nil || d.State != "Ongoing" || d.TimeoutMillis != 30000 || len(d.Topics["txn"]) == 0 {
+		t.Fatalf("describe transactions: %+v %v", described, err)
+	}
+	producers, err := adm.DescribeProducers(ctx, kadm.TopicsSet{"txn": {0: {}, 1: {}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := false
+	producers.EachProducer(func(p kadm.DescribedProducer) {
+		open = open || (p.ProducerID == described["tx-1"].ProducerID && p.CurrentTxnStartOffset >= 0)
+	})
+	if !open {
+		t.Fatalf("describe producers shows no open transaction: %+v", producers)
+	}
+	if err := prod.EndTransaction(ctx, kgo.TryAbort); err != nil {
+		t.Fatal(err)
+	}
+	n++ // the aborted "open" record: read_uncommitted sees it
+
 	got := read(kgo.ReadCommitted(), len(committed))
 	if len(got) != len(committed) {
 		t.Fatalf("read_committed read %d records, want the %d committed", len(got), len(committed))
@@ -76,7 +108,7 @@ func TestTransactions(t *testing.T) {
 			t.Fatalf("read_committed lacks committed record %s", v)
 		}
 	}
-	if got := read(kgo.ReadUncommitted(), n); len(got) != n {
+	if got := read(kgo.ReadUncommitted(), n); len(got) != n || !got["open"] {
 		t.Fatalf("read_uncommitted read %d records, want all %d", len(got), n)
 	}
 }

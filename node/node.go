@@ -382,6 +382,8 @@ func (n *Node) ServeKafka(ctx context.Context, req kmsg.Request, tierRead bool, 
 		resp = n.describeLogDirs(r)
 	case *kmsg.WriteTxnMarkersRequest:
 		resp = n.writeTxnMarkers(ctx, r)
+	case *kmsg.DescribeProducersRequest:
+		resp = n.describeProducers(r)
 	default:
 		return nil, release, fmt.Errorf("node: %s is not served by nodes", kmsg.NameForKey(req.Key()))
 	}

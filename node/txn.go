@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"maps"
 	"slices"
 	"time"
 
@@ -206,4 +207,40 @@ func readCommittedAborted(l *openLog, fetchOffset int64, data []byte) []kmsg.Fet
 		out = append(out, at)
 	}
 	return out
+}
+
+// describeProducers lists each led partition's active producers: epoch,
+// last sequence, coordinator epoch and the open transaction's first
+// offset (-1: none), as kafka-transactions.sh describe-producers shows.
+func (n *Node) describeProducers(req *kmsg.DescribeProducersRequest) *kmsg.DescribeProducersResponse {
+	resp := req.ResponseKind().(*kmsg.DescribeProducersResponse)
+	for _, t := range req.Topics {
+		rt := kmsg.NewDescribeProducersResponseTopic()
+		rt.Topic = t.Topic
+		for _, p := range t.Partitions {
+			rp := kmsg.NewDescribeProducersResponseTopicPartition()
+			rp.Partition = p
+			l, _, kerrCode := n.partition(t.Topic, p)
+			if kerrCode != nil {
+				rp.ErrorCode = kerrCode.Code
+				rt.Partitions = append(rt.Partitions, rp)
+				continue
+			}
+			l.appendMu.Lock()
+			for _, id := range slices.Sorted(maps.Keys(l.producers)) {
+				st := l.producers[id]
+				ap := kmsg.NewDescribeProducersResponseTopicPartitionActiveProducer()
+				ap.ProducerID, ap.ProducerEpoch, ap.LastSequence = id, int32(st.epoch), st.lastSeq
+				ap.LastTimestamp, ap.CoordinatorEpoch, ap.CurrentTxnStartOffset = -1, st.coordinatorEpoch, -1
+				if st.inTxn {
+					ap.CurrentTxnStartOffset = st.txnFirst
+				}
+				rp.ActiveProducers = append(rp.ActiveProducers, ap)
+			}
+			l.appendMu.Unlock()
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	return resp
 }
