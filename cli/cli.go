@@ -42,6 +42,7 @@ func runWith(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			topCommand(),
 			userCommand(),
 			aclCommand(),
+			txnCommand(),
 		},
 	}
 	addFlagsBeside(app.Commands, brokersFlag, clientSecurityFlags)
