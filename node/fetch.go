@@ -117,9 +117,13 @@ func (n *Node) fetchOnce(ctx context.Context, req *kmsg.FetchRequest, budget int
 			if cap(data) > 0 {
 				*held = append(*held, data)
 			}
+			var aborted func(from, upTo int64) ([]plog.AbortedTxn, error) // the tier's and the local indexes
 			if errors.Is(err, plog.ErrOffsetOutOfRange) && rp.FetchOffset < l.StartOffset() && n.remote != nil && req.ReplicaID < 0 {
-				// Below the local log: the tier may have it.
-				if hints {
+				// Below the local log: the tier may have it. A gateway
+				// that reads the tier itself does so for read_uncommitted
+				// only: the aborted transactions of a read_committed read
+				// of the tier may be in the local log's indexes too.
+				if hints && !readCommitted {
 					var hint []byte
 					if hint, err = n.remoteHint(l, part, rp.FetchOffset); err == nil {
 						sp.ErrorCode, sp.RecordBatches = kerr.OffsetMovedToTieredStorage.Code, hint
@@ -133,6 +137,7 @@ func (n *Node) fetchOnce(ctx context.Context, req *kmsg.FetchRequest, budget int
 						*held = append(*held, b) // given back once the response is sent
 						return b
 					})
+					aborted = func(from, upTo int64) ([]plog.AbortedTxn, error) { return n.abortedFrom(ctx, l, part, from, upTo) }
 				}
 			}
 			if err != nil {
@@ -145,8 +150,11 @@ func (n *Node) fetchOnce(ctx context.Context, req *kmsg.FetchRequest, budget int
 				data = []byte{}
 			}
 			sp.RecordBatches = data
-			if readCommitted {
-				sp.AbortedTransactions = readCommittedAborted(l, rp.FetchOffset, data)
+			if readCommitted && err == nil {
+				if sp.AbortedTransactions, err = readCommittedAborted(l, rp.FetchOffset, data, aborted); err != nil {
+					sp.ErrorCode, sp.RecordBatches, data = errorCode(err), []byte{}, nil
+					failed = true
+				}
 			}
 			total += len(data)
 			st.Partitions = append(st.Partitions, sp)

@@ -92,6 +92,9 @@ type Node struct {
 	uploader *tier.Uploader
 	// remote reads what was uploaded, for fetches below the local log.
 	remote *tier.Reader
+	// remoteTxnIdx caches uploaded segments' aborted transaction
+	// indexes for read_committed reads of the tier (txn.go).
+	remoteTxnIdx remoteTxnIndexes
 	// reconciler is owned by reconcileLoop.
 	reconciler reconciler
 	// diskFull: the data disk is above its high-water mark (disk.go).

@@ -87,6 +87,7 @@ func (n *Node) produce(ctx context.Context, req *kmsg.ProduceRequest, appended f
 				sp.ErrorCode = errorCode(err)
 				msg := err.Error()
 				sp.ErrorMessage = &msg
+				n.logger.Debug("produce refused", "topic", rt.Topic, "partition", rp.Partition, "error", err)
 			} else {
 				wrote = true
 				n.appended(l, rt.Topic, rp.Partition)

@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"maps"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/strata-io/strata/meta"
 	plog "github.com/strata-io/strata/node/log"
+	"github.com/strata-io/strata/tier"
 )
 
 // A partition's side of transactions. Transactional batches are appended
@@ -184,10 +186,11 @@ func (ol *openLog) appendMarker(m kmsg.WriteTxnMarkersRequestMarker, leaderEpoch
 	return res, ol.noteBatches(batch)
 }
 
-// readCommitted trims a consumer's fetch to what read_committed may see
-// and lists the aborted transactions in what it returns: the range from
-// fetchOffset to the end of data.
-func readCommittedAborted(l *openLog, fetchOffset int64, data []byte) []kmsg.FetchResponseTopicPartitionAbortedTransaction {
+// readCommittedAborted lists the aborted transactions in what a
+// read_committed fetch returns: the range from fetchOffset to the end of
+// data, from the local indexes, or through aborted (the tier's too) when
+// set.
+func readCommittedAborted(l *openLog, fetchOffset int64, data []byte, aborted func(from, upTo int64) ([]plog.AbortedTxn, error)) ([]kmsg.FetchResponseTopicPartitionAbortedTransaction, error) {
 	end := int64(-1)
 	for b := data; len(b) >= plog.BatchHeaderBytes; {
 		h, err := plog.ParseBatchHeader(b)
@@ -198,10 +201,21 @@ func readCommittedAborted(l *openLog, fetchOffset int64, data []byte) []kmsg.Fet
 		b = b[h.Size():]
 	}
 	if end < 0 {
-		return nil
+		return nil, nil
 	}
+	if aborted == nil {
+		return abortedOf(l.AbortedTxns(fetchOffset, end)), nil
+	}
+	list, err := aborted(fetchOffset, end)
+	if err != nil {
+		return nil, err
+	}
+	return abortedOf(list), nil
+}
+
+func abortedOf(list []plog.AbortedTxn) []kmsg.FetchResponseTopicPartitionAbortedTransaction {
 	var out []kmsg.FetchResponseTopicPartitionAbortedTransaction
-	for _, a := range l.AbortedTxns(fetchOffset, end) {
+	for _, a := range list {
 		at := kmsg.NewFetchResponseTopicPartitionAbortedTransaction()
 		at.ProducerID, at.FirstOffset = a.ProducerID, a.FirstOffset
 		out = append(out, at)
@@ -243,4 +257,66 @@ func (n *Node) describeProducers(req *kmsg.DescribeProducersRequest) *kmsg.Descr
 		resp.Topics = append(resp.Topics, rt)
 	}
 	return resp
+}
+
+// remoteTxnIndexes caches uploaded segments' aborted transaction indexes
+// by .log object key (objects never change; a segment without one caches
+// nil). Bounded: cleared whole when it reaches maxCachedTxnIndexes.
+type remoteTxnIndexes struct {
+	mu sync.Mutex
+	m  map[string][]plog.AbortedTxn
+}
+
+const maxCachedTxnIndexes = 4096
+
+func (c *remoteTxnIndexes) get(ctx context.Context, store tier.Store, key string) ([]plog.AbortedTxn, error) {
+	c.mu.Lock()
+	e, ok := c.m[key]
+	c.mu.Unlock()
+	if ok {
+		return e, nil
+	}
+	e, err := tier.ReadAbortedTxns(ctx, store, key)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= maxCachedTxnIndexes {
+		c.m = map[string][]plog.AbortedTxn{}
+	}
+	c.m[key] = e
+	c.mu.Unlock()
+	return e, nil
+}
+
+// abortedFrom lists the aborted transactions overlapping [from, upTo)
+// for a read_committed fetch that read from the tier: the uploaded
+// segments' indexes from the one holding from, then the local log's
+// (a transaction read in the bucket may have aborted in a segment still
+// on disk), stopping at the first entry whose last stable offset reaches
+// upTo (Kafka's rule).
+func (n *Node) abortedFrom(ctx context.Context, l *openLog, part meta.Partition, from, upTo int64) ([]plog.AbortedTxn, error) {
+	segs, err := n.manifest(part)
+	if err != nil {
+		return nil, err
+	}
+	var out []plog.AbortedTxn
+	for _, s := range segs {
+		if s.LastOffset < from || s.BaseOffset >= l.StartOffset() {
+			continue
+		}
+		entries, err := n.remoteTxnIdx.get(ctx, n.cfg.Tier, s.ObjectKey)
+		if err != nil {
+			return nil, fmt.Errorf("%w: aborted transactions of %s: %v", plog.ErrIO, s.ObjectKey, err)
+		}
+		for _, e := range entries {
+			if e.LastOffset >= from && e.FirstOffset < upTo {
+				out = append(out, e)
+			}
+			if e.LastStableOffset >= upTo {
+				return out, nil
+			}
+		}
+	}
+	return append(out, l.AbortedTxns(max(from, l.StartOffset()), upTo)...), nil
 }

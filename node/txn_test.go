@@ -3,16 +3,21 @@ package node_test
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"hash/crc32"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/strata-io/strata/meta"
 	"github.com/strata-io/strata/testenv"
+	"github.com/strata-io/strata/tier"
 )
 
 // txnTestBatch is a batch of n records from a producer, transactional or
@@ -297,5 +302,88 @@ func TestRetentionStopsAtOpenTransaction(t *testing.T) {
 			t.Fatal("retention never went past the transaction once it ended")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestTieredReadCommitted: transactions, some aborted, on a tiered topic
+// whose local disk retention then empties; a read_committed replay from
+// offset 0, all of it from the bucket, returns exactly the committed
+// records (the uploaded segments carry their aborted transaction
+// indexes), through a gateway that reads the bucket itself and through
+// one that leaves it to the node.
+func TestTieredReadCommitted(t *testing.T) {
+	for _, gatewayTier := range []bool{false, true} {
+		t.Run(map[bool]string{false: "node-reads", true: "gateway-reads"}[gatewayTier], func(t *testing.T) {
+			store, err := tier.OpenDir(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := testenv.InProcess(t, 1, testenv.Options{Tier: store, GatewayTier: gatewayTier, MaintainInterval: 50 * time.Millisecond})
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+			defer cancel()
+			cl := newClient(t, c)
+			createTopic(ctx, t, cl, 1, 1, map[string]*string{
+				"remote.storage.enable": kadm.StringPtr("true"),
+				"segment.bytes":         kadm.StringPtr("262144"),
+				"local.retention.ms":    kadm.StringPtr("500"),
+			}, "tt")
+			prod := newClient(t, c, kgo.TransactionalID("tt-producer"), kgo.DefaultProduceTopic("tt"))
+			value := strings.Repeat("v", 1000)
+			committed := map[string]bool{}
+			for i := range 24 {
+				if err := prod.BeginTransaction(); err != nil {
+					t.Fatal(err)
+				}
+				var vals []string
+				for j := range 100 {
+					v := fmt.Sprintf("%d-%d-%s", i, j, value)
+					vals = append(vals, v)
+					prod.Produce(ctx, &kgo.Record{Value: []byte(v)}, func(_ *kgo.Record, err error) {
+						if err != nil {
+							t.Errorf("produce: %v", err)
+						}
+					})
+				}
+				if err := prod.Flush(ctx); err != nil {
+					t.Fatal(err)
+				}
+				commit := i%3 != 1
+				if err := prod.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
+					t.Fatal(err)
+				}
+				if commit {
+					for _, v := range vals {
+						committed[v] = true
+					}
+				}
+			}
+			end, _ := listOffset(ctx, t, cl, "tt", -1)
+			for {
+				start, _, err := tryListOffset(ctx, cl, "tt", 0, -4)
+				if err == nil && start == end {
+					break
+				}
+				if ctx.Err() != nil {
+					t.Fatalf("local log start %d, want %d: the history never left the disk (%v)", start, end, err)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			consumer := newClient(t, c, kgo.ConsumeTopics("tt"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+				kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxPartitionBytes(64<<10))
+			got := 0
+			for got < len(committed) {
+				fs := consumer.PollFetches(ctx)
+				if ctx.Err() != nil {
+					t.Fatalf("read %d of %d committed records", got, len(committed))
+				}
+				fs.EachError(func(_ string, _ int32, err error) { t.Fatal(err) })
+				fs.EachRecord(func(r *kgo.Record) {
+					if !committed[string(r.Value)] {
+						t.Fatalf("read_committed returned %.10s… at offset %d, of an aborted transaction", r.Value, r.Offset)
+					}
+					got++
+				})
+			}
+		})
 	}
 }

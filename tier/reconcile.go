@@ -44,8 +44,9 @@ type ReconcileResult struct {
 }
 
 // segmentSuffixes are the objects of one uploaded segment. The
-// .producers object is missing from segments uploaded before it existed.
-var segmentSuffixes = []string{".log", ".index", ".timeindex", ".epochs", ProducersSuffix}
+// .producers object is missing from segments uploaded before it existed,
+// the .txnindex object from every segment without an aborted transaction.
+var segmentSuffixes = []string{".log", ".index", ".timeindex", ".epochs", ProducersSuffix, TxnIndexSuffix}
 
 // SegmentObjects are the keys of every object of the segment whose .log
 // object is logKey.

@@ -360,6 +360,12 @@ func (u *Uploader) attempt(j *Job) error {
 			return err
 		}
 	}
+	if len(seg.AbortedTxns) > 0 {
+		b := plog.EncodeAbortedTxns(seg.AbortedTxns)
+		if err := u.cfg.Store.Put(j.Ctx, base+TxnIndexSuffix, bytes.NewReader(b), int64(len(b))); err != nil {
+			return err
+		}
+	}
 	epochs := EncodeEpochs(j.Epochs)
 	if err := u.cfg.Store.Put(j.Ctx, base+".epochs", strings.NewReader(epochs), int64(len(epochs))); err != nil {
 		return err
@@ -423,6 +429,28 @@ func EncodeEpochs(epochs []meta.EpochStart) string {
 // ProducersSuffix names the object holding the producer state as of a
 // segment's end (see Job.Producers).
 const ProducersSuffix = ".producers"
+
+// TxnIndexSuffix names the object holding a segment's aborted
+// transaction index (node/log's .txnindex format), uploaded only for a
+// segment that has aborted transactions.
+const TxnIndexSuffix = ".txnindex"
+
+// maxTxnIndexObject bounds what ReadAbortedTxns accepts.
+const maxTxnIndexObject = 64 << 20
+
+// ReadAbortedTxns reads the aborted transaction index uploaded with the
+// segment whose .log object is logKey: none (and no error) when it was
+// uploaded without one.
+func ReadAbortedTxns(ctx context.Context, s Store, logKey string) ([]plog.AbortedTxn, error) {
+	b, err := readObject(ctx, s, strings.TrimSuffix(logKey, ".log")+TxnIndexSuffix, maxTxnIndexObject)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	}
+	return plog.DecodeAbortedTxns(b)
+}
 
 // maxProducersObject bounds what ReadProducers accepts.
 const maxProducersObject = 64 << 20
