@@ -28,7 +28,8 @@ const (
 // records and of 10,000, each committing; the commit latency (EndTxn)
 // of the 100-record transactions; then read_committed against
 // read_uncommitted consumption of the same topic, a tenth of whose
-// transactions aborted. One partition, acks=all, 1 KiB records.
+// transactions aborted. One partition, acks=all, 1 KiB records, not
+// compressed (they are one random value repeated).
 //
 //	go test -run '^$' -bench Transactions -benchtime 1x ./gateway
 func BenchmarkTransactions(b *testing.B) {
@@ -45,7 +46,7 @@ func BenchmarkTransactions(b *testing.B) {
 			}
 		}
 		// The baseline: idempotent, as fast as acknowledgements allow.
-		idem, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), kgo.DefaultProduceTopic("idem"))
+		idem, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), kgo.DefaultProduceTopic("idem"), kgo.ProducerBatchCompression(kgo.NoCompression()))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -65,7 +66,8 @@ func BenchmarkTransactions(b *testing.B) {
 
 		b.ResetTimer()
 		txnRun := func(topic string, perTxn int, abortEvery int) (float64, []time.Duration) {
-			p, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), kgo.DefaultProduceTopic(topic), kgo.TransactionalID("bench-"+topic))
+			p, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), kgo.DefaultProduceTopic(topic), kgo.TransactionalID("bench-"+topic),
+				kgo.ProducerBatchCompression(kgo.NoCompression()))
 			if err != nil {
 				b.Fatal(err)
 			}
