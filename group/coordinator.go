@@ -26,6 +26,15 @@ type OffsetStore interface {
 	DeleteOffsets(ctx context.Context, group, topic string, partitions []int32) error
 }
 
+// PendingOffsetStore is an OffsetStore that also knows the offsets
+// transactions have committed but not yet completed (TxnOffsetCommit):
+// OffsetFetch with require_stable answers UNSTABLE_OFFSET_COMMIT for
+// those partitions (KIP-447), so a member taking a partition over does
+// not resume from before what a committing transaction consumed.
+type PendingOffsetStore interface {
+	PendingTxnOffsets(ctx context.Context, group string) (map[meta.TxnPartition]bool, error)
+}
+
 type state int
 
 const (

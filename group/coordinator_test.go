@@ -193,3 +193,40 @@ func TestDescribeGroupKnownByOffsets(t *testing.T) {
 		t.Errorf("never: state %q, want Dead", got.State)
 	}
 }
+
+// pendingStore has offsets a transaction committed but has not completed.
+type pendingStore struct {
+	memStore
+	pending map[meta.TxnPartition]bool
+}
+
+func (s *pendingStore) PendingTxnOffsets(context.Context, string) (map[meta.TxnPartition]bool, error) {
+	return s.pending, nil
+}
+
+// TestOffsetFetchRequireStable: KIP-447. A partition whose offsets a
+// transaction has committed but not completed answers
+// UNSTABLE_OFFSET_COMMIT to a fetch that requires stable offsets (the
+// client retries), and its committed offset to one that does not.
+func TestOffsetFetchRequireStable(t *testing.T) {
+	s := &pendingStore{memStore: memStore{offsets: map[string][]meta.Offset{}}, pending: map[meta.TxnPartition]bool{{Topic: "t", Partition: 1}: true}}
+	c := New(s, nil)
+	defer c.Close()
+	if err := s.CommitOffsets(context.Background(), []meta.Offset{{Group: "g", Topic: "t", Partition: 0, Offset: 5}, {Group: "g", Topic: "t", Partition: 1, Offset: 7}}); err != nil {
+		t.Fatal(err)
+	}
+	fetch := func(stable bool) []kmsg.OffsetFetchResponseTopicPartition {
+		req := kmsg.NewPtrOffsetFetchRequest()
+		req.SetVersion(7)
+		req.Group, req.RequireStable = "g", stable
+		req.Topics = []kmsg.OffsetFetchRequestTopic{{Topic: "t", Partitions: []int32{0, 1}}}
+		return c.OffsetFetch(context.Background(), req).Topics[0].Partitions
+	}
+	got := fetch(true)
+	if got[0].ErrorCode != 0 || got[0].Offset != 5 || got[1].ErrorCode != kerr.UnstableOffsetCommit.Code {
+		t.Fatalf("require_stable: %+v", got)
+	}
+	if got = fetch(false); got[1].ErrorCode != 0 || got[1].Offset != 7 {
+		t.Fatalf("without require_stable: %+v", got)
+	}
+}

@@ -88,6 +88,13 @@ func (c *Coordinator) OffsetFetch(ctx context.Context, req *kmsg.OffsetFetchRequ
 		topic     string
 		partition int32
 	}
+	var pending map[meta.TxnPartition]bool
+	if ps, ok := c.store.(PendingOffsetStore); ok && req.RequireStable {
+		if pending, err = ps.PendingTxnOffsets(ctx, req.Group); err != nil {
+			resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
+			return resp
+		}
+	}
 	byTP := map[tp]meta.Offset{}
 	var order []tp
 	for _, o := range committed {
@@ -107,6 +114,9 @@ func (c *Coordinator) OffsetFetch(ctx context.Context, req *kmsg.OffsetFetchRequ
 				rp.Offset, rp.LeaderEpoch = o.Offset, o.LeaderEpoch
 				md := o.Metadata
 				rp.Metadata = &md
+			}
+			if pending[meta.TxnPartition{Topic: topic, Partition: p}] {
+				rp.ErrorCode, rp.Offset = kerr.UnstableOffsetCommit.Code, -1
 			}
 			rt.Partitions = append(rt.Partitions, rp)
 		}

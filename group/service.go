@@ -244,3 +244,26 @@ func (s memberStore) Propose(ctx context.Context, cmd meta.Command) (*meta.Apply
 }
 
 func (s memberStore) View() *meta.View { return s.m.Server().FSM().View() }
+
+// PendingTxnOffsets lists the partitions whose offsets a transaction not
+// yet complete has committed for group.
+func (s memberStore) PendingTxnOffsets(ctx context.Context, group string) (map[meta.TxnPartition]bool, error) {
+	v := s.View()
+	defer v.Close()
+	txns, err := v.Transactions()
+	if err != nil {
+		return nil, err
+	}
+	out := map[meta.TxnPartition]bool{}
+	for _, t := range txns {
+		if t.State != meta.TxnOngoing && t.State != meta.TxnPrepareCommit && t.State != meta.TxnPrepareAbort {
+			continue
+		}
+		for _, o := range t.Offsets {
+			if o.Group == group {
+				out[meta.TxnPartition{Topic: o.Topic, Partition: o.Partition}] = true
+			}
+		}
+	}
+	return out, nil
+}
