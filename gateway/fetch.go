@@ -53,24 +53,61 @@ func (g *Gateway) fetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.Respon
 		}
 		resp.Topics = append(resp.Topics, st)
 	}
-	g.route(ctx, time.Duration(req.MaxWaitMillis)*time.Millisecond, refs, nil, func(rs []partRef) kmsg.Request {
-		part := kmsg.NewPtrFetchRequest()
-		part.SetVersion(min(req.GetVersion(), nodeFetchVersion))
-		part.ReplicaID, part.MaxWaitMillis, part.MinBytes, part.MaxBytes = -1, req.MaxWaitMillis, req.MinBytes, req.MaxBytes
-		part.IsolationLevel, part.SessionEpoch = req.IsolationLevel, -1
-		for _, r := range rs {
-			t := kmsg.NewFetchRequestTopic()
-			t.Topic = r.topic
-			t.Partitions = []kmsg.FetchRequestTopicPartition{req.Topics[r.i].Partitions[r.j]}
-			part.Topics = append(part.Topics, t)
+	// round asks every leader for its partitions, each waiting up to
+	// wait for data (the leader's long poll).
+	round := func(wait time.Duration) {
+		g.route(ctx, max(time.Until(deadline), 0), refs, nil, func(rs []partRef) kmsg.Request {
+			part := kmsg.NewPtrFetchRequest()
+			part.SetVersion(min(req.GetVersion(), nodeFetchVersion))
+			part.ReplicaID, part.MaxWaitMillis, part.MinBytes, part.MaxBytes = -1, int32(wait.Milliseconds()), req.MinBytes, req.MaxBytes
+			part.IsolationLevel, part.SessionEpoch = req.IsolationLevel, -1
+			for _, r := range rs {
+				t := kmsg.NewFetchRequestTopic()
+				t.Topic = r.topic
+				t.Partitions = []kmsg.FetchRequestTopicPartition{req.Topics[r.i].Partitions[r.j]}
+				part.Topics = append(part.Topics, t)
+			}
+			return part
+		}, func(r kmsg.Response, rs []partRef) []partRef {
+			got := r.(*kmsg.FetchResponse)
+			return takeParts(rs, len(got.Topics), func(k int) []kmsg.FetchResponseTopicPartition { return got.Topics[k].Partitions },
+				func(ref partRef) *kmsg.FetchResponseTopicPartition { return &resp.Topics[ref.i].Partitions[ref.j] },
+				func(p *kmsg.FetchResponseTopicPartition) *int16 { return &p.ErrorCode })
+		}, func(ref partRef, code int16) { resp.Topics[ref.i].Partitions[ref.j].ErrorCode = code })
+	}
+	if len(refs) <= 1 {
+		round(time.Until(deadline))
+	} else {
+		// Partitions on several leaders: one leader's long poll must
+		// not hold back another's data (the answer waits for every
+		// leader). First what each has now; then, while none has
+		// enough, polls of at most fetchRoundWait each.
+		round(0)
+		for !fetchAnswered(resp, req.MinBytes) && time.Until(deadline) > 0 && ctx.Err() == nil {
+			round(min(time.Until(deadline), fetchRoundWait))
 		}
-		return part
-	}, func(r kmsg.Response, rs []partRef) []partRef {
-		got := r.(*kmsg.FetchResponse)
-		return takeParts(rs, len(got.Topics), func(k int) []kmsg.FetchResponseTopicPartition { return got.Topics[k].Partitions },
-			func(ref partRef) *kmsg.FetchResponseTopicPartition { return &resp.Topics[ref.i].Partitions[ref.j] },
-			func(p *kmsg.FetchResponseTopicPartition) *int16 { return &p.ErrorCode })
-	}, func(ref partRef, code int16) { resp.Topics[ref.i].Partitions[ref.j].ErrorCode = code })
+	}
 	g.serveRemote(ctx, req, resp, names, deadline)
 	return resp
+}
+
+// fetchRoundWait bounds each leader's long poll when a fetch spans
+// several partitions: data arriving at one is answered within it, while
+// the others still wait. Kafka answers at once (it waits on all its
+// partitions together); a gateway waits on each leader separately.
+const fetchRoundWait = 100 * time.Millisecond
+
+// fetchAnswered reports whether a fetch response is ready to go: it
+// holds minBytes of records, or an error.
+func fetchAnswered(resp *kmsg.FetchResponse, minBytes int32) bool {
+	n := 0
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			if p.ErrorCode != 0 {
+				return true
+			}
+			n += len(p.RecordBatches)
+		}
+	}
+	return n >= int(max(minBytes, 1))
 }

@@ -704,3 +704,43 @@ func TestRetriedBatchWaitsForReplicas(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestFetchDoesNotWaitForIdleLeaders: a consumer of a topic whose
+// partitions have three different leaders, only one of which gets data,
+// receives a record at once, not when the idle leaders' long polls end
+// (the gateway answered only once every leader had: a record could wait
+// the whole fetch.max.wait).
+func TestFetchDoesNotWaitForIdleLeaders(t *testing.T) {
+	c := testenv.InProcess(t, 3, testenv.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl := newClient(t, c, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	createTopic(ctx, t, cl, 3, 1, nil, "spread")
+	leaders := map[int32]bool{}
+	for _, p := range partitions(t, c, "spread") {
+		leaders[p.Leader] = true
+	}
+	if len(leaders) < 2 {
+		t.Skipf("the partitions share a leader: %+v", partitions(t, c, "spread"))
+	}
+	cons := newClient(t, c, kgo.ConsumeTopics("spread"), kgo.FetchMaxWait(10*time.Second))
+	for i := range 5 {
+		got := make(chan time.Time, 1)
+		go func() {
+			for ctx.Err() == nil {
+				if fs := cons.PollFetches(ctx); fs.NumRecords() > 0 {
+					got <- time.Now()
+					return
+				}
+			}
+		}()
+		time.Sleep(300 * time.Millisecond) // the consumer's fetch is waiting
+		sent := time.Now()
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "spread", Partition: 0, Value: []byte("v")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		if took := (<-got).Sub(sent); took > 3*time.Second {
+			t.Fatalf("record %d reached the consumer after %v: its fetch waited for the idle leaders' long polls", i, took)
+		}
+	}
+}
