@@ -387,3 +387,46 @@ func TestTieredReadCommitted(t *testing.T) {
 		})
 	}
 }
+
+// TestExactlyOncePipeline: a consume-transform-produce pipeline in
+// transactions (franz-go's GroupTransactSession) copies a topic while a
+// partition leader stops and comes back and then the controller (the
+// transaction and group coordinator) does: every acknowledged source
+// record is in the output exactly once, read_committed, and nothing else.
+func TestExactlyOncePipeline(t *testing.T) {
+	c := testenv.InProcess(t, 3, testenv.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cl := newClient(t, c)
+	for _, topic := range []string{"eos-in", "eos-out"} {
+		createTopic(ctx, t, cl, 3, 3, map[string]*string{"min.insync.replicas": kadm.StringPtr("2")}, topic)
+	}
+	waitISR(ctx, t, c, "eos-in", 3)
+	waitISR(ctx, t, c, "eos-out", 3)
+	eos := testenv.StartEOS(t, []string{c.Addr()}, "eos-in", "eos-out", "eos", "eos-pipe", 500)
+	waitCommits := func(n int, what string) {
+		t.Helper()
+		want := eos.Committed() + n
+		for eos.Committed() < want {
+			if ctx.Err() != nil {
+				t.Fatalf("%s: the pipeline committed %d transactions, want %d", what, eos.Committed(), want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitCommits(10, "before faults")
+	leader := partitions(t, c, "eos-out")[0].Leader
+	c.StopNode(leader)
+	time.Sleep(time.Second)
+	c.StartNode(leader)
+	waitISR(ctx, t, c, "eos-out", 3)
+	waitCommits(10, "after a leader came back")
+	ctrl := controller(t, c)
+	c.StopNode(ctrl)
+	time.Sleep(time.Second)
+	c.StartNode(ctrl)
+	waitISR(ctx, t, c, "eos-in", 3)
+	waitCommits(10, "after the controller came back")
+	eos.Stop(ctx)
+	eos.Verify(ctx)
+}
