@@ -43,12 +43,18 @@ import (
 // object store down and answering 503; one node's disk past its
 // high-water mark; the NATS server stopped and started.
 //
+// Also an exactly-once pipeline (testenv.EOSChecker): a source topic
+// copied to another by a consume-transform-produce loop in transactions
+// (franz-go's GroupTransactSession), both tiered.
+//
 // Checked after healing: every acknowledged record is readable where it
 // was acknowledged, in order, exactly once, replayed from the log's start
 // after local retention emptied the disk (so from the bucket); the log
 // starts where DeleteRecords put it; the group's committed offsets never
-// moved back; no process's log shows a panic or a data race, and every
-// process stops cleanly at the end.
+// moved back; the pipeline's output, read_committed, holds every
+// acknowledged source record exactly once and nothing else; no process's
+// log shows a panic or a data race, and every process stops cleanly at
+// the end.
 //
 // STRATA_FAULT_SECONDS sets how long faults are injected (unset: the
 // suite is skipped); STRATA_FAULT_SEEDS runs that many seeds one after
@@ -125,6 +131,11 @@ func runFaultSuite(t *testing.T, seed uint64, faultTime time.Duration) {
 	if r, err := adm.CreateTopic(ctx, 2, 2, nil, "loose"); err != nil || r.Err != nil {
 		t.Fatal(err, r.Err)
 	}
+	for _, topic := range []string{"eos-in", "eos-out"} {
+		if r, err := adm.CreateTopic(ctx, 3, 3, tiered, topic); err != nil || r.Err != nil {
+			t.Fatal(err, r.Err)
+		}
+	}
 	waitFullISR(ctx, t, c, "faults", 3)
 
 	// The workload.
@@ -147,6 +158,7 @@ func runFaultSuite(t *testing.T, seed uint64, faultTime time.Duration) {
 	check.OnStall = c.DumpStacks // a stall is a bug: where every goroutine waits says which
 	check.ExpectIdempotent()
 	loose := newSeedsClient(t, seeds, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite(), kgo.DefaultProduceTopic("loose"))
+	eos := testenv.StartEOS(t, seeds, "eos-in", "eos-out", "eos", "eos-pipe", 200)
 	group := testenv.StartGroupChecker(t, "faults", "fault-readers", seeds...)
 	group.TrimmedBy(check)
 	var wg sync.WaitGroup
@@ -253,6 +265,9 @@ func runFaultSuite(t *testing.T, seed uint64, faultTime time.Duration) {
 	group.Stop()
 	group.VerifyCommitted(ctx, seeds...)
 	stage("the group caught up")
+	eos.Stop(ctx)
+	eos.Verify(ctx)
+	stage("the exactly-once pipeline checked")
 	// Local retention empties the disks of what was uploaded: the replay
 	// from the log's start comes from the bucket.
 	for p := range ends {
@@ -271,8 +286,8 @@ func runFaultSuite(t *testing.T, seed uint64, faultTime time.Duration) {
 	stage("local retention emptied the disks")
 	check.Verify(ctx, seeds...)
 	stage("every acknowledged record read back")
-	t.Logf("%d faults: %s; %d records acknowledged and read back from %d partitions; the checked topic grown %d times, trimmed by DeleteRecords %d times",
-		len(schedule), strings.Join(schedule, "; "), check.Acked(), len(ends), churned.grown, churned.trimmed)
+	t.Logf("%d faults: %s; %d records acknowledged and read back from %d partitions; the checked topic grown %d times, trimmed by DeleteRecords %d times; the exactly-once pipeline copied %d records in %d transactions",
+		len(schedule), strings.Join(schedule, "; "), check.Acked(), len(ends), churned.grown, churned.trimmed, eos.Acked(), eos.Committed())
 }
 
 // churnCounts counts what the fault suite's churn did to the checked
