@@ -50,6 +50,14 @@ func IdempotentBatch(producerID int64, epoch int16, seq int32) []byte {
 	return b
 }
 
+// TransactionalBatch is IdempotentBatch marked transactional.
+func TransactionalBatch(producerID int64, epoch int16, seq int32) []byte {
+	b := IdempotentBatch(producerID, epoch, seq)
+	b[22] |= 0x10 // the attributes' transactional bit
+	binary.BigEndian.PutUint32(b[17:], crc32.Checksum(b[21:], crc32.MakeTable(crc32.Castagnoli)))
+	return b
+}
+
 // NamedTopics pins a client below Produce v13 and Fetch v13, which name
 // topics by ID: the requests these tests build by hand carry names.
 var NamedTopics = kgo.MaxVersions(func() *kversion.Versions {
