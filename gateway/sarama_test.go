@@ -131,3 +131,98 @@ func (h *countingHandler) ConsumeClaim(s sarama.ConsumerGroupSession, claim sara
 	}
 	return nil
 }
+
+// TestSaramaTransactions: a Sarama transactional producer commits and
+// aborts; a read_committed Sarama consumer sees only the committed
+// records, and a read_uncommitted one all of them.
+func TestSaramaTransactions(t *testing.T) {
+	c := testenv.InProcess(t, 1, testenv.Options{})
+	cfg := sarama.NewConfig()
+	cfg.Version = sarama.V3_6_0_0
+	cfg.Producer.Idempotent = true
+	cfg.Producer.RequiredAcks = sarama.WaitForAll
+	cfg.Producer.Return.Successes = true
+	cfg.Producer.Transaction.ID = "sarama-tx"
+	cfg.Net.MaxOpenRequests = 1
+	cfg.Consumer.Offsets.Initial = sarama.OffsetOldest
+	admin, err := sarama.NewClusterAdmin([]string{c.Addr()}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if err := admin.CreateTopic("sarama-txn", &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 1}, false); err != nil {
+		t.Fatal(err)
+	}
+	prod, err := sarama.NewSyncProducer([]string{c.Addr()}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	committed := map[string]bool{}
+	for i, commit := range []bool{true, false, true} {
+		if err := prod.BeginTxn(); err != nil {
+			t.Fatal(err)
+		}
+		for j := range 10 {
+			v := fmt.Sprintf("%d-%d", i, j)
+			if _, _, err := prod.SendMessage(&sarama.ProducerMessage{Topic: "sarama-txn", Value: sarama.StringEncoder(v)}); err != nil {
+				t.Fatalf("send %s: %v", v, err)
+			}
+			if commit {
+				committed[v] = true
+			}
+		}
+		if commit {
+			err = prod.CommitTxn()
+		} else {
+			err = prod.AbortTxn()
+		}
+		if err != nil {
+			t.Fatalf("transaction %d (commit %v): %v", i, commit, err)
+		}
+	}
+	prod.Close()
+	read := func(level sarama.IsolationLevel, want int) map[string]bool {
+		t.Helper()
+		ccfg := sarama.NewConfig()
+		ccfg.Version = sarama.V3_6_0_0
+		ccfg.Consumer.IsolationLevel = level
+		cons, err := sarama.NewConsumer([]string{c.Addr()}, ccfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cons.Close()
+		pc, err := cons.ConsumePartition("sarama-txn", 0, sarama.OffsetOldest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pc.Close()
+		got := map[string]bool{}
+		timeout := time.After(10 * time.Second)
+		for len(got) < want {
+			select {
+			case m := <-pc.Messages():
+				got[string(m.Value)] = true
+			case <-timeout:
+				return got
+			}
+		}
+		select { // nothing more
+		case m := <-pc.Messages():
+			got[string(m.Value)] = true
+		case <-time.After(500 * time.Millisecond):
+		}
+		return got
+	}
+	got := read(sarama.ReadCommitted, len(committed))
+	if len(got) != len(committed) {
+		t.Fatalf("read_committed read %d records, want the %d committed: %v", len(got), len(committed), got)
+	}
+	for v := range got {
+		if !committed[v] {
+			t.Fatalf("read_committed read %s, of the aborted transaction", v)
+		}
+	}
+	if got := read(sarama.ReadUncommitted, 30); len(got) != 30 {
+		t.Fatalf("read_uncommitted read %d records, want 30", len(got))
+	}
+}
