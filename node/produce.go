@@ -173,7 +173,13 @@ func appendIdempotent(l *openLog, batch []byte, leaderEpoch int32, verify func(p
 	defer l.appendMu.Unlock()
 	if verified {
 		if _, m := l.txnOpen(h); m != markers {
-			return plog.AppendResult{}, false, fmt.Errorf("%w: producer %d's transaction ended while its batch was checked", kerr.InvalidTxnState, h.ProducerID)
+			if st := l.producers[h.ProducerID]; st != nil && st.epoch > h.ProducerEpoch {
+				// The coordinator fenced the producer meanwhile (a
+				// newer producer, or its transaction timed out).
+				return plog.AppendResult{}, false, fmt.Errorf("%w: producer %d is at epoch %d, the batch has %d", kerr.InvalidProducerEpoch, h.ProducerID, st.epoch, h.ProducerEpoch)
+			}
+			return plog.AppendResult{}, false, fmt.Errorf("%w: producer %d's transaction ended while its batch was checked (epoch %d, %d markers, %d before)",
+				kerr.InvalidTxnState, h.ProducerID, h.ProducerEpoch, m, markers)
 		}
 	}
 	dupOffset, dup, reject := l.producers.check(h)

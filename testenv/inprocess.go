@@ -53,6 +53,12 @@ type Options struct {
 	// proxy, so Disconnect can cut it. Off by default: the extra hop
 	// costs throughput in benchmarks.
 	Cuttable bool
+	// DeploymentTimeouts keeps Raft's, the heartbeats' and the replica
+	// lag's timeouts at what strata node uses, instead of the second or
+	// so tests shorten them to: for workloads that load the machine and
+	// must not see a controller change (a test cluster's 100 ms Raft
+	// lease lapses under such load).
+	DeploymentTimeouts bool
 	// LocalPath has the gateway ask the nodes directly, as strata dev
 	// does, instead of over NATS. For benchmarks: a node stopped and
 	// started again is not asked.
@@ -114,6 +120,9 @@ func InProcess(t testing.TB, n int, opts Options) *Cluster {
 	}
 	for id := int32(1); id <= int32(n); id++ {
 		cfg := testNodeConfig(id, n, dirs[id-1], freePort(t), opts.MaintainInterval, opts.Logger)
+		if opts.DeploymentTimeouts {
+			cfg.TuneRaft, cfg.HeartbeatInterval, cfg.SessionTimeout, cfg.ReplicaLagMax = nil, 0, 0, 0
+		}
 		cfg.LogDefaults, cfg.Tier, cfg.DiskUsage = logDefaults, opts.Tier, opts.DiskUsage
 		if opts.ReplicaLagMax > 0 {
 			cfg.ReplicaLagMax = opts.ReplicaLagMax

@@ -441,6 +441,15 @@ func (c *Coordinator) complete(ctx context.Context, t meta.Transaction) {
 	}()
 	byLeader := map[int32][]meta.TxnPartition{}
 	v := c.cfg.Store.View()
+	// The tick that started this read the transactions before an earlier
+	// completion of this one may have been applied: markers written
+	// again now would end the producer's next transaction on the
+	// partitions it has already reached (the epoch is the same).
+	now, ok, err := v.Transaction(t.ID)
+	if err != nil || !ok || now.ProducerID != t.ProducerID || now.Epoch != t.Epoch || now.State != t.State || now.UpdateMs != t.UpdateMs {
+		v.Close()
+		return
+	}
 	for _, tp := range t.Partitions {
 		p, ok, err := v.Partition(tp.Topic, tp.Partition)
 		switch {
@@ -457,7 +466,7 @@ func (c *Coordinator) complete(ctx context.Context, t meta.Transaction) {
 	}
 	v.Close()
 	commit := t.State == meta.TxnPrepareCommit
-	ok := true
+	ok = true
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for leader, tps := range byLeader {
