@@ -93,13 +93,17 @@ func tierStatus(c *ucli.Context) error {
 		return fmt.Errorf("tier status: %w", err)
 	}
 	w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "TOPIC\tPARTITION\tNODE\tLOCAL\tREMOTE\tSEGMENTS\tLAG\tLAG-AGE\tLAST-UPLOAD\tERROR")
+	fmt.Fprintln(w, "TOPIC\tPARTITION\tNODE\tLOCAL\tREMOTE\tSEGMENTS\tLAG\tLAG-AGE\tLAST-UPLOAD\tOPEN-TXN-AT\tERROR")
 	now := time.Now()
 	for _, n := range st.Nodes {
 		for _, p := range n.Partitions {
-			fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", p.Topic, p.Partition, p.Node,
+			openTxn := "-" // an open transaction holds the last stable offset and retention there
+			if p.OpenTxnOffset >= 0 {
+				openTxn = fmt.Sprint(p.OpenTxnOffset)
+			}
+			fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", p.Topic, p.Partition, p.Node,
 				humanBytes(p.LocalBytes), humanBytes(p.RemoteBytes), p.RemoteSegments, humanBytes(p.LagBytes),
-				(time.Duration(p.LagSeconds * float64(time.Second))).Round(time.Second), ago(now, p.LastUploadMs), orDash(p.LastError))
+				(time.Duration(p.LagSeconds * float64(time.Second))).Round(time.Second), ago(now, p.LastUploadMs), openTxn, orDash(p.LastError))
 		}
 	}
 	w.Flush()

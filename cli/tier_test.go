@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -77,6 +78,27 @@ func TestTierCommands(t *testing.T) {
 		if !strings.Contains(status, want) {
 			t.Fatalf("tier status lacks %q:\n%s", want, status)
 		}
+	}
+
+	// An open transaction shows where it holds partition 0 back.
+	txp, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), kgo.DefaultProduceTopic("history"), kgo.TransactionalID("held"),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer txp.Close()
+	if err := txp.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := txp.ProduceSync(ctx, &kgo.Record{Partition: 0, Value: []byte("open")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if out, errOut, code := strataCmd(t, "", "tier", "status", admin); code != 0 || !strings.Contains(out, "OPEN-TXN-AT") ||
+		!regexp.MustCompile(`history\s+0\s.*\s200\s+-\n`).MatchString(out) {
+		t.Fatalf("tier status with a transaction open at offset 200 of partition 0: exit %d:\n%s%s", code, out, errOut)
+	}
+	if err := txp.EndTransaction(ctx, kgo.TryAbort); err != nil {
+		t.Fatal(err)
 	}
 
 	ls, errOut, code := strataCmd(t, "", "tier", "ls", admin, "--topic", "history")

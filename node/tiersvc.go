@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -82,7 +83,11 @@ func (n *Node) tierStatus() tier.StatusReply {
 		if err != nil || (len(segs) == 0 && !tiered(l.configs)) {
 			continue
 		}
-		st := tier.PartitionTierStatus{Topic: k.topic, Partition: k.partition, Node: n.cfg.ID, LocalBytes: l.Size(), RemoteSegments: len(segs)}
+		st := tier.PartitionTierStatus{Topic: k.topic, Partition: k.partition, Node: n.cfg.ID, LocalBytes: l.Size(), RemoteSegments: len(segs),
+			OpenTxnOffset: -1}
+		if first := l.firstUnstable.Load(); first != math.MaxInt64 {
+			st.OpenTxnOffset = first
+		}
 		for _, s := range segs {
 			st.RemoteBytes += s.SizeBytes
 		}

@@ -23,6 +23,10 @@ type PartitionTierStatus struct {
 	LastUploadMs int64   `json:"last_upload_ms,omitempty"`
 	LastError    string  `json:"last_error,omitempty"`
 	LastErrorMs  int64   `json:"last_error_ms,omitempty"`
+	// OpenTxnOffset is the first offset of the earliest transaction
+	// still open on the partition (-1: none): it holds the last stable
+	// offset, and local retention, back.
+	OpenTxnOffset int64 `json:"open_txn_offset"`
 }
 
 // StatusReply is one node's answer to status.
