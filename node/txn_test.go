@@ -5,7 +5,10 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"math/rand/v2"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -427,6 +430,53 @@ func TestExactlyOncePipeline(t *testing.T) {
 	c.StartNode(ctrl)
 	waitISR(ctx, t, c, "eos-in", 3)
 	waitCommits(10, "after the controller came back")
+	eos.Stop(ctx)
+	eos.Verify(ctx)
+}
+
+// TestExactlyOncePipelineKilled: the pipeline runs in a process of its
+// own and is killed (kill -9) and started again, over and over, while
+// the source produces, and the controller stops once: the output still
+// holds every source record exactly once, in order per partition.
+// STRATA_EOS_RECORDS sets how many source records (default 10,000;
+// make test-long runs 100,000).
+func TestExactlyOncePipelineKilled(t *testing.T) {
+	records := 10_000
+	if s := os.Getenv("STRATA_EOS_RECORDS"); s != "" {
+		records, _ = strconv.Atoi(s)
+	}
+	rng := rand.New(rand.NewPCG(testenv.Seed(t), 22))
+	c := testenv.InProcess(t, 3, testenv.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cl := newClient(t, c)
+	for _, topic := range []string{"eos-in", "eos-out"} {
+		createTopic(ctx, t, cl, 3, 3, map[string]*string{"min.insync.replicas": kadm.StringPtr("2")}, topic)
+	}
+	waitISR(ctx, t, c, "eos-in", 3)
+	waitISR(ctx, t, c, "eos-out", 3)
+	eos := testenv.StartEOS(t, []string{c.Addr()}, "eos-in", "eos-out", "eos", "eos-pipe", 1000, testenv.EOSOptions{Child: true})
+	advance := func(what string) {
+		t.Helper()
+		from := eos.Progress(ctx)
+		for p := eos.Progress(ctx); p <= from; p = eos.Progress(ctx) {
+			if ctx.Err() != nil {
+				t.Fatalf("%s: the pipeline committed nothing (at %d)", what, p)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	for kills := 0; eos.Acked() < records; kills++ {
+		advance("before a kill")
+		time.Sleep(time.Duration(rng.IntN(1500)) * time.Millisecond)
+		eos.KillPipeline()
+		if kills == 3 {
+			ctrl := controller(t, c)
+			c.StopNode(ctrl)
+			time.Sleep(time.Second)
+			c.StartNode(ctrl)
+		}
+	}
 	eos.Stop(ctx)
 	eos.Verify(ctx)
 }

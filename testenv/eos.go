@@ -2,10 +2,16 @@ package testenv
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,19 +29,22 @@ import (
 // copied twice (a duplicate, or an aborted transaction's output read),
 // or one that the source never wrote (garbage).
 type EOSChecker struct {
-	t              testing.TB
-	in, out, group string
-	seeds          []string
+	t                     testing.TB
+	in, out, group, txnID string
+	seeds                 []string
 
 	src  *kgo.Client
 	sess *kgo.GroupTransactSession
 
-	mu      sync.Mutex
-	seq     int
-	acked   map[string]bool // source values acknowledged
-	written map[string]bool // every source value sent (acknowledged or not)
-	commits int             // pipeline transactions committed
-	endTook []time.Duration // how long each End took
+	mu       sync.Mutex
+	seq      int
+	acked    map[string]bool // source values acknowledged
+	written  map[string]bool // every source value sent (acknowledged or not)
+	commits  int             // pipeline transactions committed (in the test process)
+	kills    int             // pipeline processes killed
+	child    *exec.Cmd       // the pipeline's process, with EOSOptions.Child
+	childLog io.Writer
+	endTook  []time.Duration // how long each End took
 
 	cancel   context.CancelFunc
 	stopSrc  chan struct{}
@@ -44,10 +53,21 @@ type EOSChecker struct {
 	stopPipe chan struct{}
 }
 
+// EOSOptions shape the pipeline.
+type EOSOptions struct {
+	// Child runs the pipeline in a process of its own, which
+	// KillPipeline kills (SIGKILL) and starts again; its log goes to
+	// ChildLog (nil: discarded).
+	Child    bool
+	ChildLog io.Writer
+}
+
 // StartEOS starts the source at perSecond records a second and the
-// pipeline, with transactional id txnID in group group.
-func StartEOS(t testing.TB, seeds []string, in, out, group, txnID string, perSecond int) *EOSChecker {
-	e := &EOSChecker{t: t, in: in, out: out, group: group, seeds: seeds, acked: map[string]bool{}, written: map[string]bool{},
+// pipeline, with transactional id txnID in group group. The topics
+// must have as many partitions as each other: each record is copied to
+// the partition it was read from.
+func StartEOS(t testing.TB, seeds []string, in, out, group, txnID string, perSecond int, opts ...EOSOptions) *EOSChecker {
+	e := &EOSChecker{t: t, in: in, out: out, group: group, txnID: txnID, seeds: seeds, acked: map[string]bool{}, written: map[string]bool{},
 		stopSrc: make(chan struct{}), srcDone: make(chan struct{}), pipeDone: make(chan struct{}), stopPipe: make(chan struct{})}
 	var err error
 	e.src, err = kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic(in), kgo.RecordRetries(1<<30),
@@ -55,17 +75,24 @@ func StartEOS(t testing.TB, seeds []string, in, out, group, txnID string, perSec
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.sess, err = kgo.NewGroupTransactSession(kgo.SeedBrokers(seeds...), kgo.TransactionalID(txnID), kgo.ConsumerGroup(group),
-		kgo.ConsumeTopics(in), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.RequireStableFetchOffsets(),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.TransactionTimeout(30*time.Second),
-		kgo.RecordRetries(1<<30), kgo.RetryTimeout(2*time.Minute), kgo.RequestTimeoutOverhead(5*time.Second),
-		kgo.MetadataMinAge(250*time.Millisecond), kgo.MetadataMaxAge(time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
 	go e.source(ctx, perSecond)
+	if len(opts) > 0 && opts[0].Child {
+		e.childLog = opts[0].ChildLog
+		if e.childLog == nil {
+			e.childLog = io.Discard
+		}
+		e.mu.Lock()
+		e.startChildLocked()
+		e.mu.Unlock()
+		close(e.pipeDone)
+		return e
+	}
+	e.sess, err = kgo.NewGroupTransactSession(pipelineOpts(seeds, in, group, txnID)...)
+	if err != nil {
+		t.Fatal(err)
+	}
 	go e.pipeline(ctx)
 	return e
 }
@@ -99,17 +126,34 @@ func (e *EOSChecker) source(ctx context.Context, perSecond int) {
 	}
 }
 
-// pipeline copies in to out, a poll's records per transaction.
+// pipeline copies in to out, a poll's records per transaction, each
+// record to the partition of in it came from.
 func (e *EOSChecker) pipeline(ctx context.Context) {
 	defer close(e.pipeDone)
+	copyLoop(ctx, e.sess, e.out, e.stopPipe, func(took time.Duration, committed bool, err error) {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		e.endTook = append(e.endTook, took)
+		switch {
+		case err != nil && !errors.Is(err, context.Canceled):
+			e.t.Logf("eos pipeline: end transaction: %v (retried with the next poll)", err)
+		case committed:
+			e.commits++
+		}
+	})
+}
+
+// copyLoop is the pipeline: poll, begin, produce each record to out at
+// its partition, end (commit), until stop or ctx ends.
+func copyLoop(ctx context.Context, sess *kgo.GroupTransactSession, out string, stop <-chan struct{}, ended func(time.Duration, bool, error)) {
 	for {
 		select {
-		case <-e.stopPipe:
+		case <-stop:
 			return
 		default:
 		}
 		pctx, pcancel := context.WithTimeout(ctx, time.Second)
-		fs := e.sess.PollFetches(pctx)
+		fs := sess.PollFetches(pctx)
 		pcancel()
 		if ctx.Err() != nil {
 			return
@@ -117,27 +161,89 @@ func (e *EOSChecker) pipeline(ctx context.Context) {
 		if fs.Empty() {
 			continue
 		}
-		if err := e.sess.Begin(); err != nil {
-			e.t.Errorf("eos pipeline: begin transaction: %v", err)
+		if err := sess.Begin(); err != nil {
+			ended(0, false, err)
 			return
 		}
 		fs.EachRecord(func(r *kgo.Record) {
-			e.sess.Produce(ctx, &kgo.Record{Topic: e.out, Key: r.Value, Value: r.Value}, nil)
+			sess.Produce(ctx, &kgo.Record{Topic: out, Partition: r.Partition, Key: r.Value, Value: r.Value}, nil)
 		})
 		t0 := time.Now()
-		committed, err := e.sess.End(ctx, kgo.TryCommit)
-		e.mu.Lock()
-		e.endTook = append(e.endTook, time.Since(t0))
-		e.mu.Unlock()
-		switch {
-		case err != nil && !errors.Is(err, context.Canceled):
-			e.t.Logf("eos pipeline: end transaction: %v (retried with the next poll)", err)
-		case committed:
-			e.mu.Lock()
-			e.commits++
-			e.mu.Unlock()
-		}
+		committed, err := sess.End(ctx, kgo.TryCommit)
+		ended(time.Since(t0), committed, err)
 	}
+}
+
+// pipelineOpts are the pipeline's client options.
+func pipelineOpts(seeds []string, in, group, txnID string) []kgo.Opt {
+	return []kgo.Opt{kgo.SeedBrokers(seeds...), kgo.TransactionalID(txnID), kgo.ConsumerGroup(group),
+		kgo.ConsumeTopics(in), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.RequireStableFetchOffsets(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.TransactionTimeout(30 * time.Second),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		// A killed pipeline's member leaves the group only when its
+		// session times out: short, so its successor takes over soon.
+		kgo.SessionTimeout(3 * time.Second), kgo.HeartbeatInterval(300 * time.Millisecond),
+		kgo.RecordRetries(1 << 30), kgo.RetryTimeout(2 * time.Minute), kgo.RequestTimeoutOverhead(5 * time.Second),
+		kgo.MetadataMinAge(250 * time.Millisecond), kgo.MetadataMaxAge(time.Second)}
+}
+
+// runPipelineChild runs the pipeline in a process of its own (an "eos"
+// child) until SIGTERM; the test may kill it instead.
+func runPipelineChild(s childSpec, stop <-chan os.Signal, logger *slog.Logger) error {
+	sess, err := kgo.NewGroupTransactSession(pipelineOpts(s.Seeds, s.In, s.Group, s.Txn)...)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	quit := make(chan struct{})
+	go func() {
+		defer close(done)
+		copyLoop(ctx, sess, s.Out, quit, func(took time.Duration, committed bool, err error) {
+			if err != nil {
+				logger.Info("eos pipeline: end transaction", "error", err)
+			}
+		})
+	}()
+	<-stop
+	close(quit)
+	<-done
+	cancel()
+	sess.Close()
+	return nil
+}
+
+// KillPipeline kills the pipeline's process (SIGKILL) mid-work and starts
+// another with the same transactional id and group, as a crashed
+// stream processor is restarted: the new one fences the old one's
+// producer and aborts its open transaction. Only with a child pipeline.
+func (e *EOSChecker) KillPipeline() {
+	e.t.Helper()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.child == nil {
+		e.t.Fatal("eos: the pipeline runs in the test process")
+	}
+	e.child.Process.Kill()
+	e.child.Wait()
+	e.kills++
+	e.startChildLocked()
+}
+
+func (e *EOSChecker) startChildLocked() {
+	bin, err := os.Executable()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	spec, _ := json.Marshal(childSpec{Role: "eos", Seeds: e.seeds, In: e.in, Out: e.out, Group: e.group, Txn: e.txnID})
+	cmd := exec.Command(bin, "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"="+string(spec))
+	cmd.Stdout, cmd.Stderr = e.childLog, e.childLog
+	dieWithParent(cmd)
+	if err := cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	e.child = cmd
 }
 
 // Stop stops the source, waits until the pipeline's group has committed
@@ -184,8 +290,16 @@ func (e *EOSChecker) Stop(ctx context.Context) {
 	case <-time.After(time.Minute):
 		e.t.Errorf("eos: the pipeline did not stop within a minute")
 	}
+	e.mu.Lock()
+	if e.child != nil {
+		e.child.Process.Signal(syscall.SIGTERM)
+		e.child.Wait()
+	}
+	e.mu.Unlock()
 	e.cancel()
-	e.sess.Close()
+	if e.sess != nil {
+		e.sess.Close()
+	}
 	e.src.Close()
 }
 
@@ -203,50 +317,63 @@ func (e *EOSChecker) Acked() int {
 	return len(e.acked)
 }
 
-// ReadOut reads out with read_committed from the start until a few
-// seconds pass with nothing more, and returns how often each value
-// appears.
-func (e *EOSChecker) ReadOut(ctx context.Context) (map[string]int, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(e.seeds...), kgo.ConsumeTopics(e.out), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+// readTopic reads topic from the start at the isolation level until a
+// few seconds pass with nothing more, and returns each partition's
+// values in order.
+func (e *EOSChecker) readTopic(ctx context.Context, topic string, level kgo.IsolationLevel) (map[int32][]string, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.seeds...), kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(level),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		return nil, err
 	}
 	defer cl.Close()
-	got := map[string]int{}
+	got := map[int32][]string{}
 	for quiet := 0; quiet < 3; {
 		pctx, cancel := context.WithTimeout(ctx, time.Second)
 		fs := cl.PollFetches(pctx)
 		cancel()
 		if ctx.Err() != nil {
-			return got, fmt.Errorf("eos: read of %s: %w", e.out, ctx.Err())
+			return got, fmt.Errorf("eos: read of %s: %w", topic, ctx.Err())
 		}
 		quiet++
 		fs.EachRecord(func(r *kgo.Record) {
-			got[string(r.Value)]++
+			got[r.Partition] = append(got[r.Partition], string(r.Value))
 			quiet = 0
 		})
 	}
 	return got, nil
 }
 
-// Verify checks out against what the source wrote: every acknowledged
-// record exactly once, nothing written twice, nothing never written.
+// Verify checks out against in and what the source wrote: each
+// partition of out, read_committed, holds exactly the records of the
+// same partition of in, in the same order (so every acknowledged record
+// once: no loss, no duplicate, no aborted read), and nothing the source
+// never wrote.
 func (e *EOSChecker) Verify(ctx context.Context) {
 	e.t.Helper()
-	got, err := e.ReadOut(ctx)
+	in, err := e.readTopic(ctx, e.in, kgo.ReadUncommitted())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	out, err := e.readTopic(ctx, e.out, kgo.ReadCommitted())
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	count := map[string]int{}
+	for _, vs := range out {
+		for _, v := range vs {
+			count[v]++
+		}
+	}
 	var lost, dup, garbage []string
 	for v := range e.acked {
-		if got[v] == 0 {
+		if count[v] == 0 {
 			lost = append(lost, v)
 		}
 	}
-	for v, n := range got {
+	for v, n := range count {
 		switch {
 		case !e.written[v]:
 			garbage = append(garbage, v)
@@ -256,9 +383,39 @@ func (e *EOSChecker) Verify(ctx context.Context) {
 	}
 	if len(lost)+len(dup)+len(garbage) > 0 {
 		e.t.Fatalf("eos: %d acknowledged source records, %d distinct in %s: lost %d %.10v, duplicated %d %.10v, never written %d %.10v",
-			len(e.acked), len(got), e.out, len(lost), lost, len(dup), dup, len(garbage), garbage)
+			len(e.acked), len(count), e.out, len(lost), lost, len(dup), dup, len(garbage), garbage)
 	}
-	slices.Sort(e.endTook)
-	e.t.Logf("eos: %d acknowledged source records, each in %s exactly once, in %d committed transactions (ending one took %v at the median, %v at most)",
-		len(e.acked), e.out, e.commits, e.endTook[len(e.endTook)/2], e.endTook[len(e.endTook)-1])
+	for p, want := range in {
+		if got := out[p]; !slices.Equal(got, want) {
+			i := 0
+			for i < min(len(got), len(want)) && got[i] == want[i] {
+				i++
+			}
+			e.t.Fatalf("eos: partition %d of %s differs from %s's from record %d: %d records against %d", p, e.out, e.in, i, len(got), len(want))
+		}
+	}
+	took := "in a process of its own"
+	if len(e.endTook) > 0 {
+		slices.Sort(e.endTook)
+		took = fmt.Sprintf("ending one took %v at the median, %v at most", e.endTook[len(e.endTook)/2], e.endTook[len(e.endTook)-1])
+	}
+	e.t.Logf("eos: %d acknowledged source records, each in %s exactly once and in order, %d transactions committed (%s), the pipeline killed %d times",
+		len(e.acked), e.out, e.commits, took, e.kills)
+}
+
+// Progress is how far the pipeline's group has committed: the sum of its
+// committed offsets on in (-1 when they cannot be read now).
+func (e *EOSChecker) Progress(ctx context.Context) int64 {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.seeds...))
+	if err != nil {
+		return -1
+	}
+	defer cl.Close()
+	committed, err := kadm.NewClient(cl).FetchOffsets(ctx, e.group)
+	if err != nil || committed.Error() != nil {
+		return -1
+	}
+	var n int64
+	committed.Each(func(o kadm.OffsetResponse) { n += o.At })
+	return n
 }

@@ -71,6 +71,10 @@ type childSpec struct {
 	Addr string
 	// NoStream: a node offers no stream, only NATS.
 	NoStream bool
+	// An "eos" child's pipeline (EOSChecker): the gateways, its topics,
+	// group and transactional id.
+	Seeds               []string
+	In, Out, Group, Txn string
 }
 
 // ChildLogLevelEnv set to "debug" has the children log at debug level
@@ -86,6 +90,9 @@ func (s childSpec) run() error {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	if s.Role == "eos" {
+		return runPipelineChild(s, stop, logger)
+	}
 	// A child started while its proxy is cut or NATS restarts waits for
 	// it, as strata node and strata gateway do.
 	nc, err := rpc.Connect(context.Background(), s.NATS, time.Minute, logger, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
