@@ -130,17 +130,23 @@ func topicPartitions(c *ucli.Context, adm *kadm.Client) (kadm.TopicsSet, error) 
 	return set, nil
 }
 
+// topicProducers describes the active producers of --topic's partitions
+// (--partition's, or all).
+func topicProducers(c *ucli.Context, adm *kadm.Client) (kadm.DescribedProducersTopics, error) {
+	set, err := topicPartitions(c, adm)
+	if err != nil {
+		return nil, err
+	}
+	return adm.DescribeProducers(c.Context, set)
+}
+
 func txnDescribeProducers(c *ucli.Context) error {
 	adm, done, err := newAdmin(c)
 	if err != nil {
 		return err
 	}
 	defer done()
-	set, err := topicPartitions(c, adm)
-	if err != nil {
-		return fmt.Errorf("txn describe-producers: %w", err)
-	}
-	described, err := adm.DescribeProducers(c.Context, set)
+	described, err := topicProducers(c, adm)
 	if err != nil {
 		return fmt.Errorf("txn describe-producers: %w", err)
 	}
@@ -170,11 +176,7 @@ func txnFindHanging(c *ucli.Context) error {
 		return err
 	}
 	defer done()
-	set, err := topicPartitions(c, adm)
-	if err != nil {
-		return fmt.Errorf("txn find-hanging: %w", err)
-	}
-	producers, err := adm.DescribeProducers(c.Context, set)
+	producers, err := topicProducers(c, adm)
 	if err != nil {
 		return fmt.Errorf("txn find-hanging: %w", err)
 	}

@@ -391,21 +391,28 @@ func TestTieredReadCommitted(t *testing.T) {
 	}
 }
 
+// eosCluster is three nodes with the pipeline's topics: three partitions
+// each, three replicas, two in sync at least.
+func eosCluster(ctx context.Context, t *testing.T) *testenv.Cluster {
+	t.Helper()
+	c := testenv.InProcess(t, 3, testenv.Options{})
+	cl := newClient(t, c)
+	for _, topic := range []string{"eos-in", "eos-out"} {
+		createTopic(ctx, t, cl, 3, 3, map[string]*string{"min.insync.replicas": kadm.StringPtr("2")}, topic)
+		waitISR(ctx, t, c, topic, 3)
+	}
+	return c
+}
+
 // TestExactlyOncePipeline: a consume-transform-produce pipeline in
 // transactions (franz-go's GroupTransactSession) copies a topic while a
 // partition leader stops and comes back and then the controller (the
 // transaction and group coordinator) does: every acknowledged source
 // record is in the output exactly once, read_committed, and nothing else.
 func TestExactlyOncePipeline(t *testing.T) {
-	c := testenv.InProcess(t, 3, testenv.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cl := newClient(t, c)
-	for _, topic := range []string{"eos-in", "eos-out"} {
-		createTopic(ctx, t, cl, 3, 3, map[string]*string{"min.insync.replicas": kadm.StringPtr("2")}, topic)
-	}
-	waitISR(ctx, t, c, "eos-in", 3)
-	waitISR(ctx, t, c, "eos-out", 3)
+	c := eosCluster(ctx, t)
 	eos := testenv.StartEOS(t, []string{c.Addr()}, "eos-in", "eos-out", "eos", "eos-pipe", 500)
 	waitCommits := func(n int, what string) {
 		t.Helper()
@@ -446,15 +453,9 @@ func TestExactlyOncePipelineKilled(t *testing.T) {
 		records, _ = strconv.Atoi(s)
 	}
 	rng := rand.New(rand.NewPCG(testenv.Seed(t), 22))
-	c := testenv.InProcess(t, 3, testenv.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	cl := newClient(t, c)
-	for _, topic := range []string{"eos-in", "eos-out"} {
-		createTopic(ctx, t, cl, 3, 3, map[string]*string{"min.insync.replicas": kadm.StringPtr("2")}, topic)
-	}
-	waitISR(ctx, t, c, "eos-in", 3)
-	waitISR(ctx, t, c, "eos-out", 3)
+	c := eosCluster(ctx, t)
 	eos := testenv.StartEOS(t, []string{c.Addr()}, "eos-in", "eos-out", "eos", "eos-pipe", 1000, testenv.EOSOptions{Child: true})
 	advance := func(what string) {
 		t.Helper()
