@@ -317,10 +317,11 @@ func (e *EOSChecker) Acked() int {
 	return len(e.acked)
 }
 
-// readTopic reads topic from the start at the isolation level until a
-// few seconds pass with nothing more, and returns each partition's
-// values in order.
-func (e *EOSChecker) readTopic(ctx context.Context, topic string, level kgo.IsolationLevel) (map[int32][]string, error) {
+// readTopic reads topic from the start at the isolation level until
+// each partition p holds want[p] records (nil: until a few seconds pass
+// with nothing more), or nothing more comes for 15 s, and returns each
+// partition's values in order.
+func (e *EOSChecker) readTopic(ctx context.Context, topic string, level kgo.IsolationLevel, want map[int32]int) (map[int32][]string, error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(e.seeds...), kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(level),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
@@ -328,20 +329,57 @@ func (e *EOSChecker) readTopic(ctx context.Context, topic string, level kgo.Isol
 	}
 	defer cl.Close()
 	got := map[int32][]string{}
-	for quiet := 0; quiet < 3; {
+	done := func() bool {
+		for p, n := range want {
+			if len(got[p]) < n {
+				return false
+			}
+		}
+		return want != nil
+	}
+	quietFor := 3 * time.Second
+	if want != nil {
+		quietFor = 15 * time.Second
+	}
+	for last := time.Now(); !done() && time.Since(last) < quietFor; {
 		pctx, cancel := context.WithTimeout(ctx, time.Second)
 		fs := cl.PollFetches(pctx)
 		cancel()
 		if ctx.Err() != nil {
 			return got, fmt.Errorf("eos: read of %s: %w", topic, ctx.Err())
 		}
-		quiet++
 		fs.EachRecord(func(r *kgo.Record) {
 			got[r.Partition] = append(got[r.Partition], string(r.Value))
-			quiet = 0
+			last = time.Now()
 		})
 	}
 	return got, nil
+}
+
+// readIn reads in whole: up to its end offsets (it is written without
+// transactions, so every offset below the end is a record).
+func (e *EOSChecker) readIn(ctx context.Context) (map[int32][]string, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.seeds...))
+	if err != nil {
+		return nil, err
+	}
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, e.in)
+	cl.Close()
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return nil, err
+	}
+	want := map[int32]int{}
+	ends.Each(func(o kadm.ListedOffset) { want[o.Partition] = int(o.Offset) })
+	got, err := e.readTopic(ctx, e.in, kgo.ReadUncommitted(), want)
+	for p, n := range want {
+		if err == nil && len(got[p]) != n {
+			err = fmt.Errorf("eos: read %d records of partition %d of %s, which ends at %d", len(got[p]), p, e.in, n)
+		}
+	}
+	return got, err
 }
 
 // Verify checks out against in and what the source wrote: each
@@ -351,11 +389,15 @@ func (e *EOSChecker) readTopic(ctx context.Context, topic string, level kgo.Isol
 // never wrote.
 func (e *EOSChecker) Verify(ctx context.Context) {
 	e.t.Helper()
-	in, err := e.readTopic(ctx, e.in, kgo.ReadUncommitted())
+	in, err := e.readIn(ctx)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	out, err := e.readTopic(ctx, e.out, kgo.ReadCommitted())
+	want := map[int32]int{}
+	for p, vs := range in {
+		want[p] = len(vs)
+	}
+	out, err := e.readTopic(ctx, e.out, kgo.ReadCommitted(), want)
 	if err != nil {
 		e.t.Fatal(err)
 	}
