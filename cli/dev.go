@@ -29,7 +29,7 @@ func devCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "data-dir", Value: "./strata-data", EnvVars: envVars("data-dir"), Usage: "where partition logs and metadata live"},
 			&ucli.StringFlag{Name: "kafka-addr", Value: "127.0.0.1:9092", EnvVars: envVars("kafka-addr"), Usage: "Kafka listener address"},
 			&ucli.StringFlag{Name: "admin-addr", Value: "127.0.0.1:9644", EnvVars: envVars("admin-addr"), Usage: "HTTP admin address (/healthz, /readyz); empty to disable"},
-			diskHighWatermarkFlag,
+			diskHighWatermarkFlag, txnMaxTimeoutFlag, txnIDExpirationFlag,
 			&ucli.StringFlag{Name: "raft-addr", Value: "127.0.0.1:9646", EnvVars: envVars("raft-addr"), Usage: "metadata Raft address (loopback; keep it stable across restarts)"},
 			numPartitionsFlag(), debugFlag, tierFetchRateFlag, partitionMetricsFlag, bootstrapUserFlag,
 			&ucli.BoolFlag{Name: "secure", EnvVars: envVars("secure"),
@@ -64,6 +64,10 @@ func devCommand() *ucli.Command {
 			if err != nil {
 				return fmt.Errorf("dev: %w", err)
 			}
+			txnMaxTimeout, txnIDExpiration, err := txnLimits(c)
+			if err != nil {
+				return fmt.Errorf("dev: %w", err)
+			}
 			store, err := openTier(c, tierURL)
 			if err != nil {
 				return fmt.Errorf("dev: %w", err)
@@ -77,6 +81,7 @@ func devCommand() *ucli.Command {
 				tierReconcileInterval: c.Duration("tier-reconcile-interval"), diskHighWatermark: c.Float64("disk-high-watermark"), topicDefaults: defaults,
 				numPartitions: int32(c.Int("num-partitions")), logger: newLogger(c), noPartitionMetrics: !c.Bool("partition-metrics"),
 				tierPrices: tierPrices(c), listener: listener, security: sec, adminSec: adminSec,
+				txnMaxTimeout: txnMaxTimeout, txnIDExpiration: txnIDExpiration,
 			}, nil)
 		},
 	}
@@ -88,6 +93,7 @@ type devConfig struct {
 	tierCacheBytes, tierFetchRate           int64
 	tierOrphanGrace, tierReconcileInterval  time.Duration
 	diskHighWatermark                       float64
+	txnMaxTimeout, txnIDExpiration          time.Duration
 	topicDefaults                           map[string]string
 	numPartitions                           int32
 	logger                                  *slog.Logger
@@ -181,6 +187,7 @@ func runDev(ctx context.Context, cfg devConfig, ready func(kafkaAddr string)) er
 		TierCacheBytes: cfg.tierCacheBytes, TierOrphanGrace: cfg.tierOrphanGrace,
 		TierReconcileInterval: cfg.tierReconcileInterval, DiskHighWatermark: cfg.diskHighWatermark, Logger: logger,
 		HeartbeatInterval: 500 * time.Millisecond, SessionTimeout: 3 * time.Second,
+		TxnMaxTimeout: cfg.txnMaxTimeout, TxnIDExpiration: cfg.txnIDExpiration,
 		Registry: admin.registry, NoPartitionMetrics: cfg.noPartitionMetrics,
 		BootstrapUser: cfg.security.bootUser, BootstrapPassword: cfg.security.bootPassword,
 		OnBootstrapUser: func(created bool) { announceBootstrapUser(logger, cfg.security, created) },

@@ -101,6 +101,27 @@ var partitionMetricsFlag = &ucli.BoolFlag{Name: "partition-metrics", Value: true
 var diskHighWatermarkFlag = &ucli.Float64Flag{Name: "disk-high-watermark", Value: 0.95, EnvVars: envVars("disk-high-watermark"),
 	Usage: "fraction of the data disk in use above which produce is refused with a retriable error (no data is deleted to make room)"}
 
+// The transaction coordinator's limits, as Kafka's broker configs.
+var (
+	txnMaxTimeoutFlag = &ucli.DurationFlag{Name: "transaction-max-timeout", Value: 15 * time.Minute, EnvVars: envVars("transaction-max-timeout"),
+		Usage: "the longest transaction.timeout.ms a producer may ask for (transaction.max.timeout.ms)"}
+	txnIDExpirationFlag = &ucli.DurationFlag{Name: "transactional-id-expiration", Value: 7 * 24 * time.Hour, EnvVars: envVars("transactional-id-expiration"),
+		Usage: "a transactional id idle this long is forgotten (transactional.id.expiration.ms)"}
+)
+
+// txnLimits reads the transaction flags, refusing values that are not
+// positive.
+func txnLimits(c *ucli.Context) (maxTimeout, idExpiration time.Duration, err error) {
+	maxTimeout, idExpiration = c.Duration("transaction-max-timeout"), c.Duration("transactional-id-expiration")
+	switch {
+	case maxTimeout <= 0:
+		err = fmt.Errorf("--transaction-max-timeout %v: want a positive duration", maxTimeout)
+	case idExpiration <= 0:
+		err = fmt.Errorf("--transactional-id-expiration %v: want a positive duration", idExpiration)
+	}
+	return maxTimeout, idExpiration, err
+}
+
 // streamListenAddr is where a node's stream listens: flag as given,
 // none for "none", or by default raftAddr's host on any port.
 func streamListenAddr(flag, raftAddr string) (string, error) {
@@ -138,7 +159,7 @@ func nodeCommand() *ucli.Command {
 			&ucli.IntFlag{Name: "bootstrap-expect", Value: 1, EnvVars: envVars("bootstrap-expect"), Usage: "number of metadata voters; the first nodes seen become them"},
 			bootstrapUserFlag,
 			&ucli.StringFlag{Name: "admin-addr", EnvVars: envVars("admin-addr"), Usage: "HTTP admin address (/healthz, /readyz)"},
-			diskHighWatermarkFlag,
+			diskHighWatermarkFlag, txnMaxTimeoutFlag, txnIDExpirationFlag,
 			&ucli.DurationFlag{Name: "replica-lag-time-max", Value: 30 * time.Second, EnvVars: envVars("replica-lag-time-max"),
 				Usage: "a follower not caught up for this long leaves the ISR (replica.lag.time.max.ms)"},
 			clusterFlag, debugFlag,
@@ -149,6 +170,10 @@ func nodeCommand() *ucli.Command {
 				return errors.New("node: --id must be at least 1")
 			}
 			streamAddr, err := streamListenAddr(c.String("stream-addr"), c.String("raft-addr"))
+			if err != nil {
+				return fmt.Errorf("node: %w", err)
+			}
+			txnMaxTimeout, txnIDExpiration, err := txnLimits(c)
 			if err != nil {
 				return fmt.Errorf("node: %w", err)
 			}
@@ -196,6 +221,7 @@ func nodeCommand() *ucli.Command {
 				TierCacheBytes: c.Int64("tier-cache-bytes"), TierOrphanGrace: c.Duration("tier-orphan-grace"),
 				TierReconcileInterval: c.Duration("tier-reconcile-interval"),
 				DiskHighWatermark:     c.Float64("disk-high-watermark"), ReplicaLagMax: c.Duration("replica-lag-time-max"), Logger: logger,
+				TxnMaxTimeout: txnMaxTimeout, TxnIDExpiration: txnIDExpiration,
 				StreamAddr: streamAddr, StreamAdvertised: c.String("advertised-stream-addr"),
 				Registry: admin.registry, NoPartitionMetrics: !c.Bool("partition-metrics"),
 				BootstrapUser: bootUser, BootstrapPassword: bootPassword, RaftTLS: raftTLS,

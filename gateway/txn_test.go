@@ -2,12 +2,16 @@ package gateway_test
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/strata-io/strata/testenv"
 )
 
 // TestTransactions: a franz-go transactional producer commits, aborts
@@ -111,4 +115,40 @@ func TestTransactions(t *testing.T) {
 	if got := read(kgo.ReadUncommitted(), n); len(got) != n || !got["open"] {
 		t.Fatalf("read_uncommitted read %d records, want all %d", len(got), n)
 	}
+}
+
+// TestTransactionalIDExpires: a transactional id left idle past
+// transactional.id.expiration.ms is forgotten (it no longer lists or
+// describes); a producer that uses it again starts afresh.
+func TestTransactionalIDExpires(t *testing.T) {
+	c, ctx, _, adm := topicEnvWith(t, testenv.Options{TxnIDExpiration: 500 * time.Millisecond}, "idle-txn", 1)
+	use := func() {
+		t.Helper()
+		p, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), kgo.TransactionalID("idle"), kgo.DefaultProduceTopic("idle-txn"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		if err := p.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.ProduceSync(ctx, &kgo.Record{Value: []byte("v")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.EndTransaction(ctx, kgo.TryCommit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	use()
+	for {
+		described, err := adm.DescribeTransactions(ctx, "idle")
+		if err == nil && errors.Is(described["idle"].Err, kerr.TransactionalIDNotFound) {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the idle transactional id was never forgotten: %+v %v", described, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	use()
 }

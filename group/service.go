@@ -31,13 +31,22 @@ type Service struct {
 	handlers *rpc.Pool
 	caller   *rpc.Caller
 
+	opts Options
+
 	mu    sync.Mutex
 	coord *Coordinator
 	txn   *txn.Coordinator // the transaction coordinator, beside coord
 }
 
+// Options tune the coordinators: the transaction coordinator's
+// transaction.max.timeout.ms and transactional.id.expiration.ms (zero:
+// Kafka's defaults).
+type Options struct {
+	TxnMaxTimeout, TxnIDExpiration time.Duration
+}
+
 // Start subscribes the service.
-func Start(m *meta.Member, nc *nats.Conn, cluster string, id int32, logger *slog.Logger) (*Service, error) {
+func Start(m *meta.Member, nc *nats.Conn, cluster string, id int32, logger *slog.Logger, opts Options) (*Service, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -45,7 +54,7 @@ func Start(m *meta.Member, nc *nats.Conn, cluster string, id int32, logger *slog
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{member: m, nc: nc, cluster: cluster, id: id, logger: logger, handlers: rpc.NewPool(4096), caller: caller}
+	s := &Service{member: m, nc: nc, cluster: cluster, id: id, logger: logger, handlers: rpc.NewPool(4096), caller: caller, opts: opts}
 	for _, sub := range []struct{ subj, queue string }{
 		{rpc.GroupSubject(cluster), "group"},
 		{rpc.GroupSubject(cluster) + "." + strconv.Itoa(int(id)), ""},
@@ -101,7 +110,8 @@ func (s *Service) coordinator() (*Coordinator, *txn.Coordinator) {
 	}
 	if s.txn == nil {
 		s.txn = txn.New(txn.Config{Store: memberStore{s.member}, Markers: s.sendMarkers, Members: s.coord.CheckMember,
-			Epoch: txn.EpochOf(s.member.Server().Raft().CurrentTerm()), Logger: s.logger})
+			Epoch: txn.EpochOf(s.member.Server().Raft().CurrentTerm()), MaxTimeout: s.opts.TxnMaxTimeout,
+			IDExpiration: s.opts.TxnIDExpiration, Logger: s.logger})
 	}
 	return s.coord, s.txn
 }

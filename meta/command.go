@@ -464,6 +464,8 @@ func DecodeCommand(b []byte) (Command, error) {
 		c = &TxnCommitOffsets{}
 	case TypeExpireTxn:
 		c = &ExpireTxn{}
+	case TypeForgetTxn:
+		c = &ForgetTxn{}
 	default:
 		return nil, fmt.Errorf("%w: command type %d", ErrUnknownCommand, b[1])
 	}

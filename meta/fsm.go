@@ -288,6 +288,8 @@ func (w *writer) applyCmd(cmd Command) (*ApplyResult, error) {
 		return w.txnCommitOffsets(c)
 	case *ExpireTxn:
 		return w.expireTxn(c)
+	case *ForgetTxn:
+		return w.forgetTxn(c)
 	}
 	return rejected(fmt.Errorf("%w: %T", ErrUnknownCommand, cmd))
 }

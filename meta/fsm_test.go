@@ -104,6 +104,7 @@ func allCommands() []Command {
 		&CompleteTxn{ID: "tx", ProducerID: 1000, Epoch: 0, NowMs: 8},
 		&TxnCommitOffsets{ID: "tx", ProducerID: 1000, Epoch: 0, Group: "g", Offsets: []Offset{{Group: "g", Topic: "orders", Partition: 1, Offset: 5, LeaderEpoch: 2, Metadata: "m"}}, NowMs: 9},
 		&ExpireTxn{ID: "tx", ProducerID: 1000, Epoch: 0, NowMs: 10},
+		&ForgetTxn{ID: "tx", UpdateMs: 11},
 	}
 }
 

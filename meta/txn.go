@@ -159,6 +159,15 @@ type ExpireTxn struct {
 	NowMs      int64
 }
 
+// ForgetTxn removes a transactional id left idle past
+// transactional.id.expiration.ms: only at rest (Empty or Complete*) and
+// unchanged since UpdateMs, so a producer that came back meanwhile keeps
+// it. Its producer id is not reused.
+type ForgetTxn struct {
+	ID       string
+	UpdateMs int64
+}
+
 // CompleteTxn records that a prepared transaction's markers are written:
 // it moves to CompleteCommit or CompleteAbort and forgets its partitions;
 // a commit writes its pending offsets to their groups.
@@ -178,6 +187,7 @@ const (
 	TypeCompleteTxn      CommandType = 23
 	TypeTxnCommitOffsets CommandType = 24
 	TypeExpireTxn        CommandType = 25
+	TypeForgetTxn        CommandType = 26
 )
 
 const keyTxn = "x/txn/" // x/txn/<transactional id>
@@ -190,6 +200,13 @@ func (EndTxn) Type() CommandType           { return TypeEndTxn }
 func (CompleteTxn) Type() CommandType      { return TypeCompleteTxn }
 func (TxnCommitOffsets) Type() CommandType { return TypeTxnCommitOffsets }
 func (ExpireTxn) Type() CommandType        { return TypeExpireTxn }
+func (ForgetTxn) Type() CommandType        { return TypeForgetTxn }
+
+func (c *ForgetTxn) encode(e *encoder) {
+	e.string(c.ID)
+	e.varint(c.UpdateMs)
+}
+func (c *ForgetTxn) decode(d *decoder) { c.ID, c.UpdateMs = d.string(), d.varint() }
 
 func (c *TxnCommitOffsets) encode(e *encoder) {
 	e.string(c.ID)
@@ -562,6 +579,19 @@ func (w *writer) txnCommitOffsets(c *TxnCommitOffsets) (*ApplyResult, error) {
 	}
 	t.UpdateMs = c.NowMs
 	return txnResult(t), w.writeTxn(&t)
+}
+
+func (w *writer) forgetTxn(c *ForgetTxn) (*ApplyResult, error) {
+	t, ok, err := w.readTxn(c.ID)
+	switch {
+	case err != nil:
+		return nil, err
+	case !ok:
+		return rejected(fmt.Errorf("%w: %s", ErrUnknownTransactionalID, c.ID))
+	case t.UpdateMs != c.UpdateMs || (t.State != TxnEmpty && t.State != TxnCompleteCommit && t.State != TxnCompleteAbort):
+		return rejected(fmt.Errorf("%w: %s is %s, changed at %d, not %d", ErrInvalidTxnState, c.ID, t.State, t.UpdateMs, c.UpdateMs))
+	}
+	return &ApplyResult{}, w.delete(txnKey(c.ID))
 }
 
 func (w *writer) expireTxn(c *ExpireTxn) (*ApplyResult, error) {

@@ -320,3 +320,38 @@ func TestTxnOffsets(t *testing.T) {
 		t.Fatalf("an aborted transaction's offset reached the group: %+v", got)
 	}
 }
+
+// TestForgetTxn: an idle transactional id is removed only at rest and
+// unchanged since the coordinator read it.
+func TestForgetTxn(t *testing.T) {
+	a := &applier{t: t, f: openTestFSM(t, t.TempDir())}
+	a.mustApply(testTopic("orders", 1, 1))
+	init, err := a.txn(&InitTxn{ID: "tx", TimeoutMs: 60000, ProducerID: -1, Epoch: -1, NowMs: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.txn(&AddTxnPartitions{ID: "tx", ProducerID: init.ProducerID, Epoch: 0, Partitions: []TxnPartition{{Topic: "orders", Partition: 0}}, NowMs: 6}); err != nil {
+		t.Fatal(err)
+	}
+	a.wantErr(ErrInvalidTxnState, &ForgetTxn{ID: "tx", UpdateMs: 6}) // ongoing
+	if _, err := a.txn(&EndTxn{ID: "tx", ProducerID: init.ProducerID, Epoch: 0, NowMs: 7}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.txn(&CompleteTxn{ID: "tx", ProducerID: init.ProducerID, Epoch: 0, NowMs: 8}); err != nil {
+		t.Fatal(err)
+	}
+	a.wantErr(ErrInvalidTxnState, &ForgetTxn{ID: "tx", UpdateMs: 7}) // changed since
+	a.mustApply(&ForgetTxn{ID: "tx", UpdateMs: 8})
+	v := a.f.View()
+	_, ok, err := v.Transaction("tx")
+	v.Close()
+	if err != nil || ok {
+		t.Fatalf("the transactional id is still there: %v %v", ok, err)
+	}
+	a.wantErr(ErrUnknownTransactionalID, &ForgetTxn{ID: "tx", UpdateMs: 8})
+	// A new producer with the id starts afresh, with a new producer id.
+	again, err := a.txn(&InitTxn{ID: "tx", TimeoutMs: 60000, ProducerID: -1, Epoch: -1, NowMs: 9})
+	if err != nil || again.ProducerID == init.ProducerID || again.Epoch != 0 {
+		t.Fatalf("init after forgetting: %+v %v", again, err)
+	}
+}

@@ -48,6 +48,10 @@ type ProcessConfig struct {
 	DiskUsage         func() (used, total uint64, err error)
 	// ReplicaLagMax: see Config.
 	ReplicaLagMax time.Duration
+	// TxnMaxTimeout and TxnIDExpiration: transaction.max.timeout.ms and
+	// transactional.id.expiration.ms (zero: Kafka's 15 minutes and 7
+	// days).
+	TxnMaxTimeout, TxnIDExpiration time.Duration
 	// MaintainInterval: see Config.
 	MaintainInterval time.Duration
 	Logger           *slog.Logger
@@ -141,7 +145,7 @@ func StartProcess(cfg ProcessConfig) (*Process, error) {
 		m.Close()
 		return nil, wrapErr("partitions", err)
 	}
-	g, err := group.Start(m, cfg.Conn, cfg.Cluster, cfg.ID, cfg.Logger)
+	g, err := group.Start(m, cfg.Conn, cfg.Cluster, cfg.ID, cfg.Logger, group.Options{TxnMaxTimeout: cfg.TxnMaxTimeout, TxnIDExpiration: cfg.TxnIDExpiration})
 	if err != nil {
 		if ss != nil {
 			ss.Close()

@@ -59,6 +59,8 @@ type Options struct {
 	// must not see a controller change (a test cluster's 100 ms Raft
 	// lease lapses under such load).
 	DeploymentTimeouts bool
+	// TxnIDExpiration: transactional.id.expiration.ms (zero: 7 days).
+	TxnIDExpiration time.Duration
 	// LocalPath has the gateway ask the nodes directly, as strata dev
 	// does, instead of over NATS. For benchmarks: a node stopped and
 	// started again is not asked.
@@ -120,6 +122,7 @@ func InProcess(t testing.TB, n int, opts Options) *Cluster {
 	}
 	for id := int32(1); id <= int32(n); id++ {
 		cfg := testNodeConfig(id, n, dirs[id-1], freePort(t), opts.MaintainInterval, opts.Logger)
+		cfg.TxnIDExpiration = opts.TxnIDExpiration
 		if opts.DeploymentTimeouts {
 			cfg.TuneRaft, cfg.HeartbeatInterval, cfg.SessionTimeout, cfg.ReplicaLagMax = nil, 0, 0, 0
 		}

@@ -23,6 +23,9 @@ import (
 const (
 	// DefaultMaxTimeout is transaction.max.timeout.ms.
 	DefaultMaxTimeout = 15 * time.Minute
+	// DefaultIDExpiration is transactional.id.expiration.ms: a
+	// transactional id idle (at rest) this long is forgotten.
+	DefaultIDExpiration = 7 * 24 * time.Hour
 	// DefaultInterval is how often the coordinator looks for transactions
 	// to complete or expire (Kafka checks expiry every 10 s; completing
 	// markers promptly matters more).
@@ -52,8 +55,10 @@ type Config struct {
 	// cannot end a newer transaction.
 	Epoch      int32
 	MaxTimeout time.Duration
-	Interval   time.Duration
-	Logger     *slog.Logger
+	// IDExpiration: see DefaultIDExpiration.
+	IDExpiration time.Duration
+	Interval     time.Duration
+	Logger       *slog.Logger
 }
 
 // Coordinator serves the transactional APIs and completes transactions.
@@ -77,6 +82,9 @@ func New(cfg Config) *Coordinator {
 	}
 	if cfg.Interval <= 0 {
 		cfg.Interval = DefaultInterval
+	}
+	if cfg.IDExpiration <= 0 {
+		cfg.IDExpiration = DefaultIDExpiration
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -417,6 +425,12 @@ func (c *Coordinator) tick(ctx context.Context) {
 					defer c.wg.Done()
 					c.complete(ctx, t)
 				}()
+			}
+		case meta.TxnEmpty, meta.TxnCompleteCommit, meta.TxnCompleteAbort:
+			if now-t.UpdateMs > c.cfg.IDExpiration.Milliseconds() {
+				c.cfg.Logger.Info("transactional id idle past transactional.id.expiration.ms: forgetting it", "transactional_id", t.ID,
+					"producer_id", t.ProducerID, "idle", (time.Duration(now-t.UpdateMs) * time.Millisecond).Round(time.Second))
+				c.propose(ctx, &meta.ForgetTxn{ID: t.ID, UpdateMs: t.UpdateMs})
 			}
 		case meta.TxnOngoing:
 			if now-t.StartMs > int64(t.TimeoutMs) {
