@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -276,8 +277,11 @@ func TestRetentionStopsAtOpenTransaction(t *testing.T) {
 	h := txnHarness{t, c, ctx}
 	createTopic(ctx, t, newClient(t, c), 1, 1, map[string]*string{"segment.bytes": kmsg.StringPtr("300"), "retention.ms": kmsg.StringPtr("1")}, "t")
 	h.waitServing()
+	// Offsets 0-2 each fill a segment of their own (two such batches
+	// exceed segment.bytes), so retention has three segments it may
+	// delete.
 	for range 3 {
-		if code := h.produce("", txnTestBatch(-1, -1, -1, 1, false)); code != 0 {
+		if code := h.produce("", testenv.Batch(bytes.Repeat([]byte("x"), 200))); code != 0 {
 			t.Fatal(kerr.ErrorForCode(code))
 		}
 	}
@@ -292,9 +296,17 @@ func TestRetentionStopsAtOpenTransaction(t *testing.T) {
 			t.Fatal(kerr.ErrorForCode(code))
 		}
 	}
-	time.Sleep(time.Second) // many maintenance passes, everything past retention.ms
-	if start := h.logStart(); start > 3 {
-		t.Fatalf("retention moved the log start to %d, past the open transaction at 3", start)
+	// Retention deletes the three segments before the transaction, and
+	// in the same pass would have deleted every later one (all past
+	// retention.ms) but for the open transaction.
+	for start := h.logStart(); start != 3; start = h.logStart() {
+		if start > 3 {
+			t.Fatalf("retention moved the log start to %d, past the open transaction at 3", start)
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("retention never deleted the segments before the transaction: log start %d", start)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	h.propose(&meta.EndTxn{ID: "tx", ProducerID: pid, Epoch: epoch})
 	if code := h.marker(pid, epoch, false); code != 0 {
