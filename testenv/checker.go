@@ -455,7 +455,17 @@ func (g *GroupChecker) VerifyCommitted(ctx context.Context, seeds ...string) {
 		g.t.Fatal(err)
 	}
 	defer cl.Close()
-	offs, err := kadm.NewClient(cl).FetchOffsets(ctx, g.group)
+	// Right after healing, a gateway just started may not be in every
+	// other gateway's list yet: one can name it coordinator while the
+	// metadata from another lacks it. Ask again for a while.
+	var offs kadm.OffsetResponses
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if offs, err = kadm.NewClient(cl).FetchOffsets(ctx, g.group); err == nil || !time.Now().Before(deadline) || ctx.Err() != nil {
+			break
+		}
+		g.t.Logf("fetch the group's offsets: %v (asking again)", err)
+		time.Sleep(500 * time.Millisecond)
+	}
 	if err != nil {
 		g.t.Fatalf("fetch the group's offsets: %v", err)
 	}
