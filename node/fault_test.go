@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -114,6 +115,26 @@ func runFaultSuite(t *testing.T, seed uint64, faultTime time.Duration) {
 	}
 	// Gateway 0 reads uploaded segments itself, gateway 1 leaves it to
 	// the nodes: both read paths meet the faults.
+	// What the suite was doing and what the checked producer saw, said
+	// again after the processes' logs (a cleanup registered before
+	// theirs runs after them) so that a failure's cause ends the output.
+	var (
+		where     = "starting the cluster"
+		check     *testenv.Checker
+		looseSeen atomic.Int64
+		looseErrs atomic.Int64
+	)
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		report := ""
+		if check != nil {
+			report = check.Report()
+		}
+		t.Logf("seed %d failed while %s; acks=1 load: %d acknowledged, %d failed; the checked producer:%s",
+			seed, where, looseSeen.Load(), looseErrs.Load(), report)
+	})
 	c := testenv.Processes(t, 3, testenv.ProcsOptions{Gateways: 2, TierGateways: 1, LogDir: logDir})
 	// After the faults: up to 6 minutes to finish the workload, let the
 	// group catch up and read everything back (under the race detector,
@@ -154,7 +175,7 @@ func runFaultSuite(t *testing.T, seed uint64, faultTime time.Duration) {
 		prodOpts = append(prodOpts, kgo.WithLogger(kgo.BasicLogger(f, level, func() string { return time.Now().Format("15:04:05.000 ") })))
 	}
 	prod := newSeedsClient(t, seeds, prodOpts...)
-	check := testenv.StartChecker(t, prod, "faults", 100, 1500)
+	check = testenv.StartChecker(t, prod, "faults", 100, 1500)
 	check.OnStall = c.DumpStacks // a stall is a bug: where every goroutine waits says which
 	check.ExpectIdempotent()
 	loose := newSeedsClient(t, seeds, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite(), kgo.DefaultProduceTopic("loose"))
@@ -163,6 +184,10 @@ func runFaultSuite(t *testing.T, seed uint64, faultTime time.Duration) {
 	group.TrimmedBy(check)
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
+	// The acks=1 load stops with the rest: Produce blocks while the
+	// client's buffer is full, so it gets a context that stop cancels.
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	defer stopLoad()
 	wg.Add(2)
 	go func() { // acks=1 load
 		defer wg.Done()
@@ -172,7 +197,13 @@ func runFaultSuite(t *testing.T, seed uint64, faultTime time.Duration) {
 				return
 			case <-time.After(2 * time.Millisecond):
 			}
-			loose.Produce(ctx, &kgo.Record{Value: []byte("loose")}, nil)
+			loose.Produce(loadCtx, &kgo.Record{Value: []byte("loose")}, func(_ *kgo.Record, err error) {
+				if err != nil {
+					looseErrs.Add(1)
+				} else {
+					looseSeen.Add(1)
+				}
+			})
 		}
 	}()
 	churnRng := rand.New(rand.NewPCG(seed, 12))
@@ -196,6 +227,7 @@ func runFaultSuite(t *testing.T, seed uint64, faultTime time.Duration) {
 	var schedule []string
 	deadline := time.Now().Add(faultTime)
 	for time.Now().Before(deadline) {
+		where = fmt.Sprintf("waiting for progress before fault %d", len(schedule)+1)
 		check.WaitAcked(ctx, 50, "before a fault") // progress between faults
 		hold := time.Duration(300+rng.IntN(1700)) * time.Millisecond
 		node := int32(1 + rng.IntN(3))
@@ -245,6 +277,7 @@ func runFaultSuite(t *testing.T, seed uint64, faultTime time.Duration) {
 			inject = func() { c.Kill(node); c.KillGateway(0) }
 			heal = func() { c.Start(node); c.StartGateway(0) }
 		}
+		where = "injecting " + fault
 		inject()
 		time.Sleep(hold)
 		heal()
@@ -255,19 +288,26 @@ func runFaultSuite(t *testing.T, seed uint64, faultTime time.Duration) {
 	// Healed: let the workload run on, then stop it and check.
 	healed := time.Now()
 	stage := func(what string) { t.Logf("%6.1fs after healing: %s", time.Since(healed).Seconds(), what) }
+	where = "waiting for progress after healing"
 	check.WaitAcked(ctx, 200, "after healing")
+	where = "stopping the acks=1 load and the churn"
 	close(stop)
+	stopLoad()
 	wg.Wait()
+	where = "stopping the checked producer"
 	check.Stop()
 	stage("producers stopped")
 	ends := check.Ends()
+	where = "waiting for the group to catch up"
 	group.WaitCaughtUp(ctx, ends)
 	group.Stop()
 	group.VerifyCommitted(ctx, seeds...)
 	stage("the group caught up")
+	where = "checking the exactly-once pipeline"
 	eos.Stop(ctx)
 	eos.Verify(ctx)
 	stage("the exactly-once pipeline checked")
+	where = "waiting for local retention to empty the disks"
 	// Local retention empties the disks of what was uploaded: the replay
 	// from the log's start comes from the bucket.
 	for p := range ends {
@@ -284,6 +324,7 @@ func runFaultSuite(t *testing.T, seed uint64, faultTime time.Duration) {
 		}
 	}
 	stage("local retention emptied the disks")
+	where = "reading every acknowledged record back"
 	check.Verify(ctx, seeds...)
 	stage("every acknowledged record read back")
 	t.Logf("%d faults: %s; %d records acknowledged and read back from %d partitions; the checked topic grown %d times, trimmed by DeleteRecords %d times; the exactly-once pipeline copied %d records in %d transactions",

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,6 +44,15 @@ type Checker struct {
 	// most deleting[p] (every deletion asked for, some perhaps applied
 	// without an answer).
 	deleted, deleting map[int32]int64
+	// failed counts each partition's records given up with an error,
+	// lastErr keeps the latest, lastAck when one was last acknowledged:
+	// what Report says of a partition that stalls.
+	failed  map[int32]int
+	lastErr map[int32]error
+	lastAck map[int32]time.Time
+	// lastFail: when a record of the partition last failed.
+	lastFail map[int32]time.Time
+	started  time.Time
 }
 
 // Deleting records that DeleteRecords was asked to delete partition p's
@@ -77,7 +87,7 @@ func (c *Checker) ExpectIdempotent() { c.idempotent = true }
 // acks=all for the promise to hold.
 func StartChecker(t testing.TB, cl *kgo.Client, topic string, inflight, perSecond int) *Checker {
 	c := &Checker{t: t, topic: topic, acked: map[int32]map[int64][]byte{}, stop: make(chan struct{}), done: make(chan struct{}),
-		deleted: map[int32]int64{}, deleting: map[int32]int64{}}
+		deleted: map[int32]int64{}, deleting: map[int32]int64{}, failed: map[int32]int{}, lastErr: map[int32]error{}, lastAck: map[int32]time.Time{}, lastFail: map[int32]time.Time{}, started: time.Now()}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	sem := make(chan struct{}, inflight)
 	var pace <-chan time.Time
@@ -111,11 +121,15 @@ func StartChecker(t testing.TB, cl *kgo.Client, topic string, inflight, perSecon
 			cl.Produce(c.ctx, &kgo.Record{Topic: topic, Value: v}, func(r *kgo.Record, err error) {
 				defer wg.Done()
 				defer func() { <-sem }()
-				if err != nil {
-					return // not acknowledged: no promise made
-				}
 				c.mu.Lock()
 				defer c.mu.Unlock()
+				if err != nil {
+					c.failed[r.Partition]++
+					c.lastErr[r.Partition] = err
+					c.lastFail[r.Partition] = time.Now()
+					return // not acknowledged: no promise made
+				}
+				c.lastAck[r.Partition] = time.Now()
 				m := c.acked[r.Partition]
 				if m == nil {
 					m = map[int64][]byte{}
@@ -142,9 +156,57 @@ func (c *Checker) Acked() int {
 	return n
 }
 
+// Report says, per partition, how many records were acknowledged, when
+// the last one was, and how many failed with which last error: where a
+// stalled workload is stuck.
+func (c *Checker) Report() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var parts []int32
+	for p := range c.acked {
+		parts = append(parts, p)
+	}
+	for p := range c.failed {
+		if c.acked[p] == nil {
+			parts = append(parts, p)
+		}
+	}
+	slices.Sort(parts)
+	var b strings.Builder
+	for _, p := range parts {
+		fmt.Fprintf(&b, "\n  partition %d: %d acknowledged", p, len(c.acked[p]))
+		if at, ok := c.lastAck[p]; ok {
+			fmt.Fprintf(&b, ", the last %v ago", time.Since(at).Round(time.Millisecond))
+		}
+		if n := c.failed[p]; n > 0 {
+			fmt.Fprintf(&b, "; %d failed, the last with: %v", n, c.lastErr[p])
+		}
+	}
+	return b.String()
+}
+
+// stuck is a partition whose records fail while it has acknowledged none
+// for over d (the producer's retries gave up on it: faults last seconds),
+// or -1.
+func (c *Checker) stuck(d time.Duration) int32 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for p, failedAt := range c.lastFail {
+		ackAt, ok := c.lastAck[p]
+		if !ok {
+			ackAt = c.started
+		}
+		if failedAt.After(ackAt) && time.Since(ackAt) > d {
+			return p
+		}
+	}
+	return -1
+}
+
 // WaitAcked waits until n more records than now are acknowledged.
-// Two minutes with no acknowledgement at all fail it: faults last
-// seconds, so the cluster is stuck.
+// Two minutes with no acknowledgement at all fail it, and so does a
+// partition that acknowledged nothing for two minutes while its records
+// failed: faults last seconds, so the cluster is stuck.
 func (c *Checker) WaitAcked(ctx context.Context, n int, what string) {
 	c.t.Helper()
 	want := c.Acked() + n
@@ -153,11 +215,15 @@ func (c *Checker) WaitAcked(ctx context.Context, n int, what string) {
 		if acked > last {
 			last, progress = acked, time.Now()
 		}
-		if ctx.Err() != nil || time.Since(progress) > 2*time.Minute {
+		stuck := c.stuck(2 * time.Minute)
+		if ctx.Err() != nil || time.Since(progress) > 2*time.Minute || stuck >= 0 {
 			if c.OnStall != nil {
 				c.OnStall()
 			}
-			c.t.Fatalf("%s: %d of %d records acknowledged, none for %v", what, acked, want, time.Since(progress).Round(time.Second))
+			if stuck >= 0 {
+				c.t.Fatalf("%s: partition %d acknowledged nothing for over %v and failed records meanwhile:%s", what, stuck, 2*time.Minute, c.Report())
+			}
+			c.t.Fatalf("%s: %d of %d records acknowledged, none for %v:%s", what, acked, want, time.Since(progress).Round(time.Second), c.Report())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
