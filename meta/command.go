@@ -466,6 +466,8 @@ func DecodeCommand(b []byte) (Command, error) {
 		c = &ExpireTxn{}
 	case TypeForgetTxn:
 		c = &ForgetTxn{}
+	case TypeSetFeatures:
+		c = &SetFeatures{}
 	default:
 		return nil, fmt.Errorf("%w: command type %d", ErrUnknownCommand, b[1])
 	}

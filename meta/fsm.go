@@ -290,6 +290,8 @@ func (w *writer) applyCmd(cmd Command) (*ApplyResult, error) {
 		return w.expireTxn(c)
 	case *ForgetTxn:
 		return w.forgetTxn(c)
+	case *SetFeatures:
+		return w.setFeatures(c)
 	}
 	return rejected(fmt.Errorf("%w: %T", ErrUnknownCommand, cmd))
 }

@@ -145,6 +145,9 @@ type ReadResponse struct {
 	ACLs []ACL `json:"acls,omitempty"`
 	// Transactions answers "transactions": every transactional id.
 	Transactions []Transaction `json:"transactions,omitempty"`
+	// Features comes with "topics" and "cluster": the finalized
+	// features.
+	Features *Features `json:"features,omitempty"`
 	// Controller is the id of the controller that answered; Live
 	// answers "cluster": the nodes it heard from within the session
 	// timeout.
@@ -191,6 +194,11 @@ func answerRead(v *View, req ReadRequest) (ReadResponse, error) {
 	var err error
 	switch req.Kind {
 	case "topics":
+		var f Features
+		if f, err = v.Features(); err != nil {
+			return resp, err
+		}
+		resp.Features = &f
 		if req.Topic != "" {
 			t, ok, e := v.Topic(req.Topic)
 			if e != nil {
@@ -210,6 +218,11 @@ func answerRead(v *View, req ReadRequest) (ReadResponse, error) {
 	case "cluster":
 		if resp.Nodes, err = v.Nodes(); err == nil {
 			resp.Partitions, err = v.AllPartitions()
+		}
+		if err == nil {
+			var f Features
+			f, err = v.Features()
+			resp.Features = &f
 		}
 	case "offsets":
 		resp.Offsets, err = v.GroupOffsets(req.Group)
@@ -241,7 +254,7 @@ type Event struct {
 
 // Change names one changed record.
 type Change struct {
-	Kind      string `json:"kind"` // node, topic, partition, offsets, tier, credentials, acls
+	Kind      string `json:"kind"` // node, topic, partition, offsets, tier, credentials, acls, features
 	ID        int32  `json:"id,omitempty"`
 	Topic     string `json:"topic,omitempty"`
 	Partition int32  `json:"partition,omitempty"`
@@ -288,6 +301,8 @@ func (m *Member) publishEvents(version uint64, cmds []Command) {
 			ev.Changes = append(ev.Changes, Change{Kind: "credentials"})
 		case *CreateAcls, *DeleteAcls:
 			ev.Changes = append(ev.Changes, Change{Kind: "acls"})
+		case *SetFeatures:
+			ev.Changes = append(ev.Changes, Change{Kind: "features"})
 		}
 	}
 	if !ev.Reset && len(ev.Changes) == 0 {

@@ -97,6 +97,26 @@ type Transaction struct {
 	// (TxnOffsetCommit): written to their groups if it commits, dropped
 	// if it aborts.
 	Offsets []Offset `json:"offsets,omitempty"`
+	// PrevProducerID and PrevEpoch are what the producer ended its last
+	// transaction with under transactions v2 (or what a coordinator
+	// abort fenced): an EndTxn retried with them is answered as the
+	// first was. -1 when none.
+	PrevProducerID int64 `json:"prev_producer_id"`
+	PrevEpoch      int16 `json:"prev_epoch"`
+	// NextProducerID, when not -1, is the producer id the transactional
+	// id moves to (at epoch 0) once the markers of the transaction
+	// being completed are written: its epoch was exhausted, so they
+	// carry the old producer id at the last epoch.
+	NextProducerID int64 `json:"next_producer_id"`
+}
+
+// ClientProducer is the producer id and epoch the client is to use next:
+// the next producer id at epoch 0 while an exhausted one completes.
+func (t Transaction) ClientProducer() (int64, int16) {
+	if t.NextProducerID >= 0 {
+		return t.NextProducerID, 0
+	}
+	return t.ProducerID, t.Epoch
 }
 
 // InitTxn is InitProducerId with a transactional id: a new id gets a
@@ -127,17 +147,25 @@ type AddTxnPartitions struct {
 // EndTxn asks to commit or abort the transaction in progress (EndTxn):
 // it moves to PrepareCommit or PrepareAbort, and the markers are to be
 // written. A retry of an end already decided succeeds.
+//
+// V2 is transactions v2 (EndTxn v5, KIP-890 part 2): the epoch is bumped
+// by every end, so the markers carry the new one and fence any late
+// write of the old; a retry comes with the old epoch (PrevEpoch); an
+// abort with nothing in progress bumps the epoch too.
 type EndTxn struct {
 	ID         string
 	ProducerID int64
 	Epoch      int16
 	Commit     bool
 	NowMs      int64
+	V2         bool
 }
 
 // TxnCommitOffsets adds offsets for a group the transaction holds (by
 // AddOffsetsToTxn) to its pending commits; a later one for the same
-// partition replaces an earlier one.
+// partition replaces an earlier one. AddGroup (TxnOffsetCommit v5 under
+// transactions v2) adds the group itself, starting the transaction if
+// none is in progress.
 type TxnCommitOffsets struct {
 	ID         string
 	ProducerID int64
@@ -145,6 +173,7 @@ type TxnCommitOffsets struct {
 	Group      string
 	Offsets    []Offset
 	NowMs      int64
+	AddGroup   bool
 }
 
 // ExpireTxn is the coordinator aborting a transaction past its timeout:
@@ -215,11 +244,15 @@ func (c *TxnCommitOffsets) encode(e *encoder) {
 	e.string(c.Group)
 	encodeOffsets(e, c.Offsets)
 	e.varint(c.NowMs)
+	e.bool(c.AddGroup)
 }
 func (c *TxnCommitOffsets) decode(d *decoder) {
 	c.ID, c.ProducerID, c.Epoch, c.Group = d.string(), d.varint(), int16(d.varint()), d.string()
 	c.Offsets = decodeOffsets(d)
 	c.NowMs = d.varint()
+	if len(d.b) > 0 { // absent from commands written before transactions v2
+		c.AddGroup = d.bool()
+	}
 }
 
 func (c *ExpireTxn) encode(e *encoder) {
@@ -284,9 +317,13 @@ func (c *EndTxn) encode(e *encoder) {
 	e.varint(int64(c.Epoch))
 	e.bool(c.Commit)
 	e.varint(c.NowMs)
+	e.bool(c.V2)
 }
 func (c *EndTxn) decode(d *decoder) {
 	c.ID, c.ProducerID, c.Epoch, c.Commit, c.NowMs = d.string(), d.varint(), int16(d.varint()), d.bool(), d.varint()
+	if len(d.b) > 0 { // absent from commands written before transactions v2
+		c.V2 = d.bool()
+	}
 }
 
 func (c *CompleteTxn) encode(e *encoder) {
@@ -312,6 +349,9 @@ func (t *Transaction) encode() []byte {
 	e.varint(t.StartMs)
 	e.varint(t.UpdateMs)
 	encodeOffsets(&e, t.Offsets)
+	e.varint(t.PrevProducerID)
+	e.varint(int64(t.PrevEpoch))
+	e.varint(t.NextProducerID)
 	return e.b
 }
 
@@ -328,6 +368,10 @@ func decodeTransaction(b []byte) (Transaction, error) {
 	t.StartMs, t.UpdateMs = d.varint(), d.varint()
 	if len(d.b) > 0 { // absent from records written before TxnOffsetCommit
 		t.Offsets = decodeOffsets(&d)
+	}
+	t.PrevProducerID, t.PrevEpoch, t.NextProducerID = -1, -1, -1
+	if len(d.b) > 0 { // absent from records written before transactions v2
+		t.PrevProducerID, t.PrevEpoch, t.NextProducerID = d.varint(), int16(d.varint()), d.varint()
 	}
 	return t, d.finish("transaction")
 }
@@ -385,7 +429,8 @@ func (w *writer) initTxn(c *InitTxn) (*ApplyResult, error) {
 		if err != nil {
 			return nil, err
 		}
-		t = Transaction{ID: c.ID, ProducerID: pid, Epoch: 0, State: TxnEmpty, TimeoutMs: c.TimeoutMs, UpdateMs: c.NowMs}
+		t = Transaction{ID: c.ID, ProducerID: pid, Epoch: 0, State: TxnEmpty, TimeoutMs: c.TimeoutMs, UpdateMs: c.NowMs,
+			PrevProducerID: -1, PrevEpoch: -1, NextProducerID: -1}
 		return txnResult(t), w.writeTxn(&t)
 	}
 	if c.ProducerID >= 0 {
@@ -408,10 +453,10 @@ func (w *writer) initTxn(c *InitTxn) (*ApplyResult, error) {
 	case TxnOngoing:
 		// Fence the producer that had it and abort its transaction; the
 		// client tries again once the abort completes.
-		if err := w.bumpEpoch(&t); err != nil {
+		if err := w.bumpForMarkers(&t); err != nil {
 			return nil, err
 		}
-		t.State, t.UpdateMs = TxnPrepareAbort, c.NowMs
+		t.State, t.UpdateMs, t.PrevProducerID, t.PrevEpoch = TxnPrepareAbort, c.NowMs, -1, -1
 		if err := w.writeTxn(&t); err != nil {
 			return nil, err
 		}
@@ -421,7 +466,7 @@ func (w *writer) initTxn(c *InitTxn) (*ApplyResult, error) {
 		return nil, err
 	}
 	t.State, t.TimeoutMs, t.UpdateMs = TxnEmpty, c.TimeoutMs, c.NowMs
-	t.Partitions, t.Groups = nil, nil
+	t.Partitions, t.Groups, t.PrevProducerID, t.PrevEpoch = nil, nil, -1, -1
 	return txnResult(t), w.writeTxn(&t)
 }
 
@@ -440,10 +485,33 @@ func (w *writer) bumpEpoch(t *Transaction) error {
 	return nil
 }
 
+// bumpForMarkers moves t to the epoch its markers will carry, fencing
+// any write of the epoch before. An exhausted epoch goes to its last
+// value, with the producer id to move to once the markers are written
+// (NextProducerID): the markers must name the producer id that wrote.
+func (w *writer) bumpForMarkers(t *Transaction) error {
+	if t.Epoch >= math.MaxInt16 {
+		return rejection{fmt.Errorf("%w: %s is at the last epoch of producer %d with markers pending", ErrInvalidTxnState, t.ID, t.ProducerID)}
+	}
+	t.Epoch++
+	if t.Epoch == math.MaxInt16 {
+		pid, err := w.takeProducerID()
+		if err != nil {
+			return err
+		}
+		t.NextProducerID = pid
+	}
+	return nil
+}
+
 // checkProducer fences a command of a producer id or epoch the
 // transaction does not have.
 func checkProducer(t Transaction, pid int64, epoch int16) error {
 	switch {
+	case t.NextProducerID >= 0 && pid == t.NextProducerID && epoch == 0:
+		// The producer id an exhausted epoch moves to, told to the
+		// client before the markers are all written.
+		return fmt.Errorf("%w: %s is %s", ErrConcurrentTransactions, t.ID, t.State)
 	case pid != t.ProducerID:
 		return fmt.Errorf("%w: %s has producer id %d, not %d", ErrInvalidProducerIDMapping, t.ID, t.ProducerID, pid)
 	case epoch < t.Epoch:
@@ -505,13 +573,16 @@ func (w *writer) addTxnPartitions(c *AddTxnPartitions) (*ApplyResult, error) {
 }
 
 func (w *writer) endTxn(c *EndTxn) (*ApplyResult, error) {
-	t, err := w.producerTxn(c.ID, c.ProducerID, c.Epoch)
-	if err != nil {
-		return nil, err
-	}
 	want, done := TxnPrepareAbort, TxnCompleteAbort
 	if c.Commit {
 		want, done = TxnPrepareCommit, TxnCompleteCommit
+	}
+	if c.V2 {
+		return w.endTxnV2(c, want, done)
+	}
+	t, err := w.producerTxn(c.ID, c.ProducerID, c.Epoch)
+	if err != nil {
+		return nil, err
 	}
 	switch t.State {
 	case TxnOngoing:
@@ -525,6 +596,43 @@ func (w *writer) endTxn(c *EndTxn) (*ApplyResult, error) {
 		}
 	}
 	return rejected(fmt.Errorf("%w: %s is %s; cannot %s", ErrInvalidTxnState, c.ID, t.State, map[bool]string{true: "commit", false: "abort"}[c.Commit]))
+}
+
+// endTxnV2 is EndTxn under transactions v2: the end bumps the epoch (the
+// markers carry the new one), an abort with nothing in progress bumps it
+// too, and a retry names the epoch the transaction was ended with.
+func (w *writer) endTxnV2(c *EndTxn, want, done TxnState) (*ApplyResult, error) {
+	t, ok, err := w.readTxn(c.ID)
+	if err != nil {
+		return nil, err
+	}
+	if ok && t.PrevProducerID >= 0 && c.ProducerID == t.PrevProducerID && c.Epoch == t.PrevEpoch && (t.State == want || t.State == done) {
+		return txnResult(t), nil // a retry of the same end
+	}
+	if t, err = w.producerTxn(c.ID, c.ProducerID, c.Epoch); err != nil {
+		return nil, err
+	}
+	switch t.State {
+	case TxnOngoing:
+		if err := w.bumpForMarkers(&t); err != nil {
+			return nil, err
+		}
+		t.State = want
+	case TxnEmpty, TxnCompleteCommit, TxnCompleteAbort:
+		if c.Commit {
+			return rejected(fmt.Errorf("%w: %s is %s; nothing to commit", ErrInvalidTxnState, c.ID, t.State))
+		}
+		// Nothing in progress: the abort only bumps the epoch (clients
+		// abort when unsure whether a produce reached the partition).
+		if err := w.bumpEpoch(&t); err != nil {
+			return nil, err
+		}
+		t.State = TxnCompleteAbort
+	default:
+		return rejected(fmt.Errorf("%w: %s is %s", ErrConcurrentTransactions, c.ID, t.State))
+	}
+	t.PrevProducerID, t.PrevEpoch, t.UpdateMs = c.ProducerID, c.Epoch, c.NowMs
+	return txnResult(t), w.writeTxn(&t)
 }
 
 func (w *writer) completeTxn(c *CompleteTxn) (*ApplyResult, error) {
@@ -554,6 +662,9 @@ func (w *writer) completeTxn(c *CompleteTxn) (*ApplyResult, error) {
 		return txnResult(t), nil // completed already
 	}
 	t.Partitions, t.Groups, t.Offsets, t.UpdateMs = nil, nil, nil, c.NowMs
+	if t.NextProducerID >= 0 { // the exhausted epoch's markers are written
+		t.ProducerID, t.Epoch, t.NextProducerID = t.NextProducerID, 0, -1
+	}
 	return txnResult(t), w.writeTxn(&t)
 }
 
@@ -565,6 +676,15 @@ func (w *writer) txnCommitOffsets(c *TxnCommitOffsets) (*ApplyResult, error) {
 	switch {
 	case t.State == TxnPrepareCommit || t.State == TxnPrepareAbort:
 		return rejected(fmt.Errorf("%w: %s is %s", ErrConcurrentTransactions, c.ID, t.State))
+	case c.AddGroup && c.Group == "":
+		return rejected(fmt.Errorf("%w: empty group id", ErrInvalidRequest))
+	case c.AddGroup:
+		if t.State != TxnOngoing {
+			t.State, t.StartMs, t.Partitions, t.Groups = TxnOngoing, c.NowMs, nil, nil
+		}
+		if !slices.Contains(t.Groups, c.Group) {
+			t.Groups = append(t.Groups, c.Group)
+		}
 	case t.State != TxnOngoing || !slices.Contains(t.Groups, c.Group):
 		return rejected(fmt.Errorf("%w: %s (%s) has not added group %q", ErrInvalidTxnState, c.ID, t.State, c.Group))
 	}
@@ -602,10 +722,13 @@ func (w *writer) expireTxn(c *ExpireTxn) (*ApplyResult, error) {
 	if !ok || t.ProducerID != c.ProducerID || t.Epoch != c.Epoch || t.State != TxnOngoing {
 		return rejected(fmt.Errorf("%w: %s is no longer the ongoing transaction of producer %d epoch %d", ErrInvalidTxnState, c.ID, c.ProducerID, c.Epoch))
 	}
-	if err := w.bumpEpoch(&t); err != nil {
+	if err := w.bumpForMarkers(&t); err != nil {
 		return nil, err
 	}
-	t.State, t.UpdateMs = TxnPrepareAbort, c.NowMs
+	// The producer that let it time out may still abort it (under
+	// transactions v2 its EndTxn is answered as a retry) but nothing
+	// else: its epoch is fenced.
+	t.State, t.UpdateMs, t.PrevProducerID, t.PrevEpoch = TxnPrepareAbort, c.NowMs, c.ProducerID, c.Epoch
 	return txnResult(t), w.writeTxn(&t)
 }
 

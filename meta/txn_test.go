@@ -195,11 +195,17 @@ func TestTxnRandom(t *testing.T) {
 		id := ids[rng.IntN(len(ids))]
 		cur, known := last[id]
 		pid, epoch := cur.ProducerID, cur.Epoch
-		switch rng.IntN(4) { // mostly the current producer
+		switch rng.IntN(5) { // mostly the current producer
 		case 0:
 			epoch -= int16(rng.IntN(2))
 		case 1:
 			pid += int64(rng.IntN(2))
+		case 2:
+			if rng.IntN(2) == 0 && cur.PrevProducerID >= 0 {
+				pid, epoch = cur.PrevProducerID, cur.PrevEpoch // a retry of a v2 end
+			} else {
+				pid, epoch = cur.ClientProducer()
+			}
 		}
 		var cmd Command
 		switch rng.IntN(6) {
@@ -213,7 +219,10 @@ func TestTxnRandom(t *testing.T) {
 			cmd = &AddTxnPartitions{ID: id, ProducerID: pid, Epoch: epoch, NowMs: int64(step),
 				Partitions: []TxnPartition{{Topic: "orders", Partition: int32(rng.IntN(3))}}}
 		case 3:
-			cmd = &EndTxn{ID: id, ProducerID: pid, Epoch: epoch, Commit: rng.IntN(2) == 0, NowMs: int64(step)}
+			cmd = &EndTxn{ID: id, ProducerID: pid, Epoch: epoch, Commit: rng.IntN(2) == 0, NowMs: int64(step), V2: rng.IntN(2) == 0}
+		case 4:
+			cmd = &TxnCommitOffsets{ID: id, ProducerID: pid, Epoch: epoch, Group: "g", NowMs: int64(step), AddGroup: rng.IntN(2) == 0,
+				Offsets: []Offset{{Topic: "orders", Partition: int32(rng.IntN(3)), Offset: int64(step)}}}
 		default:
 			cmd = &CompleteTxn{ID: id, ProducerID: pid, Epoch: epoch, NowMs: int64(step)}
 		}
@@ -245,8 +254,141 @@ func TestTxnRandom(t *testing.T) {
 			t.Fatalf("step %d: %s went from %s to %s", step, id, before.State, now.State)
 		case (now.State == TxnPrepareCommit || now.State == TxnPrepareAbort) && before.State == TxnOngoing && len(now.Partitions) != len(before.Partitions):
 			t.Fatalf("step %d: %s lost partitions preparing", step, id)
+		case now.NextProducerID >= 0 && now.State != TxnPrepareCommit && now.State != TxnPrepareAbort:
+			t.Fatalf("step %d: %s is %s with a next producer id %d", step, id, now.State, now.NextProducerID)
+		case known && (before.State == TxnOngoing) != (now.State == TxnOngoing) && r.Err == nil && now.Epoch == before.Epoch &&
+			now.ProducerID == before.ProducerID && (now.State == TxnPrepareCommit || now.State == TxnPrepareAbort) && cmdV2(cmd):
+			t.Fatalf("step %d: a v2 end of %s kept epoch %d", step, id, now.Epoch)
 		}
 		last[id] = now
+	}
+}
+
+func cmdV2(c Command) bool {
+	e, ok := c.(*EndTxn)
+	return ok && e.V2
+}
+
+// TestTxnV2 walks transactions v2 (KIP-890 part 2): every end bumps the
+// epoch, a retry names the old one, an abort with nothing in progress
+// bumps it too, TxnOffsetCommit adds its group itself, and an exhausted
+// epoch moves to a new producer id only once the markers (which carry
+// the old one) are written.
+func TestTxnV2(t *testing.T) {
+	a := &applier{t: t, f: openTestFSM(t, t.TempDir())}
+	a.mustApply(testTopic("orders", 2, 1))
+	p0 := TxnPartition{Topic: "orders", Partition: 0}
+	init, err := a.txn(&InitTxn{ID: "tx", TimeoutMs: 60000, ProducerID: -1, Epoch: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := init.ProducerID
+	add := func(epoch int16) { // what a produce of v12 does for its partition
+		t.Helper()
+		if _, err := a.txn(&AddTxnPartitions{ID: "tx", ProducerID: pid, Epoch: epoch, Partitions: []TxnPartition{p0}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add(0)
+	end := &EndTxn{ID: "tx", ProducerID: pid, Epoch: 0, Commit: true, V2: true}
+	tx, err := a.txn(end)
+	if err != nil || tx.State != TxnPrepareCommit || tx.Epoch != 1 || tx.PrevEpoch != 0 {
+		t.Fatalf("v2 commit: %+v %v, want PrepareCommit at epoch 1", tx, err)
+	}
+	if id, e := tx.ClientProducer(); id != pid || e != 1 {
+		t.Fatalf("the client is told producer %d epoch %d, want %d/1", id, e, pid)
+	}
+	if again, err := a.txn(end); err != nil || again.Epoch != 1 {
+		t.Fatalf("retried v2 commit: %+v %v", again, err)
+	}
+	a.wantErr(ErrProducerFenced, &EndTxn{ID: "tx", ProducerID: pid, Epoch: 0, Commit: false, V2: true})
+	a.wantErr(ErrConcurrentTransactions, &AddTxnPartitions{ID: "tx", ProducerID: pid, Epoch: 1, Partitions: []TxnPartition{p0}})
+	a.wantErr(ErrProducerFenced, &AddTxnPartitions{ID: "tx", ProducerID: pid, Epoch: 0, Partitions: []TxnPartition{p0}})
+	if _, err := a.txn(&CompleteTxn{ID: "tx", ProducerID: pid, Epoch: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := a.txn(end); err != nil || again.State != TxnCompleteCommit || again.Epoch != 1 {
+		t.Fatalf("v2 commit retried after completion: %+v %v", again, err)
+	}
+
+	// An abort with nothing in progress bumps the epoch; a commit of
+	// nothing is refused.
+	tx, err = a.txn(&EndTxn{ID: "tx", ProducerID: pid, Epoch: 1, V2: true})
+	if err != nil || tx.State != TxnCompleteAbort || tx.Epoch != 2 {
+		t.Fatalf("empty v2 abort: %+v %v, want CompleteAbort at epoch 2", tx, err)
+	}
+	a.wantErr(ErrInvalidTxnState, &EndTxn{ID: "tx", ProducerID: pid, Epoch: 2, Commit: true, V2: true})
+
+	// TxnOffsetCommit v5 adds its group and starts the transaction.
+	if _, err := a.txn(&TxnCommitOffsets{ID: "tx", ProducerID: pid, Epoch: 2, Group: "g", AddGroup: true,
+		Offsets: []Offset{{Topic: "orders", Partition: 1, Offset: 9}}}); err != nil {
+		t.Fatal(err)
+	}
+	if s := a.stateOf("tx"); s.State != TxnOngoing || len(s.Groups) != 1 {
+		t.Fatalf("after an implicit group add: %+v", s)
+	}
+	a.mustApply(&EndTxn{ID: "tx", ProducerID: pid, Epoch: 2, Commit: true, V2: true}, &CompleteTxn{ID: "tx", ProducerID: pid, Epoch: 3, NowMs: 5})
+	if got := a.offsets("g"); len(got) != 1 || got[0].Offset != 9 {
+		t.Fatalf("offsets after the v2 commit: %+v", got)
+	}
+
+	// Timed out: the coordinator's abort fences the producer, whose own
+	// v2 abort is then answered as a retry.
+	add(3)
+	if _, err := a.txn(&ExpireTxn{ID: "tx", ProducerID: pid, Epoch: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if tx, err := a.txn(&EndTxn{ID: "tx", ProducerID: pid, Epoch: 3, V2: true}); err != nil || tx.Epoch != 4 {
+		t.Fatalf("the producer's abort after expiry: %+v %v", tx, err)
+	}
+	a.wantErr(ErrProducerFenced, &EndTxn{ID: "tx", ProducerID: pid, Epoch: 3, Commit: true, V2: true})
+}
+
+// TestTxnEpochExhaustedWithMarkers: a transaction ended (v2), aborted by
+// a new producer or expired at the last epoch writes its markers with
+// the producer id that wrote its data; the next producer id takes over
+// once they are written.
+func TestTxnEpochExhaustedWithMarkers(t *testing.T) {
+	for _, how := range []string{"v2 end", "init", "expire"} {
+		t.Run(how, func(t *testing.T) {
+			a := &applier{t: t, f: openTestFSM(t, t.TempDir())}
+			a.mustApply(testTopic("orders", 1, 1))
+			first, _ := a.txn(&InitTxn{ID: "tx", TimeoutMs: 1000, ProducerID: -1, Epoch: -1})
+			pid := first.ProducerID
+			cmds := make([]Command, math.MaxInt16-1) // to epoch 32766, the last before exhaustion
+			for i := range cmds {
+				cmds[i] = &InitTxn{ID: "tx", TimeoutMs: 1000, ProducerID: -1, Epoch: -1}
+			}
+			a.mustApply(cmds...)
+			last := int16(math.MaxInt16 - 1)
+			a.mustApply(&AddTxnPartitions{ID: "tx", ProducerID: pid, Epoch: last, Partitions: []TxnPartition{{Topic: "orders"}}})
+			var cmd Command
+			switch how {
+			case "v2 end":
+				cmd = &EndTxn{ID: "tx", ProducerID: pid, Epoch: last, Commit: true, V2: true}
+			case "init":
+				cmd = &InitTxn{ID: "tx", TimeoutMs: 1000, ProducerID: -1, Epoch: -1}
+			case "expire":
+				cmd = &ExpireTxn{ID: "tx", ProducerID: pid, Epoch: last}
+			}
+			a.apply(cmd)
+			tx := a.stateOf("tx")
+			if tx.ProducerID != pid || tx.Epoch != math.MaxInt16 || tx.NextProducerID < 0 || tx.NextProducerID == pid {
+				t.Fatalf("prepared at the last epoch: %+v, want the markers at producer %d epoch %d and a next producer id", tx, pid, math.MaxInt16)
+			}
+			next := tx.NextProducerID
+			a.wantErr(ErrConcurrentTransactions, &AddTxnPartitions{ID: "tx", ProducerID: next, Epoch: 0, Partitions: []TxnPartition{{Topic: "orders"}}})
+			a.mustApply(&CompleteTxn{ID: "tx", ProducerID: pid, Epoch: math.MaxInt16})
+			if tx := a.stateOf("tx"); tx.ProducerID != next || tx.Epoch != 0 || tx.NextProducerID != -1 {
+				t.Fatalf("completed: %+v, want producer %d at epoch 0", tx, next)
+			}
+			if how == "v2 end" {
+				if tx, err := a.txn(cmd); err != nil || tx.ProducerID != next {
+					t.Fatalf("the v2 end retried: %+v %v", tx, err)
+				}
+			}
+			a.mustApply(&AddTxnPartitions{ID: "tx", ProducerID: next, Epoch: 0, Partitions: []TxnPartition{{Topic: "orders"}}})
+		})
 	}
 }
 
