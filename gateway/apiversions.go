@@ -1,10 +1,14 @@
 package gateway
 
 import (
+	"context"
+	"maps"
 	"slices"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/strata-io/strata/meta"
 )
 
 // apiRange is a supported version range of one API.
@@ -35,9 +39,9 @@ var apis = map[int16]apiRange{
 	22: {0, 4},  // InitProducerId
 	23: {0, 4},  // OffsetForLeaderEpoch
 	24: {0, 4},  // AddPartitionsToTxn (v4+: batched)
-	25: {0, 3},  // AddOffsetsToTxn (v4: transactions v2, not served)
-	26: {0, 4},  // EndTxn (v5: transactions v2, not served)
-	28: {0, 4},  // TxnOffsetCommit (v5: transactions v2, not served)
+	25: {0, 4},  // AddOffsetsToTxn
+	26: {0, 5},  // EndTxn (v5: transactions v2 when transaction.version is 2)
+	28: {0, 5},  // TxnOffsetCommit (v5: adds its group under transactions v2)
 	29: {0, 3},  // DescribeAcls
 	30: {0, 3},  // CreateAcls
 	31: {0, 3},  // DeleteAcls
@@ -53,6 +57,7 @@ var apis = map[int16]apiRange{
 	47: {0, 0},  // OffsetDelete
 	50: {0, 0},  // DescribeUserScramCredentials
 	51: {0, 0},  // AlterUserScramCredentials
+	57: {0, 1},  // UpdateFeatures
 	60: {0, 1},  // DescribeCluster
 	61: {0, 0},  // DescribeProducers
 	65: {0, 0},  // DescribeTransactions
@@ -66,7 +71,10 @@ func supported(key, version int16) bool {
 
 // apiVersions lists the supported APIs. An unsupported ApiVersions
 // version gets UNSUPPORTED_VERSION at v0, so the client can retry lower.
-func (g *Gateway) apiVersions(req *kmsg.ApiVersionsRequest, unsupported bool) kmsg.Response {
+// From v3 it also carries the features this version supports and the
+// cluster's finalized levels, features (nil when the metadata cannot be
+// read: clients then keep to what needs no feature).
+func apiVersions(req *kmsg.ApiVersionsRequest, unsupported bool, features *meta.Features) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.ApiVersionsResponse)
 	if unsupported {
 		resp.SetVersion(0)
@@ -83,5 +91,37 @@ func (g *Gateway) apiVersions(req *kmsg.ApiVersionsRequest, unsupported bool) km
 		k.ApiKey, k.MinVersion, k.MaxVersion = key, r.min, r.max
 		resp.ApiKeys = append(resp.ApiKeys, k)
 	}
+	if resp.Version < 3 || unsupported {
+		return resp
+	}
+	for _, name := range slices.Sorted(maps.Keys(meta.SupportedFeatures)) {
+		r := meta.SupportedFeatures[name]
+		f := kmsg.NewApiVersionsResponseSupportedFeature()
+		f.Name, f.MinVersion, f.MaxVersion = name, r.Min, r.Max
+		resp.SupportedFeatures = append(resp.SupportedFeatures, f)
+	}
+	resp.FinalizedFeaturesEpoch = -1
+	if features != nil {
+		resp.FinalizedFeaturesEpoch = features.Epoch
+		for _, name := range slices.Sorted(maps.Keys(features.Levels)) {
+			level := features.Levels[name]
+			if level <= 0 {
+				continue // a feature at level 0 is not finalized
+			}
+			f := kmsg.NewApiVersionsResponseFinalizedFeature()
+			f.Name, f.MinVersionLevel, f.MaxVersionLevel = name, level, level
+			resp.FinalizedFeatures = append(resp.FinalizedFeatures, f)
+		}
+	}
 	return resp
+}
+
+// features are the cluster's finalized features as the gateway last read
+// them, nil when unreadable.
+func (g *Gateway) features(ctx context.Context) *meta.Features {
+	s, err := g.cache.get(ctx, false)
+	if err != nil {
+		return nil
+	}
+	return s.features
 }

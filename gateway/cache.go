@@ -24,6 +24,7 @@ type snapshot struct {
 	topics     map[string]meta.Topic
 	byID       map[[16]byte]string
 	partitions map[string][]meta.Partition // by topic, indexed by partition
+	features   *meta.Features
 	fetchedAt  time.Time
 }
 
@@ -65,7 +66,7 @@ func (c *metadataCache) get(ctx context.Context, fresh bool) (*snapshot, error) 
 		return nil, err
 	}
 	s = &snapshot{version: r.Version, topics: map[string]meta.Topic{}, byID: map[[16]byte]string{},
-		partitions: map[string][]meta.Partition{}, fetchedAt: time.Now()}
+		partitions: map[string][]meta.Partition{}, features: r.Features, fetchedAt: time.Now()}
 	for _, t := range r.Topics {
 		s.topics[t.Name] = t
 		s.byID[t.ID] = t.Name

@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/strata-io/strata/meta"
 )
 
 // frame builds a request frame as a client sends it.
@@ -34,7 +36,7 @@ func FuzzParseRequest(f *testing.F) {
 		if err == nil && supported(h.key, h.version) {
 			// A request that parsed can be answered without panicking.
 			if r, ok := req.(*kmsg.ApiVersionsRequest); ok {
-				(&Gateway{}).apiVersions(r, false).AppendTo(nil)
+				apiVersions(r, false, &meta.Features{Levels: map[string]int16{"transaction.version": 2}}).AppendTo(nil)
 			}
 		}
 	})

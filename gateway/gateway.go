@@ -668,14 +668,14 @@ func frameResponse(h requestHeader, resp kmsg.Response) []byte {
 func (g *Gateway) handle(ctx context.Context, h requestHeader, req kmsg.Request) kmsg.Response {
 	if !supported(h.key, h.version) {
 		if r, ok := req.(*kmsg.ApiVersionsRequest); ok {
-			return g.apiVersions(r, true)
+			return apiVersions(r, true, nil)
 		}
 		g.logger.Debug("unsupported request version", "api", kmsg.NameForKey(h.key), "version", h.version)
 		return nil
 	}
 	switch r := req.(type) {
 	case *kmsg.ApiVersionsRequest:
-		return g.apiVersions(r, false)
+		return apiVersions(r, false, g.features(ctx))
 	case *kmsg.MetadataRequest:
 		return g.metadata(ctx, r)
 	case *kmsg.CreateTopicsRequest:
@@ -696,6 +696,8 @@ func (g *Gateway) handle(ctx context.Context, h requestHeader, req kmsg.Request)
 		return g.describeUserScramCredentials(ctx, r)
 	case *kmsg.AlterUserSCRAMCredentialsRequest:
 		return g.alterUserScramCredentials(ctx, r)
+	case *kmsg.UpdateFeaturesRequest:
+		return g.updateFeatures(ctx, r)
 	case *kmsg.DescribeACLsRequest:
 		return g.describeAcls(ctx, r)
 	case *kmsg.CreateACLsRequest:

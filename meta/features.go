@@ -40,6 +40,15 @@ type Features struct {
 // Level is a feature's finalized level.
 func (f Features) Level(name string) int16 { return f.Levels[name] }
 
+// TxnV2 reports whether transactions v2 are on (transaction.version 2).
+func (f Features) TxnV2() bool { return f.Level(FeatureTransactionVersion) >= 2 }
+
+// TxnV2 reports whether the view's cluster runs transactions v2.
+func (v *View) TxnV2() bool {
+	f, err := v.Features()
+	return err == nil && f.TxnV2()
+}
+
 // SetFeatures sets features' levels (UpdateFeatures): each must be a
 // supported feature at a supported level.
 type SetFeatures struct{ Levels map[string]int16 }

@@ -69,7 +69,7 @@ func (n *Node) produce(ctx context.Context, req *kmsg.ProduceRequest, appended f
 			}
 			topic, p := rt.Topic, rp.Partition
 			res, dup, err := appendIdempotent(l, rp.Records, part.LeaderEpoch, func(h plog.BatchHeader) error {
-				return n.verifyTxn(ctx, txnID, h, topic, p)
+				return n.verifyTxn(ctx, txnID, h, topic, p, req.Version)
 			})
 			if dup {
 				// A retry of a batch already written: answered as

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"maps"
@@ -39,15 +40,23 @@ const txnVerifyWait = 2 * time.Second
 // holds topic/p: INVALID_PRODUCER_EPOCH for a producer the coordinator
 // has fenced, INVALID_TXN_STATE for a partition not added (or a
 // transaction not ongoing).
-func (n *Node) verifyTxn(ctx context.Context, txnID string, h plog.BatchHeader, topic string, p int32) error {
+//
+// Under transactions v2 a produce of v12 or later adds its partition to
+// the transaction itself (KIP-890 part 2): when the coordinator's state
+// does not hold it yet, this node proposes the add, which the metadata
+// refuses as the coordinator would (a fenced epoch, a transaction being
+// ended: CONCURRENT_TRANSACTIONS, which the client retries).
+func (n *Node) verifyTxn(ctx context.Context, txnID string, h plog.BatchHeader, topic string, p int32, produceVersion int16) error {
 	if txnID == "" {
 		return fmt.Errorf("%w: a transactional batch without a transactional id", kerr.InvalidTxnState)
 	}
 	want := meta.TxnPartition{Topic: topic, Partition: p}
 	deadline := time.Now().Add(txnVerifyWait)
+	added := false
 	for {
 		v := n.cfg.Meta.Server().FSM().View()
 		t, ok, err := v.Transaction(txnID)
+		implicit := produceVersion >= 12 && !added && v.TxnV2()
 		v.Close()
 		switch {
 		case err != nil:
@@ -56,6 +65,12 @@ func (n *Node) verifyTxn(ctx context.Context, txnID string, h plog.BatchHeader, 
 			return fmt.Errorf("%w: %s is at epoch %d, the batch has %d", kerr.InvalidProducerEpoch, txnID, t.Epoch, h.ProducerEpoch)
 		case ok && t.ProducerID == h.ProducerID && t.Epoch == h.ProducerEpoch && t.State == meta.TxnOngoing && slices.Contains(t.Partitions, want):
 			return nil
+		case implicit:
+			if err := n.addToTxn(ctx, txnID, h, want); err != nil {
+				return err
+			}
+			added = true // this node's copy of the metadata shows it soon
+			continue
 		}
 		if !time.Now().Before(deadline) || ctx.Err() != nil {
 			if !ok {
@@ -66,6 +81,35 @@ func (n *Node) verifyTxn(ctx context.Context, txnID string, h plog.BatchHeader, 
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// addToTxn adds a partition to the producer's transaction for a produce
+// under transactions v2, mapping the metadata's refusal to the produce
+// error Kafka gives.
+func (n *Node) addToTxn(ctx context.Context, txnID string, h plog.BatchHeader, tp meta.TxnPartition) error {
+	pctx, cancel := context.WithTimeout(ctx, txnVerifyWait)
+	defer cancel()
+	res, err := n.cfg.Meta.Propose(pctx, &meta.AddTxnPartitions{ID: txnID, ProducerID: h.ProducerID, Epoch: h.ProducerEpoch,
+		Partitions: []meta.TxnPartition{tp}, NowMs: time.Now().UnixMilli()})
+	if err == nil {
+		err = res.Err
+	}
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, meta.ErrProducerFenced):
+		return fmt.Errorf("%w: %v", kerr.InvalidProducerEpoch, err)
+	case errors.Is(err, meta.ErrConcurrentTransactions):
+		return fmt.Errorf("%w: %v", kerr.ConcurrentTransactions, err)
+	case errors.Is(err, meta.ErrInvalidProducerIDMapping):
+		return fmt.Errorf("%w: %v", kerr.InvalidProducerIDMapping, err)
+	case errors.Is(err, meta.ErrInvalidTxnState):
+		return fmt.Errorf("%w: %v", kerr.InvalidTxnState, err)
+	case errors.Is(err, meta.ErrUnknownTopic):
+		return fmt.Errorf("%w: %v", kerr.UnknownTopicOrPartition, err)
+	}
+	// The controller unreachable or changing: retriable.
+	return fmt.Errorf("%w: adding %s/%d to transaction %s: %v", kerr.NotEnoughReplicas, tp.Topic, tp.Partition, txnID, err)
 }
 
 // txnOpen reports whether the producer's transaction is open on the

@@ -177,6 +177,13 @@ func (c *Coordinator) InitProducerID(ctx context.Context, req *kmsg.InitProducer
 	return resp
 }
 
+// v2 reports whether the cluster runs transactions v2 (KIP-890 part 2).
+func (c *Coordinator) v2() bool {
+	v := c.cfg.Store.View()
+	defer v.Close()
+	return v.TxnV2()
+}
+
 // partitionsResult answers each partition of topics with code.
 type topicPartitions struct {
 	topic      string
@@ -318,8 +325,10 @@ func (c *Coordinator) TxnOffsetCommit(ctx context.Context, req *kmsg.TxnOffsetCo
 		}
 	}
 	if ec == 0 {
+		// From v5 under transactions v2 the commit adds its group to the
+		// transaction itself (no AddOffsetsToTxn).
 		_, err := c.propose(ctx, &meta.TxnCommitOffsets{ID: req.TransactionalID, ProducerID: req.ProducerID, Epoch: req.ProducerEpoch,
-			Group: req.Group, Offsets: offsets, NowMs: time.Now().UnixMilli()})
+			Group: req.Group, Offsets: offsets, NowMs: time.Now().UnixMilli(), AddGroup: req.Version >= 5 && c.v2()})
 		ec = code(err, req.Version)
 	}
 	for _, t := range req.Topics {
@@ -343,15 +352,24 @@ const endWait = 10 * time.Second
 
 // EndTxn commits or aborts the producer's transaction: the decision is
 // recorded (PrepareCommit or PrepareAbort), then the coordinator writes
-// the markers and completes it.
+// the markers and completes it. From v5 under transactions v2 the epoch
+// is bumped and the answer carries the producer id and epoch to use
+// next.
 func (c *Coordinator) EndTxn(ctx context.Context, req *kmsg.EndTxnRequest) *kmsg.EndTxnResponse {
 	resp := req.ResponseKind().(*kmsg.EndTxnResponse)
-	var done chan struct{}
-	if t, err := c.propose(ctx, &meta.EndTxn{ID: req.TransactionalID, ProducerID: req.ProducerID, Epoch: req.ProducerEpoch,
-		Commit: req.Commit, NowMs: time.Now().UnixMilli()}); err != nil {
+	resp.ProducerID, resp.ProducerEpoch = -1, -1
+	v2 := req.Version >= 5 && c.v2()
+	t, err := c.propose(ctx, &meta.EndTxn{ID: req.TransactionalID, ProducerID: req.ProducerID, Epoch: req.ProducerEpoch,
+		Commit: req.Commit, NowMs: time.Now().UnixMilli(), V2: v2})
+	if err != nil {
 		resp.ErrorCode = code(err, req.Version)
 		return resp
-	} else if t.State == meta.TxnPrepareCommit || t.State == meta.TxnPrepareAbort {
+	}
+	if v2 {
+		resp.ProducerID, resp.ProducerEpoch = t.ClientProducer()
+	}
+	var done chan struct{}
+	if t.State == meta.TxnPrepareCommit || t.State == meta.TxnPrepareAbort {
 		done = c.waitFor(t.ID)
 		c.wake()
 	}
