@@ -14,10 +14,11 @@ import (
 func clusterCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:  "cluster",
-		Usage: "the cluster as a whole: nodes, controller, gateways, partitions in trouble",
+		Usage: "the cluster as a whole: nodes, controller, gateways, partitions in trouble, features",
 		Subcommands: []*ucli.Command{
 			{Name: "status", Usage: "nodes (live or not), the controller, gateways, under-replicated and offline partitions, tier upload lag",
 				Flags: []ucli.Flag{adminURLFlag}, Action: clusterStatus},
+			featuresCommand(),
 		},
 	}
 }

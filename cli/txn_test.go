@@ -70,3 +70,57 @@ func TestTxnCommands(t *testing.T) {
 		t.Fatalf("describe of an unknown id: exit %d, %s", code, errOut)
 	}
 }
+
+// TestFeaturesCommands: strata cluster features shows transaction.version
+// at 2, downgrades it to 1 and upgrades it back (a dry run changes
+// nothing); a raise asked as a downgrade, or an unknown feature, is a
+// clear error.
+func TestFeaturesCommands(t *testing.T) {
+	c := testenv.InProcess(t, 1, testenv.Options{})
+	b := "--brokers=" + c.Addr()
+	run := func(wantCode int, args ...string) string {
+		t.Helper()
+		out, errOut, code := strataCmd(t, "", args...)
+		if code != wantCode {
+			t.Fatalf("strata %v: exit %d, want %d: %s%s", args, code, wantCode, out, errOut)
+		}
+		return out + errOut
+	}
+	level := func() string {
+		t.Helper()
+		for _, l := range strings.Split(run(0, "cluster", "features", b), "\n") {
+			if f := strings.Fields(l); len(f) == 4 && f[0] == "transaction.version" {
+				return f[1] + " " + f[2]
+			}
+		}
+		t.Fatal("no transaction.version in strata cluster features")
+		return ""
+	}
+	if got := level(); got != "0-2 2" {
+		t.Fatalf("transaction.version: supported and finalized %q, want \"0-2 2\"", got)
+	}
+	run(0, "cluster", "features", "downgrade", b, "--dry-run", "--feature", "transaction.version=1")
+	if got := level(); got != "0-2 2" {
+		t.Fatalf("a dry run changed transaction.version: %q", got)
+	}
+	run(0, "cluster", "features", "downgrade", b, "--feature", "transaction.version=1")
+	waitLevel := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for got := level(); got != want; got = level() {
+			if time.Now().After(deadline) {
+				t.Fatalf("transaction.version %q, want %q", got, want)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitLevel("0-2 1")
+	if out := run(1, "cluster", "features", "downgrade", b, "--feature", "transaction.version=2"); !strings.Contains(out, "upgrade") {
+		t.Fatalf("a raise asked as a downgrade: %s", out)
+	}
+	if out := run(1, "cluster", "features", "upgrade", b, "--feature", "no.such=1"); !strings.Contains(out, "unknown feature") {
+		t.Fatalf("an unknown feature: %s", out)
+	}
+	run(0, "cluster", "features", "upgrade", b, "--feature", "transaction.version=2")
+	waitLevel("0-2 2")
+}

@@ -273,6 +273,14 @@ func TestAuthorizationByAPI(t *testing.T) {
 			r.Creations = append(r.Creations, c)
 			return r
 		}, func(r kmsg.Response) int16 { return r.(*kmsg.CreateACLsResponse).Results[0].ErrorCode }},
+		{"UpdateFeatures", cluster().Operations(kadm.OpAlter), kerr.ClusterAuthorizationFailed, func() kmsg.Request {
+			r := kmsg.NewPtrUpdateFeaturesRequest()
+			r.ValidateOnly = true
+			u := kmsg.NewUpdateFeaturesRequestFeatureUpdate()
+			u.Feature, u.MaxVersionLevel, u.UpgradeType = "transaction.version", 2, 1
+			r.FeatureUpdates = append(r.FeatureUpdates, u)
+			return r
+		}, func(r kmsg.Response) int16 { return r.(*kmsg.UpdateFeaturesResponse).ErrorCode }},
 		{"AlterPartitionAssignments", cluster().Operations(kadm.OpAlter), kerr.ClusterAuthorizationFailed, func() kmsg.Request {
 			return kmsg.NewPtrAlterPartitionAssignmentsRequest()
 		}, func(r kmsg.Response) int16 { return r.(*kmsg.AlterPartitionAssignmentsResponse).ErrorCode }},
