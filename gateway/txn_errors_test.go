@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -27,21 +28,7 @@ func TestTxnBadInput(t *testing.T) {
 		v.SetMaxKeyVersion(1, 12)
 		return v
 	}()))
-	broker := cl.Broker(0)
-	call := func(req kmsg.Request) kmsg.Response {
-		t.Helper()
-		resp, err := broker.Request(ctx, req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp
-	}
-	want := func(what string, got int16, want *kerr.Error) {
-		t.Helper()
-		if code := int16(0); want != nil && got != want.Code || want == nil && got != code {
-			t.Fatalf("%s: %v, want %v", what, kerr.ErrorForCode(got), want)
-		}
-	}
+	call, want := rawCalls(ctx, t, cl)
 	str := kmsg.StringPtr
 
 	end := kmsg.NewPtrEndTxnRequest()
@@ -130,21 +117,7 @@ func TestTxnBadInput(t *testing.T) {
 func TestTransactionsV2(t *testing.T) {
 	c, ctx, _, adm := topicEnv(t, "v2", 1)
 	cl := newClient(t, c.Addr(), testenv.NamedTopics)
-	broker := cl.Broker(0)
-	call := func(req kmsg.Request) kmsg.Response {
-		t.Helper()
-		resp, err := broker.Request(ctx, req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp
-	}
-	want := func(what string, got int16, want *kerr.Error) {
-		t.Helper()
-		if want != nil && got != want.Code || want == nil && got != 0 {
-			t.Fatalf("%s: %v, want %v", what, kerr.ErrorForCode(got), want)
-		}
-	}
+	call, want := rawCalls(ctx, t, cl)
 	txnVersion := func() int16 {
 		t.Helper()
 		r := kmsg.NewPtrApiVersionsRequest()
@@ -260,4 +233,26 @@ func TestTransactionsV2(t *testing.T) {
 		t.Fatalf("EndTxn v5 under transactions v1: %v producer %d, want no new producer", kerr.ErrorForCode(e.ErrorCode), e.ProducerID)
 	}
 	want("an upgrade", setVersion(2, 1), nil)
+}
+
+// rawCalls returns call, which sends a hand-built request to cl's first
+// broker and fails the test if it gets no answer, and want, which fails
+// it when an answer's error code is not the one expected (nil: none).
+func rawCalls(ctx context.Context, t *testing.T, cl *kgo.Client) (func(kmsg.Request) kmsg.Response, func(string, int16, *kerr.Error)) {
+	broker := cl.Broker(0)
+	call := func(req kmsg.Request) kmsg.Response {
+		t.Helper()
+		resp, err := broker.Request(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	want := func(what string, got int16, want *kerr.Error) {
+		t.Helper()
+		if want != nil && got != want.Code || want == nil && got != 0 {
+			t.Fatalf("%s: %v, want %v", what, kerr.ErrorForCode(got), want)
+		}
+	}
+	return call, want
 }
