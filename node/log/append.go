@@ -74,10 +74,12 @@ func (l *Log) AppendReplicated(batches []byte) (AppendResult, error) {
 		if h.Size() > int64(len(rest)) {
 			return AppendResult{}, fmt.Errorf("%w: batch of %d bytes, %d remain", ErrCorrupt, h.Size(), len(rest))
 		}
-		if _, err := ValidateBatch(rest[:h.Size()], 0); err != nil {
+		// A leader's log may be compacted: batches with records taken
+		// out, and gaps between batches.
+		if _, err := ValidateCleanedBatch(rest[:h.Size()]); err != nil {
 			return AppendResult{}, err
 		}
-		if h.BaseOffset != next {
+		if h.BaseOffset < next {
 			return AppendResult{}, fmt.Errorf("%w: replicated batch at offset %d, expected %d", ErrOffsetOutOfRange, h.BaseOffset, next)
 		}
 		if h.LeaderEpoch < minEpoch {
@@ -93,6 +95,13 @@ func (l *Log) AppendReplicated(batches []byte) (AppendResult, error) {
 		h, _ := ParseBatchHeader(rest)
 		b := rest[:h.Size()]
 		rest = rest[h.Size():]
+		if h.BaseOffset > l.endOffset.Load() {
+			// The leader's log was compacted: a gap, which recovery
+			// must then accept.
+			if err := l.markCompacted(); err != nil {
+				return res, fmt.Errorf("%w: marking the log compacted: %v", ErrIO, err)
+			}
+		}
 		if err := l.appendLocked(b, &h, now); err != nil {
 			return res, err
 		}

@@ -130,6 +130,17 @@ type BatchInfo struct {
 // every record. It never panics and does not modify b. The returned error
 // wraps ErrCorrupt, ErrTooLarge or ErrInvalidRecord.
 func ValidateBatch(b []byte, maxBytes int) (BatchInfo, error) {
+	return validateBatch(b, maxBytes, false)
+}
+
+// ValidateCleanedBatch is ValidateBatch for a batch as a compacted log
+// holds it (what a follower replicates from a cleaned leader): records
+// may be missing, so the record count may fall short of the offset range
+// (to none, for the last batch of an idempotent producer, kept for its
+// sequence) and offset deltas need only increase, up to the last.
+func ValidateCleanedBatch(b []byte) (BatchInfo, error) { return validateBatch(b, 0, true) }
+
+func validateBatch(b []byte, maxBytes int, cleaned bool) (BatchInfo, error) {
 	h, err := checkBatchFrame(b)
 	if err != nil {
 		return BatchInfo{}, err
@@ -146,15 +157,17 @@ func ValidateBatch(b []byte, maxBytes int) (BatchInfo, error) {
 	if h.Compression() > CompressionZstd {
 		return BatchInfo{}, fmt.Errorf("%w: unknown compression codec %d", ErrCorrupt, h.Compression())
 	}
-	if h.RecordCount <= 0 {
+	switch {
+	case h.RecordCount < 0 || h.RecordCount == 0 && !cleaned:
 		return BatchInfo{}, fmt.Errorf("%w: record count %d", ErrInvalidRecord, h.RecordCount)
-	}
-	if h.LastOffsetDelta < 0 || int64(h.LastOffsetDelta)+1 != int64(h.RecordCount) {
+	case h.LastOffsetDelta < 0 || int64(h.LastOffsetDelta)+1 < int64(h.RecordCount):
+		return BatchInfo{}, fmt.Errorf("%w: last offset delta %d is too small for record count %d", ErrInvalidRecord, h.LastOffsetDelta, h.RecordCount)
+	case !cleaned && int64(h.LastOffsetDelta)+1 != int64(h.RecordCount):
 		return BatchInfo{}, fmt.Errorf("%w: last offset delta %d disagrees with record count %d", ErrInvalidRecord, h.LastOffsetDelta, h.RecordCount)
 	}
 	info := BatchInfo{Header: h, MaxTimestampDelta: h.LastOffsetDelta}
 	if h.Compression() == CompressionNone {
-		delta, err := checkRecords(b[BatchHeaderBytes:], h)
+		delta, err := checkRecords(b[BatchHeaderBytes:], h, cleaned)
 		if err != nil {
 			return BatchInfo{}, err
 		}
@@ -181,12 +194,14 @@ func checkBatchFrame(b []byte) (BatchHeader, error) {
 }
 
 // checkRecords walks the records of an uncompressed batch and checks that
-// each is framed correctly, that offset deltas run 0, 1, 2, ..., and that
-// the records fill the batch exactly. It returns the offset delta of the
-// first record with the largest timestamp.
-func checkRecords(rs []byte, h BatchHeader) (int32, error) {
+// each is framed correctly, that offset deltas run 0, 1, 2, ... (in a
+// cleaned batch: increase, up to the batch's last), and that the records
+// fill the batch exactly. It returns the offset delta of the first record
+// with the largest timestamp.
+func checkRecords(rs []byte, h BatchHeader, cleaned bool) (int32, error) {
 	var maxDelta int32
 	maxTimestampDelta := int64(-1 << 63)
+	prevDelta := int64(-1)
 	for i := int32(0); i < h.RecordCount; i++ {
 		length, n := binary.Varint(rs)
 		if n <= 0 || length < 0 || length > int64(len(rs)-n) {
@@ -204,9 +219,13 @@ func checkRecords(rs []byte, h BatchHeader) (int32, error) {
 		}
 		rec = rec[n:]
 		offDelta, n := binary.Varint(rec)
-		if n <= 0 || offDelta != int64(i) {
+		switch {
+		case n <= 0 || !cleaned && offDelta != int64(i):
 			return 0, fmt.Errorf("%w: record %d: offset delta %d, want %d", ErrInvalidRecord, i, offDelta, i)
+		case offDelta <= prevDelta || offDelta > int64(h.LastOffsetDelta):
+			return 0, fmt.Errorf("%w: record %d: offset delta %d after %d, in a batch ending at delta %d", ErrInvalidRecord, i, offDelta, prevDelta, h.LastOffsetDelta)
 		}
+		prevDelta = offDelta
 		rec = rec[n:]
 		var ok bool
 		if rec, ok = skipBytes(rec, true); !ok { // key
@@ -232,7 +251,7 @@ func checkRecords(rs []byte, h BatchHeader) (int32, error) {
 			return 0, fmt.Errorf("%w: record %d: %d bytes left over", ErrInvalidRecord, i, len(rec))
 		}
 		if tsDelta > maxTimestampDelta {
-			maxTimestampDelta, maxDelta = tsDelta, i
+			maxTimestampDelta, maxDelta = tsDelta, int32(offDelta)
 		}
 	}
 	if len(rs) != 0 {

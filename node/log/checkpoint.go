@@ -17,7 +17,12 @@ import (
 // They are replaced atomically: write a temporary file, fsync, rename,
 // fsync the directory.
 const (
-	cleanShutdownFile   = ".clean-shutdown"
+	cleanShutdownFile = ".clean-shutdown"
+	// compactedFile marks a log that may have gaps between batches and
+	// batches with records taken out: cleaned here, or replicated from a
+	// cleaned leader. Without it, recovery holds offsets to be
+	// contiguous, which catches a corrupt base offset (outside the CRC).
+	compactedFile       = ".compacted"
 	logStartOffsetFile  = "log-start-offset-checkpoint"
 	recoveryPointFile   = "recovery-point-offset-checkpoint"
 	leaderEpochFile     = "leader-epoch-checkpoint"

@@ -76,6 +76,9 @@ type Log struct {
 	epochView     atomic.Pointer[[]EpochEntry]
 	failure       atomic.Pointer[error]
 	closed        atomic.Bool
+	// compacted: the log may have gaps (compactedFile exists). Set
+	// once, never cleared.
+	compacted atomic.Bool
 
 	scratch sync.Pool // *[]byte for header scans
 }
@@ -163,6 +166,8 @@ func (l *Log) load() error {
 		switch {
 		case name == cleanShutdownFile:
 			clean, marker = true, true
+		case name == compactedFile:
+			l.compacted.Store(true)
 		case strings.HasSuffix(name, checkpointTmpSuffix):
 			_ = l.fs.Remove(filepath.Join(l.dir, name)) // an interrupted checkpoint write
 		case strings.HasSuffix(name, logSuffix):
@@ -287,7 +292,7 @@ func (l *Log) openSegment(base int64, trusted bool, scratch []byte, checkpointed
 	if trusted {
 		s, err := openSegmentFiles(l.fs, l.dir, base, -1, -1, 0, l.cfg.IndexIntervalBytes)
 		if err == nil {
-			err = s.loadTrusted(scratch)
+			err = s.loadTrusted(scratch, l.compacted.Load())
 			if err == nil {
 				s.sealed = true
 				if err := s.txn.load(l.fs, s.nextOffset.Load()); err != nil {
@@ -319,7 +324,7 @@ func (l *Log) openSegment(base int64, trusted bool, scratch []byte, checkpointed
 	if err != nil {
 		return nil, 0, err
 	}
-	dropped, err := s.recover(scratch, func(h BatchHeader) error {
+	dropped, err := s.recover(scratch, l.compacted.Load(), func(h BatchHeader) error {
 		if !checkpointed.allows(h.LeaderEpoch, h.BaseOffset) {
 			return fmt.Errorf("%w: batch at offset %d has leader epoch %d, the epoch checkpoint disagrees", ErrCorrupt, h.BaseOffset, h.LeaderEpoch)
 		}
@@ -423,4 +428,25 @@ func (l *Log) publishEpochsLocked() {
 		e = []EpochEntry{}
 	}
 	l.epochView.Store(&e)
+}
+
+// markCompacted records, durably and before any gap is written, that the
+// log may have gaps between batches from now on. Called with appendMu
+// held.
+func (l *Log) markCompacted() error {
+	if l.compacted.Load() {
+		return nil
+	}
+	f, err := l.fs.OpenFile(filepath.Join(l.dir, compactedFile), os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := l.fs.SyncDir(l.dir); err != nil {
+		return err
+	}
+	l.compacted.Store(true)
+	return nil
 }

@@ -215,7 +215,7 @@ func (s *segment) remove(fs FS) error {
 // checked (frame and CRC) and indexed afresh; the first bad batch and
 // everything after it are cut off. It returns how many bytes it dropped.
 // Indexes must be empty on entry.
-func (s *segment) recover(scratch []byte, onBatch func(BatchHeader) error) (dropped int64, err error) {
+func (s *segment) recover(scratch []byte, gaps bool, onBatch func(BatchHeader) error) (dropped int64, err error) {
 	fi, err := s.log.Stat()
 	if err != nil {
 		return 0, err
@@ -229,9 +229,10 @@ func (s *segment) recover(scratch []byte, onBatch func(BatchHeader) error) (drop
 		if err == io.EOF {
 			break
 		}
-		// Offsets are contiguous (Strata has no compaction), so a base
-		// offset, which the CRC does not cover, is checked by position.
-		if err == nil && (h.BaseOffset != next || h.LastOffsetDelta < 0 || h.LastOffset()-s.baseOffset > math.MaxUint32) {
+		// Offsets are contiguous unless the log was compacted (gaps:
+		// they only increase), so a base offset, which the CRC does not
+		// cover, is checked against the batch before.
+		if err == nil && (h.BaseOffset < next || !gaps && h.BaseOffset != next || h.LastOffsetDelta < 0 || h.LastOffset()-s.baseOffset > math.MaxUint32) {
 			err = fmt.Errorf("%w: batch at position %d has offsets [%d, %d], expected from %d", ErrCorrupt, pos, h.BaseOffset, h.LastOffset(), next)
 		}
 		if err == nil {
@@ -267,7 +268,7 @@ func (s *segment) recover(scratch []byte, onBatch func(BatchHeader) error) (drop
 // behind, after checking them against the log. It walks the batches after
 // the last index entry to find the end. Any disagreement returns an error
 // wrapping ErrCorrupt and the caller rebuilds.
-func (s *segment) loadTrusted(scratch []byte) error {
+func (s *segment) loadTrusted(scratch []byte, gaps bool) error {
 	fi, err := s.log.Stat()
 	if err != nil {
 		return err
@@ -281,9 +282,10 @@ func (s *segment) loadTrusted(scratch []byte) error {
 	}
 	from := int64(0)
 	next := s.baseOffset
+	exact := false // the first batch must start at next exactly (an index entry names it)
 	if n := int(s.index.entries.Load()); n > 0 {
 		rel, pos := s.index.at(n - 1)
-		from, next = int64(pos), s.baseOffset+int64(rel)
+		from, next, exact = int64(pos), s.baseOffset+int64(rel), true
 	}
 	if ts, base, ok := s.timeIndex.last(); ok {
 		s.maxTimestamp.Store(ts)
@@ -298,9 +300,11 @@ func (s *segment) loadTrusted(scratch []byte) error {
 		if err != nil {
 			return err
 		}
-		if h.BaseOffset != next {
-			return fmt.Errorf("%w: batch at position %d starts at offset %d, expected %d", ErrCorrupt, pos, h.BaseOffset, next)
+		// Offsets increase; a compacted log has gaps between batches.
+		if h.BaseOffset < next || (exact || !gaps) && h.BaseOffset != next {
+			return fmt.Errorf("%w: batch at position %d starts at offset %d, expected from %d", ErrCorrupt, pos, h.BaseOffset, next)
 		}
+		exact = false
 		s.noteTimestamp(&h)
 		s.bytesSinceIndex += h.Size()
 		next = h.LastOffset() + 1
