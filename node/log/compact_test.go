@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -172,5 +174,43 @@ func TestOffsetMap(t *testing.T) {
 	}
 	if _, ok := m.latest([]byte("d")); ok {
 		t.Fatal("a refused key is in the map")
+	}
+}
+
+// TestReplicatedGapsSurviveRecovery: a follower takes a compacted
+// leader's batches (one with records taken out, then a gap) and marks its
+// log compacted before writing the gap; after a crash, recovery keeps
+// every batch. A log never marked still cuts a batch whose base offset
+// jumps (TestRecoveryCutsBadTail).
+func TestReplicatedGapsSurviveRecovery(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig()
+	l := openTest(t, dir, cfg, Options{})
+	first := makeBatchN(4, 10, 1)
+	putBatchOffsetAndEpoch(first, 0, 0)
+	cleaned, err := filterBatch(first, mustHeader(t, first), Codec{}, false, func(offset int64, _ record) bool { return offset%2 == 1 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := makeBatchN(2, 10, 1)
+	putBatchOffsetAndEpoch(later, 10, 0) // offsets 4-9 cleaned away
+	if _, err := l.AppendReplicated(append(append([]byte(nil), cleaned...), later...)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, compactedFile)); err != nil {
+		t.Fatalf("no compacted marker after a gap: %v", err)
+	}
+	if l.EndOffset() != 12 {
+		t.Fatalf("end offset %d, want 12", l.EndOffset())
+	}
+	crash(l)
+	l = openTest(t, dir, cfg, Options{})
+	hs := readAll(t, l, 0)
+	if len(hs) != 2 || hs[0].BaseOffset != 0 || hs[0].RecordCount != 2 || hs[1].BaseOffset != 10 || l.EndOffset() != 12 {
+		t.Fatalf("after recovery: %+v, end %d", hs, l.EndOffset())
+	}
+	// Replaying what the follower has is still refused.
+	if _, err := l.AppendReplicated(later); !errors.Is(err, ErrOffsetOutOfRange) {
+		t.Fatalf("an old batch replayed: %v", err)
 	}
 }
