@@ -79,6 +79,8 @@ type Log struct {
 	// compacted: the log may have gaps (compactedFile exists). Set
 	// once, never cleared.
 	compacted atomic.Bool
+	// cleanMu: one clean at a time (clean.go). Taken before appendMu.
+	cleanMu sync.Mutex
 
 	scratch sync.Pool // *[]byte for header scans
 }
@@ -155,6 +157,9 @@ func Open(dir string, cfg Config, opts Options) (*Log, error) {
 
 // load reads the directory and recovers the segments.
 func (l *Log) load() error {
+	if err := l.recoverCleaning(); err != nil {
+		return err
+	}
 	entries, err := l.fs.ReadDir(l.dir)
 	if err != nil {
 		return err
