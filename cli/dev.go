@@ -29,7 +29,7 @@ func devCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "data-dir", Value: "./strata-data", EnvVars: envVars("data-dir"), Usage: "where partition logs and metadata live"},
 			&ucli.StringFlag{Name: "kafka-addr", Value: "127.0.0.1:9092", EnvVars: envVars("kafka-addr"), Usage: "Kafka listener address"},
 			&ucli.StringFlag{Name: "admin-addr", Value: "127.0.0.1:9644", EnvVars: envVars("admin-addr"), Usage: "HTTP admin address (/healthz, /readyz); empty to disable"},
-			diskHighWatermarkFlag, txnMaxTimeoutFlag, txnIDExpirationFlag,
+			diskHighWatermarkFlag, txnMaxTimeoutFlag, txnIDExpirationFlag, cleanerBackoffFlag, cleanerDedupeFlag, cleanerIOFlag,
 			&ucli.StringFlag{Name: "raft-addr", Value: "127.0.0.1:9646", EnvVars: envVars("raft-addr"), Usage: "metadata Raft address (loopback; keep it stable across restarts)"},
 			numPartitionsFlag(), debugFlag, tierFetchRateFlag, partitionMetricsFlag, bootstrapUserFlag,
 			&ucli.BoolFlag{Name: "secure", EnvVars: envVars("secure"),
@@ -68,6 +68,10 @@ func devCommand() *ucli.Command {
 			if err != nil {
 				return fmt.Errorf("dev: %w", err)
 			}
+			cleaner, err := cleanerSettings(c)
+			if err != nil {
+				return fmt.Errorf("dev: %w", err)
+			}
 			store, err := openTier(c, tierURL)
 			if err != nil {
 				return fmt.Errorf("dev: %w", err)
@@ -81,7 +85,7 @@ func devCommand() *ucli.Command {
 				tierReconcileInterval: c.Duration("tier-reconcile-interval"), diskHighWatermark: c.Float64("disk-high-watermark"), topicDefaults: defaults,
 				numPartitions: int32(c.Int("num-partitions")), logger: newLogger(c), noPartitionMetrics: !c.Bool("partition-metrics"),
 				tierPrices: tierPrices(c), listener: listener, security: sec, adminSec: adminSec,
-				txnMaxTimeout: txnMaxTimeout, txnIDExpiration: txnIDExpiration,
+				txnMaxTimeout: txnMaxTimeout, txnIDExpiration: txnIDExpiration, cleaner: cleaner,
 			}, nil)
 		},
 	}
@@ -94,6 +98,7 @@ type devConfig struct {
 	tierOrphanGrace, tierReconcileInterval  time.Duration
 	diskHighWatermark                       float64
 	txnMaxTimeout, txnIDExpiration          time.Duration
+	cleaner                                 node.CleanerSettings
 	topicDefaults                           map[string]string
 	numPartitions                           int32
 	logger                                  *slog.Logger
@@ -187,7 +192,7 @@ func runDev(ctx context.Context, cfg devConfig, ready func(kafkaAddr string)) er
 		TierCacheBytes: cfg.tierCacheBytes, TierOrphanGrace: cfg.tierOrphanGrace,
 		TierReconcileInterval: cfg.tierReconcileInterval, DiskHighWatermark: cfg.diskHighWatermark, Logger: logger,
 		HeartbeatInterval: 500 * time.Millisecond, SessionTimeout: 3 * time.Second,
-		TxnMaxTimeout: cfg.txnMaxTimeout, TxnIDExpiration: cfg.txnIDExpiration,
+		TxnMaxTimeout: cfg.txnMaxTimeout, TxnIDExpiration: cfg.txnIDExpiration, Cleaner: cfg.cleaner,
 		Registry: admin.registry, NoPartitionMetrics: cfg.noPartitionMetrics,
 		BootstrapUser: cfg.security.bootUser, BootstrapPassword: cfg.security.bootPassword,
 		OnBootstrapUser: func(created bool) { announceBootstrapUser(logger, cfg.security, created) },

@@ -109,6 +109,31 @@ var (
 		Usage: "a transactional id idle this long is forgotten (transactional.id.expiration.ms)"}
 )
 
+// The log cleaner's settings, as Kafka's broker configs.
+var (
+	cleanerBackoffFlag = &ucli.DurationFlag{Name: "log-cleaner-backoff", Value: node.DefaultCleanerInterval, EnvVars: envVars("log-cleaner-backoff"),
+		Usage: "how often the cleaner looks for a compacted log to clean (log.cleaner.backoff.ms)"}
+	cleanerDedupeFlag = &ucli.Int64Flag{Name: "log-cleaner-dedupe-buffer-size", Value: node.DefaultCleanerDedupeBytes, EnvVars: envVars("log-cleaner-dedupe-buffer-size"),
+		Usage: "memory for the cleaner's key map, in bytes: the keys of one clean (log.cleaner.dedupe.buffer.size)"}
+	cleanerIOFlag = &ucli.Float64Flag{Name: "log-cleaner-io-max-bytes-per-second", EnvVars: envVars("log-cleaner-io-max-bytes-per-second"),
+		Usage: "pace the cleaner's reads to this many bytes a second; 0: unlimited (log.cleaner.io.max.bytes.per.second)"}
+)
+
+// cleanerSettings reads the cleaner flags.
+func cleanerSettings(c *ucli.Context) (node.CleanerSettings, error) {
+	s := node.CleanerSettings{Interval: c.Duration("log-cleaner-backoff"), DedupeBytes: int(c.Int64("log-cleaner-dedupe-buffer-size")),
+		IOBytesPerSecond: c.Float64("log-cleaner-io-max-bytes-per-second")}
+	switch {
+	case s.Interval <= 0:
+		return s, fmt.Errorf("--log-cleaner-backoff %v: want a positive duration", s.Interval)
+	case s.DedupeBytes < 1<<20:
+		return s, fmt.Errorf("--log-cleaner-dedupe-buffer-size %d: want at least 1 MiB", s.DedupeBytes)
+	case s.IOBytesPerSecond < 0:
+		return s, fmt.Errorf("--log-cleaner-io-max-bytes-per-second %v: want 0 (unlimited) or more", s.IOBytesPerSecond)
+	}
+	return s, nil
+}
+
 // txnLimits reads the transaction flags, refusing values that are not
 // positive.
 func txnLimits(c *ucli.Context) (maxTimeout, idExpiration time.Duration, err error) {
@@ -159,7 +184,7 @@ func nodeCommand() *ucli.Command {
 			&ucli.IntFlag{Name: "bootstrap-expect", Value: 1, EnvVars: envVars("bootstrap-expect"), Usage: "number of metadata voters; the first nodes seen become them"},
 			bootstrapUserFlag,
 			&ucli.StringFlag{Name: "admin-addr", EnvVars: envVars("admin-addr"), Usage: "HTTP admin address (/healthz, /readyz)"},
-			diskHighWatermarkFlag, txnMaxTimeoutFlag, txnIDExpirationFlag,
+			diskHighWatermarkFlag, txnMaxTimeoutFlag, txnIDExpirationFlag, cleanerBackoffFlag, cleanerDedupeFlag, cleanerIOFlag,
 			&ucli.DurationFlag{Name: "replica-lag-time-max", Value: 30 * time.Second, EnvVars: envVars("replica-lag-time-max"),
 				Usage: "a follower not caught up for this long leaves the ISR (replica.lag.time.max.ms)"},
 			clusterFlag, debugFlag,
@@ -174,6 +199,10 @@ func nodeCommand() *ucli.Command {
 				return fmt.Errorf("node: %w", err)
 			}
 			txnMaxTimeout, txnIDExpiration, err := txnLimits(c)
+			if err != nil {
+				return fmt.Errorf("node: %w", err)
+			}
+			cleaner, err := cleanerSettings(c)
 			if err != nil {
 				return fmt.Errorf("node: %w", err)
 			}
@@ -221,7 +250,7 @@ func nodeCommand() *ucli.Command {
 				TierCacheBytes: c.Int64("tier-cache-bytes"), TierOrphanGrace: c.Duration("tier-orphan-grace"),
 				TierReconcileInterval: c.Duration("tier-reconcile-interval"),
 				DiskHighWatermark:     c.Float64("disk-high-watermark"), ReplicaLagMax: c.Duration("replica-lag-time-max"), Logger: logger,
-				TxnMaxTimeout: txnMaxTimeout, TxnIDExpiration: txnIDExpiration,
+				TxnMaxTimeout: txnMaxTimeout, TxnIDExpiration: txnIDExpiration, Cleaner: cleaner,
 				StreamAddr: streamAddr, StreamAdvertised: c.String("advertised-stream-addr"),
 				Registry: admin.registry, NoPartitionMetrics: !c.Bool("partition-metrics"),
 				BootstrapUser: bootUser, BootstrapPassword: bootPassword, RaftTLS: raftTLS,

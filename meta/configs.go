@@ -26,6 +26,10 @@ var topicConfigs = map[string]func(string) error{
 	"remote.storage.enable":          oneOf("true", "false"),
 	"unclean.leader.election.enable": oneOf("true", "false"),
 	"compression.type":               oneOf("producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"),
+	"min.cleanable.dirty.ratio":      floatRange(0, 1),
+	"min.compaction.lag.ms":          intRange(0, math.MaxInt64),
+	"max.compaction.lag.ms":          intRange(1, math.MaxInt64),
+	"delete.retention.ms":            intRange(0, math.MaxInt64),
 }
 
 // ValidateTopicConfig checks one key and value, naming what is wrong.
@@ -77,12 +81,23 @@ func oneOf(allowed ...string) func(string) error {
 
 func cleanupPolicy(v string) error {
 	switch v {
-	case "delete":
+	case "delete", "compact", "compact,delete", "delete,compact":
 		return nil
-	case "compact", "compact,delete", "delete,compact":
-		return fmt.Errorf("log compaction is not supported yet; use delete")
 	}
-	return fmt.Errorf("must be delete")
+	return fmt.Errorf("must be delete, compact, or compact,delete")
+}
+
+func floatRange(lo, hi float64) func(string) error {
+	return func(v string) error {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return fmt.Errorf("not a number")
+		}
+		if f < lo || f > hi {
+			return fmt.Errorf("must be between %g and %g", lo, hi)
+		}
+		return nil
+	}
 }
 
 // TopicConfigDefaults are the values a topic has for keys it does not set
@@ -105,4 +120,8 @@ var TopicConfigDefaults = map[string]string{
 	"remote.storage.enable":          "false",
 	"unclean.leader.election.enable": "false",
 	"compression.type":               "producer",
+	"min.cleanable.dirty.ratio":      "0.5",
+	"min.compaction.lag.ms":          "0",
+	"max.compaction.lag.ms":          "9223372036854775807",
+	"delete.retention.ms":            "86400000",
 }

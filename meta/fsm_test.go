@@ -186,7 +186,8 @@ func TestFSMTopics(t *testing.T) {
 	a.wantErr(ErrUnknownTopic, &CreatePartitions{Topic: "nope", Assignment: [][]int32{{1, 2}}})
 
 	a.wantErr(ErrInvalidConfig, &AlterConfigs{Topic: "orders", Set: map[string]string{"no.such.key": "1"}})
-	a.wantErr(ErrInvalidConfig, &AlterConfigs{Topic: "orders", Set: map[string]string{"cleanup.policy": "compact"}})
+	a.wantErr(ErrInvalidConfig, &AlterConfigs{Topic: "orders", Set: map[string]string{"cleanup.policy": "compacted"}})
+	a.wantErr(ErrInvalidConfig, &AlterConfigs{Topic: "orders", Set: map[string]string{"min.cleanable.dirty.ratio": "1.5"}})
 	a.mustApply(&AlterConfigs{Topic: "orders", Set: map[string]string{"segment.bytes": "1048576"}, Delete: []string{"retention.ms"}})
 
 	a.mustApply(&CommitOffsets{Offsets: []Offset{{Group: "g", Topic: "orders", Partition: 0, Offset: 5}, {Group: "g", Topic: "other", Partition: 0, Offset: 6}}})

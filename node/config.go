@@ -45,6 +45,11 @@ func logConfig(defaults plog.Config, configs map[string]string) plog.Config {
 			c.LogAppendTime = v == "LogAppendTime"
 		}
 	}
+	// A compacted topic without delete in its cleanup.policy keeps
+	// everything the cleaner leaves: no retention by time or size.
+	if !deletes(configs) {
+		c.RetentionAge, c.RetentionBytes = -1, -1
+	}
 	// A tiered topic keeps local.retention.* on disk (-2: the total
 	// retention); the tier enforces retention.* on what it uploaded.
 	if tiered(configs) {

@@ -121,7 +121,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			if len(part.ISR) < len(part.Replicas) {
 				under++
 			}
-			if minISR, err := strconv.Atoi(l.configs["min.insync.replicas"]); err == nil && len(part.ISR) < minISR {
+			if minISR, err := strconv.Atoi(l.configs()["min.insync.replicas"]); err == nil && len(part.ISR) < minISR {
 				underMin++
 			}
 		}

@@ -71,6 +71,8 @@ type Config struct {
 	// MaintainInterval is how often logs roll, retain and flush by time
 	// (default 1s).
 	MaintainInterval time.Duration
+	// Cleaner configures log compaction (cleaner.go).
+	Cleaner CleanerSettings
 }
 
 // Node serves Kafka requests for the partitions it leads, over NATS.
@@ -169,10 +171,12 @@ type openLog struct {
 	// none). Written with appendMu held.
 	firstUnstable atomic.Int64
 
-	// configs are the topic configs the log was last set to.
-	configs map[string]string
-	tier    tierState
-	repl    replState
+	// configsP holds the topic configs the log was last set to (never
+	// changed in place: a change stores a new map); configs reads them.
+	configsP atomic.Pointer[map[string]string]
+	tier     tierState
+	repl     replState
+	cleaner  cleanerStats
 }
 
 const maxConcurrentRequests = 1024
@@ -188,6 +192,12 @@ func Start(cfg Config) (*Node, error) {
 	}
 	if cfg.MaintainInterval <= 0 {
 		cfg.MaintainInterval = time.Second
+	}
+	if cfg.Cleaner.Interval <= 0 {
+		cfg.Cleaner.Interval = DefaultCleanerInterval
+	}
+	if cfg.Cleaner.DedupeBytes <= 0 {
+		cfg.Cleaner.DedupeBytes = DefaultCleanerDedupeBytes
 	}
 	if cfg.TierOrphanGrace <= 0 {
 		cfg.TierOrphanGrace = time.Hour
@@ -254,9 +264,10 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.checkDisk()
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go n.maintainLoop(n.base)
 	go n.rolesLoop(n.base)
+	go n.cleanerLoop(n.base)
 	if cfg.Tier != nil {
 		n.wg.Add(1)
 		go n.reconcileLoop(n.base)
@@ -566,3 +577,13 @@ func (n *Node) dropDeleted() {
 		}
 	}
 }
+
+// configs are the topic configs the log was last set to.
+func (ol *openLog) configs() map[string]string {
+	if p := ol.configsP.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (ol *openLog) setConfigs(c map[string]string) { ol.configsP.Store(&c) }

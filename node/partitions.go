@@ -117,9 +117,9 @@ func (n *Node) openFiles(t meta.Topic, p int32, ol *openLog) (*plog.Log, error) 
 		n.logger.Error("prepare partition directory", "topic", topic, "partition", p, "error", err)
 		return nil, err
 	}
-	ol.configs = n.topicConfigs(t)
-	ol.tier.init(n.base, n.uploader != nil && tiered(ol.configs))
-	l, err := plog.Open(dir, logConfig(n.cfg.LogDefaults, ol.configs), plog.Options{Logger: n.logger.With("topic", topic, "partition", p),
+	ol.setConfigs(n.topicConfigs(t))
+	ol.tier.init(n.base, n.uploader != nil && tiered(ol.configs()))
+	l, err := plog.Open(dir, logConfig(n.cfg.LogDefaults, ol.configs()), plog.Options{Logger: n.logger.With("topic", topic, "partition", p),
 		Removable: n.removable(topic, p, ol)})
 	if err != nil {
 		n.logger.Error("open partition log", "topic", topic, "partition", p, "error", err)

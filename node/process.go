@@ -52,8 +52,9 @@ type ProcessConfig struct {
 	// transactional.id.expiration.ms (zero: Kafka's 15 minutes and 7
 	// days).
 	TxnMaxTimeout, TxnIDExpiration time.Duration
-	// MaintainInterval: see Config.
+	// MaintainInterval and Cleaner: see Config.
 	MaintainInterval time.Duration
+	Cleaner          CleanerSettings
 	Logger           *slog.Logger
 	// HeartbeatInterval and SessionTimeout: see meta.MemberConfig.
 	HeartbeatInterval time.Duration
@@ -136,7 +137,7 @@ func StartProcess(cfg ProcessConfig) (*Process, error) {
 		Tier: cfg.Tier, TierCacheBytes: cfg.TierCacheBytes,
 		TierOrphanGrace: cfg.TierOrphanGrace, TierReconcileInterval: cfg.TierReconcileInterval,
 		DiskHighWatermark: cfg.DiskHighWatermark, DiskUsage: cfg.DiskUsage,
-		ReplicaLagMax: cfg.ReplicaLagMax, MaintainInterval: cfg.MaintainInterval, Logger: cfg.Logger,
+		ReplicaLagMax: cfg.ReplicaLagMax, MaintainInterval: cfg.MaintainInterval, Cleaner: cfg.Cleaner, Logger: cfg.Logger,
 		Registry: cfg.Registry, NoPartitionMetrics: cfg.NoPartitionMetrics})
 	if err != nil {
 		if ss != nil {

@@ -61,13 +61,22 @@ func (n *Node) produce(ctx context.Context, req *kmsg.ProduceRequest, appended f
 				st.Partitions = append(st.Partitions, sp)
 				continue
 			}
-			minISR := minInsyncReplicas(l.configs)
+			minISR := minInsyncReplicas(l.configs())
 			if req.Acks == -1 && len(part.ISR) < minISR {
 				sp.ErrorCode = kerr.NotEnoughReplicas.Code
 				st.Partitions = append(st.Partitions, sp)
 				continue
 			}
 			topic, p := rt.Topic, rp.Partition
+			if compacted(l.configs()) {
+				if err := plog.CheckKeys(rp.Records, cleanerCodec); err != nil {
+					sp.ErrorCode = kerr.InvalidRecord.Code
+					msg := err.Error()
+					sp.ErrorMessage = &msg
+					st.Partitions = append(st.Partitions, sp)
+					continue
+				}
+			}
 			res, dup, err := appendIdempotent(l, rp.Records, part.LeaderEpoch, func(h plog.BatchHeader) error {
 				return n.verifyTxn(ctx, txnID, h, topic, p, req.Version)
 			})

@@ -278,7 +278,7 @@ func (n *Node) retainRemote(ctx context.Context, key partitionKey, ol *openLog) 
 	if err != nil || len(segs) == 0 {
 		return err
 	}
-	age, limit := totalRetention(n.cfg.LogDefaults, ol.configs)
+	age, limit := totalRetention(n.cfg.LogDefaults, ol.configs())
 	// The partition's size: uploaded segments and the local ones after
 	// them.
 	size := ol.Size()

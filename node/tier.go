@@ -252,14 +252,14 @@ func (n *Node) refreshConfigs(logs map[partitionKey]*openLog) {
 			continue
 		}
 		configs := n.topicConfigs(t)
-		if maps.Equal(configs, ol.configs) {
+		if maps.Equal(configs, ol.configs()) {
 			continue
 		}
 		if err := ol.SetConfig(logConfig(n.cfg.LogDefaults, configs)); err != nil {
 			n.logger.Warn("apply topic configs", "topic", key.topic, "partition", key.partition, "error", err)
 			continue
 		}
-		ol.configs = configs
+		ol.setConfigs(configs)
 		ol.tier.enabled.Store(n.uploader != nil && tiered(configs))
 		ol.tier.markDirty()
 	}
@@ -318,7 +318,7 @@ func (n *Node) writeManifest(ctx context.Context, key partitionKey, ol *openLog)
 	if err == nil && (!tok || !pok || t.ID != ol.topicID || part.Leader != n.cfg.ID) {
 		return nil // not ours to write
 	}
-	if err == nil && len(segs) == 0 && !tiered(ol.configs) {
+	if err == nil && len(segs) == 0 && !tiered(ol.configs()) {
 		return nil // never tiered: nothing to describe
 	}
 	if err == nil {

@@ -80,7 +80,7 @@ func (n *Node) tierStatus() tier.StatusReply {
 			continue
 		}
 		segs, err := v.TierSegments(k.topic, k.partition)
-		if err != nil || (len(segs) == 0 && !tiered(l.configs)) {
+		if err != nil || (len(segs) == 0 && !tiered(l.configs())) {
 			continue
 		}
 		st := tier.PartitionTierStatus{Topic: k.topic, Partition: k.partition, Node: n.cfg.ID, LocalBytes: l.Size(), RemoteSegments: len(segs),

@@ -193,7 +193,7 @@ func (n *Node) writeMarker(ctx context.Context, topic string, p int32, m kmsg.Wr
 	if n.diskFull.Load() {
 		return kerr.KafkaStorageError.Code
 	}
-	minISR := minInsyncReplicas(l.configs)
+	minISR := minInsyncReplicas(l.configs())
 	if len(part.ISR) < minISR {
 		return kerr.NotEnoughReplicas.Code
 	}

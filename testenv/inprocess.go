@@ -185,6 +185,7 @@ func testNodeConfig(id int32, n int, dir, raftAddr string, maintain time.Duratio
 	return node.ProcessConfig{
 		ID: id, Cluster: "test", DataDir: dir, RaftAddr: raftAddr, BootstrapExpect: n,
 		LogDefaults: plog.DefaultConfig(), MaintainInterval: maintain, ReplicaLagMax: time.Second, Logger: logger,
+		Cleaner:           node.CleanerSettings{Interval: 200 * time.Millisecond},
 		HeartbeatInterval: 100 * time.Millisecond, SessionTimeout: time.Second,
 		TuneRaft: func(sc *meta.ServerConfig) {
 			sc.HeartbeatTimeout, sc.ElectionTimeout = 200*time.Millisecond, 200*time.Millisecond

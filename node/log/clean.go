@@ -75,6 +75,9 @@ type CleanOptions struct {
 	LastBatches map[int64]int64
 	// Codec rewrites compressed batches with their own codec.
 	Codec Codec
+	// Throttle, when set, is called with the bytes of each batch read,
+	// and may sleep to pace the clean's I/O.
+	Throttle func(bytes int)
 }
 
 // CleanResult is what a clean did.
@@ -213,7 +216,7 @@ func (l *Log) Clean(o CleanOptions) (CleanResult, error) {
 		if s.nextOffset.Load() <= res.FirstDirty {
 			continue
 		}
-		err := l.scanSegment(s, func(h BatchHeader, b []byte) error {
+		err := l.scanSegment(s, o.Throttle, func(h BatchHeader, b []byte) error {
 			if h.LastOffset() < res.FirstDirty || h.Control() {
 				return nil
 			}
@@ -300,17 +303,17 @@ func (l *Log) Clean(o CleanOptions) (CleanResult, error) {
 
 var errMapFull = errors.New("key map full")
 
-// errCleanAbandoned: a segment being cleaned went away (retention,
+// ErrCleanAbandoned: a segment being cleaned went away (retention,
 // truncation, Close); the clean stops and is tried again later.
-var errCleanAbandoned = errors.New("log: a segment being cleaned was removed; the clean was abandoned")
+var ErrCleanAbandoned = errors.New("log: a segment being cleaned was removed; the clean was abandoned")
 
 // scanSegment calls fn with every batch of sealed segment s, whole and
-// checked, holding segMu shared.
-func (l *Log) scanSegment(s *segment, fn func(BatchHeader, []byte) error) error {
+// checked, holding segMu shared, pacing with throttle (if set).
+func (l *Log) scanSegment(s *segment, throttle func(int), fn func(BatchHeader, []byte) error) error {
 	l.segMu.RLock()
 	defer l.segMu.RUnlock()
 	if s.removed.Load() || l.closed.Load() {
-		return errCleanAbandoned
+		return ErrCleanAbandoned
 	}
 	sc := newScanner(s.log, 0, s.size.Load(), 1<<20, true, nil)
 	for {
@@ -320,6 +323,9 @@ func (l *Log) scanSegment(s *segment, fn func(BatchHeader, []byte) error) error 
 		}
 		if err != nil {
 			return err
+		}
+		if throttle != nil {
+			throttle(len(b))
 		}
 		if err := fn(h, b); err != nil {
 			return err
@@ -352,7 +358,7 @@ func (l *Log) cleanGroup(group []*segment, cfg Config, o CleanOptions, keep func
 	fail := func(err error) (CleanResult, error) {
 		ns.close()
 		removeDir(l.fs, tmp)
-		if errors.Is(err, errCleanAbandoned) || errors.Is(err, ErrCorrupt) || errors.Is(err, ErrIO) {
+		if errors.Is(err, ErrCleanAbandoned) || errors.Is(err, ErrCorrupt) || errors.Is(err, ErrIO) {
 			return res, err
 		}
 		return res, fmt.Errorf("%w: %v", ErrIO, err)
@@ -360,7 +366,7 @@ func (l *Log) cleanGroup(group []*segment, cfg Config, o CleanOptions, keep func
 	now := l.clock.Now()
 	for _, s := range group {
 		res.BytesBefore += s.size.Load()
-		err := l.scanSegment(s, func(h BatchHeader, b []byte) error {
+		err := l.scanSegment(s, o.Throttle, func(h BatchHeader, b []byte) error {
 			out := b
 			if !h.Control() {
 				// An idempotent producer's last batch stays for its
@@ -427,7 +433,7 @@ func (l *Log) swapIn(group []*segment, base, end int64) error {
 	at := slices.Index(segs, group[0])
 	if l.closed.Load() || l.Err() != nil || at < 0 || at+len(group) >= len(segs) || !slices.Equal(segs[at:at+len(group)], group) {
 		removeDir(l.fs, tmp)
-		return errCleanAbandoned
+		return ErrCleanAbandoned
 	}
 	swap := filepath.Join(l.dir, fmt.Sprintf("%s%d-%d", swapDirPrefix, base, end))
 	if err := l.fs.Rename(tmp, swap); err != nil {

@@ -2,6 +2,7 @@ package log
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/maphash"
 )
@@ -185,4 +186,33 @@ func filterBatch(b []byte, h BatchHeader, c Codec, keepEmpty bool, keep func(off
 	binary.BigEndian.PutUint32(out[offRecordCount:], uint32(n))
 	binary.BigEndian.PutUint32(out[offCRC:], crcOf(out))
 	return out, nil
+}
+
+// CheckKeys returns an error wrapping ErrInvalidRecord when a record of
+// batch b (one whole batch) has no key: a compacted topic refuses such a
+// batch, as Kafka does, since the cleaner could only drop it.
+func CheckKeys(b []byte, c Codec) error {
+	h, err := ParseBatchHeader(b)
+	if err != nil {
+		return err
+	}
+	if h.Control() {
+		return nil
+	}
+	rs, err := c.batchRecords(b, h)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidRecord, err)
+	}
+	i := 0
+	err = forEachRecord(rs, h.RecordCount, func(r record) error {
+		if r.key == nil {
+			return fmt.Errorf("%w: record %d has no key; a compacted topic (cleanup.policy=compact) needs one", ErrInvalidRecord, i)
+		}
+		i++
+		return nil
+	})
+	if err != nil && !errors.Is(err, ErrInvalidRecord) {
+		return fmt.Errorf("%w: %v", ErrInvalidRecord, err)
+	}
+	return err
 }

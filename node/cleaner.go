@@ -1,0 +1,316 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	plog "github.com/strata-io/strata/node/log"
+)
+
+// Log compaction on the node: the cleaner loop picks, every
+// CleanerInterval, the dirtiest log of a topic with cleanup.policy
+// compact (or compact,delete) whose dirty ratio reached
+// min.cleanable.dirty.ratio, or whose oldest dirty record passed
+// max.compaction.lag.ms, and cleans it (plog.Log.Clean). One log at a
+// time (Kafka's log.cleaner.threads=1), its reads paced to
+// CleanerIOBytesPerSecond. Leaders and followers clean their own copies,
+// as in Kafka: offsets are kept, so replicas agree on what each offset
+// holds whichever cleaned.
+//
+// Never cleaned: the active segment, anything at or past the high
+// watermark or the last stable offset (an open or undecided transaction
+// stays as written), and segments holding a record newer than
+// min.compaction.lag.ms.
+
+// CleanerSettings configure the cleaner, as Kafka's broker configs.
+type CleanerSettings struct {
+	// Interval is how often the cleaner looks for a log to clean
+	// (log.cleaner.backoff.ms, default 15s).
+	Interval time.Duration
+	// DedupeBytes bounds its key map (log.cleaner.dedupe.buffer.size,
+	// default 128 MiB).
+	DedupeBytes int
+	// IOBytesPerSecond paces its reads
+	// (log.cleaner.io.max.bytes.per.second; 0: unlimited).
+	IOBytesPerSecond float64
+}
+
+// Cleaner defaults, as Kafka's.
+const (
+	DefaultCleanerInterval    = 15 * time.Second // log.cleaner.backoff.ms
+	DefaultCleanerDedupeBytes = 128 << 20        // log.cleaner.dedupe.buffer.size
+)
+
+// Topic config defaults of compaction, as Kafka's.
+const (
+	defaultMinCleanableRatio = 0.5
+	defaultDeleteRetention   = 24 * time.Hour
+)
+
+// compacted reports whether a topic's cleanup.policy includes compact.
+func compacted(configs map[string]string) bool {
+	for _, p := range strings.Split(configs["cleanup.policy"], ",") {
+		if strings.TrimSpace(p) == "compact" {
+			return true
+		}
+	}
+	return false
+}
+
+// deletes reports whether a topic's cleanup.policy includes delete (the
+// default): retention by time and size applies.
+func deletes(configs map[string]string) bool {
+	policy, ok := configs["cleanup.policy"]
+	return !ok || strings.Contains(policy, "delete")
+}
+
+// cleanerStats is what the cleaner did to one log, for status and
+// metrics.
+type cleanerStats struct {
+	mu          sync.Mutex
+	cleanedTo   int64 // the cleaner checkpoint: below it, each key once
+	reclaimed   int64 // bytes the cleans removed, since the log opened
+	cleans      int64
+	lastClean   time.Time
+	lastErr     string
+	dirtyRatio  float64
+	cleanableAt int64
+}
+
+// CleanerStatus is a log's compaction state.
+type CleanerStatus struct {
+	DirtyRatio     float64 `json:"dirty_ratio"`
+	CleanedTo      int64   `json:"cleaned_to"`
+	BytesReclaimed int64   `json:"bytes_reclaimed"`
+	Cleans         int64   `json:"cleans"`
+	LastError      string  `json:"last_error,omitempty"`
+}
+
+func (s *cleanerStats) status() CleanerStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return CleanerStatus{DirtyRatio: s.dirtyRatio, CleanedTo: s.cleanedTo, BytesReclaimed: s.reclaimed, Cleans: s.cleans, LastError: s.lastErr}
+}
+
+// cleanerCodec rewrites compressed batches with their own codec.
+var cleanerCodec = func() plog.Codec {
+	d := kgo.DefaultDecompressor()
+	var mu sync.Mutex
+	compressors := map[int]kgo.Compressor{}
+	codecs := map[int]kgo.CompressionCodec{1: kgo.GzipCompression(), 2: kgo.SnappyCompression(), 3: kgo.Lz4Compression(), 4: kgo.ZstdCompression()}
+	return plog.Codec{
+		Decompress: func(codec int, body []byte) ([]byte, error) {
+			return d.Decompress(body, kgo.CompressionCodecType(codec))
+		},
+		Compress: func(codec int, records []byte) ([]byte, error) {
+			mu.Lock()
+			c, ok := compressors[codec]
+			if !ok {
+				cc, known := codecs[codec]
+				if !known {
+					mu.Unlock()
+					return nil, fmt.Errorf("unknown compression codec %d", codec)
+				}
+				var err error
+				if c, err = kgo.DefaultCompressor(cc); err != nil {
+					mu.Unlock()
+					return nil, err
+				}
+				compressors[codec] = c
+			}
+			mu.Unlock()
+			var buf bytes.Buffer
+			out, used := c.Compress(&buf, records)
+			if int(used) != codec {
+				return nil, fmt.Errorf("compressing with codec %d gave codec %d", codec, used)
+			}
+			return bytes.Clone(out), nil
+		},
+	}
+}()
+
+// cleanerLoop cleans one log at a time, the dirtiest first.
+func (n *Node) cleanerLoop(ctx context.Context) {
+	defer n.wg.Done()
+	t := time.NewTicker(n.cfg.Cleaner.Interval)
+	defer t.Stop()
+	pace := newPacer(n.cfg.Cleaner.IOBytesPerSecond)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for ctx.Err() == nil {
+			k, ol, upTo := n.dirtiestLog()
+			if ol == nil {
+				break
+			}
+			n.clean(ctx, k, ol, upTo, pace)
+		}
+	}
+}
+
+// cleanPlan is one compacted log's cleanable state.
+type cleanPlan struct {
+	key   partitionKey
+	ol    *openLog
+	upTo  int64
+	ratio float64
+	due   bool // max.compaction.lag.ms passed for its oldest dirty record
+}
+
+// dirtiestLog picks the compacted log to clean next: among those whose
+// dirty ratio reached min.cleanable.dirty.ratio or whose oldest dirty
+// record passed max.compaction.lag.ms, those overdue first, then the
+// dirtiest. Nil when none is.
+func (n *Node) dirtiestLog() (partitionKey, *openLog, int64) {
+	var best *cleanPlan
+	now := time.Now()
+	for k, ol := range n.readyLogs() {
+		if !compacted(ol.configs()) || ol.Log == nil {
+			continue
+		}
+		p := n.planClean(k, ol, now)
+		ol.cleaner.mu.Lock()
+		ol.cleaner.dirtyRatio, ol.cleaner.cleanableAt = p.ratio, p.upTo
+		ol.cleaner.mu.Unlock()
+		minRatio := configFloat(ol.configs(), "min.cleanable.dirty.ratio", defaultMinCleanableRatio)
+		if p.ratio == 0 || (p.ratio < minRatio && !p.due) {
+			continue
+		}
+		if best == nil || p.due && !best.due || p.due == best.due && p.ratio > best.ratio {
+			best = &p
+		}
+	}
+	if best == nil {
+		return partitionKey{}, nil, 0
+	}
+	return best.key, best.ol, best.upTo
+}
+
+// planClean works out how far a log may be cleaned and how dirty it is.
+func (n *Node) planClean(k partitionKey, ol *openLog, now time.Time) cleanPlan {
+	p := cleanPlan{key: k, ol: ol}
+	hw := ol.highWatermark()
+	ol.appendMu.Lock()
+	upTo := ol.lastStableOffset(hw)
+	ol.appendMu.Unlock()
+	lag := configDuration(ol.configs(), "min.compaction.lag.ms", 0)
+	maxLag := configDuration(ol.configs(), "max.compaction.lag.ms", math.MaxInt64)
+	dirty, cleanable, firstDirty := ol.DirtyRatio(upTo)
+	for _, s := range ol.Segments() {
+		if !s.Sealed || s.BaseOffset >= upTo {
+			break
+		}
+		if lag > 0 && s.MaxTimestamp > now.Add(-lag).UnixMilli() {
+			upTo = min(upTo, s.BaseOffset) // too new to clean
+			break
+		}
+		if s.NextOffset > firstDirty && maxLag < math.MaxInt64 && s.MaxTimestamp != math.MinInt64 &&
+			s.MaxTimestamp < now.Add(-maxLag).UnixMilli() {
+			p.due = true
+		}
+	}
+	if upTo < ol.EndOffset() {
+		dirty, cleanable, _ = ol.DirtyRatio(upTo)
+	}
+	p.upTo = upTo
+	if cleanable > 0 {
+		p.ratio = float64(dirty) / float64(cleanable)
+	}
+	return p
+}
+
+// clean runs one clean of a log and records what it did.
+func (n *Node) clean(ctx context.Context, k partitionKey, ol *openLog, upTo int64, pace *pacer) {
+	ol.appendMu.Lock()
+	last := make(map[int64]int64, len(ol.producers))
+	for pid, st := range ol.producers {
+		if len(st.recent) > 0 {
+			last[pid] = st.recent[len(st.recent)-1].firstOffset
+		}
+	}
+	ol.appendMu.Unlock()
+	start := time.Now()
+	res, err := ol.Clean(plog.CleanOptions{UpTo: upTo, MapBytes: n.cfg.Cleaner.DedupeBytes,
+		DeleteRetention: configDuration(ol.configs(), "delete.retention.ms", defaultDeleteRetention),
+		LastBatches:     last, Codec: cleanerCodec, Throttle: func(b int) { pace.wait(ctx, b) }})
+	ol.cleaner.mu.Lock()
+	defer ol.cleaner.mu.Unlock()
+	ol.cleaner.lastClean = time.Now()
+	ol.cleaner.cleans++
+	if err != nil {
+		ol.cleaner.lastErr = err.Error()
+		level := n.logger.Warn
+		if errors.Is(err, plog.ErrCleanAbandoned) {
+			level = n.logger.Debug
+		}
+		level("log clean failed", "topic", k.topic, "partition", k.partition, "error", err)
+		return
+	}
+	ol.cleaner.lastErr = ""
+	ol.cleaner.cleanedTo = res.CleanedTo
+	ol.cleaner.reclaimed += res.BytesBefore - res.BytesAfter
+	_, _, ol.cleaner.cleanedTo = ol.DirtyRatio(upTo)
+	ol.cleaner.dirtyRatio = 0
+	n.logger.Debug("log cleaned", "topic", k.topic, "partition", k.partition, "cleaned_to", res.CleanedTo,
+		"reclaimed_bytes", res.BytesBefore-res.BytesAfter, "took", time.Since(start).Round(time.Millisecond))
+}
+
+func configFloat(configs map[string]string, key string, def float64) float64 {
+	if v, ok := configs[key]; ok {
+		if f, err := strconv.ParseFloat(v, 64); err == nil {
+			return f
+		}
+	}
+	return def
+}
+
+func configDuration(configs map[string]string, key string, def time.Duration) time.Duration {
+	if v, ok := configs[key]; ok {
+		if ms, err := strconv.ParseInt(v, 10, 64); err == nil && ms >= 0 {
+			if ms > math.MaxInt64/int64(time.Millisecond) {
+				return math.MaxInt64
+			}
+			return time.Duration(ms) * time.Millisecond
+		}
+	}
+	return def
+}
+
+// pacer keeps the cleaner's reads under a byte rate (0: unlimited).
+// Used by the cleaner loop's goroutine only.
+type pacer struct {
+	rate    float64
+	started time.Time
+	bytes   int64
+}
+
+func newPacer(rate float64) *pacer { return &pacer{rate: rate, started: time.Now()} }
+
+func (p *pacer) wait(ctx context.Context, n int) {
+	if p.rate <= 0 {
+		return
+	}
+	p.bytes += int64(n)
+	due := p.started.Add(time.Duration(float64(p.bytes) / p.rate * float64(time.Second)))
+	if d := time.Until(due); d > 0 {
+		select {
+		case <-ctx.Done():
+		case <-time.After(d):
+		}
+	} else if d < -time.Second {
+		// Idle for a while: do not let the saved-up allowance burst.
+		p.started, p.bytes = time.Now(), 0
+	}
+}

@@ -1,0 +1,124 @@
+package node_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/strata-io/strata/testenv"
+)
+
+// TestCompactedTopic: a topic with cleanup.policy=compact on three
+// replicas, written with many updates of a few keys (gzip and plain
+// batches) and tombstones, is cleaned on every replica: a consumer from
+// offset 0 reads far fewer records than were written, through the gaps
+// without an error, and sees each key's latest value, the deleted keys
+// gone. A record without a key is refused with INVALID_RECORD.
+func TestCompactedTopic(t *testing.T) {
+	c := testenv.InProcess(t, 3, testenv.Options{MaintainInterval: 50 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cl := newClient(t, c)
+	createTopic(ctx, t, cl, 1, 3, map[string]*string{"cleanup.policy": kmsg.StringPtr("compact"), "segment.bytes": kmsg.StringPtr("4096"),
+		"min.cleanable.dirty.ratio": kmsg.StringPtr("0.01"), "delete.retention.ms": kmsg.StringPtr("0"), "segment.ms": kmsg.StringPtr("500")}, "table")
+	const keys, rounds = 40, 60
+	want := map[string]string{}
+	for i, codec := range []kgo.CompressionCodec{kgo.NoCompression(), kgo.GzipCompression()} {
+		prod := newClient(t, c, kgo.DefaultProduceTopic("table"), kgo.ProducerBatchCompression(codec), kgo.ProducerLinger(0))
+		for r := range rounds / 2 {
+			var recs []*kgo.Record
+			for k := range keys {
+				v := fmt.Sprintf("v%d-%d", r, i)
+				recs = append(recs, &kgo.Record{Key: fmt.Appendf(nil, "k%d", k), Value: []byte(v)})
+				want[fmt.Sprintf("k%d", k)] = v
+			}
+			if err := prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for k := range 5 { // tombstones
+		key := fmt.Sprintf("k%d", k)
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "table", Key: []byte(key)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		delete(want, key)
+	}
+	err := cl.ProduceSync(ctx, &kgo.Record{Topic: "table", Value: []byte("no key")}).FirstErr()
+	if !errors.Is(err, kerr.InvalidRecord) {
+		t.Fatalf("a record without a key on a compacted topic: %v, want INVALID_RECORD", err)
+	}
+	written := keys*rounds + 5
+	// Fresh records after the last update roll it out of the active
+	// segment (segment.ms), so that all of it may be cleaned.
+	time.Sleep(time.Second)
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "table", Key: []byte("k39"), Value: []byte("last")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	want["k39"] = "last"
+	written++
+
+	for {
+		got, n := consumeTable(ctx, t, c)
+		if ctx.Err() != nil {
+			t.Fatalf("still %d records of %d after cleaning (view %d keys, want %d)", n, written, len(got), len(want))
+		}
+		if n < written/4 && equalViews(got, want) {
+			t.Logf("%d records written, %d left after cleaning", written, n)
+			break
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+// consumeTable reads the whole of "table" from offset 0 and returns the
+// latest value per key (a tombstone removing the key) and how many
+// records it read.
+func consumeTable(ctx context.Context, t *testing.T, c *testenv.Cluster) (map[string]string, int) {
+	t.Helper()
+	cons := newClient(t, c, kgo.ConsumeTopics("table"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	defer cons.Close()
+	end, _, err := tryListOffset(ctx, cons, "table", 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	view := map[string]string{}
+	n := 0
+	for next := int64(0); next < end; {
+		fs := cons.PollFetches(ctx)
+		if err := fs.Err0(); err != nil {
+			if ctx.Err() != nil {
+				return view, n
+			}
+			t.Fatalf("consuming a compacted topic: %v", err)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			n++
+			next = r.Offset + 1
+			if r.Value == nil {
+				delete(view, string(r.Key))
+			} else {
+				view[string(r.Key)] = string(r.Value)
+			}
+		})
+	}
+	return view, n
+}
+
+func equalViews(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
