@@ -167,6 +167,8 @@ type cleanPlan struct {
 	upTo  int64
 	ratio float64
 	due   bool // max.compaction.lag.ms passed for its oldest dirty record
+	// firstDirty is the cleaner checkpoint.
+	firstDirty int64
 }
 
 // dirtiestLog picks the compacted log to clean next: among those whose
@@ -182,7 +184,7 @@ func (n *Node) dirtiestLog() (partitionKey, *openLog, int64) {
 		}
 		p := n.planClean(k, ol, now)
 		ol.cleaner.mu.Lock()
-		ol.cleaner.dirtyRatio, ol.cleaner.cleanableAt = p.ratio, p.upTo
+		ol.cleaner.dirtyRatio, ol.cleaner.cleanableAt, ol.cleaner.cleanedTo = p.ratio, p.upTo, p.firstDirty
 		ol.cleaner.mu.Unlock()
 		minRatio := configFloat(ol.configs(), "min.cleanable.dirty.ratio", defaultMinCleanableRatio)
 		if p.ratio == 0 || (p.ratio < minRatio && !p.due) {
@@ -224,7 +226,7 @@ func (n *Node) planClean(k partitionKey, ol *openLog, now time.Time) cleanPlan {
 	if upTo < ol.EndOffset() {
 		dirty, cleanable, _ = ol.DirtyRatio(upTo)
 	}
-	p.upTo = upTo
+	p.upTo, p.firstDirty = upTo, firstDirty
 	if cleanable > 0 {
 		p.ratio = float64(dirty) / float64(cleanable)
 	}
@@ -249,7 +251,9 @@ func (n *Node) clean(ctx context.Context, k partitionKey, ol *openLog, upTo int6
 	defer ol.cleaner.mu.Unlock()
 	ol.cleaner.lastClean = time.Now()
 	ol.cleaner.cleans++
+	n.counts.cleans.Add(1)
 	if err != nil {
+		n.counts.cleanErrors.Add(1)
 		ol.cleaner.lastErr = err.Error()
 		level := n.logger.Warn
 		if errors.Is(err, plog.ErrCleanAbandoned) {
@@ -259,8 +263,9 @@ func (n *Node) clean(ctx context.Context, k partitionKey, ol *openLog, upTo int6
 		return
 	}
 	ol.cleaner.lastErr = ""
-	ol.cleaner.cleanedTo = res.CleanedTo
 	ol.cleaner.reclaimed += res.BytesBefore - res.BytesAfter
+	n.counts.cleanedBytes.Add(res.BytesBefore)
+	n.counts.reclaimedBytes.Add(res.BytesBefore - res.BytesAfter)
 	_, _, ol.cleaner.cleanedTo = ol.DirtyRatio(upTo)
 	ol.cleaner.dirtyRatio = 0
 	n.logger.Debug("log cleaned", "topic", k.topic, "partition", k.partition, "cleaned_to", res.CleanedTo,

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -69,7 +71,7 @@ func TestCompactedTopic(t *testing.T) {
 		if ctx.Err() != nil {
 			t.Fatalf("still %d records of %d after cleaning (view %d keys, want %d)", n, written, len(got), len(want))
 		}
-		if n < written/4 && equalViews(got, want) {
+		if n < written/4 && equalViews(got, want) && cleanedEverywhere(c, 3) {
 			t.Logf("%d records written, %d left after cleaning", written, n)
 			break
 		}
@@ -117,6 +119,17 @@ func equalViews(a, b map[string]string) bool {
 	}
 	for k, v := range a {
 		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// cleanedEverywhere reports whether every replica of table-0 (nodes 1 to
+// n) cleaned its own copy: each has a cleaner checkpoint.
+func cleanedEverywhere(c *testenv.Cluster, n int32) bool {
+	for id := int32(1); id <= n; id++ {
+		if _, err := os.Stat(filepath.Join(c.DataDir(id), "partitions", "table-0", "cleaner-offset-checkpoint")); err != nil {
 			return false
 		}
 	}

@@ -32,6 +32,9 @@ type collector struct {
 	cacheHits, cacheMisses, fetchedTotal   *prometheus.Desc
 	diskUsed, diskHigh, diskFull, offline  *prometheus.Desc
 	isrShrinks, isrExpands, leaderships    *prometheus.Desc
+	dirtyRatio, cleanedTo, reclaimed       *prometheus.Desc
+	cleans, cleanErrors, cleanedBytes      *prometheus.Desc
+	reclaimedTotal                         *prometheus.Desc
 }
 
 func newCollector(n *Node) *collector {
@@ -65,13 +68,21 @@ func newCollector(n *Node) *collector {
 		isrShrinks:      d("strata_isr_shrinks_total", "ISR changes this node made as leader that removed lagging replicas (the controller's removals of dead ones: strata_controller_isr_shrinks_total).", nil),
 		isrExpands:      d("strata_isr_expands_total", "ISR changes this node made as leader that added caught-up replicas back.", nil),
 		leaderships:     d("strata_leader_elections_total", "Times this node began leading a partition (elections and moves).", nil),
+		dirtyRatio:      d("strata_log_cleaner_dirty_ratio", "Fraction of the cleanable part of a compacted partition's log not yet cleaned (compared with min.cleanable.dirty.ratio).", part),
+		cleanedTo:       d("strata_log_cleaner_cleaned_offset", "The cleaner checkpoint of a compacted partition: below it each key appears once.", part),
+		reclaimed:       d("strata_log_cleaner_reclaimed_bytes", "Bytes the cleaner removed from a compacted partition's log since it was opened here.", part),
+		cleans:          d("strata_log_cleaner_cleans_total", "Cleans of compacted logs this node ran (each rewrites a log's cleanable segments).", nil),
+		cleanErrors:     d("strata_log_cleaner_errors_total", "Cleans that failed or were abandoned (each is tried again).", nil),
+		cleanedBytes:    d("strata_log_cleaner_cleaned_bytes_total", "Bytes of segments the cleaner rewrote: its throughput is the rate.", nil),
+		reclaimedTotal:  d("strata_log_cleaner_reclaimed_bytes_total", "Bytes the cleaner removed, over every compacted log of this node.", nil),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.logEnd, c.hw, c.logStart, c.size, c.segments, c.uploadLagBytes, c.uploadLagSec,
 		c.remoteSz, c.led, c.underReplicated, c.underMinISR, c.lagBytesTotal, c.uploadedTotal, c.uploadsTotal, c.uploadErrors,
-		c.diskUsed, c.diskHigh, c.diskFull, c.offline, c.isrShrinks, c.isrExpands, c.leaderships, c.cacheHits, c.cacheMisses, c.fetchedTotal} {
+		c.diskUsed, c.diskHigh, c.diskFull, c.offline, c.isrShrinks, c.isrExpands, c.leaderships, c.cacheHits, c.cacheMisses, c.fetchedTotal,
+		c.dirtyRatio, c.cleanedTo, c.reclaimed, c.cleans, c.cleanErrors, c.cleanedBytes, c.reclaimedTotal} {
 		ch <- d
 	}
 }
@@ -94,7 +105,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for _, m := range []struct {
 		d *prometheus.Desc
 		v *atomic.Int64
-	}{{c.isrShrinks, &n.counts.isrShrinks}, {c.isrExpands, &n.counts.isrExpands}, {c.leaderships, &n.counts.leaderships}} {
+	}{{c.isrShrinks, &n.counts.isrShrinks}, {c.isrExpands, &n.counts.isrExpands}, {c.leaderships, &n.counts.leaderships},
+		{c.cleans, &n.counts.cleans}, {c.cleanErrors, &n.counts.cleanErrors}, {c.cleanedBytes, &n.counts.cleanedBytes},
+		{c.reclaimedTotal, &n.counts.reclaimedBytes}} {
 		ch <- prometheus.MustNewConstMetric(m.d, prometheus.CounterValue, float64(m.v.Load()))
 	}
 	v := n.cfg.Meta.Server().FSM().View()
@@ -135,6 +148,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.logStart, float64(n.logStartOffset(l, part)), k.topic, p)
 		gauge(c.size, float64(l.Size()), k.topic, p)
 		gauge(c.segments, float64(len(l.Segments())), k.topic, p)
+		if compacted(l.configs()) {
+			st := l.cleaner.status()
+			gauge(c.dirtyRatio, st.DirtyRatio, k.topic, p)
+			gauge(c.cleanedTo, float64(st.CleanedTo), k.topic, p)
+			gauge(c.reclaimed, float64(st.BytesReclaimed), k.topic, p)
+		}
 	}
 	v.Close()
 	gauge(c.led, float64(led))

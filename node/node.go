@@ -82,8 +82,12 @@ type Node struct {
 	collectors []prometheus.Collector // registered on cfg.Registry
 	stages     *stages
 	// counts are event counters for metrics.
-	counts struct{ isrShrinks, isrExpands, leaderships atomic.Int64 }
-	sub    *nats.Subscription
+	counts struct {
+		isrShrinks, isrExpands, leaderships atomic.Int64
+		// The cleaner's (cleaner.go).
+		cleans, cleanErrors, cleanedBytes, reclaimedBytes atomic.Int64
+	}
+	sub *nats.Subscription
 	// tierSubs answer tier admin requests (tiersvc.go).
 	tierSubs []*nats.Subscription
 	// base is cancelled by Close: long-polling fetches return at once.
