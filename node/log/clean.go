@@ -208,6 +208,7 @@ func (l *Log) Clean(o CleanOptions) (CleanResult, error) {
 		return false
 	}
 
+	buf := new([]byte) // the segment reads' buffer, reused
 	// 1. The key map over the dirty segments, as many whole ones as fit.
 	m := newOffsetMap(o.MapBytes)
 	end := res.FirstDirty // one past the last segment mapped whole
@@ -216,7 +217,7 @@ func (l *Log) Clean(o CleanOptions) (CleanResult, error) {
 		if s.nextOffset.Load() <= res.FirstDirty {
 			continue
 		}
-		err := l.scanSegment(s, o.Throttle, func(h BatchHeader, b []byte) error {
+		err := l.scanSegment(s, o.Throttle, buf, func(h BatchHeader, b []byte) error {
 			if h.LastOffset() < res.FirstDirty || h.Control() {
 				return nil
 			}
@@ -282,7 +283,7 @@ func (l *Log) Clean(o CleanOptions) (CleanResult, error) {
 			group = append(group, next)
 			size += next.size.Load()
 		}
-		g, err := l.cleanGroup(group, cfg, o, keep)
+		g, err := l.cleanGroup(group, cfg, o, buf, keep)
 		if err != nil {
 			return res, err
 		}
@@ -309,13 +310,14 @@ var ErrCleanAbandoned = errors.New("log: a segment being cleaned was removed; th
 
 // scanSegment calls fn with every batch of sealed segment s, whole and
 // checked, holding segMu shared, pacing with throttle (if set).
-func (l *Log) scanSegment(s *segment, throttle func(int), fn func(BatchHeader, []byte) error) error {
+func (l *Log) scanSegment(s *segment, throttle func(int), buf *[]byte, fn func(BatchHeader, []byte) error) error {
 	l.segMu.RLock()
 	defer l.segMu.RUnlock()
 	if s.removed.Load() || l.closed.Load() {
 		return ErrCleanAbandoned
 	}
-	sc := newScanner(s.log, 0, s.size.Load(), 1<<20, true, nil)
+	sc := newScanner(s.log, 0, s.size.Load(), 1<<20, true, *buf)
+	defer func() { *buf = sc.buf[:0] }() // keep what it grew to
 	for {
 		_, h, b, err := sc.next()
 		if err == io.EOF {
@@ -335,7 +337,7 @@ func (l *Log) scanSegment(s *segment, throttle func(int), fn func(BatchHeader, [
 
 // cleanGroup rewrites a group of consecutive sealed segments into one
 // and swaps it in.
-func (l *Log) cleanGroup(group []*segment, cfg Config, o CleanOptions, keep func(BatchHeader, int64, record) bool) (CleanResult, error) {
+func (l *Log) cleanGroup(group []*segment, cfg Config, o CleanOptions, buf *[]byte, keep func(BatchHeader, int64, record) bool) (CleanResult, error) {
 	var res CleanResult
 	base := group[0].baseOffset
 	end := group[len(group)-1].nextOffset.Load()
@@ -366,7 +368,7 @@ func (l *Log) cleanGroup(group []*segment, cfg Config, o CleanOptions, keep func
 	now := l.clock.Now()
 	for _, s := range group {
 		res.BytesBefore += s.size.Load()
-		err := l.scanSegment(s, o.Throttle, func(h BatchHeader, b []byte) error {
+		err := l.scanSegment(s, o.Throttle, buf, func(h BatchHeader, b []byte) error {
 			out := b
 			if !h.Control() {
 				// An idempotent producer's last batch stays for its
