@@ -1,9 +1,11 @@
 package cli
 
 import (
+	"cmp"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,6 +14,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	ucli "github.com/urfave/cli/v2"
+
+	"github.com/strata-io/strata/gateway"
+	"github.com/strata-io/strata/internal/rpc"
 )
 
 func topicCommand() *ucli.Command {
@@ -43,6 +48,8 @@ func topicCommand() *ucli.Command {
 				Action: topicAlter,
 			},
 			{Name: "delete", Usage: "delete topics and their data", ArgsUsage: "TOPIC...", Flags: []ucli.Flag{brokersFlag}, Action: topicDelete},
+			{Name: "compaction", Usage: "compacted topics' cleaner state per replica: dirty ratio, cleaned-to offset, bytes reclaimed", ArgsUsage: "[TOPIC...]",
+				Flags: []ucli.Flag{adminURLFlag}, Action: topicCompaction},
 		},
 	}
 }
@@ -299,4 +306,55 @@ func parseMoves(topic string, specs []string, cancels []int) (kadm.AlterPartitio
 		req.CancelAssign(topic, int32(p))
 	}
 	return req, nil
+}
+
+// topicCompaction shows, for each replica of a compacted partition, what
+// the cleaner has done (all compacted topics, or those named).
+func topicCompaction(c *ucli.Context) error {
+	var st gateway.CompactionStatus
+	if err := adminCall(c, http.MethodGet, "/v1/compaction/status", nil, &st); err != nil {
+		return fmt.Errorf("topic compaction: %w", err)
+	}
+	only := map[string]bool{}
+	for _, t := range c.Args().Slice() {
+		only[t] = true
+	}
+	var rows []rpc.PartitionCompaction
+	var nodes []int32
+	for _, n := range st.Nodes {
+		for _, p := range n.Partitions {
+			if len(only) == 0 || only[p.Topic] {
+				rows = append(rows, p)
+				nodes = append(nodes, n.Node)
+			}
+		}
+	}
+	idx := make([]int, len(rows))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(a, b int) int {
+		ra, rb := rows[a], rows[b]
+		return cmp.Or(cmp.Compare(ra.Topic, rb.Topic), cmp.Compare(ra.Partition, rb.Partition), cmp.Compare(nodes[a], nodes[b]))
+	})
+	if len(rows) == 0 {
+		fmt.Fprintln(c.App.Writer, "no compacted partitions (cleanup.policy=compact)")
+	} else {
+		w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "TOPIC\tPARTITION\tNODE\tROLE\tDIRTY-RATIO\tCLEANED-TO\tRECLAIMED\tCLEANS\tERROR")
+		for _, i := range idx {
+			p := rows[i]
+			role := "follower"
+			if p.Leader {
+				role = "leader"
+			}
+			fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%.2f\t%d\t%s\t%d\t%s\n", p.Topic, p.Partition, nodes[i], role, p.DirtyRatio, p.CleanedTo,
+				humanBytes(p.BytesReclaimed), p.Cleans, orDash(p.LastError))
+		}
+		w.Flush()
+	}
+	for _, id := range st.Missing {
+		fmt.Fprintf(c.App.Writer, "node %d: did not answer\n", id)
+	}
+	return nil
 }

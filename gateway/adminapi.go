@@ -120,6 +120,14 @@ func (g *Gateway) RegisterAdmin(mux *http.ServeMux) {
 		}
 		writeJSON(w, http.StatusOK, st)
 	})
+	mux.HandleFunc("GET /v1/compaction/status", func(w http.ResponseWriter, r *http.Request) {
+		st, err := g.CompactionStatus(r.Context())
+		if err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, st)
+	})
 	mux.HandleFunc("GET /v1/tier/ls", func(w http.ResponseWriter, r *http.Request) {
 		var reply tier.LsReply
 		g.serveTierAsk(w, r, "ls", &reply, func() string { return reply.Error })

@@ -32,26 +32,48 @@ type TierStatus struct {
 // statusWait bounds how long status waits for every node to answer.
 const statusWait = 2 * time.Second
 
-// TierStatus asks every registered node for its tiered partitions, each
-// on its own subject so that a big answer can come in chunks; it returns
-// once all of them answered or statusWait passed.
+// TierStatus asks every registered node for its tiered partitions.
 func (g *Gateway) TierStatus(ctx context.Context) (TierStatus, error) {
-	out := TierStatus{Nodes: []tier.StatusReply{}}
+	replies, missing, err := askEveryNode[tier.StatusReply](ctx, g, "tier status", func(id int32) string { return rpc.TierStatusSubject(g.cfg.Cluster, id) })
+	slices.SortFunc(replies, func(a, b tier.StatusReply) int { return int(a.Node - b.Node) })
+	return TierStatus{Nodes: replies, Missing: missing}, err
+}
+
+// CompactionStatus is the cluster's answer to compaction status: one
+// reply per node that answered, and the registered nodes that did not.
+type CompactionStatus struct {
+	Nodes   []rpc.CompactionReply `json:"nodes"`
+	Missing []int32               `json:"missing,omitempty"`
+}
+
+// CompactionStatus asks every registered node for the compaction state
+// of its compacted partitions.
+func (g *Gateway) CompactionStatus(ctx context.Context) (CompactionStatus, error) {
+	replies, missing, err := askEveryNode[rpc.CompactionReply](ctx, g, "compaction status", func(id int32) string { return rpc.CompactionStatusSubject(g.cfg.Cluster, id) })
+	slices.SortFunc(replies, func(a, b rpc.CompactionReply) int { return int(a.Node - b.Node) })
+	return CompactionStatus{Nodes: replies, Missing: missing}, err
+}
+
+// askEveryNode asks every registered node on its own subject (so that a
+// big answer can come in chunks) and returns once all of them answered or
+// statusWait passed: the replies, and the nodes that did not answer.
+func askEveryNode[T any](ctx context.Context, g *Gateway, what string, subject func(id int32) string) ([]T, []int32, error) {
+	replies, missing := []T{}, []int32{}
 	nodes, err := g.meta.Read(ctx, meta.ReadRequest{Kind: "nodes"})
 	if err != nil {
-		return out, err
+		return replies, nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, statusWait)
 	defer cancel()
 	type answer struct {
 		id    int32
-		reply tier.StatusReply
+		reply T
 		err   error
 	}
 	answers := make(chan answer, len(nodes.Nodes))
 	for _, n := range nodes.Nodes {
 		go func(id int32) {
-			req := nats.NewMsg(rpc.TierStatusSubject(g.cfg.Cluster, id))
+			req := nats.NewMsg(subject(id))
 			req.Data = []byte("{}")
 			a := answer{id: id}
 			msg, err := g.caller.RequestOne(ctx, req)
@@ -67,22 +89,24 @@ func (g *Gateway) TierStatus(ctx context.Context) (TierStatus, error) {
 		a := <-answers
 		switch {
 		case a.err == nil:
-			out.Nodes = append(out.Nodes, a.reply)
+			replies = append(replies, a.reply)
 		case ctx.Err() != nil || errors.Is(a.err, nats.ErrNoResponders):
-			out.Missing = append(out.Missing, a.id)
+			missing = append(missing, a.id)
 		default:
-			bad = fmt.Errorf("tier status: bad reply from node %d: %w", a.id, a.err)
+			bad = fmt.Errorf("%s: bad reply from node %d: %w", what, a.id, a.err)
 		}
 	}
-	slices.SortFunc(out.Nodes, func(a, b tier.StatusReply) int { return int(a.Node - b.Node) })
-	slices.Sort(out.Missing)
+	slices.Sort(missing)
+	if len(missing) == 0 {
+		missing = nil
+	}
 	if bad != nil {
-		return out, bad
+		return replies, missing, bad
 	}
-	if len(out.Nodes) == 0 {
-		return out, errors.New("tier status: no node answered")
+	if len(replies) == 0 {
+		return replies, missing, fmt.Errorf("%s: no node answered", what)
 	}
-	return out, nil
+	return replies, missing, nil
 }
 
 // lsTry is how long an ls waits for its first answer; each try after

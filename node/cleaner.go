@@ -13,6 +13,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/strata-io/strata/internal/rpc"
 	plog "github.com/strata-io/strata/node/log"
 )
 
@@ -99,6 +100,24 @@ func (s *cleanerStats) status() CleanerStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return CleanerStatus{DirtyRatio: s.dirtyRatio, CleanedTo: s.cleanedTo, BytesReclaimed: s.reclaimed, Cleans: s.cleans, LastError: s.lastErr}
+}
+
+// compactionStatus reports each compacted partition this node holds.
+func (n *Node) compactionStatus() rpc.CompactionReply {
+	reply := rpc.CompactionReply{Node: n.cfg.ID, Partitions: []rpc.PartitionCompaction{}}
+	v := n.cfg.Meta.Server().FSM().View()
+	defer v.Close()
+	for k, ol := range n.readyLogs() {
+		if !compacted(ol.configs()) || ol.Log == nil {
+			continue
+		}
+		part, ok, err := v.Partition(k.topic, k.partition)
+		st := ol.cleaner.status()
+		reply.Partitions = append(reply.Partitions, rpc.PartitionCompaction{Topic: k.topic, Partition: k.partition,
+			Leader: err == nil && ok && part.Leader == n.cfg.ID, DirtyRatio: st.DirtyRatio, CleanedTo: st.CleanedTo,
+			BytesReclaimed: st.BytesReclaimed, Cleans: st.Cleans, LastError: st.LastError})
+	}
+	return reply
 }
 
 // cleanerCodec rewrites compressed batches with their own codec.

@@ -27,6 +27,7 @@ func (n *Node) subscribeTier() ([]*nats.Subscription, error) {
 		fn      func(context.Context, tier.AdminRequest) any
 	}{
 		{rpc.TierStatusSubject(n.cfg.Cluster, n.cfg.ID), "", func(context.Context, tier.AdminRequest) any { return n.tierStatus() }},
+		{rpc.CompactionStatusSubject(n.cfg.Cluster, n.cfg.ID), "", func(context.Context, tier.AdminRequest) any { return n.compactionStatus() }},
 		{rpc.TierSubject(n.cfg.Cluster, "ls"), rpc.TierQueue, n.tierLs},
 		{rpc.TierSubject(n.cfg.Cluster, "restore"), rpc.TierQueue, n.tierRestore},
 	} {

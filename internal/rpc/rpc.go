@@ -50,5 +50,32 @@ func TierStatusSubject(cluster string, id int32) string {
 	return "strata." + cluster + ".tier.status." + strconv.Itoa(int(id))
 }
 
+// CompactionStatusSubject is where node id answers the compaction state
+// of its compacted partitions (CompactionReply).
+func CompactionStatusSubject(cluster string, id int32) string {
+	return "strata." + cluster + ".compaction.status." + strconv.Itoa(int(id))
+}
+
+// CompactionReply is a node's answer on CompactionStatusSubject: one
+// entry per compacted partition it holds a replica of.
+type CompactionReply struct {
+	Node       int32                 `json:"node"`
+	Partitions []PartitionCompaction `json:"partitions"`
+}
+
+// PartitionCompaction is one replica's compaction state.
+type PartitionCompaction struct {
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
+	Leader    bool   `json:"leader"`
+	// DirtyRatio is the part of the cleanable log not cleaned yet;
+	// CleanedTo the cleaner checkpoint (below it each key appears once).
+	DirtyRatio     float64 `json:"dirty_ratio"`
+	CleanedTo      int64   `json:"cleaned_to"`
+	BytesReclaimed int64   `json:"bytes_reclaimed"`
+	Cleans         int64   `json:"cleans"`
+	LastError      string  `json:"last_error,omitempty"`
+}
+
 // TierQueue is the queue group of the one-node tier subjects.
 const TierQueue = "strata-tier"
