@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -134,4 +138,84 @@ func cleanedEverywhere(c *testenv.Cluster, n int32) bool {
 		}
 	}
 	return true
+}
+
+// TestCompactionLagsAndConfigs: min.compaction.lag.ms keeps a dirty log
+// uncleaned while its records are younger; max.compaction.lag.ms has a
+// log cleaned although its dirty ratio is below min.cleanable.dirty.ratio;
+// a bad compaction config is refused with INVALID_CONFIG and the reason.
+func TestCompactionLagsAndConfigs(t *testing.T) {
+	c := testenv.InProcess(t, 1, testenv.Options{MaintainInterval: 50 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl := newClient(t, c)
+	adm := kadm.NewClient(cl)
+	r, err := adm.CreateTopic(ctx, 1, 1, map[string]*string{"cleanup.policy": kmsg.StringPtr("compact"), "min.cleanable.dirty.ratio": kmsg.StringPtr("1.5")}, "bad")
+	if err == nil {
+		err = r.Err
+	}
+	if !errors.Is(err, kerr.InvalidConfig) || !strings.Contains(r.ErrMessage, "min.cleanable.dirty.ratio") {
+		t.Fatalf("a dirty ratio of 1.5: %v (%q), want INVALID_CONFIG naming it", err, r.ErrMessage)
+	}
+	base := map[string]*string{"cleanup.policy": kmsg.StringPtr("compact"), "segment.bytes": kmsg.StringPtr("1024"), "segment.ms": kmsg.StringPtr("200")}
+	with := func(kv ...string) map[string]*string {
+		m := maps.Clone(base)
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kmsg.StringPtr(kv[i+1])
+		}
+		return m
+	}
+	createTopic(ctx, t, cl, 1, 1, with("min.compaction.lag.ms", "3600000", "min.cleanable.dirty.ratio", "0.01"), "young")
+	createTopic(ctx, t, cl, 1, 1, with("max.compaction.lag.ms", "300", "min.cleanable.dirty.ratio", "0.99"), "overdue")
+	write := func(topic string, rounds int) {
+		t.Helper()
+		for r := range rounds {
+			var recs []*kgo.Record
+			for k := range 5 {
+				recs = append(recs, &kgo.Record{Topic: topic, Key: fmt.Appendf(nil, "k%d", k), Value: fmt.Appendf(nil, "v%d", r)})
+			}
+			if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	checkpoint := func(topic string) int64 {
+		b, err := os.ReadFile(filepath.Join(c.DataDir(1), "partitions", topic+"-0", "cleaner-offset-checkpoint"))
+		if err != nil {
+			return -1
+		}
+		lines := strings.Fields(string(b)) // version, count, first dirty offset, ...
+		if len(lines) < 3 {
+			return -1
+		}
+		n, _ := strconv.ParseInt(lines[2], 10, 64)
+		return n
+	}
+	write("young", 40)
+	write("overdue", 40)
+	time.Sleep(400 * time.Millisecond)
+	write("young", 1) // roll the rest out of the active segment
+	write("overdue", 1)
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for !ok() {
+			if ctx.Err() != nil {
+				t.Fatal(what)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	// overdue: its whole log dirty (ratio 1), cleaned at once.
+	waitFor("the overdue topic was never cleaned", func() bool { return checkpoint("overdue") > 0 })
+	first := checkpoint("overdue")
+	// A little more: a dirty ratio far below 0.99, cleaned anyway once
+	// its records pass max.compaction.lag.ms.
+	write("overdue", 3)
+	time.Sleep(400 * time.Millisecond)
+	write("overdue", 1)
+	waitFor("max.compaction.lag.ms never had the overdue topic cleaned again", func() bool { return checkpoint("overdue") > first })
+	// young: dirty, but every record younger than min.compaction.lag.ms.
+	if cp := checkpoint("young"); cp > 0 {
+		t.Fatalf("a topic with min.compaction.lag.ms=1h was cleaned (checkpoint %d)", cp)
+	}
 }
