@@ -2,11 +2,13 @@ package log
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +21,25 @@ func withProducer(b []byte, pid int64, epoch int16, seq int32) []byte {
 	binary.BigEndian.PutUint64(b[offProducerID:], uint64(pid))
 	binary.BigEndian.PutUint16(b[offProducerEpoch:], uint16(epoch))
 	binary.BigEndian.PutUint32(b[offBaseSequence:], uint32(seq))
+	binary.BigEndian.PutUint32(b[offCRC:], crcOf(b))
+	return b
+}
+
+// markerTestBatch is a transaction marker of pid: a control batch of one
+// record, as the node writes them.
+func markerTestBatch(pid int64, commit bool, ts int64) []byte {
+	typ := byte(0)
+	if commit {
+		typ = 1
+	}
+	b := makeBatch(ts, testRecord{key: []byte{0, 0, 0, typ}, value: []byte{0, 0, 0, 0, 0, 0}})
+	binary.BigEndian.PutUint16(b[offAttributes:], attrTransactional|attrControl)
+	return withProducer(b, pid, 0, -1)
+}
+
+// transactional sets a batch's transactional bit.
+func transactional(b []byte) []byte {
+	binary.BigEndian.PutUint16(b[offAttributes:], binary.BigEndian.Uint16(b[offAttributes:])|attrTransactional)
 	binary.BigEndian.PutUint32(b[offCRC:], crcOf(b))
 	return b
 }
@@ -94,8 +115,8 @@ func latestView(recs []modelRecord, tombstone func(modelRecord) bool) map[string
 }
 
 // TestCleanOracleRandom is compaction's oracle test: random keyed writes
-// (tombstones, records without keys, gzip batches, idempotent producers)
-// interleaved with cleans (some with a key map too small for the dirty
+// (tombstones, records without keys, gzip batches, idempotent producers,
+// transactions that commit or abort) interleaved with cleans (some with a key map too small for the dirty
 // part), clock moves past delete.retention.ms, crashes and clean
 // restarts. After every step the log must give a consumer reading from
 // the start the same latest value per key as everything written (the
@@ -115,6 +136,13 @@ func TestCleanOracleRandom(t *testing.T) {
 	defer func() { l.Close() }()
 	byOffset := map[int64]modelRecord{}
 	var model []modelRecord
+	// A transaction of producer 9: its records wait in pending until its
+	// marker; an abort's records are never in the view (abortedAt), and
+	// no clean goes past an open one (the last stable offset).
+	const txnPID = 9
+	var pending []modelRecord
+	txnOpen, txnFirst := false, int64(0)
+	abortedAt := map[int64]bool{}
 	lastBatch := map[int64]BatchHeader{}
 	seqs := map[int64]int32{}
 	const retention = time.Minute
@@ -125,6 +153,12 @@ func TestCleanOracleRandom(t *testing.T) {
 		t.Helper()
 		recs, batches := logRecords(t, l)
 		prev := int64(-1)
+		var visible []modelRecord // what read_committed sees
+		for _, r := range recs {
+			if !abortedAt[r.offset] && !(txnOpen && r.offset >= txnFirst && slices.ContainsFunc(pending, func(p modelRecord) bool { return p.offset == r.offset })) {
+				visible = append(visible, r)
+			}
+		}
 		for _, r := range recs {
 			w, ok := byOffset[r.offset]
 			if !ok || !bytes.Equal(w.key, r.key) || (w.value == nil) != (r.value == nil) {
@@ -136,7 +170,9 @@ func TestCleanOracleRandom(t *testing.T) {
 			prev = r.offset
 		}
 		isTombstone := func(r modelRecord) bool { return r.value == nil }
-		got, want := latestView(recs, isTombstone), latestView(model, isTombstone)
+		sorted := slices.Clone(model)
+		slices.SortFunc(sorted, func(a, b modelRecord) int { return cmp.Compare(a.offset, b.offset) })
+		got, want := latestView(visible, isTombstone), latestView(sorted, isTombstone)
 		if len(got) != len(want) {
 			t.Fatalf("step %d (%s): the log's view has %d keys, the model's %d:\n%v\n%v", step, what, len(got), len(want), got, want)
 		}
@@ -148,7 +184,7 @@ func TestCleanOracleRandom(t *testing.T) {
 		// A key's latest record, a tombstone, stays until a clean's
 		// horizon passes it.
 		latest := map[string]modelRecord{}
-		for _, r := range model {
+		for _, r := range sorted {
 			if r.key != nil {
 				latest[string(r.key)] = r
 			}
@@ -164,7 +200,7 @@ func TestCleanOracleRandom(t *testing.T) {
 		}
 		st := l.readCleanerState()
 		seen := map[string]bool{}
-		for _, r := range recs {
+		for _, r := range visible {
 			if r.offset >= st.firstDirty || r.key == nil {
 				continue
 			}
@@ -204,16 +240,29 @@ func TestCleanOracleRandom(t *testing.T) {
 				b = gzipBatch(t, b)
 			}
 			var pid int64 = -1
-			if rng.IntN(3) == 0 {
+			inTxn := rng.IntN(5) == 0
+			switch {
+			case inTxn:
+				pid = txnPID
+				b = transactional(withProducer(b, pid, 0, seqs[pid]))
+				seqs[pid] += int32(n)
+			case rng.IntN(3) == 0:
 				pid = int64(7 + rng.IntN(2))
 				b = withProducer(b, pid, 0, seqs[pid])
 				seqs[pid] += int32(n)
 			}
 			res := mustAppend(t, l, b, 0)
+			if inTxn && !txnOpen {
+				txnOpen, txnFirst = true, res.FirstOffset
+			}
 			for i, tr := range recs {
 				mr := modelRecord{offset: res.FirstOffset + int64(i), key: tr.key, value: tr.value}
-				model = append(model, mr)
 				byOffset[mr.offset] = mr
+				if inTxn {
+					pending = append(pending, mr)
+				} else {
+					model = append(model, mr)
+				}
 			}
 			if pid >= 0 {
 				h := mustHeader(t, b)
@@ -229,7 +278,11 @@ func TestCleanOracleRandom(t *testing.T) {
 			for pid, h := range lastBatch {
 				last[pid] = h.BaseOffset
 			}
-			res, err := l.Clean(CleanOptions{UpTo: l.EndOffset(), MapBytes: entries * offsetMapEntryBytes, DeleteRetention: retention,
+			upTo := l.EndOffset()
+			if txnOpen {
+				upTo = txnFirst // the last stable offset
+			}
+			res, err := l.Clean(CleanOptions{UpTo: upTo, MapBytes: entries * offsetMapEntryBytes, DeleteRetention: retention,
 				LastBatches: last, Codec: gzipCodec})
 			if err != nil && !errors.Is(err, ErrCleanerMapTooSmall) {
 				t.Fatalf("step %d: clean: %v", step, err)
@@ -244,8 +297,26 @@ func TestCleanOracleRandom(t *testing.T) {
 					t.Fatalf("step %d: tombstone at %d kept below the horizon %d by a clean to %d", step, r.offset, horizon, res.CleanedTo)
 				}
 			}
-		case r < 18:
+		case r < 17:
 			clock.Advance(time.Duration(rng.IntN(90)) * time.Second)
+		case r < 18:
+			if !txnOpen {
+				continue
+			}
+			commit := rng.IntN(2) == 0
+			res := mustAppend(t, l, markerTestBatch(txnPID, commit, clock.Now().UnixMilli()), 0)
+			if commit {
+				model = append(model, pending...)
+			} else {
+				for _, p := range pending {
+					abortedAt[p.offset] = true
+				}
+				if err := l.AppendAbortedTxn(AbortedTxn{ProducerID: txnPID, FirstOffset: txnFirst, LastOffset: res.FirstOffset,
+					LastStableOffset: res.FirstOffset + 1}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			pending, txnOpen = nil, false
 		case r < 19:
 			crash(l)
 			l = open()
