@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os/exec"
 	"strings"
 	"testing"
@@ -54,7 +55,7 @@ func TestCompactedTopicClients(t *testing.T) {
 	for {
 		var got map[string]string
 		got, n = readTable(ctx, t, c.Addr())
-		if n == keys+1 && sameView(got, want) {
+		if n == keys+1 && maps.Equal(got, want) {
 			break
 		}
 		if ctx.Err() != nil {
@@ -87,7 +88,7 @@ func TestCompactedTopicClients(t *testing.T) {
 			t.Fatalf("sarama read %d of %d records", m, n)
 		}
 	}
-	if !sameView(got, want) {
+	if !maps.Equal(got, want) {
 		t.Fatalf("sarama's view %v, want %v", got, want)
 	}
 
@@ -105,7 +106,7 @@ func TestCompactedTopicClients(t *testing.T) {
 		k, v, _ := strings.Cut(l, "=")
 		got[k] = v
 	}
-	if len(lines) != n || !sameView(got, want) || strings.Contains(string(out), "ERROR") {
+	if len(lines) != n || !maps.Equal(got, want) || strings.Contains(string(out), "ERROR") {
 		t.Fatalf("kcat read %d lines (want %d):\n%s", len(lines), n, out)
 	}
 }
@@ -134,16 +135,4 @@ func readTable(ctx context.Context, t *testing.T, addr string) (map[string]strin
 		})
 	}
 	return view, n
-}
-
-func sameView(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }

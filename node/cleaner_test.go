@@ -75,7 +75,7 @@ func TestCompactedTopic(t *testing.T) {
 		if ctx.Err() != nil {
 			t.Fatalf("still %d records of %d after cleaning (view %d keys, want %d)", n, written, len(got), len(want))
 		}
-		if n < written/4 && equalViews(got, want) && cleanedEverywhere(c, 3) {
+		if n < written/4 && maps.Equal(got, want) && cleanedEverywhere(c, 3) {
 			t.Logf("%d records written, %d left after cleaning", written, n)
 			break
 		}
@@ -115,18 +115,6 @@ func consumeTable(ctx context.Context, t *testing.T, c *testenv.Cluster) (map[st
 		})
 	}
 	return view, n
-}
-
-func equalViews(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 // cleanedEverywhere reports whether every replica of table-0 (nodes 1 to
