@@ -4,6 +4,7 @@ import (
 	"context"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -117,11 +118,21 @@ func apiVersions(req *kmsg.ApiVersionsRequest, unsupported bool, features *meta.
 }
 
 // features are the cluster's finalized features as the gateway last read
-// them, nil when unreadable.
+// them (every metadata read refreshes them), nil when unreadable. Only a
+// gateway that never read them asks, for at most featuresWait: a
+// connection's first request must not wait on a controller election.
 func (g *Gateway) features(ctx context.Context) *meta.Features {
+	if f := g.cache.features.Load(); f != nil {
+		return f
+	}
+	ctx, cancel := context.WithTimeout(ctx, featuresWait)
+	defer cancel()
 	s, err := g.cache.get(ctx, false)
 	if err != nil {
 		return nil
 	}
 	return s.features
 }
+
+// featuresWait bounds the first read of the features.
+const featuresWait = time.Second

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/strata-io/strata/meta"
@@ -16,6 +17,10 @@ type metadataCache struct {
 	snap   *snapshot // nil when stale
 	// changed, when set, is closed at the next invalidation.
 	changed chan struct{}
+	// features are the finalized features of the last read, kept across
+	// invalidations: ApiVersions, the first request of every connection,
+	// answers from it without waiting for the controller.
+	features atomic.Pointer[meta.Features]
 }
 
 // snapshot is one consistent read of the topics; never modified.
@@ -64,6 +69,9 @@ func (c *metadataCache) get(ctx context.Context, fresh bool) (*snapshot, error) 
 	r, err := c.client.Read(ctx, meta.ReadRequest{Kind: "topics"})
 	if err != nil {
 		return nil, err
+	}
+	if r.Features != nil {
+		c.features.Store(r.Features)
 	}
 	s = &snapshot{version: r.Version, topics: map[string]meta.Topic{}, byID: map[[16]byte]string{},
 		partitions: map[string][]meta.Partition{}, features: r.Features, fetchedAt: time.Now()}

@@ -71,6 +71,7 @@ func (g *Gateway) updateFeatures(ctx context.Context, req *kmsg.UpdateFeaturesRe
 	if err := g.propose(ctx, &meta.SetFeatures{Levels: levels}); err != nil {
 		return fail(metaErrorCode(err), err)
 	}
+	g.cache.features.Store(nil) // this gateway's next ApiVersions reads them
 	g.logger.Info("cluster features updated", "levels", levels, "principal", principalOf(ctx))
 	resp.Results = results
 	return resp

@@ -208,6 +208,9 @@ func Start(cfg Config) (*Gateway, error) {
 		if g.acls != nil && (ev.Reset || slices.ContainsFunc(ev.Changes, func(c meta.Change) bool { return c.Kind == "acls" })) {
 			g.acls.invalidate()
 		}
+		if ev.Reset || slices.ContainsFunc(ev.Changes, func(c meta.Change) bool { return c.Kind == "features" }) {
+			g.cache.features.Store(nil) // the next ApiVersions reads them
+		}
 	}); err != nil {
 		closeListeners()
 		return nil, err
