@@ -112,11 +112,13 @@ func askEveryNode[T any](ctx context.Context, g *Gateway, what string, subject f
 // lsTry is how long an ls waits for its first answer; each try after
 // waits twice as long, up to meta.ReadTryMax, as a metadata read does. A
 // restore, which reads every manifest of the topic from the store, gets
-// restoreTry, doubling up to restoreTryMax.
+// restoreTry, doubling up to restoreTryMax: a restore of many partitions
+// from a slow store may take tens of seconds, and a try that gives up
+// before the node answers is never answered.
 const (
 	lsTry         = time.Second
 	restoreTry    = 5 * time.Second
-	restoreTryMax = 20 * time.Second
+	restoreTryMax = time.Minute
 )
 
 // tierAsk sends one request to the one node that takes it, and asks again,
