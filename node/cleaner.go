@@ -77,29 +77,19 @@ func deletes(configs map[string]string) bool {
 // cleanerStats is what the cleaner did to one log, for status and
 // metrics.
 type cleanerStats struct {
-	mu          sync.Mutex
-	cleanedTo   int64 // the cleaner checkpoint: below it, each key once
-	reclaimed   int64 // bytes the cleans removed, since the log opened
-	cleans      int64
-	lastClean   time.Time
-	lastErr     string
-	dirtyRatio  float64
-	cleanableAt int64
+	mu         sync.Mutex
+	cleanedTo  int64 // the cleaner checkpoint: below it, each key once
+	reclaimed  int64 // bytes the cleans removed, since the log opened
+	cleans     int64
+	lastErr    string
+	dirtyRatio float64
 }
 
-// CleanerStatus is a log's compaction state.
-type CleanerStatus struct {
-	DirtyRatio     float64 `json:"dirty_ratio"`
-	CleanedTo      int64   `json:"cleaned_to"`
-	BytesReclaimed int64   `json:"bytes_reclaimed"`
-	Cleans         int64   `json:"cleans"`
-	LastError      string  `json:"last_error,omitempty"`
-}
-
-func (s *cleanerStats) status() CleanerStatus {
+// status is the log's compaction state, without its name and role.
+func (s *cleanerStats) status() rpc.PartitionCompaction {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return CleanerStatus{DirtyRatio: s.dirtyRatio, CleanedTo: s.cleanedTo, BytesReclaimed: s.reclaimed, Cleans: s.cleans, LastError: s.lastErr}
+	return rpc.PartitionCompaction{DirtyRatio: s.dirtyRatio, CleanedTo: s.cleanedTo, BytesReclaimed: s.reclaimed, Cleans: s.cleans, LastError: s.lastErr}
 }
 
 // compactionStatus reports each compacted partition this node holds.
@@ -113,9 +103,8 @@ func (n *Node) compactionStatus() rpc.CompactionReply {
 		}
 		part, ok, err := v.Partition(k.topic, k.partition)
 		st := ol.cleaner.status()
-		reply.Partitions = append(reply.Partitions, rpc.PartitionCompaction{Topic: k.topic, Partition: k.partition,
-			Leader: err == nil && ok && part.Leader == n.cfg.ID, DirtyRatio: st.DirtyRatio, CleanedTo: st.CleanedTo,
-			BytesReclaimed: st.BytesReclaimed, Cleans: st.Cleans, LastError: st.LastError})
+		st.Topic, st.Partition, st.Leader = k.topic, k.partition, err == nil && ok && part.Leader == n.cfg.ID
+		reply.Partitions = append(reply.Partitions, st)
 	}
 	return reply
 }
@@ -203,7 +192,7 @@ func (n *Node) dirtiestLog() (partitionKey, *openLog, int64) {
 		}
 		p := n.planClean(k, ol, now)
 		ol.cleaner.mu.Lock()
-		ol.cleaner.dirtyRatio, ol.cleaner.cleanableAt, ol.cleaner.cleanedTo = p.ratio, p.upTo, p.firstDirty
+		ol.cleaner.dirtyRatio, ol.cleaner.cleanedTo = p.ratio, p.firstDirty
 		ol.cleaner.mu.Unlock()
 		minRatio := configFloat(ol.configs(), "min.cleanable.dirty.ratio", defaultMinCleanableRatio)
 		if p.ratio == 0 || (p.ratio < minRatio && !p.due) {
@@ -268,7 +257,6 @@ func (n *Node) clean(ctx context.Context, k partitionKey, ol *openLog, upTo int6
 		LastBatches:     last, Codec: cleanerCodec, Throttle: func(b int) { pace.wait(ctx, b) }})
 	ol.cleaner.mu.Lock()
 	defer ol.cleaner.mu.Unlock()
-	ol.cleaner.lastClean = time.Now()
 	ol.cleaner.cleans++
 	n.counts.cleans.Add(1)
 	if err != nil {
