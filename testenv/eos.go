@@ -33,8 +33,7 @@ type EOSChecker struct {
 	in, out, group, txnID string
 	seeds                 []string
 
-	src  *kgo.Client
-	sess *kgo.GroupTransactSession
+	src *kgo.Client
 
 	mu       sync.Mutex
 	seq      int
@@ -89,10 +88,6 @@ func StartEOS(t testing.TB, seeds []string, in, out, group, txnID string, perSec
 		close(e.pipeDone)
 		return e
 	}
-	e.sess, err = kgo.NewGroupTransactSession(pipelineOpts(seeds, in, group, txnID)...)
-	if err != nil {
-		t.Fatal(err)
-	}
 	go e.pipeline(ctx)
 	return e
 }
@@ -130,46 +125,74 @@ func (e *EOSChecker) source(ctx context.Context, perSecond int) {
 // record to the partition of in it came from.
 func (e *EOSChecker) pipeline(ctx context.Context) {
 	defer close(e.pipeDone)
-	copyLoop(ctx, e.sess, e.out, e.stopPipe, func(took time.Duration, committed bool, err error) {
+	err := copyLoop(ctx, pipelineOpts(e.seeds, e.in, e.group, e.txnID), e.out, e.stopPipe, func(took time.Duration, committed bool, err error) {
 		e.mu.Lock()
 		defer e.mu.Unlock()
-		e.endTook = append(e.endTook, took)
+		if err == nil {
+			e.endTook = append(e.endTook, took)
+		}
 		switch {
 		case err != nil && !errors.Is(err, context.Canceled):
-			e.t.Logf("eos pipeline: end transaction: %v (retried with the next poll)", err)
+			e.t.Logf("eos pipeline: %v (a new session takes over)", err)
 		case committed:
 			e.commits++
 		}
 	})
+	if err != nil {
+		e.t.Errorf("eos pipeline: %v", err)
+	}
 }
 
 // copyLoop is the pipeline: poll, begin, produce each record to out at
-// its partition, end (commit), until stop or ctx ends.
-func copyLoop(ctx context.Context, sess *kgo.GroupTransactSession, out string, stop <-chan struct{}, ended func(time.Duration, bool, error)) {
+// its partition, end (commit), until stop or ctx ends. A failed Begin or
+// End leaves the session unusable (franz-go's End: "no returned error is
+// retryable"), so the loop closes it and starts another with the same
+// transactional id, as an application restarts its producer: the new
+// one's InitProducerId aborts what the old one left open.
+func copyLoop(ctx context.Context, opts []kgo.Opt, out string, stop <-chan struct{}, ended func(time.Duration, bool, error)) error {
+	sess, err := kgo.NewGroupTransactSession(opts...)
+	if err != nil {
+		return err
+	}
+	defer func() { sess.Close() }()
+	restart := func(err error) error {
+		ended(0, false, err)
+		sess.Close()
+		sess, err = kgo.NewGroupTransactSession(opts...)
+		return err
+	}
 	for {
 		select {
 		case <-stop:
-			return
+			return nil
 		default:
 		}
 		pctx, pcancel := context.WithTimeout(ctx, time.Second)
 		fs := sess.PollFetches(pctx)
 		pcancel()
 		if ctx.Err() != nil {
-			return
+			return nil
 		}
 		if fs.Empty() {
 			continue
 		}
 		if err := sess.Begin(); err != nil {
-			ended(0, false, err)
-			return
+			if err := restart(fmt.Errorf("begin transaction: %w", err)); err != nil {
+				return err
+			}
+			continue
 		}
 		fs.EachRecord(func(r *kgo.Record) {
 			sess.Produce(ctx, &kgo.Record{Topic: out, Partition: r.Partition, Key: r.Value, Value: r.Value}, nil)
 		})
 		t0 := time.Now()
 		committed, err := sess.End(ctx, kgo.TryCommit)
+		if err != nil && ctx.Err() == nil {
+			if err := restart(fmt.Errorf("end transaction: %w", err)); err != nil {
+				return err
+			}
+			continue
+		}
 		ended(time.Since(t0), committed, err)
 	}
 }
@@ -190,18 +213,15 @@ func pipelineOpts(seeds []string, in, group, txnID string) []kgo.Opt {
 // runPipelineChild runs the pipeline in a process of its own (an "eos"
 // child) until SIGTERM; the test may kill it instead.
 func runPipelineChild(s childSpec, stop <-chan os.Signal, logger *slog.Logger) error {
-	sess, err := kgo.NewGroupTransactSession(pipelineOpts(s.Seeds, s.In, s.Group, s.Txn)...)
-	if err != nil {
-		return err
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	quit := make(chan struct{})
+	var err error
 	go func() {
 		defer close(done)
-		copyLoop(ctx, sess, s.Out, quit, func(took time.Duration, committed bool, err error) {
+		err = copyLoop(ctx, pipelineOpts(s.Seeds, s.In, s.Group, s.Txn), s.Out, quit, func(took time.Duration, committed bool, err error) {
 			if err != nil {
-				logger.Info("eos pipeline: end transaction", "error", err)
+				logger.Info("eos pipeline: a new session takes over", "error", err)
 			}
 		})
 	}()
@@ -209,8 +229,7 @@ func runPipelineChild(s childSpec, stop <-chan os.Signal, logger *slog.Logger) e
 	close(quit)
 	<-done
 	cancel()
-	sess.Close()
-	return nil
+	return err
 }
 
 // KillPipeline kills the pipeline's process (SIGKILL) mid-work and starts
@@ -297,9 +316,6 @@ func (e *EOSChecker) Stop(ctx context.Context) {
 	}
 	e.mu.Unlock()
 	e.cancel()
-	if e.sess != nil {
-		e.sess.Close()
-	}
 	e.src.Close()
 }
 
