@@ -350,6 +350,11 @@ func topicCompaction(c *ucli.Context) error {
 			}
 			fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%.2f\t%d\t%s\t%d\t%s\n", p.Topic, p.Partition, nodes[i], role, p.DirtyRatio, p.CleanedTo,
 				humanBytes(p.BytesReclaimed), p.Cleans, orDash(p.LastError))
+			if r := p.Remote; r != nil && p.Leader {
+				// The uploaded segments, which the leader compacts.
+				fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%.2f\t%d\t%s\t%d\t%s\n", p.Topic, p.Partition, nodes[i], "bucket", r.DirtyRatio, r.CleanedTo,
+					humanBytes(r.BytesReclaimed), r.Cleans, orDash(r.LastError))
+			}
 		}
 		w.Flush()
 	}

@@ -468,6 +468,12 @@ func DecodeCommand(b []byte) (Command, error) {
 		c = &ForgetTxn{}
 	case TypeSetFeatures:
 		c = &SetFeatures{}
+	case TypeReplaceTierSegments:
+		c = &ReplaceTierSegments{}
+	case TypeForgetRetiredObjects:
+		c = &ForgetRetiredObjects{}
+	case TypeMarkTierCleaned:
+		c = &MarkTierCleaned{}
 	default:
 		return nil, fmt.Errorf("%w: command type %d", ErrUnknownCommand, b[1])
 	}

@@ -30,6 +30,7 @@ var topicConfigs = map[string]func(string) error{
 	"min.compaction.lag.ms":          intRange(0, math.MaxInt64),
 	"max.compaction.lag.ms":          intRange(1, math.MaxInt64),
 	"delete.retention.ms":            intRange(0, math.MaxInt64),
+	"file.delete.delay.ms":           intRange(0, math.MaxInt64),
 }
 
 // ValidateTopicConfig checks one key and value, naming what is wrong.
@@ -124,4 +125,5 @@ var TopicConfigDefaults = map[string]string{
 	"min.compaction.lag.ms":          "0",
 	"max.compaction.lag.ms":          "9223372036854775807",
 	"delete.retention.ms":            "86400000",
+	"file.delete.delay.ms":           "60000",
 }

@@ -39,6 +39,8 @@
 //	p/<topic>\x00<partition:4>            Partition
 //	o/<group>\x00<topic>\x00<partition:4> Offset
 //	s/<topic>\x00<partition:4><base:8>    TierSegment
+//	rt/<topic>\x00<partition:4><key>      retired object (replaced by compaction): retired at, ms
+//	tc/<topic>\x00<partition:4>           TierCleanerState (remote cleaner checkpoint)
 //	a                                     applied Raft index (8 bytes)
 //
 // Snapshots are Badger's backup format of the state DB at the snapshot's

@@ -292,6 +292,12 @@ func (w *writer) applyCmd(cmd Command) (*ApplyResult, error) {
 		return w.forgetTxn(c)
 	case *SetFeatures:
 		return w.setFeatures(c)
+	case *ReplaceTierSegments:
+		return w.replaceTierSegments(c)
+	case *ForgetRetiredObjects:
+		return w.forgetRetiredObjects(c)
+	case *MarkTierCleaned:
+		return w.markTierCleaned(c)
 	}
 	return rejected(fmt.Errorf("%w: %T", ErrUnknownCommand, cmd))
 }
@@ -417,6 +423,8 @@ func (w *writer) deleteTopic(c *DeleteTopic) (*ApplyResult, error) {
 	doomed = append(doomed, w.keys(partitionPrefix(c.Name))...)
 	doomed = append(doomed, w.keys(reassignTopicPrefix(c.Name))...)
 	doomed = append(doomed, w.keys(tierTopicPrefix(c.Name))...)
+	doomed = append(doomed, w.keys(retiredTopicPrefix(c.Name))...) // the objects go with the topic's
+	doomed = append(doomed, w.keys(tierCleanerTopicPrefix(c.Name))...)
 	for _, k := range w.keys([]byte(keyOffset)) {
 		if _, topic, _, ok := parseOffsetKey(k); ok && topic == c.Name {
 			doomed = append(doomed, k)

@@ -108,6 +108,10 @@ func allCommands() []Command {
 		&ExpireTxn{ID: "tx", ProducerID: 1000, Epoch: 0, NowMs: 10},
 		&ForgetTxn{ID: "tx", UpdateMs: 11},
 		&SetFeatures{Levels: map[string]int16{FeatureTransactionVersion: 1, "other": 3}},
+		&ReplaceTierSegments{OldBases: []int64{0, 100}, OldKeys: []string{"k", "l"}, New: TierSegment{Topic: "orders", Partition: 0,
+			BaseOffset: 0, LastOffset: 199, SizeBytes: 1 << 10, ObjectKey: "m", SegmentEpochs: []EpochStart{{0, 0}}}, AtMs: 12},
+		&ForgetRetiredObjects{Topic: "orders", Partition: 0, Keys: []string{"k", "l"}},
+		&MarkTierCleaned{Topic: "orders", Partition: 0, Offset: 200, AtMs: 13},
 	}
 }
 

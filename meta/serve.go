@@ -293,6 +293,8 @@ func (m *Member) publishEvents(version uint64, cmds []Command) {
 			ev.Changes = append(ev.Changes, Change{Kind: "tier", Topic: c.Segment.Topic, Partition: c.Segment.Partition})
 		case *DeleteTierSegments:
 			ev.Changes = append(ev.Changes, Change{Kind: "tier", Topic: c.Topic, Partition: c.Partition})
+		case *ReplaceTierSegments:
+			ev.Changes = append(ev.Changes, Change{Kind: "tier", Topic: c.New.Topic, Partition: c.New.Partition})
 		case *AlterReassignment:
 			ev.Changes = append(ev.Changes, Change{Kind: "partition", Topic: c.Topic, Partition: c.Partition})
 		case *CompleteReassignment:

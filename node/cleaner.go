@@ -83,13 +83,25 @@ type cleanerStats struct {
 	cleans     int64
 	lastErr    string
 	dirtyRatio float64
+	// remote is the remote cleaner's, on the partition's leader
+	// (tiercompact.go); on is set once it planned a clean.
+	remote struct {
+		on                           bool
+		cleanedTo, reclaimed, cleans int64
+		dirtyRatio                   float64
+		lastErr                      string
+	}
 }
 
 // status is the log's compaction state, without its name and role.
 func (s *cleanerStats) status() rpc.PartitionCompaction {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return rpc.PartitionCompaction{DirtyRatio: s.dirtyRatio, CleanedTo: s.cleanedTo, BytesReclaimed: s.reclaimed, Cleans: s.cleans, LastError: s.lastErr}
+	st := rpc.PartitionCompaction{DirtyRatio: s.dirtyRatio, CleanedTo: s.cleanedTo, BytesReclaimed: s.reclaimed, Cleans: s.cleans, LastError: s.lastErr}
+	if r := s.remote; r.on {
+		st.Remote = &rpc.RemoteCompaction{DirtyRatio: r.dirtyRatio, CleanedTo: r.cleanedTo, BytesReclaimed: r.reclaimed, Cleans: r.cleans, LastError: r.lastErr}
+	}
+	return st
 }
 
 // compactionStatus reports each compacted partition this node holds.
@@ -158,12 +170,25 @@ func (n *Node) cleanerLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		// Each log at most once a round: one whose clean failed waits
+		// for the next.
+		tried := map[partitionKey]bool{}
 		for ctx.Err() == nil {
-			k, ol, upTo := n.dirtiestLog()
+			k, ol, upTo := n.dirtiestLog(tried)
 			if ol == nil {
 				break
 			}
+			tried[k] = true
 			n.clean(ctx, k, ol, upTo, pace)
+		}
+		clear(tried)
+		for ctx.Err() == nil {
+			p, ok := n.dirtiestRemote(tried)
+			if !ok {
+				break
+			}
+			tried[p.key] = true
+			n.cleanRemote(ctx, p, pace)
 		}
 	}
 }
@@ -183,11 +208,11 @@ type cleanPlan struct {
 // dirty ratio reached min.cleanable.dirty.ratio or whose oldest dirty
 // record passed max.compaction.lag.ms, those overdue first, then the
 // dirtiest. Nil when none is.
-func (n *Node) dirtiestLog() (partitionKey, *openLog, int64) {
+func (n *Node) dirtiestLog(skip map[partitionKey]bool) (partitionKey, *openLog, int64) {
 	var best *cleanPlan
 	now := time.Now()
 	for k, ol := range n.readyLogs() {
-		if !compacted(ol.configs()) || ol.Log == nil {
+		if !compacted(ol.configs()) || ol.Log == nil || skip[k] {
 			continue
 		}
 		p := n.planClean(k, ol, now)
@@ -231,6 +256,12 @@ func (n *Node) planClean(k partitionKey, ol *openLog, now time.Time) cleanPlan {
 			p.due = true
 		}
 	}
+	if ol.tier.enabled.Load() {
+		// A tiered log is cleaned only where the bucket holds it: the
+		// uploader reads a segment's files while it uploads them, and
+		// a clean renames new files in their place.
+		upTo = min(upTo, n.tierCoveredTo(k, ol.StartOffset()))
+	}
 	if upTo < ol.EndOffset() {
 		dirty, cleanable, _ = ol.DirtyRatio(upTo)
 	}
@@ -252,8 +283,17 @@ func (n *Node) clean(ctx context.Context, k partitionKey, ol *openLog, upTo int6
 	}
 	ol.appendMu.Unlock()
 	start := time.Now()
+	retention := configDuration(ol.configs(), "delete.retention.ms", defaultDeleteRetention)
+	if ol.tier.enabled.Load() {
+		// A tiered log's tombstones go from the bucket only: the clean
+		// that removed a key's earlier values here did not reach those
+		// already uploaded, and a tombstone dropped before its upload
+		// would bring them back. The remote cleaner maps it and drops
+		// it once delete.retention.ms has passed after that.
+		retention = math.MaxInt64
+	}
 	res, err := ol.Clean(plog.CleanOptions{UpTo: upTo, MapBytes: n.cfg.Cleaner.DedupeBytes,
-		DeleteRetention: configDuration(ol.configs(), "delete.retention.ms", defaultDeleteRetention),
+		DeleteRetention: retention,
 		LastBatches:     last, Codec: cleanerCodec, Throttle: func(b int) { pace.wait(ctx, b) }})
 	ol.cleaner.mu.Lock()
 	defer ol.cleaner.mu.Unlock()

@@ -35,6 +35,10 @@ type collector struct {
 	dirtyRatio, cleanedTo, reclaimed       *prometheus.Desc
 	cleans, cleanErrors, cleanedBytes      *prometheus.Desc
 	reclaimedTotal                         *prometheus.Desc
+	// The remote cleaner's (tiercompact.go).
+	remoteDirty, remoteCleanedTo, remoteReclaimed *prometheus.Desc
+	remoteCleans, remoteErrors, remoteRead        *prometheus.Desc
+	remoteWritten, remoteReclaimedTotal           *prometheus.Desc
 }
 
 func newCollector(n *Node) *collector {
@@ -43,38 +47,46 @@ func newCollector(n *Node) *collector {
 		return prometheus.NewDesc(name, help, labels, prometheus.Labels{"node": strconv.Itoa(int(n.cfg.ID))})
 	}
 	return &collector{n: n,
-		logEnd:          d("strata_partition_log_end_offset", "Offset after the last record in this replica's log.", part),
-		hw:              d("strata_partition_high_watermark", "Offset below which records are replicated and readable (leaders and followers).", part),
-		logStart:        d("strata_partition_log_start_offset", "First offset of the partition, uploaded history included.", part),
-		size:            d("strata_partition_size_bytes", "Bytes of this replica's log on local disk.", part),
-		segments:        d("strata_partition_segments", "Segments of this replica's log on local disk.", part),
-		uploadLagBytes:  d("strata_tier_upload_lag_bytes", "Bytes of closed segments not yet uploaded, on partitions this node leads.", part),
-		uploadLagSec:    d("strata_tier_upload_lag_seconds", "Age of the oldest closed segment not yet uploaded (0: none), on partitions this node leads.", part),
-		remoteSz:        d("strata_tier_remote_bytes", "Bytes of the partition's uploaded segments, on partitions this node leads.", part),
-		led:             d("strata_partitions_leader", "Partitions this node leads.", nil),
-		underReplicated: d("strata_partitions_under_replicated", "Partitions this node leads with fewer replicas in sync than assigned.", nil),
-		underMinISR:     d("strata_partitions_under_min_isr", "Partitions this node leads with fewer replicas in sync than min.insync.replicas: acks=all produce is refused.", nil),
-		lagBytesTotal:   d("strata_tier_upload_lag_bytes_sum", "Bytes of closed segments not yet uploaded, over the partitions this node leads.", nil),
-		uploadedTotal:   d("strata_tier_uploaded_bytes_total", "Bytes of segments uploaded to the object store by this process.", nil),
-		uploadsTotal:    d("strata_tier_uploads_total", "Segments uploaded to the object store by this process.", nil),
-		uploadErrors:    d("strata_tier_upload_errors_total", "Segment upload attempts that failed (each is retried).", nil),
-		cacheHits:       d("strata_tier_chunk_cache_hits_total", "Remote reads served from the chunk cache.", nil),
-		cacheMisses:     d("strata_tier_chunk_cache_misses_total", "Remote reads that had to fetch their chunk from the store.", nil),
-		fetchedTotal:    d("strata_tier_fetched_bytes_total", "Bytes fetched from the object store for remote reads.", nil),
-		diskUsed:        d("strata_disk_used_ratio", "Fraction of the data disk in use.", nil),
-		diskHigh:        d("strata_disk_high_watermark_ratio", "Fraction of the data disk above which produce is refused (--disk-high-watermark).", nil),
-		diskFull:        d("strata_disk_full", "1 while the data disk is above its high-water mark and produce is refused.", nil),
-		offline:         d("strata_partitions_offline", "Partitions with no leader (reported by the controller).", nil),
-		isrShrinks:      d("strata_isr_shrinks_total", "ISR changes this node made as leader that removed lagging replicas (the controller's removals of dead ones: strata_controller_isr_shrinks_total).", nil),
-		isrExpands:      d("strata_isr_expands_total", "ISR changes this node made as leader that added caught-up replicas back.", nil),
-		leaderships:     d("strata_leader_elections_total", "Times this node began leading a partition (elections and moves).", nil),
-		dirtyRatio:      d("strata_log_cleaner_dirty_ratio", "Fraction of the cleanable part of a compacted partition's log not yet cleaned (compared with min.cleanable.dirty.ratio).", part),
-		cleanedTo:       d("strata_log_cleaner_cleaned_offset", "The cleaner checkpoint of a compacted partition: below it each key appears once.", part),
-		reclaimed:       d("strata_log_cleaner_reclaimed_bytes", "Bytes the cleaner removed from a compacted partition's log since it was opened here.", part),
-		cleans:          d("strata_log_cleaner_cleans_total", "Cleans of compacted logs this node ran (each rewrites a log's cleanable segments).", nil),
-		cleanErrors:     d("strata_log_cleaner_errors_total", "Cleans that failed or were abandoned (each is tried again).", nil),
-		cleanedBytes:    d("strata_log_cleaner_cleaned_bytes_total", "Bytes of segments the cleaner rewrote: its throughput is the rate.", nil),
-		reclaimedTotal:  d("strata_log_cleaner_reclaimed_bytes_total", "Bytes the cleaner removed, over every compacted log of this node.", nil),
+		logEnd:               d("strata_partition_log_end_offset", "Offset after the last record in this replica's log.", part),
+		hw:                   d("strata_partition_high_watermark", "Offset below which records are replicated and readable (leaders and followers).", part),
+		logStart:             d("strata_partition_log_start_offset", "First offset of the partition, uploaded history included.", part),
+		size:                 d("strata_partition_size_bytes", "Bytes of this replica's log on local disk.", part),
+		segments:             d("strata_partition_segments", "Segments of this replica's log on local disk.", part),
+		uploadLagBytes:       d("strata_tier_upload_lag_bytes", "Bytes of closed segments not yet uploaded, on partitions this node leads.", part),
+		uploadLagSec:         d("strata_tier_upload_lag_seconds", "Age of the oldest closed segment not yet uploaded (0: none), on partitions this node leads.", part),
+		remoteSz:             d("strata_tier_remote_bytes", "Bytes of the partition's uploaded segments, on partitions this node leads.", part),
+		led:                  d("strata_partitions_leader", "Partitions this node leads.", nil),
+		underReplicated:      d("strata_partitions_under_replicated", "Partitions this node leads with fewer replicas in sync than assigned.", nil),
+		underMinISR:          d("strata_partitions_under_min_isr", "Partitions this node leads with fewer replicas in sync than min.insync.replicas: acks=all produce is refused.", nil),
+		lagBytesTotal:        d("strata_tier_upload_lag_bytes_sum", "Bytes of closed segments not yet uploaded, over the partitions this node leads.", nil),
+		uploadedTotal:        d("strata_tier_uploaded_bytes_total", "Bytes of segments uploaded to the object store by this process.", nil),
+		uploadsTotal:         d("strata_tier_uploads_total", "Segments uploaded to the object store by this process.", nil),
+		uploadErrors:         d("strata_tier_upload_errors_total", "Segment upload attempts that failed (each is retried).", nil),
+		cacheHits:            d("strata_tier_chunk_cache_hits_total", "Remote reads served from the chunk cache.", nil),
+		cacheMisses:          d("strata_tier_chunk_cache_misses_total", "Remote reads that had to fetch their chunk from the store.", nil),
+		fetchedTotal:         d("strata_tier_fetched_bytes_total", "Bytes fetched from the object store for remote reads.", nil),
+		diskUsed:             d("strata_disk_used_ratio", "Fraction of the data disk in use.", nil),
+		diskHigh:             d("strata_disk_high_watermark_ratio", "Fraction of the data disk above which produce is refused (--disk-high-watermark).", nil),
+		diskFull:             d("strata_disk_full", "1 while the data disk is above its high-water mark and produce is refused.", nil),
+		offline:              d("strata_partitions_offline", "Partitions with no leader (reported by the controller).", nil),
+		isrShrinks:           d("strata_isr_shrinks_total", "ISR changes this node made as leader that removed lagging replicas (the controller's removals of dead ones: strata_controller_isr_shrinks_total).", nil),
+		isrExpands:           d("strata_isr_expands_total", "ISR changes this node made as leader that added caught-up replicas back.", nil),
+		leaderships:          d("strata_leader_elections_total", "Times this node began leading a partition (elections and moves).", nil),
+		dirtyRatio:           d("strata_log_cleaner_dirty_ratio", "Fraction of the cleanable part of a compacted partition's log not yet cleaned (compared with min.cleanable.dirty.ratio).", part),
+		cleanedTo:            d("strata_log_cleaner_cleaned_offset", "The cleaner checkpoint of a compacted partition: below it each key appears once.", part),
+		reclaimed:            d("strata_log_cleaner_reclaimed_bytes", "Bytes the cleaner removed from a compacted partition's log since it was opened here.", part),
+		cleans:               d("strata_log_cleaner_cleans_total", "Cleans of compacted logs this node ran (each rewrites a log's cleanable segments).", nil),
+		cleanErrors:          d("strata_log_cleaner_errors_total", "Cleans that failed or were abandoned (each is tried again).", nil),
+		cleanedBytes:         d("strata_log_cleaner_cleaned_bytes_total", "Bytes of segments the cleaner rewrote: its throughput is the rate.", nil),
+		reclaimedTotal:       d("strata_log_cleaner_reclaimed_bytes_total", "Bytes the cleaner removed, over every compacted log of this node.", nil),
+		remoteDirty:          d("strata_tier_cleaner_dirty_ratio", "Fraction of a tiered compacted partition's cleanable uploaded bytes not yet compacted, on partitions this node leads.", part),
+		remoteCleanedTo:      d("strata_tier_cleaner_cleaned_offset", "The remote cleaner checkpoint of a tiered compacted partition: below it each key appears once in the bucket.", part),
+		remoteReclaimed:      d("strata_tier_cleaner_reclaimed_bytes", "Bytes compaction removed from a tiered partition's uploaded segments while this node led it.", part),
+		remoteCleans:         d("strata_tier_cleaner_cleans_total", "Compactions of uploaded segments this node ran.", nil),
+		remoteErrors:         d("strata_tier_cleaner_errors_total", "Compactions of uploaded segments that failed or were abandoned (each is tried again).", nil),
+		remoteRead:           d("strata_tier_cleaner_read_bytes_total", "Bytes of uploaded segments the remote cleaner read from the object store (its throughput is the rate).", nil),
+		remoteWritten:        d("strata_tier_cleaner_uploaded_bytes_total", "Bytes of compacted segments the remote cleaner uploaded.", nil),
+		remoteReclaimedTotal: d("strata_tier_cleaner_reclaimed_bytes_total", "Bytes compaction removed from uploaded segments, over every partition this node led.", nil),
 	}
 }
 
@@ -82,7 +94,8 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.logEnd, c.hw, c.logStart, c.size, c.segments, c.uploadLagBytes, c.uploadLagSec,
 		c.remoteSz, c.led, c.underReplicated, c.underMinISR, c.lagBytesTotal, c.uploadedTotal, c.uploadsTotal, c.uploadErrors,
 		c.diskUsed, c.diskHigh, c.diskFull, c.offline, c.isrShrinks, c.isrExpands, c.leaderships, c.cacheHits, c.cacheMisses, c.fetchedTotal,
-		c.dirtyRatio, c.cleanedTo, c.reclaimed, c.cleans, c.cleanErrors, c.cleanedBytes, c.reclaimedTotal} {
+		c.dirtyRatio, c.cleanedTo, c.reclaimed, c.cleans, c.cleanErrors, c.cleanedBytes, c.reclaimedTotal,
+		c.remoteDirty, c.remoteCleanedTo, c.remoteReclaimed, c.remoteCleans, c.remoteErrors, c.remoteRead, c.remoteWritten, c.remoteReclaimedTotal} {
 		ch <- d
 	}
 }
@@ -107,7 +120,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		v *atomic.Int64
 	}{{c.isrShrinks, &n.counts.isrShrinks}, {c.isrExpands, &n.counts.isrExpands}, {c.leaderships, &n.counts.leaderships},
 		{c.cleans, &n.counts.cleans}, {c.cleanErrors, &n.counts.cleanErrors}, {c.cleanedBytes, &n.counts.cleanedBytes},
-		{c.reclaimedTotal, &n.counts.reclaimedBytes}} {
+		{c.reclaimedTotal, &n.counts.reclaimedBytes}, {c.remoteCleans, &n.counts.remoteCleans},
+		{c.remoteErrors, &n.counts.remoteCleanErrors}, {c.remoteRead, &n.counts.remoteReadBytes},
+		{c.remoteWritten, &n.counts.remoteWrittenBytes}, {c.remoteReclaimedTotal, &n.counts.remoteReclaimedBytes}} {
 		ch <- prometheus.MustNewConstMetric(m.d, prometheus.CounterValue, float64(m.v.Load()))
 	}
 	v := n.cfg.Meta.Server().FSM().View()
@@ -153,6 +168,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(c.dirtyRatio, st.DirtyRatio, k.topic, p)
 			gauge(c.cleanedTo, float64(st.CleanedTo), k.topic, p)
 			gauge(c.reclaimed, float64(st.BytesReclaimed), k.topic, p)
+			if r := st.Remote; r != nil && part.Leader == n.cfg.ID {
+				gauge(c.remoteDirty, r.DirtyRatio, k.topic, p)
+				gauge(c.remoteCleanedTo, float64(r.CleanedTo), k.topic, p)
+				gauge(c.remoteReclaimed, float64(r.BytesReclaimed), k.topic, p)
+			}
 		}
 	}
 	v.Close()

@@ -86,6 +86,9 @@ type Node struct {
 		isrShrinks, isrExpands, leaderships atomic.Int64
 		// The cleaner's (cleaner.go).
 		cleans, cleanErrors, cleanedBytes, reclaimedBytes atomic.Int64
+		// The remote cleaner's (tiercompact.go).
+		remoteCleans, remoteCleanErrors, remoteReadBytes atomic.Int64
+		remoteWrittenBytes, remoteReclaimedBytes         atomic.Int64
 	}
 	sub *nats.Subscription
 	// tierSubs answer tier admin requests (tiersvc.go).
@@ -552,6 +555,9 @@ func (n *Node) maintainLoop(ctx context.Context) {
 			n.enqueueUploads(k, l)
 			if err := n.retainRemote(ctx, k, l); err != nil {
 				n.logger.Warn("tier: retention", "topic", k.topic, "partition", k.partition, "error", err)
+			}
+			if err := n.deleteRetired(ctx, k, l); err != nil {
+				n.logger.Warn("tier: deleting replaced segments", "topic", k.topic, "partition", k.partition, "error", err)
 			}
 			if err := n.writeManifest(ctx, k, l); err != nil {
 				n.logger.Warn("tier: writing the partition's manifest to the store", "topic", k.topic, "partition", k.partition, "error", err)

@@ -54,6 +54,15 @@ func (n *Node) reconcile(ctx context.Context) error {
 			for _, s := range segs {
 				state.Referenced[s.ObjectKey] = true
 			}
+			// Replaced by compaction, deleted by the leader once no
+			// reader can hold them.
+			var retired []meta.RetiredObject
+			if err == nil {
+				retired, err = v.RetiredObjects(t.Name, p)
+			}
+			for _, r := range retired {
+				state.Referenced[r.ObjectKey] = true
+			}
 		}
 	}
 	var deleted []meta.DeletedTopic

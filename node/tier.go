@@ -90,6 +90,21 @@ func (n *Node) tierCovers(topic string, p int32, base, next int64) (bool, error)
 	return true, nil
 }
 
+// tierCoveredTo is the first offset from start that the partition's
+// manifest does not hold (start itself if none).
+func (n *Node) tierCoveredTo(k partitionKey, start int64) int64 {
+	v := n.cfg.Meta.Server().FSM().View()
+	defer v.Close()
+	pos := start
+	for {
+		s, ok, err := v.TierSegmentAt(k.topic, k.partition, pos)
+		if err != nil || !ok {
+			return pos
+		}
+		pos = s.LastOffset + 1
+	}
+}
+
 // removable is a partition log's Options.Removable. The rules: no
 // segment holding an offset at or past the first offset of an open
 // transaction goes (retention never passes the last stable offset: the
@@ -269,19 +284,16 @@ func (n *Node) refreshConfigs(logs map[partitionKey]*openLog) {
 // to look, a proposal to add.
 type tierRecorder struct{ m *meta.Member }
 
+// Recorded finds the entry holding base: one at base, or one a clean of
+// the uploaded segments merged it into.
 func (r tierRecorder) Recorded(topic string, p int32, base int64) (meta.TierSegment, bool, error) {
 	v := r.m.Server().FSM().View()
 	defer v.Close()
-	segs, err := v.TierSegments(topic, p)
-	if err != nil {
+	s, ok, err := v.TierSegmentAt(topic, p, base)
+	if err != nil || !ok || s.LastOffset < base {
 		return meta.TierSegment{}, false, err
 	}
-	for _, s := range segs {
-		if s.BaseOffset == base {
-			return s, true, nil
-		}
-	}
-	return meta.TierSegment{}, false, nil
+	return s, true, nil
 }
 
 func (r tierRecorder) Record(ctx context.Context, s meta.TierSegment) error {

@@ -63,7 +63,7 @@ var ErrSegmentGone = errors.New("tier: segment deleted before its upload")
 // Recorder is the part of meta the uploader needs: what the manifest
 // holds, and a way to add to it.
 type Recorder interface {
-	// Recorded returns the manifest entry at base, if any.
+	// Recorded returns the manifest entry holding offset base, if any.
 	Recorded(topic string, partition int32, base int64) (meta.TierSegment, bool, error)
 	// Record proposes the entry (AddTierSegment), fenced by its epoch.
 	Record(ctx context.Context, s meta.TierSegment) error
@@ -333,18 +333,28 @@ func (u *Uploader) attempt(j *Job) error {
 		return ErrNotLeader
 	}
 	seg := j.Segment
-	if old, ok, err := u.cfg.Recorder.Recorded(j.Topic, j.Partition, seg.BaseOffset); err != nil {
+	old, recorded, err := u.cfg.Recorder.Recorded(j.Topic, j.Partition, seg.BaseOffset)
+	switch {
+	case err != nil:
 		return err
-	} else if ok && old.LastOffset >= seg.NextOffset-1 {
+	case recorded && old.LastOffset >= seg.NextOffset-1:
 		return nil // recorded, by this upload or an earlier leader's
-	} else if ok {
-		// An earlier leader's segment at this base ended sooner: this
-		// one replaces it in the manifest (same batches, and more).
+	case recorded:
+		// An earlier segment holding this base ended sooner (an
+		// earlier leader's, or this log's before a clean merged it
+		// with the next): this one replaces it in the manifest (the
+		// same batches, and more).
 		u.logger.Info("manifest holds a shorter segment at this base offset; uploading this one to replace it",
 			"topic", j.Topic, "partition", j.Partition, "base_offset", seg.BaseOffset, "manifest_last", old.LastOffset,
 			"segment_last", seg.NextOffset-1)
 	}
 	base := SegmentKey(j.Topic, j.TopicID, j.Partition, seg.BaseOffset, epoch)
+	if recorded && old.ObjectKey == base+".log" {
+		// This leader recorded a shorter segment at this base (before a
+		// clean of the log merged it with the next): never overwrite an
+		// object a manifest entry names.
+		base += fmt.Sprintf("-%d", seg.NextOffset-1)
+	}
 	start := time.Now()
 	// Indexes and epochs first, the log last: an entry is only recorded
 	// once all of its objects are there.

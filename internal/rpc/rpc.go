@@ -75,6 +75,19 @@ type PartitionCompaction struct {
 	BytesReclaimed int64   `json:"bytes_reclaimed"`
 	Cleans         int64   `json:"cleans"`
 	LastError      string  `json:"last_error,omitempty"`
+	// Remote is the compaction of the partition's uploaded segments, on
+	// its leader (tiered topics only).
+	Remote *RemoteCompaction `json:"remote,omitempty"`
+}
+
+// RemoteCompaction is the compaction state of a partition's uploaded
+// segments: the same figures over the manifest.
+type RemoteCompaction struct {
+	DirtyRatio     float64 `json:"dirty_ratio"`
+	CleanedTo      int64   `json:"cleaned_to"`
+	BytesReclaimed int64   `json:"bytes_reclaimed"`
+	Cleans         int64   `json:"cleans"`
+	LastError      string  `json:"last_error,omitempty"`
 }
 
 // TierQueue is the queue group of the one-node tier subjects.

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -195,22 +194,11 @@ func (l *Log) Clean(o CleanOptions) (CleanResult, error) {
 	if len(cands) == 0 || cands[len(cands)-1].nextOffset.Load() <= res.FirstDirty {
 		return res, nil
 	}
-	aborted := l.AbortedTxns(0, o.UpTo)
-	isAborted := func(h BatchHeader, offset int64) bool {
-		if !h.Transactional() {
-			return false
-		}
-		for _, a := range aborted {
-			if a.ProducerID == h.ProducerID && a.FirstOffset <= offset && offset < a.LastOffset {
-				return true
-			}
-		}
-		return false
-	}
+	c := NewCompactor(CompactorOptions{MapBytes: o.MapBytes, FirstDirty: res.FirstDirty, Aborted: l.AbortedTxns(0, o.UpTo),
+		TombstoneHorizon: st.tombstoneHorizon(l.clock.Now(), o.DeleteRetention), LastBatches: o.LastBatches, Codec: o.Codec})
 
 	buf := new([]byte) // the segment reads' buffer, reused
 	// 1. The key map over the dirty segments, as many whole ones as fit.
-	m := newOffsetMap(o.MapBytes)
 	end := res.FirstDirty // one past the last segment mapped whole
 	full := false
 	for _, s := range cands {
@@ -218,24 +206,12 @@ func (l *Log) Clean(o CleanOptions) (CleanResult, error) {
 			continue
 		}
 		err := l.scanSegment(s, o.Throttle, buf, func(h BatchHeader, b []byte) error {
-			if h.LastOffset() < res.FirstDirty || h.Control() {
-				return nil
+			f, err := c.Map(h, b)
+			if f {
+				full = true
+				return errMapFull
 			}
-			rs, err := o.Codec.batchRecords(b, h)
-			if err != nil {
-				return err
-			}
-			return forEachRecord(rs, h.RecordCount, func(r record) error {
-				off := h.BaseOffset + int64(r.delta)
-				if r.key == nil || off < res.FirstDirty || isAborted(h, off) {
-					return nil
-				}
-				if !m.put(r.key, off) {
-					full = true
-					return errMapFull
-				}
-				return nil
-			})
+			return err
 		})
 		if errors.Is(err, errMapFull) {
 			break
@@ -251,8 +227,7 @@ func (l *Log) Clean(o CleanOptions) (CleanResult, error) {
 		}
 		return res, nil
 	}
-	res.CleanedTo, res.Keys = end, m.len()
-	horizon := st.tombstoneHorizon(l.clock.Now(), o.DeleteRetention)
+	res.CleanedTo, res.Keys = end, c.Keys()
 
 	// 2 and 3. Rewrite and swap group by group, from the log start.
 	l.appendMu.Lock()
@@ -262,28 +237,18 @@ func (l *Log) Clean(o CleanOptions) (CleanResult, error) {
 	if err != nil {
 		return res, fmt.Errorf("%w: marking the log compacted: %v", ErrIO, err)
 	}
-	keep := func(h BatchHeader, off int64, r record) bool {
-		switch {
-		case isAborted(h, off), r.key == nil:
-			return false
-		}
-		if latest, ok := m.latest(r.key); ok && off < latest {
-			return false
-		}
-		return !r.tombstone || off >= horizon
-	}
 	for i := 0; i < len(cands) && cands[i].nextOffset.Load() <= end; {
 		group := []*segment{cands[i]}
 		size := cands[i].size.Load()
 		for i++; i < len(cands) && cands[i].nextOffset.Load() <= end; i++ {
 			next := cands[i]
-			if size+next.size.Load() > cfg.SegmentBytes || next.nextOffset.Load()-group[0].baseOffset > math.MaxUint32 {
+			if size+next.size.Load() > cfg.SegmentBytes || next.nextOffset.Load()-group[0].baseOffset > MaxGroupSpan {
 				break
 			}
 			group = append(group, next)
 			size += next.size.Load()
 		}
-		g, err := l.cleanGroup(group, cfg, o, buf, keep)
+		g, err := l.cleanGroup(group, cfg, o, buf, c)
 		if err != nil {
 			return res, err
 		}
@@ -301,8 +266,6 @@ func (l *Log) Clean(o CleanOptions) (CleanResult, error) {
 		"bytes_before", res.BytesBefore, "bytes_after", res.BytesAfter, "records_removed", res.RecordsRemoved, "segments", res.SegmentsRewritten)
 	return res, nil
 }
-
-var errMapFull = errors.New("key map full")
 
 // ErrCleanAbandoned: a segment being cleaned went away (retention,
 // truncation, Close); the clean stops and is tried again later.
@@ -337,7 +300,7 @@ func (l *Log) scanSegment(s *segment, throttle func(int), buf *[]byte, fn func(B
 
 // cleanGroup rewrites a group of consecutive sealed segments into one
 // and swaps it in.
-func (l *Log) cleanGroup(group []*segment, cfg Config, o CleanOptions, buf *[]byte, keep func(BatchHeader, int64, record) bool) (CleanResult, error) {
+func (l *Log) cleanGroup(group []*segment, cfg Config, o CleanOptions, buf *[]byte, c *Compactor) (CleanResult, error) {
 	var res CleanResult
 	base := group[0].baseOffset
 	end := group[len(group)-1].nextOffset.Load()
@@ -369,30 +332,18 @@ func (l *Log) cleanGroup(group []*segment, cfg Config, o CleanOptions, buf *[]by
 	for _, s := range group {
 		res.BytesBefore += s.size.Load()
 		err := l.scanSegment(s, o.Throttle, buf, func(h BatchHeader, b []byte) error {
-			out := b
-			if !h.Control() {
-				// An idempotent producer's last batch stays for its
-				// sequence; the group's last batch stays so that the
-				// segment still ends where it did (a consumer whose
-				// position falls in a gap at the end of the log would
-				// otherwise find nothing to advance it; an empty batch
-				// moves it on, KAFKA-5443).
-				keepEmpty := h.ProducerID >= 0 && o.LastBatches[h.ProducerID] == h.BaseOffset || h.LastOffset()+1 == end
-				var err error
-				out, err = filterBatch(b, h, o.Codec, keepEmpty, func(off int64, r record) bool { return keep(h, off, r) })
-				if err != nil {
-					return err
-				}
-				if out == nil {
-					res.RecordsRemoved += int64(h.RecordCount)
-					return nil
-				}
+			out, removed, err := c.Filter(h, b, end)
+			if err != nil {
+				return err
+			}
+			res.RecordsRemoved += int64(removed)
+			if out == nil {
+				return nil
 			}
 			nh, err := ParseBatchHeader(out)
 			if err != nil {
 				return err
 			}
-			res.RecordsRemoved += int64(h.RecordCount - nh.RecordCount)
 			return ns.append(out, &nh, now)
 		})
 		if err != nil {
