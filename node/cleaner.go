@@ -43,6 +43,12 @@ type CleanerSettings struct {
 	// IOBytesPerSecond paces its reads
 	// (log.cleaner.io.max.bytes.per.second; 0: unlimited).
 	IOBytesPerSecond float64
+	// Duty bounds the fraction of the time the cleaner works (between
+	// 0 and 1; 0 or 1: no bound): it sleeps in proportion to what each
+	// batch took, CPU included, which IOBytesPerSecond does not see
+	// (decompressing and compressing a batch again costs far more than
+	// reading it).
+	Duty float64
 }
 
 // Cleaner defaults, as Kafka's.
@@ -164,6 +170,7 @@ func (n *Node) cleanerLoop(ctx context.Context) {
 	t := time.NewTicker(n.cfg.Cleaner.Interval)
 	defer t.Stop()
 	pace := newPacer(n.cfg.Cleaner.IOBytesPerSecond)
+	pace.duty = n.cfg.Cleaner.Duty
 	for {
 		select {
 		case <-ctx.Done():
@@ -346,23 +353,45 @@ type pacer struct {
 	rate    float64
 	started time.Time
 	bytes   int64
+	// duty: the fraction of the time the cleaner may work (0: no bound);
+	// busy is the work since the last sleep, last when wait returned.
+	duty float64
+	busy time.Duration
+	last time.Time
 }
 
 func newPacer(rate float64) *pacer { return &pacer{rate: rate, started: time.Now()} }
 
 func (p *pacer) wait(ctx context.Context, n int) {
+	if p.duty > 0 && p.duty < 1 {
+		now := time.Now()
+		if !p.last.IsZero() && now.Sub(p.last) < time.Second { // longer: idle between cleans
+			p.busy += now.Sub(p.last)
+		}
+		if p.busy >= 5*time.Millisecond {
+			sleep(ctx, time.Duration(float64(p.busy)*(1-p.duty)/p.duty))
+			p.busy = 0
+		}
+		defer func() { p.last = time.Now() }()
+	}
 	if p.rate <= 0 {
 		return
 	}
 	p.bytes += int64(n)
 	due := p.started.Add(time.Duration(float64(p.bytes) / p.rate * float64(time.Second)))
 	if d := time.Until(due); d > 0 {
-		select {
-		case <-ctx.Done():
-		case <-time.After(d):
-		}
+		sleep(ctx, d)
 	} else if d < -time.Second {
 		// Idle for a while: do not let the saved-up allowance burst.
 		p.started, p.bytes = time.Now(), 0
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
 	}
 }

@@ -33,13 +33,14 @@ func BenchmarkCleanerIsolation(b *testing.B) {
 	if s := os.Getenv("STRATA_CLEAN_ISOLATION_MB"); s != "" {
 		mb, _ = strconv.ParseInt(s, 10, 64)
 	}
-	b.Run("plain", func(b *testing.B) { cleanerIsolation(b, mb, false) })
-	b.Run("snappy", func(b *testing.B) { cleanerIsolation(b, mb, true) })
+	duty, _ := strconv.ParseFloat(os.Getenv("STRATA_CLEAN_DUTY"), 64)
+	b.Run("plain", func(b *testing.B) { cleanerIsolation(b, mb, false, duty) })
+	b.Run("snappy", func(b *testing.B) { cleanerIsolation(b, mb, true, duty) })
 }
 
-func cleanerIsolation(b *testing.B, mb int64, snappy bool) {
+func cleanerIsolation(b *testing.B, mb int64, snappy bool, duty float64) {
 	for range b.N {
-		c := testenv.InProcess(b, 1, testenv.Options{MaintainInterval: 100 * time.Millisecond})
+		c := testenv.InProcess(b, 1, testenv.Options{MaintainInterval: 100 * time.Millisecond, CleanerDuty: duty})
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 		codec := kgo.NoCompression()
 		value := randomValue()[:1024] // nothing to compress: the log is as big as written

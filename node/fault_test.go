@@ -47,13 +47,18 @@ import (
 // Also an exactly-once pipeline (testenv.EOSChecker): a source topic
 // copied to another by a consume-transform-produce loop in transactions
 // (franz-go's GroupTransactSession), both tiered.
+// And a compacted tiered topic (testenv.TableChecker) taking keyed
+// updates and tombstones, which the cleaners compact on disk and in the
+// bucket while the faults go on.
 //
 // Checked after healing: every acknowledged record is readable where it
 // was acknowledged, in order, exactly once, replayed from the log's start
 // after local retention emptied the disk (so from the bucket); the log
 // starts where DeleteRecords put it; the group's committed offsets never
 // moved back; the pipeline's output, read_committed, holds every
-// acknowledged source record exactly once and nothing else; no process's
+// acknowledged source record exactly once and nothing else; the
+// compacted topic's latest-value view holds every key's last
+// acknowledged write (or a later one); no process's
 // log shows a panic or a data race, and every process stops cleanly at
 // the end.
 //
@@ -157,6 +162,13 @@ func runFaultSuite(t *testing.T, seed uint64, faultTime time.Duration) {
 			t.Fatal(err, r.Err)
 		}
 	}
+	compactedTiered := map[string]*string{"cleanup.policy": kadm.StringPtr("compact"), "remote.storage.enable": kadm.StringPtr("true"),
+		"segment.bytes": kadm.StringPtr("16384"), "segment.ms": kadm.StringPtr("1000"), "local.retention.ms": kadm.StringPtr("1000"),
+		"min.cleanable.dirty.ratio": kadm.StringPtr("0.1"), "delete.retention.ms": kadm.StringPtr("0"),
+		"file.delete.delay.ms": kadm.StringPtr("2000"), "min.insync.replicas": kadm.StringPtr("2")}
+	if r, err := adm.CreateTopic(ctx, 2, 3, compactedTiered, "table"); err != nil || r.Err != nil {
+		t.Fatal(err, r.Err)
+	}
 	waitFullISR(ctx, t, c, "faults", 3)
 
 	// The workload.
@@ -180,6 +192,7 @@ func runFaultSuite(t *testing.T, seed uint64, faultTime time.Duration) {
 	check.ExpectIdempotent()
 	loose := newSeedsClient(t, seeds, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite(), kgo.DefaultProduceTopic("loose"))
 	eos := testenv.StartEOS(t, seeds, "eos-in", "eos-out", "eos", "eos-pipe", 200)
+	table := testenv.StartTableChecker(t, newSeedsClient(t, seeds, prodOpts...), "table", 200, 100, seed)
 	group := testenv.StartGroupChecker(t, "faults", "fault-readers", seeds...)
 	group.TrimmedBy(check)
 	var wg sync.WaitGroup
@@ -307,6 +320,11 @@ func runFaultSuite(t *testing.T, seed uint64, faultTime time.Duration) {
 	eos.Stop(ctx)
 	eos.Verify(ctx)
 	stage("the exactly-once pipeline checked")
+	where = "checking the compacted topic"
+	table.Stop()
+	tableRead := table.Verify(ctx, seeds...)
+	tableWritten, tableAcked := table.Counts()
+	stage("the compacted topic checked")
 	where = "waiting for local retention to empty the disks"
 	// Local retention empties the disks of what was uploaded: the replay
 	// from the log's start comes from the bucket.
@@ -327,8 +345,9 @@ func runFaultSuite(t *testing.T, seed uint64, faultTime time.Duration) {
 	where = "reading every acknowledged record back"
 	check.Verify(ctx, seeds...)
 	stage("every acknowledged record read back")
-	t.Logf("%d faults: %s; %d records acknowledged and read back from %d partitions; the checked topic grown %d times, trimmed by DeleteRecords %d times; the exactly-once pipeline copied %d records in %d transactions",
-		len(schedule), strings.Join(schedule, "; "), check.Acked(), len(ends), churned.grown, churned.trimmed, eos.Acked(), eos.Committed())
+	t.Logf("%d faults: %s; %d records acknowledged and read back from %d partitions; the checked topic grown %d times, trimmed by DeleteRecords %d times; the exactly-once pipeline copied %d records in %d transactions; the compacted topic took %d writes (%d acknowledged) and reads back as %d records",
+		len(schedule), strings.Join(schedule, "; "), check.Acked(), len(ends), churned.grown, churned.trimmed, eos.Acked(), eos.Committed(),
+		tableWritten, tableAcked, tableRead)
 }
 
 // churnCounts counts what the fault suite's churn did to the checked
