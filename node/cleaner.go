@@ -43,12 +43,6 @@ type CleanerSettings struct {
 	// IOBytesPerSecond paces its reads
 	// (log.cleaner.io.max.bytes.per.second; 0: unlimited).
 	IOBytesPerSecond float64
-	// Duty bounds the fraction of the time the cleaner works (between
-	// 0 and 1; 0 or 1: no bound): it sleeps in proportion to what each
-	// batch took, CPU included, which IOBytesPerSecond does not see
-	// (decompressing and compressing a batch again costs far more than
-	// reading it).
-	Duty float64
 }
 
 // Cleaner defaults, as Kafka's.
@@ -127,13 +121,30 @@ func (n *Node) compactionStatus() rpc.CompactionReply {
 	return reply
 }
 
-// cleanerCodec rewrites compressed batches with their own codec.
-var cleanerCodec = func() plog.Codec {
-	d := kgo.DefaultDecompressor()
+// cleanerCodec is franz-go's codecs for batches, safe for concurrent
+// use: the produce path checks keys with it.
+var cleanerCodec = newCodec(false)
+
+// newCodec returns franz-go's codecs for batches, which the cleaner
+// rewrites with their own codec. With reuse, for one goroutine only, it
+// decompresses into and compresses from buffers it keeps (Release gives
+// a batch's records back): a clean of compressed batches then allocates
+// next to nothing, where fresh megabytes per batch kept the garbage
+// collector busy under every other request.
+func newCodec(reuse bool) plog.Codec {
+	var pool *scratchBytes
+	var d kgo.Decompressor
+	if reuse {
+		pool = &scratchBytes{}
+		d = kgo.DefaultDecompressor(pool)
+	} else {
+		d = kgo.DefaultDecompressor()
+	}
 	var mu sync.Mutex
 	compressors := map[int]kgo.Compressor{}
 	codecs := map[int]kgo.CompressionCodec{1: kgo.GzipCompression(), 2: kgo.SnappyCompression(), 3: kgo.Lz4Compression(), 4: kgo.ZstdCompression()}
-	return plog.Codec{
+	var out bytes.Buffer // with reuse
+	c := plog.Codec{
 		Decompress: func(codec int, body []byte) ([]byte, error) {
 			return d.Decompress(body, kgo.CompressionCodecType(codec))
 		},
@@ -154,15 +165,46 @@ var cleanerCodec = func() plog.Codec {
 				compressors[codec] = c
 			}
 			mu.Unlock()
-			var buf bytes.Buffer
-			out, used := c.Compress(&buf, records)
+			buf := &out
+			if !reuse {
+				buf = new(bytes.Buffer)
+			}
+			buf.Reset()
+			b, used := c.Compress(buf, records)
 			if int(used) != codec {
 				return nil, fmt.Errorf("compressing with codec %d gave codec %d", codec, used)
 			}
-			return bytes.Clone(out), nil
+			if !reuse {
+				return bytes.Clone(b), nil
+			}
+			return b, nil
 		},
 	}
-}()
+	if reuse {
+		c.Release = pool.PutDecompressBytes
+	}
+	return c
+}
+
+// scratchBytes is a one-buffer pool for decompressing (franz-go's
+// PoolDecompressBytes): the buffer a batch was decompressed into comes
+// back for the next.
+type scratchBytes struct{ buf []byte }
+
+func (p *scratchBytes) GetDecompressBytes(compressed []byte, _ kgo.CompressionCodecType) []byte {
+	b := p.buf
+	p.buf = nil
+	if cap(b) < 4*len(compressed) {
+		b = make([]byte, 0, 4*len(compressed))
+	}
+	return b[:0]
+}
+
+func (p *scratchBytes) PutDecompressBytes(b []byte) {
+	if cap(b) > cap(p.buf) {
+		p.buf = b[:0]
+	}
+}
 
 // cleanerLoop cleans one log at a time, the dirtiest first.
 func (n *Node) cleanerLoop(ctx context.Context) {
@@ -170,7 +212,7 @@ func (n *Node) cleanerLoop(ctx context.Context) {
 	t := time.NewTicker(n.cfg.Cleaner.Interval)
 	defer t.Stop()
 	pace := newPacer(n.cfg.Cleaner.IOBytesPerSecond)
-	pace.duty = n.cfg.Cleaner.Duty
+	codec := newCodec(true) // this goroutine's
 	for {
 		select {
 		case <-ctx.Done():
@@ -186,7 +228,7 @@ func (n *Node) cleanerLoop(ctx context.Context) {
 				break
 			}
 			tried[k] = true
-			n.clean(ctx, k, ol, upTo, pace)
+			n.clean(ctx, k, ol, upTo, pace, codec)
 		}
 		clear(tried)
 		for ctx.Err() == nil {
@@ -195,7 +237,7 @@ func (n *Node) cleanerLoop(ctx context.Context) {
 				break
 			}
 			tried[p.key] = true
-			n.cleanRemote(ctx, p, pace)
+			n.cleanRemote(ctx, p, pace, codec)
 		}
 	}
 }
@@ -280,7 +322,7 @@ func (n *Node) planClean(k partitionKey, ol *openLog, now time.Time) cleanPlan {
 }
 
 // clean runs one clean of a log and records what it did.
-func (n *Node) clean(ctx context.Context, k partitionKey, ol *openLog, upTo int64, pace *pacer) {
+func (n *Node) clean(ctx context.Context, k partitionKey, ol *openLog, upTo int64, pace *pacer, codec plog.Codec) {
 	ol.appendMu.Lock()
 	last := make(map[int64]int64, len(ol.producers))
 	for pid, st := range ol.producers {
@@ -301,7 +343,7 @@ func (n *Node) clean(ctx context.Context, k partitionKey, ol *openLog, upTo int6
 	}
 	res, err := ol.Clean(plog.CleanOptions{UpTo: upTo, MapBytes: n.cfg.Cleaner.DedupeBytes,
 		DeleteRetention: retention,
-		LastBatches:     last, Codec: cleanerCodec, Throttle: func(b int) { pace.wait(ctx, b) }})
+		LastBatches:     last, Codec: codec, Throttle: func(b int) { pace.wait(ctx, b) }})
 	ol.cleaner.mu.Lock()
 	defer ol.cleaner.mu.Unlock()
 	ol.cleaner.cleans++
@@ -353,27 +395,11 @@ type pacer struct {
 	rate    float64
 	started time.Time
 	bytes   int64
-	// duty: the fraction of the time the cleaner may work (0: no bound);
-	// busy is the work since the last sleep, last when wait returned.
-	duty float64
-	busy time.Duration
-	last time.Time
 }
 
 func newPacer(rate float64) *pacer { return &pacer{rate: rate, started: time.Now()} }
 
 func (p *pacer) wait(ctx context.Context, n int) {
-	if p.duty > 0 && p.duty < 1 {
-		now := time.Now()
-		if !p.last.IsZero() && now.Sub(p.last) < time.Second { // longer: idle between cleans
-			p.busy += now.Sub(p.last)
-		}
-		if p.busy >= 5*time.Millisecond {
-			sleep(ctx, time.Duration(float64(p.busy)*(1-p.duty)/p.duty))
-			p.busy = 0
-		}
-		defer func() { p.last = time.Now() }()
-	}
 	if p.rate <= 0 {
 		return
 	}

@@ -18,14 +18,16 @@ import (
 // BenchmarkCleanerIsolation measures what the log cleaner costs a
 // producer on another partition of the same node: produce latency on
 // "live" at 2,000 records/s (acks=all, one 100-byte record at a time)
-// for a window with nothing else running, then for a window in which the
-// cleaner compacts "table" (STRATA_CLEAN_ISOLATION_MB, default 1024 MiB
+// for 5 s with nothing else running, then for as long as the cleaner
+// compacts "table" (STRATA_CLEAN_ISOLATION_MB, default 1024 MiB
 // of 1 KiB values over 10,000 keys, held back by min.compaction.lag.ms
 // until the window starts): "plain", random values sent uncompressed
 // (the log as big as written), and "snappy", franz-go's default codec on
 // compressible values (a smaller log, but every batch the cleaner
 // rewrites is decompressed and compressed again). Reported per run: each
 // window's p99, their ratio, and how long the clean took.
+// STRATA_CLEAN_IO_MB_PER_SECOND paces the cleaner's reads, as
+// --log-cleaner-io-max-bytes-per-second does.
 //
 //	go test -run '^$' -bench CleanerIsolation -benchtime 1x ./node
 func BenchmarkCleanerIsolation(b *testing.B) {
@@ -33,14 +35,14 @@ func BenchmarkCleanerIsolation(b *testing.B) {
 	if s := os.Getenv("STRATA_CLEAN_ISOLATION_MB"); s != "" {
 		mb, _ = strconv.ParseInt(s, 10, 64)
 	}
-	duty, _ := strconv.ParseFloat(os.Getenv("STRATA_CLEAN_DUTY"), 64)
-	b.Run("plain", func(b *testing.B) { cleanerIsolation(b, mb, false, duty) })
-	b.Run("snappy", func(b *testing.B) { cleanerIsolation(b, mb, true, duty) })
+	rate, _ := strconv.ParseFloat(os.Getenv("STRATA_CLEAN_IO_MB_PER_SECOND"), 64)
+	b.Run("plain", func(b *testing.B) { cleanerIsolation(b, mb, false, rate*(1<<20)) })
+	b.Run("snappy", func(b *testing.B) { cleanerIsolation(b, mb, true, rate*(1<<20)) })
 }
 
-func cleanerIsolation(b *testing.B, mb int64, snappy bool, duty float64) {
+func cleanerIsolation(b *testing.B, mb int64, snappy bool, ioRate float64) {
 	for range b.N {
-		c := testenv.InProcess(b, 1, testenv.Options{MaintainInterval: 100 * time.Millisecond, CleanerDuty: duty})
+		c := testenv.InProcess(b, 1, testenv.Options{MaintainInterval: 100 * time.Millisecond, CleanerIOBytesPerSecond: ioRate})
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 		codec := kgo.NoCompression()
 		value := randomValue()[:1024] // nothing to compress: the log is as big as written
@@ -70,28 +72,26 @@ func cleanerIsolation(b *testing.B, mb int64, snappy bool, duty float64) {
 		b.ResetTimer()
 		alone, _ := produceWindow(ctx, b, c.Addr(), nil)
 		var took time.Duration
-		during, _ := produceWindow(ctx, b, c.Addr(), func(stop <-chan struct{}) {
+		cleaned := make(chan struct{})
+		// The window lasts as long as the clean.
+		during, _ := produceUntil(ctx, b, c.Addr(), func(stop <-chan struct{}) {
+			defer close(cleaned)
 			start := time.Now()
 			if _, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Name: "min.compaction.lag.ms", Value: kadm.StringPtr("0")}}, "table"); err != nil {
 				b.Error(err)
 				return
 			}
-			for {
+			for ctx.Err() == nil {
 				if _, err := os.Stat(checkpoint); err == nil {
 					took = time.Since(start)
-					break
-				}
-				select {
-				case <-stop:
 					return
-				case <-time.After(20 * time.Millisecond):
 				}
+				time.Sleep(20 * time.Millisecond)
 			}
-			<-stop
-		})
+		}, cleaned)
 		b.StopTimer()
 		if took == 0 {
-			b.Fatal("the cleaner did not finish within the window")
+			b.Fatal("the cleaner did not finish")
 		}
 		b.ReportMetric(quantileMs(alone, 0.99), "alone-p99-ms")
 		b.ReportMetric(quantileMs(during, 0.99), "cleaning-p99-ms")

@@ -171,6 +171,12 @@ func traceWindow(b *testing.B, name string) func() {
 // (while background, if set, runs until the window ends) and returns each
 // record's latency, from Produce to acknowledgement.
 func produceWindow(ctx context.Context, b *testing.B, addr string, background func(stop <-chan struct{})) ([]time.Duration, error) {
+	return produceUntil(ctx, b, addr, background, nil)
+}
+
+// produceUntil is produceWindow whose window ends when until closes (or
+// after 5 s, if until is nil).
+func produceUntil(ctx context.Context, b *testing.B, addr string, background func(stop <-chan struct{}), until <-chan struct{}) ([]time.Duration, error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic("live"), kgo.ProducerLinger(0))
 	if err != nil {
 		b.Fatal(err)
@@ -192,7 +198,7 @@ func produceWindow(ctx context.Context, b *testing.B, addr string, background fu
 	tick := time.NewTicker(time.Second / 2000)
 	deadline := time.Now().Add(5 * time.Second)
 	for now := range tick.C {
-		if now.After(deadline) {
+		if until == nil && now.After(deadline) || until != nil && closed(until) {
 			break
 		}
 		t0 := time.Now()
@@ -327,5 +333,14 @@ func waitOneBroker(ctx context.Context, b *testing.B, addr string) {
 			b.Fatal("gateways of earlier paths still listed")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
 }

@@ -164,9 +164,9 @@ var errRemoteMapFull = errors.New("key map full")
 
 // cleanRemote runs one clean of a partition's manifest and records what
 // it did.
-func (n *Node) cleanRemote(ctx context.Context, p remotePlan, pace *pacer) {
+func (n *Node) cleanRemote(ctx context.Context, p remotePlan, pace *pacer, codec plog.Codec) {
 	start := time.Now()
-	res, err := n.cleanRemoteOnce(ctx, p, pace)
+	res, err := n.cleanRemoteOnce(ctx, p, pace, codec)
 	ol := p.ol
 	ol.cleaner.mu.Lock()
 	defer ol.cleaner.mu.Unlock()
@@ -195,7 +195,7 @@ func (n *Node) cleanRemote(ctx context.Context, p remotePlan, pace *pacer) {
 		"records_removed", res.recordsOut, "bytes_read", res.bytesRead, "took", time.Since(start).Round(time.Millisecond))
 }
 
-func (n *Node) cleanRemoteOnce(ctx context.Context, p remotePlan, pace *pacer) (remoteCleanResult, error) {
+func (n *Node) cleanRemoteOnce(ctx context.Context, p remotePlan, pace *pacer, codec plog.Codec) (remoteCleanResult, error) {
 	var res remoteCleanResult
 	ol := p.ol
 	var aborted []plog.AbortedTxn
@@ -217,7 +217,7 @@ func (n *Node) cleanRemoteOnce(ctx context.Context, p remotePlan, pace *pacer) (
 	now := time.Now()
 	retention := configDuration(ol.configs(), "delete.retention.ms", defaultDeleteRetention)
 	c := plog.NewCompactor(plog.CompactorOptions{MapBytes: n.cfg.Cleaner.DedupeBytes, FirstDirty: p.firstDirty, Aborted: aborted,
-		TombstoneHorizon: p.state.TombstoneHorizon(now.UnixMilli(), retention.Milliseconds()), LastBatches: last, Codec: cleanerCodec})
+		TombstoneHorizon: p.state.TombstoneHorizon(now.UnixMilli(), retention.Milliseconds()), LastBatches: last, Codec: codec})
 	sc := remoteScanner{n: n, ctx: ctx, pace: pace, plan: &p}
 
 	// 1. The key map over the dirty entries, as many whole ones as fit.

@@ -61,8 +61,9 @@ type Options struct {
 	DeploymentTimeouts bool
 	// TxnIDExpiration: transactional.id.expiration.ms (zero: 7 days).
 	TxnIDExpiration time.Duration
-	// CleanerDuty: see node.CleanerSettings.Duty (zero: no bound).
-	CleanerDuty float64
+	// CleanerIOBytesPerSecond paces the log cleaner's reads (zero:
+	// unlimited), as --log-cleaner-io-max-bytes-per-second.
+	CleanerIOBytesPerSecond float64
 	// LocalPath has the gateway ask the nodes directly, as strata dev
 	// does, instead of over NATS. For benchmarks: a node stopped and
 	// started again is not asked.
@@ -125,7 +126,7 @@ func InProcess(t testing.TB, n int, opts Options) *Cluster {
 	for id := int32(1); id <= int32(n); id++ {
 		cfg := testNodeConfig(id, n, dirs[id-1], freePort(t), opts.MaintainInterval, opts.Logger)
 		cfg.TxnIDExpiration = opts.TxnIDExpiration
-		cfg.Cleaner.Duty = opts.CleanerDuty
+		cfg.Cleaner.IOBytesPerSecond = opts.CleanerIOBytesPerSecond
 		if opts.DeploymentTimeouts {
 			cfg.TuneRaft, cfg.HeartbeatInterval, cfg.SessionTimeout, cfg.ReplicaLagMax = nil, 0, 0, 0
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"slices"
 )
 
 // Compaction's pieces that work on bytes: the key map the cleaner builds
@@ -120,8 +121,19 @@ func forEachRecord(rs []byte, count int32, fn func(record) error) error {
 type Codec struct {
 	// Decompress returns the concatenated records of a batch body.
 	Decompress func(codec int, body []byte) ([]byte, error)
-	// Compress compresses concatenated records with codec.
+	// Compress compresses concatenated records with codec. Its result
+	// may be a buffer the next call reuses: callers copy it.
 	Compress func(codec int, records []byte) ([]byte, error)
+	// Release, when set, takes back what Decompress returned once the
+	// caller is done with it (a buffer to reuse).
+	Release func(records []byte)
+}
+
+// release gives back a batch's decompressed records.
+func (c Codec) release(h BatchHeader, rs []byte) {
+	if c.Release != nil && h.Compression() != CompressionNone {
+		c.Release(rs)
+	}
 }
 
 // batchRecords returns a batch's records, decompressed.
@@ -143,13 +155,19 @@ func (c Codec) batchRecords(b []byte, h BatchHeader) ([]byte, error) {
 // last batch for its sequence), and otherwise a new batch: same base
 // offset, last offset delta, timestamps, producer fields and codec, the
 // records kept in their original encoding (their deltas stay valid), the
-// count, length and CRC recomputed.
-func filterBatch(b []byte, h BatchHeader, c Codec, keepEmpty bool, keep func(offset int64, r record) bool) ([]byte, error) {
+// count, length and CRC recomputed. scratch, when not nil, holds buffers
+// to reuse: the new batch is then valid until the next call with it.
+func filterBatch(b []byte, h BatchHeader, c Codec, keepEmpty bool, keep func(offset int64, r record) bool, scratch *filterScratch) ([]byte, error) {
 	rs, err := c.batchRecords(b, h)
 	if err != nil {
 		return nil, err
 	}
-	var kept []byte
+	defer c.release(h, rs)
+	if scratch == nil {
+		scratch = &filterScratch{}
+	}
+	kept := scratch.kept[:0]
+	defer func() { scratch.kept = kept[:0] }()
 	n := int32(0)
 	err = forEachRecord(rs, h.RecordCount, func(r record) error {
 		if keep(h.BaseOffset+int64(r.delta), r) {
@@ -178,7 +196,8 @@ func filterBatch(b []byte, h BatchHeader, c Codec, keepEmpty bool, keep func(off
 			return nil, err
 		}
 	}
-	out := make([]byte, BatchHeaderBytes+len(body))
+	out := slices.Grow(scratch.out[:0], BatchHeaderBytes+len(body))[:BatchHeaderBytes+len(body)]
+	scratch.out = out
 	copy(out, b[:BatchHeaderBytes])
 	copy(out[BatchHeaderBytes:], body)
 	binary.BigEndian.PutUint32(out[offBatchLength:], uint32(len(out)-batchLengthOverhead))
@@ -203,6 +222,7 @@ func CheckKeys(b []byte, c Codec) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalidRecord, err)
 	}
+	defer c.release(h, rs)
 	i := 0
 	err = forEachRecord(rs, h.RecordCount, func(r record) error {
 		if r.key == nil {
@@ -216,3 +236,6 @@ func CheckKeys(b []byte, c Codec) error {
 	}
 	return err
 }
+
+// filterScratch are filterBatch's buffers, reused from batch to batch.
+type filterScratch struct{ kept, out []byte }

@@ -73,6 +73,7 @@ func gzipBatch(t testing.TB, b []byte) []byte {
 // kept drops the batch or, when asked, leaves it empty.
 func TestFilterBatchRandom(t *testing.T) {
 	rng := rand.New(rand.NewPCG(testSeed(t), 1))
+	var scratch filterScratch
 	for round := range 2000 {
 		n := 1 + rng.IntN(20)
 		recs := make([]testRecord, n)
@@ -98,11 +99,15 @@ func TestFilterBatchRandom(t *testing.T) {
 		h := mustHeader(t, b)
 		keepSet := map[int64]bool{}
 		keepEmpty := rng.IntN(2) == 0
+		var sc *filterScratch
+		if round%2 == 0 {
+			sc = &scratch // buffers reused from an earlier round
+		}
 		out, err := filterBatch(b, h, gzipCodec, keepEmpty, func(offset int64, r record) bool {
 			k := rng.IntN(3) == 0
 			keepSet[offset] = k
 			return k
-		})
+		}, sc)
 		if err != nil {
 			t.Fatalf("round %d: %v", round, err)
 		}
@@ -188,7 +193,7 @@ func TestReplicatedGapsSurviveRecovery(t *testing.T) {
 	l := openTest(t, dir, cfg, Options{})
 	first := makeBatchN(4, 10, 1)
 	putBatchOffsetAndEpoch(first, 0, 0)
-	cleaned, err := filterBatch(first, mustHeader(t, first), Codec{}, false, func(offset int64, _ record) bool { return offset%2 == 1 })
+	cleaned, err := filterBatch(first, mustHeader(t, first), Codec{}, false, func(offset int64, _ record) bool { return offset%2 == 1 }, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

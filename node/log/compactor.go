@@ -18,8 +18,9 @@ import (
 // offset order), then rewrites every batch from the log start to the end
 // of what it mapped (Filter).
 type Compactor struct {
-	o CompactorOptions
-	m *offsetMap
+	o       CompactorOptions
+	m       *offsetMap
+	scratch filterScratch
 }
 
 // CompactorOptions configure a Compactor.
@@ -61,6 +62,7 @@ func (c *Compactor) Map(h BatchHeader, b []byte) (full bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	defer c.o.Codec.release(h, rs)
 	err = forEachRecord(rs, h.RecordCount, func(r record) error {
 		off := h.BaseOffset + int64(r.delta)
 		if r.key == nil || off < c.o.FirstDirty || c.aborted(h, off) {
@@ -107,7 +109,8 @@ func (c *Compactor) keep(h BatchHeader, off int64, r record) bool {
 // Filter rewrites one batch of a group of segments being cleaned into
 // one, whose end is groupEnd (one past its last offset). It returns the
 // batch to write (b itself when nothing goes; nil when the whole batch
-// goes) and how many records it dropped. Control batches stay, and so
+// goes; a rewritten batch is valid until the next call) and how many
+// records it dropped. Control batches stay, and so
 // do an idempotent producer's last batch and the group's last batch,
 // empty if need be: the segment keeps its end (a consumer whose position
 // falls in a gap at the end of the log would otherwise find nothing to
@@ -117,7 +120,7 @@ func (c *Compactor) Filter(h BatchHeader, b []byte, groupEnd int64) (out []byte,
 		return b, 0, nil
 	}
 	keepEmpty := h.ProducerID >= 0 && c.o.LastBatches[h.ProducerID] == h.BaseOffset || h.LastOffset()+1 == groupEnd
-	out, err = filterBatch(b, h, c.o.Codec, keepEmpty, func(off int64, r record) bool { return c.keep(h, off, r) })
+	out, err = filterBatch(b, h, c.o.Codec, keepEmpty, func(off int64, r record) bool { return c.keep(h, off, r) }, &c.scratch)
 	if err != nil || out == nil {
 		return nil, h.RecordCount, err
 	}
