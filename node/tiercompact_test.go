@@ -309,3 +309,144 @@ func testSeed(t *testing.T) uint64 {
 	t.Logf("seed %d (STRATA_SEED=%d replays it)", seed, seed)
 	return seed
 }
+
+// failingCleans is a store whose uploads of compacted segments' logs
+// fail, and the node's deletes of what it uploaded, while fail is set:
+// a remote clean then leaves orphans behind it (its indexes, epochs and
+// producer state uploaded, nothing recorded, nothing deleted).
+type failingCleans struct {
+	tier.Store
+	fail         atomic.Bool
+	failedPuts   atomic.Int64
+	failedDelete atomic.Int64
+}
+
+func compactedKey(key string) bool { return strings.Contains(key, "-c") }
+
+func (s *failingCleans) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	if s.fail.Load() && compactedKey(key) && strings.HasSuffix(key, ".log") {
+		s.failedPuts.Add(1)
+		return fmt.Errorf("test: upload of %s refused", key)
+	}
+	return s.Store.Put(ctx, key, r, size)
+}
+
+func (s *failingCleans) Delete(ctx context.Context, keys ...string) error {
+	// The node dropping what it uploaded names a segment's objects, its
+	// log first; the reconciler names what it listed.
+	if s.fail.Load() && len(keys) > 0 && compactedKey(keys[0]) && strings.HasSuffix(keys[0], ".log") {
+		s.failedDelete.Add(1)
+		return fmt.Errorf("test: delete of %s refused", keys[0])
+	}
+	return s.Store.Delete(ctx, keys...)
+}
+
+// TestTieredCompactionOrphans: a remote clean that fails halfway through
+// its uploads, and cannot delete what it uploaded, leaves orphans that
+// the reconciler removes once they pass the grace period; once the store
+// works again the clean goes through, and the bucket holds no compacted
+// object the manifest does not name (or retired, awaiting deletion).
+func TestTieredCompactionOrphans(t *testing.T) {
+	dir, err := tier.OpenDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &failingCleans{Store: dir}
+	store.fail.Store(true)
+	c := testenv.InProcess(t, 1, testenv.Options{Tier: store, MaintainInterval: 50 * time.Millisecond,
+		TierOrphanGrace: 2 * time.Second, TierReconcileInterval: 300 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cl := newClient(t, c)
+	createTopic(ctx, t, cl, 1, 1, map[string]*string{"cleanup.policy": kmsg.StringPtr("compact"), "remote.storage.enable": kmsg.StringPtr("true"),
+		"segment.bytes": kmsg.StringPtr("16384"), "local.retention.bytes": kmsg.StringPtr("32768"), "min.cleanable.dirty.ratio": kmsg.StringPtr("0.2"),
+		"segment.ms": kmsg.StringPtr("300"), "file.delete.delay.ms": kmsg.StringPtr("500")}, "table")
+	want := map[string]string{}
+	for r := range 40 {
+		var recs []*kgo.Record
+		for k := range 50 {
+			v := fmt.Sprintf("v%d-%s", r, strings.Repeat("x", 100))
+			recs = append(recs, &kgo.Record{Topic: "table", Key: fmt.Appendf(nil, "k%d", k), Value: []byte(v)})
+			want[fmt.Sprintf("k%d", k)] = v
+		}
+		if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	compactedObjects := func() map[string]bool {
+		out := map[string]bool{}
+		err := store.Store.List(context.Background(), "", func(o tier.Object) error {
+			if compactedKey(o.Key) {
+				out[o.Key] = true
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	// Orphans appear, and go.
+	var orphans map[string]bool
+	for len(orphans) == 0 || store.failedDelete.Load() == 0 {
+		orphans = compactedObjects()
+		if ctx.Err() != nil {
+			st := compactionOf(context.Background(), t, c)
+			t.Fatalf("no orphan left by a failing clean: %d uploads refused, %d deletes refused, %d compacted objects; %+v %+v",
+				store.failedPuts.Load(), store.failedDelete.Load(), len(orphans), st, st.Remote)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for {
+		now := compactedObjects()
+		left := 0
+		for k := range orphans {
+			if now[k] {
+				left++
+			}
+		}
+		if left == 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("%d of %d orphans of a failed clean never removed", left, len(orphans))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// The store works again: the clean goes through, and leaves nothing
+	// unnamed.
+	store.fail.Store(false)
+	member := c.Nodes[1].Member
+	for {
+		got, n := consumeTable(ctx, t, c)
+		named := map[string]bool{}
+		v := member.Server().FSM().View()
+		segs, _ := v.TierSegments("table", 0)
+		retired, _ := v.RetiredObjects("table", 0)
+		v.Close()
+		for _, s := range segs {
+			for _, k := range tier.SegmentObjects(s.ObjectKey) {
+				named[k] = true
+			}
+		}
+		for _, r := range retired {
+			for _, k := range tier.SegmentObjects(r.ObjectKey) {
+				named[k] = true
+			}
+		}
+		unnamed := 0
+		for k := range compactedObjects() {
+			if !named[k] {
+				unnamed++
+			}
+		}
+		if maps.Equal(got, want) && compactedManifest(segs) && unnamed == 0 && n < 2000/2 {
+			t.Logf("%d records left of 2000; %d refused uploads, %d refused deletes before the store came back", n, store.failedPuts.Load(), store.failedDelete.Load())
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("view of %d keys (want %d, equal %v), %d records, %d compacted objects unnamed", len(got), len(want), maps.Equal(got, want), n, unnamed)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
