@@ -19,7 +19,7 @@ STRATA_IMAGE := strata-test/strata:dev
 
 export CGO_ENABLED := 0
 
-.PHONY: build run test test-long bench lint clean servers images chromium kcat
+.PHONY: build run test test-long bench lint clean servers images chromium kcat pyclients
 
 build:
 	$(GO) build -trimpath -ldflags='-s -w' -o $(BIN) .
@@ -75,6 +75,27 @@ $(KCAT):
 	$(call unpack_debian,$(KCAT_DIR),kcat,usr/bin/kcat)
 
 kcat: $(KCAT)
+
+# Python's Kafka clients (kafka-python, confluent-kafka) for the
+# compatibility tests: Debian's packages unpacked beside the others, run
+# by Debian's Python (or the first python3) with a wrapper that points it
+# at them.
+PYCLIENTS_DIR := $(CACHE)/pyclients
+PYTHON := $(PYCLIENTS_DIR)/python.sh
+
+$(PYTHON):
+	@mkdir -p $(PYCLIENTS_DIR)/archives/partial $(PYCLIENTS_DIR)/root
+	@echo "unpacking Debian's python3-kafka and python3-confluent-kafka into $(PYCLIENTS_DIR) (once)"
+	@{ apt-get install -y -qq --download-only --no-install-recommends -o Dir::Cache::archives=$(PYCLIENTS_DIR)/archives \
+		python3-kafka python3-confluent-kafka librdkafka1 >$(PYCLIENTS_DIR)/apt.log 2>&1 || { apt-get update -qq >>$(PYCLIENTS_DIR)/apt.log 2>&1 && \
+		apt-get install -y -qq --download-only --no-install-recommends -o Dir::Cache::archives=$(PYCLIENTS_DIR)/archives \
+		python3-kafka python3-confluent-kafka librdkafka1 >>$(PYCLIENTS_DIR)/apt.log 2>&1; }; } && \
+	for d in $(PYCLIENTS_DIR)/archives/*.deb; do [ -e "$$d" ] || continue; dpkg -x $$d $(PYCLIENTS_DIR)/root || exit 1; done && \
+	printf '#!/bin/sh\nroot=$$(dirname "$$0")/root\npy=/usr/bin/python3\n[ -x $$py ] || py=python3\nexport PYTHONPATH="$$root/usr/lib/python3/dist-packages$${PYTHONPATH:+:$$PYTHONPATH}"\nexport LD_LIBRARY_PATH="$$root/usr/lib/x86_64-linux-gnu$${LD_LIBRARY_PATH:+:$$LD_LIBRARY_PATH}"\nexec $$py "$$@"\n' >$@ && \
+	chmod +x $@ && rm -rf $(PYCLIENTS_DIR)/archives || \
+	echo "the Python clients could not be fetched (see $(PYCLIENTS_DIR)/apt.log): their tests will skip"
+
+pyclients: $(PYTHON)
 
 chromium: $(CHROMIUM)
 
@@ -133,8 +154,8 @@ define fuzz_all
 endef
 
 # The race detector needs cgo.
-test: lint build images chromium kcat
-	$(image_env) CGO_ENABLED=1 STRATA_MINIO_BIN=$(MINIO) STRATA_CHROMIUM=$(CHROMIUM) STRATA_KCAT=$(KCAT) STRATA_SCREENSHOTS=$(SCREENSHOTS) \
+test: lint build images chromium kcat pyclients
+	$(image_env) CGO_ENABLED=1 STRATA_MINIO_BIN=$(MINIO) STRATA_CHROMIUM=$(CHROMIUM) STRATA_KCAT=$(KCAT) STRATA_PYTHON=$(PYTHON) STRATA_SCREENSHOTS=$(SCREENSHOTS) \
 		$(GO) test -race -count=1 -timeout 20m $(PKGS)
 	@echo "console screenshots: $(SCREENSHOTS)"
 	# The fault suite, one seed, on its own: the packages' tests would

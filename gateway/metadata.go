@@ -62,10 +62,13 @@ func (g *Gateway) metadata(ctx context.Context, req *kmsg.MetadataRequest) kmsg.
 		}
 	}
 	names = visible
+	// Metadata before v4 has no AllowAutoTopicCreation: Kafka takes those
+	// versions as allowing it (kafka-python's producer asks v1).
+	allowCreate := req.AllowAutoTopicCreation || req.Version < 4
 	created := false
 	createDenied := map[string]bool{}
 	for _, name := range names {
-		if _, ok := snap.topics[name]; ok || req.Topics == nil || !req.AllowAutoTopicCreation || !g.cfg.AutoCreateTopics {
+		if _, ok := snap.topics[name]; ok || req.Topics == nil || !allowCreate || !g.cfg.AutoCreateTopics {
 			continue
 		}
 		if !g.mayCreateTopic(ctx, name) {
