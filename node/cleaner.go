@@ -268,11 +268,7 @@ func (n *Node) dirtiestLog(skip map[partitionKey]bool) (partitionKey, *openLog, 
 		ol.cleaner.mu.Lock()
 		ol.cleaner.dirtyRatio, ol.cleaner.cleanedTo = p.ratio, p.firstDirty
 		ol.cleaner.mu.Unlock()
-		minRatio := configFloat(ol.configs(), "min.cleanable.dirty.ratio", defaultMinCleanableRatio)
-		if p.ratio == 0 || (p.ratio < minRatio && !p.due) {
-			continue
-		}
-		if best == nil || p.due && !best.due || p.due == best.due && p.ratio > best.ratio {
+		if worthCleaning(ol.configs(), p.ratio, p.due) && (best == nil || dirtier(p.due, p.ratio, best.due, best.ratio)) {
 			best = &p
 		}
 	}
@@ -280,6 +276,18 @@ func (n *Node) dirtiestLog(skip map[partitionKey]bool) (partitionKey, *openLog, 
 		return partitionKey{}, nil, 0
 	}
 	return best.key, best.ol, best.upTo
+}
+
+// worthCleaning reports whether a log's dirty ratio reached
+// min.cleanable.dirty.ratio, or its oldest dirty record passed
+// max.compaction.lag.ms (due).
+func worthCleaning(configs map[string]string, ratio float64, due bool) bool {
+	return ratio > 0 && (due || ratio >= configFloat(configs, "min.cleanable.dirty.ratio", defaultMinCleanableRatio))
+}
+
+// dirtier orders logs to clean: those overdue first, then the dirtiest.
+func dirtier(due bool, ratio float64, thanDue bool, thanRatio float64) bool {
+	return due && !thanDue || due == thanDue && ratio > thanRatio
 }
 
 // planClean works out how far a log may be cleaned and how dirty it is.

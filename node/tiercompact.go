@@ -138,11 +138,7 @@ func (n *Node) dirtiestRemote(skip map[partitionKey]bool) (remotePlan, bool) {
 		ol.cleaner.mu.Lock()
 		ol.cleaner.remote.dirtyRatio, ol.cleaner.remote.cleanedTo, ol.cleaner.remote.on = p.ratio, p.firstDirty, true
 		ol.cleaner.mu.Unlock()
-		minRatio := configFloat(ol.configs(), "min.cleanable.dirty.ratio", defaultMinCleanableRatio)
-		if p.ratio == 0 || (p.ratio < minRatio && !p.due) {
-			continue
-		}
-		if best == nil || p.due && !best.due || p.due == best.due && p.ratio > best.ratio {
+		if worthCleaning(ol.configs(), p.ratio, p.due) && (best == nil || dirtier(p.due, p.ratio, best.due, best.ratio)) {
 			best = &p
 		}
 	}

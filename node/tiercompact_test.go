@@ -8,6 +8,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"os"
+	"path"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -259,7 +260,7 @@ func containsKey(segs []meta.TierSegment, key string) bool {
 func compactedManifest(segs []meta.TierSegment) bool {
 	n := 0
 	for _, s := range segs {
-		if strings.Contains(s.ObjectKey, "-c") {
+		if compactedKey(s.ObjectKey) {
 			n++
 		}
 	}
@@ -321,7 +322,9 @@ type failingCleans struct {
 	failedDelete atomic.Int64
 }
 
-func compactedKey(key string) bool { return strings.Contains(key, "-c") }
+// compactedKey: the object's name (not its topic's directory, whose id
+// may start with c) is a compacted segment's.
+func compactedKey(key string) bool { return strings.Contains(path.Base(key), "-c") }
 
 func (s *failingCleans) Put(ctx context.Context, key string, r io.Reader, size int64) error {
 	if s.fail.Load() && compactedKey(key) && strings.HasSuffix(key, ".log") {
