@@ -329,16 +329,23 @@ func (n *Node) planClean(k partitionKey, ol *openLog, now time.Time) cleanPlan {
 	return p
 }
 
-// clean runs one clean of a log and records what it did.
-func (n *Node) clean(ctx context.Context, k partitionKey, ol *openLog, upTo int64, pace *pacer, codec plog.Codec) {
+// lastBatches maps each idempotent producer of the log to the base
+// offset of its last batch, which a clean keeps for its sequence.
+func (ol *openLog) lastBatches() map[int64]int64 {
 	ol.appendMu.Lock()
+	defer ol.appendMu.Unlock()
 	last := make(map[int64]int64, len(ol.producers))
 	for pid, st := range ol.producers {
 		if len(st.recent) > 0 {
 			last[pid] = st.recent[len(st.recent)-1].firstOffset
 		}
 	}
-	ol.appendMu.Unlock()
+	return last
+}
+
+// clean runs one clean of a log and records what it did.
+func (n *Node) clean(ctx context.Context, k partitionKey, ol *openLog, upTo int64, pace *pacer, codec plog.Codec) {
+	last := ol.lastBatches()
 	start := time.Now()
 	retention := configDuration(ol.configs(), "delete.retention.ms", defaultDeleteRetention)
 	if ol.tier.enabled.Load() {

@@ -202,14 +202,7 @@ func (n *Node) cleanRemoteOnce(ctx context.Context, p remotePlan, pace *pacer, c
 		}
 		aborted = append(aborted, a...)
 	}
-	ol.appendMu.Lock()
-	last := make(map[int64]int64, len(ol.producers))
-	for pid, st := range ol.producers {
-		if len(st.recent) > 0 {
-			last[pid] = st.recent[len(st.recent)-1].firstOffset
-		}
-	}
-	ol.appendMu.Unlock()
+	last := ol.lastBatches()
 	now := time.Now()
 	retention := configDuration(ol.configs(), "delete.retention.ms", defaultDeleteRetention)
 	c := plog.NewCompactor(plog.CompactorOptions{MapBytes: n.cfg.Cleaner.DedupeBytes, FirstDirty: p.firstDirty, Aborted: aborted,
