@@ -72,18 +72,12 @@ func tieredCompaction(b *testing.B, store tier.Store, mb int64) {
 		end := mb << 10
 		member := c.Nodes[1].Member
 		var segs []meta.TierSegment
-		for {
+		waitFor(ctx, b, 50*time.Millisecond, func() bool {
 			v := member.Server().FSM().View()
 			segs, err = v.TierSegments("table", 0)
 			v.Close()
-			if err == nil && len(segs) > 0 && segs[len(segs)-1].LastOffset+1 == end {
-				break
-			}
-			if ctx.Err() != nil {
-				b.Fatal("the log was never all uploaded")
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+			return err == nil && len(segs) > 0 && segs[len(segs)-1].LastOffset+1 == end
+		}, func() string { return "the log was never all uploaded" })
 		var before int64
 		for _, s := range segs {
 			before += s.SizeBytes
@@ -108,19 +102,13 @@ func tieredCompaction(b *testing.B, store tier.Store, mb int64) {
 			b.Fatal(err)
 		}
 		var after int64
-		for {
+		waitFor(ctx, b, 20*time.Millisecond, func() bool {
 			v := member.Server().FSM().View()
 			st, err := v.TierCleaner("table", 0)
 			segs, _ = v.TierSegments("table", 0)
 			v.Close()
-			if err == nil && st.FirstDirty >= end {
-				break
-			}
-			if ctx.Err() != nil {
-				b.Fatal("the remote cleaner never reached the end of the manifest")
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return err == nil && st.FirstDirty >= end
+		}, func() string { return "the remote cleaner never reached the end of the manifest" })
 		took := time.Since(start)
 		b.StopTimer()
 		for _, s := range segs {

@@ -127,7 +127,7 @@ func TestTieredCompaction(t *testing.T) {
 		// read.
 		member := c.Nodes[1].Member
 		var replaced []meta.RetiredObject
-		for len(replaced) == 0 {
+		waitFor(ctx, t, 10*time.Millisecond, func() bool {
 			v := member.Server().FSM().View()
 			retired, err := v.RetiredObjects("table", 0)
 			v.Close()
@@ -139,12 +139,11 @@ func TestTieredCompaction(t *testing.T) {
 					replaced = append(replaced, r)
 				}
 			}
-			if ctx.Err() != nil {
-				st := compactionOf(context.Background(), t, c)
-				t.Fatalf("the uploaded segments were never compacted: %+v, bucket %+v; manifest %v", st, st.Remote, manifestOf(t, member))
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			return len(replaced) > 0
+		}, func() string {
+			st := compactionOf(context.Background(), t, c)
+			return fmt.Sprintf("the uploaded segments were never compacted: %+v, bucket %+v; manifest %v", st, st.Remote, manifestOf(t, member))
+		})
 		for _, r := range replaced {
 			for _, key := range tier.SegmentObjects(r.ObjectKey)[:4] { // log, indexes, epochs
 				rc, err := store.Get(ctx, key, 0, -1)
@@ -157,41 +156,26 @@ func TestTieredCompaction(t *testing.T) {
 
 		// The whole log: compacted, with each key's latest value.
 		var n int
-		lastLog := time.Now()
-		for {
-			var got map[string]string
+		var got map[string]string
+		waitFor(ctx, t, 200*time.Millisecond, func() bool {
 			got, n = consumeTable(ctx, t, c)
-			if ctx.Err() != nil {
-				t.Fatalf("%d of %d records left; view %d keys, want %d; %+v", n, written, len(got), len(want), compactionOf(context.Background(), t, c))
-			}
 			m := manifestOf(t, member)
-			end := endOffset(ctx, t, cl)
-			if n >= 0 && n < written/3 && maps.Equal(got, want) && compactedManifest(m) && tierEnd(m) == end {
-				break
-			}
-			if time.Since(lastLog) > 10*time.Second {
-				lastLog = time.Now()
-				t.Logf("waiting: %d records, view %d keys (want %d, equal %v), manifest ends at %d of %d: %v", n, len(got), len(want),
-					maps.Equal(got, want), tierEnd(m), end, m)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
+			return n >= 0 && n < written/3 && maps.Equal(got, want) && compactedManifest(m) && tierEnd(m) == endOffset(ctx, t, cl)
+		}, func() string {
+			return fmt.Sprintf("%d of %d records left; view %d keys, want %d; %+v", n, written, len(got), len(want), compactionOf(context.Background(), t, c))
+		})
 		if st, _ := c.Gateway.RemoteReadStats(); st.FetchedBytes == 0 {
 			t.Fatal("the consumer read nothing from the bucket")
 		}
 		// The replaced objects go once the delay has passed.
 		for _, s := range replaced {
-			for {
+			waitFor(ctx, t, 100*time.Millisecond, func() bool {
 				rc, err := store.Get(ctx, s.ObjectKey, 0, 1)
-				if err != nil {
-					break
+				if err == nil {
+					rc.Close()
 				}
-				rc.Close()
-				if ctx.Err() != nil {
-					t.Fatalf("replaced object %s never deleted", s.ObjectKey)
-				}
-				time.Sleep(100 * time.Millisecond)
-			}
+				return err != nil
+			}, func() string { return fmt.Sprintf("replaced object %s never deleted", s.ObjectKey) })
 		}
 		st := compactionOf(ctx, t, c)
 		if st.Remote == nil || st.Remote.Cleans == 0 || st.Remote.BytesReclaimed <= 0 || st.Remote.CleanedTo <= 0 {
@@ -207,16 +191,10 @@ func TestTieredCompaction(t *testing.T) {
 		}
 		mt := meta.Topic{Name: "table", ID: topics["table"].ID, Partitions: 1}
 		end := tierEnd(manifestOf(t, member))
-		for {
+		waitFor(ctx, t, 20*time.Millisecond, func() bool {
 			pm, err := tier.ReadPartitionManifest(ctx, store, mt, 0)
-			if err == nil && len(pm.Segments) > 0 && pm.Segments[len(pm.Segments)-1].LastOffset+1 == end {
-				break
-			}
-			if ctx.Err() != nil {
-				t.Fatalf("bucket manifest: %+v, %v", pm, err)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return err == nil && len(pm.Segments) > 0 && pm.Segments[len(pm.Segments)-1].LastOffset+1 == end
+		}, func() string { return fmt.Sprintf("the bucket's manifest never reached offset %d", end) })
 		cl.Close()
 		c.Close()
 		c2 := testenv.InProcess(t, 1, testenv.Options{Tier: store, GatewayTier: true, MaintainInterval: 50 * time.Millisecond})
@@ -391,37 +369,38 @@ func TestTieredCompactionOrphans(t *testing.T) {
 	}
 	// Orphans appear, and go.
 	var orphans map[string]bool
-	for len(orphans) == 0 || store.failedDelete.Load() == 0 {
+	waitFor(ctx, t, 50*time.Millisecond, func() bool {
 		orphans = compactedObjects()
-		if ctx.Err() != nil {
-			st := compactionOf(context.Background(), t, c)
-			t.Fatalf("no orphan left by a failing clean: %d uploads refused, %d deletes refused, %d compacted objects; %+v %+v",
-				store.failedPuts.Load(), store.failedDelete.Load(), len(orphans), st, st.Remote)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	for {
+		return len(orphans) > 0 && store.failedDelete.Load() > 0
+	}, func() string {
+		st := compactionOf(context.Background(), t, c)
+		return fmt.Sprintf("no orphan left by a failing clean: %d uploads refused, %d deletes refused, %d compacted objects; %+v %+v",
+			store.failedPuts.Load(), store.failedDelete.Load(), len(orphans), st, st.Remote)
+	})
+	left := 0
+	waitFor(ctx, t, 100*time.Millisecond, func() bool {
 		now := compactedObjects()
-		left := 0
+		left = 0
 		for k := range orphans {
 			if now[k] {
 				left++
 			}
 		}
-		if left == 0 {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("%d of %d orphans of a failed clean never removed", left, len(orphans))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return left == 0
+	}, func() string {
+		return fmt.Sprintf("%d of %d orphans of a failed clean never removed", left, len(orphans))
+	})
 	// The store works again: the clean goes through, and leaves nothing
 	// unnamed.
 	store.fail.Store(false)
 	member := c.Nodes[1].Member
-	for {
-		got, n := consumeTable(ctx, t, c)
+	var (
+		got     map[string]string
+		n       int
+		unnamed int
+	)
+	waitFor(ctx, t, 200*time.Millisecond, func() bool {
+		got, n = consumeTable(ctx, t, c)
 		named := map[string]bool{}
 		v := member.Server().FSM().View()
 		segs, _ := v.TierSegments("table", 0)
@@ -437,19 +416,30 @@ func TestTieredCompactionOrphans(t *testing.T) {
 				named[k] = true
 			}
 		}
-		unnamed := 0
+		unnamed = 0
 		for k := range compactedObjects() {
 			if !named[k] {
 				unnamed++
 			}
 		}
-		if maps.Equal(got, want) && compactedManifest(segs) && unnamed == 0 && n < 2000/2 {
-			t.Logf("%d records left of 2000; %d refused uploads, %d refused deletes before the store came back", n, store.failedPuts.Load(), store.failedDelete.Load())
-			break
+		return maps.Equal(got, want) && compactedManifest(segs) && unnamed == 0 && n < 2000/2
+	}, func() string {
+		return fmt.Sprintf("view of %d keys (want %d, equal %v), %d records, %d compacted objects unnamed", len(got), len(want), maps.Equal(got, want), n, unnamed)
+	})
+	t.Logf("%d records left of 2000; %d refused uploads, %d refused deletes before the store came back", n, store.failedPuts.Load(), store.failedDelete.Load())
+}
+
+// waitFor checks cond every interval until it holds; once ctx ends
+// first, the test fails with what().
+func waitFor(ctx context.Context, t testing.TB, every time.Duration, cond func() bool, what func() string) {
+	t.Helper()
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatal(what())
+		case <-tick.C:
 		}
-		if ctx.Err() != nil {
-			t.Fatalf("view of %d keys (want %d, equal %v), %d records, %d compacted objects unnamed", len(got), len(want), maps.Equal(got, want), n, unnamed)
-		}
-		time.Sleep(200 * time.Millisecond)
 	}
 }
