@@ -28,6 +28,10 @@ func listenerFlags() []ucli.Flag {
 			Usage: "per-address limits over --max-connections-per-ip, as host:count,host:count (max.connections.per.ip.overrides; 0 refuses the host)"},
 		&ucli.DurationFlag{Name: "connections-max-idle", Value: 10 * time.Minute, EnvVars: envVars("connections-max-idle"),
 			Usage: "close a connection that sends nothing for this long (connections.max.idle.ms; 0: never)"},
+		&ucli.StringFlag{Name: "brokers", Value: "nodes", EnvVars: envVars("brokers"),
+			Usage: "what Metadata lists as brokers: nodes (each at a port of a gateway that stands for it, so a partition's leader is among its replicas) or gateways (for gateways behind one load-balanced address; admin tools that check the leader against the replicas then complain)"},
+		&ucli.IntFlag{Name: "node-port-stride", EnvVars: envVars("node-port-stride"),
+			Usage: "with --brokers nodes: node N's port on each listener is the listener's port + stride × N, bound and advertised, for mapped ports (e.g. docker -p); 0: any free port"},
 		&ucli.DurationFlag{Name: "request-stall-timeout", Value: 30 * time.Second, EnvVars: envVars("request-stall-timeout"),
 			Usage: "close a connection whose request stops arriving midway for this long"},
 	}
@@ -40,6 +44,8 @@ type listenerSettings struct {
 	maxConns, maxPerIP int
 	perIPOverrides     map[string]int
 	idle, stall        time.Duration
+	brokersGateways    bool
+	nodePortStride     int32
 }
 
 func readListenerFlags(c *ucli.Context) (listenerSettings, error) {
@@ -55,6 +61,18 @@ func readListenerFlags(c *ucli.Context) (listenerSettings, error) {
 		return s, fmt.Errorf("--max-connections and --max-connections-per-ip: want 0 (unbounded) or more")
 	case s.idle < 0 || s.stall <= 0:
 		return s, fmt.Errorf("--connections-max-idle wants 0 (never) or more, --request-stall-timeout more than 0")
+	}
+	switch c.String("brokers") {
+	case "nodes":
+	case "gateways":
+		s.brokersGateways = true
+	default:
+		return s, fmt.Errorf("--brokers %q: want nodes or gateways", c.String("brokers"))
+	}
+	if st := c.Int("node-port-stride"); st < 0 || st > 60000 {
+		return s, fmt.Errorf("--node-port-stride %d: want 0 (any free port) to 60000", st)
+	} else {
+		s.nodePortStride = int32(st)
 	}
 	var err error
 	s.perIPOverrides, err = parseIPOverrides(c.String("max-connections-per-ip-overrides"))
@@ -86,6 +104,7 @@ func (s listenerSettings) apply(cfg *gateway.Config) {
 	cfg.MaxRequestBytes, cfg.QueuedMaxRequestBytes = s.maxRequestBytes, s.queuedMaxBytes
 	cfg.MaxConnections, cfg.MaxConnectionsPerIP, cfg.MaxConnectionsPerIPOverride = s.maxConns, s.maxPerIP, s.perIPOverrides
 	cfg.IdleTimeout, cfg.StallTimeout = s.idle, s.stall
+	cfg.BrokersAreGateways, cfg.NodePortStride = s.brokersGateways, s.nodePortStride
 	if s.idle == 0 {
 		cfg.IdleTimeout = -1 // never
 	}

@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -97,8 +99,8 @@ func (c *child) kill() {
 }
 
 // TestNodeAndGatewayCommands runs `strata node` and two `strata gateway`s
-// against a NATS server, as separate processes would: both gateways are
-// listed as brokers, the node's topic-default flags take effect and
+// against a NATS server, as separate processes would: both gateways list
+// the node as the broker, the node's topic-default flags take effect and
 // DescribeConfigs reports them as broker settings.
 func TestNodeAndGatewayCommands(t *testing.T) {
 	ns := natstest.Start(t)
@@ -119,15 +121,27 @@ func TestNodeAndGatewayCommands(t *testing.T) {
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	for {
-		bs, err := adm.ListBrokers(ctx)
-		if err == nil && len(bs) == 2 {
-			break
+	// Both gateways list the node as the one broker, each at a port of a
+	// gateway that stands for it.
+	for _, gw := range []string{gw0, gw1} {
+		cl1, err := kgo.NewClient(kgo.SeedBrokers(gw))
+		if err != nil {
+			t.Fatal(err)
 		}
-		if ctx.Err() != nil {
-			t.Fatalf("two gateways not listed: %v %v", bs, err)
+		for {
+			bs, err := kadm.NewClient(cl1).ListBrokers(ctx)
+			if err == nil && len(bs) == 1 && bs[0].NodeID == 1 {
+				if a := net.JoinHostPort(bs[0].Host, strconv.Itoa(int(bs[0].Port))); a == gw0 || a == gw1 {
+					t.Fatalf("node 1 is listed at %s, a gateway's own listener", a)
+				}
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("gateway %s does not list node 1 alone: %v %v", gw, bs, err)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
-		time.Sleep(100 * time.Millisecond)
+		cl1.Close()
 	}
 	for {
 		r, err := adm.CreateTopic(ctx, 2, 1, map[string]*string{"segment.bytes": kadm.StringPtr("1048576")}, "t")

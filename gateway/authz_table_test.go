@@ -27,7 +27,7 @@ func TestAuthorizationByAPI(t *testing.T) {
 	if _, err := kadm.NewClient(cl).ListBrokers(ctx); err != nil { // connect and learn the broker
 		t.Fatal(err)
 	}
-	broker := cl.Broker(0)
+	broker := cl.Broker(1) // node 1, at a gateway port that stands for it
 	md, err := adm.Metadata(ctx, "t")
 	if err != nil {
 		t.Fatal(err)

@@ -30,6 +30,10 @@ type snapshot struct {
 	byID       map[[16]byte]string
 	partitions map[string][]meta.Partition // by topic, indexed by partition
 	features   *meta.Features
+	// nodes are the registered nodes, by id, and controller the one that
+	// answered the read.
+	nodes      []meta.Node
+	controller int32
 	fetchedAt  time.Time
 }
 
@@ -74,7 +78,8 @@ func (c *metadataCache) get(ctx context.Context, fresh bool) (*snapshot, error) 
 		c.features.Store(r.Features)
 	}
 	s = &snapshot{version: r.Version, topics: map[string]meta.Topic{}, byID: map[[16]byte]string{},
-		partitions: map[string][]meta.Partition{}, features: r.Features, fetchedAt: time.Now()}
+		partitions: map[string][]meta.Partition{}, features: r.Features, fetchedAt: time.Now(),
+		nodes: r.Nodes, controller: r.Controller}
 	for _, t := range r.Topics {
 		s.topics[t.Name] = t
 		s.byID[t.ID] = t.Name

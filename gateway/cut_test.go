@@ -44,6 +44,9 @@ func testConnectionCutsMidTransfer(t *testing.T, opts testenv.Options) {
 		defer nodeCutter.close()
 		opts.StreamAdvertised = map[int32]string{1: ln.Addr().String()}
 	}
+	// Every gateway lists the gateways as brokers (as behind a load
+	// balancer), so that no Metadata answer sends a client past the proxy.
+	opts.Gateway = func(cfg *gateway.Config) { cfg.BrokersAreGateways = true }
 	c := testenv.InProcess(t, 1, opts)
 	if opts.Streams {
 		target.Store(c.Nodes[1].Stream.Addr())
@@ -61,7 +64,7 @@ func testConnectionCutsMidTransfer(t *testing.T, opts testenv.Options) {
 	// A gateway of its own, advertising the proxy, so that every
 	// connection a client makes goes through it.
 	gw, err := gateway.Start(gateway.Config{Cluster: "test", Conn: c.Conn(), ID: 7, Addr: "127.0.0.1:0",
-		AdvertisedAddr: ln.Addr().String(), Local: nodes})
+		AdvertisedAddr: ln.Addr().String(), Local: nodes, BrokersAreGateways: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -106,8 +106,8 @@ func checkErrorsRest(t *testing.T, ctx context.Context, c *testenv.Cluster, cl *
 	for _, p := range c.Nodes {
 		p.Close()
 	}
-	// Straight to the gateway (broker 0), past the client's retries.
-	broker := cl.Broker(0)
+	// Straight to the gateway (node 1 is listed at its port), past the client's retries.
+	broker := cl.Broker(1)
 	presp, err := broker.Request(ctx, testenv.ProduceRequest("e", -1, testenv.Batch([]byte("x"))))
 	if err != nil {
 		t.Fatal(err)

@@ -100,6 +100,16 @@ type Config struct {
 	TierReadMaxBytes    int64
 	// TierFetchMaxBytesPerSecond: see Tier.
 	TierFetchMaxBytesPerSecond int64
+	// BrokersAreGateways lists the live gateways as brokers, each at its
+	// own address, in place of the nodes at gateways' node ports
+	// (brokers.go): for gateways behind one load-balanced address. A
+	// partition's leader is then a gateway, not among its replicas.
+	BrokersAreGateways bool
+	// NodePortStride, when positive, puts the port that stands for node
+	// n on each listener at the listener's port + NodePortStride × n,
+	// bound and advertised (for deployments that map ports); zero: any
+	// free port, advertised as bound.
+	NodePortStride int32
 	// NoStreams sends nodes every request over NATS, even those whose
 	// heartbeats name a stream address (internal/stream).
 	NoStreams bool
@@ -111,27 +121,32 @@ type Config struct {
 // Gateway is a Kafka listener that routes requests to partition leaders
 // over NATS and answers metadata from the controller.
 type Gateway struct {
-	cfg         Config
-	logger      *slog.Logger
-	listeners   []*listener
-	meta        *meta.Client
-	cache       *metadataCache
-	creds       *credentials
-	acls        *acls // nil: authorization off
-	authDelay   failureDelay
-	wg          sync.WaitGroup
-	mu          sync.Mutex
-	conns       map[net.Conn]struct{}
-	closed      bool
-	limits      *connLimits
-	budget      *requestBudget
-	eventSub    *nats.Subscription
-	peers       *peers
-	defaults    *nodeDefaults
-	caller      *rpc.Caller
-	producerIDs producerIDs
-	remote      *remoteReader // nil: nodes read the tier
-	metrics     *metrics
+	cfg       Config
+	logger    *slog.Logger
+	listeners []*listener
+	// nodePorts are the listeners' ports that stand for nodes, by
+	// nodeListenerName (under mu); nodePortFailed those that could not
+	// be opened, logged once.
+	nodePorts      map[string]*listener
+	nodePortFailed map[string]bool
+	meta           *meta.Client
+	cache          *metadataCache
+	creds          *credentials
+	acls           *acls // nil: authorization off
+	authDelay      failureDelay
+	wg             sync.WaitGroup
+	mu             sync.Mutex
+	conns          map[net.Conn]struct{}
+	closed         bool
+	limits         *connLimits
+	budget         *requestBudget
+	eventSub       *nats.Subscription
+	peers          *peers
+	defaults       *nodeDefaults
+	caller         *rpc.Caller
+	producerIDs    producerIDs
+	remote         *remoteReader // nil: nodes read the tier
+	metrics        *metrics
 	// base is cancelled by Close, ending in-flight requests (long-polling
 	// fetches included) so shutdown does not wait for them.
 	base       context.Context
@@ -192,6 +207,7 @@ func Start(cfg Config) (*Gateway, error) {
 	client := meta.NewClient(cfg.Conn, cfg.Cluster)
 	g := &Gateway{cfg: cfg, logger: cfg.Logger.With("gateway", cfg.ID), listeners: lns, meta: client,
 		cache: newMetadataCache(client), conns: map[net.Conn]struct{}{},
+		nodePorts: map[string]*listener{}, nodePortFailed: map[string]bool{},
 		metrics: newMetrics(cfg.Registry), budget: newRequestBudget(cfg.QueuedMaxRequestBytes),
 		limits: newConnLimits(cfg.MaxConnections, cfg.MaxConnectionsPerIP, cfg.MaxConnectionsPerIPOverride)}
 	g.base, g.cancelBase = context.WithCancel(context.Background())
@@ -202,6 +218,9 @@ func Start(cfg Config) (*Gateway, error) {
 	}
 	if g.eventSub, err = client.Events(func(ev meta.Event) {
 		g.cache.invalidate()
+		if ev.Reset || slices.ContainsFunc(ev.Changes, func(c meta.Change) bool { return c.Kind == "node" }) {
+			go g.refreshNodes() // a new node gets its ports before clients hear of it
+		}
 		if ev.Reset || slices.ContainsFunc(ev.Changes, func(c meta.Change) bool { return c.Kind == "credentials" }) {
 			g.creds.invalidate()
 		}
@@ -226,12 +245,14 @@ func Start(cfg Config) (*Gateway, error) {
 		closeListeners()
 		return nil, err
 	}
-	self := peerBeat{ID: cfg.ID, Host: lns[0].host, Port: lns[0].port, Listeners: map[string]string{}}
+	self := peerBeat{ID: cfg.ID, Host: lns[0].host, Port: lns[0].port, Listeners: map[string]string{}, Gateways: cfg.BrokersAreGateways}
 	for _, l := range lns {
 		self.Listeners[l.Name] = l.advertised()
 	}
 	if g.peers, err = startPeers(cfg.Conn, cfg.Cluster, self, func(other string) {
 		g.logger.Warn("another gateway uses this broker id: give each gateway its own --id", "id", cfg.ID, "other", other)
+	}, func(id int32) {
+		g.logger.Warn("another gateway lists brokers the other way: give every gateway the same --brokers", "other", id, "gateways", cfg.BrokersAreGateways)
 	}); err != nil {
 		g.defaults.close()
 		g.caller.Close()
@@ -254,6 +275,7 @@ func Start(cfg Config) (*Gateway, error) {
 		g.wg.Add(1)
 		go g.acceptLoop(l)
 	}
+	go g.refreshNodes()
 	return g, nil
 }
 
@@ -290,6 +312,11 @@ func (g *Gateway) Close() error {
 			err = e
 		}
 	}
+	g.mu.Lock()
+	for _, l := range g.nodePorts {
+		l.ln.Close()
+	}
+	g.mu.Unlock()
 	g.eventSub.Unsubscribe()
 	g.defaults.close()
 	g.peers.close()

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/strata-io/strata/gateway"
 	"github.com/strata-io/strata/testenv"
 )
 
@@ -50,47 +53,96 @@ func waitBrokers(t *testing.T, ctx context.Context, addr string, want []int32, w
 	}
 }
 
-// TestGatewaysShareLeadership runs two gateways: each lists both as
-// brokers, both hash partition leadership the same way, a client spreads
-// over them, and a gateway that stops is dropped from the list at once.
-func TestGatewaysShareLeadership(t *testing.T) {
-	c := testenv.InProcess(t, 1, testenv.Options{})
+// brokerAddrs maps each broker a Metadata answer lists to its address.
+func brokerAddrs(resp *kmsg.MetadataResponse) map[int32]string {
+	m := map[int32]string{}
+	for _, b := range resp.Brokers {
+		m[b.NodeID] = net.JoinHostPort(b.Host, strconv.Itoa(int(b.Port)))
+	}
+	return m
+}
+
+// TestBrokersAreNodes runs three nodes behind two gateways. Both list the
+// nodes as brokers, each at a port of one of the gateways that stands for
+// it, and agree on every address; every partition's leader is among its
+// replicas and its ISR within them, as Kafka's admin tools check; the
+// coordinator and controller are brokers listed; a gateway that stops
+// hands its nodes' addresses to the other at once, and clients carry on.
+func TestBrokersAreNodes(t *testing.T) {
+	c := testenv.InProcess(t, 3, testenv.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	g1 := c.StartGateway(1)
-	waitBrokers(t, ctx, c.Addr(), []int32{0, 1}, 5*time.Second)
-	waitBrokers(t, ctx, g1.Addr(), []int32{0, 1}, 5*time.Second)
-
-	adm := kadm.NewClient(newClient(t, c.Addr()))
-	if r, err := adm.CreateTopic(ctx, 16, 1, nil, "spread"); err != nil || r.Err != nil {
-		t.Fatal(err, r.Err)
+	nodes := []int32{1, 2, 3}
+	gwPort := func(id int32, addr string) bool {
+		return addr == c.Gateway.NodePortAddr("PLAINTEXT", id) || addr == g1.NodePortAddr("PLAINTEXT", id)
 	}
-	leaders := func(resp *kmsg.MetadataResponse) map[int32]int32 {
-		m := map[int32]int32{}
-		for _, tp := range resp.Topics {
-			if *tp.Topic == "spread" {
-				for _, p := range tp.Partitions {
-					m[p.Partition] = p.Leader
+	// Both gateways hear of each other's ports within a heartbeat.
+	deadline := time.Now().Add(5 * time.Second)
+	var r0, r1 *kmsg.MetadataResponse
+	for {
+		r0 = waitBrokers(t, ctx, c.Addr(), nodes, 5*time.Second)
+		r1 = waitBrokers(t, ctx, g1.Addr(), nodes, 5*time.Second)
+		a0, a1 := brokerAddrs(r0), brokerAddrs(r1)
+		if fmt.Sprint(a0) == fmt.Sprint(a1) {
+			for id, a := range a0 {
+				if !gwPort(id, a) {
+					t.Fatalf("broker %d is at %s, not a gateway's port for it", id, a)
 				}
 			}
+			break
 		}
-		return m
+		if time.Now().After(deadline) {
+			t.Fatalf("gateways list the brokers at different addresses: %v and %v", a0, a1)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	_, r0 := brokerIDs(t, ctx, c.Addr())
-	_, r1 := brokerIDs(t, ctx, g1.Addr())
-	l0, l1 := leaders(r0), leaders(r1)
-	if fmt.Sprint(l0) != fmt.Sprint(l1) {
-		t.Fatalf("gateways disagree on leaders: %v vs %v", l0, l1)
-	}
-	count := map[int32]int{}
-	for _, l := range l0 {
-		count[l]++
-	}
-	if len(l0) != 16 || count[0] == 0 || count[1] == 0 {
-		t.Fatalf("leadership not spread over both gateways: %v", l0)
+	if !slices.Contains(nodes, r0.ControllerID) {
+		t.Fatalf("controller %d is not a broker listed", r0.ControllerID)
 	}
 
-	// A client bootstrapped at one gateway produces through both.
+	adm := kadm.NewClient(newClient(t, c.Addr()))
+	if r, err := adm.CreateTopic(ctx, 6, 3, nil, "spread"); err != nil || r.Err != nil {
+		t.Fatal(err, r.Err)
+	}
+	// Kafka's invariants, from either gateway once the ISR is full.
+	for _, addr := range []string{c.Addr(), g1.Addr()} {
+		for {
+			_, resp := brokerIDs(t, ctx, addr)
+			full := true
+			for _, tp := range resp.Topics {
+				for _, p := range tp.Partitions {
+					if p.ErrorCode != 0 {
+						full = false
+						continue
+					}
+					if !slices.Contains(p.Replicas, p.Leader) || !slices.Contains(p.ISR, p.Leader) {
+						t.Fatalf("partition %d: leader %d, replicas %v, ISR %v", p.Partition, p.Leader, p.Replicas, p.ISR)
+					}
+					for _, r := range p.ISR {
+						if !slices.Contains(p.Replicas, r) {
+							t.Fatalf("partition %d: ISR %v not within replicas %v", p.Partition, p.ISR, p.Replicas)
+						}
+					}
+					full = full && len(p.ISR) == 3
+				}
+			}
+			if full {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	dc, err := kmsg.NewPtrDescribeClusterRequest().RequestWith(ctx, newClient(t, c.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dc.Brokers) != 3 || !slices.Contains(nodes, dc.ControllerID) {
+		t.Fatalf("DescribeCluster: %d brokers, controller %d", len(dc.Brokers), dc.ControllerID)
+	}
+
+	// A client bootstrapped at one gateway produces through the brokers'
+	// addresses, and its coordinators are brokers listed.
 	prod := newClient(t, c.Addr(), kgo.DefaultProduceTopic("spread"))
 	var recs []*kgo.Record
 	for i := range 400 {
@@ -99,9 +151,7 @@ func TestGatewaysShareLeadership(t *testing.T) {
 	if err := prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-
-	// Group coordinators spread over the gateways too.
-	coords := map[int32]bool{}
+	addrs := brokerAddrs(r0)
 	for i := range 20 {
 		req := kmsg.NewPtrFindCoordinatorRequest()
 		req.CoordinatorKey = fmt.Sprintf("group-%d", i)
@@ -109,16 +159,30 @@ func TestGatewaysShareLeadership(t *testing.T) {
 		if err != nil || resp.ErrorCode != 0 {
 			t.Fatal(err, resp)
 		}
-		coords[resp.NodeID] = true
-	}
-	if !coords[0] || !coords[1] {
-		t.Fatalf("coordinators named: %v", coords)
+		if a := net.JoinHostPort(resp.Host, strconv.Itoa(int(resp.Port))); addrs[resp.NodeID] != a {
+			t.Fatalf("coordinator %d at %s; Metadata lists it at %s", resp.NodeID, a, addrs[resp.NodeID])
+		}
 	}
 
-	// The second gateway stops: the first drops it within a heartbeat,
-	// and the client carries on through the first alone.
+	// The second gateway stops: within a heartbeat the first names its
+	// own ports for every node, and the client carries on.
 	g1.Close()
-	waitBrokers(t, ctx, c.Addr(), []int32{0}, time.Second)
+	deadline = time.Now().Add(2 * time.Second)
+	for {
+		_, resp := brokerIDs(t, ctx, c.Addr())
+		a := brokerAddrs(resp)
+		ok := len(a) == 3
+		for id, addr := range a {
+			ok = ok && addr == c.Gateway.NodePortAddr("PLAINTEXT", id)
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after a gateway stopped, brokers are at %v", a)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if err := prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
@@ -133,6 +197,46 @@ func TestGatewaysShareLeadership(t *testing.T) {
 	}
 	if got != 800 {
 		t.Fatalf("consumed %d records, produced 800", got)
+	}
+}
+
+// TestBrokersAreGateways: with BrokersAreGateways (gateways behind one
+// load-balanced address), Metadata lists the live gateways, spreads
+// leadership and coordinators over them, and drops one that stops.
+func TestBrokersAreGateways(t *testing.T) {
+	asGateways := func(cfg *gateway.Config) { cfg.BrokersAreGateways = true }
+	c := testenv.InProcess(t, 1, testenv.Options{Gateway: asGateways})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	g1, err := gateway.Start(gateway.Config{Cluster: "test", Conn: c.Conn(), ID: 1, Addr: "127.0.0.1:0", BrokersAreGateways: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g1.Close()
+	waitBrokers(t, ctx, c.Addr(), []int32{0, 1}, 5*time.Second)
+	waitBrokers(t, ctx, g1.Addr(), []int32{0, 1}, 5*time.Second)
+	adm := kadm.NewClient(newClient(t, c.Addr()))
+	if r, err := adm.CreateTopic(ctx, 16, 1, nil, "spread"); err != nil || r.Err != nil {
+		t.Fatal(err, r.Err)
+	}
+	_, r0 := brokerIDs(t, ctx, c.Addr())
+	count := map[int32]int{}
+	for _, tp := range r0.Topics {
+		for _, p := range tp.Partitions {
+			count[p.Leader]++
+		}
+	}
+	if count[0] == 0 || count[1] == 0 || count[0]+count[1] != 16 {
+		t.Fatalf("leadership not spread over both gateways: %v", count)
+	}
+	prod := newClient(t, c.Addr(), kgo.DefaultProduceTopic("spread"))
+	if err := prod.ProduceSync(ctx, &kgo.Record{Value: []byte("v")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	g1.Close()
+	waitBrokers(t, ctx, c.Addr(), []int32{0}, time.Second)
+	if err := prod.ProduceSync(ctx, &kgo.Record{Value: []byte("v")}).FirstErr(); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -226,7 +330,7 @@ func TestNotLeaderRetried(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	broker := cl.Broker(0)
+	broker := cl.Broker(1) // node 1, at a gateway port that stands for it
 
 	if err := c.Gateway.PinStaleLeader(ctx, "moved", 0, wrong); err != nil {
 		t.Fatal(err)

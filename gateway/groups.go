@@ -14,8 +14,8 @@ import (
 	"github.com/strata-io/strata/meta"
 )
 
-// findCoordinator names a live gateway, spread by group or transactional
-// id: every gateway forwards group and transaction requests to the
+// findCoordinator names a broker, spread by group or transactional id:
+// every gateway forwards group and transaction requests to the
 // controller, which coordinates every group and transaction.
 func (g *Gateway) findCoordinator(ctx context.Context, req *kmsg.FindCoordinatorRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
@@ -27,8 +27,14 @@ func (g *Gateway) findCoordinator(ctx context.Context, req *kmsg.FindCoordinator
 		resp.ErrorCode = code
 		return resp
 	}
-	p := pick(g.liveOn(ctx), req.CoordinatorKey, 0)
-	resp.NodeID, resp.Host, resp.Port = p.id, p.host, p.port
+	snap, _ := g.cache.get(ctx, false)
+	bs, _, _ := g.brokers(ctx, snap)
+	if len(bs) == 0 {
+		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
+		return resp
+	}
+	b := coordinator(bs, req.CoordinatorKey)
+	resp.NodeID, resp.Host, resp.Port = b.id, b.host, b.port
 	return resp
 }
 

@@ -14,7 +14,7 @@ import (
 func TestIdempotentProducer(t *testing.T) {
 	c, ctx, _, adm := topicEnv(t, "idem", 1)
 	cl := newClient(t, c.Addr(), testenv.NamedTopics)
-	broker := cl.Broker(0)
+	broker := cl.Broker(1) // node 1, at a gateway port that stands for it
 	initReq := kmsg.NewPtrInitProducerIDRequest()
 	initReq.TransactionTimeoutMillis, initReq.ProducerID, initReq.ProducerEpoch = 60000, -1, -1
 	ir, err := broker.Request(ctx, initReq)

@@ -133,15 +133,20 @@ func (g *Gateway) offsetForLeaderEpoch(ctx context.Context, req *kmsg.OffsetForL
 	return resp
 }
 
-// describeCluster lists the live gateways as brokers and this one as the
-// controller, as Metadata does.
+// describeCluster lists the brokers and the controller as Metadata does.
 func (g *Gateway) describeCluster(ctx context.Context, req *kmsg.DescribeClusterRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.DescribeClusterResponse)
-	resp.ClusterID, resp.ControllerID = g.cfg.Cluster, g.cfg.ID
-	for _, p := range g.liveOn(ctx) {
-		b := kmsg.NewDescribeClusterResponseBroker()
-		b.NodeID, b.Host, b.Port = p.id, p.host, p.port
-		resp.Brokers = append(resp.Brokers, b)
+	snap, _ := g.cache.get(ctx, false)
+	bs, controller, _ := g.brokers(ctx, snap)
+	resp.ClusterID, resp.ControllerID = g.cfg.Cluster, controller
+	for _, b := range bs {
+		db := kmsg.NewDescribeClusterResponseBroker()
+		db.NodeID, db.Host, db.Port = b.id, b.host, b.port
+		if b.rack != "" {
+			rack := b.rack
+			db.Rack = &rack
+		}
+		resp.Brokers = append(resp.Brokers, db)
 	}
 	return resp
 }

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"slices"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -10,26 +11,30 @@ import (
 	"github.com/strata-io/strata/meta"
 )
 
-// metadata lists the live gateways as brokers and spreads partition
-// leadership over them by hashing: any gateway routes any partition, so
-// clients spread their connections. Unknown topics are created when the
+// metadata lists the nodes as brokers, each at a gateway's address
+// (brokers.go), with partitions led by their leader node. Unknown topics are created when the
 // client allows it and auto.create.topics.enable is on.
 func (g *Gateway) metadata(ctx context.Context, req *kmsg.MetadataRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
-	live := g.liveOn(ctx)
-	for _, p := range live {
-		b := kmsg.NewMetadataResponseBroker()
-		b.NodeID, b.Host, b.Port = p.id, p.host, p.port
-		resp.Brokers = append(resp.Brokers, b)
-	}
 	cluster := g.cfg.Cluster
 	resp.ClusterID = &cluster
-	resp.ControllerID = g.cfg.ID
 	snap, err := g.cache.get(ctx, true)
 	if err != nil {
 		g.logger.Warn("metadata read failed", "error", err)
 		snap = &snapshot{topics: map[string]meta.Topic{}, partitions: map[string][]meta.Partition{}, byID: map[[16]byte]string{}}
 	}
+	brokers, controller, byNode := g.brokers(ctx, snap)
+	for _, b := range brokers {
+		mb := kmsg.NewMetadataResponseBroker()
+		mb.NodeID, mb.Host, mb.Port = b.id, b.host, b.port
+		if b.rack != "" {
+			rack := b.rack
+			mb.Rack = &rack
+		}
+		resp.Brokers = append(resp.Brokers, mb)
+	}
+	resp.ControllerID = controller
+	listed := func(id int32) bool { return slices.ContainsFunc(brokers, func(b broker) bool { return b.id == id }) }
 	var names []string
 	if req.Topics == nil {
 		for name := range snap.topics {
@@ -108,9 +113,13 @@ func (g *Gateway) metadata(ctx context.Context, req *kmsg.MetadataRequest) kmsg.
 			mp := kmsg.NewMetadataResponseTopicPartition()
 			mp.Partition, mp.LeaderEpoch = p.Partition, p.LeaderEpoch
 			mp.Replicas, mp.ISR = p.Replicas, p.ISR
-			mp.Leader = pick(live, name, p.Partition).id
-			if p.Leader < 0 {
+			switch {
+			case p.Leader < 0 || byNode && !listed(p.Leader):
 				mp.Leader, mp.ErrorCode = -1, kerr.LeaderNotAvailable.Code
+			case byNode:
+				mp.Leader = p.Leader
+			default: // no node known yet: any gateway will do
+				mp.Leader = brokers[pickIndex(len(brokers), name, p.Partition)].id
 			}
 			mt.Partitions = append(mt.Partitions, mp)
 		}

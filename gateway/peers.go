@@ -38,6 +38,11 @@ type peerBeat struct {
 	// (Host and Port are the first's).
 	Listeners map[string]string `json:"listeners,omitempty"`
 	Leaving   bool              `json:"leaving,omitempty"`
+	// Gateways says it lists the gateways as brokers
+	// (Config.BrokersAreGateways), not the nodes. Gateways of one
+	// cluster should agree: a client told one thing by one and another
+	// by the next goes where it was not meant to.
+	Gateways bool `json:"gateways,omitempty"`
 	// Deaf says the gateway has not heard its own heartbeats come back:
 	// it sends on NATS but receives nothing, so no request through it
 	// can be answered. Other gateways stop listing it.
@@ -80,6 +85,7 @@ type peers struct {
 	conn     *nats.Conn
 	subject  string
 	conflict func(other string) // another gateway claims this id
+	mismatch func(id int32)     // another gateway lists brokers the other way
 	warned   map[string]bool
 	mu       sync.Mutex
 	seen     map[int32]seenPeer
@@ -94,8 +100,8 @@ type seenPeer struct {
 	at time.Time
 }
 
-func startPeers(conn *nats.Conn, cluster string, self peerBeat, conflict func(other string)) (*peers, error) {
-	p := &peers{self: self, conn: conn, subject: gatewayHeartbeatSubject(cluster), conflict: conflict,
+func startPeers(conn *nats.Conn, cluster string, self peerBeat, conflict func(other string), mismatch func(id int32)) (*peers, error) {
+	p := &peers{self: self, conn: conn, subject: gatewayHeartbeatSubject(cluster), conflict: conflict, mismatch: mismatch,
 		warned: map[string]bool{}, seen: map[int32]seenPeer{}, stop: make(chan struct{}), done: make(chan struct{})}
 	var err error
 	p.sub, err = conn.Subscribe(p.subject, p.onBeat)
@@ -134,17 +140,37 @@ func (p *peers) onBeat(m *nats.Msg) {
 		}
 		return
 	}
+	if b.Gateways != p.self.Gateways && !p.warned[mismatchKey(b.ID)] && p.mismatch != nil {
+		p.warned[mismatchKey(b.ID)] = true
+		p.mismatch(b.ID)
+	}
 	p.seen[b.ID] = seenPeer{peer{b.ID, b.Host, b.Port, b.Listeners}, time.Now()}
 }
+
+func mismatchKey(id int32) string { return "brokers/" + strconv.Itoa(int(id)) }
 
 func addr(host string, port int32) string {
 	return net.JoinHostPort(host, strconv.Itoa(int(port)))
 }
 
+// addListener advertises one more of this gateway's listeners.
+func (p *peers) addListener(name, addr string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ls := make(map[string]string, len(p.self.Listeners)+1)
+	for k, v := range p.self.Listeners {
+		ls[k] = v
+	}
+	ls[name] = addr
+	p.self.Listeners = ls
+}
+
 func (p *peers) publish(leaving bool) {
 	now := time.Now()
 	p.echo.Sent(now)
+	p.mu.Lock()
 	b := p.self
+	p.mu.Unlock()
 	b.Leaving, b.Deaf = leaving, p.echo.Deaf(p.conn, now, peerExpiry)
 	data, _ := json.Marshal(b)
 	p.conn.Publish(p.subject, data)
@@ -192,12 +218,12 @@ func (p *peers) live() []peer {
 	return out
 }
 
-// pick spreads keys over the live gateways: every gateway that sees the
+// pickIndex spreads keys over n brokers: every gateway that sees the
 // same set picks the same one for a key.
-func pick(live []peer, key string, n int32) peer {
+func pickIndex(n int, key string, partition int32) int {
 	h := fnv.New32a()
 	h.Write([]byte(key))
-	return live[(h.Sum32()+uint32(n))%uint32(len(live))]
+	return int((h.Sum32() + uint32(partition)) % uint32(n))
 }
 
 // liveOn lists the live gateways as a client on the request's listener

@@ -13,7 +13,7 @@ import (
 func TestDeafPeerDropped(t *testing.T) {
 	ns := natstest.Start(t)
 	start := func(id int32) *peers {
-		p, err := startPeers(ns.Connect(t), "test", peerBeat{ID: id, Host: "127.0.0.1", Port: 9000 + id}, nil)
+		p, err := startPeers(ns.Connect(t), "test", peerBeat{ID: id, Host: "127.0.0.1", Port: 9000 + id}, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -30,8 +30,8 @@ func pythonPath(t *testing.T) string {
 // client creates a topic and describes it and the cluster, the producer
 // writes to a topic that does not exist yet (it asks Metadata v1, which
 // Kafka treats as allowing auto-creation), and a consumer reads both
-// back. Not checked yet: that a partition's leader is one of its
-// replicas (docs/compatibility.md).
+// back. Every partition's leader is one of its replicas, and its ISR
+// within them, as the admin client checks.
 const kafkaPythonScript = `
 import sys
 from kafka import KafkaProducer, KafkaConsumer
@@ -44,6 +44,7 @@ for t in adm.describe_topics(["kp"]):
     assert len(t["partitions"]) == 3, t
     for p in t["partitions"]:
         assert len(p["replicas"]) == 3 and set(p["isr"]) <= set(p["replicas"]), p
+        assert p["leader"] in p["replicas"], p
 cluster = adm.describe_cluster()
 ids = [b["node_id"] for b in cluster["brokers"]]
 assert ids and cluster["controller_id"] in ids, cluster
@@ -75,6 +76,8 @@ parts = md.topics["ck"].partitions
 assert len(parts) == 3, parts
 for p in parts.values():
     assert p.leader in md.brokers and len(p.replicas) == 3 and set(p.isrs) <= set(p.replicas), (p.leader, p.replicas, p.isrs)
+    assert p.leader in p.replicas, (p.leader, p.replicas)
+assert sorted(md.brokers) == [1, 2, 3], md.brokers
 prod = Producer({"bootstrap.servers": bs, "acks": "all"})
 for i in range(30):
     prod.produce("ck", key=b"k%d" % i, value=b"v%d" % i)
@@ -92,12 +95,13 @@ print("ok")
 `
 
 // TestPythonClients runs kafka-python's and confluent-kafka's own
-// clients against three nodes: topics created and described through
+// clients against three nodes behind two gateways: topics created and described through
 // their admin clients, produced to (auto-created, for kafka-python's
 // Metadata v1), consumed back, alone and in a group.
 func TestPythonClients(t *testing.T) {
 	py := pythonPath(t)
 	c := testenv.InProcess(t, 3, testenv.Options{AutoCreateTopics: true})
+	c.StartGateway(1) // clients are told of the nodes at both gateways' ports
 	for _, s := range []struct{ name, script string }{{"kafka-python", kafkaPythonScript}, {"confluent-kafka", confluentKafkaScript}} {
 		t.Run(s.name, func(t *testing.T) {
 			file := filepath.Join(t.TempDir(), "client.py")

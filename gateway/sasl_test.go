@@ -73,7 +73,6 @@ func saslClusterIn(t *testing.T, reg *prometheus.Registry, tune func(*gateway.Co
 func TestSASLMechanisms(t *testing.T) {
 	gw := saslCluster(t, nil)
 	ext := gw.ListenerAddr("EXTERNAL")
-	_, extPort, _ := net.SplitHostPort(ext)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for _, m := range []struct {
@@ -92,8 +91,9 @@ func TestSASLMechanisms(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, b := range brokers {
-				if strconv.Itoa(int(b.Port)) != extPort {
-					t.Fatalf("Metadata names broker %s:%d, want the SASL listener's port %s", b.Host, b.Port, extPort)
+				want := gw.NodePortAddr("EXTERNAL", b.NodeID)
+				if got := net.JoinHostPort(b.Host, strconv.Itoa(int(b.Port))); got != want {
+					t.Fatalf("Metadata names broker %d at %s, want the SASL listener's port for it, %s", b.NodeID, got, want)
 				}
 			}
 			if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte("v")}).FirstErr(); err != nil {

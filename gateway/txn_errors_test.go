@@ -239,7 +239,7 @@ func TestTransactionsV2(t *testing.T) {
 // broker and fails the test if it gets no answer, and want, which fails
 // it when an answer's error code is not the one expected (nil: none).
 func rawCalls(ctx context.Context, t *testing.T, cl *kgo.Client) (func(kmsg.Request) kmsg.Response, func(string, int16, *kerr.Error)) {
-	broker := cl.Broker(0)
+	broker := cl.Broker(1) // node 1, at a gateway port that stands for it
 	call := func(req kmsg.Request) kmsg.Response {
 		t.Helper()
 		resp, err := broker.Request(ctx, req)

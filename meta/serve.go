@@ -119,8 +119,8 @@ func (m *Member) onApply(msg *nats.Msg) {
 
 // ReadRequest asks meta.read for part of the state.
 type ReadRequest struct {
-	// Kind is one of "topics" (topics and their partitions; Topic narrows
-	// to one), "nodes", "offsets" (Group's committed offsets), "tier"
+	// Kind is one of "topics" (topics and their partitions, and the
+	// nodes; Topic narrows to one topic and leaves out the nodes), "nodes", "offsets" (Group's committed offsets), "tier"
 	// (Topic and Partition's manifest) and "cluster" (nodes, which of
 	// them the controller hears, the controller, every partition).
 	Kind      string `json:"kind"`
@@ -209,7 +209,9 @@ func answerRead(v *View, req ReadRequest) (ReadResponse, error) {
 				resp.Partitions, err = v.Partitions(req.Topic)
 			}
 		} else if resp.Topics, err = v.Topics(); err == nil {
-			resp.Partitions, err = v.AllPartitions()
+			if resp.Partitions, err = v.AllPartitions(); err == nil {
+				resp.Nodes, err = v.Nodes()
+			}
 		}
 	case "nodes":
 		resp.Nodes, err = v.Nodes()

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"fmt"
+	"net"
 	"strconv"
 	"testing"
 
@@ -52,10 +53,18 @@ func (d *DockerEnv) Cluster(n int) *DockerCluster {
 			"--raft-addr", ip.String() + ":9646", "--bootstrap-expect", strconv.Itoa(n), "--admin-addr", "", "--tier-url", tierURL}
 		c.nodes[id] = d.runAt(ip, strataImage, fmt.Sprintf("node%d", id), args, creds, nil, wait.ForLog("strata node ready"))
 	}
-	kafka, admin := freePort(d.t), freePort(d.t)
+	// The gateway's port for node N is the listener's + N, on both sides
+	// of the mapping (--node-port-stride 1), as a deployment behind
+	// docker -p would run it.
+	host, base := freePorts(d.t, n+1)
+	kafka, admin := net.JoinHostPort(host, strconv.Itoa(base)), freePort(d.t)
+	ports := map[string]string{"9092/tcp": kafka, "9644/tcp": admin}
+	for id := 1; id <= n; id++ {
+		ports[strconv.Itoa(9092+id)+"/tcp"] = net.JoinHostPort(host, strconv.Itoa(base+id))
+	}
 	c.gateway = d.run(strataImage, "gateway", []string{"gateway", "--id", "0", "--nats", natsURL, "--kafka-addr", ":9092",
-		"--advertised-addr", kafka, "--admin-addr", ":9644"}, nil,
-		map[string]string{"9092/tcp": kafka, "9644/tcp": admin}, wait.ForLog("strata gateway ready"))
+		"--advertised-addr", kafka, "--node-port-stride", "1", "--admin-addr", ":9644"}, nil,
+		ports, wait.ForLog("strata gateway ready"))
 	c.Addr, c.AdminURL = kafka, "http://"+admin
 	return c
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -71,6 +72,34 @@ func freePort(t testing.TB) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// freePorts finds n consecutive free loopback ports and returns the
+// first's address.
+func freePorts(t testing.TB, n int) (host string, first int) {
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns := []net.Listener{ln}
+		base := ln.Addr().(*net.TCPAddr).Port
+		for p := base + 1; p < base+n; p++ {
+			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+			if err != nil {
+				break
+			}
+			lns = append(lns, l)
+		}
+		for _, l := range lns {
+			l.Close()
+		}
+		if len(lns) == n {
+			return "127.0.0.1", base
+		}
+	}
+	t.Fatalf("no %d consecutive free ports", n)
+	return "", 0
 }
 
 // MinIO runs MinIO from the image the Makefile builds, on the env's
