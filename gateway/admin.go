@@ -85,6 +85,8 @@ func (g *Gateway) deleteTopics(ctx context.Context, req *kmsg.DeleteTopicsReques
 			rt.ErrorCode = kerr.UnknownTopicID.Code
 		case !g.allowed(ctx, opDelete, rtTopic, name):
 			rt.ErrorCode = kerr.TopicAuthorizationFailed.Code
+		case name == offsetsTopic:
+			rt.ErrorCode = kerr.InvalidTopicException.Code // internal: read-only
 		default:
 			n := name
 			rt.Topic = &n
@@ -111,6 +113,8 @@ func (g *Gateway) createPartitions(ctx context.Context, req *kmsg.CreatePartitio
 		switch {
 		case !g.allowed(ctx, opAlter, rtTopic, rt.Topic):
 			st.ErrorCode = kerr.TopicAuthorizationFailed.Code
+		case rt.Topic == offsetsTopic:
+			st.ErrorCode = kerr.InvalidTopicException.Code // internal: read-only
 		case !ok:
 			st.ErrorCode = kerr.UnknownTopicOrPartition.Code
 		case rt.Count <= t.Partitions:

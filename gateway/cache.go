@@ -80,6 +80,7 @@ func (c *metadataCache) get(ctx context.Context, fresh bool) (*snapshot, error) 
 	s = &snapshot{version: r.Version, topics: map[string]meta.Topic{}, byID: map[[16]byte]string{},
 		partitions: map[string][]meta.Partition{}, features: r.Features, fetchedAt: time.Now(),
 		nodes: r.Nodes, controller: r.Controller}
+	s.byID[offsetsTopicID] = offsetsTopic
 	for _, t := range r.Topics {
 		s.topics[t.Name] = t
 		s.byID[t.ID] = t.Name

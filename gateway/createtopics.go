@@ -31,6 +31,11 @@ func (g *Gateway) createTopics(ctx context.Context, req *kmsg.CreateTopicsReques
 			resp.Topics = append(resp.Topics, st)
 			continue
 		}
+		if rt.Topic == offsetsTopic {
+			st.ErrorCode = kerr.TopicAlreadyExists.Code
+			resp.Topics = append(resp.Topics, st)
+			continue
+		}
 		var assignment [][]int32
 		if len(rt.ReplicaAssignment) > 0 {
 			assignment = make([][]int32, len(rt.ReplicaAssignment))

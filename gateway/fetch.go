@@ -25,6 +25,7 @@ func (g *Gateway) fetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.Respon
 	}
 	nameOf := g.topicNamer(ctx, req.GetVersion() >= 13, ids)
 	var refs []partRef
+	var internal []slot // partitions of __consumer_offsets
 	names := make([]string, len(req.Topics))
 	for i, rt := range req.Topics {
 		st := kmsg.NewFetchResponseTopic()
@@ -46,6 +47,8 @@ func (g *Gateway) fetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.Respon
 				sp.ErrorCode = kerr.UnknownTopicID.Code
 			case !authorized:
 				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+			case name == offsetsTopic:
+				internal = append(internal, slot{i, j})
 			default:
 				refs = append(refs, partRef{name, rp.Partition, slot{i, j}})
 			}
@@ -74,6 +77,14 @@ func (g *Gateway) fetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.Respon
 				func(ref partRef) *kmsg.FetchResponseTopicPartition { return &resp.Topics[ref.i].Partitions[ref.j] },
 				func(p *kmsg.FetchResponseTopicPartition) *int16 { return &p.ErrorCode })
 		}, func(ref partRef, code int16) { resp.Topics[ref.i].Partitions[ref.j].ErrorCode = code })
+	}
+	if len(internal) > 0 {
+		// Alone, it long-polls the state; with other partitions their
+		// leaders' polls do the waiting.
+		g.fetchOffsetsTopic(ctx, req, resp, internal, deadline, len(refs) == 0)
+		if len(refs) == 0 {
+			return resp
+		}
 	}
 	if len(refs) <= 1 {
 		round(time.Until(deadline))

@@ -15,7 +15,8 @@ import (
 // TestFranzGoIntegration runs franz-go's own integration tests of
 // transactions and consumer groups (TestTxnEtl: a consume-transform-
 // produce pipeline in transactions, checked for loss and duplicates;
-// TestGroupETL) against a one-node Strata cluster (as strata dev) and,
+// TestGroupETL; TestConsumeRegex, which needs __consumer_offsets listed as
+// internal) against a one-node Strata cluster (as strata dev) and,
 // with STRATA_FRANZ_THREE_NODES set (make test-long), a three-node one
 // (replication factor 3), from the franz-go module this project builds
 // with. They need the go command, and the module's
@@ -51,7 +52,7 @@ func TestFranzGoIntegration(t *testing.T) {
 			c := testenv.InProcess(t, n, testenv.Options{DeploymentTimeouts: true})
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 			defer cancel()
-			cmd := exec.CommandContext(ctx, goBin, "test", "-count=1", "-run", "^(TestTxnEtl|TestGroupETL)$", "-timeout", "9m", "./pkg/kgo")
+			cmd := exec.CommandContext(ctx, goBin, "test", "-count=1", "-run", "^(TestTxnEtl|TestGroupETL|TestConsumeRegex)$", "-timeout", "9m", "./pkg/kgo")
 			cmd.Dir = dir
 			cmd.Env = append(os.Environ(), "KGO_SEEDS="+c.Addr(), fmt.Sprintf("KGO_TEST_RF=%d", n), "KGO_LOG_LEVEL=none", "GOFLAGS=-mod=mod",
 				"GOCACHE="+goEnv(t, goBin, "GOCACHE"), "CGO_ENABLED=0")

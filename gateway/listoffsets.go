@@ -18,10 +18,13 @@ func (g *Gateway) listOffsets(ctx context.Context, req *kmsg.ListOffsetsRequest)
 		for j, rp := range rt.Partitions {
 			sp := kmsg.NewListOffsetsResponseTopicPartition()
 			sp.Partition, sp.Timestamp, sp.Offset, sp.LeaderEpoch = rp.Partition, -1, -1, -1
-			if authorized {
-				refs = append(refs, partRef{rt.Topic, rp.Partition, slot{i, j}})
-			} else {
+			switch {
+			case !authorized:
 				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+			case rt.Topic == offsetsTopic:
+				g.listOffsetsTopic(ctx, rp, &sp)
+			default:
+				refs = append(refs, partRef{rt.Topic, rp.Partition, slot{i, j}})
 			}
 			st.Partitions = append(st.Partitions, sp)
 		}
@@ -60,10 +63,13 @@ func (g *Gateway) deleteRecords(ctx context.Context, req *kmsg.DeleteRecordsRequ
 		for j, rp := range rt.Partitions {
 			sp := kmsg.NewDeleteRecordsResponseTopicPartition()
 			sp.Partition, sp.LowWatermark = rp.Partition, -1
-			if authorized {
-				refs = append(refs, partRef{rt.Topic, rp.Partition, slot{i, j}})
-			} else {
+			switch {
+			case !authorized:
 				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+			case rt.Topic == offsetsTopic:
+				sp.ErrorCode = kerr.InvalidTopicException.Code // internal: read-only
+			default:
+				refs = append(refs, partRef{rt.Topic, rp.Partition, slot{i, j}})
 			}
 			st.Partitions = append(st.Partitions, sp)
 		}
@@ -102,10 +108,15 @@ func (g *Gateway) offsetForLeaderEpoch(ctx context.Context, req *kmsg.OffsetForL
 		for j, rp := range rt.Partitions {
 			sp := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
 			sp.Partition, sp.LeaderEpoch, sp.EndOffset = rp.Partition, -1, -1
-			if authorized {
-				refs = append(refs, partRef{rt.Topic, rp.Partition, slot{i, j}})
-			} else {
+			switch {
+			case !authorized:
 				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+			case rt.Topic == offsetsTopic: // one epoch, 0, to the end
+				lo := kmsg.NewListOffsetsResponseTopicPartition()
+				g.listOffsetsTopic(ctx, kmsg.ListOffsetsRequestTopicPartition{Partition: rp.Partition, Timestamp: -1}, &lo)
+				sp.ErrorCode, sp.LeaderEpoch, sp.EndOffset = lo.ErrorCode, 0, lo.Offset
+			default:
+				refs = append(refs, partRef{rt.Topic, rp.Partition, slot{i, j}})
 			}
 			st.Partitions = append(st.Partitions, sp)
 		}

@@ -40,6 +40,7 @@ func (g *Gateway) metadata(ctx context.Context, req *kmsg.MetadataRequest) kmsg.
 		for name := range snap.topics {
 			names = append(names, name)
 		}
+		names = append(names, offsetsTopic)
 	} else {
 		for _, t := range req.Topics {
 			switch {
@@ -73,7 +74,7 @@ func (g *Gateway) metadata(ctx context.Context, req *kmsg.MetadataRequest) kmsg.
 	created := false
 	createDenied := map[string]bool{}
 	for _, name := range names {
-		if _, ok := snap.topics[name]; ok || req.Topics == nil || !allowCreate || !g.cfg.AutoCreateTopics {
+		if _, ok := snap.topics[name]; ok || name == offsetsTopic || req.Topics == nil || !allowCreate || !g.cfg.AutoCreateTopics {
 			continue
 		}
 		if !g.mayCreateTopic(ctx, name) {
@@ -90,6 +91,10 @@ func (g *Gateway) metadata(ctx context.Context, req *kmsg.MetadataRequest) kmsg.
 		}
 	}
 	for _, name := range names {
+		if name == offsetsTopic {
+			resp.Topics = append(resp.Topics, offsetsTopicMetadata(brokers, controller))
+			continue
+		}
 		mt := kmsg.NewMetadataResponseTopic()
 		n := name
 		mt.Topic = &n

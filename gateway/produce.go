@@ -44,6 +44,8 @@ func (g *Gateway) produce(ctx context.Context, req *kmsg.ProduceRequest) kmsg.Re
 				sp.ErrorCode = kerr.UnknownTopicID.Code
 			case !authorized:
 				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+			case name == offsetsTopic:
+				sp.ErrorCode = kerr.InvalidTopicException.Code // Kafka: "Cannot append to internal topic"
 			default:
 				refs = append(refs, partRef{name, rp.Partition, slot{i, j}})
 			}

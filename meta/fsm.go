@@ -426,7 +426,10 @@ func (w *writer) deleteTopic(c *DeleteTopic) (*ApplyResult, error) {
 	doomed = append(doomed, w.keys(retiredTopicPrefix(c.Name))...) // the objects go with the topic's
 	doomed = append(doomed, w.keys(tierCleanerTopicPrefix(c.Name))...)
 	for _, k := range w.keys([]byte(keyOffset)) {
-		if _, topic, _, ok := parseOffsetKey(k); ok && topic == c.Name {
+		if group, topic, _, ok := parseOffsetKey(k); ok && topic == c.Name {
+			if err := w.pinOffsetsLog(OffsetsPartition(group)); err != nil {
+				return nil, err
+			}
 			doomed = append(doomed, k)
 		}
 	}
@@ -598,8 +601,7 @@ func (w *writer) alterISR(c *AlterISR) (*ApplyResult, error) {
 
 func (w *writer) commitOffsets(c *CommitOffsets) (*ApplyResult, error) {
 	for i := range c.Offsets {
-		o := &c.Offsets[i]
-		if err := w.set(offsetKey(o.Group, o.Topic, o.Partition), o.encode()); err != nil {
+		if err := w.putOffset(c.Offsets[i]); err != nil {
 			return nil, err
 		}
 	}
@@ -611,6 +613,9 @@ func (w *writer) deleteOffsets(c *DeleteOffsets) (*ApplyResult, error) {
 		_, topic, p, ok := parseOffsetKey(k)
 		if !ok || (c.Topic != "" && topic != c.Topic) || (len(c.Partitions) > 0 && !slices.Contains(c.Partitions, p)) {
 			continue
+		}
+		if err := w.pinOffsetsLog(OffsetsPartition(c.Group)); err != nil {
+			return nil, err
 		}
 		if err := w.delete(k); err != nil {
 			return nil, err

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"time"
 
@@ -119,7 +121,7 @@ func (m *Member) onApply(msg *nats.Msg) {
 
 // ReadRequest asks meta.read for part of the state.
 type ReadRequest struct {
-	// Kind is one of "topics" (topics and their partitions, and the
+	// Kind is one of "consumer_offsets" (LogFrom), "topics" (topics and their partitions, and the
 	// nodes; Topic narrows to one topic and leaves out the nodes), "nodes", "offsets" (Group's committed offsets), "tier"
 	// (Topic and Partition's manifest) and "cluster" (nodes, which of
 	// them the controller hears, the controller, every partition).
@@ -127,16 +129,26 @@ type ReadRequest struct {
 	Topic     string `json:"topic,omitempty"`
 	Partition int32  `json:"partition,omitempty"`
 	Group     string `json:"group,omitempty"`
+	// LogFrom asks "consumer_offsets": the __consumer_offsets
+	// partitions to read, each from its offset (offsetslog.go).
+	LogFrom map[int32]int64 `json:"log_from,omitempty"`
 }
+
+// offsetsLogLimit bounds the commits a "consumer_offsets" read returns
+// per partition.
+const offsetsLogLimit = 2000
 
 // ReadResponse is the answer: the state at Version.
 type ReadResponse struct {
-	Version    uint64        `json:"version"`
-	Topics     []Topic       `json:"topics,omitempty"`
-	Partitions []Partition   `json:"partitions,omitempty"`
-	Nodes      []Node        `json:"nodes,omitempty"`
-	Offsets    []Offset      `json:"offsets,omitempty"`
-	Tier       []TierSegment `json:"tier,omitempty"`
+	Version    uint64      `json:"version"`
+	Topics     []Topic     `json:"topics,omitempty"`
+	Partitions []Partition `json:"partitions,omitempty"`
+	Nodes      []Node      `json:"nodes,omitempty"`
+	Offsets    []Offset    `json:"offsets,omitempty"`
+	// LogEnds answers "consumer_offsets": each partition's next offset
+	// (its Offsets come with their LogOffset, by partition and offset).
+	LogEnds map[int32]int64 `json:"log_ends,omitempty"`
+	Tier    []TierSegment   `json:"tier,omitempty"`
 	// Reassignments answers "reassignments": the moves in progress.
 	Reassignments []Reassignment `json:"reassignments,omitempty"`
 	// Credentials answers "credentials": every SCRAM credential.
@@ -228,6 +240,13 @@ func answerRead(v *View, req ReadRequest) (ReadResponse, error) {
 		}
 	case "offsets":
 		resp.Offsets, err = v.GroupOffsets(req.Group)
+	case "consumer_offsets":
+		var byPart map[int32][]Offset
+		if byPart, resp.LogEnds, err = v.OffsetsLog(req.LogFrom, offsetsLogLimit); err == nil {
+			for _, p := range slices.Sorted(maps.Keys(byPart)) {
+				resp.Offsets = append(resp.Offsets, byPart[p]...)
+			}
+		}
 	case "tier":
 		resp.Tier, err = v.TierSegments(req.Topic, req.Partition)
 	case "credentials":

@@ -53,6 +53,10 @@ type Offset struct {
 	Metadata    string
 	// CommitTimeMs is the proposer's clock at commit.
 	CommitTimeMs int64
+	// LogOffset is the commit's offset in its partition of the
+	// __consumer_offsets view (offsetslog.go), set when the state records
+	// it; -1 in commands and in records from before the view.
+	LogOffset int64
 }
 
 // TierSegment is a tier manifest entry: one uploaded segment.
@@ -285,6 +289,7 @@ func (o *Offset) encode() []byte {
 	e.varint(int64(o.LeaderEpoch))
 	e.string(o.Metadata)
 	e.varint(o.CommitTimeMs)
+	e.varint(o.LogOffset)
 	return e.b
 }
 
@@ -305,6 +310,10 @@ func decodeOffset(b []byte) (Offset, error) {
 		return o, fmt.Errorf("%w: offset record version %d", ErrUnknownCommand, v)
 	}
 	o.decode(&d)
+	o.LogOffset = -1
+	if len(d.b) > 0 { // recorded since the __consumer_offsets view
+		o.LogOffset = d.varint()
+	}
 	return o, d.finish("offset")
 }
 

@@ -652,7 +652,7 @@ func (w *writer) completeTxn(c *CompleteTxn) (*ApplyResult, error) {
 		for i := range t.Offsets {
 			o := &t.Offsets[i]
 			o.CommitTimeMs = c.NowMs
-			if err := w.set(offsetKey(o.Group, o.Topic, o.Partition), o.encode()); err != nil {
+			if err := w.putOffset(*o); err != nil {
 				return nil, err
 			}
 		}

@@ -1,0 +1,195 @@
+package gateway
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"hash/crc32"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/strata-io/strata/meta"
+)
+
+// __consumer_offsets is a read-only internal topic: its records are
+// generated from the committed offsets in the metadata state
+// (meta/offsetslog.go), in Kafka's offset-commit key (v1) and value (v3)
+// formats, so that lag monitors that consume it see what they would on
+// Kafka. It is listed as internal (clients never match it by regex), is
+// led by the metadata controller and replicated over the nodes (as the
+// state is), and refuses writes as Kafka does.
+
+const offsetsTopic = "__consumer_offsets"
+
+// offsetsTopicID is the topic's id: fixed, as there is one per cluster.
+var offsetsTopicID = func() [16]byte {
+	h := sha256.Sum256([]byte("strata " + offsetsTopic))
+	var id [16]byte
+	copy(id[:], h[:])
+	return id
+}()
+
+// offsetsTopicMetadata is its Metadata entry.
+func offsetsTopicMetadata(brokers []broker, controller int32) kmsg.MetadataResponseTopic {
+	mt := kmsg.NewMetadataResponseTopic()
+	name := offsetsTopic
+	mt.Topic, mt.TopicID, mt.IsInternal = &name, offsetsTopicID, true
+	var ids []int32
+	for _, b := range brokers {
+		ids = append(ids, b.id)
+	}
+	for p := range int32(meta.OffsetsTopicPartitions) {
+		mp := kmsg.NewMetadataResponseTopicPartition()
+		mp.Partition, mp.Leader, mp.Replicas, mp.ISR = p, controller, ids, ids
+		if len(ids) == 0 {
+			mp.Leader, mp.ErrorCode = -1, kerr.LeaderNotAvailable.Code
+		}
+		mt.Partitions = append(mt.Partitions, mp)
+	}
+	return mt
+}
+
+// offsetsTopicPoll is how often a long-polling fetch of the topic reads
+// the state again.
+const offsetsTopicPoll = 200 * time.Millisecond
+
+// fetchOffsetsTopic answers the request's partitions of
+// __consumer_offsets (at slots): each from the committed offsets at or
+// past its fetch offset. When wait is set and none has records, it reads
+// again until the deadline.
+func (g *Gateway) fetchOffsetsTopic(ctx context.Context, req *kmsg.FetchRequest, resp *kmsg.FetchResponse, slots []slot, deadline time.Time, wait bool) {
+	for {
+		from := map[int32]int64{}
+		for _, s := range slots {
+			rp := req.Topics[s.i].Partitions[s.j]
+			if rp.Partition >= 0 && rp.Partition < meta.OffsetsTopicPartitions {
+				from[rp.Partition] = max(rp.FetchOffset, 0)
+			}
+		}
+		r, err := g.meta.Read(ctx, meta.ReadRequest{Kind: "consumer_offsets", LogFrom: from})
+		byPart := map[int32][]meta.Offset{}
+		if err == nil {
+			for _, o := range r.Offsets {
+				p := meta.OffsetsPartition(o.Group)
+				byPart[p] = append(byPart[p], o)
+			}
+		}
+		got := false
+		for _, s := range slots {
+			rp := req.Topics[s.i].Partitions[s.j]
+			sp := &resp.Topics[s.i].Partitions[s.j]
+			switch {
+			case rp.Partition < 0 || rp.Partition >= meta.OffsetsTopicPartitions:
+				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				continue
+			case err != nil:
+				sp.ErrorCode = kerr.NotLeaderForPartition.Code // retriable: the controller may be moving
+				continue
+			}
+			end := r.LogEnds[rp.Partition]
+			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = end, end, 0
+			if rp.FetchOffset < 0 || rp.FetchOffset > end {
+				sp.ErrorCode = kerr.OffsetOutOfRange.Code
+				continue
+			}
+			sp.ErrorCode = 0
+			if b := offsetsBatch(byPart[rp.Partition], int(rp.PartitionMaxBytes)); len(b) > 0 {
+				sp.RecordBatches, got = b, true
+			}
+		}
+		if got || !wait || err != nil || time.Until(deadline) <= 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(min(offsetsTopicPoll, time.Until(deadline))):
+		}
+	}
+}
+
+// offsetsBatch encodes commits (by log offset) as one record batch of at
+// most maxBytes, or of the first commit when that alone is more.
+func offsetsBatch(os []meta.Offset, maxBytes int) []byte {
+	if len(os) == 0 {
+		return nil
+	}
+	base, firstTs, maxTs := os[0].LogOffset, os[0].CommitTimeMs, os[0].CommitTimeMs
+	var body []byte
+	n, last := 0, base
+	for _, o := range os {
+		key := (&kmsg.OffsetCommitKey{Version: 1, Group: o.Group, Topic: o.Topic, Partition: o.Partition}).AppendTo(nil)
+		value := (&kmsg.OffsetCommitValue{Version: 3, Offset: o.Offset, LeaderEpoch: o.LeaderEpoch, Metadata: o.Metadata,
+			CommitTimestamp: o.CommitTimeMs}).AppendTo(nil)
+		rec := kmsg.Record{Key: key, Value: value, OffsetDelta: int32(o.LogOffset - base), TimestampDelta64: o.CommitTimeMs - firstTs}
+		rec.Length = int32(len(rec.AppendTo(nil)) - 1) // what follows the length (encoded as 0, one byte)
+		enc := rec.AppendTo(nil)
+		if n > 0 && recordBatchOverhead+len(body)+len(enc) > maxBytes {
+			break
+		}
+		body = append(body, enc...)
+		n, last, maxTs = n+1, o.LogOffset, max(maxTs, o.CommitTimeMs)
+	}
+	b := kmsg.RecordBatch{
+		FirstOffset:          base,
+		PartitionLeaderEpoch: 0,
+		Magic:                2,
+		LastOffsetDelta:      int32(last - base),
+		FirstTimestamp:       firstTs,
+		MaxTimestamp:         maxTs,
+		ProducerID:           -1,
+		ProducerEpoch:        -1,
+		FirstSequence:        -1,
+		NumRecords:           int32(n),
+		Records:              body,
+	}
+	out := b.AppendTo(nil)
+	// Length covers everything after itself; the CRC everything after
+	// the attributes' start (Kafka's batch format).
+	binary.BigEndian.PutUint32(out[8:], uint32(len(out)-12))
+	binary.BigEndian.PutUint32(out[17:], crc32.Checksum(out[21:], crc32.MakeTable(crc32.Castagnoli)))
+	return out
+}
+
+// recordBatchOverhead is a record batch's header size.
+const recordBatchOverhead = 61
+
+// listOffsetsTopic answers ListOffsets for a partition of
+// __consumer_offsets: earliest 0, latest its end, and by timestamp the
+// first commit at or after it.
+func (g *Gateway) listOffsetsTopic(ctx context.Context, rp kmsg.ListOffsetsRequestTopicPartition, sp *kmsg.ListOffsetsResponseTopicPartition) {
+	if rp.Partition < 0 || rp.Partition >= meta.OffsetsTopicPartitions {
+		sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+		return
+	}
+	r, err := g.meta.Read(ctx, meta.ReadRequest{Kind: "consumer_offsets", LogFrom: map[int32]int64{rp.Partition: 0}})
+	if err != nil {
+		sp.ErrorCode = kerr.NotLeaderForPartition.Code
+		return
+	}
+	end := r.LogEnds[rp.Partition]
+	sp.ErrorCode, sp.LeaderEpoch, sp.Timestamp = 0, 0, -1
+	switch rp.Timestamp {
+	case -2: // earliest
+		sp.Offset = 0
+	case -1: // latest
+		sp.Offset = end
+	case -3: // the record with the largest timestamp
+		sp.Offset = -1
+		for _, o := range r.Offsets {
+			if o.CommitTimeMs >= sp.Timestamp {
+				sp.Offset, sp.Timestamp = o.LogOffset, o.CommitTimeMs
+			}
+		}
+	default:
+		sp.Offset = -1
+		for _, o := range r.Offsets { // by log offset
+			if o.CommitTimeMs >= rp.Timestamp {
+				sp.Offset, sp.Timestamp = o.LogOffset, o.CommitTimeMs
+				break
+			}
+		}
+	}
+}

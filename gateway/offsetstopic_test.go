@@ -1,0 +1,193 @@
+package gateway_test
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/strata-io/strata/testenv"
+)
+
+// TestConsumerOffsetsTopic commits random offsets for random groups and
+// reads them back as a lag monitor does, by consuming __consumer_offsets
+// and decoding Kafka's offset-commit records: the latest record of each
+// key holds the latest commit, while the consumer tails the topic through
+// more commits. The topic is listed as internal, left out of regex
+// subscriptions, places a group in Kafka's partition for it, and refuses
+// writes with Kafka's errors.
+func TestConsumerOffsetsTopic(t *testing.T) {
+	seed := testenv.Seed(t)
+	rng := rand.New(rand.NewPCG(seed, 5))
+	c := testenv.InProcess(t, 1, testenv.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cl := newClient(t, c.Addr())
+	adm := kadm.NewClient(cl)
+	for _, topic := range []string{"orders", "payments"} {
+		if r, err := adm.CreateTopic(ctx, 4, 1, nil, topic); err != nil || r.Err != nil {
+			t.Fatal(err, r.Err)
+		}
+	}
+
+	// Listed as internal, in Kafka's shape.
+	md, err := adm.Metadata(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ot, ok := md.Topics["__consumer_offsets"]
+	if !ok || !ot.IsInternal || len(ot.Partitions) != 50 {
+		t.Fatalf("__consumer_offsets in Metadata: %v internal %v, %d partitions", ok, ot.IsInternal, len(ot.Partitions))
+	}
+	for _, p := range ot.Partitions {
+		if !slices.Contains(p.Replicas, p.Leader) {
+			t.Fatalf("partition %d: leader %d not among replicas %v", p.Partition, p.Leader, p.Replicas)
+		}
+	}
+	regex := newClient(t, c.Addr(), kgo.ConsumeTopics(".*"), kgo.ConsumeRegex())
+	for {
+		regex.ForceMetadataRefresh()
+		topics := regex.GetConsumeTopics()
+		if len(topics) == 2 {
+			if slices.Contains(topics, "__consumer_offsets") {
+				t.Fatalf("a regex subscription matched the internal topic: %v", topics)
+			}
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("regex subscription: %v", topics)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	type key struct {
+		group, topic string
+		partition    int32
+	}
+	want := map[key]int64{}
+	commits := 0
+	groups := []string{"my-group", "billing", "grüße", "reporting", "etl"}
+	commit := func(n int) {
+		t.Helper()
+		for range n {
+			g := groups[rng.IntN(len(groups))]
+			offs := kadm.Offsets{}
+			for range 1 + rng.IntN(3) {
+				topic := []string{"orders", "payments"}[rng.IntN(2)]
+				p := rng.Int32N(4)
+				o := rng.Int64N(1_000_000)
+				offs.Add(kadm.Offset{Topic: topic, Partition: p, At: o, LeaderEpoch: -1})
+			}
+			resp, err := adm.CommitOffsets(ctx, g, offs)
+			if err == nil {
+				err = resp.Error()
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			offs.Each(func(o kadm.Offset) {
+				want[key{g, o.Topic, o.Partition}] = o.At
+				commits++
+			})
+		}
+	}
+	commit(40)
+
+	// The partition's ends count the commits written to them.
+	ends, err := adm.ListEndOffsets(ctx, "__consumer_offsets")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum int64
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Err != nil {
+			t.Fatal(o.Err)
+		}
+		sum += o.Offset
+	})
+	if sum != int64(commits) {
+		t.Fatalf("__consumer_offsets ends add up to %d, %d offsets committed", sum, commits)
+	}
+
+	// A lag monitor's consumer, from the start.
+	cons := newClient(t, c.Addr(), kgo.ConsumeTopics("__consumer_offsets"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxWait(500*time.Millisecond))
+	got := map[key]int64{}
+	read := func(what string) {
+		t.Helper()
+		for !maps.Equal(got, want) {
+			fs := cons.PollFetches(ctx)
+			if ctx.Err() != nil {
+				t.Fatalf("%s: read %d keys, want %d (seed %d)", what, len(got), len(want), seed)
+			}
+			if err := fs.Err0(); err != nil {
+				t.Fatal(err)
+			}
+			fs.EachRecord(func(r *kgo.Record) {
+				var k kmsg.OffsetCommitKey
+				var v kmsg.OffsetCommitValue
+				if err := k.ReadFrom(r.Key); err != nil || k.Version != 1 {
+					t.Fatalf("offset %d: key version %d: %v", r.Offset, k.Version, err)
+				}
+				if err := v.ReadFrom(r.Value); err != nil || v.Version != 3 {
+					t.Fatalf("offset %d: value version %d: %v", r.Offset, v.Version, err)
+				}
+				if exp := kafkaPartition(k.Group); r.Partition != exp {
+					t.Fatalf("group %s in partition %d, Kafka puts it in %d", k.Group, r.Partition, exp)
+				}
+				got[key{k.Group, k.Topic, k.Partition}] = v.Offset
+			})
+		}
+	}
+	read("from the start")
+	commit(25) // tailed as they come
+	read("tailing")
+
+	// Writes are refused as Kafka refuses them.
+	raw := newClient(t, c.Addr(), testenv.NamedTopics).Broker(1)
+	presp, err := raw.Request(ctx, testenv.ProduceRequest("__consumer_offsets", -1, testenv.Batch([]byte("x"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := presp.(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode; code != kerr.InvalidTopicException.Code {
+		t.Fatalf("produce to __consumer_offsets: %v", kerr.ErrorForCode(code))
+	}
+	// (kadm returns the topic's error as its own too.)
+	if r, err := adm.DeleteTopic(ctx, "__consumer_offsets"); !errors.Is(r.Err, kerr.InvalidTopicException) {
+		t.Fatalf("delete __consumer_offsets: %v %v", err, r.Err)
+	}
+	if r, err := adm.CreateTopic(ctx, 1, 1, nil, "__consumer_offsets"); !errors.Is(r.Err, kerr.TopicAlreadyExists) {
+		t.Fatalf("create __consumer_offsets: %v %v", err, r.Err)
+	}
+}
+
+// kafkaPartition is Kafka's __consumer_offsets partition for a group,
+// computed here independently of the gateway: Java's String.hashCode
+// over UTF-16 units, Kafka's Utils.abs, modulo 50.
+func kafkaPartition(group string) int32 {
+	var h int32
+	for _, r := range group {
+		if r >= 0x10000 {
+			r -= 0x10000
+			h = 31*h + int32(0xD800+(r>>10))
+			h = 31*h + int32(0xDC00+(r&0x3FF))
+			continue
+		}
+		h = 31*h + int32(r)
+	}
+	switch {
+	case h == -1<<31:
+		h = 0
+	case h < 0:
+		h = -h
+	}
+	return h % 50
+}

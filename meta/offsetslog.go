@@ -1,0 +1,188 @@
+package meta
+
+import (
+	"cmp"
+	"encoding/binary"
+	"slices"
+	"unicode/utf16"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Committed offsets live in the state, but lag tools read Kafka's
+// internal topic __consumer_offsets. The state gives each commit an
+// offset in a partition of that topic, as Kafka's group coordinator
+// appends it to one: the partition is Kafka's (the group id's Java hash
+// modulo OffsetsTopicPartitions), and each partition counts its commits.
+// A partition's records are then the latest commit of each key, at the
+// offset it was written: the view a compacted __consumer_offsets gives.
+
+// OffsetsTopicPartitions is the number of __consumer_offsets partitions
+// (Kafka's offsets.topic.num.partitions default).
+const OffsetsTopicPartitions = 50
+
+// keyOffsetsLog holds each partition's next offset (8 bytes):
+// ol/<partition:4>.
+const keyOffsetsLog = "ol/"
+
+func offsetsLogKey(p int32) []byte {
+	return binary.BigEndian.AppendUint32([]byte(keyOffsetsLog), uint32(p))
+}
+
+// OffsetsPartition is the __consumer_offsets partition of a group, as
+// Kafka computes it: abs(groupId.hashCode()) % partitions, with Java's
+// String.hashCode over UTF-16 code units and Kafka's Utils.abs (which
+// maps MinInt32 to 0).
+func OffsetsPartition(group string) int32 {
+	var h int32
+	for _, u := range utf16.Encode([]rune(group)) {
+		h = 31*h + int32(u)
+	}
+	if h == -1<<31 {
+		h = 0
+	} else if h < 0 {
+		h = -h
+	}
+	return h % OffsetsTopicPartitions
+}
+
+// putOffset records a commit at the next offset of its group's
+// partition.
+func (w *writer) putOffset(o Offset) error {
+	p := OffsetsPartition(o.Group)
+	next, err := w.offsetsLogEnd(p)
+	if err != nil {
+		return err
+	}
+	o.LogOffset = next
+	if err := w.set(offsetKey(o.Group, o.Topic, o.Partition), o.encode()); err != nil {
+		return err
+	}
+	return w.set(offsetsLogKey(p), binary.BigEndian.AppendUint64(nil, uint64(next+1)))
+}
+
+// pinOffsetsLog records partition p's end before a commit in it is
+// deleted, so that the end never goes back: until then a partition of
+// only commits from before the view ends at their count.
+func (w *writer) pinOffsetsLog(p int32) error {
+	if _, err := w.txn.Get(offsetsLogKey(p)); err != badger.ErrKeyNotFound {
+		return err
+	}
+	end, err := w.offsetsLogEnd(p)
+	if err != nil {
+		return err
+	}
+	return w.set(offsetsLogKey(p), binary.BigEndian.AppendUint64(nil, uint64(end)))
+}
+
+// offsetsLogEnd is partition p's next offset. The first time, commits
+// recorded before the view are given the offsets the view showed them
+// at (legacyOffsets), and recorded with them.
+func (w *writer) offsetsLogEnd(p int32) (int64, error) {
+	item, err := w.txn.Get(offsetsLogKey(p))
+	if err == nil {
+		var n int64
+		err = item.Value(func(v []byte) error {
+			if len(v) == 8 {
+				n = int64(binary.BigEndian.Uint64(v))
+			}
+			return nil
+		})
+		return n, err
+	}
+	if err != badger.ErrKeyNotFound {
+		return 0, err
+	}
+	var legacy []Offset
+	if err := scanOffsets(w.txn, func(o Offset) {
+		if o.LogOffset < 0 && OffsetsPartition(o.Group) == p {
+			legacy = append(legacy, o)
+		}
+	}); err != nil {
+		return 0, err
+	}
+	for i, o := range legacy { // in key order, as the view numbered them
+		o.LogOffset = int64(i)
+		if err := w.set(offsetKey(o.Group, o.Topic, o.Partition), o.encode()); err != nil {
+			return 0, err
+		}
+	}
+	return int64(len(legacy)), nil
+}
+
+// scanOffsets calls fn with every committed offset, in key order.
+func scanOffsets(txn *badger.Txn, fn func(Offset)) error {
+	opts := badger.DefaultIteratorOptions
+	opts.Prefix = []byte(keyOffset)
+	it := txn.NewIterator(opts)
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		err := it.Item().Value(func(v []byte) error {
+			o, err := decodeOffset(v)
+			if err == nil {
+				fn(o)
+			}
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// OffsetsLog reads __consumer_offsets partitions: for each partition of
+// from, the commits at or past its offset there (at most limit per
+// partition, by offset), and each partition's end (next offset).
+func (v *View) OffsetsLog(from map[int32]int64, limit int) (map[int32][]Offset, map[int32]int64, error) {
+	out := map[int32][]Offset{}
+	ends := map[int32]int64{}
+	legacy := map[int32]int64{} // commits from before the view, numbered in key order
+	counted := map[int32]bool{}
+	for p := range from {
+		item, err := v.txn.Get(offsetsLogKey(p))
+		switch {
+		case err == nil:
+			err = item.Value(func(b []byte) error {
+				if len(b) == 8 {
+					ends[p] = int64(binary.BigEndian.Uint64(b))
+				}
+				return nil
+			})
+			if err != nil {
+				return nil, nil, err
+			}
+		case err == badger.ErrKeyNotFound:
+			counted[p] = true // its end is its legacy commits' count
+		default:
+			return nil, nil, err
+		}
+	}
+	err := scanOffsets(v.txn, func(o Offset) {
+		p := OffsetsPartition(o.Group)
+		start, ok := from[p]
+		if !ok {
+			return
+		}
+		if o.LogOffset < 0 {
+			o.LogOffset = legacy[p]
+			legacy[p]++
+		}
+		if o.LogOffset >= start {
+			out[p] = append(out[p], o)
+		}
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	for p := range counted {
+		ends[p] = legacy[p]
+	}
+	for p, os := range out {
+		slices.SortFunc(os, func(a, b Offset) int { return cmp.Compare(a.LogOffset, b.LogOffset) })
+		if len(os) > limit {
+			out[p] = os[:limit]
+		}
+	}
+	return out, ends, nil
+}
