@@ -23,7 +23,7 @@ var apis = map[int16]apiRange{
 	1:  {4, 17}, // Fetch
 	2:  {1, 8},  // ListOffsets
 	3:  {0, 12}, // Metadata
-	8:  {2, 8},  // OffsetCommit
+	8:  {2, 9},  // OffsetCommit (v9: by member epoch in consumer groups, KIP-848)
 	9:  {1, 7},  // OffsetFetch
 	10: {0, 3},  // FindCoordinator
 	11: {0, 7},  // JoinGroup
@@ -63,6 +63,8 @@ var apis = map[int16]apiRange{
 	61: {0, 0},  // DescribeProducers
 	65: {0, 0},  // DescribeTransactions
 	66: {0, 2},  // ListTransactions
+	68: {0, 1},  // ConsumerGroupHeartbeat (KIP-848)
+	69: {0, 1},  // ConsumerGroupDescribe (KIP-848)
 }
 
 func supported(key, version int16) bool {

@@ -52,7 +52,7 @@ func TestFranzGoIntegration(t *testing.T) {
 			c := testenv.InProcess(t, n, testenv.Options{DeploymentTimeouts: true})
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 			defer cancel()
-			cmd := exec.CommandContext(ctx, goBin, "test", "-count=1", "-run", "^(TestTxnEtl|TestGroupETL|TestConsumeRegex)$", "-timeout", "9m", "./pkg/kgo")
+			cmd := exec.CommandContext(ctx, goBin, "test", "-count=1", "-run", "^(TestTxnEtl|TestGroupETL|TestConsumeRegex|Test848RegexBrokerResolves)$", "-timeout", "9m", "./pkg/kgo")
 			cmd.Dir = dir
 			cmd.Env = append(os.Environ(), "KGO_SEEDS="+c.Addr(), fmt.Sprintf("KGO_TEST_RF=%d", n), "KGO_LOG_LEVEL=none", "GOFLAGS=-mod=mod",
 				"GOCACHE="+goEnv(t, goBin, "GOCACHE"), "CGO_ENABLED=0")

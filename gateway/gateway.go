@@ -767,7 +767,7 @@ func (g *Gateway) handle(ctx context.Context, h requestHeader, req kmsg.Request)
 		return g.findCoordinator(ctx, r)
 	case *kmsg.JoinGroupRequest, *kmsg.SyncGroupRequest, *kmsg.HeartbeatRequest, *kmsg.LeaveGroupRequest,
 		*kmsg.OffsetCommitRequest, *kmsg.OffsetFetchRequest, *kmsg.ListGroupsRequest, *kmsg.DescribeGroupsRequest,
-		*kmsg.DeleteGroupsRequest, *kmsg.OffsetDeleteRequest:
+		*kmsg.DeleteGroupsRequest, *kmsg.OffsetDeleteRequest, *kmsg.ConsumerGroupHeartbeatRequest, *kmsg.ConsumerGroupDescribeRequest:
 		denied, forward, fix := g.authorizeGroup(ctx, req)
 		if denied != nil {
 			return denied

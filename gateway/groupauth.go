@@ -38,6 +38,23 @@ func (g *Gateway) authorizeGroup(ctx context.Context, req kmsg.Request) (denied 
 		if groupDenied(r.Group, opRead) {
 			return groupError(req, kerr.GroupAuthorizationFailed.Code), nil, nil
 		}
+	case *kmsg.ConsumerGroupHeartbeatRequest:
+		if groupDenied(r.Group, opRead) {
+			return groupError(req, kerr.GroupAuthorizationFailed.Code), nil, nil
+		}
+	case *kmsg.ConsumerGroupDescribeRequest:
+		return nil, req, func(resp kmsg.Response) kmsg.Response {
+			if d, ok := resp.(*kmsg.ConsumerGroupDescribeResponse); ok {
+				for i := range d.Groups {
+					if groupDenied(d.Groups[i].Group, opDescribe) {
+						e := kmsg.NewConsumerGroupDescribeResponseGroup()
+						e.Group, e.ErrorCode = d.Groups[i].Group, kerr.GroupAuthorizationFailed.Code
+						d.Groups[i] = e
+					}
+				}
+			}
+			return resp
+		}
 	case *kmsg.OffsetCommitRequest:
 		if groupDenied(r.Group, opRead) {
 			return groupError(req, kerr.GroupAuthorizationFailed.Code), nil, nil

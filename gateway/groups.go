@@ -96,6 +96,14 @@ func groupError(req kmsg.Request, code int16) kmsg.Response {
 		r.ErrorCode = code
 	case *kmsg.OffsetDeleteResponse:
 		r.ErrorCode = code
+	case *kmsg.ConsumerGroupHeartbeatResponse:
+		r.ErrorCode = code
+	case *kmsg.ConsumerGroupDescribeResponse:
+		for _, g := range req.(*kmsg.ConsumerGroupDescribeRequest).Groups {
+			dg := kmsg.NewConsumerGroupDescribeResponseGroup()
+			dg.Group, dg.ErrorCode = g, code
+			r.Groups = append(r.Groups, dg)
+		}
 	case *kmsg.DescribeGroupsResponse:
 		for _, g := range req.(*kmsg.DescribeGroupsRequest).Groups {
 			dg := kmsg.NewDescribeGroupsResponseGroup()

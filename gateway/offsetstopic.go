@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
 	"hash/crc32"
 	"time"
@@ -21,15 +20,9 @@ import (
 // led by the metadata controller and replicated over the nodes (as the
 // state is), and refuses writes as Kafka does.
 
-const offsetsTopic = "__consumer_offsets"
+const offsetsTopic = meta.OffsetsTopic
 
-// offsetsTopicID is the topic's id: fixed, as there is one per cluster.
-var offsetsTopicID = func() [16]byte {
-	h := sha256.Sum256([]byte("strata " + offsetsTopic))
-	var id [16]byte
-	copy(id[:], h[:])
-	return id
-}()
+var offsetsTopicID = meta.OffsetsTopicID
 
 // offsetsTopicMetadata is its Metadata entry.
 func offsetsTopicMetadata(brokers []broker, controller int32) kmsg.MetadataResponseTopic {

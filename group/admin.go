@@ -3,6 +3,7 @@ package group
 import (
 	"context"
 	"slices"
+	"strings"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -28,6 +29,12 @@ func (c *Coordinator) ListGroups(ctx context.Context, req *kmsg.ListGroupsReques
 			all[id] = entry{g.state.String(), g.protocolType}
 		}
 	}
+	typ := map[string]string{}
+	for id, g := range c.consumers {
+		if len(g.members) > 0 {
+			all[id], typ[id] = entry{g.state(), "consumer"}, "consumer"
+		}
+	}
 	c.mu.Unlock()
 	ids := make([]string, 0, len(all))
 	for id := range all {
@@ -39,8 +46,15 @@ func (c *Coordinator) ListGroups(ctx context.Context, req *kmsg.ListGroupsReques
 		if len(req.StatesFilter) > 0 && !slices.Contains(req.StatesFilter, e.state) {
 			continue
 		}
+		t := typ[id]
+		if t == "" {
+			t = "classic"
+		}
+		if len(req.TypesFilter) > 0 && !slices.ContainsFunc(req.TypesFilter, func(f string) bool { return strings.EqualFold(f, t) }) {
+			continue
+		}
 		lg := kmsg.NewListGroupsResponseGroup()
-		lg.Group, lg.ProtocolType, lg.GroupState, lg.GroupType = id, e.protocolType, e.state, "classic"
+		lg.Group, lg.ProtocolType, lg.GroupState, lg.GroupType = id, e.protocolType, e.state, t
 		resp.Groups = append(resp.Groups, lg)
 	}
 	return resp
@@ -53,13 +67,22 @@ func (c *Coordinator) ListGroups(ctx context.Context, req *kmsg.ListGroupsReques
 func (c *Coordinator) DescribeGroups(ctx context.Context, req *kmsg.DescribeGroupsRequest) *kmsg.DescribeGroupsResponse {
 	resp := req.ResponseKind().(*kmsg.DescribeGroupsResponse)
 	withOffsets := map[string]bool{}
+	var names map[[16]byte]string // topic names, for consumer-protocol groups
 	c.mu.Lock()
 	for _, id := range req.Groups {
 		if c.groups[id] == nil {
 			withOffsets[id] = false
 		}
+		if cg := c.consumers[id]; cg != nil && len(cg.members) > 0 && names == nil {
+			names = map[[16]byte]string{}
+		}
 	}
 	c.mu.Unlock()
+	if names != nil {
+		for _, t := range c.topicsNow() {
+			names[t.id] = t.name
+		}
+	}
 	for id := range withOffsets {
 		if os, err := c.store.GroupOffsets(ctx, id); err == nil && len(os) > 0 {
 			withOffsets[id] = true
@@ -73,6 +96,10 @@ func (c *Coordinator) DescribeGroups(ctx context.Context, req *kmsg.DescribeGrou
 		g := c.groups[id]
 		if g == nil && withOffsets[id] {
 			dg.State, dg.ProtocolType = "Empty", "consumer"
+		}
+		if cg := c.consumers[id]; cg != nil && len(cg.members) > 0 {
+			resp.Groups = append(resp.Groups, cg.describeClassic(names))
+			continue
 		}
 		if g != nil {
 			dg.State, dg.ProtocolType, dg.Protocol = g.state.String(), g.protocolType, g.protocol
@@ -112,14 +139,15 @@ func (c *Coordinator) DeleteGroups(ctx context.Context, req *kmsg.DeleteGroupsRe
 		dg.Group = id
 		c.mu.Lock()
 		g := c.groups[id]
-		active := g != nil && len(g.members) > 0
+		cg := c.consumers[id]
+		active := g != nil && len(g.members) > 0 || cg != nil && len(cg.members) > 0
 		c.mu.Unlock()
 		switch {
 		case err != nil:
 			dg.ErrorCode = kerr.CoordinatorNotAvailable.Code
 		case active:
 			dg.ErrorCode = kerr.NonEmptyGroup.Code
-		case g == nil && !slices.Contains(withOffsets, id):
+		case g == nil && cg == nil && !slices.Contains(withOffsets, id):
 			dg.ErrorCode = kerr.GroupIDNotFound.Code
 		default:
 			if err := c.store.DeleteOffsets(ctx, id, "", nil); err != nil {
@@ -129,6 +157,9 @@ func (c *Coordinator) DeleteGroups(ctx context.Context, req *kmsg.DeleteGroupsRe
 			c.mu.Lock()
 			if g := c.groups[id]; g != nil && len(g.members) == 0 {
 				delete(c.groups, id)
+			}
+			if cg := c.consumers[id]; cg != nil && len(cg.members) == 0 {
+				delete(c.consumers, id)
 			}
 			c.mu.Unlock()
 		}

@@ -54,8 +54,11 @@ type Coordinator struct {
 	logger *slog.Logger
 	mu     sync.Mutex
 	groups map[string]*group
-	stop   chan struct{}
-	wg     sync.WaitGroup
+	// consumers are the groups on the KIP-848 consumer protocol
+	// (consumer.go); a group id is in at most one of the two maps.
+	consumers map[string]*consumerGroup
+	stop      chan struct{}
+	wg        sync.WaitGroup
 }
 
 type group struct {
@@ -93,7 +96,7 @@ func New(store OffsetStore, logger *slog.Logger) *Coordinator {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	c := &Coordinator{store: store, logger: logger, groups: map[string]*group{}, stop: make(chan struct{})}
+	c := &Coordinator{store: store, logger: logger, groups: map[string]*group{}, consumers: map[string]*consumerGroup{}, stop: make(chan struct{})}
 	c.wg.Add(1)
 	go c.tickLoop()
 	return c
@@ -123,9 +126,19 @@ func (c *Coordinator) tickLoop() {
 		case <-c.stop:
 			return
 		case now := <-t.C:
+			var topics map[string]topicInfo // read once, if a member expires
+			topicsOnce := func() map[string]topicInfo {
+				if topics == nil {
+					topics = c.topicsNow()
+				}
+				return topics
+			}
 			c.mu.Lock()
 			for _, g := range c.groups {
 				c.expireLocked(g, now)
+			}
+			for _, g := range c.consumers {
+				c.expireConsumersLocked(g, now, topicsOnce)
 			}
 			c.mu.Unlock()
 		}
@@ -179,6 +192,11 @@ func (c *Coordinator) JoinGroup(ctx context.Context, req *kmsg.JoinGroupRequest,
 		return fail(kerr.InvalidSessionTimeout.Code)
 	}
 	c.mu.Lock()
+	if cg := c.consumers[req.Group]; cg != nil && len(cg.members) > 0 {
+		c.mu.Unlock()
+		return fail(kerr.InconsistentGroupProtocol.Code) // its members use the consumer protocol
+	}
+	delete(c.consumers, req.Group) // an empty consumer group becomes a classic one
 	g := c.groupLocked(req.Group)
 	if g.protocolType != "" && len(g.members) > 0 && req.ProtocolType != g.protocolType {
 		c.mu.Unlock()

@@ -20,9 +20,16 @@ func (c *Coordinator) OffsetCommit(ctx context.Context, req *kmsg.OffsetCommitRe
 	code := int16(0)
 	c.mu.Lock()
 	g := c.groups[req.Group]
+	cg := c.consumers[req.Group]
 	switch {
 	case req.Group == "":
 		code = kerr.InvalidGroupID.Code
+	case cg != nil && req.Generation < 0 && req.MemberID == "":
+		if len(cg.members) > 0 {
+			code = kerr.UnknownMemberID.Code
+		}
+	case cg != nil:
+		code = checkConsumerLocked(cg, req.MemberID, req.Generation)
 	case req.Generation < 0 && req.MemberID == "":
 		if g != nil && len(g.members) > 0 {
 			code = kerr.UnknownMemberID.Code
@@ -152,5 +159,8 @@ func (c *Coordinator) CheckMember(group, member string, generation int32) int16 
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if cg := c.consumers[group]; cg != nil {
+		return checkConsumerLocked(cg, member, generation)
+	}
 	return c.checkLocked(c.groups[group], member, generation)
 }

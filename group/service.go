@@ -183,6 +183,10 @@ func (s *Service) handle(msg *nats.Msg) {
 		resp = coord.Heartbeat(r)
 	case *kmsg.LeaveGroupRequest:
 		resp = coord.LeaveGroup(r)
+	case *kmsg.ConsumerGroupHeartbeatRequest:
+		resp = coord.ConsumerGroupHeartbeat(r, msg.Header.Get(rpc.HeaderClientID), "")
+	case *kmsg.ConsumerGroupDescribeRequest:
+		resp = coord.ConsumerGroupDescribe(r)
 	case *kmsg.OffsetCommitRequest:
 		resp = coord.OffsetCommit(ctx, r)
 	case *kmsg.OffsetFetchRequest:

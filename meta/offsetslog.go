@@ -2,6 +2,7 @@ package meta
 
 import (
 	"cmp"
+	"crypto/sha256"
 	"encoding/binary"
 	"slices"
 	"unicode/utf16"
@@ -20,6 +21,17 @@ import (
 // OffsetsTopicPartitions is the number of __consumer_offsets partitions
 // (Kafka's offsets.topic.num.partitions default).
 const OffsetsTopicPartitions = 50
+
+// OffsetsTopic is the internal topic's name, and OffsetsTopicID its id:
+// fixed, as there is one per cluster.
+const OffsetsTopic = "__consumer_offsets"
+
+var OffsetsTopicID = func() [16]byte {
+	h := sha256.Sum256([]byte("strata " + OffsetsTopic))
+	var id [16]byte
+	copy(id[:], h[:])
+	return id
+}()
 
 // keyOffsetsLog holds each partition's next offset (8 bytes):
 // ol/<partition:4>.
