@@ -30,6 +30,7 @@ func devCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "kafka-addr", Value: "127.0.0.1:9092", EnvVars: envVars("kafka-addr"), Usage: "Kafka listener address"},
 			&ucli.StringFlag{Name: "admin-addr", Value: "127.0.0.1:9644", EnvVars: envVars("admin-addr"), Usage: "HTTP admin address (/healthz, /readyz); empty to disable"},
 			diskHighWatermarkFlag, txnMaxTimeoutFlag, txnIDExpirationFlag, cleanerBackoffFlag, cleanerDedupeFlag, cleanerIOFlag,
+			groupConsumerSessionFlag, groupConsumerHeartbeatFlag,
 			&ucli.StringFlag{Name: "raft-addr", Value: "127.0.0.1:9646", EnvVars: envVars("raft-addr"), Usage: "metadata Raft address (loopback; keep it stable across restarts)"},
 			numPartitionsFlag(), debugFlag, tierFetchRateFlag, partitionMetricsFlag, bootstrapUserFlag,
 			&ucli.BoolFlag{Name: "secure", EnvVars: envVars("secure"),
@@ -68,6 +69,10 @@ func devCommand() *ucli.Command {
 			if err != nil {
 				return fmt.Errorf("dev: %w", err)
 			}
+			groupSession, groupHeartbeat, err := groupConsumerTimings(c)
+			if err != nil {
+				return fmt.Errorf("dev: %w", err)
+			}
 			cleaner, err := cleanerSettings(c)
 			if err != nil {
 				return fmt.Errorf("dev: %w", err)
@@ -86,6 +91,7 @@ func devCommand() *ucli.Command {
 				numPartitions: int32(c.Int("num-partitions")), logger: newLogger(c), noPartitionMetrics: !c.Bool("partition-metrics"),
 				tierPrices: tierPrices(c), listener: listener, security: sec, adminSec: adminSec,
 				txnMaxTimeout: txnMaxTimeout, txnIDExpiration: txnIDExpiration, cleaner: cleaner,
+				groupSession: groupSession, groupHeartbeat: groupHeartbeat,
 			}, nil)
 		},
 	}
@@ -98,6 +104,7 @@ type devConfig struct {
 	tierOrphanGrace, tierReconcileInterval  time.Duration
 	diskHighWatermark                       float64
 	txnMaxTimeout, txnIDExpiration          time.Duration
+	groupSession, groupHeartbeat            time.Duration
 	cleaner                                 node.CleanerSettings
 	topicDefaults                           map[string]string
 	numPartitions                           int32
@@ -193,6 +200,7 @@ func runDev(ctx context.Context, cfg devConfig, ready func(kafkaAddr string)) er
 		TierReconcileInterval: cfg.tierReconcileInterval, DiskHighWatermark: cfg.diskHighWatermark, Logger: logger,
 		HeartbeatInterval: 500 * time.Millisecond, SessionTimeout: 3 * time.Second,
 		TxnMaxTimeout: cfg.txnMaxTimeout, TxnIDExpiration: cfg.txnIDExpiration, Cleaner: cfg.cleaner,
+		GroupConsumerSessionTimeout: cfg.groupSession, GroupConsumerHeartbeatInterval: cfg.groupHeartbeat,
 		Registry: admin.registry, NoPartitionMetrics: cfg.noPartitionMetrics,
 		BootstrapUser: cfg.security.bootUser, BootstrapPassword: cfg.security.bootPassword,
 		OnBootstrapUser: func(created bool) { announceBootstrapUser(logger, cfg.security, created) },

@@ -109,6 +109,24 @@ var (
 		Usage: "a transactional id idle this long is forgotten (transactional.id.expiration.ms)"}
 )
 
+// The consumer protocol's (KIP-848) timings, as Kafka's broker configs.
+var (
+	groupConsumerSessionFlag = &ucli.DurationFlag{Name: "group-consumer-session-timeout", Value: 45 * time.Second, EnvVars: envVars("group-consumer-session-timeout"),
+		Usage: "a consumer-protocol group member silent this long is removed (group.consumer.session.timeout.ms)"}
+	groupConsumerHeartbeatFlag = &ucli.DurationFlag{Name: "group-consumer-heartbeat-interval", Value: 5 * time.Second, EnvVars: envVars("group-consumer-heartbeat-interval"),
+		Usage: "how often consumer-protocol members heartbeat, and so how soon they hear of a rebalance (group.consumer.heartbeat.interval.ms)"}
+)
+
+// groupConsumerTimings reads them: the heartbeat must be positive and
+// shorter than the session.
+func groupConsumerTimings(c *ucli.Context) (session, heartbeat time.Duration, err error) {
+	session, heartbeat = c.Duration("group-consumer-session-timeout"), c.Duration("group-consumer-heartbeat-interval")
+	if heartbeat <= 0 || session <= heartbeat {
+		err = fmt.Errorf("--group-consumer-heartbeat-interval %v and --group-consumer-session-timeout %v: want a positive interval shorter than the session", heartbeat, session)
+	}
+	return session, heartbeat, err
+}
+
 // The log cleaner's settings, as Kafka's broker configs.
 var (
 	cleanerBackoffFlag = &ucli.DurationFlag{Name: "log-cleaner-backoff", Value: node.DefaultCleanerInterval, EnvVars: envVars("log-cleaner-backoff"),
@@ -185,6 +203,7 @@ func nodeCommand() *ucli.Command {
 			bootstrapUserFlag,
 			&ucli.StringFlag{Name: "admin-addr", EnvVars: envVars("admin-addr"), Usage: "HTTP admin address (/healthz, /readyz)"},
 			diskHighWatermarkFlag, txnMaxTimeoutFlag, txnIDExpirationFlag, cleanerBackoffFlag, cleanerDedupeFlag, cleanerIOFlag,
+			groupConsumerSessionFlag, groupConsumerHeartbeatFlag,
 			&ucli.DurationFlag{Name: "replica-lag-time-max", Value: 30 * time.Second, EnvVars: envVars("replica-lag-time-max"),
 				Usage: "a follower not caught up for this long leaves the ISR (replica.lag.time.max.ms)"},
 			clusterFlag, debugFlag,
@@ -199,6 +218,10 @@ func nodeCommand() *ucli.Command {
 				return fmt.Errorf("node: %w", err)
 			}
 			txnMaxTimeout, txnIDExpiration, err := txnLimits(c)
+			if err != nil {
+				return fmt.Errorf("node: %w", err)
+			}
+			groupSession, groupHeartbeat, err := groupConsumerTimings(c)
 			if err != nil {
 				return fmt.Errorf("node: %w", err)
 			}
@@ -251,6 +274,7 @@ func nodeCommand() *ucli.Command {
 				TierReconcileInterval: c.Duration("tier-reconcile-interval"),
 				DiskHighWatermark:     c.Float64("disk-high-watermark"), ReplicaLagMax: c.Duration("replica-lag-time-max"), Logger: logger,
 				TxnMaxTimeout: txnMaxTimeout, TxnIDExpiration: txnIDExpiration, Cleaner: cleaner,
+				GroupConsumerSessionTimeout: groupSession, GroupConsumerHeartbeatInterval: groupHeartbeat,
 				StreamAddr: streamAddr, StreamAdvertised: c.String("advertised-stream-addr"),
 				Registry: admin.registry, NoPartitionMetrics: !c.Bool("partition-metrics"),
 				BootstrapUser: bootUser, BootstrapPassword: bootPassword, RaftTLS: raftTLS,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -337,5 +338,69 @@ func TestConsumerGroupRollingRestart(t *testing.T) {
 	own.mu.Unlock()
 	for _, cl := range members {
 		cl.Close()
+	}
+}
+
+// TestConsumerGroupStaticMember: a static member that leaves for a
+// restart (epoch -2) keeps its partitions: the other member does not get
+// them meanwhile, and when it comes back under a new member id it gets the
+// same partitions at once; a second claim on its live instance is refused.
+func TestConsumerGroupStaticMember(t *testing.T) {
+	c := testenv.InProcess(t, 1, testenv.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl := newClient(t, c.Addr())
+	if r, err := kadm.NewClient(cl).CreateTopic(ctx, 4, 1, nil, "t"); err != nil || r.Err != nil {
+		t.Fatal(err, r.Err)
+	}
+	var topicID [16]byte
+	beat := func(member, instance string, epoch int32, owned []int32) *kmsg.ConsumerGroupHeartbeatResponse {
+		t.Helper()
+		r := heartbeat848(t, ctx, cl, func(r *kmsg.ConsumerGroupHeartbeatRequest) {
+			r.Group, r.MemberID, r.MemberEpoch, r.SubscribedTopicNames = "static", member, epoch, []string{"t"}
+			r.Topics = []kmsg.ConsumerGroupHeartbeatRequestTopic{}
+			if len(owned) > 0 {
+				r.Topics = []kmsg.ConsumerGroupHeartbeatRequestTopic{{TopicID: topicID, Partitions: owned}}
+			}
+			if instance != "" {
+				r.InstanceID = &instance
+			}
+		})
+		if r.Assignment != nil && len(r.Assignment.Topics) > 0 {
+			topicID = r.Assignment.Topics[0].TopicID
+		}
+		return r
+	}
+	parts := func(r *kmsg.ConsumerGroupHeartbeatResponse) []int32 {
+		if r.Assignment == nil || len(r.Assignment.Topics) == 0 {
+			return nil
+		}
+		return r.Assignment.Topics[0].Partitions
+	}
+	// Two static members settle on two partitions each.
+	a := beat("a1", "instance-a", 0, nil)
+	b := beat("b1", "instance-b", 0, nil)
+	a = beat("a1", "instance-a", a.MemberEpoch, parts(a)) // revokes two
+	a = beat("a1", "instance-a", a.MemberEpoch, parts(a))
+	b = beat("b1", "instance-b", b.MemberEpoch, nil) // gets them
+	if len(parts(a)) != 2 || len(parts(b)) != 2 || b.ErrorCode != 0 {
+		t.Fatalf("settled: a %v, b %v (%v)", parts(a), parts(b), kerr.ErrorForCode(b.ErrorCode))
+	}
+	aParts := parts(a)
+	left := beat("a1", "instance-a", -2, nil)
+	if left.ErrorCode != 0 || left.MemberEpoch != -2 {
+		t.Fatalf("static leave: %v epoch %d", kerr.ErrorForCode(left.ErrorCode), left.MemberEpoch)
+	}
+	// The other member's heartbeats do not take them meanwhile.
+	if b2 := beat("b1", "instance-b", b.MemberEpoch, parts(b)); len(parts(b2)) != 2 || b2.ErrorCode != 0 {
+		t.Fatalf("while a restarts, b holds %v (%v)", parts(b2), kerr.ErrorForCode(b2.ErrorCode))
+	}
+	// Back under a new member id: the same partitions, at once.
+	back := beat("a2", "instance-a", 0, nil)
+	if back.ErrorCode != 0 || !slices.Equal(parts(back), aParts) {
+		t.Fatalf("the returning static member got %v (%v), had %v", parts(back), kerr.ErrorForCode(back.ErrorCode), aParts)
+	}
+	if r := beat("a3", "instance-a", 0, nil); r.ErrorCode != kerr.UnreleasedInstanceID.Code {
+		t.Fatalf("claiming a live instance: %v", kerr.ErrorForCode(r.ErrorCode))
 	}
 }

@@ -27,12 +27,27 @@ import (
 // only once no other member holds it. No partition is ever owned by two
 // members at once.
 
-// Kafka's group.consumer.* defaults.
+// Kafka's group.consumer.session.timeout.ms and
+// group.consumer.heartbeat.interval.ms defaults.
 const (
-	consumerSessionTimeout    = 45 * time.Second
-	consumerHeartbeatInterval = 5 * time.Second
-	defaultServerAssignor     = "uniform"
+	DefaultConsumerSessionTimeout    = 45 * time.Second
+	DefaultConsumerHeartbeatInterval = 5 * time.Second
+	defaultServerAssignor            = "uniform"
 )
+
+// SetConsumerTimeouts sets the consumer protocol's session timeout and
+// heartbeat interval (zero: Kafka's defaults).
+func (c *Coordinator) SetConsumerTimeouts(session, heartbeat time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.consumerSession, c.consumerHeartbeat = DefaultConsumerSessionTimeout, DefaultConsumerHeartbeatInterval
+	if session > 0 {
+		c.consumerSession = session
+	}
+	if heartbeat > 0 {
+		c.consumerHeartbeat = heartbeat
+	}
+}
 
 type tp struct {
 	id [16]byte
@@ -430,7 +445,6 @@ func newConsumerMemberID() string {
 // leave (-1), static leave (-2) or a member's heartbeat.
 func (c *Coordinator) ConsumerGroupHeartbeat(req *kmsg.ConsumerGroupHeartbeatRequest, clientID, clientHost string) *kmsg.ConsumerGroupHeartbeatResponse {
 	resp := req.ResponseKind().(*kmsg.ConsumerGroupHeartbeatResponse)
-	resp.HeartbeatIntervalMillis = int32(consumerHeartbeatInterval.Milliseconds())
 	fail := func(code int16, msg string) *kmsg.ConsumerGroupHeartbeatResponse {
 		resp.ErrorCode = code
 		if msg != "" {
@@ -455,6 +469,7 @@ func (c *Coordinator) ConsumerGroupHeartbeat(req *kmsg.ConsumerGroupHeartbeatReq
 	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	resp.HeartbeatIntervalMillis = int32(c.consumerHeartbeat.Milliseconds())
 	if cg := c.groups[req.Group]; cg != nil && len(cg.members) > 0 {
 		return fail(kerr.GroupIDNotFound.Code, "the group uses the classic protocol")
 	}
@@ -611,7 +626,7 @@ func (c *Coordinator) consumerJoinLocked(g *consumerGroup, req *kmsg.ConsumerGro
 // kept partitions past their rebalance timeout.
 func (c *Coordinator) expireConsumersLocked(g *consumerGroup, now time.Time, topics func() map[string]topicInfo) {
 	for _, m := range g.members {
-		late := now.Sub(m.lastSeen) > consumerSessionTimeout
+		late := now.Sub(m.lastSeen) > c.consumerSession
 		stuck := !m.revokeBy.IsZero() && now.After(m.revokeBy)
 		if late || stuck {
 			c.logger.Info("consumer group member fenced", "group", g.id, "member", m.id, "session_expired", late, "revocation_timed_out", stuck)

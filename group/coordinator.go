@@ -57,8 +57,11 @@ type Coordinator struct {
 	// consumers are the groups on the KIP-848 consumer protocol
 	// (consumer.go); a group id is in at most one of the two maps.
 	consumers map[string]*consumerGroup
-	stop      chan struct{}
-	wg        sync.WaitGroup
+	// consumerSession and consumerHeartbeat are the consumer protocol's
+	// group.consumer.session.timeout.ms and heartbeat.interval.ms.
+	consumerSession, consumerHeartbeat time.Duration
+	stop                               chan struct{}
+	wg                                 sync.WaitGroup
 }
 
 type group struct {
@@ -96,7 +99,8 @@ func New(store OffsetStore, logger *slog.Logger) *Coordinator {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	c := &Coordinator{store: store, logger: logger, groups: map[string]*group{}, consumers: map[string]*consumerGroup{}, stop: make(chan struct{})}
+	c := &Coordinator{store: store, logger: logger, groups: map[string]*group{}, consumers: map[string]*consumerGroup{},
+		consumerSession: DefaultConsumerSessionTimeout, consumerHeartbeat: DefaultConsumerHeartbeatInterval, stop: make(chan struct{})}
 	c.wg.Add(1)
 	go c.tickLoop()
 	return c

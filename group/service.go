@@ -43,6 +43,11 @@ type Service struct {
 // Kafka's defaults).
 type Options struct {
 	TxnMaxTimeout, TxnIDExpiration time.Duration
+	// ConsumerSessionTimeout and ConsumerHeartbeatInterval are the
+	// consumer protocol's (KIP-848) group.consumer.session.timeout.ms
+	// and group.consumer.heartbeat.interval.ms (zero: Kafka's 45 s and
+	// 5 s).
+	ConsumerSessionTimeout, ConsumerHeartbeatInterval time.Duration
 }
 
 // Start subscribes the service.
@@ -107,6 +112,7 @@ func (s *Service) coordinator() (*Coordinator, *txn.Coordinator) {
 	}
 	if s.coord == nil {
 		s.coord = New(memberStore{s.member}, s.logger)
+		s.coord.SetConsumerTimeouts(s.opts.ConsumerSessionTimeout, s.opts.ConsumerHeartbeatInterval)
 	}
 	if s.txn == nil {
 		s.txn = txn.New(txn.Config{Store: memberStore{s.member}, Markers: s.sendMarkers, Members: s.coord.CheckMember,

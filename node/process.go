@@ -52,6 +52,9 @@ type ProcessConfig struct {
 	// transactional.id.expiration.ms (zero: Kafka's 15 minutes and 7
 	// days).
 	TxnMaxTimeout, TxnIDExpiration time.Duration
+	// GroupConsumerSessionTimeout and GroupConsumerHeartbeatInterval:
+	// see group.Options.
+	GroupConsumerSessionTimeout, GroupConsumerHeartbeatInterval time.Duration
 	// MaintainInterval and Cleaner: see Config.
 	MaintainInterval time.Duration
 	Cleaner          CleanerSettings
@@ -146,7 +149,8 @@ func StartProcess(cfg ProcessConfig) (*Process, error) {
 		m.Close()
 		return nil, wrapErr("partitions", err)
 	}
-	g, err := group.Start(m, cfg.Conn, cfg.Cluster, cfg.ID, cfg.Logger, group.Options{TxnMaxTimeout: cfg.TxnMaxTimeout, TxnIDExpiration: cfg.TxnIDExpiration})
+	g, err := group.Start(m, cfg.Conn, cfg.Cluster, cfg.ID, cfg.Logger, group.Options{TxnMaxTimeout: cfg.TxnMaxTimeout, TxnIDExpiration: cfg.TxnIDExpiration,
+		ConsumerSessionTimeout: cfg.GroupConsumerSessionTimeout, ConsumerHeartbeatInterval: cfg.GroupConsumerHeartbeatInterval})
 	if err != nil {
 		if ss != nil {
 			ss.Close()

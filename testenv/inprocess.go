@@ -61,6 +61,9 @@ type Options struct {
 	DeploymentTimeouts bool
 	// TxnIDExpiration: transactional.id.expiration.ms (zero: 7 days).
 	TxnIDExpiration time.Duration
+	// GroupConsumerHeartbeat: group.consumer.heartbeat.interval.ms
+	// (zero: 5 s).
+	GroupConsumerHeartbeat time.Duration
 	// CleanerIOBytesPerSecond paces the log cleaner's reads (zero:
 	// unlimited), as --log-cleaner-io-max-bytes-per-second.
 	CleanerIOBytesPerSecond float64
@@ -126,6 +129,7 @@ func InProcess(t testing.TB, n int, opts Options) *Cluster {
 	for id := int32(1); id <= int32(n); id++ {
 		cfg := testNodeConfig(id, n, dirs[id-1], freePort(t), opts.MaintainInterval, opts.Logger)
 		cfg.TxnIDExpiration = opts.TxnIDExpiration
+		cfg.GroupConsumerHeartbeatInterval = opts.GroupConsumerHeartbeat
 		cfg.Cleaner.IOBytesPerSecond = opts.CleanerIOBytesPerSecond
 		if opts.DeploymentTimeouts {
 			cfg.TuneRaft, cfg.HeartbeatInterval, cfg.SessionTimeout, cfg.ReplicaLagMax = nil, 0, 0, 0
