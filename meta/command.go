@@ -474,6 +474,10 @@ func DecodeCommand(b []byte) (Command, error) {
 		c = &ForgetRetiredObjects{}
 	case TypeMarkTierCleaned:
 		c = &MarkTierCleaned{}
+	case TypeWriteShareState:
+		c = &WriteShareState{}
+	case TypeDeleteShareState:
+		c = &DeleteShareState{}
 	default:
 		return nil, fmt.Errorf("%w: command type %d", ErrUnknownCommand, b[1])
 	}

@@ -298,6 +298,10 @@ func (w *writer) applyCmd(cmd Command) (*ApplyResult, error) {
 		return w.forgetRetiredObjects(c)
 	case *MarkTierCleaned:
 		return w.markTierCleaned(c)
+	case *WriteShareState:
+		return w.writeShareState(c)
+	case *DeleteShareState:
+		return w.deleteShareState(c)
 	}
 	return rejected(fmt.Errorf("%w: %T", ErrUnknownCommand, cmd))
 }
@@ -425,6 +429,7 @@ func (w *writer) deleteTopic(c *DeleteTopic) (*ApplyResult, error) {
 	doomed = append(doomed, w.keys(tierTopicPrefix(c.Name))...)
 	doomed = append(doomed, w.keys(retiredTopicPrefix(c.Name))...) // the objects go with the topic's
 	doomed = append(doomed, w.keys(tierCleanerTopicPrefix(c.Name))...)
+	doomed = append(doomed, w.shareTopicKeys(c.Name)...)
 	for _, k := range w.keys([]byte(keyOffset)) {
 		if group, topic, _, ok := parseOffsetKey(k); ok && topic == c.Name {
 			if err := w.pinOffsetsLog(OffsetsPartition(group)); err != nil {

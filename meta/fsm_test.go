@@ -112,6 +112,9 @@ func allCommands() []Command {
 			BaseOffset: 0, LastOffset: 199, SizeBytes: 1 << 10, ObjectKey: "m", SegmentEpochs: []EpochStart{{0, 0}}}, AtMs: 12},
 		&ForgetRetiredObjects{Topic: "orders", Partition: 0, Keys: []string{"k", "l"}},
 		&MarkTierCleaned{Topic: "orders", Partition: 0, Offset: 200, AtMs: 13},
+		&WriteShareState{State: ShareState{Group: "q", Topic: "orders", Partition: 1, LeaderEpoch: 2, Start: 10,
+			Batches: []ShareBatch{{10, 12, 0, 1}, {13, 13, 4, 5}, {14, 20, 2, 1}}, UpdateMs: 14}},
+		&DeleteShareState{Group: "q", Topic: "orders"},
 	}
 }
 
