@@ -31,6 +31,15 @@ type broker struct {
 	rack string
 }
 
+// rackOrNil is the broker's rack as Metadata carries it: nil for none.
+func (b broker) rackOrNil() *string {
+	if b.rack == "" {
+		return nil
+	}
+	rack := b.rack
+	return &rack
+}
+
 // nodeListenerName names a listener's node port for node id in
 // heartbeats.
 func nodeListenerName(listener string, id int32) string {

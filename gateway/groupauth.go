@@ -45,13 +45,13 @@ func (g *Gateway) authorizeGroup(ctx context.Context, req kmsg.Request) (denied 
 	case *kmsg.ConsumerGroupDescribeRequest:
 		return nil, req, func(resp kmsg.Response) kmsg.Response {
 			if d, ok := resp.(*kmsg.ConsumerGroupDescribeResponse); ok {
-				for i := range d.Groups {
-					if groupDenied(d.Groups[i].Group, opDescribe) {
+				refuseDescribed(d.Groups, func(e kmsg.ConsumerGroupDescribeResponseGroup) string { return e.Group },
+					func(id string) bool { return groupDenied(id, opDescribe) },
+					func(id string) kmsg.ConsumerGroupDescribeResponseGroup {
 						e := kmsg.NewConsumerGroupDescribeResponseGroup()
-						e.Group, e.ErrorCode = d.Groups[i].Group, kerr.GroupAuthorizationFailed.Code
-						d.Groups[i] = e
-					}
-				}
+						e.Group, e.ErrorCode = id, kerr.GroupAuthorizationFailed.Code
+						return e
+					})
 			}
 			return resp
 		}
@@ -73,13 +73,13 @@ func (g *Gateway) authorizeGroup(ctx context.Context, req kmsg.Request) (denied 
 	case *kmsg.DescribeGroupsRequest:
 		return nil, req, func(resp kmsg.Response) kmsg.Response {
 			if d, ok := resp.(*kmsg.DescribeGroupsResponse); ok {
-				for i := range d.Groups {
-					if groupDenied(d.Groups[i].Group, opDescribe) {
+				refuseDescribed(d.Groups, func(e kmsg.DescribeGroupsResponseGroup) string { return e.Group },
+					func(id string) bool { return groupDenied(id, opDescribe) },
+					func(id string) kmsg.DescribeGroupsResponseGroup {
 						e := kmsg.NewDescribeGroupsResponseGroup()
-						e.Group, e.ErrorCode = d.Groups[i].Group, kerr.GroupAuthorizationFailed.Code
-						d.Groups[i] = e
-					}
-				}
+						e.Group, e.ErrorCode = id, kerr.GroupAuthorizationFailed.Code
+						return e
+					})
 			}
 			return resp
 		}
@@ -223,4 +223,14 @@ func (g *Gateway) coordinatorDenied(ctx context.Context, req *kmsg.FindCoordinat
 		return kerr.TransactionalIDAuthorizationFailed.Code
 	}
 	return 0
+}
+
+// refuseDescribed replaces, in a describe response's groups, each one the
+// principal may not describe with GROUP_AUTHORIZATION_FAILED.
+func refuseDescribed[G any](groups []G, id func(G) string, denied func(string) bool, refused func(string) G) {
+	for i := range groups {
+		if gid := id(groups[i]); denied(gid) {
+			groups[i] = refused(gid)
+		}
+	}
 }

@@ -152,11 +152,7 @@ func (g *Gateway) describeCluster(ctx context.Context, req *kmsg.DescribeCluster
 	resp.ClusterID, resp.ControllerID = g.cfg.Cluster, controller
 	for _, b := range bs {
 		db := kmsg.NewDescribeClusterResponseBroker()
-		db.NodeID, db.Host, db.Port = b.id, b.host, b.port
-		if b.rack != "" {
-			rack := b.rack
-			db.Rack = &rack
-		}
+		db.NodeID, db.Host, db.Port, db.Rack = b.id, b.host, b.port, b.rackOrNil()
 		resp.Brokers = append(resp.Brokers, db)
 	}
 	return resp

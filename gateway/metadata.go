@@ -26,11 +26,7 @@ func (g *Gateway) metadata(ctx context.Context, req *kmsg.MetadataRequest) kmsg.
 	brokers, controller, byNode := g.brokers(ctx, snap)
 	for _, b := range brokers {
 		mb := kmsg.NewMetadataResponseBroker()
-		mb.NodeID, mb.Host, mb.Port = b.id, b.host, b.port
-		if b.rack != "" {
-			rack := b.rack
-			mb.Rack = &rack
-		}
+		mb.NodeID, mb.Host, mb.Port, mb.Rack = b.id, b.host, b.port, b.rackOrNil()
 		resp.Brokers = append(resp.Brokers, mb)
 	}
 	resp.ControllerID = controller
