@@ -35,6 +35,11 @@ func (c *Coordinator) ListGroups(ctx context.Context, req *kmsg.ListGroupsReques
 			all[id], typ[id] = entry{g.state(), "consumer"}, "consumer"
 		}
 	}
+	for id, g := range c.shares {
+		if len(g.members) > 0 {
+			all[id], typ[id] = entry{g.state(), "share"}, "share"
+		}
+	}
 	c.mu.Unlock()
 	ids := make([]string, 0, len(all))
 	for id := range all {
@@ -140,14 +145,15 @@ func (c *Coordinator) DeleteGroups(ctx context.Context, req *kmsg.DeleteGroupsRe
 		c.mu.Lock()
 		g := c.groups[id]
 		cg := c.consumers[id]
-		active := g != nil && len(g.members) > 0 || cg != nil && len(cg.members) > 0
+		sg := c.shares[id]
+		active := g != nil && len(g.members) > 0 || cg != nil && len(cg.members) > 0 || sg != nil && len(sg.members) > 0
 		c.mu.Unlock()
 		switch {
 		case err != nil:
 			dg.ErrorCode = kerr.CoordinatorNotAvailable.Code
 		case active:
 			dg.ErrorCode = kerr.NonEmptyGroup.Code
-		case g == nil && cg == nil && !slices.Contains(withOffsets, id):
+		case g == nil && cg == nil && sg == nil && !slices.Contains(withOffsets, id):
 			dg.ErrorCode = kerr.GroupIDNotFound.Code
 		default:
 			if err := c.store.DeleteOffsets(ctx, id, "", nil); err != nil {
@@ -160,6 +166,9 @@ func (c *Coordinator) DeleteGroups(ctx context.Context, req *kmsg.DeleteGroupsRe
 			}
 			if cg := c.consumers[id]; cg != nil && len(cg.members) == 0 {
 				delete(c.consumers, id)
+			}
+			if sg := c.shares[id]; sg != nil && len(sg.members) == 0 {
+				delete(c.shares, id)
 			}
 			c.mu.Unlock()
 		}

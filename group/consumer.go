@@ -162,6 +162,9 @@ type topicInfo struct {
 
 // topicsNow reads the topics from the metadata state.
 func (c *Coordinator) topicsNow() map[string]topicInfo {
+	if c.topicSource != nil {
+		return c.topicSource()
+	}
 	out := map[string]topicInfo{}
 	vs, ok := c.store.(interface{ View() *meta.View })
 	if !ok {
@@ -197,9 +200,19 @@ func (m *consumerMember) subscribed(topics map[string]topicInfo) []topicInfo {
 // shape fingerprints the subscribed topics, so that a topic created,
 // deleted or grown moves the group epoch.
 func (g *consumerGroup) shape(topics map[string]topicInfo) string {
-	seen := map[string]topicInfo{}
+	var subs [][]topicInfo
 	for _, m := range g.members {
-		for _, t := range m.subscribed(topics) {
+		subs = append(subs, m.subscribed(topics))
+	}
+	return shapeOf(subs)
+}
+
+// shapeOf fingerprints the topics members subscribe to: names, ids and
+// partition counts.
+func shapeOf(subs [][]topicInfo) string {
+	seen := map[string]topicInfo{}
+	for _, ts := range subs {
+		for _, t := range ts {
 			seen[t.name] = t
 		}
 	}
@@ -470,10 +483,11 @@ func (c *Coordinator) ConsumerGroupHeartbeat(req *kmsg.ConsumerGroupHeartbeatReq
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	resp.HeartbeatIntervalMillis = int32(c.consumerHeartbeat.Milliseconds())
-	if cg := c.groups[req.Group]; cg != nil && len(cg.members) > 0 {
-		return fail(kerr.GroupIDNotFound.Code, "the group uses the classic protocol")
+	if c.otherKindLocked(req.Group, "consumer") {
+		return fail(kerr.GroupIDNotFound.Code, "Group "+req.Group+" is not a consumer group.")
 	}
-	delete(c.groups, req.Group) // an empty classic group becomes a consumer group
+	delete(c.groups, req.Group) // an empty group of another kind becomes a consumer group
+	delete(c.shares, req.Group)
 	g := c.consumerGroupLocked(req.Group)
 	instance := ""
 	if req.InstanceID != nil {

@@ -60,8 +60,14 @@ type Coordinator struct {
 	// consumerSession and consumerHeartbeat are the consumer protocol's
 	// group.consumer.session.timeout.ms and heartbeat.interval.ms.
 	consumerSession, consumerHeartbeat time.Duration
-	stop                               chan struct{}
-	wg                                 sync.WaitGroup
+	// shares are the share groups (sharegroup.go), with their session
+	// timeout and heartbeat interval.
+	shares                       map[string]*shareGroup
+	shareSession, shareHeartbeat time.Duration
+	// topicSource, when set, stands in for the metadata's topics (tests).
+	topicSource func() map[string]topicInfo
+	stop        chan struct{}
+	wg          sync.WaitGroup
 }
 
 type group struct {
@@ -100,7 +106,9 @@ func New(store OffsetStore, logger *slog.Logger) *Coordinator {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	c := &Coordinator{store: store, logger: logger, groups: map[string]*group{}, consumers: map[string]*consumerGroup{},
-		consumerSession: DefaultConsumerSessionTimeout, consumerHeartbeat: DefaultConsumerHeartbeatInterval, stop: make(chan struct{})}
+		consumerSession: DefaultConsumerSessionTimeout, consumerHeartbeat: DefaultConsumerHeartbeatInterval,
+		shares: map[string]*shareGroup{}, shareSession: DefaultShareSessionTimeout, shareHeartbeat: DefaultShareHeartbeatInterval,
+		stop: make(chan struct{})}
 	c.wg.Add(1)
 	go c.tickLoop()
 	return c
@@ -143,6 +151,9 @@ func (c *Coordinator) tickLoop() {
 			}
 			for _, g := range c.consumers {
 				c.expireConsumersLocked(g, now, topicsOnce)
+			}
+			for _, g := range c.shares {
+				c.expireSharesLocked(g, now, topicsOnce)
 			}
 			c.mu.Unlock()
 		}
@@ -196,11 +207,12 @@ func (c *Coordinator) JoinGroup(ctx context.Context, req *kmsg.JoinGroupRequest,
 		return fail(kerr.InvalidSessionTimeout.Code)
 	}
 	c.mu.Lock()
-	if cg := c.consumers[req.Group]; cg != nil && len(cg.members) > 0 {
+	if c.otherKindLocked(req.Group, "classic") {
 		c.mu.Unlock()
-		return fail(kerr.InconsistentGroupProtocol.Code) // its members use the consumer protocol
+		return fail(kerr.InconsistentGroupProtocol.Code) // its members use the consumer or share protocol
 	}
-	delete(c.consumers, req.Group) // an empty consumer group becomes a classic one
+	delete(c.consumers, req.Group) // an empty group of another kind becomes a classic one
+	delete(c.shares, req.Group)
 	g := c.groupLocked(req.Group)
 	if g.protocolType != "" && len(g.members) > 0 && req.ProtocolType != g.protocolType {
 		c.mu.Unlock()

@@ -193,6 +193,10 @@ func (s *Service) handle(msg *nats.Msg) {
 		resp = coord.ConsumerGroupHeartbeat(r, msg.Header.Get(rpc.HeaderClientID), "")
 	case *kmsg.ConsumerGroupDescribeRequest:
 		resp = coord.ConsumerGroupDescribe(r)
+	case *kmsg.ShareGroupHeartbeatRequest:
+		resp = coord.ShareGroupHeartbeat(r, msg.Header.Get(rpc.HeaderClientID), "")
+	case *kmsg.ShareGroupDescribeRequest:
+		resp = coord.ShareGroupDescribe(r)
 	case *kmsg.OffsetCommitRequest:
 		resp = coord.OffsetCommit(ctx, r)
 	case *kmsg.OffsetFetchRequest:
