@@ -75,8 +75,14 @@ func TestTopicProduceConsumeCommands(t *testing.T) {
 		t.Fatalf("second group run: %q", out)
 	}
 
+	// The same on Kafka 4's consumer protocol (KIP-848): listed as such.
+	if out := must("", "consume", b, "--topic", "orders", "--group", "g848", "--group-protocol", "consumer", "--from-beginning", "-n", "4"); strings.Count(out, "\n") != 4 {
+		t.Fatalf("consume in a consumer-protocol group: %q", out)
+	}
+
 	// Groups: list, describe with lag, reset (dry run, then execute), delete.
-	if out := must("", "group", "list", b); !strings.Contains(out, "g1") || !strings.Contains(out, "Empty") {
+	if out := must("", "group", "list", b); !strings.Contains(out, "g1") || !strings.Contains(out, "Empty") ||
+		!regexp.MustCompile(`g1\s+classic`).MatchString(out) || !regexp.MustCompile(`g848\s+consumer`).MatchString(out) {
 		t.Fatalf("group list:\n%s", out)
 	}
 	gdesc := must("", "group", "describe", b, "g1")

@@ -21,6 +21,8 @@ func consumeCommand() *ucli.Command {
 		Flags: []ucli.Flag{brokersFlag,
 			&ucli.StringFlag{Name: "topic", Aliases: []string{"t"}, Required: true, EnvVars: envVars("topic"), Usage: "topic to consume"},
 			&ucli.StringFlag{Name: "group", Aliases: []string{"g"}, EnvVars: envVars("group"), Usage: "consumer group (commits offsets); none: read without committing"},
+			&ucli.StringFlag{Name: "group-protocol", Value: "classic", EnvVars: envVars("group-protocol"),
+				Usage: "with --group: classic, or consumer for Kafka 4's protocol with server-side assignment (group.protocol, KIP-848)"},
 			&ucli.BoolFlag{Name: "from-beginning", EnvVars: envVars("from-beginning"), Usage: "start at the earliest offset (default: the latest)"},
 			&ucli.Int64Flag{Name: "offset", Value: -1, EnvVars: envVars("offset"), Usage: "start at this offset in every partition"},
 			&ucli.DurationFlag{Name: "since", EnvVars: envVars("since"), Usage: "start at records newer than this long ago, e.g. 1h"},
@@ -40,6 +42,13 @@ func consumeCommand() *ucli.Command {
 			opts := []kgo.Opt{kgo.ConsumeTopics(c.String("topic")), kgo.ConsumeResetOffset(start)}
 			if g := c.String("group"); g != "" {
 				opts = append(opts, kgo.ConsumerGroup(g))
+			}
+			switch c.String("group-protocol") {
+			case "classic":
+			case "consumer":
+				opts = append(opts, kgo.Balancers(kgo.CooperativeStickyBalancer()), kgo.ServerSideBalancer())
+			default:
+				return fmt.Errorf("consume: --group-protocol %q: want classic or consumer", c.String("group-protocol"))
 			}
 			cl, err := newKafkaClient(c, opts...)
 			if err != nil {

@@ -47,9 +47,13 @@ func groupList(c *ucli.Context) error {
 		return fmt.Errorf("group list: %w", err)
 	}
 	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "GROUP\tSTATE")
+	fmt.Fprintln(tw, "GROUP\tTYPE\tSTATE")
 	for _, g := range groups.Sorted() {
-		fmt.Fprintf(tw, "%s\t%s\n", g.Group, g.State)
+		typ := g.GroupType // classic, consumer (KIP-848) or share
+		if typ == "" {
+			typ = "classic"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", g.Group, typ, g.State)
 	}
 	return tw.Flush()
 }

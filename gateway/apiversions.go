@@ -31,7 +31,7 @@ var apis = map[int16]apiRange{
 	13: {0, 4},  // LeaveGroup
 	14: {0, 5},  // SyncGroup
 	15: {0, 5},  // DescribeGroups
-	16: {0, 4},  // ListGroups
+	16: {0, 5},  // ListGroups (v5: group types)
 	17: {0, 1},  // SaslHandshake
 	18: {0, 4},  // ApiVersions
 	19: {2, 7},  // CreateTopics

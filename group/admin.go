@@ -30,15 +30,12 @@ func (c *Coordinator) ListGroups(ctx context.Context, req *kmsg.ListGroupsReques
 		}
 	}
 	typ := map[string]string{}
+	// Groups of the newer kinds keep their kind while empty, as on Kafka.
 	for id, g := range c.consumers {
-		if len(g.members) > 0 {
-			all[id], typ[id] = entry{g.state(), "consumer"}, "consumer"
-		}
+		all[id], typ[id] = entry{g.state(), "consumer"}, "consumer"
 	}
 	for id, g := range c.shares {
-		if len(g.members) > 0 {
-			all[id], typ[id] = entry{g.state(), "share"}, "share"
-		}
+		all[id], typ[id] = entry{g.state(), "share"}, "share"
 	}
 	c.mu.Unlock()
 	ids := make([]string, 0, len(all))
