@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -21,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/strata-io/strata/internal/natstest"
+	"github.com/strata-io/strata/testenv"
 )
 
 // childArgs, set in a child's environment, makes the test binary run the
@@ -128,18 +130,14 @@ func TestNodeAndGatewayCommands(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for {
-			bs, err := kadm.NewClient(cl1).ListBrokers(ctx)
-			if err == nil && len(bs) == 1 && bs[0].NodeID == 1 {
-				if a := net.JoinHostPort(bs[0].Host, strconv.Itoa(int(bs[0].Port))); a == gw0 || a == gw1 {
-					t.Fatalf("node 1 is listed at %s, a gateway's own listener", a)
-				}
-				break
-			}
-			if ctx.Err() != nil {
-				t.Fatalf("gateway %s does not list node 1 alone: %v %v", gw, bs, err)
-			}
-			time.Sleep(100 * time.Millisecond)
+		var bs kadm.BrokerDetails
+		var lerr error
+		testenv.WaitFor(ctx, t, 100*time.Millisecond, func() bool {
+			bs, lerr = kadm.NewClient(cl1).ListBrokers(ctx)
+			return lerr == nil && len(bs) == 1 && bs[0].NodeID == 1
+		}, func() string { return fmt.Sprintf("gateway %s does not list node 1 alone: %v %v", gw, bs, lerr) })
+		if a := net.JoinHostPort(bs[0].Host, strconv.Itoa(int(bs[0].Port))); a == gw0 || a == gw1 {
+			t.Fatalf("node 1 is listed at %s, a gateway's own listener", a)
 		}
 		cl1.Close()
 	}

@@ -287,18 +287,13 @@ func TestConsumerGroupRollingRestart(t *testing.T) {
 		time.Sleep(time.Duration(200+rng.IntN(800)) * time.Millisecond)
 	}
 	produce(200)
-	for {
+	consumed := func() int {
 		mu.Lock()
-		n := len(seen)
-		mu.Unlock()
-		if n == produced {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("consumed %d of %d records (seed %d)", n, produced, seed)
-		}
-		time.Sleep(50 * time.Millisecond)
+		defer mu.Unlock()
+		return len(seen)
 	}
+	testenv.WaitFor(ctx, t, 50*time.Millisecond, func() bool { return consumed() == produced },
+		func() string { return fmt.Sprintf("consumed %d of %d records (seed %d)", consumed(), produced, seed) })
 	// The members ran on the consumer protocol, all six of them.
 	dreq := kmsg.NewPtrConsumerGroupDescribeRequest()
 	dreq.Groups = []string{"rolling"}
@@ -308,13 +303,14 @@ func TestConsumerGroupRollingRestart(t *testing.T) {
 	}
 	// Lag tools built on DescribeGroups see the members and their
 	// partitions, as on Kafka, once the group has settled.
-	for {
+	var dg kadm.DescribedGroup
+	covered := map[int32]bool{}
+	testenv.WaitFor(ctx, t, 100*time.Millisecond, func() bool {
 		described, err := adm.DescribeGroups(ctx, "rolling")
 		if err != nil {
 			t.Fatal(err)
 		}
-		dg := described["rolling"]
-		covered := map[int32]bool{}
+		dg, covered = described["rolling"], map[int32]bool{}
 		for _, m := range dg.Members {
 			if ca, ok := m.Assigned.AsConsumer(); ok {
 				for _, at := range ca.Topics {
@@ -324,15 +320,11 @@ func TestConsumerGroupRollingRestart(t *testing.T) {
 				}
 			}
 		}
-		if dg.Err == nil && dg.ProtocolType == "consumer" && len(dg.Members) == 6 && len(covered) == 12 && dg.State == "Stable" {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("DescribeGroups: %v, protocol type %q, state %s, %d members, %d partitions assigned",
-				dg.Err, dg.ProtocolType, dg.State, len(dg.Members), len(covered))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return dg.Err == nil && dg.ProtocolType == "consumer" && len(dg.Members) == 6 && len(covered) == 12 && dg.State == "Stable"
+	}, func() string {
+		return fmt.Sprintf("DescribeGroups: %v, protocol type %q, state %s, %d members, %d partitions assigned",
+			dg.Err, dg.ProtocolType, dg.State, len(dg.Members), len(covered))
+	})
 	own.mu.Lock()
 	t.Logf("seed %d: %d partition assignments over %d restarts, all %d records consumed", seed, own.moves, len(order), produced)
 	own.mu.Unlock()

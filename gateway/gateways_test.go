@@ -78,24 +78,20 @@ func TestBrokersAreNodes(t *testing.T) {
 		return addr == c.Gateway.NodePortAddr("PLAINTEXT", id) || addr == g1.NodePortAddr("PLAINTEXT", id)
 	}
 	// Both gateways hear of each other's ports within a heartbeat.
-	deadline := time.Now().Add(5 * time.Second)
 	var r0, r1 *kmsg.MetadataResponse
-	for {
+	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+	testenv.WaitFor(wctx, t, 50*time.Millisecond, func() bool {
 		r0 = waitBrokers(t, ctx, c.Addr(), nodes, 5*time.Second)
 		r1 = waitBrokers(t, ctx, g1.Addr(), nodes, 5*time.Second)
-		a0, a1 := brokerAddrs(r0), brokerAddrs(r1)
-		if fmt.Sprint(a0) == fmt.Sprint(a1) {
-			for id, a := range a0 {
-				if !gwPort(id, a) {
-					t.Fatalf("broker %d is at %s, not a gateway's port for it", id, a)
-				}
-			}
-			break
+		return fmt.Sprint(brokerAddrs(r0)) == fmt.Sprint(brokerAddrs(r1))
+	}, func() string {
+		return fmt.Sprintf("gateways list the brokers at different addresses: %v and %v", brokerAddrs(r0), brokerAddrs(r1))
+	})
+	wcancel()
+	for id, a := range brokerAddrs(r0) {
+		if !gwPort(id, a) {
+			t.Fatalf("broker %d is at %s, not a gateway's port for it", id, a)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gateways list the brokers at different addresses: %v and %v", a0, a1)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 	if !slices.Contains(nodes, r0.ControllerID) {
 		t.Fatalf("controller %d is not a broker listed", r0.ControllerID)
@@ -107,7 +103,7 @@ func TestBrokersAreNodes(t *testing.T) {
 	}
 	// Kafka's invariants, from either gateway once the ISR is full.
 	for _, addr := range []string{c.Addr(), g1.Addr()} {
-		for {
+		testenv.WaitFor(ctx, t, 50*time.Millisecond, func() bool {
 			_, resp := brokerIDs(t, ctx, addr)
 			full := true
 			for _, tp := range resp.Topics {
@@ -127,11 +123,8 @@ func TestBrokersAreNodes(t *testing.T) {
 					full = full && len(p.ISR) == 3
 				}
 			}
-			if full {
-				break
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+			return full
+		}, func() string { return "the ISR of every partition never filled" })
 	}
 	dc, err := kmsg.NewPtrDescribeClusterRequest().RequestWith(ctx, newClient(t, c.Addr()))
 	if err != nil {
@@ -167,22 +160,18 @@ func TestBrokersAreNodes(t *testing.T) {
 	// The second gateway stops: within a heartbeat the first names its
 	// own ports for every node, and the client carries on.
 	g1.Close()
-	deadline = time.Now().Add(2 * time.Second)
-	for {
+	var a map[int32]string
+	wctx, wcancel = context.WithTimeout(ctx, 2*time.Second)
+	testenv.WaitFor(wctx, t, 20*time.Millisecond, func() bool {
 		_, resp := brokerIDs(t, ctx, c.Addr())
-		a := brokerAddrs(resp)
+		a = brokerAddrs(resp)
 		ok := len(a) == 3
 		for id, addr := range a {
 			ok = ok && addr == c.Gateway.NodePortAddr("PLAINTEXT", id)
 		}
-		if ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after a gateway stopped, brokers are at %v", a)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return ok
+	}, func() string { return fmt.Sprintf("after a gateway stopped, brokers are at %v", a) })
+	wcancel()
 	if err := prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"math/rand/v2"
 	"slices"
@@ -53,19 +54,14 @@ func TestConsumerOffsetsTopic(t *testing.T) {
 		}
 	}
 	regex := newClient(t, c.Addr(), kgo.ConsumeTopics(".*"), kgo.ConsumeRegex())
-	for {
+	var topics []string
+	testenv.WaitFor(ctx, t, 50*time.Millisecond, func() bool {
 		regex.ForceMetadataRefresh()
-		topics := regex.GetConsumeTopics()
-		if len(topics) == 2 {
-			if slices.Contains(topics, "__consumer_offsets") {
-				t.Fatalf("a regex subscription matched the internal topic: %v", topics)
-			}
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("regex subscription: %v", topics)
-		}
-		time.Sleep(50 * time.Millisecond)
+		topics = regex.GetConsumeTopics()
+		return len(topics) == 2
+	}, func() string { return fmt.Sprintf("regex subscription: %v", topics) })
+	if slices.Contains(topics, "__consumer_offsets") {
+		t.Fatalf("a regex subscription matched the internal topic: %v", topics)
 	}
 
 	type key struct {

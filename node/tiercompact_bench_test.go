@@ -72,7 +72,7 @@ func tieredCompaction(b *testing.B, store tier.Store, mb int64) {
 		end := mb << 10
 		member := c.Nodes[1].Member
 		var segs []meta.TierSegment
-		waitFor(ctx, b, 50*time.Millisecond, func() bool {
+		testenv.WaitFor(ctx, b, 50*time.Millisecond, func() bool {
 			v := member.Server().FSM().View()
 			segs, err = v.TierSegments("table", 0)
 			v.Close()
@@ -102,7 +102,7 @@ func tieredCompaction(b *testing.B, store tier.Store, mb int64) {
 			b.Fatal(err)
 		}
 		var after int64
-		waitFor(ctx, b, 20*time.Millisecond, func() bool {
+		testenv.WaitFor(ctx, b, 20*time.Millisecond, func() bool {
 			v := member.Server().FSM().View()
 			st, err := v.TierCleaner("table", 0)
 			segs, _ = v.TierSegments("table", 0)

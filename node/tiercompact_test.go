@@ -127,7 +127,7 @@ func TestTieredCompaction(t *testing.T) {
 		// read.
 		member := c.Nodes[1].Member
 		var replaced []meta.RetiredObject
-		waitFor(ctx, t, 10*time.Millisecond, func() bool {
+		testenv.WaitFor(ctx, t, 10*time.Millisecond, func() bool {
 			v := member.Server().FSM().View()
 			retired, err := v.RetiredObjects("table", 0)
 			v.Close()
@@ -157,7 +157,7 @@ func TestTieredCompaction(t *testing.T) {
 		// The whole log: compacted, with each key's latest value.
 		var n int
 		var got map[string]string
-		waitFor(ctx, t, 200*time.Millisecond, func() bool {
+		testenv.WaitFor(ctx, t, 200*time.Millisecond, func() bool {
 			got, n = consumeTable(ctx, t, c)
 			m := manifestOf(t, member)
 			return n >= 0 && n < written/3 && maps.Equal(got, want) && compactedManifest(m) && tierEnd(m) == endOffset(ctx, t, cl)
@@ -169,7 +169,7 @@ func TestTieredCompaction(t *testing.T) {
 		}
 		// The replaced objects go once the delay has passed.
 		for _, s := range replaced {
-			waitFor(ctx, t, 100*time.Millisecond, func() bool {
+			testenv.WaitFor(ctx, t, 100*time.Millisecond, func() bool {
 				rc, err := store.Get(ctx, s.ObjectKey, 0, 1)
 				if err == nil {
 					rc.Close()
@@ -191,7 +191,7 @@ func TestTieredCompaction(t *testing.T) {
 		}
 		mt := meta.Topic{Name: "table", ID: topics["table"].ID, Partitions: 1}
 		end := tierEnd(manifestOf(t, member))
-		waitFor(ctx, t, 20*time.Millisecond, func() bool {
+		testenv.WaitFor(ctx, t, 20*time.Millisecond, func() bool {
 			pm, err := tier.ReadPartitionManifest(ctx, store, mt, 0)
 			return err == nil && len(pm.Segments) > 0 && pm.Segments[len(pm.Segments)-1].LastOffset+1 == end
 		}, func() string { return fmt.Sprintf("the bucket's manifest never reached offset %d", end) })
@@ -369,7 +369,7 @@ func TestTieredCompactionOrphans(t *testing.T) {
 	}
 	// Orphans appear, and go.
 	var orphans map[string]bool
-	waitFor(ctx, t, 50*time.Millisecond, func() bool {
+	testenv.WaitFor(ctx, t, 50*time.Millisecond, func() bool {
 		orphans = compactedObjects()
 		return len(orphans) > 0 && store.failedDelete.Load() > 0
 	}, func() string {
@@ -378,7 +378,7 @@ func TestTieredCompactionOrphans(t *testing.T) {
 			store.failedPuts.Load(), store.failedDelete.Load(), len(orphans), st, st.Remote)
 	})
 	left := 0
-	waitFor(ctx, t, 100*time.Millisecond, func() bool {
+	testenv.WaitFor(ctx, t, 100*time.Millisecond, func() bool {
 		now := compactedObjects()
 		left = 0
 		for k := range orphans {
@@ -399,7 +399,7 @@ func TestTieredCompactionOrphans(t *testing.T) {
 		n       int
 		unnamed int
 	)
-	waitFor(ctx, t, 200*time.Millisecond, func() bool {
+	testenv.WaitFor(ctx, t, 200*time.Millisecond, func() bool {
 		got, n = consumeTable(ctx, t, c)
 		named := map[string]bool{}
 		v := member.Server().FSM().View()
@@ -427,19 +427,4 @@ func TestTieredCompactionOrphans(t *testing.T) {
 		return fmt.Sprintf("view of %d keys (want %d, equal %v), %d records, %d compacted objects unnamed", len(got), len(want), maps.Equal(got, want), n, unnamed)
 	})
 	t.Logf("%d records left of 2000; %d refused uploads, %d refused deletes before the store came back", n, store.failedPuts.Load(), store.failedDelete.Load())
-}
-
-// waitFor checks cond every interval until it holds; once ctx ends
-// first, the test fails with what().
-func waitFor(ctx context.Context, t testing.TB, every time.Duration, cond func() bool, what func() string) {
-	t.Helper()
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatal(what())
-		case <-tick.C:
-		}
-	}
 }
