@@ -188,6 +188,8 @@ func (g *Gateway) describeConfigs(ctx context.Context, req *kmsg.DescribeConfigs
 				c.Value = &v
 				sr.Configs = append(sr.Configs, c)
 			}
+		case kmsg.ConfigResourceTypeGroupConfig:
+			g.describeGroupConfigs(ctx, rr, &sr)
 		case kmsg.ConfigResourceTypeBroker:
 			// Broker settings are flags of the processes, not dynamic
 			// configs: nothing to describe.
@@ -217,6 +219,16 @@ func (g *Gateway) alterConfigs(ctx context.Context, req *kmsg.AlterConfigsReques
 			}
 		}
 		var del []string
+		if rr.ResourceType == kmsg.ConfigResourceTypeGroupConfig {
+			for k := range meta.GroupConfigDefaults {
+				if _, ok := set[k]; !ok {
+					del = append(del, k)
+				}
+			}
+			sr.ErrorCode, sr.ErrorMessage = g.alterGroupConfigs(ctx, rr.ResourceName, set, del, req.ValidateOnly)
+			resp.Resources = append(resp.Resources, sr)
+			continue
+		}
 		if snap != nil {
 			for k := range snap.topics[rr.ResourceName].Configs {
 				if _, ok := set[k]; !ok {
@@ -255,6 +267,8 @@ func (g *Gateway) incrementalAlterConfigs(ctx context.Context, req *kmsg.Increme
 		if bad {
 			sr.ErrorCode = kerr.InvalidRequest.Code
 			sr.ErrorMessage = errMessage(errors.New("APPEND and SUBTRACT apply to list configs; no topic config here is a list"))
+		} else if rr.ResourceType == kmsg.ConfigResourceTypeGroupConfig {
+			sr.ErrorCode, sr.ErrorMessage = g.alterGroupConfigs(ctx, rr.ResourceName, set, del, req.ValidateOnly)
 		} else {
 			sr.ErrorCode, sr.ErrorMessage = g.alterTopicConfigs(ctx, snap, rr.ResourceType, rr.ResourceName, set, del, req.ValidateOnly)
 		}

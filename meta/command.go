@@ -478,6 +478,8 @@ func DecodeCommand(b []byte) (Command, error) {
 		c = &WriteShareState{}
 	case TypeDeleteShareState:
 		c = &DeleteShareState{}
+	case TypeAlterGroupConfigs:
+		c = &AlterGroupConfigs{}
 	default:
 		return nil, fmt.Errorf("%w: command type %d", ErrUnknownCommand, b[1])
 	}

@@ -302,6 +302,8 @@ func (w *writer) applyCmd(cmd Command) (*ApplyResult, error) {
 		return w.writeShareState(c)
 	case *DeleteShareState:
 		return w.deleteShareState(c)
+	case *AlterGroupConfigs:
+		return w.alterGroupConfigs(c)
 	}
 	return rejected(fmt.Errorf("%w: %T", ErrUnknownCommand, cmd))
 }

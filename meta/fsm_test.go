@@ -115,6 +115,7 @@ func allCommands() []Command {
 		&WriteShareState{State: ShareState{Group: "q", Topic: "orders", Partition: 1, LeaderEpoch: 2, Start: 10,
 			Batches: []ShareBatch{{10, 12, 0, 1}, {13, 13, 4, 5}, {14, 20, 2, 1}}, UpdateMs: 14}},
 		&DeleteShareState{Group: "q", Topic: "orders"},
+		&AlterGroupConfigs{Group: "q", Set: map[string]string{"share.auto.offset.reset": "earliest"}, Delete: []string{"share.delivery.count.limit"}},
 	}
 }
 

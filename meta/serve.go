@@ -121,7 +121,8 @@ func (m *Member) onApply(msg *nats.Msg) {
 
 // ReadRequest asks meta.read for part of the state.
 type ReadRequest struct {
-	// Kind is one of "consumer_offsets" (LogFrom), "topics" (topics and their partitions, and the
+	// Kind is one of "group_configs" and "share_states" (Group's),
+	// "consumer_offsets" (LogFrom), "topics" (topics and their partitions, and the
 	// nodes; Topic narrows to one topic and leaves out the nodes), "nodes", "offsets" (Group's committed offsets), "tier"
 	// (Topic and Partition's manifest) and "cluster" (nodes, which of
 	// them the controller hears, the controller, every partition).
@@ -157,6 +158,10 @@ type ReadResponse struct {
 	ACLs []ACL `json:"acls,omitempty"`
 	// Transactions answers "transactions": every transactional id.
 	Transactions []Transaction `json:"transactions,omitempty"`
+	// GroupConfigs answers "group_configs": the configs Group sets.
+	GroupConfigs map[string]string `json:"group_configs,omitempty"`
+	// ShareStates answers "share_states": Group's share-partitions.
+	ShareStates []ShareState `json:"share_states,omitempty"`
 	// Features comes with "topics" and "cluster": the finalized
 	// features.
 	Features *Features `json:"features,omitempty"`
@@ -255,6 +260,10 @@ func answerRead(v *View, req ReadRequest) (ReadResponse, error) {
 		resp.ACLs, err = v.ACLs()
 	case "transactions":
 		resp.Transactions, err = v.Transactions()
+	case "group_configs":
+		resp.GroupConfigs, err = v.GroupConfigs(req.Group)
+	case "share_states":
+		resp.ShareStates, err = v.ShareStates(req.Group)
 	default:
 		err = fmt.Errorf("%w: read kind %q", ErrInvalidRequest, req.Kind)
 	}
@@ -326,6 +335,8 @@ func (m *Member) publishEvents(version uint64, cmds []Command) {
 			ev.Changes = append(ev.Changes, Change{Kind: "acls"})
 		case *SetFeatures:
 			ev.Changes = append(ev.Changes, Change{Kind: "features"})
+		case *AlterGroupConfigs:
+			ev.Changes = append(ev.Changes, Change{Kind: "group_configs", Group: c.Group})
 		}
 	}
 	if !ev.Reset && len(ev.Changes) == 0 {
