@@ -65,6 +65,10 @@ var apis = map[int16]apiRange{
 	66: {0, 2},  // ListTransactions
 	68: {0, 1},  // ConsumerGroupHeartbeat (KIP-848)
 	69: {0, 1},  // ConsumerGroupDescribe (KIP-848)
+	76: {1, 1},  // ShareGroupHeartbeat (KIP-932)
+	77: {1, 1},  // ShareGroupDescribe (KIP-932)
+	78: {1, 2},  // ShareFetch (v2: acquire modes, KIP-1206; renewals, KIP-1222)
+	79: {1, 2},  // ShareAcknowledge (v2: renewals, KIP-1222)
 }
 
 func supported(key, version int16) bool {

@@ -129,24 +129,26 @@ type Gateway struct {
 	// be opened, logged once.
 	nodePorts      map[string]*listener
 	nodePortFailed map[string]bool
-	meta           *meta.Client
-	cache          *metadataCache
-	creds          *credentials
-	acls           *acls // nil: authorization off
-	authDelay      failureDelay
-	wg             sync.WaitGroup
-	mu             sync.Mutex
-	conns          map[net.Conn]struct{}
-	closed         bool
-	limits         *connLimits
-	budget         *requestBudget
-	eventSub       *nats.Subscription
-	peers          *peers
-	defaults       *nodeDefaults
-	caller         *rpc.Caller
-	producerIDs    producerIDs
-	remote         *remoteReader // nil: nodes read the tier
-	metrics        *metrics
+	// shares are the members' share sessions (share.go).
+	shares      shareSessions
+	meta        *meta.Client
+	cache       *metadataCache
+	creds       *credentials
+	acls        *acls // nil: authorization off
+	authDelay   failureDelay
+	wg          sync.WaitGroup
+	mu          sync.Mutex
+	conns       map[net.Conn]struct{}
+	closed      bool
+	limits      *connLimits
+	budget      *requestBudget
+	eventSub    *nats.Subscription
+	peers       *peers
+	defaults    *nodeDefaults
+	caller      *rpc.Caller
+	producerIDs producerIDs
+	remote      *remoteReader // nil: nodes read the tier
+	metrics     *metrics
 	// base is cancelled by Close, ending in-flight requests (long-polling
 	// fetches included) so shutdown does not wait for them.
 	base       context.Context
@@ -379,8 +381,10 @@ func (g *Gateway) serveAs(c net.Conn, l *listener, principal string) {
 	g.metrics.accepted.Inc()
 	g.metrics.connections.Inc()
 	defer g.metrics.connections.Dec()
+	sess := &session{listener: l, remote: c.RemoteAddr(), principal: principal}
 	defer func() {
 		c.Close()
+		g.closeShareSessions(sess)
 		g.mu.Lock()
 		delete(g.conns, c)
 		g.mu.Unlock()
@@ -388,7 +392,6 @@ func (g *Gateway) serveAs(c net.Conn, l *listener, principal string) {
 			g.limits.done(c.RemoteAddr())
 		}
 	}()
-	sess := &session{listener: l, remote: c.RemoteAddr(), principal: principal}
 	if principal != "" {
 		sess.stage = saslDone
 	} else if l.tls() { // before the writer starts: it writes to c
@@ -586,6 +589,8 @@ func requestTimeout(req kmsg.Request) time.Duration {
 	switch r := req.(type) {
 	case *kmsg.FetchRequest:
 		return time.Duration(r.MaxWaitMillis)*time.Millisecond + 30*time.Second
+	case *kmsg.ShareFetchRequest:
+		return time.Duration(r.MaxWaitMillis)*time.Millisecond + 30*time.Second
 	case *kmsg.ProduceRequest:
 		return time.Duration(r.TimeoutMillis)*time.Millisecond + 30*time.Second
 	case *kmsg.JoinGroupRequest, *kmsg.SyncGroupRequest:
@@ -714,6 +719,10 @@ func (g *Gateway) handle(ctx context.Context, h requestHeader, req kmsg.Request)
 		return g.produce(ctx, r)
 	case *kmsg.FetchRequest:
 		return g.fetch(ctx, r)
+	case *kmsg.ShareFetchRequest:
+		return g.shareFetch(ctx, r)
+	case *kmsg.ShareAcknowledgeRequest:
+		return g.shareAcknowledge(ctx, r)
 	case *kmsg.ListOffsetsRequest:
 		return g.listOffsets(ctx, r)
 	case *kmsg.DeleteRecordsRequest:
@@ -767,7 +776,8 @@ func (g *Gateway) handle(ctx context.Context, h requestHeader, req kmsg.Request)
 		return g.findCoordinator(ctx, r)
 	case *kmsg.JoinGroupRequest, *kmsg.SyncGroupRequest, *kmsg.HeartbeatRequest, *kmsg.LeaveGroupRequest,
 		*kmsg.OffsetCommitRequest, *kmsg.OffsetFetchRequest, *kmsg.ListGroupsRequest, *kmsg.DescribeGroupsRequest,
-		*kmsg.DeleteGroupsRequest, *kmsg.OffsetDeleteRequest, *kmsg.ConsumerGroupHeartbeatRequest, *kmsg.ConsumerGroupDescribeRequest:
+		*kmsg.DeleteGroupsRequest, *kmsg.OffsetDeleteRequest, *kmsg.ConsumerGroupHeartbeatRequest, *kmsg.ConsumerGroupDescribeRequest,
+		*kmsg.ShareGroupHeartbeatRequest, *kmsg.ShareGroupDescribeRequest:
 		denied, forward, fix := g.authorizeGroup(ctx, req)
 		if denied != nil {
 			return denied

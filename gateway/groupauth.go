@@ -42,6 +42,23 @@ func (g *Gateway) authorizeGroup(ctx context.Context, req kmsg.Request) (denied 
 		if groupDenied(r.Group, opRead) {
 			return groupError(req, kerr.GroupAuthorizationFailed.Code), nil, nil
 		}
+	case *kmsg.ShareGroupHeartbeatRequest:
+		if groupDenied(r.GroupID, opRead) {
+			return groupError(req, kerr.GroupAuthorizationFailed.Code), nil, nil
+		}
+	case *kmsg.ShareGroupDescribeRequest:
+		return nil, req, func(resp kmsg.Response) kmsg.Response {
+			if d, ok := resp.(*kmsg.ShareGroupDescribeResponse); ok {
+				refuseDescribed(d.Groups, func(e kmsg.ShareGroupDescribeResponseGroup) string { return e.GroupID },
+					func(id string) bool { return groupDenied(id, opDescribe) },
+					func(id string) kmsg.ShareGroupDescribeResponseGroup {
+						e := kmsg.NewShareGroupDescribeResponseGroup()
+						e.GroupID, e.ErrorCode = id, kerr.GroupAuthorizationFailed.Code
+						return e
+					})
+			}
+			return resp
+		}
 	case *kmsg.ConsumerGroupDescribeRequest:
 		return nil, req, func(resp kmsg.Response) kmsg.Response {
 			if d, ok := resp.(*kmsg.ConsumerGroupDescribeResponse); ok {
@@ -221,6 +238,10 @@ func (g *Gateway) coordinatorDenied(ctx context.Context, req *kmsg.FindCoordinat
 		return kerr.GroupAuthorizationFailed.Code
 	case req.CoordinatorType == 1 && !g.allowed(ctx, opDescribe, rtTxnID, req.CoordinatorKey):
 		return kerr.TransactionalIDAuthorizationFailed.Code
+	case req.CoordinatorType == 2 && !g.allowedCluster(ctx, kmsg.ACLOperationClusterAction):
+		// The share coordinator's key (group:topicId:partition) is
+		// for brokers, as on Kafka.
+		return kerr.ClusterAuthorizationFailed.Code
 	}
 	return 0
 }

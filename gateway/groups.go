@@ -19,7 +19,7 @@ import (
 // controller, which coordinates every group and transaction.
 func (g *Gateway) findCoordinator(ctx context.Context, req *kmsg.FindCoordinatorRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
-	if req.CoordinatorType != 0 && req.CoordinatorType != 1 {
+	if req.CoordinatorType < 0 || req.CoordinatorType > 2 {
 		resp.ErrorCode = kerr.InvalidRequest.Code
 		return resp
 	}
@@ -98,6 +98,14 @@ func groupError(req kmsg.Request, code int16) kmsg.Response {
 		r.ErrorCode = code
 	case *kmsg.ConsumerGroupHeartbeatResponse:
 		r.ErrorCode = code
+	case *kmsg.ShareGroupHeartbeatResponse:
+		r.ErrorCode = code
+	case *kmsg.ShareGroupDescribeResponse:
+		for _, g := range req.(*kmsg.ShareGroupDescribeRequest).GroupIDs {
+			dg := kmsg.NewShareGroupDescribeResponseGroup()
+			dg.GroupID, dg.ErrorCode = g, code
+			r.Groups = append(r.Groups, dg)
+		}
 	case *kmsg.ConsumerGroupDescribeResponse:
 		for _, g := range req.(*kmsg.ConsumerGroupDescribeRequest).Groups {
 			dg := kmsg.NewConsumerGroupDescribeResponseGroup()

@@ -89,6 +89,8 @@ type Node struct {
 		// The remote cleaner's (tiercompact.go).
 		remoteCleans, remoteCleanErrors, remoteReadBytes atomic.Int64
 		remoteWrittenBytes, remoteReclaimedBytes         atomic.Int64
+		// Share-partition state writes (share.go).
+		shareWrites atomic.Int64
 	}
 	sub *nats.Subscription
 	// tierSubs answer tier admin requests (tiersvc.go).
@@ -126,6 +128,10 @@ type Node struct {
 	// the topology moves.
 	metas   sync.Map
 	metasAt atomic.Uint64
+
+	// shares are the share-partitions of the partitions this node leads
+	// (share.go).
+	shares shares
 
 	// openSlots bounds the partitions opening at once (partitions.go).
 	openSlots chan struct{}
@@ -234,6 +240,7 @@ func Start(cfg Config) (*Node, error) {
 	n.openSlots = make(chan struct{}, maxOpening)
 	n.mu.appended = make(chan struct{})
 	n.fetchers = map[int32]*replica.Fetcher{}
+	n.shares.parts = map[sharePartKey]*sharePart{}
 	n.rolesKick = make(chan struct{}, 1)
 	caller, err := rpc.NewCaller(cfg.Conn)
 	if err != nil {
@@ -271,7 +278,8 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.checkDisk()
-	n.wg.Add(3)
+	n.wg.Add(4)
+	go n.shareLoop(n.base)
 	go n.maintainLoop(n.base)
 	go n.rolesLoop(n.base)
 	go n.cleanerLoop(n.base)
@@ -405,6 +413,10 @@ func (n *Node) ServeKafka(ctx context.Context, req kmsg.Request, tierRead bool, 
 		resp = n.writeTxnMarkers(ctx, r)
 	case *kmsg.DescribeProducersRequest:
 		resp = n.describeProducers(r)
+	case *kmsg.ShareFetchRequest:
+		resp = n.shareFetch(ctx, r)
+	case *kmsg.ShareAcknowledgeRequest:
+		resp = n.shareAcknowledge(ctx, r)
 	default:
 		return nil, release, fmt.Errorf("node: %s is not served by nodes", kmsg.NameForKey(req.Key()))
 	}

@@ -139,47 +139,78 @@ type Range struct {
 	Deliveries  int32
 }
 
-// Acquire locks, for member, up to max of the records at offsets (the
-// records a fetch from the log returned, ascending): those available in
-// flight and those past End. Offsets the fetch skipped between End and a
-// record it returned (a compacted or aborted gap) are archived. Each
-// acquisition counts a delivery.
-func (p *Partition) Acquire(member string, offsets []int64, max int, now time.Time) []Range {
+// Span is a run of offsets a fetch from the log returned: a record
+// batch's, which may hold fewer records (compaction keeps a batch's
+// offset range).
+type Span struct{ First, Last int64 }
+
+// Acquire locks, for member, up to limit of the records in spans (what a
+// fetch from the log returned, ascending): those available in flight and
+// those past End. Offsets the fetch skipped between End and a record it
+// returned (a compacted or aborted gap, a control batch) are archived.
+// Each acquisition counts a delivery.
+func (p *Partition) Acquire(member string, spans []Span, limit int, now time.Time) []Range {
 	var out []Range
 	took := 0
-	for _, off := range offsets {
-		if took >= max {
-			break
-		}
-		if off < p.start {
-			continue
-		}
-		if off >= p.end {
-			if int(off-p.start) >= p.cfg.MaxInFlight {
-				break // the window is full until the start moves
+	for _, sp := range spans {
+		for off := max(sp.First, p.start); off <= sp.Last; off++ {
+			if took >= limit {
+				p.advance()
+				return out
 			}
-			for gap := p.end; gap < off; gap++ {
-				p.recs[gap] = &record{state: Archived}
+			if off >= p.end {
+				if int(off-p.start) >= p.cfg.MaxInFlight {
+					p.advance()
+					return out // the window is full until the start moves
+				}
+				for gap := p.end; gap < off; gap++ {
+					p.recs[gap] = &record{state: Archived}
+				}
+				p.recs[off] = &record{state: Available}
+				p.end = off + 1
 			}
-			p.recs[off] = &record{state: Available}
-			p.end = off + 1
-		}
-		r := p.recs[off]
-		if r.state != Available {
-			continue
-		}
-		r.state, r.member, r.lockUntil = Acquired, member, now.Add(p.cfg.LockDuration)
-		r.deliveries++
-		took++
-		if n := len(out); n > 0 && out[n-1].Last == off-1 && out[n-1].Deliveries == r.deliveries {
-			out[n-1].Last = off
-		} else {
-			out = append(out, Range{off, off, r.deliveries})
+			r := p.recs[off]
+			if r.state != Available {
+				continue
+			}
+			r.state, r.member, r.lockUntil = Acquired, member, now.Add(p.cfg.LockDuration)
+			r.deliveries++
+			took++
+			if n := len(out); n > 0 && out[n-1].Last == off-1 && out[n-1].Deliveries == r.deliveries {
+				out[n-1].Last = off
+			} else {
+				out = append(out, Range{off, off, r.deliveries})
+			}
 		}
 	}
 	p.advance()
 	return out
 }
+
+// NextOffset is where a fetch for this share-partition reads the log
+// from: the first record in flight that is available, else End.
+func (p *Partition) NextOffset() int64 {
+	for off := p.start; off < p.end; off++ {
+		if r := p.recs[off]; r == nil || r.state == Available {
+			return off
+		}
+	}
+	return p.end
+}
+
+// Full reports whether nothing past End may be acquired until the start
+// moves (group.share.partition.max.record.locks).
+func (p *Partition) Full() bool { return p.end-p.start >= int64(p.cfg.MaxInFlight) }
+
+// SetConfig changes the group's settings (a group config changed): they
+// apply to locks and deliveries from now on.
+func (p *Partition) SetConfig(cfg Config) {
+	cfg.defaults()
+	p.cfg = cfg
+}
+
+// Config is the partition's settings.
+func (p *Partition) Config() Config { return p.cfg }
 
 // Ack is one acknowledgement: the offsets First through Last, each with
 // Types[i] (or Types[0] for all when there is one).

@@ -57,7 +57,7 @@ func testPartitionRandom(t *testing.T, seed uint64) {
 				offs = append(offs, off)
 			}
 		}
-		for _, r := range p.Acquire(m, offs, max, now) {
+		for _, r := range p.Acquire(m, spans(offs), max, now) {
 			for off := r.First; off <= r.Last; off++ {
 				if h, ok := holder[off]; ok {
 					t.Fatalf("seed %d: offset %d handed to %s while %s holds it", seed, off, m, h)
@@ -121,6 +121,16 @@ func testPartitionRandom(t *testing.T, seed uint64) {
 			if !done[off] && delivered[off] < cfg.DeliveryLimit {
 				t.Fatalf("seed %d step %d: start %d passed offset %d, neither done nor delivered %d times", seed, step, p.Start(), off, cfg.DeliveryLimit)
 			}
+		}
+		next := p.End()
+		for _, off := range log {
+			if off >= p.Start() && off < p.End() && holder[off] == "" && !done[off] && delivered[off] < cfg.DeliveryLimit {
+				next = off
+				break
+			}
+		}
+		if got := p.NextOffset(); got != next {
+			t.Fatalf("seed %d step %d: next offset %d, model %d", seed, step, got, next)
 		}
 		if p.End()-p.Start() > int64(cfg.MaxInFlight) {
 			t.Fatalf("seed %d step %d: %d records in the window, max %d", seed, step, p.End()-p.Start(), cfg.MaxInFlight)
@@ -210,7 +220,7 @@ func testPartitionRandom(t *testing.T, seed uint64) {
 func TestAcknowledgeBatch(t *testing.T) {
 	now := time.Unix(0, 0)
 	p := New(Config{}, 10)
-	got := p.Acquire("a", []int64{10, 11, 13, 14}, 10, now) // 12 is a gap in the log
+	got := p.Acquire("a", []Span{{10, 11}, {13, 14}}, 10, now) // 12 is a gap in the log
 	if want := []Range{{10, 11, 1}, {13, 14, 1}}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("acquired %v, want %v", got, want)
 	}
@@ -233,7 +243,21 @@ func TestAcknowledgeBatch(t *testing.T) {
 	if p.Start() != 11 {
 		t.Fatalf("start %d, want 11 (offset 11 was released)", p.Start())
 	}
-	if got := p.Acquire("b", []int64{11, 13, 14, 15}, 10, now); !reflect.DeepEqual(got, []Range{{11, 11, 2}, {15, 15, 1}}) {
+	if got := p.Acquire("b", []Span{{11, 11}, {13, 15}}, 10, now); !reflect.DeepEqual(got, []Range{{11, 11, 2}, {15, 15, 1}}) {
 		t.Fatalf("redelivery: %v", got)
 	}
+}
+
+// spans turns offsets into the spans a fetch returns: runs of
+// consecutive ones.
+func spans(offs []int64) []Span {
+	var out []Span
+	for _, off := range offs {
+		if n := len(out); n > 0 && out[n-1].Last == off-1 {
+			out[n-1].Last = off
+		} else {
+			out = append(out, Span{off, off})
+		}
+	}
+	return out
 }
