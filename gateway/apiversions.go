@@ -69,6 +69,9 @@ var apis = map[int16]apiRange{
 	77: {1, 1},  // ShareGroupDescribe (KIP-932)
 	78: {1, 2},  // ShareFetch (v2: acquire modes, KIP-1206; renewals, KIP-1222)
 	79: {1, 2},  // ShareAcknowledge (v2: renewals, KIP-1222)
+	90: {0, 1},  // DescribeShareGroupOffsets (v1: lag, KIP-1226)
+	91: {0, 0},  // AlterShareGroupOffsets
+	92: {0, 0},  // DeleteShareGroupOffsets
 }
 
 func supported(key, version int16) bool {

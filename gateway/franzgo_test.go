@@ -13,10 +13,12 @@ import (
 )
 
 // TestFranzGoIntegration runs franz-go's own integration tests of
-// transactions and consumer groups (TestTxnEtl: a consume-transform-
-// produce pipeline in transactions, checked for loss and duplicates;
-// TestGroupETL; TestConsumeRegex, which needs __consumer_offsets listed as
-// internal) against a one-node Strata cluster (as strata dev) and,
+// transactions, consumer groups and share groups (TestTxnEtl: a
+// consume-transform-produce pipeline in transactions, checked for loss
+// and duplicates; TestGroupETL, with its KIP-848 variants; TestConsumeRegex,
+// which needs __consumer_offsets listed as internal; TestShareGroupETL, a
+// three-level share-group pipeline with releases, rejections and killed
+// consumers; the share-group offsets admin APIs) against a one-node Strata cluster (as strata dev) and,
 // with STRATA_FRANZ_THREE_NODES set (make test-long), a three-node one
 // (replication factor 3), from the franz-go module this project builds
 // with. They need the go command, and the module's
@@ -52,7 +54,15 @@ func TestFranzGoIntegration(t *testing.T) {
 			c := testenv.InProcess(t, n, testenv.Options{DeploymentTimeouts: true})
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 			defer cancel()
-			cmd := exec.CommandContext(ctx, goBin, "test", "-count=1", "-run", "^(TestTxnEtl|TestGroupETL|TestConsumeRegex|Test848RegexBrokerResolves)$", "-timeout", "9m", "./pkg/kgo")
+			run := "^(TestTxnEtl|TestGroupETL|TestConsumeRegex|Test848RegexBrokerResolves|TestShareGroup|TestShareGroupETL|TestShareGroupAckOnClose|TestShareGroupOffsetsAdmin|TestConsumeRegexShareSkipsInternal)$"
+			if r := os.Getenv("STRATA_FRANZ_RUN"); r != "" {
+				run = r // one of them, or others, while working on them
+			}
+			args := []string{"test", "-count=1", "-run", run, "-timeout", "9m", "./pkg/kgo"}
+			if os.Getenv("STRATA_FRANZ_RUN") != "" {
+				args = append(args, "-v")
+			}
+			cmd := exec.CommandContext(ctx, goBin, args...)
 			cmd.Dir = dir
 			cmd.Env = append(os.Environ(), "KGO_SEEDS="+c.Addr(), fmt.Sprintf("KGO_TEST_RF=%d", n), "KGO_LOG_LEVEL=none", "GOFLAGS=-mod=mod",
 				"GOCACHE="+goEnv(t, goBin, "GOCACHE"), "CGO_ENABLED=0")

@@ -723,6 +723,8 @@ func (g *Gateway) handle(ctx context.Context, h requestHeader, req kmsg.Request)
 		return g.shareFetch(ctx, r)
 	case *kmsg.ShareAcknowledgeRequest:
 		return g.shareAcknowledge(ctx, r)
+	case *kmsg.DescribeShareGroupOffsetsRequest:
+		return g.describeShareGroupOffsets(ctx, r)
 	case *kmsg.ListOffsetsRequest:
 		return g.listOffsets(ctx, r)
 	case *kmsg.DeleteRecordsRequest:
@@ -777,7 +779,7 @@ func (g *Gateway) handle(ctx context.Context, h requestHeader, req kmsg.Request)
 	case *kmsg.JoinGroupRequest, *kmsg.SyncGroupRequest, *kmsg.HeartbeatRequest, *kmsg.LeaveGroupRequest,
 		*kmsg.OffsetCommitRequest, *kmsg.OffsetFetchRequest, *kmsg.ListGroupsRequest, *kmsg.DescribeGroupsRequest,
 		*kmsg.DeleteGroupsRequest, *kmsg.OffsetDeleteRequest, *kmsg.ConsumerGroupHeartbeatRequest, *kmsg.ConsumerGroupDescribeRequest,
-		*kmsg.ShareGroupHeartbeatRequest, *kmsg.ShareGroupDescribeRequest:
+		*kmsg.ShareGroupHeartbeatRequest, *kmsg.ShareGroupDescribeRequest, *kmsg.AlterShareGroupOffsetsRequest, *kmsg.DeleteShareGroupOffsetsRequest:
 		denied, forward, fix := g.authorizeGroup(ctx, req)
 		if denied != nil {
 			return denied

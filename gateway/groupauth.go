@@ -116,6 +116,24 @@ func (g *Gateway) authorizeGroup(ctx context.Context, req kmsg.Request) (denied 
 			}
 			return resp
 		}
+	case *kmsg.AlterShareGroupOffsetsRequest:
+		if groupDenied(r.GroupID, opRead) {
+			return groupError(req, kerr.GroupAuthorizationFailed.Code), nil, nil
+		}
+		for _, t := range r.Topics {
+			if !g.allowed(ctx, opRead, rtTopic, t.Topic) {
+				return groupError(req, kerr.TopicAuthorizationFailed.Code), nil, nil
+			}
+		}
+	case *kmsg.DeleteShareGroupOffsetsRequest:
+		if groupDenied(r.GroupID, opDelete) {
+			return groupError(req, kerr.GroupAuthorizationFailed.Code), nil, nil
+		}
+		for _, t := range r.Topics {
+			if !g.allowed(ctx, opRead, rtTopic, t.Topic) {
+				return groupError(req, kerr.TopicAuthorizationFailed.Code), nil, nil
+			}
+		}
 	case *kmsg.DeleteGroupsRequest:
 		return forwardAllowed(r, r.Groups, func(gr string) string { return gr },
 			func(gr string) bool { return !groupDenied(gr, opDelete) },

@@ -100,6 +100,10 @@ func groupError(req kmsg.Request, code int16) kmsg.Response {
 		r.ErrorCode = code
 	case *kmsg.ShareGroupHeartbeatResponse:
 		r.ErrorCode = code
+	case *kmsg.AlterShareGroupOffsetsResponse:
+		r.ErrorCode = code
+	case *kmsg.DeleteShareGroupOffsetsResponse:
+		r.ErrorCode = code
 	case *kmsg.ShareGroupDescribeResponse:
 		for _, g := range req.(*kmsg.ShareGroupDescribeRequest).GroupIDs {
 			dg := kmsg.NewShareGroupDescribeResponseGroup()

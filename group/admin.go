@@ -7,6 +7,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/strata-io/strata/meta"
 )
 
 // ListGroups lists groups with members or committed offsets, with their
@@ -18,18 +20,22 @@ func (c *Coordinator) ListGroups(ctx context.Context, req *kmsg.ListGroupsReques
 		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
 		return resp
 	}
+	shareGroups := c.durableShareGroups()
 	c.mu.Lock()
 	type entry struct{ state, protocolType string }
 	all := map[string]entry{}
 	for _, g := range withOffsets {
 		all[g] = entry{"Empty", "consumer"}
 	}
+	typ := map[string]string{}
+	for _, id := range shareGroups {
+		all[id], typ[id] = entry{"Empty", "share"}, "share"
+	}
 	for id, g := range c.groups {
 		if len(g.members) > 0 {
 			all[id] = entry{g.state.String(), g.protocolType}
 		}
 	}
-	typ := map[string]string{}
 	// Groups of the newer kinds keep their kind while empty, as on Kafka.
 	for id, g := range c.consumers {
 		all[id], typ[id] = entry{g.state(), "consumer"}, "consumer"
@@ -150,12 +156,18 @@ func (c *Coordinator) DeleteGroups(ctx context.Context, req *kmsg.DeleteGroupsRe
 			dg.ErrorCode = kerr.CoordinatorNotAvailable.Code
 		case active:
 			dg.ErrorCode = kerr.NonEmptyGroup.Code
-		case g == nil && cg == nil && sg == nil && !slices.Contains(withOffsets, id):
+		case g == nil && cg == nil && sg == nil && !slices.Contains(withOffsets, id) && !slices.Contains(c.durableShareGroups(), id):
 			dg.ErrorCode = kerr.GroupIDNotFound.Code
 		default:
 			if err := c.store.DeleteOffsets(ctx, id, "", nil); err != nil {
 				dg.ErrorCode = kerr.CoordinatorNotAvailable.Code
 				break
+			}
+			if slices.Contains(c.durableShareGroups(), id) {
+				if err := c.propose(ctx, &meta.DeleteShareState{Group: id}); err != nil {
+					dg.ErrorCode = kerr.CoordinatorNotAvailable.Code
+					break
+				}
 			}
 			c.mu.Lock()
 			if g := c.groups[id]; g != nil && len(g.members) == 0 {

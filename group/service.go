@@ -197,6 +197,10 @@ func (s *Service) handle(msg *nats.Msg) {
 		resp = coord.ShareGroupHeartbeat(r, msg.Header.Get(rpc.HeaderClientID), "")
 	case *kmsg.ShareGroupDescribeRequest:
 		resp = coord.ShareGroupDescribe(r)
+	case *kmsg.AlterShareGroupOffsetsRequest:
+		resp = coord.AlterShareGroupOffsets(ctx, r)
+	case *kmsg.DeleteShareGroupOffsetsRequest:
+		resp = coord.DeleteShareGroupOffsets(ctx, r)
 	case *kmsg.OffsetCommitRequest:
 		resp = coord.OffsetCommit(ctx, r)
 	case *kmsg.OffsetFetchRequest:

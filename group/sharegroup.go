@@ -251,12 +251,24 @@ func (c *Coordinator) ShareGroupDescribe(req *kmsg.ShareGroupDescribeRequest) *k
 	for _, t := range c.topicsNow() {
 		names[t.id] = t.name
 	}
+	// A share group with state but no members (the coordinator moved
+	// since it had any) is an empty share group.
+	durable := map[string]bool{}
+	for _, id := range req.GroupIDs {
+		if ss, err := c.shareStates(id); err == nil && len(ss) > 0 {
+			durable[id] = true
+		}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, id := range req.GroupIDs {
 		rg := kmsg.NewShareGroupDescribeResponseGroup()
 		rg.GroupID = id
 		g := c.shares[id]
+		if g == nil && durable[id] && !c.otherKindLocked(id, "share") {
+			g = &shareGroup{id: id, members: map[string]*shareMember{}}
+			c.shares[id] = g
+		}
 		switch {
 		case g == nil && c.otherKindLocked(id, "share"):
 			rg.ErrorCode = kerr.GroupIDNotFound.Code

@@ -480,6 +480,8 @@ func DecodeCommand(b []byte) (Command, error) {
 		c = &DeleteShareState{}
 	case TypeAlterGroupConfigs:
 		c = &AlterGroupConfigs{}
+	case TypeResetShareState:
+		c = &ResetShareState{}
 	default:
 		return nil, fmt.Errorf("%w: command type %d", ErrUnknownCommand, b[1])
 	}

@@ -42,6 +42,9 @@ type FSM struct {
 	// and restores: what a reader read of those holds while it is
 	// unchanged.
 	topology atomic.Uint64
+	// shareResets counts the commits that reset or deleted share state
+	// from outside its leaders, and restores (ShareResets).
+	shareResets atomic.Uint64
 
 	// pinMu guards pins: versions open views and snapshots read at.
 	// Badger may drop a key's versions at or below the discard timestamp
@@ -124,6 +127,11 @@ func (f *FSM) Applied() uint64 { return f.applied.Load() }
 // and partitions stays current for as long as Topology returns the same.
 func (f *FSM) Topology() uint64 { return f.topology.Load() }
 
+// ShareResets changes after every commit that reset or deleted share
+// state other than by its leader's writes: a leader's copy of a
+// share-partition stays current for as long as it returns the same.
+func (f *FSM) ShareResets() uint64 { return f.shareResets.Load() }
+
 // Apply applies one entry (raft.FSM).
 func (f *FSM) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
 
@@ -171,6 +179,9 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	f.applied.Store(end)
 	if w.topology {
 		f.topology.Add(1) // after applied: a view opened once this is seen reads the write
+	}
+	if w.shareReset {
+		f.shareResets.Add(1)
 	}
 	f.metrics.apply.Observe(time.Since(start).Seconds())
 	f.metrics.applyEntries.Observe(float64(len(logs)))
@@ -304,6 +315,8 @@ func (w *writer) applyCmd(cmd Command) (*ApplyResult, error) {
 		return w.deleteShareState(c)
 	case *AlterGroupConfigs:
 		return w.alterGroupConfigs(c)
+	case *ResetShareState:
+		return w.resetShareState(c)
 	}
 	return rejected(fmt.Errorf("%w: %T", ErrUnknownCommand, cmd))
 }
@@ -842,7 +855,9 @@ type writer struct {
 	txn      *badger.Txn
 	commitTs uint64
 	topology bool // a topic or partition record was written
-	writes   int  // sets and deletes so far
+	// shareReset: share state was reset or deleted (not a leader's write).
+	shareReset bool
+	writes     int // sets and deletes so far
 }
 
 // touch notes a write to key.
@@ -1015,6 +1030,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	}
 	f.applied.Store(applied)
 	f.topology.Add(1)
+	f.shareResets.Add(1)
 	f.updateDiscardTs()
 	f.logger.Info("metadata restored from snapshot", "version", applied)
 	if f.onApply != nil {

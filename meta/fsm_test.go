@@ -113,8 +113,9 @@ func allCommands() []Command {
 		&ForgetRetiredObjects{Topic: "orders", Partition: 0, Keys: []string{"k", "l"}},
 		&MarkTierCleaned{Topic: "orders", Partition: 0, Offset: 200, AtMs: 13},
 		&WriteShareState{State: ShareState{Group: "q", Topic: "orders", Partition: 1, LeaderEpoch: 2, Start: 10,
-			Batches: []ShareBatch{{10, 12, 0, 1}, {13, 13, 4, 5}, {14, 20, 2, 1}}, UpdateMs: 14}},
+			Batches: []ShareBatch{{10, 12, 0, 1}, {13, 13, 4, 5}, {14, 20, 2, 1}}, UpdateMs: 14, StateEpoch: 3}},
 		&DeleteShareState{Group: "q", Topic: "orders"},
+		&ResetShareState{Group: "q", Topic: "orders", Starts: map[int32]int64{0: 5, 1: -1}, NowMs: 15},
 		&AlterGroupConfigs{Group: "q", Set: map[string]string{"share.auto.offset.reset": "earliest"}, Delete: []string{"share.delivery.count.limit"}},
 	}
 }
@@ -131,6 +132,10 @@ func withoutOptionalTail(c Command) Command {
 	case *TxnCommitOffsets:
 		o := *c
 		o.AddGroup = false
+		return &o
+	case *WriteShareState:
+		o := *c
+		o.State.StateEpoch = 0
 		return &o
 	}
 	return nil

@@ -84,6 +84,32 @@ func TestShareState(t *testing.T) {
 	}
 }
 
+// TestResetShareState: a reset from outside the leader sets the start,
+// drops what was in flight and moves the state epoch, so the leader's
+// next write, carrying the epoch it loaded, is refused.
+func TestResetShareState(t *testing.T) {
+	a := &applier{t: t, f: openTestFSM(t, t.TempDir())}
+	a.mustApply(testTopic("orders", 2, 1))
+	st := ShareState{Group: "q", Topic: "orders", Partition: 0, Start: 5, Batches: []ShareBatch{{5, 7, 0, 2}}}
+	a.mustApply(&WriteShareState{State: st})
+	a.mustApply(&ResetShareState{Group: "q", Topic: "orders", Starts: map[int32]int64{0: 100, 1: Uninitialized}})
+	v := a.f.View()
+	got, _, _ := v.ShareState("q", "orders", 0)
+	other, ok, _ := v.ShareState("q", "orders", 1)
+	v.Close()
+	if got.Start != 100 || got.Batches != nil || got.StateEpoch != 1 {
+		t.Fatalf("after the reset: %+v", got)
+	}
+	if !ok || other.Start != Uninitialized || other.StateEpoch != 1 {
+		t.Fatalf("partition 1 after the reset: %+v %v", other, ok)
+	}
+	a.wantErr(ErrStaleEpoch, &WriteShareState{State: st}) // the leader's old state
+	st.StateEpoch, st.Start, st.Batches = 1, 100, nil
+	a.mustApply(&WriteShareState{State: st})
+	a.wantErr(ErrUnknownTopic, &ResetShareState{Group: "q", Topic: "orders", Starts: map[int32]int64{7: 1}})
+	a.wantErr(ErrInvalidRequest, &ResetShareState{Group: "q", Topic: "orders", Starts: map[int32]int64{0: -5}})
+}
+
 // BenchmarkShareStateWrites measures what durable share state costs: each
 // op is one share-partition's state written through Raft on three voters
 // (as a leader does after an acknowledgement batch), by 16 partition

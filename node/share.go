@@ -52,7 +52,11 @@ type sharePart struct {
 	key sharePartKey
 	// epoch is the leader epoch it was loaded in: its writes are fenced
 	// by it, and a partition led again in another epoch is loaded anew.
-	epoch int32
+	// stateEpoch is the state's own (a reset from outside moves it), and
+	// resets the metadata's count of such resets when it was checked.
+	epoch      int32
+	stateEpoch int32
+	resets     uint64
 
 	mu      sync.Mutex
 	p       *share.Partition
@@ -97,9 +101,23 @@ func configsString(set map[string]string) string {
 func (n *Node) sharePart(ctx context.Context, group string, l *openLog, part meta.Partition, configs map[string]string) (*sharePart, error) {
 	key := sharePartKey{group, part.Topic, part.Partition}
 	cs := configsString(configs)
+	fsm := n.cfg.Meta.Server().FSM()
+	resets := fsm.ShareResets() // before the view: see FSM.ShareResets
 	n.shares.mu.Lock()
 	sp := n.shares.parts[key]
-	if sp != nil && sp.epoch != part.LeaderEpoch {
+	stale := sp != nil && sp.epoch != part.LeaderEpoch
+	if sp != nil && !stale && sp.resets != resets {
+		// Some share state was reset: this one's, if its epoch moved.
+		v := fsm.View()
+		st, ok, err := v.ShareState(group, part.Topic, part.Partition)
+		v.Close()
+		if err == nil && ok && st.StateEpoch == sp.stateEpoch && st.Start != meta.Uninitialized {
+			sp.resets = resets // guarded by n.shares.mu
+		} else if err == nil {
+			stale = true
+		}
+	}
+	if stale {
 		sp.mu.Lock()
 		sp.dropped = true
 		sp.mu.Unlock()
@@ -117,15 +135,15 @@ func (n *Node) sharePart(ctx context.Context, group string, l *openLog, part met
 		sp.mu.Unlock()
 		return sp, nil
 	}
-	v := n.cfg.Meta.Server().FSM().View()
+	v := fsm.View()
 	st, ok, err := v.ShareState(group, part.Topic, part.Partition)
 	v.Close()
 	if err != nil {
 		return nil, err
 	}
 	cfg := shareConfig(configs)
-	sp = &sharePart{key: key, epoch: part.LeaderEpoch, configs: cs, used: time.Now()}
-	if ok {
+	sp = &sharePart{key: key, epoch: part.LeaderEpoch, stateEpoch: st.StateEpoch, resets: resets, configs: cs, used: time.Now()}
+	if ok && st.Start != meta.Uninitialized {
 		s := share.Snapshot{Start: st.Start}
 		for _, b := range st.Batches {
 			s.Batches = append(s.Batches, share.Batch{First: b.First, Last: b.Last, State: share.State(b.State), Deliveries: b.Deliveries})
@@ -203,7 +221,7 @@ func (n *Node) writeShare(ctx context.Context, sp *sharePart) error {
 	s, gen := sp.p.Snapshot(), sp.gen
 	sp.mu.Unlock()
 	st := meta.ShareState{Group: sp.key.group, Topic: sp.key.topic, Partition: sp.key.partition, LeaderEpoch: sp.epoch,
-		Start: s.Start, UpdateMs: time.Now().UnixMilli()}
+		Start: s.Start, UpdateMs: time.Now().UnixMilli(), StateEpoch: sp.stateEpoch}
 	for _, b := range s.Batches {
 		st.Batches = append(st.Batches, meta.ShareBatch{First: b.First, Last: b.Last, State: int8(b.State), Deliveries: b.Deliveries})
 	}
