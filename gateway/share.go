@@ -331,6 +331,10 @@ func (g *Gateway) shareFetch(ctx context.Context, req *kmsg.ShareFetchRequest) k
 		if hasAcks {
 			return fail(kerr.InvalidRequest.Code) // nothing is acquired in a new session
 		}
+		if msg := g.notShareGroup(ctx, group); msg != "" {
+			resp.ErrorCode, resp.ErrorMessage = kerr.InvalidRequest.Code, &msg
+			return resp
+		}
 		g.openShareSession(key, owner, named)
 		parts = map[shareTP]bool{}
 		for _, tp := range named {
@@ -531,6 +535,18 @@ func (g *Gateway) shareAcknowledge(ctx context.Context, req *kmsg.ShareAcknowled
 		resp.NodeEndpoints = append(resp.NodeEndpoints, ne)
 	}
 	return resp
+}
+
+// notShareGroup explains why group, of another kind, cannot be fetched
+// as a share group ("" when it can: a share group, or none yet).
+func (g *Gateway) notShareGroup(ctx context.Context, group string) string {
+	req := kmsg.NewPtrShareGroupDescribeRequest()
+	req.GroupIDs = []string{group}
+	resp, ok := g.groupRequest(ctx, requestHeader{}, req).(*kmsg.ShareGroupDescribeResponse)
+	if !ok || len(resp.Groups) != 1 || resp.Groups[0].ErrorCode != kerr.GroupIDNotFound.Code || resp.Groups[0].ErrorMessage == nil {
+		return ""
+	}
+	return *resp.Groups[0].ErrorMessage
 }
 
 // shareLeaders counts the leader nodes of parts.

@@ -116,3 +116,148 @@ func TestShareGroupQueue(t *testing.T) {
 		t.Fatalf("only %d of 4 workers got records: %v", len(per), per)
 	}
 }
+
+// shareFetchRaw sends one ShareFetch to broker b.
+func shareFetchRaw(t *testing.T, ctx context.Context, b *kgo.Broker, mut func(*kmsg.ShareFetchRequest)) *kmsg.ShareFetchResponse {
+	t.Helper()
+	req := kmsg.NewPtrShareFetchRequest()
+	req.GroupID, req.MemberID = kmsg.StringPtr("raw"), kmsg.StringPtr("member-a")
+	req.MaxWaitMillis, req.MaxBytes, req.MaxRecords, req.BatchSize = 500, 1<<20, 100, 100
+	mut(req)
+	resp, err := req.RequestWith(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+func shareTopic(id [16]byte, acks ...kmsg.ShareFetchRequestTopicPartitionAcknowledgementBatch) []kmsg.ShareFetchRequestTopic {
+	p := kmsg.NewShareFetchRequestTopicPartition()
+	p.AcknowledgementBatches = acks
+	t := kmsg.NewShareFetchRequestTopic()
+	t.TopicID, t.Partitions = id, []kmsg.ShareFetchRequestTopicPartition{p}
+	return []kmsg.ShareFetchRequestTopic{t}
+}
+
+func ackBatch(first, last int64, types ...int8) kmsg.ShareFetchRequestTopicPartitionAcknowledgementBatch {
+	b := kmsg.NewShareFetchRequestTopicPartitionAcknowledgementBatch()
+	b.FirstOffset, b.LastOffset, b.AcknowledgeTypes = first, last, types
+	return b
+}
+
+// TestShareFetchBadInput: what a share consumer can get wrong gets
+// Kafka's error, and changes nothing: an unknown or stale session, an
+// acknowledgement in a new session, a record acknowledged that the member
+// does not hold (another's, or never delivered), an unknown
+// acknowledgement type, a renewal that also fetches, a member id too
+// long, ShareAcknowledge outside a session, and ShareFetch naming a
+// consumer group. Closing the session gives back what the member held,
+// delivered again with a higher count.
+func TestShareFetchBadInput(t *testing.T) {
+	c := testenv.InProcess(t, 1, testenv.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl := newClient(t, c.Addr())
+	adm := kadm.NewClient(cl)
+	if r, err := adm.CreateTopic(ctx, 1, 1, nil, "bad"); err != nil || r.Err != nil {
+		t.Fatal(err, r.Err)
+	}
+	setGroupConfigs(t, ctx, cl, "raw", "share.auto.offset.reset", "earliest")
+	produceKeys(t, ctx, cl, "bad", 0, 10)
+	td, err := adm.ListTopics(ctx, "bad")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := [16]byte(td["bad"].ID)
+	meta, err := kmsg.NewPtrMetadataRequest().RequestWith(ctx, cl)
+	if err != nil || len(meta.Brokers) == 0 {
+		t.Fatal(err)
+	}
+	b := cl.Broker(int(meta.Brokers[0].NodeID))
+	want := func(what string, got int16, code *kerr.Error) {
+		t.Helper()
+		if code == nil && got != 0 || code != nil && got != code.Code {
+			t.Fatalf("%s: %v, want %v", what, kerr.ErrorForCode(got), code)
+		}
+	}
+	want("no session", shareFetchRaw(t, ctx, b, func(r *kmsg.ShareFetchRequest) {
+		r.ShareSessionEpoch, r.Topics = 3, shareTopic(id)
+	}).ErrorCode, kerr.ShareSessionNotFound)
+	want("acks in a new session", shareFetchRaw(t, ctx, b, func(r *kmsg.ShareFetchRequest) {
+		r.Topics = shareTopic(id, ackBatch(0, 0, 1))
+	}).ErrorCode, kerr.InvalidRequest)
+	want("member id too long", shareFetchRaw(t, ctx, b, func(r *kmsg.ShareFetchRequest) {
+		r.MemberID, r.Topics = kmsg.StringPtr("0123456789012345678901234567890123456789"), shareTopic(id)
+	}).ErrorCode, kerr.InvalidRequest)
+
+	// Member a opens a session and acquires 0..4.
+	open := shareFetchRaw(t, ctx, b, func(r *kmsg.ShareFetchRequest) { r.MaxRecords, r.Topics = 5, shareTopic(id) })
+	want("open", open.ErrorCode, nil)
+	if len(open.Topics) != 1 || len(open.Topics[0].Partitions) != 1 || len(open.Topics[0].Partitions[0].AcquiredRecords) == 0 {
+		t.Fatalf("open acquired nothing: %+v", open.Topics)
+	}
+	acq := open.Topics[0].Partitions[0].AcquiredRecords
+	if acq[0].FirstOffset != 0 || acq[len(acq)-1].LastOffset != 4 || acq[0].DeliveryCount != 1 {
+		t.Fatalf("acquired %+v, want 0..4 delivered once", acq)
+	}
+	want("stale epoch", shareFetchRaw(t, ctx, b, func(r *kmsg.ShareFetchRequest) { r.ShareSessionEpoch = 7 }).ErrorCode, kerr.InvalidShareSessionEpoch)
+
+	// Member b takes 5..9, then tries to acknowledge a's records.
+	bOpen := shareFetchRaw(t, ctx, b, func(r *kmsg.ShareFetchRequest) {
+		r.MemberID, r.Topics = kmsg.StringPtr("member-b"), shareTopic(id)
+	})
+	if n := len(bOpen.Topics); n != 1 || bOpen.Topics[0].Partitions[0].AcquiredRecords[0].FirstOffset != 5 {
+		t.Fatalf("b acquired %+v", bOpen.Topics)
+	}
+	steal := shareFetchRaw(t, ctx, b, func(r *kmsg.ShareFetchRequest) {
+		r.MemberID, r.ShareSessionEpoch, r.MaxWaitMillis = kmsg.StringPtr("member-b"), 1, 0
+		r.Topics = shareTopic(id, ackBatch(0, 1, 1))
+	})
+	want("b acknowledges a's records", steal.Topics[0].Partitions[0].AcknowledgeErrorCode, kerr.InvalidRecordState)
+	never := shareFetchRaw(t, ctx, b, func(r *kmsg.ShareFetchRequest) {
+		r.ShareSessionEpoch, r.MaxWaitMillis, r.Topics = 1, 0, shareTopic(id, ackBatch(50, 50, 1))
+	})
+	want("a acknowledges a record never delivered", never.Topics[0].Partitions[0].AcknowledgeErrorCode, kerr.InvalidRecordState)
+	badType := shareFetchRaw(t, ctx, b, func(r *kmsg.ShareFetchRequest) {
+		r.ShareSessionEpoch, r.MaxWaitMillis, r.Topics = 2, 0, shareTopic(id, ackBatch(0, 0, 9))
+	})
+	want("unknown acknowledgement type", badType.Topics[0].Partitions[0].AcknowledgeErrorCode, kerr.InvalidRequest)
+	want("renewal that fetches", shareFetchRaw(t, ctx, b, func(r *kmsg.ShareFetchRequest) {
+		r.ShareSessionEpoch, r.IsRenewAck, r.Topics = 3, true, shareTopic(id, ackBatch(0, 0, 4))
+	}).ErrorCode, kerr.InvalidRequest)
+
+	ack := kmsg.NewPtrShareAcknowledgeRequest()
+	ack.GroupID, ack.MemberID = kmsg.StringPtr("raw"), kmsg.StringPtr("member-a")
+	aresp, err := ack.RequestWith(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want("ShareAcknowledge opening a session", aresp.ErrorCode, kerr.InvalidShareSessionEpoch)
+
+	// a's refused acknowledgements changed nothing: it still holds 0..4,
+	// and accepts 0 while renewing 1.
+	renew := shareFetchRaw(t, ctx, b, func(r *kmsg.ShareFetchRequest) {
+		r.ShareSessionEpoch, r.IsRenewAck = 3, true
+		r.MaxWaitMillis, r.MaxBytes, r.MaxRecords, r.BatchSize = 0, 0, 0, 0
+		r.Topics = shareTopic(id, ackBatch(0, 1, 1, 4))
+	})
+	want("accept and renew", renew.Topics[0].Partitions[0].AcknowledgeErrorCode, nil)
+
+	// A consumer group is not a share group.
+	cons := newClient(t, c.Addr(), kgo.ConsumeTopics("bad"), kgo.ConsumerGroup("classic"))
+	cons.PollFetches(ctx)
+	other := shareFetchRaw(t, ctx, b, func(r *kmsg.ShareFetchRequest) {
+		r.GroupID, r.Topics = kmsg.StringPtr("classic"), shareTopic(id)
+	})
+	want("ShareFetch of a consumer group", other.ErrorCode, kerr.InvalidRequest)
+
+	// a closes its session: 1..4 go back, and b gets them, delivered twice.
+	want("close", shareFetchRaw(t, ctx, b, func(r *kmsg.ShareFetchRequest) { r.ShareSessionEpoch = -1 }).ErrorCode, nil)
+	again := shareFetchRaw(t, ctx, b, func(r *kmsg.ShareFetchRequest) {
+		r.MemberID, r.ShareSessionEpoch = kmsg.StringPtr("member-b"), 2
+	})
+	got := again.Topics[0].Partitions[0].AcquiredRecords
+	if len(got) != 1 || got[0].FirstOffset != 1 || got[0].LastOffset != 4 || got[0].DeliveryCount != 2 {
+		t.Fatalf("after a closed its session b acquired %+v, want 1..4 delivered twice", got)
+	}
+}
