@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"sync"
 	"testing"
@@ -51,30 +52,62 @@ func produceKeys(t *testing.T, ctx context.Context, cl *kgo.Client, topic string
 	}
 }
 
-// TestShareGroupQueue: competing share consumers on one topic each get
-// records, and every record is accepted once.
+// TestShareGroupQueue: eight share consumers compete for a 2-partition
+// topic, as in a work queue. Seeded at random, consumers release some
+// records on first delivery, and one stops polling while holding records
+// (hung). Checked:
+//   - every consumer gets records;
+//   - every record is accepted exactly once;
+//   - a released record comes back with a higher delivery count;
+//   - the hung consumer's records go to others, delivered twice, no
+//     sooner than the lock duration after it got them.
 func TestShareGroupQueue(t *testing.T) {
+	seed := testenv.Seed(t)
+	rng := rand.New(rand.NewPCG(seed, 3))
 	c := testenv.InProcess(t, 1, testenv.Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	cl := newClient(t, c.Addr())
 	adm := kadm.NewClient(cl)
 	if r, err := adm.CreateTopic(ctx, 2, 1, nil, "q"); err != nil || r.Err != nil {
 		t.Fatal(err, r.Err)
 	}
-	setGroupConfigs(t, ctx, cl, "workers", "share.auto.offset.reset", "earliest")
-	const total = 2000
-	produceKeys(t, ctx, cl, "q", 0, total)
+	const lock = 2 * time.Second
+	setGroupConfigs(t, ctx, cl, "workers", "share.auto.offset.reset", "earliest", "share.record.lock.duration.ms", strconv.Itoa(int(lock.Milliseconds())))
+	const total = 3000
+	releaseOneIn := 5 + rng.IntN(10)
+	hungAfter := 20 + rng.IntN(100) // records the hung consumer takes in its one poll, at most
+	type delivery struct {
+		worker int
+		dc     int32
+		at     time.Time
+	}
 	var mu sync.Mutex
-	seen := map[int]int{}
+	accepted := map[int]int{}
+	deliveries := map[int][]delivery{}
+	released := map[int]bool{}
 	per := map[int]int{}
+	record := func(w int, r *kgo.Record) int {
+		k, _ := strconv.Atoi(string(r.Key))
+		mu.Lock()
+		defer mu.Unlock()
+		deliveries[k] = append(deliveries[k], delivery{w, r.DeliveryCount(), time.Now()})
+		per[w]++
+		return k
+	}
 	var wg sync.WaitGroup
 	cctx, stop := context.WithCancel(ctx)
-	for w := range 4 {
+	defer stop()
+	const hung = 7
+	for w := range 8 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cons := newClient(t, c.Addr(), kgo.ConsumeTopics("q"), kgo.ShareGroup("workers"), kgo.ShareMaxRecords(50))
+			opts := []kgo.Opt{kgo.ConsumeTopics("q"), kgo.ShareGroup("workers"), kgo.ShareMaxRecords(25)}
+			if w == hung {
+				opts = append(opts, kgo.ShareMaxRecords(int32(hungAfter)))
+			}
+			cons := newClient(t, c.Addr(), opts...)
 			for cctx.Err() == nil {
 				fs := cons.PollFetches(cctx)
 				for _, e := range fs.Errors() {
@@ -82,38 +115,80 @@ func TestShareGroupQueue(t *testing.T) {
 						t.Errorf("worker %d: %v", w, e.Err)
 					}
 				}
+				if w == hung && fs.NumRecords() > 0 {
+					fs.EachRecord(func(r *kgo.Record) { record(w, r) })
+					<-cctx.Done() // holds its records, never acknowledges
+					return
+				}
 				fs.EachRecord(func(r *kgo.Record) {
-					k, _ := strconv.Atoi(string(r.Key))
+					k := record(w, r)
+					if r.DeliveryCount() == 1 && k%releaseOneIn == 0 {
+						r.Ack(kgo.AckRelease)
+						mu.Lock()
+						released[k] = true
+						mu.Unlock()
+						return
+					}
 					r.Ack(kgo.AckAccept)
 					mu.Lock()
-					seen[k]++
-					per[w]++
+					accepted[k]++
 					mu.Unlock()
 				})
-				cons.FlushAcks(cctx)
-				time.Sleep(5 * time.Millisecond) // let the others in
+				if err := cons.FlushAcks(cctx); err != nil && cctx.Err() == nil {
+					t.Errorf("worker %d: acknowledging: %v", w, err)
+				}
 			}
 		}()
 	}
+	// Records arrive while the consumers run, each worker waiting a
+	// little between polls so that all get a share.
+	produceKeys(t, ctx, cl, "q", 0, total/2)
+	testenv.WaitFor(ctx, t, 20*time.Millisecond, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return per[hung] > 0
+	}, func() string { return "the hung consumer got no records" })
+	produceKeys(t, ctx, cl, "q", total/2, total/2)
 	testenv.WaitFor(ctx, t, 50*time.Millisecond, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
-		return len(seen) == total
+		return len(accepted) == total
 	}, func() string {
 		mu.Lock()
 		defer mu.Unlock()
-		return fmt.Sprintf("%d of %d records consumed", len(seen), total)
+		return fmt.Sprintf("%d of %d records accepted", len(accepted), total)
 	})
 	stop()
 	wg.Wait()
-	for k, n := range seen {
-		if n != 1 {
-			t.Errorf("record %d delivered %d times", k, n)
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("seed %d: records per worker %v; released 1 in %d; the hung worker held %d", seed, per, releaseOneIn, per[hung])
+	for w := range 8 {
+		if per[w] == 0 {
+			t.Errorf("worker %d got no records: %v", w, per)
 		}
 	}
-	t.Logf("records per worker: %v", per)
-	if len(per) < 2 {
-		t.Fatalf("only %d of 4 workers got records: %v", len(per), per)
+	for k, n := range accepted {
+		if n != 1 {
+			t.Errorf("record %d accepted %d times: %+v", k, n, deliveries[k])
+		}
+	}
+	for k, ds := range deliveries {
+		for i := 1; i < len(ds); i++ {
+			if ds[i].dc <= ds[i-1].dc {
+				t.Errorf("record %d delivered with count %d after %d: %+v", k, ds[i].dc, ds[i-1].dc, ds)
+			}
+		}
+		if released[k] && len(ds) < 2 {
+			t.Errorf("record %d was released but never delivered again", k)
+		}
+		if ds[0].worker == hung {
+			if len(ds) < 2 || ds[1].worker == hung || ds[1].dc != 2 {
+				t.Errorf("record %d, held by the hung worker, was not delivered to another: %+v", k, ds)
+			} else if gap := ds[1].at.Sub(ds[0].at); gap < lock-200*time.Millisecond {
+				t.Errorf("record %d went to another worker %v after the hung one got it, before its %v lock ran out", k, gap, lock)
+			}
+		}
 	}
 }
 
