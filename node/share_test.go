@@ -1,0 +1,142 @@
+package node_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/strata-io/strata/testenv"
+)
+
+// TestShareGroupFailover: share consumers work through a queue on three
+// nodes while, in a seeded order, a partition's leader and the controller
+// (the group coordinator) stop and come back. No record is lost: each one
+// produced is accepted, and a record delivered again comes with a
+// delivery count no lower than before (an acquisition not yet written
+// when its leader stopped counts again from the written one).
+func TestShareGroupFailover(t *testing.T) {
+	seed := testenv.Seed(t)
+	rng := rand.New(rand.NewPCG(seed, 9))
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	c := testenv.InProcess(t, 3, testenv.Options{})
+	cl := newClient(t, c)
+	createTopic(ctx, t, cl, 2, 3, map[string]*string{"min.insync.replicas": kadm.StringPtr("2")}, "jobs")
+	waitISR(ctx, t, c, "jobs", 3)
+	alter := kmsg.NewPtrIncrementalAlterConfigsRequest()
+	res := kmsg.NewIncrementalAlterConfigsRequestResource()
+	res.ResourceType, res.ResourceName = kmsg.ConfigResourceTypeGroupConfig, "workers"
+	for k, v := range map[string]string{"share.auto.offset.reset": "earliest", "share.record.lock.duration.ms": "3000"} {
+		rc := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
+		rc.Name, rc.Value = k, kmsg.StringPtr(v)
+		res.Configs = append(res.Configs, rc)
+	}
+	alter.Resources = append(alter.Resources, res)
+	if resp, err := alter.RequestWith(ctx, cl); err != nil || resp.Resources[0].ErrorCode != 0 {
+		t.Fatal(err, kerr.ErrorForCode(resp.Resources[0].ErrorCode))
+	}
+
+	type delivery struct {
+		worker int
+		dc     int32
+	}
+	var mu sync.Mutex
+	accepted := map[int]int{}
+	deliveries := map[int][]delivery{}
+	cctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cons := newClient(t, c, kgo.ConsumeTopics("jobs"), kgo.ShareGroup("workers"), kgo.ShareMaxRecords(50))
+			for cctx.Err() == nil {
+				fs := cons.PollFetches(cctx)
+				fs.EachRecord(func(r *kgo.Record) {
+					k, _ := strconv.Atoi(string(r.Key))
+					r.Ack(kgo.AckAccept)
+					mu.Lock()
+					deliveries[k] = append(deliveries[k], delivery{w, r.DeliveryCount()})
+					accepted[k]++
+					mu.Unlock()
+				})
+				cons.FlushAcks(cctx) // a leader that stopped refuses some; they come back
+			}
+		}()
+	}
+	produced := 0
+	produce := func(n int) {
+		t.Helper()
+		var rs []*kgo.Record
+		for range n {
+			rs = append(rs, &kgo.Record{Topic: "jobs", Key: []byte(strconv.Itoa(produced)), Value: []byte("job")})
+			produced++
+		}
+		if err := cl.ProduceSync(ctx, rs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitAccepted := func(what string) {
+		t.Helper()
+		testenv.WaitFor(ctx, t, 50*time.Millisecond, func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(accepted) == produced
+		}, func() string {
+			mu.Lock()
+			defer mu.Unlock()
+			return fmt.Sprintf("%s: %d of %d records accepted", what, len(accepted), produced)
+		})
+	}
+	produce(500)
+	faults := []string{"leader", "controller"}
+	if rng.IntN(2) == 0 {
+		faults[0], faults[1] = faults[1], faults[0]
+	}
+	for _, f := range faults {
+		produce(300 + rng.IntN(500))
+		victim := controller(t, c)
+		if f == "leader" {
+			victim = partitions(t, c, "jobs")[rng.IntN(2)].Leader
+		}
+		t.Logf("seed %d: stopping node %d (%s) with %d records produced", seed, victim, f, produced)
+		c.StopNode(victim)
+		produce(300 + rng.IntN(500))
+		time.Sleep(time.Duration(rng.IntN(1500)) * time.Millisecond)
+		c.StartNode(victim)
+		waitISR(ctx, t, c, "jobs", 3)
+		waitAccepted("after node " + strconv.Itoa(int(victim)) + " came back")
+	}
+	produce(500)
+	waitAccepted("in the end")
+	stop()
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	again := 0
+	for k := range produced {
+		ds := deliveries[k]
+		if len(ds) == 0 {
+			t.Fatalf("record %d never delivered", k)
+		}
+		for i := 1; i < len(ds); i++ {
+			if ds[i].dc < ds[i-1].dc {
+				t.Errorf("record %d delivered with count %d after %d: %+v", k, ds[i].dc, ds[i-1].dc, ds)
+			}
+		}
+		if len(ds) > 1 {
+			again++
+		}
+	}
+	t.Logf("seed %d: %d records, %d delivered more than once across the failovers", seed, produced, again)
+}
