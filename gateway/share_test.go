@@ -336,3 +336,85 @@ func TestShareFetchBadInput(t *testing.T) {
 		t.Fatalf("after a closed its session b acquired %+v, want 1..4 delivered twice", got)
 	}
 }
+
+// TestPubSubAndQueue: on one topic, two consumer groups (publish and
+// subscribe) each read every record once, in order per partition, while a
+// share group (a queue) hands each record to one of its three members.
+func TestPubSubAndQueue(t *testing.T) {
+	c := testenv.InProcess(t, 1, testenv.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cl := newClient(t, c.Addr())
+	if r, err := kadm.NewClient(cl).CreateTopic(ctx, 3, 1, nil, "events"); err != nil || r.Err != nil {
+		t.Fatal(err, r.Err)
+	}
+	setGroupConfigs(t, ctx, cl, "queue", "share.auto.offset.reset", "earliest")
+	const total = 1500
+	produceKeys(t, ctx, cl, "events", 0, total)
+	var mu sync.Mutex
+	subs := map[string]map[int]int{"audit": {}, "search": {}}
+	lastOffset := map[string]map[int32]int64{"audit": {}, "search": {}}
+	queue := map[int]int{}
+	byMember := map[int]int{}
+	cctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var wg sync.WaitGroup
+	for _, g := range []string{"audit", "search"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cons := newClient(t, c.Addr(), kgo.ConsumeTopics("events"), kgo.ConsumerGroup(g), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+			for cctx.Err() == nil {
+				cons.PollFetches(cctx).EachRecord(func(r *kgo.Record) {
+					k, _ := strconv.Atoi(string(r.Key))
+					mu.Lock()
+					defer mu.Unlock()
+					if last, ok := lastOffset[g][r.Partition]; ok && r.Offset != last+1 {
+						t.Errorf("group %s partition %d: offset %d after %d", g, r.Partition, r.Offset, last)
+					}
+					lastOffset[g][r.Partition] = r.Offset
+					subs[g][k]++
+				})
+			}
+		}()
+	}
+	for m := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cons := newClient(t, c.Addr(), kgo.ConsumeTopics("events"), kgo.ShareGroup("queue"), kgo.ShareMaxRecords(40))
+			for cctx.Err() == nil {
+				cons.PollFetches(cctx).EachRecord(func(r *kgo.Record) {
+					k, _ := strconv.Atoi(string(r.Key))
+					r.Ack(kgo.AckAccept)
+					mu.Lock()
+					queue[k]++
+					byMember[m]++
+					mu.Unlock()
+				})
+				cons.FlushAcks(cctx)
+				time.Sleep(2 * time.Millisecond)
+			}
+		}()
+	}
+	testenv.WaitFor(ctx, t, 50*time.Millisecond, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(queue) == total && len(subs["audit"]) == total && len(subs["search"]) == total
+	}, func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return fmt.Sprintf("queue %d, audit %d, search %d of %d", len(queue), len(subs["audit"]), len(subs["search"]), total)
+	})
+	stop()
+	wg.Wait()
+	for k := range total {
+		if queue[k] != 1 || subs["audit"][k] != 1 || subs["search"][k] != 1 {
+			t.Fatalf("record %d: queue %d times, audit %d, search %d; each should be once", k, queue[k], subs["audit"][k], subs["search"][k])
+		}
+	}
+	if len(byMember) < 2 {
+		t.Fatalf("the queue's records went to %d of its 3 members: %v", len(byMember), byMember)
+	}
+	t.Logf("queue records per member: %v", byMember)
+}
