@@ -104,6 +104,27 @@ func TestTopicProduceConsumeCommands(t *testing.T) {
 	}
 	fails("GROUP_ID_NOT_FOUND", "group", "delete", b, "g1")
 
+	// A share group (a queue): started at the earliest offsets, it hands
+	// each record out once, acknowledged as printed; describe shows its
+	// start offsets and lag.
+	must("", "group", "reset-offsets", b, "--share", "--topic", "orders", "--to-earliest", "--execute", "q1")
+	if out := must("", "consume", b, "--topic", "orders", "--share-group", "q1", "-n", "4"); strings.Count(out, "\n") != 4 {
+		t.Fatalf("consume in a share group: %q", out)
+	}
+	must("e:5\n", "produce", b, "--topic", "orders", "--key-sep", ":")
+	if out := must("", "consume", b, "--topic", "orders", "--share-group", "q1", "-n", "1"); strings.TrimSpace(out) != "5" {
+		t.Fatalf("a share group's second run: %q", out)
+	}
+	if out := must("", "group", "list", b); !regexp.MustCompile(`q1\s+share`).MatchString(out) {
+		t.Fatalf("group list lacks the share group:\n%s", out)
+	}
+	if out := must("", "group", "describe", b, "q1", "--admin-url", "127.0.0.1:1"); !strings.Contains(out, "Type: share") ||
+		!strings.Contains(out, "START-OFFSET") || !strings.Contains(out, "Total lag: 0") {
+		t.Fatalf("group describe of a share group:\n%s", out)
+	}
+	fails("a share group starts where the group is", "consume", b, "--topic", "orders", "--share-group", "q1", "--from-beginning")
+	fails("is a consumer group, not a share group", "group", "reset-offsets", b, "--share", "--topic", "orders", "--to-earliest", "g848")
+
 	desc := must("", "topic", "describe", b, "orders")
 	for _, want := range []string{"PartitionCount: 3", "retention.ms=3600000", "LOG-END"} {
 		if !strings.Contains(desc, want) {

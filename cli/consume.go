@@ -21,6 +21,8 @@ func consumeCommand() *ucli.Command {
 		Flags: []ucli.Flag{brokersFlag,
 			&ucli.StringFlag{Name: "topic", Aliases: []string{"t"}, Required: true, EnvVars: envVars("topic"), Usage: "topic to consume"},
 			&ucli.StringFlag{Name: "group", Aliases: []string{"g"}, EnvVars: envVars("group"), Usage: "consumer group (commits offsets); none: read without committing"},
+			&ucli.StringFlag{Name: "share-group", EnvVars: envVars("share-group"),
+				Usage: "share group (a queue, KIP-932): records are shared with the group's other members, each acknowledged once printed"},
 			&ucli.StringFlag{Name: "group-protocol", Value: "classic", EnvVars: envVars("group-protocol"),
 				Usage: "with --group: classic, or consumer for Kafka 4's protocol with server-side assignment (group.protocol, KIP-848)"},
 			&ucli.BoolFlag{Name: "from-beginning", EnvVars: envVars("from-beginning"), Usage: "start at the earliest offset (default: the latest)"},
@@ -40,7 +42,20 @@ func consumeCommand() *ucli.Command {
 				start = kgo.NewOffset().AfterMilli(time.Now().Add(-c.Duration("since")).UnixMilli())
 			}
 			opts := []kgo.Opt{kgo.ConsumeTopics(c.String("topic")), kgo.ConsumeResetOffset(start)}
-			if g := c.String("group"); g != "" {
+			share := c.String("share-group")
+			switch g := c.String("group"); {
+			case share != "" && g != "":
+				return fmt.Errorf("consume: --group and --share-group: a consumer is in one group")
+			case share != "" && (c.Bool("from-beginning") || c.IsSet("offset") || c.IsSet("since")):
+				return fmt.Errorf("consume: a share group starts where the group is (share.auto.offset.reset; strata group reset-offsets moves it), not at --from-beginning, --offset or --since")
+			case share != "":
+				opts = []kgo.Opt{kgo.ConsumeTopics(c.String("topic")), kgo.ShareGroup(share)}
+				if limit := c.Int("max-messages"); limit > 0 {
+					// Take no more than will be printed: what is taken is
+					// held from the group's other members until released.
+					opts = append(opts, kgo.ShareMaxRecords(int32(min(limit, 500))))
+				}
+			case g != "":
 				opts = append(opts, kgo.ConsumerGroup(g))
 			}
 			switch c.String("group-protocol") {
@@ -76,8 +91,18 @@ func consumeCommand() *ucli.Command {
 						writeRecord(c.App.Writer, format, r)
 						n++
 						shown.Add(1)
+						if share != "" {
+							r.Ack(kgo.AckAccept)
+						}
+					} else if share != "" {
+						r.Ack(kgo.AckRelease) // not printed: back to the group
 					}
 				})
+				if share != "" {
+					if err := cl.FlushAcks(ctx); err != nil && ctx.Err() == nil {
+						return fmt.Errorf("consume: acknowledging: %w", err)
+					}
+				}
 			}
 			if c.String("group") != "" {
 				if err := cl.CommitUncommittedOffsets(c.Context); err != nil {

@@ -3,11 +3,16 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	ucli "github.com/urfave/cli/v2"
+
+	"github.com/strata-io/strata/gateway"
 )
 
 func groupCommand() *ucli.Command {
@@ -16,9 +21,10 @@ func groupCommand() *ucli.Command {
 		Usage: "list, describe, reset and delete consumer groups (like kafka-consumer-groups.sh)",
 		Subcommands: []*ucli.Command{
 			{Name: "list", Usage: "list groups and their state", Flags: []ucli.Flag{brokersFlag}, Action: groupList},
-			{Name: "describe", Usage: "members, committed offsets and lag per partition", ArgsUsage: "GROUP...", Flags: []ucli.Flag{brokersFlag}, Action: groupDescribe},
+			{Name: "describe", Usage: "members, committed offsets and lag per partition; for a share group, its start offsets, lag and records in flight",
+				ArgsUsage: "GROUP...", Flags: []ucli.Flag{brokersFlag, adminURLFlag}, Action: groupDescribe},
 			{
-				Name: "reset-offsets", Usage: "move an inactive group's committed offsets", ArgsUsage: "GROUP",
+				Name: "reset-offsets", Usage: "move an inactive group's committed offsets (a share group's start offsets)", ArgsUsage: "GROUP",
 				Flags: []ucli.Flag{brokersFlag,
 					&ucli.StringFlag{Name: "topic", Aliases: []string{"t"}, Usage: "topic whose offsets to reset (required)"},
 					&ucli.BoolFlag{Name: "to-earliest", Usage: "to the log start"},
@@ -28,6 +34,7 @@ func groupCommand() *ucli.Command {
 					&ucli.Int64Flag{Name: "shift-by", Usage: "by this many records (negative: back)"},
 					&ucli.BoolFlag{Name: "dry-run", Usage: "show the new offsets only (the default)"},
 					&ucli.BoolFlag{Name: "execute", Usage: "commit the new offsets"},
+					&ucli.BoolFlag{Name: "share", Usage: "the group is a share group (needed for one that does not exist yet, as kafka-share-groups.sh)"},
 				},
 				Action: groupReset,
 			},
@@ -67,12 +74,29 @@ func groupDescribe(c *ucli.Context) error {
 		return err
 	}
 	defer done()
-	lags, err := adm.Lag(c.Context, c.Args().Slice()...)
+	types, err := groupTypes(c, adm)
+	if err != nil {
+		return fmt.Errorf("group describe: %w", err)
+	}
+	var classic []string
+	for _, name := range c.Args().Slice() {
+		if types[name] == "share" {
+			if err := describeShareGroup(c, adm, name); err != nil {
+				return err
+			}
+		} else {
+			classic = append(classic, name)
+		}
+	}
+	if len(classic) == 0 {
+		return nil
+	}
+	lags, err := adm.Lag(c.Context, classic...)
 	if err != nil {
 		return fmt.Errorf("group describe: %w", err)
 	}
 	w := c.App.Writer
-	for _, name := range c.Args().Slice() {
+	for _, name := range classic {
 		l, ok := lags[name]
 		if !ok {
 			return fmt.Errorf("group describe %s: no such group", name)
@@ -125,6 +149,14 @@ func groupReset(c *ucli.Context) error {
 	}
 	defer done()
 	ctx := c.Context
+	types, err := groupTypes(c, adm)
+	if err != nil {
+		return fmt.Errorf("group reset-offsets: %w", err)
+	}
+	share := types[group] == "share" || c.Bool("share")
+	if c.Bool("share") && types[group] != "" && types[group] != "share" {
+		return fmt.Errorf("group reset-offsets: %s is a %s group, not a share group", group, types[group])
+	}
 	starts, err := adm.ListStartOffsets(ctx, topic)
 	if err == nil {
 		err = starts.Error()
@@ -136,8 +168,19 @@ func groupReset(c *ucli.Context) error {
 	if err != nil {
 		return fmt.Errorf("group reset-offsets: %w", err)
 	}
-	current, err := adm.FetchOffsets(ctx, group)
-	if err != nil {
+	current := kadm.OffsetResponses{}
+	if share {
+		// A share group's position is each share-partition's start.
+		desc, err := adm.DescribeShareGroupOffsets(ctx, group)
+		if err != nil {
+			return fmt.Errorf("group reset-offsets: %w", err)
+		}
+		desc[group].Offsets.Each(func(o kadm.ShareOffset) {
+			if o.Err == nil && o.StartOffset >= 0 {
+				current.Add(kadm.OffsetResponse{Offset: kadm.Offset{Topic: o.Topic, Partition: o.Partition, At: o.StartOffset}})
+			}
+		})
+	} else if current, err = adm.FetchOffsets(ctx, group); err != nil {
 		return fmt.Errorf("group reset-offsets: %w", err)
 	}
 	var byTime kadm.ListedOffsets
@@ -186,6 +229,17 @@ func groupReset(c *ucli.Context) error {
 		fmt.Fprintln(c.App.ErrWriter, "Dry run: nothing committed. Add --execute to commit these offsets.")
 		return nil
 	}
+	if share {
+		resp, err := adm.AlterShareGroupOffsets(ctx, group, target)
+		if err == nil {
+			err = resp.Error()
+		}
+		if err != nil {
+			return fmt.Errorf("group reset-offsets %s: %v (a share group must have no active members)", group, err)
+		}
+		fmt.Fprintf(c.App.ErrWriter, "Reset the share group %s on %s: records in flight there are forgotten.\n", group, topic)
+		return nil
+	}
 	resp, err := adm.CommitOffsets(ctx, group, target)
 	if err == nil {
 		err = resp.Error()
@@ -215,6 +269,85 @@ func groupDelete(c *ucli.Context) error {
 			return fmt.Errorf("group delete %s: %v", name, r.Err)
 		}
 		fmt.Fprintf(c.App.Writer, "Deleted group %s.\n", name)
+	}
+	return nil
+}
+
+// groupTypes lists every group's type: classic, consumer or share.
+func groupTypes(c *ucli.Context, adm *kadm.Client) (map[string]string, error) {
+	groups, err := adm.ListGroups(c.Context)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, g := range groups {
+		out[g.Group] = g.GroupType
+	}
+	return out, nil
+}
+
+// describeShareGroup prints a share group's members and their
+// partitions, then each share-partition's start offset (SPSO), lag, and
+// the records in flight (from the admin API, when it answers).
+func describeShareGroup(c *ucli.Context, adm *kadm.Client, name string) error {
+	described, err := adm.DescribeShareGroups(c.Context, name)
+	if err != nil {
+		return fmt.Errorf("group describe %s: %w", name, err)
+	}
+	d := described[name]
+	if d.Err != nil {
+		return fmt.Errorf("group describe %s: %v", name, d.Err)
+	}
+	offsets, err := adm.DescribeShareGroupOffsets(c.Context, name)
+	if err != nil {
+		return fmt.Errorf("group describe %s: %w", name, err)
+	}
+	o := offsets[name]
+	if o.Err != nil {
+		return fmt.Errorf("group describe %s: %v", name, o.Err)
+	}
+	var parts []gateway.SharePartition
+	inFlight := map[string]gateway.SharePartition{}
+	if err := adminCall(c, http.MethodGet, "/v1/share/partitions", url.Values{"group": {name}}, &parts); err == nil {
+		for _, p := range parts {
+			inFlight[fmt.Sprintf("%s/%d", p.Topic, p.Partition)] = p
+		}
+	}
+	var total int64
+	o.Offsets.Each(func(so kadm.ShareOffset) { total += max(so.Lag, 0) })
+	w := c.App.Writer
+	fmt.Fprintf(w, "Group: %s\tType: share\tState: %s\tMembers: %d\tTotal lag: %d\n", name, d.GroupState, len(d.Members), total)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\tTOPIC\tPARTITION\tSTART-OFFSET\tLAG\tIN-FLIGHT\tMAX-DELIVERIES\tMEMBERS")
+	for _, so := range o.Offsets.Sorted() {
+		var members []string
+		for _, m := range d.Members {
+			if _, ok := m.Assignment[so.Topic][so.Partition]; ok {
+				members = append(members, m.MemberID)
+			}
+		}
+		flight, deliveries := "-", "-"
+		if p, ok := inFlight[fmt.Sprintf("%s/%d", so.Topic, so.Partition)]; ok {
+			flight, deliveries = fmt.Sprint(p.InFlight), fmt.Sprint(p.MaxDeliveries)
+		}
+		lag := "-"
+		if so.Lag >= 0 {
+			lag = fmt.Sprint(so.Lag)
+		}
+		fmt.Fprintf(tw, "\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", so.Topic, so.Partition, so.StartOffset, lag, flight, deliveries, strings.Join(members, ","))
+	}
+	tw.Flush()
+	if len(d.Members) > 0 {
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "\tMEMBER\tCLIENT\tHOST\tPARTITIONS")
+		for _, m := range d.Members {
+			n := 0
+			for _, ps := range m.Assignment {
+				n += len(ps)
+			}
+			fmt.Fprintf(tw, "\t%s\t%s\t%s\t%d\n", m.MemberID, m.ClientID, m.ClientHost, n)
+		}
+		tw.Flush()
 	}
 	return nil
 }

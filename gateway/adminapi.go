@@ -18,6 +18,7 @@ import (
 //	GET  /v1/tier/status            every node's tiered partitions
 //	GET  /v1/tier/ls?topic=T        T's uploaded segments
 //	POST /v1/tier/restore?topic=T   recreate T from the bucket alone
+//	GET  /v1/share/partitions?group=G  G's share-partitions: start, records in flight
 //
 // Answers are JSON; an error is {"error": "..."}.
 
@@ -127,6 +128,14 @@ func (g *Gateway) RegisterAdmin(mux *http.ServeMux) {
 			return
 		}
 		writeJSON(w, http.StatusOK, st)
+	})
+	mux.HandleFunc("GET /v1/share/partitions", func(w http.ResponseWriter, r *http.Request) {
+		ps, err := g.SharePartitions(r.Context(), r.URL.Query().Get("group"))
+		if err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, ps)
 	})
 	mux.HandleFunc("GET /v1/tier/ls", func(w http.ResponseWriter, r *http.Request) {
 		var reply tier.LsReply

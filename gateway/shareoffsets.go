@@ -142,3 +142,44 @@ func shareLag(s meta.ShareState, hw int64) int64 {
 	}
 	return max(lag, 0)
 }
+
+// SharePartition is a share-partition as its last written state has it.
+type SharePartition struct {
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
+	// Start is the share-partition start offset (SPSO); End is one past
+	// the last record delivered (SPEO).
+	Start int64 `json:"start"`
+	End   int64 `json:"end"`
+	// InFlight counts the records from Start to End delivered and not
+	// yet acknowledged or archived: held by a member, or released and
+	// waiting to be delivered again.
+	InFlight int64 `json:"in_flight"`
+	// MaxDeliveries is the highest delivery count among them.
+	MaxDeliveries int32 `json:"max_deliveries"`
+}
+
+// SharePartitions reads a share group's share-partitions from the
+// metadata (for the admin API: strata group describe).
+func (g *Gateway) SharePartitions(ctx context.Context, group string) ([]SharePartition, error) {
+	r, err := g.meta.Read(ctx, meta.ReadRequest{Kind: "share_states", Group: group})
+	if err != nil {
+		return nil, err
+	}
+	out := []SharePartition{}
+	for _, s := range r.ShareStates {
+		if s.Start == meta.Uninitialized {
+			continue
+		}
+		p := SharePartition{Topic: s.Topic, Partition: s.Partition, Start: s.Start, End: s.Start}
+		for _, b := range s.Batches {
+			p.End = max(p.End, b.Last+1)
+			if b.State == 0 && b.Deliveries > 0 || b.State == 1 {
+				p.InFlight += b.Last - max(b.First, s.Start) + 1
+				p.MaxDeliveries = max(p.MaxDeliveries, b.Deliveries)
+			}
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
