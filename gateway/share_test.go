@@ -19,7 +19,7 @@ import (
 
 // setGroupConfigs sets share group configs through the GROUP resource, as
 // kafka-configs.sh --entity-type groups does.
-func setGroupConfigs(t *testing.T, ctx context.Context, cl *kgo.Client, group string, kvs ...string) {
+func setGroupConfigs(t testing.TB, ctx context.Context, cl *kgo.Client, group string, kvs ...string) {
 	t.Helper()
 	req := kmsg.NewPtrIncrementalAlterConfigsRequest()
 	res := kmsg.NewIncrementalAlterConfigsRequestResource()
@@ -41,7 +41,7 @@ func setGroupConfigs(t *testing.T, ctx context.Context, cl *kgo.Client, group st
 	}
 }
 
-func produceKeys(t *testing.T, ctx context.Context, cl *kgo.Client, topic string, from, n int) {
+func produceKeys(t testing.TB, ctx context.Context, cl *kgo.Client, topic string, from, n int) {
 	t.Helper()
 	var rs []*kgo.Record
 	for i := from; i < from+n; i++ {

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/strata-io/strata/internal/bufpool"
 	"github.com/strata-io/strata/meta"
 	plog "github.com/strata-io/strata/node/log"
 	"github.com/strata-io/strata/share"
@@ -33,10 +34,15 @@ import (
 // at most (Kafka's share.max.poll.records default).
 const shareDefaultMaxRecords = 500
 
-// shareReadChunk is how much of the log one read of a share-partition
-// takes: acquisitions stop at MaxRecords, so reading a whole fetch's
-// bytes at once would mostly be thrown away.
-const shareReadChunk = 1 << 20
+// shareReadChunk bounds how much of the log one read of a
+// share-partition takes: acquisitions stop at MaxRecords, so reading a
+// whole fetch's bytes at once would mostly be thrown away. A read is sized
+// by the partition's average record (sharePart.recordBytes), from
+// shareMinReadChunk up.
+const (
+	shareReadChunk    = 1 << 20
+	shareMinReadChunk = 16 << 10
+)
 
 // shareIdle is how long a share-partition with nothing in flight stays
 // in memory unused.
@@ -64,6 +70,9 @@ type sharePart struct {
 	gen     uint64    // changes made; written is the last one durable
 	used    time.Time // last request
 	queued  bool      // a background write is on its way
+	// recordBytes is the log's average bytes per offset, as reads found
+	// it (sizes the next read).
+	recordBytes int64
 
 	// wmu makes writes one at a time; written is guarded by it.
 	wmu     sync.Mutex
@@ -367,7 +376,7 @@ func validShareAcks(acks []share.Ack, renew bool) bool {
 
 // shareAcks applies each partition's acknowledgements for member and
 // makes them durable before answering: code gets each partition's error
-// (0: applied). It reports whether any record was released.
+// (0: applied). It reports whether any was applied.
 func (n *Node) shareAcks(ctx context.Context, group, member string, configs map[string]string, renew bool, acks []shareAck, code func(i int, c int16)) (released bool) {
 	now := time.Now()
 	var toWrite []*sharePart
@@ -406,11 +415,10 @@ func (n *Node) shareAcks(ctx context.Context, group, member string, configs map[
 			code(i, kerr.InvalidRequest.Code)
 			continue
 		}
-		for _, x := range a.acks {
-			for _, t := range x.Types {
-				released = released || t == share.Release
-			}
-		}
+		// Released records may be acquired again, and accepted ones move
+		// the start, which may open a full window: fetches waiting on
+		// this partition look again.
+		released = true
 		toWrite = append(toWrite, sp)
 		idx = append(idx, i)
 	}
@@ -677,12 +685,24 @@ func (n *Node) acquireLocked(ctx context.Context, l *openLog, part meta.Partitio
 	var records []byte
 	from := sp.p.NextOffset()
 	for took < maxRecs && from < limit && len(records) < maxBytes && !(sp.p.Full() && from >= sp.p.End()) {
-		chunk := min(shareReadChunk, maxBytes-len(records))
-		data, err := l.ReadAlloc(func(n int) []byte { return make([]byte, n) }, from, chunk, limit)
+		// Read about what the records wanted take, as the partition's
+		// records have averaged so far.
+		want := int64(maxRecs-took) * max(sp.recordBytes, 64) * 5 / 4
+		chunk := int(min(max(want, shareMinReadChunk), shareReadChunk, int64(maxBytes-len(records))))
+		var held []byte
+		alloc := func(n int) []byte { held = bufpool.Get(n); return held }
+		data, err := l.ReadAlloc(alloc, from, chunk, limit)
 		if errors.Is(err, plog.ErrOffsetOutOfRange) && from < l.StartOffset() && n.remote != nil {
-			data, err = n.readRemote(ctx, l, part, from, chunk, func(n int) []byte { return make([]byte, n) })
+			data, err = n.readRemote(ctx, l, part, from, chunk, alloc)
+		}
+		release := func() {
+			if held != nil {
+				bufpool.Put(held)
+				held = nil
+			}
 		}
 		if err != nil {
+			release()
 			if took > 0 {
 				break
 			}
@@ -690,10 +710,15 @@ func (n *Node) acquireLocked(ctx context.Context, l *openLog, part meta.Partitio
 		}
 		spans, batches, next, err := n.shareSpans(ctx, l, part, from, data, readCommitted)
 		if err != nil {
+			release()
 			return 0, 0, errorCode(err)
 		}
 		if len(batches) == 0 {
+			release()
 			break
+		}
+		if span := next - batches[0].first; span > 0 {
+			sp.recordBytes = (3*sp.recordBytes + int64(len(data))/span) / 4
 		}
 		got := sp.p.Acquire(member, spans, maxRecs-took, now)
 		for _, r := range got {
@@ -711,6 +736,7 @@ func (n *Node) acquireLocked(ctx context.Context, l *openLog, part meta.Partitio
 				}
 			}
 		}
+		release()
 		if next <= from {
 			break
 		}
