@@ -89,8 +89,10 @@ type Node struct {
 		// The remote cleaner's (tiercompact.go).
 		remoteCleans, remoteCleanErrors, remoteReadBytes atomic.Int64
 		remoteWrittenBytes, remoteReclaimedBytes         atomic.Int64
-		// Share-partition state writes (share.go).
-		shareWrites atomic.Int64
+		// Share groups' (share.go): state writes, records acquired,
+		// acknowledgements by type.
+		shareWrites, shareAcquired atomic.Int64
+		shareAcks                  [5]atomic.Int64
 	}
 	sub *nats.Subscription
 	// tierSubs answer tier admin requests (tiersvc.go).
@@ -288,7 +290,7 @@ func Start(cfg Config) (*Node, error) {
 		go n.reconcileLoop(n.base)
 	}
 	if cfg.Registry != nil {
-		n.collectors = []prometheus.Collector{newCollector(n), newGroupCollector(n), n.stages.vec}
+		n.collectors = []prometheus.Collector{newCollector(n), newGroupCollector(n), newShareCollector(n), n.stages.vec}
 		for i, c := range n.collectors {
 			if err := cfg.Registry.Register(c); err != nil {
 				n.logger.Warn("metrics not registered", "error", err)

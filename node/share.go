@@ -415,6 +415,15 @@ func (n *Node) shareAcks(ctx context.Context, group, member string, configs map[
 			code(i, kerr.InvalidRequest.Code)
 			continue
 		}
+		for _, x := range a.acks {
+			for off := x.First; off <= x.Last; off++ {
+				t := x.Types[0]
+				if len(x.Types) > 1 {
+					t = x.Types[off-x.First]
+				}
+				n.counts.shareAcks[t].Add(1)
+			}
+		}
 		// Released records may be acquired again, and accepted ones move
 		// the start, which may open a full window: fetches waiting on
 		// this partition look again.
@@ -663,6 +672,7 @@ func (n *Node) shareAcquire(ctx context.Context, group, member, topic string, p 
 	}
 	took, records, code := n.acquireLocked(ctx, l, part, sp, member, readCommitted, limit, maxRecs, maxBytes, out)
 	if took > 0 {
+		n.counts.shareAcquired.Add(int64(took))
 		n.writeShareLater(sp)
 	}
 	return took, records, code

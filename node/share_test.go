@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -139,4 +140,69 @@ func TestShareGroupFailover(t *testing.T) {
 		}
 	}
 	t.Logf("seed %d: %d records, %d delivered more than once across the failovers", seed, produced, again)
+}
+
+// TestShareMetrics: a node's share metrics count what members were handed
+// and how they acknowledged it, and show each share-partition's start and
+// records in flight.
+func TestShareMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c := testenv.InProcess(t, 1, testenv.Options{Registry: reg})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl := newClient(t, c)
+	createTopic(ctx, t, cl, 1, 1, nil, "m")
+	alter := kmsg.NewPtrIncrementalAlterConfigsRequest()
+	res := kmsg.NewIncrementalAlterConfigsRequestResource()
+	res.ResourceType, res.ResourceName = kmsg.ConfigResourceTypeGroupConfig, "mg"
+	rc := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
+	rc.Name, rc.Value = "share.auto.offset.reset", kmsg.StringPtr("earliest")
+	res.Configs = append(res.Configs, rc)
+	alter.Resources = append(alter.Resources, res)
+	if _, err := alter.RequestWith(ctx, cl); err != nil {
+		t.Fatal(err)
+	}
+	var rs []*kgo.Record
+	for i := range 100 {
+		rs = append(rs, &kgo.Record{Topic: "m", Value: []byte(strconv.Itoa(i))})
+	}
+	if err := cl.ProduceSync(ctx, rs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	cons := newClient(t, c, kgo.ConsumeTopics("m"), kgo.ShareGroup("mg"))
+	seen := 0
+	for seen < 100 && ctx.Err() == nil {
+		cons.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			seen++
+			if r.Offset%10 == 0 {
+				r.Ack(kgo.AckReject)
+			} else {
+				r.Ack(kgo.AckAccept)
+			}
+		})
+		if err := cons.FlushAcks(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := map[string]string{"group": "mg", "topic": "m", "partition": "0"}
+	for name, want := range map[string]float64{
+		"strata_share_partition_start_offset":      100,
+		"strata_share_partition_in_flight_records": 0,
+		"strata_share_partition_acquired_records":  0,
+	} {
+		if got, ok := metricValue(t, reg, name, p); !ok || got != want {
+			t.Errorf("%s = %v (%v), want %v", name, got, ok, want)
+		}
+	}
+	for typ, want := range map[string]float64{"accept": 90, "reject": 10} {
+		if got, _ := metricValue(t, reg, "strata_share_acknowledgements_total", map[string]string{"type": typ}); got != want {
+			t.Errorf("%s acknowledgements: %v, want %v", typ, got, want)
+		}
+	}
+	if got, _ := metricValue(t, reg, "strata_share_records_acquired_total", nil); got != 100 {
+		t.Errorf("records acquired: %v, want 100", got)
+	}
+	if got, _ := metricValue(t, reg, "strata_share_state_writes_total", nil); got < 2 {
+		t.Errorf("share state writes: %v", got)
+	}
 }

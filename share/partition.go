@@ -120,6 +120,17 @@ func (p *Partition) InFlight() int {
 	return n
 }
 
+// Held counts the records acquired now (locked by a member).
+func (p *Partition) Held() int {
+	n := 0
+	for _, r := range p.recs {
+		if r.state == Acquired {
+			n++
+		}
+	}
+	return n
+}
+
 // StateOf reports an offset's state and delivery count: below Start it
 // is done (Acknowledged, count unknown: 0), from End on Available and
 // never delivered.
