@@ -2,13 +2,12 @@ package gateway
 
 import (
 	"context"
-	"encoding/binary"
-	"hash/crc32"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/strata-io/strata/internal/batch"
 	"github.com/strata-io/strata/meta"
 )
 
@@ -116,38 +115,15 @@ func offsetsBatch(os []meta.Offset, maxBytes int) []byte {
 		key := (&kmsg.OffsetCommitKey{Version: 1, Group: o.Group, Topic: o.Topic, Partition: o.Partition}).AppendTo(nil)
 		value := (&kmsg.OffsetCommitValue{Version: 3, Offset: o.Offset, LeaderEpoch: o.LeaderEpoch, Metadata: o.Metadata,
 			CommitTimestamp: o.CommitTimeMs}).AppendTo(nil)
-		rec := kmsg.Record{Key: key, Value: value, OffsetDelta: int32(o.LogOffset - base), TimestampDelta64: o.CommitTimeMs - firstTs}
-		rec.Length = int32(len(rec.AppendTo(nil)) - 1) // what follows the length (encoded as 0, one byte)
-		enc := rec.AppendTo(nil)
-		if n > 0 && recordBatchOverhead+len(body)+len(enc) > maxBytes {
+		enc := batch.EncodeRecord(batch.Record{Offset: o.LogOffset, Timestamp: o.CommitTimeMs, Key: key, Value: value}, base, firstTs)
+		if n > 0 && batch.Overhead+len(body)+len(enc) > maxBytes {
 			break
 		}
 		body = append(body, enc...)
 		n, last, maxTs = n+1, o.LogOffset, max(maxTs, o.CommitTimeMs)
 	}
-	b := kmsg.RecordBatch{
-		FirstOffset:          base,
-		PartitionLeaderEpoch: 0,
-		Magic:                2,
-		LastOffsetDelta:      int32(last - base),
-		FirstTimestamp:       firstTs,
-		MaxTimestamp:         maxTs,
-		ProducerID:           -1,
-		ProducerEpoch:        -1,
-		FirstSequence:        -1,
-		NumRecords:           int32(n),
-		Records:              body,
-	}
-	out := b.AppendTo(nil)
-	// Length covers everything after itself; the CRC everything after
-	// the attributes' start (Kafka's batch format).
-	binary.BigEndian.PutUint32(out[8:], uint32(len(out)-12))
-	binary.BigEndian.PutUint32(out[17:], crc32.Checksum(out[21:], crc32.MakeTable(crc32.Castagnoli)))
-	return out
+	return batch.Encode(base, last, firstTs, maxTs, n, body)
 }
-
-// recordBatchOverhead is a record batch's header size.
-const recordBatchOverhead = 61
 
 // listOffsetsTopic answers ListOffsets for a partition of
 // __consumer_offsets: earliest 0, latest its end, and by timestamp the

@@ -418,3 +418,140 @@ func TestPubSubAndQueue(t *testing.T) {
 	}
 	t.Logf("queue records per member: %v", byMember)
 }
+
+// TestShareDeadLetters: with a dead-letter topic set for the group, each
+// record a member rejects, and each one released until the delivery limit,
+// is written to that topic once, with headers saying where it came from
+// and why, and (copy.record.enable) its key and value. A topic not named
+// dlq.* is refused as the group's dead-letter topic.
+func TestShareDeadLetters(t *testing.T) {
+	c := testenv.InProcess(t, 1, testenv.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cl := newClient(t, c.Addr())
+	adm := kadm.NewClient(cl)
+	if r, err := adm.CreateTopic(ctx, 2, 1, nil, "work"); err != nil || r.Err != nil {
+		t.Fatal(err, r.Err)
+	}
+	if r, err := adm.CreateTopic(ctx, 1, 1, map[string]*string{"errors.deadletterqueue.group.enable": kmsg.StringPtr("true")}, "dlq.work"); err != nil || r.Err != nil {
+		t.Fatal(err, r.Err)
+	}
+	bad := kmsg.NewPtrIncrementalAlterConfigsRequest()
+	res := kmsg.NewIncrementalAlterConfigsRequestResource()
+	res.ResourceType, res.ResourceName = kmsg.ConfigResourceTypeGroupConfig, "jobs"
+	res.Configs = []kmsg.IncrementalAlterConfigsRequestResourceConfig{{Name: "errors.deadletterqueue.topic.name", Value: kmsg.StringPtr("work")}}
+	bad.Resources = append(bad.Resources, res)
+	if resp, err := bad.RequestWith(ctx, cl); err != nil || resp.Resources[0].ErrorCode != kerr.InvalidConfig.Code {
+		t.Fatalf("a dead-letter topic not named dlq.*: %v %v", err, resp)
+	}
+	setGroupConfigs(t, ctx, cl, "jobs", "share.auto.offset.reset", "earliest", "share.delivery.count.limit", "2",
+		"errors.deadletterqueue.topic.name", "dlq.work", "errors.deadletterqueue.copy.record.enable", "true")
+	const total = 40
+	produceKeys(t, ctx, cl, "work", 0, total)
+	want := map[int]string{} // key -> disposition
+	for k := range total {
+		switch {
+		case k%5 == 0:
+			want[k] = "CLIENT_REJECTED"
+		case k%7 == 1:
+			want[k] = "MAX_DELIVERY_ATTEMPTS_REACHED"
+		}
+	}
+	cons := newClient(t, c.Addr(), kgo.ConsumeTopics("work"), kgo.ShareGroup("jobs"))
+	done := map[int]bool{}
+	for len(done) < total && ctx.Err() == nil {
+		cons.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			k, _ := strconv.Atoi(string(r.Key))
+			switch want[k] {
+			case "CLIENT_REJECTED":
+				r.Ack(kgo.AckReject)
+				done[k] = true
+			case "MAX_DELIVERY_ATTEMPTS_REACHED":
+				r.Ack(kgo.AckRelease)
+				if r.DeliveryCount() == 2 {
+					done[k] = true
+				}
+			default:
+				r.Ack(kgo.AckAccept)
+				done[k] = true
+			}
+		})
+		if err := cons.FlushAcks(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reader := newClient(t, c.Addr(), kgo.ConsumeTopics("dlq.work"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	got := map[int]map[string]string{}
+	for len(got) < len(want) && ctx.Err() == nil {
+		reader.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			h := map[string]string{}
+			for _, x := range r.Headers {
+				h[x.Key] = string(x.Value)
+			}
+			k, _ := strconv.Atoi(string(r.Key))
+			if _, dup := got[k]; dup {
+				t.Errorf("record %d written to the dead-letter topic twice", k)
+			}
+			got[k] = h
+			if string(r.Value) != "v" {
+				t.Errorf("record %d's value not copied: %q", k, r.Value)
+			}
+		})
+	}
+	for k, disposition := range want {
+		h := got[k]
+		if h["_dlq.errors.disposition"] != disposition || h["_dlq.errors.group.id"] != "jobs" || h["_dlq.errors.original.topic"] != "work" {
+			t.Errorf("record %d's dead letter: %v, want disposition %s", k, h, disposition)
+		}
+		if disposition == "MAX_DELIVERY_ATTEMPTS_REACHED" && h["_dlq.errors.delivery.count"] != "2" {
+			t.Errorf("record %d: delivery count header %q, want 2", k, h["_dlq.errors.delivery.count"])
+		}
+		if h["_dlq.errors.original.offset"] == "" || h["_dlq.errors.original.partition"] == "" {
+			t.Errorf("record %d: no original offset or partition: %v", k, h)
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d dead letters, want %d", len(got), len(want))
+	}
+}
+
+// TestShareGroupTimeoutConfigs: a share group's own
+// share.heartbeat.interval.ms is what its members are told, and its
+// share.session.timeout.ms is when a silent member is removed.
+func TestShareGroupTimeoutConfigs(t *testing.T) {
+	c := testenv.InProcess(t, 1, testenv.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl := newClient(t, c.Addr())
+	if r, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 1, nil, "tt"); err != nil || r.Err != nil {
+		t.Fatal(err, r.Err)
+	}
+	setGroupConfigs(t, ctx, cl, "quick", "share.heartbeat.interval.ms", "700", "share.session.timeout.ms", "1500")
+	hb := kmsg.NewPtrShareGroupHeartbeatRequest()
+	hb.GroupID, hb.MemberID, hb.SubscribedTopicNames = "quick", "silent-member", []string{"tt"}
+	resp, err := hb.RequestWith(ctx, cl)
+	if err != nil || resp.ErrorCode != 0 {
+		t.Fatal(err, kerr.ErrorForCode(resp.ErrorCode))
+	}
+	if resp.HeartbeatIntervalMillis != 700 {
+		t.Fatalf("heartbeat interval %d ms, want the group's 700", resp.HeartbeatIntervalMillis)
+	}
+	members := func() int {
+		d := kmsg.NewPtrShareGroupDescribeRequest()
+		d.GroupIDs = []string{"quick"}
+		r, err := d.RequestWith(ctx, cl)
+		if err != nil || len(r.Groups) != 1 {
+			t.Fatal(err)
+		}
+		return len(r.Groups[0].Members)
+	}
+	if members() != 1 {
+		t.Fatal("the member did not join")
+	}
+	start := time.Now()
+	testenv.WaitFor(ctx, t, 100*time.Millisecond, func() bool { return members() == 0 },
+		func() string { return "the silent member is still in the group" })
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("the silent member was removed after %v; its group's session timeout is 1.5 s", took)
+	}
+}

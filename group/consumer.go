@@ -479,10 +479,11 @@ func (c *Coordinator) ConsumerGroupHeartbeat(req *kmsg.ConsumerGroupHeartbeatReq
 		}
 	}
 	topics := c.topicsNow()
+	session, heartbeat := c.groupTimeouts(req.Group, "consumer")
 	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	resp.HeartbeatIntervalMillis = int32(c.consumerHeartbeat.Milliseconds())
+	resp.HeartbeatIntervalMillis = int32(c.noteTimeoutsLocked(req.Group, session, heartbeat, c.consumerHeartbeat).Milliseconds())
 	if c.otherKindLocked(req.Group, "consumer") {
 		return fail(kerr.GroupIDNotFound.Code, "Group "+req.Group+" is not a consumer group.")
 	}
@@ -640,7 +641,7 @@ func (c *Coordinator) consumerJoinLocked(g *consumerGroup, req *kmsg.ConsumerGro
 // kept partitions past their rebalance timeout.
 func (c *Coordinator) expireConsumersLocked(g *consumerGroup, now time.Time, topics func() map[string]topicInfo) {
 	for _, m := range g.members {
-		late := now.Sub(m.lastSeen) > c.consumerSession
+		late := now.Sub(m.lastSeen) > c.sessionLocked(g.id, c.consumerSession)
 		stuck := !m.revokeBy.IsZero() && now.After(m.revokeBy)
 		if late || stuck {
 			c.logger.Info("consumer group member fenced", "group", g.id, "member", m.id, "session_expired", late, "revocation_timed_out", stuck)

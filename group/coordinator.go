@@ -64,6 +64,10 @@ type Coordinator struct {
 	// timeout and heartbeat interval.
 	shares                       map[string]*shareGroup
 	shareSession, shareHeartbeat time.Duration
+	// sessions are groups' own session timeouts (the group configs
+	// consumer.session.timeout.ms, share.session.timeout.ms), as their
+	// last heartbeat read them; absent: the kind's.
+	sessions map[string]time.Duration
 	// topicSource, when set, stands in for the metadata's topics (tests).
 	topicSource func() map[string]topicInfo
 	stop        chan struct{}
@@ -108,7 +112,8 @@ func New(store OffsetStore, logger *slog.Logger) *Coordinator {
 	c := &Coordinator{store: store, logger: logger, groups: map[string]*group{}, consumers: map[string]*consumerGroup{},
 		consumerSession: DefaultConsumerSessionTimeout, consumerHeartbeat: DefaultConsumerHeartbeatInterval,
 		shares: map[string]*shareGroup{}, shareSession: DefaultShareSessionTimeout, shareHeartbeat: DefaultShareHeartbeatInterval,
-		stop: make(chan struct{})}
+		sessions: map[string]time.Duration{},
+		stop:     make(chan struct{})}
 	c.wg.Add(1)
 	go c.tickLoop()
 	return c

@@ -156,10 +156,11 @@ func (c *Coordinator) ShareGroupHeartbeat(req *kmsg.ShareGroupHeartbeatRequest, 
 		return fail(kerr.InvalidRequest.Code, "MemberEpoch is invalid.")
 	}
 	topics := c.topicsNow()
+	session, heartbeat := c.groupTimeouts(req.GroupID, "share")
 	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	resp.HeartbeatIntervalMillis = int32(c.shareHeartbeat.Milliseconds())
+	resp.HeartbeatIntervalMillis = int32(c.noteTimeoutsLocked(req.GroupID, session, heartbeat, c.shareHeartbeat).Milliseconds())
 	if c.otherKindLocked(req.GroupID, "share") {
 		return fail(kerr.GroupIDNotFound.Code, "Group "+req.GroupID+" is not a share group.")
 	}
@@ -235,7 +236,7 @@ func (c *Coordinator) ShareGroupHeartbeat(req *kmsg.ShareGroupHeartbeatRequest, 
 // expireSharesLocked removes share group members whose session ran out.
 func (c *Coordinator) expireSharesLocked(g *shareGroup, now time.Time, topics func() map[string]topicInfo) {
 	for id, m := range g.members {
-		if now.Sub(m.lastSeen) > c.shareSession {
+		if now.Sub(m.lastSeen) > c.sessionLocked(g.id, c.shareSession) {
 			c.logger.Info("share group member session expired", "group", g.id, "member", id)
 			delete(g.members, id)
 			g.epoch++

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -189,4 +190,47 @@ func (c *Coordinator) durableShareGroups() []string {
 	defer v.Close()
 	out, _ := v.ShareGroups()
 	return out
+}
+
+// groupTimeouts reads a group's own session timeout and heartbeat
+// interval from its group configs (kind.session.timeout.ms,
+// kind.heartbeat.interval.ms); zero where it sets none.
+func (c *Coordinator) groupTimeouts(id, kind string) (session, heartbeat time.Duration) {
+	vs, ok := c.store.(interface{ View() *meta.View })
+	if !ok {
+		return 0, 0
+	}
+	v := vs.View()
+	set, err := v.GroupConfigs(id)
+	v.Close()
+	if err != nil {
+		return 0, 0
+	}
+	ms := func(k string) time.Duration {
+		n, _ := strconv.ParseInt(set[k], 10, 64)
+		return time.Duration(n) * time.Millisecond
+	}
+	return ms(kind + ".session.timeout.ms"), ms(kind + ".heartbeat.interval.ms")
+}
+
+// noteTimeoutsLocked records a group's own session timeout, and returns
+// the heartbeat interval to tell its member: its own, or def.
+func (c *Coordinator) noteTimeoutsLocked(id string, session, heartbeat, def time.Duration) time.Duration {
+	if session > 0 {
+		c.sessions[id] = session
+	} else {
+		delete(c.sessions, id)
+	}
+	if heartbeat > 0 {
+		return heartbeat
+	}
+	return def
+}
+
+// sessionLocked is a group's session timeout: its own, or def.
+func (c *Coordinator) sessionLocked(id string, def time.Duration) time.Duration {
+	if s, ok := c.sessions[id]; ok {
+		return s
+	}
+	return def
 }

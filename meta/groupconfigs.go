@@ -26,7 +26,16 @@ var GroupConfigDefaults = map[string]string{
 	"share.heartbeat.interval.ms":    "5000",
 	"consumer.session.timeout.ms":    "45000",
 	"consumer.heartbeat.interval.ms": "5000",
+	// Dead letters (in the spirit of KIP-1191): off unless a topic is
+	// named.
+	"errors.deadletterqueue.topic.name":         "",
+	"errors.deadletterqueue.copy.record.enable": "false",
 }
+
+// DeadLetterPrefix is what a dead-letter topic's name must start with
+// (KIP-1191's errors.deadletterqueue.topic.name.prefix default): a
+// consumer of it knows its records were written there by the cluster.
+const DeadLetterPrefix = "dlq."
 
 var groupConfigs = map[string]func(string) error{
 	"share.auto.offset.reset": shareAutoOffsetReset,
@@ -39,6 +48,16 @@ var groupConfigs = map[string]func(string) error{
 	"share.heartbeat.interval.ms":    intRange(100, 3_600_000),
 	"consumer.session.timeout.ms":    intRange(1000, 3_600_000),
 	"consumer.heartbeat.interval.ms": intRange(100, 3_600_000),
+	"errors.deadletterqueue.topic.name": func(v string) error {
+		if v == "" {
+			return nil
+		}
+		if !strings.HasPrefix(v, DeadLetterPrefix) {
+			return fmt.Errorf("a dead-letter topic's name must start with %q", DeadLetterPrefix)
+		}
+		return validTopicName(v)
+	},
+	"errors.deadletterqueue.copy.record.enable": oneOf("true", "false"),
 }
 
 // shareAutoOffsetReset accepts latest, earliest, and by_duration:<ISO-8601

@@ -91,8 +91,9 @@ type Node struct {
 		remoteWrittenBytes, remoteReclaimedBytes         atomic.Int64
 		// Share groups' (share.go): state writes, records acquired,
 		// acknowledgements by type.
-		shareWrites, shareAcquired atomic.Int64
-		shareAcks                  [5]atomic.Int64
+		shareWrites, shareAcquired              atomic.Int64
+		shareAcks                               [5]atomic.Int64
+		shareDeadLetters, shareDeadLetterErrors atomic.Int64
 	}
 	sub *nats.Subscription
 	// tierSubs answer tier admin requests (tiersvc.go).

@@ -74,7 +74,8 @@ type sharePart struct {
 	// it (sizes the next read).
 	recordBytes int64
 
-	// wmu makes writes one at a time; written is guarded by it.
+	// wmu makes writes one at a time; written is changed holding both
+	// wmu and mu, so either guards a read.
 	wmu     sync.Mutex
 	written uint64
 	dropped bool // guarded by mu: removed from the node's map
@@ -92,7 +93,8 @@ func shareConfig(set map[string]string) share.Config {
 		return time.Duration(v) * time.Millisecond
 	}
 	limit, _ := strconv.ParseInt(meta.GroupConfig(set, "share.delivery.count.limit"), 10, 32)
-	return share.Config{DeliveryLimit: int32(limit), LockDuration: ms("share.record.lock.duration.ms")}
+	return share.Config{DeliveryLimit: int32(limit), LockDuration: ms("share.record.lock.duration.ms"),
+		DeadLetters: meta.GroupConfig(set, "errors.deadletterqueue.topic.name") != ""}
 }
 
 func configsString(set map[string]string) string {
@@ -245,7 +247,9 @@ func (n *Node) writeShare(ctx context.Context, sp *sharePart) error {
 		}
 		return err
 	}
+	sp.mu.Lock()
 	sp.written = gen
+	sp.mu.Unlock()
 	n.counts.shareWrites.Add(1)
 	return nil
 }
@@ -316,8 +320,18 @@ func (n *Node) shareLoop(ctx context.Context) {
 			if expired > 0 {
 				sp.gen++
 			}
+			dead := sp.p.TakeDead()
 			idle := sp.p.InFlight() == 0 && now.Sub(sp.used) > shareIdle && sp.written == sp.gen
 			sp.mu.Unlock()
+			if len(dead) > 0 {
+				n.wg.Add(1)
+				go func() {
+					defer n.wg.Done()
+					dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+					defer cancel()
+					n.writeDeadLetters(dctx, sp.key, dead, n.groupConfigs(sp.key.group))
+				}()
+			}
 			if expired > 0 {
 				released = true
 				n.writeShareLater(sp)
@@ -381,6 +395,7 @@ func (n *Node) shareAcks(ctx context.Context, group, member string, configs map[
 	now := time.Now()
 	var toWrite []*sharePart
 	var idx []int
+	dead := map[int][]share.Dead{} // by place in toWrite
 	for i, a := range acks {
 		if !validShareAcks(a.acks, renew) {
 			code(i, kerr.InvalidRequest.Code)
@@ -405,6 +420,7 @@ func (n *Node) shareAcks(ctx context.Context, group, member string, configs map[
 		err = sp.p.Acknowledge(member, a.acks, now)
 		if err == nil {
 			sp.gen++
+			dead[len(toWrite)] = sp.p.TakeDead()
 		}
 		sp.mu.Unlock()
 		switch {
@@ -436,6 +452,7 @@ func (n *Node) shareAcks(ctx context.Context, group, member string, configs map[
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			n.writeDeadLetters(ctx, sp.key, dead[k], configs) // before the state that archives them
 			if err := n.writeShare(ctx, sp); err != nil {
 				code(idx[k], errorCode(err))
 			} else {
@@ -645,7 +662,9 @@ func (n *Node) releaseShareMember(ctx context.Context, group, member string, top
 	if sp.p.ReleaseMember(member) > 0 {
 		sp.gen++
 	}
+	dead := sp.p.TakeDead()
 	sp.mu.Unlock()
+	n.writeDeadLetters(ctx, sp.key, dead, configs)
 	if err := n.writeShare(ctx, sp); err != nil {
 		return errorCode(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"maps"
 	"slices"
 	"sync"
@@ -14,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/strata-io/strata/internal/batch"
 	"github.com/strata-io/strata/meta"
 	plog "github.com/strata-io/strata/node/log"
 	"github.com/strata-io/strata/tier"
@@ -135,11 +135,9 @@ func markerBatch(producerID int64, epoch int16, commit bool, coordinatorEpoch in
 	}
 	key := binary.BigEndian.AppendUint16(binary.BigEndian.AppendUint16(nil, 0), uint16(typ))
 	value := binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint16(nil, 0), uint32(coordinatorEpoch))
-	rec := kmsg.Record{Key: key, Value: value}
-	rec.Length = int32(len(rec.AppendTo(nil)) - 1) // what follows the length (encoded as 0, one byte)
-	body := rec.AppendTo(nil)
 	ms := now.UnixMilli()
-	b := kmsg.RecordBatch{
+	body := batch.EncodeRecord(batch.Record{Offset: 0, Timestamp: ms, Key: key, Value: value}, 0, ms)
+	return batch.Seal(kmsg.RecordBatch{
 		FirstOffset:          0,
 		PartitionLeaderEpoch: -1,
 		Magic:                2,
@@ -152,13 +150,7 @@ func markerBatch(producerID int64, epoch int16, commit bool, coordinatorEpoch in
 		FirstSequence:        -1,
 		NumRecords:           1,
 		Records:              body,
-	}
-	out := b.AppendTo(nil)
-	// Length covers everything after itself; the CRC everything after
-	// the attributes' start (Kafka's batch format).
-	binary.BigEndian.PutUint32(out[8:], uint32(len(out)-12))
-	binary.BigEndian.PutUint32(out[17:], crc32.Checksum(out[21:], castagnoli))
-	return out
+	})
 }
 
 // writeTxnMarkers writes the markers the coordinator asks for, each to a

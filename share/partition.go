@@ -6,6 +6,7 @@
 package share
 
 import (
+	"cmp"
 	"errors"
 	"slices"
 	"time"
@@ -65,6 +66,17 @@ type Config struct {
 	// MaxInFlight is group.share.partition.max.record.locks: at most
 	// this many records between the start and the end (default 2000).
 	MaxInFlight int
+	// DeadLetters keeps the records archived by a REJECT or at the
+	// delivery limit for TakeDead (a dead-letter topic is configured).
+	DeadLetters bool
+}
+
+// Dead is a record archived as undeliverable: rejected by a member, or
+// delivered DeliveryLimit times.
+type Dead struct {
+	Offset     int64
+	Deliveries int32
+	Rejected   bool
 }
 
 func (c *Config) defaults() {
@@ -94,6 +106,16 @@ type Partition struct {
 	start int64
 	end   int64
 	recs  map[int64]*record // every offset in [start, end)
+	dead  []Dead            // since the last TakeDead, with DeadLetters
+}
+
+// TakeDead returns the records archived as undeliverable since the last
+// call (with Config.DeadLetters), in the order they were.
+func (p *Partition) TakeDead() []Dead {
+	d := p.dead
+	p.dead = nil
+	slices.SortFunc(d, func(a, b Dead) int { return cmp.Compare(a.Offset, b.Offset) })
+	return d
 }
 
 // New starts a share-partition at offset start (from
@@ -255,10 +277,15 @@ func (p *Partition) Acknowledge(member string, acks []Ack, now time.Time) error 
 			switch a.typeAt(off) {
 			case Accept:
 				r.state, r.member = Acknowledged, ""
-			case Reject, Gap:
+			case Reject:
+				r.state, r.member = Archived, ""
+				if p.cfg.DeadLetters {
+					p.dead = append(p.dead, Dead{off, r.deliveries, true})
+				}
+			case Gap:
 				r.state, r.member = Archived, ""
 			case Release:
-				p.release(r)
+				p.release(off, r)
 			case Renew:
 				r.lockUntil = now.Add(p.cfg.LockDuration)
 			}
@@ -277,10 +304,13 @@ func (a Ack) typeAt(off int64) AckType {
 
 // release makes an acquired record available again, or archives it once
 // it has been delivered DeliveryLimit times.
-func (p *Partition) release(r *record) {
+func (p *Partition) release(off int64, r *record) {
 	r.member, r.lockUntil = "", time.Time{}
 	if r.deliveries >= p.cfg.DeliveryLimit {
 		r.state = Archived
+		if p.cfg.DeadLetters {
+			p.dead = append(p.dead, Dead{off, r.deliveries, false})
+		}
 	} else {
 		r.state = Available
 	}
@@ -290,9 +320,9 @@ func (p *Partition) release(r *record) {
 // many.
 func (p *Partition) Expire(now time.Time) int {
 	n := 0
-	for _, r := range p.recs {
+	for off, r := range p.recs {
 		if r.state == Acquired && !now.Before(r.lockUntil) {
-			p.release(r)
+			p.release(off, r)
 			n++
 		}
 	}
@@ -306,9 +336,9 @@ func (p *Partition) Expire(now time.Time) int {
 // fenced); it reports how many.
 func (p *Partition) ReleaseMember(member string) int {
 	n := 0
-	for _, r := range p.recs {
+	for off, r := range p.recs {
 		if r.state == Acquired && r.member == member {
-			p.release(r)
+			p.release(off, r)
 			n++
 		}
 	}

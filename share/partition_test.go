@@ -1,6 +1,7 @@
 package share
 
 import (
+	"maps"
 	"math/rand/v2"
 	"reflect"
 	"slices"
@@ -31,7 +32,7 @@ func TestPartitionRandom(t *testing.T) {
 
 func testPartitionRandom(t *testing.T, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed, 7))
-	cfg := Config{DeliveryLimit: int32(1 + rng.IntN(5)), LockDuration: time.Second, MaxInFlight: 5 + rng.IntN(60)}
+	cfg := Config{DeliveryLimit: int32(1 + rng.IntN(5)), LockDuration: time.Second, MaxInFlight: 5 + rng.IntN(60), DeadLetters: rng.IntN(2) == 0}
 	// The log: offsets 0..n-1 with some missing (compacted away).
 	n := 50 + rng.IntN(300)
 	var log []int64
@@ -49,6 +50,13 @@ func testPartitionRandom(t *testing.T, seed uint64) {
 	held := map[string][]int64{}       // per member, what it was handed and may acknowledge
 	lockUntil := map[int64]time.Time{} // each held offset's lock
 	lastStart := p.Start()
+	wantDead := map[int64]bool{} // rejected, or let go at the delivery limit
+	gotDead := map[int64]bool{}
+	letGo := func(off int64) { // released or expired (not by a failover)
+		if delivered[off] >= cfg.DeliveryLimit {
+			wantDead[off] = true
+		}
+	}
 
 	fetch := func(m string, max int) {
 		var offs []int64
@@ -94,7 +102,11 @@ func testPartitionRandom(t *testing.T, seed uint64) {
 		case Accept, Reject:
 			done[off] = true
 			drop(m, off)
+			if typ == Reject {
+				wantDead[off] = true
+			}
 		case Release:
+			letGo(off)
 			drop(m, off)
 		case Renew:
 			lockUntil[off] = now.Add(cfg.LockDuration)
@@ -168,12 +180,14 @@ func testPartitionRandom(t *testing.T, seed uint64) {
 			p.Expire(now)
 			for off, until := range lockUntil {
 				if !now.Before(until) {
+					letGo(off)
 					drop(holder[off], off)
 				}
 			}
 		case r < 93:
 			p.ReleaseMember(m)
 			for _, off := range slices.Clone(held[m]) {
+				letGo(off)
 				drop(m, off)
 			}
 		default:
@@ -187,7 +201,19 @@ func testPartitionRandom(t *testing.T, seed uint64) {
 				drop(holder[off], off)
 			}
 		}
+		for _, d := range p.TakeDead() {
+			if gotDead[d.Offset] || d.Deliveries != delivered[d.Offset] {
+				t.Fatalf("seed %d step %d: dead letter %+v twice, or with the wrong count (model %d)", seed, step, d, delivered[d.Offset])
+			}
+			gotDead[d.Offset] = true
+		}
 		check(step)
+	}
+	if !cfg.DeadLetters && len(wantDead) > 0 {
+		wantDead = map[int64]bool{}
+	}
+	if !maps.Equal(gotDead, wantDead) {
+		t.Fatalf("seed %d: dead letters %v, model %v", seed, slices.Sorted(maps.Keys(gotDead)), slices.Sorted(maps.Keys(wantDead)))
 	}
 	// Drain: everyone accepts whatever it gets.
 	for range 100000 {
