@@ -168,7 +168,7 @@ test-long: lint images
 	$(image_env) CGO_ENABLED=1 STRATA_MINIO_BIN=$(MINIO) STRATA_CRASH_ROUNDS=40 $(GO) test -race -count=1 -timeout 60m -run Crash ./node/log/
 	STRATA_RETENTION_ROUNDS=200 $(GO) test -count=1 -timeout 30m -run TestRetentionKeepsUncoveredRandom ./node/log/
 	STRATA_EOS_RECORDS=100000 $(GO) test -count=1 -timeout 30m -run TestExactlyOncePipelineKilled ./node/
-	STRATA_FRANZ_THREE_NODES=1 $(GO) test -count=1 -timeout 30m -run TestFranzGoIntegration ./gateway/
+	STRATA_FRANZ_THREE_NODES=1 STRATA_FRANZ_SHARE_RECORDS=500000 $(GO) test -count=1 -timeout 30m -run TestFranzGoIntegration ./gateway/
 	STRATA_FAULT_SECONDS=$(FAULT_SECONDS) STRATA_FAULT_SEEDS=$(FAULT_SEEDS) $(GO) test -count=1 -timeout 80m -run '^TestFaultSuite$$' -v ./node/
 	$(call fuzz_all,$(FUZZTIME))
 
