@@ -290,11 +290,9 @@ func (g *Gateway) shareFetch(ctx context.Context, req *kmsg.ShareFetchRequest) k
 	resp := req.ResponseKind().(*kmsg.ShareFetchResponse)
 	group, member := deref(req.GroupID), deref(req.MemberID)
 	fail := func(code int16) kmsg.Response { resp.ErrorCode = code; return resp }
-	if !g.allowed(ctx, opRead, rtGroup, group) {
-		return fail(kerr.GroupAuthorizationFailed.Code)
-	}
-	if group == "" || member == "" || len(member) > maxMemberID {
-		return fail(kerr.InvalidRequest.Code)
+	key, owner, code := g.shareSessionKey(ctx, group, member)
+	if code != 0 {
+		return fail(code)
 	}
 	hasAcks := false
 	var named []shareTP
@@ -319,11 +317,6 @@ func (g *Gateway) shareFetch(ctx context.Context, req *kmsg.ShareFetchRequest) k
 		for _, p := range ft.Partitions {
 			forgotten = append(forgotten, shareTP{ft.TopicID, p})
 		}
-	}
-	key := shareSessionKey{group: group, member: member}
-	owner := sessionOf(ctx)
-	if owner != nil {
-		key.listener = owner.listener.Name
 	}
 	var parts map[shareTP]bool
 	switch req.ShareSessionEpoch {
@@ -452,18 +445,12 @@ func (g *Gateway) shareAcknowledge(ctx context.Context, req *kmsg.ShareAcknowled
 	resp := req.ResponseKind().(*kmsg.ShareAcknowledgeResponse)
 	group, member := deref(req.GroupID), deref(req.MemberID)
 	fail := func(code int16) kmsg.Response { resp.ErrorCode = code; return resp }
-	if !g.allowed(ctx, opRead, rtGroup, group) {
-		return fail(kerr.GroupAuthorizationFailed.Code)
-	}
-	if group == "" || member == "" || len(member) > maxMemberID {
-		return fail(kerr.InvalidRequest.Code)
+	key, _, code := g.shareSessionKey(ctx, group, member)
+	if code != 0 {
+		return fail(code)
 	}
 	if req.ShareSessionEpoch == 0 {
 		return fail(kerr.InvalidShareSessionEpoch.Code) // acknowledgements need a session
-	}
-	key := shareSessionKey{group: group, member: member}
-	if owner := sessionOf(ctx); owner != nil {
-		key.listener = owner.listener.Name
 	}
 	parts, code := g.useShareSession(key, req.ShareSessionEpoch, nil, nil)
 	if code != 0 {
@@ -547,6 +534,24 @@ func (g *Gateway) notShareGroup(ctx context.Context, group string) string {
 		return ""
 	}
 	return *resp.Groups[0].ErrorMessage
+}
+
+// shareSessionKey checks a share request's group (READ) and member id
+// and names its session: per listener (the broker the client addressed),
+// group and member, on the request's connection (owner).
+func (g *Gateway) shareSessionKey(ctx context.Context, group, member string) (shareSessionKey, *session, int16) {
+	key := shareSessionKey{group: group, member: member}
+	switch {
+	case !g.allowed(ctx, opRead, rtGroup, group):
+		return key, nil, kerr.GroupAuthorizationFailed.Code
+	case group == "" || member == "" || len(member) > maxMemberID:
+		return key, nil, kerr.InvalidRequest.Code
+	}
+	owner := sessionOf(ctx)
+	if owner != nil {
+		key.listener = owner.listener.Name
+	}
+	return key, owner, 0
 }
 
 // shareLeaders counts the leader nodes of parts.

@@ -131,6 +131,8 @@ type Node struct {
 	// the topology moves.
 	metas   sync.Map
 	metasAt atomic.Uint64
+	// topicIDs resolves topic ids for share requests (share.go).
+	topicIDs atomic.Pointer[topicIDs]
 
 	// shares are the share-partitions of the partitions this node leads
 	// (share.go).

@@ -346,20 +346,34 @@ func (n *Node) shareLoop(ctx context.Context) {
 	}
 }
 
-// topicName resolves a topic id as of the current metadata.
+// topicName resolves a topic id as of the current metadata, from a map
+// built once per topology (share requests name topics by id).
 func (n *Node) topicName(id [16]byte) (string, bool) {
-	v := n.cfg.Meta.Server().FSM().View()
-	defer v.Close()
+	fsm := n.cfg.Meta.Server().FSM()
+	topology := fsm.Topology() // before the view: see FSM.Topology
+	if c := n.topicIDs.Load(); c != nil && c.topology == topology {
+		name, ok := c.names[id]
+		return name, ok
+	}
+	v := fsm.View()
 	ts, err := v.Topics()
+	v.Close()
 	if err != nil {
 		return "", false
 	}
+	c := &topicIDs{topology: topology, names: make(map[[16]byte]string, len(ts))}
 	for _, t := range ts {
-		if t.ID == id {
-			return t.Name, true
-		}
+		c.names[t.ID] = t.Name
 	}
-	return "", false
+	n.topicIDs.Store(c)
+	name, ok := c.names[id]
+	return name, ok
+}
+
+// topicIDs maps topic ids to names at a topology version.
+type topicIDs struct {
+	topology uint64
+	names    map[[16]byte]string
 }
 
 // shareAck is one partition's acknowledgements in a request.

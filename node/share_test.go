@@ -33,18 +33,7 @@ func TestShareGroupFailover(t *testing.T) {
 	cl := newClient(t, c)
 	createTopic(ctx, t, cl, 2, 3, map[string]*string{"min.insync.replicas": kadm.StringPtr("2")}, "jobs")
 	waitISR(ctx, t, c, "jobs", 3)
-	alter := kmsg.NewPtrIncrementalAlterConfigsRequest()
-	res := kmsg.NewIncrementalAlterConfigsRequestResource()
-	res.ResourceType, res.ResourceName = kmsg.ConfigResourceTypeGroupConfig, "workers"
-	for k, v := range map[string]string{"share.auto.offset.reset": "earliest", "share.record.lock.duration.ms": "3000"} {
-		rc := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
-		rc.Name, rc.Value = k, kmsg.StringPtr(v)
-		res.Configs = append(res.Configs, rc)
-	}
-	alter.Resources = append(alter.Resources, res)
-	if resp, err := alter.RequestWith(ctx, cl); err != nil || resp.Resources[0].ErrorCode != 0 {
-		t.Fatal(err, kerr.ErrorForCode(resp.Resources[0].ErrorCode))
-	}
+	setGroupConfigs(ctx, t, cl, "workers", map[string]string{"share.auto.offset.reset": "earliest", "share.record.lock.duration.ms": "3000"})
 
 	type delivery struct {
 		worker int
@@ -152,16 +141,7 @@ func TestShareMetrics(t *testing.T) {
 	defer cancel()
 	cl := newClient(t, c)
 	createTopic(ctx, t, cl, 1, 1, nil, "m")
-	alter := kmsg.NewPtrIncrementalAlterConfigsRequest()
-	res := kmsg.NewIncrementalAlterConfigsRequestResource()
-	res.ResourceType, res.ResourceName = kmsg.ConfigResourceTypeGroupConfig, "mg"
-	rc := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
-	rc.Name, rc.Value = "share.auto.offset.reset", kmsg.StringPtr("earliest")
-	res.Configs = append(res.Configs, rc)
-	alter.Resources = append(alter.Resources, res)
-	if _, err := alter.RequestWith(ctx, cl); err != nil {
-		t.Fatal(err)
-	}
+	setGroupConfigs(ctx, t, cl, "mg", map[string]string{"share.auto.offset.reset": "earliest"})
 	var rs []*kgo.Record
 	for i := range 100 {
 		rs = append(rs, &kgo.Record{Topic: "m", Value: []byte(strconv.Itoa(i))})
@@ -204,5 +184,23 @@ func TestShareMetrics(t *testing.T) {
 	}
 	if got, _ := metricValue(t, reg, "strata_share_state_writes_total", nil); got < 2 {
 		t.Errorf("share state writes: %v", got)
+	}
+}
+
+// setGroupConfigs sets a group's configs (IncrementalAlterConfigs on the
+// GROUP resource).
+func setGroupConfigs(ctx context.Context, t *testing.T, cl *kgo.Client, group string, configs map[string]string) {
+	t.Helper()
+	alter := kmsg.NewPtrIncrementalAlterConfigsRequest()
+	res := kmsg.NewIncrementalAlterConfigsRequestResource()
+	res.ResourceType, res.ResourceName = kmsg.ConfigResourceTypeGroupConfig, group
+	for k, v := range configs {
+		rc := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
+		rc.Name, rc.Value = k, kmsg.StringPtr(v)
+		res.Configs = append(res.Configs, rc)
+	}
+	alter.Resources = append(alter.Resources, res)
+	if resp, err := alter.RequestWith(ctx, cl); err != nil || resp.Resources[0].ErrorCode != 0 {
+		t.Fatal(err, kerr.ErrorForCode(resp.Resources[0].ErrorCode))
 	}
 }
