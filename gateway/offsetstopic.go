@@ -113,8 +113,11 @@ func offsetsBatch(os []meta.Offset, maxBytes int) []byte {
 	n, last := 0, base
 	for _, o := range os {
 		key := (&kmsg.OffsetCommitKey{Version: 1, Group: o.Group, Topic: o.Topic, Partition: o.Partition}).AppendTo(nil)
-		value := (&kmsg.OffsetCommitValue{Version: 3, Offset: o.Offset, LeaderEpoch: o.LeaderEpoch, Metadata: o.Metadata,
-			CommitTimestamp: o.CommitTimeMs}).AppendTo(nil)
+		var value []byte // a tombstone: the key's offsets were deleted
+		if !o.Deleted {
+			value = (&kmsg.OffsetCommitValue{Version: 3, Offset: o.Offset, LeaderEpoch: o.LeaderEpoch, Metadata: o.Metadata,
+				CommitTimestamp: o.CommitTimeMs}).AppendTo(nil)
+		}
 		enc := batch.EncodeRecord(batch.Record{Offset: o.LogOffset, Timestamp: o.CommitTimeMs, Key: key, Value: value}, base, firstTs)
 		if n > 0 && batch.Overhead+len(body)+len(enc) > maxBytes {
 			break

@@ -133,6 +133,10 @@ func TestConsumerOffsetsTopic(t *testing.T) {
 				if err := k.ReadFrom(r.Key); err != nil || k.Version != 1 {
 					t.Fatalf("offset %d: key version %d: %v", r.Offset, k.Version, err)
 				}
+				if r.Value == nil { // a tombstone: the key's offsets were deleted
+					delete(got, key{k.Group, k.Topic, k.Partition})
+					return
+				}
 				if err := v.ReadFrom(r.Value); err != nil || v.Version != 3 {
 					t.Fatalf("offset %d: value version %d: %v", r.Offset, v.Version, err)
 				}
@@ -146,6 +150,18 @@ func TestConsumerOffsetsTopic(t *testing.T) {
 	read("from the start")
 	commit(25) // tailed as they come
 	read("tailing")
+	// A deleted group leaves tombstones, as on Kafka: the monitor forgets
+	// its offsets.
+	gone := groups[rng.IntN(len(groups))]
+	if resp, err := adm.DeleteGroups(ctx, gone); err != nil || resp.Error() != nil {
+		t.Fatal(err, resp.Error())
+	}
+	for k := range want {
+		if k.group == gone {
+			delete(want, k)
+		}
+	}
+	read("after group " + gone + " was deleted")
 
 	// Writes are refused as Kafka refuses them.
 	raw := newClient(t, c.Addr(), testenv.NamedTopics).Broker(1)

@@ -446,11 +446,10 @@ func (w *writer) deleteTopic(c *DeleteTopic) (*ApplyResult, error) {
 	doomed = append(doomed, w.keys(tierCleanerTopicPrefix(c.Name))...)
 	doomed = append(doomed, w.shareTopicKeys(c.Name)...)
 	for _, k := range w.keys([]byte(keyOffset)) {
-		if group, topic, _, ok := parseOffsetKey(k); ok && topic == c.Name {
-			if err := w.pinOffsetsLog(OffsetsPartition(group)); err != nil {
+		if group, topic, part, ok := parseOffsetKey(k); ok && topic == c.Name {
+			if err := w.deleteOffset(k, group, topic, part); err != nil {
 				return nil, err
 			}
-			doomed = append(doomed, k)
 		}
 	}
 	for _, k := range doomed {
@@ -634,10 +633,7 @@ func (w *writer) deleteOffsets(c *DeleteOffsets) (*ApplyResult, error) {
 		if !ok || (c.Topic != "" && topic != c.Topic) || (len(c.Partitions) > 0 && !slices.Contains(c.Partitions, p)) {
 			continue
 		}
-		if err := w.pinOffsetsLog(OffsetsPartition(c.Group)); err != nil {
-			return nil, err
-		}
-		if err := w.delete(k); err != nil {
+		if err := w.deleteOffset(k, c.Group, topic, p); err != nil {
 			return nil, err
 		}
 	}

@@ -67,24 +67,150 @@ func (w *writer) putOffset(o Offset) error {
 		return err
 	}
 	o.LogOffset = next
+	if err := w.dropTombstone(o.Group, o.Topic, o.Partition); err != nil {
+		return err
+	}
 	if err := w.set(offsetKey(o.Group, o.Topic, o.Partition), o.encode()); err != nil {
 		return err
 	}
 	return w.set(offsetsLogKey(p), binary.BigEndian.AppendUint64(nil, uint64(next+1)))
 }
 
-// pinOffsetsLog records partition p's end before a commit in it is
-// deleted, so that the end never goes back: until then a partition of
-// only commits from before the view ends at their count.
-func (w *writer) pinOffsetsLog(p int32) error {
-	if _, err := w.txn.Get(offsetsLogKey(p)); err != badger.ErrKeyNotFound {
-		return err
-	}
-	end, err := w.offsetsLogEnd(p)
+// Deleting a key's offsets writes a tombstone at the next offset of its
+// partition, as Kafka's coordinator appends one: a lag monitor reading
+// the view learns the group or partition is gone. A tombstone stays
+// until its key is committed again, or until maxTombstones newer ones in
+// its partition push it out (Kafka's cleaner drops them after
+// delete.retention.ms; the metadata has no clock of its own).
+//
+//	ot/<partition:4><log offset:8>  -> the key, as an Offset record
+//	otk/<group>\x00<topic>\x00<partition:4> -> its log offset (8 bytes)
+//	otn/<partition:4>                -> the partition's tombstones (8 bytes)
+const (
+	keyTombstone      = "ot/"
+	keyTombstoneByKey = "otk/"
+	keyTombstoneCount = "otn/"
+)
+
+// maxTombstones bounds a partition's tombstones (a variable for tests).
+var maxTombstones int64 = 10_000
+
+func tombstonePrefix(p int32) []byte {
+	return binary.BigEndian.AppendUint32([]byte(keyTombstone), uint32(p))
+}
+func tombstoneKey(p int32, logOffset int64) []byte {
+	return binary.BigEndian.AppendUint64(tombstonePrefix(p), uint64(logOffset))
+}
+func tombstoneIndexKey(group, topic string, part int32) []byte {
+	return append([]byte(keyTombstoneByKey), offsetKey(group, topic, part)[len(keyOffset):]...)
+}
+func tombstoneCountKey(p int32) []byte {
+	return binary.BigEndian.AppendUint32([]byte(keyTombstoneCount), uint32(p))
+}
+
+// deleteOffset deletes a committed offset (its key k) and writes its
+// tombstone.
+func (w *writer) deleteOffset(k []byte, group, topic string, part int32) error {
+	p := OffsetsPartition(group)
+	next, err := w.offsetsLogEnd(p)
 	if err != nil {
 		return err
 	}
-	return w.set(offsetsLogKey(p), binary.BigEndian.AppendUint64(nil, uint64(end)))
+	if err := w.dropTombstone(group, topic, part); err != nil {
+		return err
+	}
+	o := Offset{Group: group, Topic: topic, Partition: part, Offset: -1, LogOffset: next}
+	if err := w.set(tombstoneKey(p, next), o.encode()); err != nil {
+		return err
+	}
+	if err := w.set(tombstoneIndexKey(group, topic, part), binary.BigEndian.AppendUint64(nil, uint64(next))); err != nil {
+		return err
+	}
+	if err := w.set(offsetsLogKey(p), binary.BigEndian.AppendUint64(nil, uint64(next+1))); err != nil {
+		return err
+	}
+	n, err := w.counter(tombstoneCountKey(p))
+	if err != nil {
+		return err
+	}
+	if n+1 > maxTombstones { // the oldest goes
+		if oldest := w.firstKey(tombstonePrefix(p)); oldest != nil {
+			o, _, err := getRecord(w.txn, oldest, decodeOffset)
+			if err != nil {
+				return err
+			}
+			if err := w.delete(oldest); err != nil {
+				return err
+			}
+			if err := w.delete(tombstoneIndexKey(o.Group, o.Topic, o.Partition)); err != nil {
+				return err
+			}
+			n--
+		}
+	}
+	if err := w.set(tombstoneCountKey(p), binary.BigEndian.AppendUint64(nil, uint64(n+1))); err != nil {
+		return err
+	}
+	return w.delete(k)
+}
+
+// firstKey is the first key with prefix, nil if none.
+func (w *writer) firstKey(prefix []byte) []byte {
+	opts := badger.DefaultIteratorOptions
+	opts.PrefetchValues = false
+	opts.Prefix = prefix
+	it := w.txn.NewIterator(opts)
+	defer it.Close()
+	if it.Rewind(); it.Valid() {
+		return it.Item().KeyCopy(nil)
+	}
+	return nil
+}
+
+// dropTombstone removes a key's tombstone, if it has one (it is
+// committed, or deleted, again).
+func (w *writer) dropTombstone(group, topic string, part int32) error {
+	ik := tombstoneIndexKey(group, topic, part)
+	lo, found, err := w.counterFound(ik)
+	if err != nil || !found {
+		return err
+	}
+	p := OffsetsPartition(group)
+	if err := w.delete(tombstoneKey(p, int64(lo))); err != nil {
+		return err
+	}
+	if err := w.delete(ik); err != nil {
+		return err
+	}
+	n, err := w.counter(tombstoneCountKey(p))
+	if err != nil {
+		return err
+	}
+	return w.set(tombstoneCountKey(p), binary.BigEndian.AppendUint64(nil, uint64(max(n-1, 0))))
+}
+
+// counter reads an 8-byte count (0 when absent).
+func (w *writer) counter(k []byte) (int64, error) {
+	n, _, err := w.counterFound(k)
+	return n, err
+}
+
+func (w *writer) counterFound(k []byte) (int64, bool, error) {
+	item, err := w.txn.Get(k)
+	if err == badger.ErrKeyNotFound {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	var n int64
+	err = item.Value(func(v []byte) error {
+		if len(v) == 8 {
+			n = int64(binary.BigEndian.Uint64(v))
+		}
+		return nil
+	})
+	return n, true, err
 }
 
 // offsetsLogEnd is partition p's next offset. The first time, commits
@@ -189,6 +315,24 @@ func (v *View) OffsetsLog(from map[int32]int64, limit int) (map[int32][]Offset, 
 	}
 	for p := range counted {
 		ends[p] = legacy[p]
+	}
+	for p, start := range from {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = tombstonePrefix(p)
+		it := v.txn.NewIterator(opts)
+		for it.Seek(tombstoneKey(p, max(start, 0))); it.Valid(); it.Next() {
+			err := it.Item().Value(func(b []byte) error {
+				o, err := decodeOffset(b)
+				o.Deleted = true
+				out[p] = append(out[p], o)
+				return err
+			})
+			if err != nil {
+				it.Close()
+				return nil, nil, err
+			}
+		}
+		it.Close()
 	}
 	for p, os := range out {
 		slices.SortFunc(os, func(a, b Offset) int { return cmp.Compare(a.LogOffset, b.LogOffset) })

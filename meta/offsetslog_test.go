@@ -51,6 +51,7 @@ func TestOffsetsLog(t *testing.T) {
 	}
 	groups := []string{"g1", "g2", "billing", "grüße", "😀", "Aa", "BB"}
 	latest := map[key]int64{}    // the committed offset value per key
+	deleted := map[key]bool{}    // keys deleted and not committed since: a tombstone each
 	placed := map[key]int64{}    // the log offset the view last showed it at
 	lastEnd := map[int32]int64{} // each partition's end, never going back
 
@@ -87,11 +88,22 @@ func TestOffsetsLog(t *testing.T) {
 			t.Fatal(err)
 		}
 		seen := map[key]bool{}
+		tombs := map[key]bool{}
 		for p, os := range log {
 			for i, o := range os {
 				k := key{o.Group, o.Partition}
 				if OffsetsPartition(o.Group) != p {
 					t.Fatalf("step %d: group %s in partition %d", step, o.Group, p)
+				}
+				if i > 0 && o.LogOffset <= os[i-1].LogOffset {
+					t.Fatalf("step %d: partition %d offsets out of order: %v", step, p, os)
+				}
+				if o.Deleted {
+					if !deleted[k] || tombs[k] || o.LogOffset >= ends[p] {
+						t.Fatalf("step %d: tombstone of %v at %d (deleted %v, twice %v, end %d)", step, k, o.LogOffset, deleted[k], tombs[k], ends[p])
+					}
+					tombs[k] = true
+					continue
 				}
 				if o.Offset != latest[k] {
 					t.Fatalf("step %d: %v shows %d, committed %d", step, k, o.Offset, latest[k])
@@ -122,6 +134,11 @@ func TestOffsetsLog(t *testing.T) {
 				t.Fatalf("step %d: %v is missing from the view", step, k)
 			}
 		}
+		for k := range deleted {
+			if !tombs[k] {
+				t.Fatalf("step %d: %v was deleted but the view has no tombstone for it", step, k)
+			}
+		}
 		for p, end := range ends {
 			if end < lastEnd[p] {
 				t.Fatalf("step %d: partition %d end went back from %d to %d", step, p, lastEnd[p], end)
@@ -144,7 +161,8 @@ func TestOffsetsLog(t *testing.T) {
 			for _, o := range offs {
 				k := key{o.Group, o.Partition}
 				latest[k] = o.Offset
-				delete(placed, k) // a new commit takes a new offset
+				delete(deleted, k) // its tombstone goes
+				delete(placed, k)  // a new commit takes a new offset
 			}
 		case r < 14:
 			g := groups[rng.IntN(len(groups))]
@@ -153,6 +171,7 @@ func TestOffsetsLog(t *testing.T) {
 				if k.group == g {
 					delete(latest, k)
 					delete(placed, k)
+					deleted[k] = true
 				}
 			}
 		case r < 15:
@@ -167,6 +186,7 @@ func TestOffsetsLog(t *testing.T) {
 			a.mustApply(&CommitOffsets{Offsets: []Offset{{Group: k.group, Topic: "orders", Partition: k.part, Offset: 1}}})
 			latest[k] = 1
 			delete(placed, k)
+			delete(deleted, k)
 			v := f.View()
 			log, _, err := v.OffsetsLog(map[int32]int64{OffsetsPartition(k.group): 0}, 1<<20)
 			v.Close()
@@ -174,10 +194,44 @@ func TestOffsetsLog(t *testing.T) {
 				t.Fatal(err)
 			}
 			os := log[OffsetsPartition(k.group)]
-			if last := os[len(os)-1]; last.Group != k.group || last.Partition != k.part {
+			if last := os[len(os)-1]; last.Group != k.group || last.Partition != k.part || last.Deleted {
 				t.Fatalf("step %d: newest commit %v is not last in its partition: %+v", step, k, last)
 			}
 		}
 		check(step)
+	}
+}
+
+// TestOffsetsTombstonesBounded: a partition keeps its newest
+// maxTombstones tombstones; a key committed again loses its tombstone.
+func TestOffsetsTombstonesBounded(t *testing.T) {
+	defer func(n int64) { maxTombstones = n }(maxTombstones)
+	maxTombstones = 3
+	a := &applier{t: t, f: openTestFSM(t, t.TempDir())}
+	a.mustApply(testTopic("orders", 8, 1))
+	for p := range int32(8) {
+		a.mustApply(&CommitOffsets{Offsets: []Offset{{Group: "g", Topic: "orders", Partition: p, Offset: 1}}})
+	}
+	for p := range int32(6) {
+		a.mustApply(&DeleteOffsets{Group: "g", Topic: "orders", Partitions: []int32{p}})
+	}
+	a.mustApply(&CommitOffsets{Offsets: []Offset{{Group: "g", Topic: "orders", Partition: 5, Offset: 2}}})
+	v := a.f.View()
+	defer v.Close()
+	part := OffsetsPartition("g")
+	log, _, err := v.OffsetsLog(map[int32]int64{part: 0}, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tombs, live []int32
+	for _, o := range log[part] {
+		if o.Deleted {
+			tombs = append(tombs, o.Partition)
+		} else {
+			live = append(live, o.Partition)
+		}
+	}
+	if !slices.Equal(tombs, []int32{3, 4}) || !slices.Equal(live, []int32{6, 7, 5}) {
+		t.Fatalf("tombstones of partitions %v (want the newest three less the one committed again: 3, 4), live %v", tombs, live)
 	}
 }

@@ -57,6 +57,9 @@ type Offset struct {
 	// __consumer_offsets view (offsetslog.go), set when the state records
 	// it; -1 in commands and in records from before the view.
 	LogOffset int64
+	// Deleted marks a tombstone in the view: the key's offsets were
+	// deleted at LogOffset (never in commands or offset records).
+	Deleted bool `json:",omitempty"`
 }
 
 // TierSegment is a tier manifest entry: one uploaded segment.
