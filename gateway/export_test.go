@@ -28,3 +28,10 @@ func (g *Gateway) PinStaleLeader(ctx context.Context, topic string, partition, l
 // SetGather turns writing large fetch records as they are (writev) on
 // or off, for a benchmark's baseline; it returns the setting before.
 func SetGather(on bool) (was bool) { return !gatherOff.Swap(!on) }
+
+// SetMaxShareSessions sets how many share sessions a gateway keeps; it
+// returns the setting before.
+func SetMaxShareSessions(n int) (was int) {
+	was, maxShareSessions = maxShareSessions, n
+	return was
+}

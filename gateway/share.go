@@ -43,6 +43,12 @@ type shareSessions struct {
 // maxMemberID is the longest member id Kafka accepts in share requests.
 const maxMemberID = 36
 
+// maxShareSessions bounds a gateway's share sessions (Kafka's
+// group.share.max.share.sessions, 2,000 per broker, for the brokers a
+// gateway stands for): a new one past it gets SHARE_SESSION_LIMIT_REACHED,
+// retriable, while members' sessions close.
+var maxShareSessions = 20_000
+
 func nextEpoch(e int32) int32 {
 	if e == math.MaxInt32 {
 		return 1
@@ -51,8 +57,8 @@ func nextEpoch(e int32) int32 {
 }
 
 // openShareSession starts (epoch 0) a session, replacing one the member
-// had on this listener.
-func (g *Gateway) openShareSession(key shareSessionKey, owner *session, parts []shareTP) {
+// had on this listener; past maxShareSessions it refuses.
+func (g *Gateway) openShareSession(key shareSessionKey, owner *session, parts []shareTP) int16 {
 	s := &shareSession{epoch: 1, parts: map[shareTP]bool{}, owner: owner}
 	for _, tp := range parts {
 		s.parts[tp] = true
@@ -63,7 +69,11 @@ func (g *Gateway) openShareSession(key shareSessionKey, owner *session, parts []
 		g.shares.m = map[shareSessionKey]*shareSession{}
 		g.shares.byConn = map[*session]map[shareSessionKey]bool{}
 	}
-	if old := g.shares.m[key]; old != nil && old.owner != owner {
+	old := g.shares.m[key]
+	if old == nil && len(g.shares.m) >= maxShareSessions {
+		return kerr.ShareSessionLimitReached.Code
+	}
+	if old != nil && old.owner != owner {
 		delete(g.shares.byConn[old.owner], key)
 	}
 	g.shares.m[key] = s
@@ -71,6 +81,7 @@ func (g *Gateway) openShareSession(key shareSessionKey, owner *session, parts []
 		g.shares.byConn[owner] = map[shareSessionKey]bool{}
 	}
 	g.shares.byConn[owner][key] = true
+	return 0
 }
 
 // useShareSession checks an incremental request's epoch against its
@@ -328,7 +339,9 @@ func (g *Gateway) shareFetch(ctx context.Context, req *kmsg.ShareFetchRequest) k
 			resp.ErrorCode, resp.ErrorMessage = kerr.InvalidRequest.Code, &msg
 			return resp
 		}
-		g.openShareSession(key, owner, named)
+		if code := g.openShareSession(key, owner, named); code != 0 {
+			return fail(code)
+		}
 		parts = map[shareTP]bool{}
 		for _, tp := range named {
 			parts[tp] = true

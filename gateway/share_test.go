@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/strata-io/strata/gateway"
 	"github.com/strata-io/strata/testenv"
 )
 
@@ -553,5 +554,50 @@ func TestShareGroupTimeoutConfigs(t *testing.T) {
 		func() string { return "the silent member is still in the group" })
 	if took := time.Since(start); took > 10*time.Second {
 		t.Fatalf("the silent member was removed after %v; its group's session timeout is 1.5 s", took)
+	}
+}
+
+// TestShareSessionLimit: past the gateway's share-session limit a new
+// session gets SHARE_SESSION_LIMIT_REACHED, and once one closes there is
+// room again.
+func TestShareSessionLimit(t *testing.T) {
+	defer gateway.SetMaxShareSessions(gateway.SetMaxShareSessions(1))
+	c := testenv.InProcess(t, 1, testenv.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl := newClient(t, c.Addr())
+	adm := kadm.NewClient(cl)
+	if r, err := adm.CreateTopic(ctx, 1, 1, nil, "lim"); err != nil || r.Err != nil {
+		t.Fatal(err, r.Err)
+	}
+	td, err := adm.ListTopics(ctx, "lim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := [16]byte(td["lim"].ID)
+	meta, err := kmsg.NewPtrMetadataRequest().RequestWith(ctx, cl)
+	if err != nil || len(meta.Brokers) == 0 {
+		t.Fatal(err)
+	}
+	b := cl.Broker(int(meta.Brokers[0].NodeID))
+	open := func(member string, epoch int32) int16 {
+		return shareFetchRaw(t, ctx, b, func(r *kmsg.ShareFetchRequest) {
+			r.MemberID, r.ShareSessionEpoch, r.MaxWaitMillis, r.Topics = kmsg.StringPtr(member), epoch, 0, shareTopic(id)
+		}).ErrorCode
+	}
+	if code := open("a", 0); code != 0 {
+		t.Fatal(kerr.ErrorForCode(code))
+	}
+	if code := open("b", 0); code != kerr.ShareSessionLimitReached.Code {
+		t.Fatalf("a second session past the limit: %v", kerr.ErrorForCode(code))
+	}
+	if code := open("a", 0); code != 0 {
+		t.Fatalf("a member reopening its own session: %v", kerr.ErrorForCode(code))
+	}
+	if code := open("a", -1); code != 0 {
+		t.Fatal(kerr.ErrorForCode(code))
+	}
+	if code := open("b", 0); code != 0 {
+		t.Fatalf("after a session closed: %v", kerr.ErrorForCode(code))
 	}
 }
