@@ -215,6 +215,21 @@ func shareTopic(id [16]byte, acks ...kmsg.ShareFetchRequestTopicPartitionAcknowl
 	return []kmsg.ShareFetchRequestTopic{t}
 }
 
+// topicAndBroker is topic's id and the first broker, to send raw share
+// requests to one broker (a share session is per broker).
+func topicAndBroker(t *testing.T, ctx context.Context, cl *kgo.Client, topic string) ([16]byte, *kgo.Broker) {
+	t.Helper()
+	td, err := kadm.NewClient(cl).ListTopics(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta, err := kmsg.NewPtrMetadataRequest().RequestWith(ctx, cl)
+	if err != nil || len(meta.Brokers) == 0 {
+		t.Fatal(err)
+	}
+	return [16]byte(td[topic].ID), cl.Broker(int(meta.Brokers[0].NodeID))
+}
+
 func ackBatch(first, last int64, types ...int8) kmsg.ShareFetchRequestTopicPartitionAcknowledgementBatch {
 	b := kmsg.NewShareFetchRequestTopicPartitionAcknowledgementBatch()
 	b.FirstOffset, b.LastOffset, b.AcknowledgeTypes = first, last, types
@@ -240,16 +255,7 @@ func TestShareFetchBadInput(t *testing.T) {
 	}
 	setGroupConfigs(t, ctx, cl, "raw", "share.auto.offset.reset", "earliest")
 	produceKeys(t, ctx, cl, "bad", 0, 10)
-	td, err := adm.ListTopics(ctx, "bad")
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := [16]byte(td["bad"].ID)
-	meta, err := kmsg.NewPtrMetadataRequest().RequestWith(ctx, cl)
-	if err != nil || len(meta.Brokers) == 0 {
-		t.Fatal(err)
-	}
-	b := cl.Broker(int(meta.Brokers[0].NodeID))
+	id, b := topicAndBroker(t, ctx, cl, "bad")
 	want := func(what string, got int16, code *kerr.Error) {
 		t.Helper()
 		if code == nil && got != 0 || code != nil && got != code.Code {
@@ -570,16 +576,7 @@ func TestShareSessionLimit(t *testing.T) {
 	if r, err := adm.CreateTopic(ctx, 1, 1, nil, "lim"); err != nil || r.Err != nil {
 		t.Fatal(err, r.Err)
 	}
-	td, err := adm.ListTopics(ctx, "lim")
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := [16]byte(td["lim"].ID)
-	meta, err := kmsg.NewPtrMetadataRequest().RequestWith(ctx, cl)
-	if err != nil || len(meta.Brokers) == 0 {
-		t.Fatal(err)
-	}
-	b := cl.Broker(int(meta.Brokers[0].NodeID))
+	id, b := topicAndBroker(t, ctx, cl, "lim")
 	open := func(member string, epoch int32) int16 {
 		return shareFetchRaw(t, ctx, b, func(r *kmsg.ShareFetchRequest) {
 			r.MemberID, r.ShareSessionEpoch, r.MaxWaitMillis, r.Topics = kmsg.StringPtr(member), epoch, 0, shareTopic(id)
