@@ -353,12 +353,13 @@ func (g *Gateway) shareFetch(ctx context.Context, req *kmsg.ShareFetchRequest) k
 		}
 	}
 	closing := req.ShareSessionEpoch == -1
-	// The partitions asked: the session's, and any acknowledged outside
-	// it (forgotten in this request).
+	// The partitions asked: the session's, then any acknowledged outside
+	// it (forgotten in this request), which are acknowledged only.
 	var asked []shareTP
 	for tp := range parts {
 		asked = append(asked, tp)
 	}
+	inSession := len(asked)
 	for tp := range acksOf {
 		if _, ok := parts[tp]; !ok {
 			asked = append(asked, tp)
@@ -387,7 +388,7 @@ func (g *Gateway) shareFetch(ctx context.Context, req *kmsg.ShareFetchRequest) k
 		results[i] = p
 	}
 	deadline := time.Now().Add(time.Duration(req.MaxWaitMillis) * time.Millisecond)
-	leaders := g.shareLeaders(ctx, asked)
+	leaders := g.shareLeaders(ctx, asked[:inSession])
 	wait := time.Until(deadline)
 	if leaders > 1 {
 		wait = 0 // first what each leader has; then short polls
@@ -397,9 +398,17 @@ func (g *Gateway) shareFetch(ctx context.Context, req *kmsg.ShareFetchRequest) k
 	if closing {
 		base.ShareSessionEpoch = -1
 	}
-	lock := g.shareRound(ctx, &base, false, asked, acks, max(wait, 0), req.MaxRecords, set)
+	var lock int32
+	if ackOnly := asked[inSession:]; len(ackOnly) > 0 {
+		ackBase := base
+		ackBase.ShareSessionEpoch = 1 // closing releases the session's partitions below
+		lock = g.shareRound(ctx, &ackBase, true, ackOnly, acks[inSession:], 0, 0,
+			func(i int, p *kmsg.ShareFetchResponseTopicPartition, first bool) { set(inSession+i, p, first) })
+	}
+	session, sessionAcks := asked[:inSession], acks[:inSession]
+	lock = max(lock, g.shareRound(ctx, &base, false, session, sessionAcks, max(wait, 0), req.MaxRecords, set))
 	for !closing && !req.IsRenewAck && leaders > 1 && acquired == 0 && time.Until(deadline) > 0 && ctx.Err() == nil {
-		lock = max(lock, g.shareRound(ctx, &base, false, asked, nil, min(time.Until(deadline), fetchRoundWait), req.MaxRecords, set))
+		lock = max(lock, g.shareRound(ctx, &base, false, session, nil, min(time.Until(deadline), fetchRoundWait), req.MaxRecords, set))
 	}
 	// The answer: partitions with records, errors or acknowledgements,
 	// and those the session must still name.

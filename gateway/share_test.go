@@ -598,3 +598,37 @@ func TestShareSessionLimit(t *testing.T) {
 		t.Fatalf("after a session closed: %v", kerr.ErrorForCode(code))
 	}
 }
+
+// TestShareForgetWithAcks: a ShareFetch that acknowledges a partition's
+// records while forgetting it (a reassignment) applies the
+// acknowledgements and acquires nothing more there.
+func TestShareForgetWithAcks(t *testing.T) {
+	c := testenv.InProcess(t, 1, testenv.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl := newClient(t, c.Addr())
+	if r, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 1, nil, "fg"); err != nil || r.Err != nil {
+		t.Fatal(err, r.Err)
+	}
+	setGroupConfigs(t, ctx, cl, "raw", "share.auto.offset.reset", "earliest")
+	produceKeys(t, ctx, cl, "fg", 0, 10)
+	id, b := topicAndBroker(t, ctx, cl, "fg")
+	open := shareFetchRaw(t, ctx, b, func(r *kmsg.ShareFetchRequest) { r.MaxRecords, r.Topics = 5, shareTopic(id) })
+	if acq := open.Topics[0].Partitions[0].AcquiredRecords; len(acq) != 1 || acq[0].LastOffset != 4 {
+		t.Fatalf("acquired %+v, want 0..4", acq)
+	}
+	forget := shareFetchRaw(t, ctx, b, func(r *kmsg.ShareFetchRequest) {
+		r.ShareSessionEpoch, r.MaxWaitMillis, r.Topics = 1, 0, shareTopic(id, ackBatch(0, 4, 1))
+		r.ForgottenTopicsData = []kmsg.ShareFetchRequestForgottenTopicsData{{TopicID: id, Partitions: []int32{0}}}
+	})
+	if len(forget.Topics) != 1 || len(forget.Topics[0].Partitions) != 1 {
+		t.Fatalf("the acknowledged partition is not in the answer: %+v", forget.Topics)
+	}
+	if p := forget.Topics[0].Partitions[0]; p.AcknowledgeErrorCode != 0 || len(p.AcquiredRecords) != 0 {
+		t.Fatalf("forgotten with acknowledgements: %v, acquired %+v", kerr.ErrorForCode(p.AcknowledgeErrorCode), p.AcquiredRecords)
+	}
+	other := shareFetchRaw(t, ctx, b, func(r *kmsg.ShareFetchRequest) { r.MemberID, r.Topics = kmsg.StringPtr("member-b"), shareTopic(id) })
+	if acq := other.Topics[0].Partitions[0].AcquiredRecords; len(acq) != 1 || acq[0].FirstOffset != 5 || acq[0].LastOffset != 9 || acq[0].DeliveryCount != 1 {
+		t.Fatalf("another member acquired %+v, want 5..9 delivered once", acq)
+	}
+}
