@@ -28,17 +28,37 @@ var ErrConnLost = errors.New("stream: connection lost with the request in flight
 // dialTimeout bounds connecting to a node.
 const dialTimeout = 2 * time.Second
 
-// Client sends Kafka requests to one node's stream address over one
-// connection, made on first use and again after it breaks.
+// Client sends Kafka requests to one node's stream address over two
+// connections, each made on first use and again after it breaks: one
+// for fetches, whose answers run to megabytes, and one for everything
+// else. A produce's acknowledgement then never waits behind a fetch's
+// records on the socket (a replay reading the local tail of a log
+// would otherwise hold every acknowledgement of the node's answers).
 type Client struct {
 	addr, token string
 
-	mu   sync.Mutex
-	conn *clientConn
+	mu    sync.Mutex
+	conns [lanes]*clientConn
 	// failedAt is when the last dial failed: for a second after, requests
 	// are not sent (ErrNotSent) rather than each waiting on a dial.
 	failedAt time.Time
 	closed   bool
+}
+
+// The lanes: requests go on one of a client's connections by kind.
+const (
+	laneControl = iota // produce and everything small
+	laneBulk           // fetches
+	lanes
+)
+
+// laneOf is the lane a request of key rides.
+func laneOf(key int16) int {
+	switch key {
+	case kmsg.Fetch.Int16(), kmsg.ShareFetch.Int16():
+		return laneBulk
+	}
+	return laneControl
 }
 
 // NewClient returns a client of the node streaming at addr, whose
@@ -55,23 +75,25 @@ func (c *Client) Addr() string { return c.addr }
 func (c *Client) Close() {
 	c.mu.Lock()
 	c.closed = true
-	cc := c.conn
-	c.conn = nil
+	conns := c.conns
+	c.conns = [lanes]*clientConn{}
 	c.mu.Unlock()
-	if cc != nil {
-		cc.fail(ErrConnLost)
+	for _, cc := range conns {
+		if cc != nil {
+			cc.fail(ErrConnLost)
+		}
 	}
 }
 
-// get returns the live connection, dialling one if there is none.
-func (c *Client) get(ctx context.Context) (*clientConn, error) {
+// get returns lane's live connection, dialling one if there is none.
+func (c *Client) get(ctx context.Context, lane int) (*clientConn, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
 		return nil, fmt.Errorf("%w: client closed", ErrNotSent)
 	}
-	if c.conn != nil && !c.conn.dead() {
-		return c.conn, nil
+	if cc := c.conns[lane]; cc != nil && !cc.dead() {
+		return cc, nil
 	}
 	if time.Since(c.failedAt) < time.Second {
 		return nil, fmt.Errorf("%w: %s unreachable a moment ago", ErrNotSent, c.addr)
@@ -91,8 +113,8 @@ func (c *Client) get(ctx context.Context) (*clientConn, error) {
 		c.failedAt = time.Now()
 		return nil, fmt.Errorf("%w: %v", ErrNotSent, err)
 	}
-	c.conn = newClientConn(nc)
-	return c.conn, nil
+	c.conns[lane] = newClientConn(nc)
+	return c.conns[lane], nil
 }
 
 // ServeKafka sends req and waits for its response, with node.Node.
@@ -102,7 +124,7 @@ func (c *Client) get(ctx context.Context) (*clientConn, error) {
 // request-level failure the node answered a *rpc.RemoteError.
 func (c *Client) ServeKafka(ctx context.Context, req kmsg.Request, tierRead bool, appended func()) (kmsg.Response, func(), error) {
 	noop := func() {}
-	cc, err := c.get(ctx)
+	cc, err := c.get(ctx, laneOf(req.Key()))
 	if err != nil {
 		return nil, noop, err
 	}

@@ -238,3 +238,61 @@ func TestStreamNeedsToken(t *testing.T) {
 		t.Fatalf("%d requests served, want 1", s.Served())
 	}
 }
+
+// TestFetchesRideTheirOwnConnection: a fetch's answer, megabytes of
+// records, never sits on the socket in front of a produce's
+// acknowledgement: fetches and everything else take two connections.
+func TestFetchesRideTheirOwnConnection(t *testing.T) {
+	s := testServer(t, func(ctx context.Context, req kmsg.Request, tierRead bool, appended func()) (kmsg.Response, func(), error) {
+		resp := req.ResponseKind()
+		if f, ok := resp.(*kmsg.FetchResponse); ok {
+			rt := kmsg.NewFetchResponseTopic()
+			p := kmsg.NewFetchResponseTopicPartition()
+			p.RecordBatches = make([]byte, 8<<20)
+			rt.Partitions = append(rt.Partitions, p)
+			f.Topics = append(f.Topics, rt)
+		}
+		return resp, func() {}, nil
+	})
+	conns := func() int {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.conns)
+	}
+	c := NewClient(s.Addr(), testToken)
+	defer c.Close()
+	ctx := context.Background()
+	produce := kmsg.NewPtrProduceRequest()
+	produce.SetVersion(9)
+	for range 3 {
+		if _, release, err := c.ServeKafka(ctx, produce, false, nil); err != nil {
+			t.Fatal(err)
+		} else {
+			release()
+		}
+	}
+	if n := conns(); n != 1 {
+		t.Fatalf("%d connections after produces, want 1", n)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, release, err := c.ServeKafka(ctx, fetchReq("t"), false, nil)
+		if err == nil {
+			release()
+		}
+		done <- err
+	}()
+	for range 20 { // acknowledgements go on while fetches are answered
+		if _, release, err := c.ServeKafka(ctx, produce, false, nil); err != nil {
+			t.Fatal(err)
+		} else {
+			release()
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := conns(); n != 2 {
+		t.Fatalf("%d connections after a fetch, want 2 (one for fetches)", n)
+	}
+}
