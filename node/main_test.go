@@ -12,5 +12,6 @@ import (
 func TestMain(m *testing.M) {
 	testenv.RunChild()
 	runReplayChild()
+	runPeerChildren()
 	os.Exit(m.Run())
 }

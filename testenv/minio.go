@@ -118,6 +118,14 @@ func (d *DockerEnv) MinIO() *MinIO {
 	return m
 }
 
+// PID is the server's process id while it runs as a process here, or 0.
+func (m *MinIO) PID() int {
+	if m.cmd == nil || m.cmd.Process == nil {
+		return 0
+	}
+	return m.cmd.Process.Pid
+}
+
 // InContainer reports whether the server runs in a container.
 func (m *MinIO) InContainer() bool { return m.container != nil }
 

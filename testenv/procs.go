@@ -71,6 +71,8 @@ type childSpec struct {
 	Addr string
 	// NoStream: a node offers no stream, only NATS.
 	NoStream bool
+	// TierQuota: a tier gateway's remote fetch quota, bytes per second.
+	TierQuota int64
 	// An "eos" child's pipeline (EOSChecker): the gateways, its topics,
 	// group and transactional id.
 	Seeds               []string
@@ -93,6 +95,7 @@ func (s childSpec) run() error {
 	if s.Role == "eos" {
 		return runPipelineChild(s, stop, logger)
 	}
+	defer profileWindows(s)()
 	// A child started while its proxy is cut or NATS restarts waits for
 	// it, as strata node and strata gateway do.
 	nc, err := rpc.Connect(context.Background(), s.NATS, time.Minute, logger, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
@@ -122,6 +125,7 @@ func (s childSpec) run() error {
 		if store != nil { // this gateway reads the tier itself
 			go (&switches{dir: s.Ctl, id: -1, store: store}).watch()
 			cfg.Tier, cfg.TierCacheDir = store, s.DataDir
+			cfg.TierFetchMaxBytesPerSecond = s.TierQuota
 		}
 		g, err := gateway.Start(cfg)
 		if err != nil {
@@ -425,9 +429,26 @@ func (c *Procs) Start(id int32) { c.start(c.nodes[id]) }
 // KillGateway sends gateway i SIGKILL; StartGateway runs it again on its
 // address.
 func (c *Procs) KillGateway(i int) { c.kill(c.gateways[i]) }
+
+// SetTierQuota sets the remote fetch quota (bytes per second, 0: none)
+// gateway i has from its next start.
+func (c *Procs) SetTierQuota(i int, bytesPerSecond int64) {
+	c.gateways[i].spec.TierQuota = bytesPerSecond
+}
 func (c *Procs) StartGateway(i int) {
 	c.start(c.gateways[i])
 	c.waitListening(c.gateways[i])
+}
+
+// NodePID and GatewayPID are a child's process id while it runs.
+func (c *Procs) NodePID(id int32) int { return c.nodes[id].pid() }
+func (c *Procs) GatewayPID(i int) int { return c.gateways[i].pid() }
+
+func (p *proc) pid() int {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
 }
 
 func (c *Procs) kill(p *proc) {
