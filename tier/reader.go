@@ -22,6 +22,11 @@ type ReaderConfig struct {
 	CacheDir string
 	// CacheBytes bounds the chunk cache on disk (default 1 GiB).
 	CacheBytes int64
+	// MemoryBytes bounds the chunks held in memory, where every chunk
+	// is fetched to and read from first (default 64 MiB: the read-ahead
+	// of four workers, two chunks each, fits); see
+	// chunkCache for which go on to the disk.
+	MemoryBytes int64
 	// ChunkBytes is the size of one ranged GET (default 8 MiB).
 	ChunkBytes int64
 	// ReadAhead is how many chunks past the one being read are fetched
@@ -40,7 +45,7 @@ type ReaderConfig struct {
 
 // Reader serves reads of uploaded segments: the remote offset index
 // (cached in memory) finds the batch, and byte ranges of the remote log
-// come through an on-disk chunk cache with read-ahead, so a sequential
+// come through a chunk cache in memory and on disk, with read-ahead, so a sequential
 // replay streams at object-store speed.
 type Reader struct {
 	cfg     ReaderConfig
@@ -63,6 +68,9 @@ func NewReader(cfg ReaderConfig) (*Reader, error) {
 	if cfg.CacheBytes <= 0 {
 		cfg.CacheBytes = 1 << 30
 	}
+	if cfg.MemoryBytes <= 0 {
+		cfg.MemoryBytes = 64 << 20
+	}
 	if cfg.ChunkBytes <= 0 {
 		cfg.ChunkBytes = 8 << 20
 	}
@@ -80,7 +88,7 @@ func NewReader(cfg ReaderConfig) (*Reader, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second
 	}
-	chunks, err := newChunkCache(cfg.Store, cfg.CacheDir, cfg.ChunkBytes, cfg.CacheBytes, cfg.Workers, cfg.Timeout)
+	chunks, err := newChunkCache(cfg.Store, cfg.CacheDir, cfg.ChunkBytes, cfg.CacheBytes, cfg.MemoryBytes, cfg.Workers, cfg.Timeout)
 	if err != nil {
 		return nil, err
 	}
@@ -94,16 +102,18 @@ func (r *Reader) Close() { r.chunks.close() }
 type ReaderStats struct {
 	ChunkHits, ChunkMisses int64
 	FetchedBytes           int64 // bytes of log chunks fetched from the store
-	CachedBytes            int64
+	SpilledBytes           int64 // bytes of chunks written to the disk cache
+	CachedBytes            int64 // on disk
+	MemoryBytes            int64 // in memory
 }
 
 // Stats reports cache use.
 func (r *Reader) Stats() ReaderStats {
 	r.chunks.mu.Lock()
-	used := r.chunks.used
+	disk, mem := r.chunks.diskUsed, r.chunks.memUsed
 	r.chunks.mu.Unlock()
 	return ReaderStats{ChunkHits: r.chunks.hits.Load(), ChunkMisses: r.chunks.misses.Load(),
-		FetchedBytes: r.chunks.fetched.Load(), CachedBytes: used}
+		FetchedBytes: r.chunks.fetched.Load(), SpilledBytes: r.chunks.spilled.Load(), CachedBytes: disk, MemoryBytes: mem}
 }
 
 // Read returns whole batches of seg from the one holding offset: at most
@@ -129,11 +139,17 @@ func (r *Reader) ReadAlloc(ctx context.Context, seg meta.TierSegment, offset int
 	if err != nil || pos < 0 {
 		return nil, err
 	}
+	// Wait for the first batch only: past it, what the cache already
+	// holds. A replay's first answer then comes once one batch is in,
+	// not megabytes, and later ones carry what the read-ahead fetched
+	// meanwhile.
 	n := min(max(int64(maxBytes), h.Size()), seg.SizeBytes-pos)
 	buf := alloc(int(n))[:n]
-	if err := r.readLog(ctx, seg, buf, pos); err != nil {
-		return nil, err
+	got, err := r.chunks.readUpTo(ctx, seg.ObjectKey, seg.SizeBytes, buf, pos, int(h.Size()), r.cfg.ReadAhead)
+	if err != nil {
+		return nil, unavailable(seg.ObjectKey, err)
 	}
+	buf = buf[:got]
 	if next != nil {
 		chunk := r.cfg.ChunkBytes
 		spill := (pos+n-1)/chunk + int64(r.cfg.ReadAhead) - (seg.SizeBytes-1)/chunk

@@ -22,8 +22,14 @@ import (
 // and returns the log (for reference reads) and the manifest entries.
 func uploadedLog(t *testing.T, store tier.Store, n, maxSize int, ts0 int64) (*plog.Log, []meta.TierSegment) {
 	t.Helper()
+	return uploadedLogOf(t, store, n, maxSize, ts0, 64<<10)
+}
+
+// uploadedLogOf is uploadedLog with segments of segmentBytes.
+func uploadedLogOf(t testing.TB, store tier.Store, n, maxSize int, ts0 int64, segmentBytes int64) (*plog.Log, []meta.TierSegment) {
+	t.Helper()
 	cfg := plog.DefaultConfig()
-	cfg.SegmentBytes = 64 << 10
+	cfg.SegmentBytes = segmentBytes
 	cfg.IndexIntervalBytes = 2048
 	l, err := plog.Open(t.TempDir(), cfg, plog.Options{})
 	if err != nil {
@@ -83,7 +89,8 @@ func segmentFor(segs []meta.TierSegment, offset int64) meta.TierSegment {
 func TestReaderMatchesLocalReads(t *testing.T) {
 	dir, _ := tier.OpenDir(t.TempDir())
 	l, segs := uploadedLog(t, dir, 400, 12000, 1_000_000)
-	r, err := tier.NewReader(tier.ReaderConfig{Store: dir, CacheDir: t.TempDir(), ChunkBytes: 4096, CacheBytes: 5 * 4096, ReadAhead: 2})
+	r, err := tier.NewReader(tier.ReaderConfig{Store: dir, CacheDir: t.TempDir(), ChunkBytes: 4096, CacheBytes: 5 * 4096,
+		MemoryBytes: 3 * 4096, ReadAhead: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +107,7 @@ func TestReaderMatchesLocalReads(t *testing.T) {
 			if err != nil {
 				t.Fatalf("offset %d: %v", off, err)
 			}
-			if !bytes.Equal(got, want) {
+			if !remotePrefix(got, want) {
 				t.Fatalf("offset %d max %d: remote %d bytes, local %d", off, maxBytes, len(got), len(want))
 			}
 		}
@@ -174,7 +181,7 @@ func TestReaderOutage(t *testing.T) {
 					t.Fatal(err)
 				}
 				want, _ := l.Read(nil, off, 20000, -1)
-				if !bytes.Equal(got, want) {
+				if !remotePrefix(got, want) {
 					t.Fatalf("offset %d differs", off)
 				}
 				var last int64
@@ -311,6 +318,229 @@ func TestReaderCloseWhileReading(t *testing.T) {
 		}
 		if d := time.Since(start); d > time.Second {
 			t.Fatalf("read after close took %v", d)
+		}
+	}
+}
+
+// TestReaderDiskAdmission: chunks leaving memory fill the disk cache
+// while it has room, so history read again comes without a GET; once the
+// disk is full, a chunk read once is not written there, and a chunk read
+// again is.
+func TestReaderDiskAdmission(t *testing.T) {
+	const chunk = 2 << 10
+	dir, _ := tier.OpenDir(t.TempDir())
+	store := &gets{Store: dir, counts: map[string]int{}}
+	l, segs := uploadedLog(t, store, 600, 1000, 0)
+	seg := segs[0]
+	if seg.SizeBytes < 16*chunk {
+		t.Fatalf("segment of %d bytes: too small for the test", seg.SizeBytes)
+	}
+	reader := func(diskBytes int64) (*tier.Reader, func() tier.ReaderStats) {
+		r, err := tier.NewReader(tier.ReaderConfig{Store: store, CacheDir: t.TempDir(), ChunkBytes: chunk,
+			MemoryBytes: 4 * chunk, CacheBytes: diskBytes, ReadAhead: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(r.Close)
+		return r, func() tier.ReaderStats {
+			for off := seg.BaseOffset; off <= seg.LastOffset; {
+				got, err := r.Read(context.Background(), seg, off, 3000, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want, _ := l.Read(nil, off, 3000, -1)
+				if !remotePrefix(got, want) {
+					t.Fatalf("offset %d differs", off)
+				}
+				off = lastOffset(got) + 1
+			}
+			waitQuiet(t, r)
+			return r.Stats()
+		}
+	}
+
+	// Room for all of it: the second reading is served from memory and
+	// disk.
+	_, pass := reader(1 << 20)
+	first := pass()
+	if first.FetchedBytes != seg.SizeBytes || first.SpilledBytes == 0 {
+		t.Fatalf("first reading: %+v of a %d-byte segment", first, seg.SizeBytes)
+	}
+	if second := pass(); second.FetchedBytes != first.FetchedBytes {
+		t.Fatalf("second reading fetched %d bytes again", second.FetchedBytes-first.FetchedBytes)
+	}
+
+	// Room for four chunks: the first four to leave memory fill it, the
+	// rest of a first reading is not written; read again, it is.
+	_, pass = reader(4 * chunk)
+	first = pass()
+	if first.SpilledBytes != 4*chunk || first.CachedBytes != 4*chunk {
+		t.Fatalf("first reading with a 4-chunk disk cache: %+v", first)
+	}
+	second := pass()
+	if second.SpilledBytes <= first.SpilledBytes || second.CachedBytes > 4*chunk {
+		t.Fatalf("second reading: %+v after %+v", second, first)
+	}
+	if second.MemoryBytes > 4*chunk {
+		t.Fatalf("%d bytes in memory, bound %d", second.MemoryBytes, 4*chunk)
+	}
+}
+
+// TestReaderRandomReads: readers at seeded random offsets and sizes, side
+// by side, with memory and disk bounds of a few chunks and objects
+// forgotten under them, always get the local log's bytes; the bounds
+// hold once they stop.
+func TestReaderRandomReads(t *testing.T) {
+	dir, _ := tier.OpenDir(t.TempDir())
+	l, segs := uploadedLog(t, dir, 400, 3000, 0)
+	const chunk = 1 << 10
+	r, err := tier.NewReader(tier.ReaderConfig{Store: dir, CacheDir: t.TempDir(), ChunkBytes: chunk,
+		MemoryBytes: 3 * chunk, CacheBytes: 6 * chunk, ReadAhead: 2, Workers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	last := segs[len(segs)-1].LastOffset
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(seed, uint64(g)))
+			for range 300 {
+				off := rng.Int64N(last + 1)
+				s := segmentFor(segs, off)
+				if rng.IntN(20) == 0 {
+					r.Forget(s)
+				}
+				max := 1 + rng.IntN(4*chunk)
+				got, err := r.Read(context.Background(), s, off, max, nil)
+				if err != nil {
+					t.Errorf("offset %d: %v", off, err)
+					return
+				}
+				want, _ := l.Read(nil, off, max, -1)
+				if !remotePrefix(got, want) {
+					t.Errorf("offset %d max %d: remote %d bytes, local %d", off, max, len(got), len(want))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	waitQuiet(t, r)
+	if st := r.Stats(); st.MemoryBytes > 3*chunk || st.CachedBytes > 6*chunk {
+		t.Fatalf("bounds exceeded once reads stopped: %+v", st)
+	}
+}
+
+// lastOffset is the last offset of the batches in b.
+func lastOffset(b []byte) int64 {
+	var last int64
+	for len(b) > 0 {
+		h, _ := plog.ParseBatchHeader(b)
+		last, b = h.LastOffset(), b[h.Size():]
+	}
+	return last
+}
+
+// waitQuiet waits until the reader's fetches and spills have settled:
+// its stats stop changing.
+func waitQuiet(t *testing.T, r *tier.Reader) {
+	t.Helper()
+	prev := r.Stats()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		st := r.Stats()
+		if st == prev {
+			return
+		}
+		prev = st
+	}
+	t.Fatal("the reader's fetches never settled")
+}
+
+// remotePrefix reports whether a remote read's answer got agrees with
+// the local log's want for the same offset and bound: whole batches, a
+// prefix of want, at least its first batch. (A remote read waits for the
+// first batch only, then gives what the cache already holds.)
+func remotePrefix(got, want []byte) bool {
+	if len(want) == 0 {
+		return len(got) == 0
+	}
+	first, _ := plog.ParseBatchHeader(want)
+	return int64(len(got)) >= first.Size() && bytes.HasPrefix(want, got)
+}
+
+// gatedStore serves the first open bytes of each GET at once and the
+// rest once gate is closed.
+type gatedStore struct {
+	tier.Store
+	open int
+	gate chan struct{}
+}
+
+func (g *gatedStore) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	rc, err := g.Store.Get(ctx, key, off, n)
+	if err != nil || !strings.HasSuffix(key, ".log") {
+		return rc, err
+	}
+	return &gatedReader{rc: rc, left: g.open, gate: g.gate}, nil
+}
+
+type gatedReader struct {
+	rc   io.ReadCloser
+	left int
+	gate chan struct{}
+}
+
+func (r *gatedReader) Read(p []byte) (int, error) {
+	if r.left <= 0 {
+		<-r.gate
+		return r.rc.Read(p)
+	}
+	n, err := r.rc.Read(p[:min(len(p), r.left)])
+	r.left -= n
+	return n, err
+}
+
+func (r *gatedReader) Close() error { return r.rc.Close() }
+
+// TestReaderAnswersWithWhatIsIn: a read waits for its first batch only;
+// the bytes after it that are still on their way are left for the next
+// read, which gets them all once they are in.
+func TestReaderAnswersWithWhatIsIn(t *testing.T) {
+	dir, _ := tier.OpenDir(t.TempDir())
+	l, segs := uploadedLog(t, dir, 400, 1000, 0)
+	seg := segs[0]
+	gate := make(chan struct{})
+	store := &gatedStore{Store: dir, open: 4 << 10, gate: gate}
+	r, err := tier.NewReader(tier.ReaderConfig{Store: store, CacheDir: t.TempDir(), ChunkBytes: 32 << 10, ReadAhead: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	want, _ := l.Read(nil, seg.BaseOffset, 32<<10, -1)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	got, err := r.Read(ctx, seg, seg.BaseOffset, 32<<10, nil)
+	if err != nil {
+		t.Fatalf("a read that needs one batch, with 4 KiB in: %v", err)
+	}
+	if !remotePrefix(got, want) || len(got) > 4<<10 || len(got) == len(want) {
+		t.Fatalf("with 4 KiB of the chunk in: %d bytes, local %d", len(got), len(want))
+	}
+	close(gate)
+	deadline := time.Now().Add(10 * time.Second)
+	for !bytes.Equal(got, want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after the chunk came in: %d bytes, local %d", len(got), len(want))
+		}
+		time.Sleep(5 * time.Millisecond)
+		if got, err = r.Read(context.Background(), seg, seg.BaseOffset, 32<<10, nil); err != nil {
+			t.Fatal(err)
 		}
 	}
 }
