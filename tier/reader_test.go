@@ -14,6 +14,7 @@ import (
 
 	"github.com/strata-io/strata/meta"
 	plog "github.com/strata-io/strata/node/log"
+	"github.com/strata-io/strata/testenv"
 	"github.com/strata-io/strata/tier"
 )
 
@@ -400,8 +401,7 @@ func TestReaderRandomReads(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
+	seed := testenv.Seed(t)
 	last := segs[len(segs)-1].LastOffset
 	var wg sync.WaitGroup
 	for g := range 4 {
