@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -630,5 +631,101 @@ func TestShareForgetWithAcks(t *testing.T) {
 	other := shareFetchRaw(t, ctx, b, func(r *kmsg.ShareFetchRequest) { r.MemberID, r.Topics = kmsg.StringPtr("member-b"), shareTopic(id) })
 	if acq := other.Topics[0].Partitions[0].AcquiredRecords; len(acq) != 1 || acq[0].FirstOffset != 5 || acq[0].LastOffset != 9 || acq[0].DeliveryCount != 1 {
 		t.Fatalf("another member acquired %+v, want 5..9 delivered once", acq)
+	}
+}
+
+// TestShareReadCommitted: a share group with share.isolation.level
+// read_committed gets a committed transaction's records, never an
+// aborted one's, and an open one's only once it commits; a group left
+// at read_uncommitted gets them all as they are written.
+func TestShareReadCommitted(t *testing.T) {
+	c := testenv.InProcess(t, 1, testenv.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cl := newClient(t, c.Addr())
+	adm := kadm.NewClient(cl)
+	if r, err := adm.CreateTopic(ctx, 1, 1, nil, "ledger"); err != nil || r.Err != nil {
+		t.Fatal(err, r.Err)
+	}
+	setGroupConfigs(t, ctx, cl, "committed", "share.auto.offset.reset", "earliest", "share.isolation.level", "read_committed")
+	setGroupConfigs(t, ctx, cl, "everything", "share.auto.offset.reset", "earliest")
+	tx, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()), kgo.TransactionalID("ledger-writer"), kgo.DefaultProduceTopic("ledger"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	// txn writes n records in a transaction, and ends it unless open.
+	txn := func(prefix string, n int, end kgo.TransactionEndTry, open bool) {
+		t.Helper()
+		if err := tx.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		for i := range n {
+			if err := tx.ProduceSync(ctx, &kgo.Record{Key: []byte(fmt.Sprint(prefix, i))}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !open {
+			if err := tx.EndTransaction(ctx, end); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	txn("committed-", 10, kgo.TryCommit, false)
+	txn("aborted-", 10, kgo.TryAbort, false)
+	txn("open-", 5, kgo.TryCommit, true)
+
+	// poll takes what a share consumer gets until want keys came or
+	// quiet passed with nothing new, accepting each record.
+	poll := func(cons *kgo.Client, got map[string]bool, want int, quiet time.Duration) {
+		t.Helper()
+		last := time.Now()
+		for len(got) < want || time.Since(last) < quiet {
+			if ctx.Err() != nil {
+				t.Fatalf("%d of %d records: %v", len(got), want, got)
+			}
+			pctx, pcancel := context.WithTimeout(ctx, 200*time.Millisecond)
+			fs := cons.PollFetches(pctx)
+			pcancel()
+			fs.EachRecord(func(r *kgo.Record) {
+				got[string(r.Key)] = true
+				last = time.Now()
+				r.Ack(kgo.AckAccept)
+			})
+			if err := cons.FlushAcks(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	only := func(got map[string]bool, prefixes ...string) {
+		t.Helper()
+		for k := range got {
+			ok := false
+			for _, p := range prefixes {
+				ok = ok || strings.HasPrefix(k, p)
+			}
+			if !ok {
+				t.Fatalf("got %s; want only %v", k, prefixes)
+			}
+		}
+	}
+
+	all := map[string]bool{}
+	poll(newClient(t, c.Addr(), kgo.ConsumeTopics("ledger"), kgo.ShareGroup("everything")), all, 25, 0)
+
+	committed := newClient(t, c.Addr(), kgo.ConsumeTopics("ledger"), kgo.ShareGroup("committed"))
+	got := map[string]bool{}
+	poll(committed, got, 10, time.Second)
+	only(got, "committed-")
+	if len(got) != 10 {
+		t.Fatalf("read_committed before the open transaction ends: %d records", len(got))
+	}
+	if err := tx.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	poll(committed, got, 15, 500*time.Millisecond)
+	only(got, "committed-", "open-")
+	if len(got) != 15 {
+		t.Fatalf("read_committed after the commit: %d records", len(got))
 	}
 }
