@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -160,6 +161,13 @@ func (n *Node) sharePart(ctx context.Context, group string, l *openLog, part met
 			s.Batches = append(s.Batches, share.Batch{First: b.First, Last: b.Last, State: share.State(b.State), Deliveries: b.Deliveries})
 		}
 		sp.p = share.Restore(cfg, s)
+		// Records held at the delivery limit when the state was written
+		// are released now, so archived: dead letters first, then the
+		// state that archives them.
+		if restored := sp.p.Snapshot(); !reflect.DeepEqual(restored, s) {
+			n.writeDeadLetters(ctx, key, sp.p.TakeDead(), configs)
+			sp.gen++
+		}
 	} else {
 		start, err := n.shareStartOffset(ctx, l, part, meta.GroupConfig(configs, "share.auto.offset.reset"))
 		if err != nil {

@@ -204,3 +204,97 @@ func setGroupConfigs(ctx context.Context, t *testing.T, cl *kgo.Client, group st
 		t.Fatal(err, kerr.ErrorForCode(resp.Resources[0].ErrorCode))
 	}
 }
+
+// TestShareDeadLettersAcrossFailover: records a consumer holds at the
+// delivery limit when their leader stops are released when it comes
+// back, as an expired lock would release them: archived, and sent to the
+// group's dead-letter topic.
+func TestShareDeadLettersAcrossFailover(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := testenv.InProcess(t, 1, testenv.Options{})
+	cl := newClient(t, c)
+	createTopic(ctx, t, cl, 1, 1, nil, "jobs")
+	createTopic(ctx, t, cl, 1, 1, map[string]*string{"errors.deadletterqueue.group.enable": kadm.StringPtr("true")}, "dlq.jobs")
+	setGroupConfigs(ctx, t, cl, "workers", map[string]string{"share.auto.offset.reset": "earliest",
+		"share.delivery.count.limit": "2", "errors.deadletterqueue.topic.name": "dlq.jobs"})
+	const total = 6
+	for i := range total {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "jobs", Key: []byte(strconv.Itoa(i))}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Release each record once; hold it on its second delivery, the last
+	// the limit allows.
+	cons := newClient(t, c, kgo.ConsumeTopics("jobs"), kgo.ShareGroup("workers"))
+	held := map[string]bool{}
+	for len(held) < total {
+		if ctx.Err() != nil {
+			t.Fatalf("held %d of %d at the limit", len(held), total)
+		}
+		fs := cons.PollFetches(ctx)
+		fs.EachRecord(func(r *kgo.Record) {
+			if r.DeliveryCount() < 2 {
+				r.Ack(kgo.AckRelease)
+			} else {
+				held[string(r.Key)] = true
+			}
+		})
+		if len(held) < total {
+			if err := cons.FlushAcks(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// The acquisitions reach the metadata in the background.
+	fsm := c.Nodes[1].Member.Server().FSM()
+	for {
+		v := fsm.View()
+		st, _, err := v.ShareState("workers", "jobs", 0)
+		v.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := int64(0)
+		for _, b := range st.Batches {
+			if b.Deliveries == 2 {
+				n += b.Last - b.First + 1
+			}
+		}
+		if n == total {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("share state never recorded the second deliveries: %+v", st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.StopNode(1)
+	c.StartNode(1)
+
+	reader := newClient(t, c, kgo.ConsumeTopics("dlq.jobs"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	got := map[string]bool{}
+	for len(got) < total {
+		if ctx.Err() != nil {
+			t.Fatalf("%d of %d dead letters", len(got), total)
+		}
+		reader.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			h := map[string]string{}
+			for _, x := range r.Headers {
+				h[x.Key] = string(x.Value)
+			}
+			if h["_dlq.errors.disposition"] != "MAX_DELIVERY_ATTEMPTS_REACHED" || h["_dlq.errors.delivery.count"] != "2" {
+				t.Fatalf("dead letter headers %v", h)
+			}
+			got[h["_dlq.errors.original.offset"]] = true
+		})
+	}
+	// The state written after the restart archives them: they are not
+	// delivered again.
+	again := newClient(t, c, kgo.ConsumeTopics("jobs"), kgo.ShareGroup("workers"))
+	pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+	defer pcancel()
+	again.PollFetches(pctx).EachRecord(func(r *kgo.Record) {
+		t.Errorf("record %s delivered again after its last delivery (count %d)", r.Key, r.DeliveryCount())
+	})
+}

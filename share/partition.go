@@ -395,8 +395,9 @@ type Batch struct {
 
 // Snapshot is what must survive a failover: the start, and each record in
 // flight with its delivery count. Locks do not survive: an acquired record
-// is recorded as released (available to be delivered again, or archived
-// at the delivery limit).
+// is recorded as available. One delivered the limit times is archived by
+// Restore, as a release would, and so becomes a dead letter then (not
+// before: its member may still accept it).
 type Snapshot struct {
 	Start   int64
 	Batches []Batch
@@ -413,11 +414,8 @@ func (p *Partition) Snapshot() Snapshot {
 	for _, off := range offs {
 		r := p.recs[off]
 		st := r.state
-		if st == Acquired { // as if released: the lock does not survive
+		if st == Acquired { // the lock does not survive
 			st = Available
-			if r.deliveries >= p.cfg.DeliveryLimit {
-				st = Archived
-			}
 		}
 		if n := len(s.Batches); n > 0 && s.Batches[n-1].Last == off-1 && s.Batches[n-1].State == st && s.Batches[n-1].Deliveries == r.deliveries {
 			s.Batches[n-1].Last = off
@@ -437,7 +435,10 @@ func (p *Partition) Snapshot() Snapshot {
 	return s
 }
 
-// Restore rebuilds a partition from a snapshot (after a failover).
+// Restore rebuilds a partition from a snapshot (after a failover). A
+// record available after as many deliveries as the limit allows was
+// held when the snapshot was taken: it is released now, so archived
+// (and with DeadLetters, taken by TakeDead).
 func Restore(cfg Config, s Snapshot) *Partition {
 	p := New(cfg, s.Start)
 	for _, b := range s.Batches {
@@ -446,7 +447,11 @@ func Restore(cfg Config, s Snapshot) *Partition {
 			if st == Acquired {
 				st = Available
 			}
-			p.recs[off] = &record{state: st, deliveries: b.Deliveries}
+			r := &record{state: st, deliveries: b.Deliveries}
+			p.recs[off] = r
+			if st == Available && r.deliveries >= p.cfg.DeliveryLimit {
+				p.release(off, r)
+			}
 			if off >= p.end {
 				p.end = off + 1
 			}
