@@ -67,7 +67,11 @@ type Config struct {
 	ReplicaLagMax        time.Duration
 	ReplicaFetchWait     time.Duration
 	ReplicaCheckInterval time.Duration
-	Logger               *slog.Logger
+	// ShareIdle is how long a share-partition with nothing in flight
+	// stays in memory unused (default 10 min); its state stays in the
+	// metadata, and the next fetch loads it again.
+	ShareIdle time.Duration
+	Logger    *slog.Logger
 	// MaintainInterval is how often logs roll, retain and flush by time
 	// (default 1s).
 	MaintainInterval time.Duration
@@ -231,6 +235,9 @@ func Start(cfg Config) (*Node, error) {
 	}
 	if cfg.ReplicaLagMax <= 0 {
 		cfg.ReplicaLagMax = 30 * time.Second
+	}
+	if cfg.ShareIdle <= 0 {
+		cfg.ShareIdle = defaultShareIdle
 	}
 	if cfg.ReplicaFetchWait <= 0 {
 		cfg.ReplicaFetchWait = 500 * time.Millisecond

@@ -46,8 +46,9 @@ type ProcessConfig struct {
 	// DiskHighWatermark and DiskUsage: see Config.
 	DiskHighWatermark float64
 	DiskUsage         func() (used, total uint64, err error)
-	// ReplicaLagMax: see Config.
+	// ReplicaLagMax and ShareIdle: see Config.
 	ReplicaLagMax time.Duration
+	ShareIdle     time.Duration
 	// TxnMaxTimeout and TxnIDExpiration: transaction.max.timeout.ms and
 	// transactional.id.expiration.ms (zero: Kafka's 15 minutes and 7
 	// days).
@@ -140,7 +141,7 @@ func StartProcess(cfg ProcessConfig) (*Process, error) {
 		Tier: cfg.Tier, TierCacheBytes: cfg.TierCacheBytes,
 		TierOrphanGrace: cfg.TierOrphanGrace, TierReconcileInterval: cfg.TierReconcileInterval,
 		DiskHighWatermark: cfg.DiskHighWatermark, DiskUsage: cfg.DiskUsage,
-		ReplicaLagMax: cfg.ReplicaLagMax, MaintainInterval: cfg.MaintainInterval, Cleaner: cfg.Cleaner, Logger: cfg.Logger,
+		ReplicaLagMax: cfg.ReplicaLagMax, ShareIdle: cfg.ShareIdle, MaintainInterval: cfg.MaintainInterval, Cleaner: cfg.Cleaner, Logger: cfg.Logger,
 		Registry: cfg.Registry, NoPartitionMetrics: cfg.NoPartitionMetrics})
 	if err != nil {
 		if ss != nil {

@@ -45,9 +45,9 @@ const (
 	shareMinReadChunk = 16 << 10
 )
 
-// shareIdle is how long a share-partition with nothing in flight stays
-// in memory unused.
-const shareIdle = 10 * time.Minute
+// defaultShareIdle is how long a share-partition with nothing in flight
+// stays in memory unused (Config.ShareIdle).
+const defaultShareIdle = 10 * time.Minute
 
 type sharePartKey struct {
 	group, topic string
@@ -329,7 +329,7 @@ func (n *Node) shareLoop(ctx context.Context) {
 				sp.gen++
 			}
 			dead := sp.p.TakeDead()
-			idle := sp.p.InFlight() == 0 && now.Sub(sp.used) > shareIdle && sp.written == sp.gen
+			idle := sp.p.InFlight() == 0 && now.Sub(sp.used) > n.cfg.ShareIdle && sp.written == sp.gen
 			sp.mu.Unlock()
 			if len(dead) > 0 {
 				n.wg.Add(1)

@@ -298,3 +298,61 @@ func TestShareDeadLettersAcrossFailover(t *testing.T) {
 		t.Errorf("record %s delivered again after its last delivery (count %d)", r.Key, r.DeliveryCount())
 	})
 }
+
+// TestShareIdleForgotten: a share-partition with nothing in flight is
+// dropped from its leader's memory once unused for ShareIdle, and the
+// next fetch loads it from the metadata: what was accepted is not
+// delivered again.
+func TestShareIdleForgotten(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	reg := prometheus.NewRegistry()
+	c := testenv.InProcess(t, 1, testenv.Options{Registry: reg, ShareIdle: 300 * time.Millisecond})
+	cl := newClient(t, c)
+	createTopic(ctx, t, cl, 1, 1, nil, "idle")
+	setGroupConfigs(ctx, t, cl, "sleepy", map[string]string{"share.auto.offset.reset": "earliest"})
+	produce := func(from, to int) {
+		for i := from; i < to; i++ {
+			if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "idle", Key: []byte(strconv.Itoa(i))}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// consume accepts records until it has keys [from, to), and fails
+	// on any other key or a delivery after the first.
+	consume := func(from, to int) {
+		cons := newClient(t, c, kgo.ConsumeTopics("idle"), kgo.ShareGroup("sleepy"))
+		defer cons.Close()
+		seen := map[int]bool{}
+		for len(seen) < to-from {
+			if ctx.Err() != nil {
+				t.Fatalf("%d of keys [%d, %d)", len(seen), from, to)
+			}
+			cons.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+				k, _ := strconv.Atoi(string(r.Key))
+				if k < from || k >= to || r.DeliveryCount() != 1 {
+					t.Errorf("key %d (delivery %d); want keys [%d, %d), each once", k, r.DeliveryCount(), from, to)
+				}
+				seen[k] = true
+				r.Ack(kgo.AckAccept)
+			})
+			if err := cons.FlushAcks(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	produce(0, 10)
+	consume(0, 10)
+	labels := map[string]string{"group": "sleepy", "topic": "idle", "partition": "0"}
+	for {
+		if _, ok := metricValue(t, reg, "strata_share_partition_start_offset", labels); !ok {
+			break // forgotten
+		}
+		if ctx.Err() != nil {
+			t.Fatal("an idle share-partition was never forgotten")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	produce(10, 15)
+	consume(10, 15)
+}

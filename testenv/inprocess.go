@@ -44,6 +44,8 @@ type Options struct {
 	// DiskUsage, when set, is what nodes believe of their data disk
 	// (tests fill a disk without filling one).
 	DiskUsage func() (used, total uint64, err error)
+	// ShareIdle: see node.Config (zero: 10 min).
+	ShareIdle time.Duration
 	// ReplicaLagMax: see node.Config (default here 1s, Kafka's 30s is
 	// too slow for tests).
 	ReplicaLagMax time.Duration
@@ -128,7 +130,7 @@ func InProcess(t testing.TB, n int, opts Options) *Cluster {
 	}
 	for id := int32(1); id <= int32(n); id++ {
 		cfg := testNodeConfig(id, n, dirs[id-1], freePort(t), opts.MaintainInterval, opts.Logger)
-		cfg.TxnIDExpiration = opts.TxnIDExpiration
+		cfg.TxnIDExpiration, cfg.ShareIdle = opts.TxnIDExpiration, opts.ShareIdle
 		cfg.GroupConsumerHeartbeatInterval = opts.GroupConsumerHeartbeat
 		cfg.Cleaner.IOBytesPerSecond = opts.CleanerIOBytesPerSecond
 		if opts.DeploymentTimeouts {
