@@ -102,8 +102,9 @@ func (g *Gateway) fetchOffsetsTopic(ctx context.Context, req *kmsg.FetchRequest,
 	}
 }
 
-// offsetsBatch encodes commits (by log offset) as one record batch of at
-// most maxBytes, or of the first commit when that alone is more.
+// offsetsBatch encodes commits and group metadata (by log offset) as one
+// record batch of at most maxBytes, or of the first record when that
+// alone is more.
 func offsetsBatch(os []meta.Offset, maxBytes int) []byte {
 	if len(os) == 0 {
 		return nil
@@ -112,11 +113,19 @@ func offsetsBatch(os []meta.Offset, maxBytes int) []byte {
 	var body []byte
 	n, last := 0, base
 	for _, o := range os {
-		key := (&kmsg.OffsetCommitKey{Version: 1, Group: o.Group, Topic: o.Topic, Partition: o.Partition}).AppendTo(nil)
-		var value []byte // a tombstone: the key's offsets were deleted
-		if !o.Deleted {
-			value = (&kmsg.OffsetCommitValue{Version: 3, Offset: o.Offset, LeaderEpoch: o.LeaderEpoch, Metadata: o.Metadata,
-				CommitTimestamp: o.CommitTimeMs}).AppendTo(nil)
+		var key, value []byte // no value: a tombstone, the key was deleted
+		switch {
+		case o.IsGroupMetadata(): // the value is Kafka's GroupMetadataValue already
+			key = (&kmsg.GroupMetadataKey{Version: 2, Group: o.Group}).AppendTo(nil)
+			if !o.Deleted {
+				value = o.Value
+			}
+		default:
+			key = (&kmsg.OffsetCommitKey{Version: 1, Group: o.Group, Topic: o.Topic, Partition: o.Partition}).AppendTo(nil)
+			if !o.Deleted {
+				value = (&kmsg.OffsetCommitValue{Version: 3, Offset: o.Offset, LeaderEpoch: o.LeaderEpoch, Metadata: o.Metadata,
+					CommitTimestamp: o.CommitTimeMs}).AppendTo(nil)
+			}
 		}
 		enc := batch.EncodeRecord(batch.Record{Offset: o.LogOffset, Timestamp: o.CommitTimeMs, Key: key, Value: value}, base, firstTs)
 		if n > 0 && batch.Overhead+len(body)+len(enc) > maxBytes {

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -202,4 +203,89 @@ func kafkaPartition(group string) int32 {
 		h = -h
 	}
 	return h % 50
+}
+
+// TestConsumerOffsetsGroupMetadata: a classic group's metadata reaches
+// __consumer_offsets as on Kafka: a GroupMetadataKey (v2) record with its
+// protocol, generation, leader and members with their assignments once a
+// rebalance completes; a record with no members once the group empties;
+// a tombstone once it is deleted.
+func TestConsumerOffsetsGroupMetadata(t *testing.T) {
+	c := testenv.InProcess(t, 1, testenv.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cl := newClient(t, c.Addr())
+	adm := kadm.NewClient(cl)
+	if r, err := adm.CreateTopic(ctx, 4, 1, nil, "orders"); err != nil || r.Err != nil {
+		t.Fatal(err, r.Err)
+	}
+	const group = "readers"
+	reader := newClient(t, c.Addr(), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
+		"__consumer_offsets": {kafkaPartition(group): kgo.NewOffset().At(0)}}), kgo.FetchMaxWait(200*time.Millisecond))
+	var latest *kmsg.GroupMetadataValue // nil after a tombstone
+	seen := false
+	// until reads the group's records until ok holds for the latest.
+	until := func(what string, ok func() bool) {
+		t.Helper()
+		for !(seen && ok()) {
+			if ctx.Err() != nil {
+				t.Fatalf("%s: latest group metadata %+v", what, latest)
+			}
+			pctx, pcancel := context.WithTimeout(ctx, 300*time.Millisecond)
+			fs := reader.PollFetches(pctx)
+			pcancel()
+			fs.EachRecord(func(r *kgo.Record) {
+				if len(r.Key) < 2 || r.Key[1] != 2 { // an offset commit
+					return
+				}
+				var k kmsg.GroupMetadataKey
+				if err := k.ReadFrom(r.Key); err != nil || k.Group != group {
+					t.Fatalf("group metadata key %+v: %v", k, err)
+				}
+				seen = true
+				if r.Value == nil {
+					latest = nil
+					return
+				}
+				v := kmsg.NewGroupMetadataValue()
+				if err := v.ReadFrom(r.Value); err != nil || v.Version != 3 {
+					t.Fatalf("group metadata value version %d: %v", v.Version, err)
+				}
+				latest = &v
+			})
+		}
+	}
+
+	members := make([]*kgo.Client, 2)
+	for i := range members {
+		members[i] = newClient(t, c.Addr(), kgo.ConsumerGroup(group), kgo.ConsumeTopics("orders"), kgo.ClientID(fmt.Sprint("member-", i)))
+	}
+	until("two members", func() bool {
+		if latest == nil || latest.ProtocolType != "consumer" || latest.Protocol == nil || latest.Leader == nil || len(latest.Members) != 2 {
+			return false
+		}
+		assigned := 0
+		for _, m := range latest.Members {
+			if !strings.HasPrefix(m.ClientID, "member-") || m.SessionTimeoutMillis <= 0 {
+				t.Fatalf("member %+v", m)
+			}
+			var a kmsg.ConsumerMemberAssignment
+			if err := a.ReadFrom(m.Assignment); err != nil {
+				t.Fatalf("member %s assignment: %v", m.MemberID, err)
+			}
+			for _, tp := range a.Topics {
+				assigned += len(tp.Partitions)
+			}
+		}
+		return assigned == 4 && latest.Generation >= 1
+	})
+	generation := latest.Generation
+	for _, m := range members {
+		m.Close() // leaves the group
+	}
+	until("empty", func() bool { return latest != nil && len(latest.Members) == 0 && latest.Generation >= generation })
+	if resp, err := adm.DeleteGroups(ctx, group); err != nil || resp.Error() != nil {
+		t.Fatal(err, resp.Error())
+	}
+	until("deleted", func() bool { return latest == nil })
 }

@@ -163,6 +163,13 @@ func (c *Coordinator) DeleteGroups(ctx context.Context, req *kmsg.DeleteGroupsRe
 				dg.ErrorCode = kerr.CoordinatorNotAvailable.Code
 				break
 			}
+			if _, ok := c.store.(proposer); ok {
+				// Its metadata goes too, with a tombstone.
+				if err := c.propose(ctx, &meta.PutGroupMetadata{Group: id}); err != nil {
+					dg.ErrorCode = kerr.CoordinatorNotAvailable.Code
+					break
+				}
+			}
 			if slices.Contains(c.durableShareGroups(), id) {
 				if err := c.propose(ctx, &meta.DeleteShareState{Group: id}); err != nil {
 					dg.ErrorCode = kerr.CoordinatorNotAvailable.Code

@@ -70,8 +70,12 @@ type Coordinator struct {
 	sessions map[string]time.Duration
 	// topicSource, when set, stands in for the metadata's topics (tests).
 	topicSource func() map[string]topicInfo
-	stop        chan struct{}
-	wg          sync.WaitGroup
+	// metaDirty are the classic groups whose metadata is to be written,
+	// metaKick wakes the writer (groupmeta.go).
+	metaDirty map[string]bool
+	metaKick  chan struct{}
+	stop      chan struct{}
+	wg        sync.WaitGroup
 }
 
 type group struct {
@@ -112,10 +116,11 @@ func New(store OffsetStore, logger *slog.Logger) *Coordinator {
 	c := &Coordinator{store: store, logger: logger, groups: map[string]*group{}, consumers: map[string]*consumerGroup{},
 		consumerSession: DefaultConsumerSessionTimeout, consumerHeartbeat: DefaultConsumerHeartbeatInterval,
 		shares: map[string]*shareGroup{}, shareSession: DefaultShareSessionTimeout, shareHeartbeat: DefaultShareHeartbeatInterval,
-		sessions: map[string]time.Duration{},
-		stop:     make(chan struct{})}
-	c.wg.Add(1)
+		sessions: map[string]time.Duration{}, metaDirty: map[string]bool{}, metaKick: make(chan struct{}, 1),
+		stop: make(chan struct{})}
+	c.wg.Add(2)
 	go c.tickLoop()
+	go c.groupMetaLoop()
 	return c
 }
 
@@ -431,6 +436,7 @@ func (c *Coordinator) removeMemberLocked(g *group, id string) {
 	}
 	if len(g.members) == 0 {
 		g.state, g.protocol, g.leader = stateEmpty, "", ""
+		c.recordGroupLocked(g)
 	}
 }
 
@@ -496,6 +502,7 @@ func (c *Coordinator) SyncGroup(ctx context.Context, req *kmsg.SyncGroupRequest)
 			}
 		}
 		g.state = stateStable
+		c.recordGroupLocked(g)
 		for _, om := range g.members {
 			if om.sync != nil {
 				r := kmsg.NewPtrSyncGroupResponse()

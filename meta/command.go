@@ -482,6 +482,8 @@ func DecodeCommand(b []byte) (Command, error) {
 		c = &AlterGroupConfigs{}
 	case TypeResetShareState:
 		c = &ResetShareState{}
+	case TypePutGroupMetadata:
+		c = &PutGroupMetadata{}
 	default:
 		return nil, fmt.Errorf("%w: command type %d", ErrUnknownCommand, b[1])
 	}

@@ -317,6 +317,8 @@ func (w *writer) applyCmd(cmd Command) (*ApplyResult, error) {
 		return w.alterGroupConfigs(c)
 	case *ResetShareState:
 		return w.resetShareState(c)
+	case *PutGroupMetadata:
+		return w.putGroupMetadata(c)
 	}
 	return rejected(fmt.Errorf("%w: %T", ErrUnknownCommand, cmd))
 }

@@ -117,6 +117,7 @@ func allCommands() []Command {
 		&DeleteShareState{Group: "q", Topic: "orders"},
 		&ResetShareState{Group: "q", Topic: "orders", Starts: map[int32]int64{0: 5, 1: -1}, NowMs: 15},
 		&AlterGroupConfigs{Group: "q", Set: map[string]string{"share.auto.offset.reset": "earliest"}, Delete: []string{"share.delivery.count.limit"}},
+		&PutGroupMetadata{Group: "g", Value: []byte{0, 3, 1, 2}, NowMs: 16},
 	}
 }
 

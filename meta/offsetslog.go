@@ -313,6 +313,16 @@ func (v *View) OffsetsLog(from map[int32]int64, limit int) (map[int32][]Offset, 
 	if err != nil {
 		return nil, nil, err
 	}
+	err = scanGroupMetadata(v.txn, func(o Offset) {
+		p := OffsetsPartition(o.Group)
+		if start, ok := from[p]; ok && o.LogOffset >= start {
+			o.Value, o.Metadata = []byte(o.Metadata), ""
+			out[p] = append(out[p], o)
+		}
+	})
+	if err != nil {
+		return nil, nil, err
+	}
 	for p := range counted {
 		ends[p] = legacy[p]
 	}

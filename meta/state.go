@@ -60,6 +60,10 @@ type Offset struct {
 	// Deleted marks a tombstone in the view: the key's offsets were
 	// deleted at LogOffset (never in commands or offset records).
 	Deleted bool `json:",omitempty"`
+	// Value is a group metadata record's value in the view
+	// (IsGroupMetadata): bytes, which JSON carries whole where a string
+	// would lose what is not UTF-8.
+	Value []byte `json:",omitempty"`
 }
 
 // TierSegment is a tier manifest entry: one uploaded segment.
