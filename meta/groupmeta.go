@@ -3,8 +3,6 @@ package meta
 import (
 	"encoding/binary"
 	"fmt"
-
-	"github.com/dgraph-io/badger/v4"
 )
 
 // A classic group's metadata (its protocol, generation, leader and
@@ -89,25 +87,4 @@ func (w *writer) putGroupMetadata(c *PutGroupMetadata) (*ApplyResult, error) {
 func (v *View) GroupMetadata(group string) ([]byte, bool, error) {
 	o, ok, err := getRecord(v.txn, groupMetadataKey(group), decodeOffset)
 	return []byte(o.Metadata), ok, err
-}
-
-// scanGroupMetadata calls fn with every group's metadata record.
-func scanGroupMetadata(txn *badger.Txn, fn func(Offset)) error {
-	opts := badger.DefaultIteratorOptions
-	opts.Prefix = []byte(keyGroupMetadata)
-	it := txn.NewIterator(opts)
-	defer it.Close()
-	for it.Rewind(); it.Valid(); it.Next() {
-		err := it.Item().Value(func(v []byte) error {
-			o, err := decodeOffset(v)
-			if err == nil {
-				fn(o)
-			}
-			return err
-		})
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }

@@ -250,8 +250,14 @@ func (w *writer) offsetsLogEnd(p int32) (int64, error) {
 
 // scanOffsets calls fn with every committed offset, in key order.
 func scanOffsets(txn *badger.Txn, fn func(Offset)) error {
+	return scanOffsetRecords(txn, []byte(keyOffset), fn)
+}
+
+// scanOffsetRecords calls fn with every Offset record under prefix, in
+// key order.
+func scanOffsetRecords(txn *badger.Txn, prefix []byte, fn func(Offset)) error {
 	opts := badger.DefaultIteratorOptions
-	opts.Prefix = []byte(keyOffset)
+	opts.Prefix = prefix
 	it := txn.NewIterator(opts)
 	defer it.Close()
 	for it.Rewind(); it.Valid(); it.Next() {
@@ -313,7 +319,7 @@ func (v *View) OffsetsLog(from map[int32]int64, limit int) (map[int32][]Offset, 
 	if err != nil {
 		return nil, nil, err
 	}
-	err = scanGroupMetadata(v.txn, func(o Offset) {
+	err = scanOffsetRecords(v.txn, []byte(keyGroupMetadata), func(o Offset) {
 		p := OffsetsPartition(o.Group)
 		if start, ok := from[p]; ok && o.LogOffset >= start {
 			o.Value, o.Metadata = []byte(o.Metadata), ""
