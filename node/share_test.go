@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/strata-io/strata/meta"
 	"github.com/strata-io/strata/testenv"
 )
 
@@ -248,11 +249,12 @@ func TestShareDeadLettersAcrossFailover(t *testing.T) {
 	}
 	// The acquisitions reach the metadata in the background.
 	fsm := c.Nodes[1].Member.Server().FSM()
-	for {
+	var st meta.ShareState
+	testenv.WaitFor(ctx, t, 10*time.Millisecond, func() bool {
 		v := fsm.View()
-		st, _, err := v.ShareState("workers", "jobs", 0)
-		v.Close()
-		if err != nil {
+		defer v.Close()
+		var err error
+		if st, _, err = v.ShareState("workers", "jobs", 0); err != nil {
 			t.Fatal(err)
 		}
 		n := int64(0)
@@ -261,14 +263,8 @@ func TestShareDeadLettersAcrossFailover(t *testing.T) {
 				n += b.Last - b.First + 1
 			}
 		}
-		if n == total {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("share state never recorded the second deliveries: %+v", st)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return n == total
+	}, func() string { return fmt.Sprintf("share state never recorded the second deliveries: %+v", st) })
 	c.StopNode(1)
 	c.StartNode(1)
 
@@ -344,15 +340,10 @@ func TestShareIdleForgotten(t *testing.T) {
 	produce(0, 10)
 	consume(0, 10)
 	labels := map[string]string{"group": "sleepy", "topic": "idle", "partition": "0"}
-	for {
-		if _, ok := metricValue(t, reg, "strata_share_partition_start_offset", labels); !ok {
-			break // forgotten
-		}
-		if ctx.Err() != nil {
-			t.Fatal("an idle share-partition was never forgotten")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testenv.WaitFor(ctx, t, 20*time.Millisecond, func() bool {
+		_, held := metricValue(t, reg, "strata_share_partition_start_offset", labels)
+		return !held // forgotten
+	}, func() string { return "an idle share-partition was never forgotten" })
 	produce(10, 15)
 	consume(10, 15)
 }

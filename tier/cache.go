@@ -45,6 +45,7 @@ type chunkCache struct {
 	memUsed   int64     // bytes of chunks in memory, whole or not
 	diskUsed  int64     // bytes of chunks on disk
 	spilling  int64     // bytes of chunks being written to disk
+	spills    int       // and how many
 	ghosts    map[chunkID]*list.Element
 	ghostList list.List // ids fetched before and no longer held, oldest last
 	maxGhosts int
@@ -421,6 +422,7 @@ func (c *chunkCache) evictMemLocked(ahead bool, spills []*chunk) []*chunk {
 				ch.elem = nil
 				c.memUsed -= ch.size // its buffer is the spill's until written
 				c.spilling += ch.size
+				c.spills++
 				c.wg.Add(1)
 				spills = append(spills, ch)
 			} else {
@@ -448,6 +450,7 @@ func (c *chunkCache) spill(spills []*chunk) {
 			c.mu.Lock()
 			defer c.mu.Unlock()
 			c.spilling -= ch.size
+			c.spills--
 			if c.chunks[ch.id] != ch || c.closed || err != nil {
 				// Forgotten, closing or failed: it leaves the cache.
 				if f != nil {

@@ -105,15 +105,18 @@ type ReaderStats struct {
 	SpilledBytes           int64 // bytes of chunks written to the disk cache
 	CachedBytes            int64 // on disk
 	MemoryBytes            int64 // in memory
+	// Working counts chunks being fetched or written to disk now.
+	Working int
 }
 
 // Stats reports cache use.
 func (r *Reader) Stats() ReaderStats {
 	r.chunks.mu.Lock()
-	disk, mem := r.chunks.diskUsed, r.chunks.memUsed
+	disk, mem, working := r.chunks.diskUsed, r.chunks.memUsed, r.chunks.loading+r.chunks.spills
 	r.chunks.mu.Unlock()
 	return ReaderStats{ChunkHits: r.chunks.hits.Load(), ChunkMisses: r.chunks.misses.Load(),
-		FetchedBytes: r.chunks.fetched.Load(), SpilledBytes: r.chunks.spilled.Load(), CachedBytes: disk, MemoryBytes: mem}
+		FetchedBytes: r.chunks.fetched.Load(), SpilledBytes: r.chunks.spilled.Load(), CachedBytes: disk, MemoryBytes: mem,
+		Working: working}
 }
 
 // Read returns whole batches of seg from the one holding offset: at most

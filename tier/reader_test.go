@@ -446,20 +446,13 @@ func lastOffset(b []byte) int64 {
 	return last
 }
 
-// waitQuiet waits until the reader's fetches and spills have settled:
-// its stats stop changing.
+// waitQuiet waits until the reader fetches and spills nothing.
 func waitQuiet(t *testing.T, r *tier.Reader) {
 	t.Helper()
-	prev := r.Stats()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
-		time.Sleep(20 * time.Millisecond)
-		st := r.Stats()
-		if st == prev {
-			return
-		}
-		prev = st
-	}
-	t.Fatal("the reader's fetches never settled")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	testenv.WaitFor(ctx, t, 2*time.Millisecond, func() bool { return r.Stats().Working == 0 },
+		func() string { return fmt.Sprintf("the reader's fetches never settled: %+v", r.Stats()) })
 }
 
 // remotePrefix reports whether a remote read's answer got agrees with
@@ -533,14 +526,8 @@ func TestReaderAnswersWithWhatIsIn(t *testing.T) {
 		t.Fatalf("with 4 KiB of the chunk in: %d bytes, local %d", len(got), len(want))
 	}
 	close(gate)
-	deadline := time.Now().Add(10 * time.Second)
-	for !bytes.Equal(got, want) {
-		if time.Now().After(deadline) {
-			t.Fatalf("after the chunk came in: %d bytes, local %d", len(got), len(want))
-		}
-		time.Sleep(5 * time.Millisecond)
-		if got, err = r.Read(context.Background(), seg, seg.BaseOffset, 32<<10, nil); err != nil {
-			t.Fatal(err)
-		}
+	waitQuiet(t, r) // the chunk is in
+	if got, err = r.Read(ctx, seg, seg.BaseOffset, 32<<10, nil); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("after the chunk came in: %d bytes, local %d: %v", len(got), len(want), err)
 	}
 }
